@@ -1,0 +1,43 @@
+"""metricloss: metric-learning (ranking) losses as pure functions returning ``(value, grad)``.
+
+Every loss returns its value (a Python float) and its analytic gradient with respect to each differentiable
+input (shaped and typed like that input; a tuple when there are several), derived by hand beside the code.
+
+>>> import numpy as np
+>>> import metricloss
+>>> x = np.random.default_rng(0).standard_normal((8, 4))
+>>> value, grad = metricloss.contrastive_loss(x, np.array([0, 0, 1, 1, 2, 2, 3, 3]))
+>>> grad.shape
+(8, 4)
+"""
+
+from ._reduce import REDUCTIONS
+from ._version import __version__
+from .distances import METRICS, paired_distances, pairwise_distances, pairwise_distances_vjp
+from .metrics import recall_at_k
+from .pairs import (
+    CONTRASTIVE_FORMS,
+    contrastive_loss,
+    contrastive_pair_loss,
+    cosine_embedding_loss,
+    hinge_embedding_loss,
+    margin_ranking_loss,
+)
+from .triplet import triplet_margin_loss
+
+__all__ = [
+    "CONTRASTIVE_FORMS",
+    "METRICS",
+    "REDUCTIONS",
+    "__version__",
+    "contrastive_loss",
+    "contrastive_pair_loss",
+    "cosine_embedding_loss",
+    "hinge_embedding_loss",
+    "margin_ranking_loss",
+    "paired_distances",
+    "pairwise_distances",
+    "pairwise_distances_vjp",
+    "recall_at_k",
+    "triplet_margin_loss",
+]

@@ -1,0 +1,136 @@
+"""Input checks for the public functions: every error message metricloss raises lives in this module.
+
+Each public function validates its arguments once, here, and hands plain, trusted arrays to private code.
+Messages name the argument, say what was expected and what was got, and where it helps, how to fix it.
+
+Dtype policy: floating-point inputs must be float32 or float64 and keep that dtype (float32 in, float32 out).
+float16 is refused rather than silently upcast, because the returned gradient must have the input's dtype and
+float16 has too little range for squared distances. Integer, boolean and complex arrays are refused for
+differentiable inputs.
+"""
+
+import numbers
+import operator
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _as_array(value, name):
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be an array-like of numbers; got {type(value).__name__} ({error})") from None
+
+
+def check_float_array(value, name, *, ndim=None):
+    """Return ``value`` as a finite float32/float64 array with ``ndim`` dimensions (any rank if None)."""
+    array = _as_array(value, name)
+    if array.dtype not in FLOAT_DTYPES:
+        if array.dtype == np.float16:
+            fix = f"convert it with {name}.astype(np.float32)"
+        elif array.dtype.kind in "iub":
+            fix = f"embeddings and scores are differentiable inputs; convert with {name}.astype(np.float64)"
+        else:
+            fix = "pass an array of float32 or float64 numbers"
+        raise TypeError(f"{name} must be a float32 or float64 array; got dtype {array.dtype}: {fix}")
+    if ndim is not None and array.ndim != ndim:
+        expected = {1: "a 1-D array of shape (n,)", 2: "a 2-D array of shape (n_samples, n_features)"}[ndim]
+        raise ValueError(f"{name} must be {expected}; got an array of shape {array.shape}")
+    if array.size == 0 or (array.ndim >= 1 and array.shape[0] == 0):
+        raise ValueError(f"{name} must not be empty; got an array of shape {array.shape}")
+    if not np.isfinite(array).all():
+        bad = np.argwhere(~np.isfinite(array))[0]
+        raise ValueError(
+            f"{name} must be finite; got {array[tuple(bad)]} at index {tuple(int(i) for i in bad)} "
+            f"({np.count_nonzero(~np.isfinite(array))} non-finite values in all)"
+        )
+    return array
+
+
+def check_embeddings(value, name="embeddings"):
+    """A finite float32/float64 array of shape (n_samples, n_features)."""
+    return check_float_array(value, name, ndim=2)
+
+
+def check_same_shape(array, name, reference, reference_name):
+    if array.shape != reference.shape:
+        raise ValueError(
+            f"{name} must have the same shape as {reference_name}, {reference.shape}; got {array.shape}"
+        )
+
+
+def check_labels(value, n_samples, name="labels", *, against="embeddings"):
+    """Integer class labels of shape (n_samples,)."""
+    labels = _as_array(value, name)
+    if labels.ndim != 1 or labels.shape[0] != n_samples:
+        raise ValueError(
+            f"{name} must have shape ({n_samples},) to match {against}; got {labels.shape}"
+            + (": flatten it with labels.ravel()" if labels.size == n_samples else "")
+        )
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be integer class ids; got dtype {labels.dtype}: convert with .astype(int)")
+    return labels
+
+
+def check_targets(value, shape, name, *, allowed, against):
+    """Targets of the given shape whose values all lie in ``allowed`` (e.g. (-1, 1) or (0, 1))."""
+    targets = _as_array(value, name)
+    if targets.shape != shape:
+        raise ValueError(f"{name} must have shape {shape} to match {against}; got {targets.shape}")
+    if targets.dtype.kind not in "iufb":
+        raise TypeError(f"{name} must hold numbers {allowed}; got dtype {targets.dtype}")
+    invalid = ~np.isin(targets, allowed)
+    if invalid.any():
+        raise ValueError(
+            f"{name} must contain only the values {allowed}; got {targets[invalid][0]!r} "
+            f"({np.count_nonzero(invalid)} invalid entries)"
+        )
+    return targets
+
+
+def check_option(value, name, options):
+    """``value`` must be one of the strings in ``options`` (a module-level tuple)."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
+    return value
+
+
+def check_scalar(value, name, *, low=None, high=None, low_inclusive=True, why=""):
+    """A finite real number in [low, high] (or (low, high] when ``low_inclusive`` is False)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value}")
+    too_low = low is not None and (value < low if low_inclusive else value <= low)
+    too_high = high is not None and value > high
+    if too_low or too_high:
+        lower = "" if low is None else f"{'>=' if low_inclusive else '>'} {low}"
+        upper = "" if high is None else f"<= {high}"
+        bounds = " and ".join(b for b in (lower, upper) if b)
+        raise ValueError(f"{name} must be {bounds}{why}; got {value}")
+    return value
+
+
+def check_margin(value, name="margin"):
+    """A margin: a finite real >= 0 (0 is legitimate; a negative margin would reward wrong orderings)."""
+    return check_scalar(value, name, low=0.0, why=" (a negative margin rewards wrongly ordered pairs)")
+
+
+def check_bool(value, name):
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def check_count(value, name, *, low=1):
+    """A Python or NumPy integer >= ``low``."""
+    try:
+        count = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer; got {type(value).__name__}") from None
+    if count < low:
+        raise ValueError(f"{name} must be >= {low}; got {count}")
+    return count

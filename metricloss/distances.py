@@ -1,0 +1,279 @@
+"""Distances and their vector-Jacobian products: the one chain rule every loss on a distance matrix shares.
+
+A loss on embeddings computes a distance matrix D, the loss-specific math on D, and a cotangent g = ∂L/∂D of
+the same shape. :func:`pairwise_distances_vjp` then turns g into ∂L/∂X with two matrix products, whatever the
+loss. The rules, for rows x_i of X and y_j of Y:
+
+=================  ==============================  ================================================
+metric             D_ij                            ∂L/∂x_i (given g_ij = ∂L/∂D_ij)
+=================  ==============================  ================================================
+``sqeuclidean``    ‖x_i − y_j‖²                    Σ_j 2 g_ij (x_i − y_j)
+``euclidean``      ‖x_i − y_j‖                     Σ_j (g_ij / D_ij) (x_i − y_j), terms with D_ij = 0
+                                                   contribute 0 (the subgradient at 0, by a branch)
+``cosine``         1 − x̂_i·ŷ_j, x̂ = x/‖x‖          −(1/‖x_i‖) Σ_j g_ij (ŷ_j − c_ij x̂_i), c = 1 − D
+=================  ==============================  ================================================
+
+In matrix form, with S the per-pair scale (2g or g/D), ∂L/∂X = diag(S·1) X − S Y: one GEMM. ∂L/∂Y is the same
+rule applied to gᵀ with the roles of X and Y swapped; when Y is X (distances within one batch) both apply to the
+same rows, and since D is symmetric that is the rule for X with g + gᵀ.
+
+Numerical care:
+
+* squared Euclidean distances use the GEMM form ‖x‖² + ‖y‖² − 2x·y for speed, then recompute by direct
+  differences (in float64) every pair with D_ij <= ratio · (‖x_i‖² + ‖y_j‖²), where the GEMM form is mostly
+  rounding; so the diagonal and duplicated rows are exactly 0 and close pairs are as accurate as ``cdist``.
+* a row of zeros has no direction: its cosine similarity with anything (itself included) is defined as 0, so its
+  cosine distance is 1, and its gradient is 0 (as torch's ``cosine_similarity``, which divides by max(‖x‖‖y‖, ε)).
+"""
+
+import numpy as np
+
+from ._kernels import get_kernels
+from ._validation import check_embeddings, check_option
+
+METRICS = ("euclidean", "sqeuclidean", "cosine")
+
+# Pairs with ‖x − y‖² <= ratio · (‖x‖² + ‖y‖²) are recomputed by direct differences. The GEMM form's error is
+# about (a few ulps) · (‖x‖² + ‖y‖²), so the relative error left on the other pairs is ≲ 10 · eps / ratio:
+# ~1e-13 in float64, ~1e-5 in float32.
+_CANCELLATION_RATIO = {np.dtype(np.float32): 0.1, np.dtype(np.float64): 1e-3}
+
+
+def _row_sq_norms(x):
+    return np.einsum("ij,ij->i", x, x)
+
+
+def _squared_euclidean(x, y, kernels):
+    """‖x_i − y_j‖² for all pairs: GEMM form, close pairs recomputed directly (``y`` is not ``x``'s buffer)."""
+    sq_x, sq_y = _row_sq_norms(x), _row_sq_norms(y)
+    d2 = x @ y.T
+    d2 *= -2
+    d2 += sq_x[:, None]
+    d2 += sq_y[None, :]
+    kernels.recompute_close_pairs(x, y, d2, sq_x, sq_y, _CANCELLATION_RATIO[x.dtype])
+    return d2
+
+
+def _unit_rows(x):
+    """Rows scaled to unit norm (zero rows stay zero), and the norms."""
+    norm = np.sqrt(_row_sq_norms(x))
+    inv_norm = np.divide(1, norm, out=np.zeros_like(norm), where=norm > 0)
+    return x * inv_norm[:, None], norm, inv_norm
+
+
+def _pairwise_distances_vjp(x, y, metric, kernels):
+    """D(x, y) and its pullback g ↦ ∂L/∂x (y None: distances within x) or g ↦ (∂L/∂x, ∂L/∂y). Trusts inputs."""
+    self_pairs = y is None
+    # A separate copy of x: numpy sends x @ x.T to SYRK, several times slower than the general GEMM here.
+    other = x.copy() if self_pairs else y
+
+    if metric == "cosine":
+        x_unit, _, x_inv_norm = _unit_rows(x)
+        y_unit, _, y_inv_norm = (x_unit.copy(), None, x_inv_norm) if self_pairs else _unit_rows(other)
+        # 1 − x̂·ŷ = ½‖x̂ − ŷ‖²: the squared form is accurate for nearly parallel rows.
+        d = _squared_euclidean(x_unit, y_unit, kernels)
+        d *= 0.5
+        d[x_inv_norm == 0, :] = 1
+        d[:, y_inv_norm == 0] = 1
+        np.clip(d, 0, 2, out=d)
+        cos = 1 - d
+
+        def pull_rows(g, a_unit, a_inv_norm, b_unit, cos_ab):
+            # ∂D_ij/∂a_i = −(b̂_j − c_ij â_i)/‖a_i‖  ⇒  ∂L/∂a_i = −(1/‖a_i‖) (Σ_j g_ij b̂_j − (Σ_j g_ij c_ij) â_i)
+            pulled = g @ b_unit
+            pulled -= np.einsum("ij,ij->i", g, cos_ab)[:, None] * a_unit
+            pulled *= -a_inv_norm[:, None]
+            return pulled
+
+        def pullback(g):
+            if self_pairs:
+                return pull_rows(g + g.T, x_unit, x_inv_norm, y_unit, cos)
+            return pull_rows(g, x_unit, x_inv_norm, y_unit, cos), pull_rows(g.T, y_unit, y_inv_norm, x_unit, cos.T)
+
+        return d, pullback
+
+    d = _squared_euclidean(x, other, kernels)
+    if metric == "euclidean":
+        np.sqrt(d, out=d)
+
+    def pair_scale(g):
+        # S with ∂L/∂x_i = Σ_j S_ij (x_i − y_j):  d = ‖·‖² gives S = 2g;  d = ‖·‖ gives S = g/d, 0 where d = 0.
+        if metric == "sqeuclidean":
+            return 2 * g
+        return np.divide(g, d, out=np.zeros_like(g), where=d > 0)
+
+    def pull_rows(scale, a, b):
+        pulled = scale @ b
+        np.subtract(scale.sum(axis=1)[:, None] * a, pulled, out=pulled)
+        return pulled
+
+    def pullback(g):
+        if self_pairs:
+            return pull_rows(pair_scale(g + g.T), x, other)
+        scale = pair_scale(g)
+        return pull_rows(scale, x, other), pull_rows(scale.T, other, x)
+
+    return d, pullback
+
+
+def _check_pair_of_embeddings(x, y, metric):
+    x = check_embeddings(x, "x")
+    check_option(metric, "metric", METRICS)
+    if y is None:
+        return x, None
+    y = check_embeddings(y, "y")
+    if y.shape[1] != x.shape[1]:
+        raise ValueError(f"y must have {x.shape[1]} features to match x; got shape {y.shape}")
+    dtype = np.result_type(x, y)
+    return x.astype(dtype, copy=False), y.astype(dtype, copy=False)
+
+
+def pairwise_distances(x, y=None, *, metric="euclidean", backend=None):
+    r"""Distances between the rows of ``x`` and the rows of ``y`` (or of ``x`` itself).
+
+    .. math::
+
+        D_{ij} = \|x_i - y_j\|_2, \quad \|x_i - y_j\|_2^2, \quad\text{or}\quad
+        1 - \frac{x_i \cdot y_j}{\|x_i\| \|y_j\|}
+
+    for ``metric="euclidean"``, ``"sqeuclidean"`` and ``"cosine"``.
+
+    Parameters
+    ----------
+    x : array of shape (n, d), float32 or float64
+    y : array of shape (m, d), optional
+        Defaults to ``x``; the diagonal is then exactly 0.
+    metric : {"euclidean", "sqeuclidean", "cosine"}
+    backend : {"numpy", "numba"}, optional
+        The kernel module; default ``"numba"``.
+
+    Returns
+    -------
+    d : array of shape (n, m), the dtype of the inputs (float64 if they are mixed)
+
+    Notes
+    -----
+    Equals ``scipy.spatial.distance.cdist`` to float rounding, including rows 1e-7 apart: pairs that are close
+    relative to their norms are recomputed by direct differences after the GEMM. A zero row's cosine distance
+    to anything is 1 (see the module docstring).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss import pairwise_distances
+    >>> pairwise_distances(np.array([[0.0, 0.0], [3.0, 4.0]]))
+    array([[0., 5.],
+           [5., 0.]])
+    """
+    x, y = _check_pair_of_embeddings(x, y, metric)
+    return _pairwise_distances_vjp(x, y, metric, get_kernels(backend))[0]
+
+
+def pairwise_distances_vjp(x, y=None, *, metric="euclidean", backend=None):
+    """The distance matrix and its vector-Jacobian product, like ``jax.vjp``.
+
+    Returns ``(d, vjp)`` where ``d = pairwise_distances(x, y, metric=metric)`` and ``vjp(g)``, for a cotangent
+    ``g = ∂L/∂d`` of the shape of ``d``, returns ``∂L/∂x`` when ``y`` is None, else the pair
+    ``(∂L/∂x, ∂L/∂y)``. The rules are in this module's docstring.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss import pairwise_distances_vjp
+    >>> x = np.array([[0.0, 0.0], [3.0, 4.0]])
+    >>> d, vjp = pairwise_distances_vjp(x)
+    >>> vjp(np.array([[0.0, 1.0], [0.0, 0.0]]))  # ∂d_01/∂x: the unit vector between the rows, with opposite signs
+    array([[-0.6, -0.8],
+           [ 0.6,  0.8]])
+    """
+    x, y = _check_pair_of_embeddings(x, y, metric)
+    d, pullback = _pairwise_distances_vjp(x, y, metric, get_kernels(backend))
+
+    def vjp(g):
+        g = np.asarray(g, dtype=d.dtype)
+        if g.shape != d.shape:
+            raise ValueError(f"g must have the shape of the distance matrix, {d.shape}; got {g.shape}")
+        return pullback(g)
+
+    return d, vjp
+
+
+def _lp_distance_rows(x1, x2, p, eps=0.0):
+    """Row-wise ‖x1_i − x2_i + eps‖_p and its pullback g ↦ (∂L/∂x1, ∂L/∂x2). Trusts inputs; p >= 1.
+
+    With u = x1 − x2 + eps and n = ‖u‖_p:  ∂n/∂u_k = sign(u_k) |u_k|^(p−1) / n^(p−1)  (p = 2: u/n; p = 1:
+    sign(u), 0 at u_k = 0), and 0 for the whole row where n = 0, by a branch.
+    """
+    u = x1 - x2
+    if eps:
+        u += eps
+    magnitude = np.abs(u)
+    if p == 1:
+        norm = magnitude.sum(axis=1)
+    elif p == 2:
+        norm = np.sqrt(_row_sq_norms(u))
+    else:  # scaled by the row's largest entry so that |u|^p neither overflows nor underflows
+        largest = magnitude.max(axis=1)
+        safe = np.where(largest > 0, largest, 1)
+        norm = largest * ((magnitude / safe[:, None]) ** p).sum(axis=1) ** (1 / p)
+
+    def pullback(g):
+        if p == 1:
+            du = np.sign(u)
+        elif p == 2:
+            du = u * np.divide(1, norm, out=np.zeros_like(norm), where=norm > 0)[:, None]
+        else:
+            ratio = np.divide(magnitude, norm[:, None], out=np.zeros_like(u), where=norm[:, None] > 0)
+            du = np.sign(u) * ratio ** (p - 1)
+        du *= g[:, None]
+        return du, -du
+
+    return norm, pullback
+
+
+def _paired_distances_vjp(x1, x2, metric):
+    """Row-wise distances d_i = D(x1_i, x2_i) and the pullback g ↦ (∂L/∂x1, ∂L/∂x2). Trusts inputs."""
+    if metric == "euclidean":
+        return _lp_distance_rows(x1, x2, p=2)
+    if metric == "sqeuclidean":
+        diff = x1 - x2
+        d = _row_sq_norms(diff)
+
+        def pullback(g):  # ∂‖u‖²/∂u = 2u
+            du = 2 * g[:, None] * diff
+            return du, -du
+
+        return d, pullback
+
+    u1, _, inv1 = _unit_rows(x1)
+    u2, _, inv2 = _unit_rows(x2)
+    diff = u1 - u2
+    d = 0.5 * _row_sq_norms(diff)  # 1 − û1·û2 = ½‖û1 − û2‖²
+    d[(inv1 == 0) | (inv2 == 0)] = 1
+    np.clip(d, 0, 2, out=d)
+    cos = (1 - d)[:, None]
+
+    def pullback(g):  # ∂d/∂x1 = −(û2 − c û1)/‖x1‖, and symmetrically for x2
+        g = g[:, None]
+        return -g * inv1[:, None] * (u2 - cos * u1), -g * inv2[:, None] * (u1 - cos * u2)
+
+    return d, pullback
+
+
+def paired_distances(x1, x2, *, metric="euclidean"):
+    """Distances between corresponding rows, d_i = D(x1_i, x2_i), for the metrics of :func:`pairwise_distances`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss import paired_distances
+    >>> paired_distances(np.array([[0.0, 0.0], [1.0, 0.0]]), np.array([[3.0, 4.0], [0.0, 2.0]]), metric="cosine")
+    array([1., 1.])
+    """
+    x1 = check_embeddings(x1, "x1")
+    x2 = check_embeddings(x2, "x2")
+    check_option(metric, "metric", METRICS)
+    if x2.shape != x1.shape:
+        raise ValueError(f"x2 must have the same shape as x1, {x1.shape}; got {x2.shape}")
+    dtype = np.result_type(x1, x2)
+    return _paired_distances_vjp(x1.astype(dtype, copy=False), x2.astype(dtype, copy=False), metric)[0]

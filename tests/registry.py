@@ -1,0 +1,348 @@
+"""The contract registry: every public loss, once per configuration, with what the ladder in
+``test_contract.py`` needs to test it.
+
+A ``LossCase`` gives the loss bound to its hyper-parameters, a factory of valid random inputs, a deliberately
+slow per-term oracle in float64 (plain Python loops over ``math``, written from the docstring's formula and
+sharing no code with metricloss), literal cases computed by hand, inputs where nothing is active, and which
+invariances hold. Adding a loss means adding entries here: the ladder then runs on them.
+"""
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import metricloss as ml
+
+# The kinds of positional array arguments; each kind has its own generator and its own bad-input mutations.
+EMBEDDINGS, SCORES, LABELS, SIGNS, BINARY = "embeddings", "scores", "labels", "signs", "binary"
+
+
+@dataclass(frozen=True)
+class LossCase:
+    id: str
+    loss: object  # (*arrays) -> (value, grad); hyper-parameters bound
+    arg_names: tuple
+    arg_kinds: tuple
+    oracle: object  # (*float64 arrays) -> float
+    make_inputs: object  # (rng, dtype) -> list of arrays, valid and away from kinks
+    literals: tuple = ()  # (arrays, value, grads or None), computed by hand
+    inactive: tuple = ()  # (description, arrays): nothing active, so (0.0, zeros)
+    translation_invariant: bool = False
+    rotation_invariant: bool = False
+    bad_hyper: tuple = ()  # (kwargs, exception, text the message must contain)
+    backends: bool = False  # takes backend=, so numpy and numba must agree
+    hyper: dict = field(default_factory=dict)
+
+    @property
+    def n_diff(self):
+        return sum(kind in (EMBEDDINGS, SCORES) for kind in self.arg_kinds)
+
+    def __call__(self, *arrays, **extra):
+        return self.loss(*arrays, **self.hyper, **extra)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Oracles: slow loops in float64.
+
+
+def _distance(u, v, metric):
+    if metric == "cosine":
+        nu, nv = math.sqrt(sum(a * a for a in u)), math.sqrt(sum(b * b for b in v))
+        if nu == 0 or nv == 0:
+            return 1.0
+        return 1.0 - sum(a * b for a, b in zip(u, v, strict=True)) / (nu * nv)
+    squared = sum((a - b) ** 2 for a, b in zip(u, v, strict=True))
+    return squared if metric == "sqeuclidean" else math.sqrt(squared)
+
+
+def _reduce(terms, reduction):
+    if reduction == "sum":
+        return sum(terms)
+    kept = terms if reduction == "mean" else [t for t in terms if t > 0]
+    return sum(kept) / len(kept) if kept else 0.0
+
+
+def _contrastive_term(d, similar, margin, pos_margin, form):
+    h = max(d - pos_margin, 0.0) if similar else max(margin - d, 0.0)
+    return {"hadsell": 0.5 * h * h, "squared": h * h, "linear": h}[form]
+
+
+def _contrastive_reduce(terms, similar, reduction, split_reduction):
+    if not split_reduction:
+        return _reduce(terms, reduction)
+    pos = [t for t, s in zip(terms, similar, strict=True) if s]
+    neg = [t for t, s in zip(terms, similar, strict=True) if not s]
+    return _reduce(pos, reduction) + _reduce(neg, reduction)
+
+
+def contrastive_oracle(
+    x, labels, *, margin=1.0, pos_margin=0.0, form="hadsell", distance="euclidean", reduction="mean",
+    split_reduction=False,
+):
+    terms, similar = [], []
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            same = labels[i] == labels[j]
+            terms.append(_contrastive_term(_distance(x[i], x[j], distance), same, margin, pos_margin, form))
+            similar.append(same)
+    return _contrastive_reduce(terms, similar, reduction, split_reduction)
+
+
+def contrastive_pair_oracle(
+    x1, x2, y, *, margin=1.0, pos_margin=0.0, form="hadsell", distance="euclidean", reduction="mean",
+    split_reduction=False,
+):
+    similar = [bool(t == 1) for t in y]
+    terms = [
+        _contrastive_term(_distance(u, v, distance), s, margin, pos_margin, form)
+        for u, v, s in zip(x1, x2, similar, strict=True)
+    ]
+    return _contrastive_reduce(terms, similar, reduction, split_reduction)
+
+
+def margin_ranking_oracle(x1, x2, y, *, margin=0.0, reduction="mean"):
+    terms = [max(-t * (a - b) + margin, 0.0) for a, b, t in zip(x1.ravel(), x2.ravel(), y.ravel(), strict=True)]
+    return _reduce(terms, reduction)
+
+
+def cosine_embedding_oracle(x1, x2, y, *, margin=0.0, reduction="mean"):
+    terms = []
+    for u, v, t in zip(x1, x2, y, strict=True):
+        c = 1.0 - _distance(u, v, "cosine")
+        terms.append(1.0 - c if t == 1 else max(c - margin, 0.0))
+    return _reduce(terms, reduction)
+
+
+def hinge_embedding_oracle(x, y, *, margin=1.0, reduction="mean"):
+    terms = [a if t == 1 else max(margin - a, 0.0) for a, t in zip(x.ravel(), y.ravel(), strict=True)]
+    return _reduce(terms, reduction)
+
+
+def _lp(u, v, p, eps):
+    return sum(abs(a - b + eps) ** p for a, b in zip(u, v, strict=True)) ** (1.0 / p)
+
+
+def triplet_margin_oracle(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6, swap=False, reduction="mean"):
+    terms = []
+    for a, pos, neg in zip(anchor, positive, negative, strict=True):
+        d_neg = _lp(a, neg, p, eps)
+        if swap:
+            d_neg = min(d_neg, _lp(pos, neg, p, eps))
+        terms.append(max(margin + _lp(a, pos, p, eps) - d_neg, 0.0))
+    return _reduce(terms, reduction)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Input factories: small random batches, scaled so that some terms are active and some are not.
+
+
+def _labelled_batch(rng, dtype, n=8, features=3):
+    return [(0.6 * rng.standard_normal((n, features))).astype(dtype), rng.integers(0, 3, size=n)]
+
+
+def _explicit_pairs(rng, dtype, targets, n=7, features=3):
+    x1 = (0.6 * rng.standard_normal((n, features))).astype(dtype)
+    x2 = (x1 + 0.5 * rng.standard_normal((n, features))).astype(dtype)
+    return [x1, x2, rng.choice(targets, size=n)]
+
+
+def _scores(rng, dtype, n=9):
+    return [rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype), rng.choice([-1, 1], size=n)]
+
+
+def _triplets(rng, dtype, n=6, features=4):
+    anchor = rng.standard_normal((n, features))
+    positive = anchor + 0.6 * rng.standard_normal((n, features))
+    negative = anchor + 0.9 * rng.standard_normal((n, features))
+    return [a.astype(dtype) for a in (anchor, positive, negative)]
+
+
+def _hinge_scores(rng, dtype, n=9):
+    return [np.abs(1.5 * rng.standard_normal(n)).astype(dtype), rng.choice([-1, 1], size=n)]
+
+
+_NEGATIVE_MARGIN = ({"margin": -0.5}, ValueError, "margin must be >= 0")
+_BAD_REDUCTION = ({"reduction": "average"}, ValueError, "reduction must be one of 'mean', 'sum', 'mean_nonzero'")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Literal cases, computed by hand. Each comment shows the arithmetic.
+
+# Contrastive, three points a = (0, 0), b = (0, 0.5), c = (0.6, 0) with labels (0, 0, 1), margin 1:
+#   d_ab = 0.5 (similar), d_ac = 0.6 (dissimilar), d_bc = √(0.36 + 0.25) = √0.61 (dissimilar).
+_ABC = np.array([[0.0, 0.0], [0.0, 0.5], [0.6, 0.0]])
+_ABC_LABELS = np.array([0, 0, 1])
+_R61 = math.sqrt(0.61)
+# hadsell, mean: (½·0.5² + ½·0.4² + ½·(1 − √0.61)²) / 3.  ∂L/∂d: d_ab/3 = 0.5/3, −(1 − d_ac)/3 = −0.4/3,
+# −(1 − √0.61)/3. ∂d_ab/∂a = (a − b)/0.5 = (0, −1), ∂d_ac/∂a = (a − c)/0.6 = (−1, 0),
+# ∂d_bc/∂b = (b − c)/√0.61 = (−0.6, 0.5)/√0.61. So
+#   ∂L/∂a = 0.5/3·(0, −1) − 0.4/3·(−1, 0) = (0.4/3, −0.5/3)
+#   ∂L/∂b = 0.5/3·(0, 1) − (1 − √0.61)/3·(−0.6, 0.5)/√0.61
+#   ∂L/∂c = −(∂L/∂a + ∂L/∂b)  (translation invariance)
+_K = (1 - _R61) / 3 / _R61
+_ABC_GRAD_A = np.array([0.4 / 3, -0.5 / 3])
+_ABC_GRAD_B = np.array([0.0, 0.5 / 3]) - _K * np.array([-0.6, 0.5])
+_ABC_HADSELL_GRAD = np.array([_ABC_GRAD_A, _ABC_GRAD_B, -(_ABC_GRAD_A + _ABC_GRAD_B)])
+_ABC_HADSELL = (0.125 + 0.08 + 0.5 * (1 - _R61) ** 2) / 3
+# linear, PML's configuration (pos_margin 0, mean over non-zero terms of each part, summed):
+#   positives {0.5} → 0.5; negatives {0.4, 1 − √0.61} → (1.4 − √0.61) / 2.
+_ABC_PML = 0.5 + (1.4 - _R61) / 2
+# sqeuclidean, linear, pos_margin 0.1, margin 0.5, sum: d²_ab = 0.25 → 0.15; d²_ac = 0.36 → 0.14; d²_bc = 0.61 → 0.
+_ABC_SQ_LINEAR_SUM = 0.15 + 0.14
+
+# Explicit pairs: x1 = 0, x2 = (0.6, 0.8) similar (d = 1), (0.3, 0.4) dissimilar (d = 0.5); hadsell, margin 1:
+#   (½·1² + ½·0.5²)/2 = 0.3125;  ∂L/∂d = (1/2, −0.5/2);  ∂d/∂x1 = (x1 − x2)/d
+#   ∂L/∂x1 = (0.5·(−0.6, −0.8), −0.25·(−0.3, −0.4)/0.5) = ((−0.3, −0.4), (0.15, 0.2)),  ∂L/∂x2 = −∂L/∂x1
+_PAIRS = [np.zeros((2, 2)), np.array([[0.6, 0.8], [0.3, 0.4]]), np.array([1, 0])]
+_PAIRS_GRAD_X1 = np.array([[-0.3, -0.4], [0.15, 0.2]])
+
+# Margin ranking, margin 0.5: terms [−1·(2 − 1) + 0.5]₊ = 0 and [−1·(0 − 1) + 0.5]₊ = 1.5, mean 0.75;
+#   the second term's gradient /2: ∂/∂x1 = −0.5, ∂/∂x2 = +0.5.
+_RANKING = [np.array([2.0, 0.0]), np.array([1.0, 1.0]), np.array([1, 1])]
+
+# Cosine embedding, margin 0.5: x1 rows (1, 0), x2 rows (1, 1): c = 1/√2 (ε = 1e-12 moves it by ~1e-12).
+#   (1 − c) + (c − 0.5) = 0.5, mean 0.25.  ∂c/∂x1 = x2/(‖x1‖‖x2‖) − c·x1/‖x1‖² = (1, 1)/√2 − (1, 0)/√2 = (0, 1/√2);
+#   ∂c/∂x2 = x1/(‖x1‖‖x2‖) − c·x2/‖x2‖² = (1, 0)/√2 − (1, 1)/(2√2) = (1, −1)/(2√2).
+#   Row 0 (similar) has ∂ℓ/∂c = −1, row 1 (dissimilar, active) +1; both halved by the mean.
+_COSINE = [np.array([[1.0, 0.0], [1.0, 0.0]]), np.array([[1.0, 1.0], [1.0, 1.0]]), np.array([1, -1])]
+_S = 1 / math.sqrt(2)
+_COSINE_GRADS = (
+    np.array([[0.0, -_S / 2], [0.0, _S / 2]]),
+    np.array([[-_S / 4, _S / 4], [_S / 4, -_S / 4]]),
+)
+
+# Hinge embedding, margin 1: 0.5 (similar) + [1 − 0.25]₊ + [1 − 2]₊ = 1.25, mean 1.25/3; ∂ = (1, −1, 0)/3.
+_HINGE = [np.array([0.5, 0.25, 2.0]), np.array([1, -1, -1])]
+
+# Triplets with eps = 0:
+#   p = 2: a = (0, 0), p = (0, 1), n = (1.5, 0): [1 + 1 − 1.5]₊ = 0.5; ∂d_ap/∂a = (a − p)/1 = (0, −1),
+#          ∂d_an/∂a = (a − n)/1.5 = (−1, 0): ∂L/∂a = (0, −1) − (−1, 0) = (1, −1), ∂L/∂p = (0, 1), ∂L/∂n = (−1, 0).
+#   swap:  n = (0.5, 1): d_an = √1.25 ≈ 1.118 > d_pn = 0.5, so [1 + 1 − 0.5]₊ = 1.5 uses d_pn;
+#          ∂L/∂a = (0, −1), ∂L/∂p = (0, 1) − (p − n)/0.5 = (0, 1) − (−1, 0) = (1, 1), ∂L/∂n = (p − n)/0.5 = (−1, 0).
+#   p = 1, margin 1.5: a = (0, 0), p = (1, 1), n = (2, 1): [1.5 + 2 − 3]₊ = 0.5; ∂‖u‖₁/∂u = sign(u):
+#          ∂L/∂a = sign(a − p) − sign(a − n) = 0, ∂L/∂p = −sign(a − p) = (1, 1), ∂L/∂n = sign(a − n) = (−1, −1).
+_TRIPLET = [np.array([[0.0, 0.0]]), np.array([[0.0, 1.0]]), np.array([[1.5, 0.0]])]
+_TRIPLET_SWAP = [np.array([[0.0, 0.0]]), np.array([[0.0, 1.0]]), np.array([[0.5, 1.0]])]
+_TRIPLET_L1 = [np.array([[0.0, 0.0]]), np.array([[1.0, 1.0]]), np.array([[2.0, 1.0]])]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Inputs where nothing is active.
+
+_ONE_SAMPLE = ("one sample", [np.array([[0.3, -0.2, 0.1]]), np.array([4])])
+_DUPLICATES_ONE_CLASS = ("one class, all rows equal", [np.tile([[0.5, -1.0, 2.0]], (4, 1)), np.zeros(4, dtype=int)])
+_FAR_APART = ("every class far apart", [np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]]), np.array([0, 1, 2])])
+_SATISFIED_TRIPLETS = (
+    "every triplet satisfied",
+    [np.zeros((2, 2)), np.array([[0.1, 0.0], [0.0, 0.1]]), np.array([[5.0, 0.0], [0.0, -5.0]])],
+)
+
+
+def _case(id, loss, arg_names, arg_kinds, oracle, make_inputs, **options):
+    hyper = options.pop("hyper", {})
+    bound_oracle = functools.partial(oracle, **hyper)
+    return LossCase(id, loss, arg_names, arg_kinds, bound_oracle, make_inputs, hyper=hyper, **options)
+
+
+_CONTRASTIVE_BAD = (
+    _NEGATIVE_MARGIN,
+    _BAD_REDUCTION,
+    ({"pos_margin": -1.0}, ValueError, "pos_margin must be >= 0"),
+    ({"form": "hinge"}, ValueError, "form must be one of 'hadsell', 'squared', 'linear'"),
+    ({"distance": "manhattan"}, ValueError, "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'"),
+    ({"split_reduction": "yes"}, TypeError, "split_reduction must be True or False"),
+)
+
+
+def _contrastive(id, hyper, literals=()):
+    return _case(
+        f"contrastive[{id}]", ml.contrastive_loss, ("embeddings", "labels"), (EMBEDDINGS, LABELS),
+        contrastive_oracle, _labelled_batch, hyper=hyper, literals=literals,
+        inactive=(_ONE_SAMPLE, _DUPLICATES_ONE_CLASS, _FAR_APART),
+        translation_invariant=hyper.get("distance", "euclidean") != "cosine", rotation_invariant=True,
+        bad_hyper=(*_CONTRASTIVE_BAD, ({"backend": "cupy"}, ValueError, "backend must be one of 'numpy', 'numba'")),
+        backends=True,
+    )
+
+
+def _contrastive_pair(id, hyper, literals=()):
+    identical = ("identical similar pairs", [np.ones((3, 2)), np.ones((3, 2)), np.array([1, 1, 1])])
+    distant = ("distant dissimilar pairs", [np.zeros((2, 2)), np.full((2, 2), 3.0), np.array([0, 0])])
+    return _case(
+        f"contrastive_pair[{id}]", ml.contrastive_pair_loss, ("x1", "x2", "y"), (EMBEDDINGS, EMBEDDINGS, BINARY),
+        contrastive_pair_oracle, functools.partial(_explicit_pairs, targets=[0, 1]), hyper=hyper,
+        literals=literals, inactive=(identical, distant),
+        translation_invariant=hyper.get("distance", "euclidean") != "cosine", rotation_invariant=True,
+        bad_hyper=_CONTRASTIVE_BAD,
+    )
+
+
+def _triplet_margin(id, hyper, literals=()):
+    return _case(
+        f"triplet_margin[{id}]", ml.triplet_margin_loss, ("anchor", "positive", "negative"), (EMBEDDINGS,) * 3,
+        triplet_margin_oracle, _triplets, hyper=hyper, literals=literals, inactive=(_SATISFIED_TRIPLETS,),
+        translation_invariant=True, rotation_invariant=hyper.get("p", 2) == 2 and hyper.get("eps", 1e-6) == 0,
+        bad_hyper=(
+            _NEGATIVE_MARGIN, _BAD_REDUCTION,
+            ({"p": 0.5}, ValueError, "p must be >= 1.0"),
+            ({"eps": -1e-6}, ValueError, "eps must be >= 0.0"),
+            ({"swap": 1}, TypeError, "swap must be True or False"),
+        ),
+    )
+
+
+REGISTRY = [
+    _contrastive("hadsell", {}, literals=((
+        [_ABC, _ABC_LABELS], _ABC_HADSELL, (_ABC_HADSELL_GRAD,)),)),
+    _contrastive("linear-pml", {"form": "linear", "pos_margin": 0.2, "reduction": "mean_nonzero",
+                                "split_reduction": True}),
+    _contrastive("linear-pml-literal", {"form": "linear", "reduction": "mean_nonzero", "split_reduction": True},
+                 literals=(([_ABC, _ABC_LABELS], _ABC_PML, None),)),
+    _contrastive("squared-cosine-sum", {"form": "squared", "distance": "cosine", "margin": 0.5, "reduction": "sum"}),
+    _contrastive("linear-sqeuclidean-sum", {"form": "linear", "distance": "sqeuclidean", "pos_margin": 0.1,
+                                            "margin": 0.5, "reduction": "sum"},
+                 literals=(([_ABC, _ABC_LABELS], _ABC_SQ_LINEAR_SUM, None),)),
+    _contrastive_pair("hadsell", {}, literals=((_PAIRS, 0.3125, (_PAIRS_GRAD_X1, -_PAIRS_GRAD_X1)),)),
+    _contrastive_pair("squared-tfa", {"form": "squared", "margin": 1.2}),
+    _contrastive_pair("linear-cosine-split", {"form": "linear", "distance": "cosine", "margin": 0.3,
+                                              "reduction": "mean_nonzero", "split_reduction": True}),
+    _case("margin_ranking[default]", ml.margin_ranking_loss, ("x1", "x2", "y"), (SCORES, SCORES, SIGNS),
+          margin_ranking_oracle, _scores,
+          inactive=(("every pair ranked right", [np.array([3.0, 1.0]), np.array([1.0, 3.0]), np.array([1, -1])]),),
+          bad_hyper=(_NEGATIVE_MARGIN, _BAD_REDUCTION)),
+    _case("margin_ranking[margin-sum]", ml.margin_ranking_loss, ("x1", "x2", "y"), (SCORES, SCORES, SIGNS),
+          margin_ranking_oracle, _scores, hyper={"margin": 0.5},
+          literals=((_RANKING, 0.75, (np.array([0.0, -0.5]), np.array([0.0, 0.5]))),)),
+    _case("cosine_embedding[default]", ml.cosine_embedding_loss, ("x1", "x2", "y"), (EMBEDDINGS, EMBEDDINGS, SIGNS),
+          cosine_embedding_oracle, functools.partial(_explicit_pairs, targets=[-1, 1]),
+          inactive=(("dissimilar pairs with negative cosine",
+                     [np.array([[1.0, 0.0], [0.0, 2.0]]), np.array([[-1.0, 0.5], [1.0, -3.0]]), np.array([-1, -1])]),),
+          rotation_invariant=True,
+          bad_hyper=(_BAD_REDUCTION, ({"margin": 1.5}, ValueError, "margin must be >= -1.0 and <= 1.0"))),
+    _case("cosine_embedding[margin-mean_nonzero]", ml.cosine_embedding_loss, ("x1", "x2", "y"),
+          (EMBEDDINGS, EMBEDDINGS, SIGNS), cosine_embedding_oracle,
+          functools.partial(_explicit_pairs, targets=[-1, 1]), hyper={"margin": 0.5},
+          literals=((_COSINE, 0.25, _COSINE_GRADS),), rotation_invariant=True),
+    _case("hinge_embedding[default]", ml.hinge_embedding_loss, ("x", "y"), (SCORES, SIGNS),
+          hinge_embedding_oracle, _hinge_scores,
+          literals=((_HINGE, 1.25 / 3, (np.array([1.0, -1.0, 0.0]) / 3,)),),
+          inactive=(("dissimilar beyond the margin", [np.array([1.5, 2.0]), np.array([-1, -1])]),),
+          bad_hyper=(_NEGATIVE_MARGIN, _BAD_REDUCTION)),
+    _case("hinge_embedding[margin-sum]", ml.hinge_embedding_loss, ("x", "y"), (SCORES, SIGNS),
+          hinge_embedding_oracle, _hinge_scores, hyper={"margin": 2.0, "reduction": "sum"}),
+    _triplet_margin("torch-default", {}),
+    _triplet_margin("exact-l2", {"eps": 0.0},
+                    literals=((_TRIPLET, 0.5, (np.array([[1.0, -1.0]]), np.array([[0.0, 1.0]]),
+                                                np.array([[-1.0, 0.0]]))),)),
+    _triplet_margin("swap", {"swap": True, "eps": 0.0},
+                    literals=((_TRIPLET_SWAP, 1.5, (np.array([[0.0, -1.0]]), np.array([[1.0, 1.0]]),
+                                                     np.array([[-1.0, 0.0]]))),)),
+    _triplet_margin("l1", {"p": 1, "eps": 0.0, "margin": 1.5},
+                    literals=((_TRIPLET_L1, 0.5, (np.array([[0.0, 0.0]]), np.array([[1.0, 1.0]]),
+                                                   np.array([[-1.0, -1.0]]))),)),
+    _triplet_margin("l3-swap-mean_nonzero", {"p": 3, "swap": True, "reduction": "mean_nonzero", "margin": 0.5}),
+]
+
+REGISTRY_IDS = [case.id for case in REGISTRY]

@@ -1,0 +1,292 @@
+"""The contract every registered loss must pass (tests/registry.py lists them), rung by rung:
+literals → oracle → finite differences → invariances → dtypes → nothing active / edge cases → bad input →
+hypothesis properties → backend parity."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from registry import BINARY, EMBEDDINGS, LABELS, REGISTRY, REGISTRY_IDS, SCORES, SIGNS
+
+from metricloss.testing import TOLERANCES, assert_close, check_grad
+
+DTYPES = [np.float32, np.float64]
+cases = pytest.mark.parametrize("case", REGISTRY, ids=REGISTRY_IDS)
+
+
+def _grads(case, grad):
+    """The gradient as a tuple, one entry per differentiable input."""
+    return grad if case.n_diff > 1 else (grad,)
+
+
+def _diff_args(case, arrays):
+    return arrays[: case.n_diff]
+
+
+def _bound(case, arrays):
+    """A function of the differentiable arrays alone, for check_grad."""
+    constants = arrays[case.n_diff :]
+    return lambda *diff: case(*diff, *constants)
+
+
+# --- hand-computed literals -------------------------------------------------------------------------------------
+
+
+@cases
+def test_hand_computed_literals(case):
+    """Each literal's value (and gradient, where computed by hand) comes from the arithmetic in registry.py."""
+    for arrays, expected_value, expected_grads in case.literals:
+        value, grad = case(*arrays)
+        assert value == pytest.approx(expected_value, rel=1e-12, abs=1e-15)
+        if expected_grads is not None:
+            for got, expected in zip(_grads(case, grad), expected_grads, strict=True):
+                assert_close(got, expected, rtol=1e-11)
+
+
+# --- the slow loop oracle ---------------------------------------------------------------------------------------
+
+
+@cases
+@pytest.mark.parametrize("seed", range(3))
+def test_value_equals_slow_loop_oracle(case, seed):
+    """The vectorised value equals a per-term Python loop over the docstring's formula, in float64."""
+    arrays = case.make_inputs(np.random.default_rng(seed), np.float64)
+    value, _ = case(*arrays)
+    assert value == pytest.approx(case.oracle(*arrays), rel=TOLERANCES[np.dtype(np.float64)], abs=1e-12)
+
+
+# --- finite differences -----------------------------------------------------------------------------------------
+
+
+@cases
+@pytest.mark.parametrize("seed", range(3))
+def test_gradient_matches_central_differences(case, seed):
+    """Every partial derivative equals central differences of the value, float64, relative error <= 1e-6."""
+    arrays = case.make_inputs(np.random.default_rng(100 + seed), np.float64)
+    check_grad(_bound(case, arrays), *_diff_args(case, arrays), rtol=1e-6)
+
+
+# --- invariances ------------------------------------------------------------------------------------------------
+
+
+@cases
+def test_permuting_the_batch_permutes_the_gradient(case):
+    rng = np.random.default_rng(1)
+    arrays = case.make_inputs(rng, np.float64)
+    order = rng.permutation(arrays[0].shape[0])
+    value, grad = case(*arrays)
+    permuted_value, permuted_grad = case(*(a[order] for a in arrays))
+    assert permuted_value == pytest.approx(value, rel=1e-12)
+    for got, expected in zip(_grads(case, permuted_grad), _grads(case, grad), strict=True):
+        assert_close(got, expected[order])
+
+
+@cases
+def test_relabelling_classes_changes_nothing(case):
+    if LABELS not in case.arg_kinds:
+        pytest.skip("the loss takes no class labels")
+    rng = np.random.default_rng(2)
+    arrays = case.make_inputs(rng, np.float64)
+    at = case.arg_kinds.index(LABELS)
+    relabelled = list(arrays)
+    relabelled[at] = 100 + 7 * rng.permutation(10)[arrays[at]]
+    value, grad = case(*arrays)
+    new_value, new_grad = case(*relabelled)
+    assert new_value == value
+    np.testing.assert_array_equal(new_grad, grad)
+
+
+@cases
+def test_translation_leaves_value_unchanged_and_gradients_sum_to_zero(case):
+    if not case.translation_invariant:
+        pytest.skip("the loss depends on the origin (cosine, or scores rather than embeddings)")
+    rng = np.random.default_rng(3)
+    arrays = case.make_inputs(rng, np.float64)
+    shift = 3.0 * rng.standard_normal(arrays[0].shape[1])
+    value, grad = case(*arrays)
+    shifted_value, shifted_grad = case(*(a + shift for a in _diff_args(case, arrays)), *arrays[case.n_diff :])
+    assert shifted_value == pytest.approx(value, rel=1e-9)
+    for got, expected in zip(_grads(case, shifted_grad), _grads(case, grad), strict=True):
+        assert_close(got, expected, rtol=1e-8)
+    total = sum(g.sum(axis=0) for g in _grads(case, grad))
+    assert np.abs(total).max() <= 1e-12 * max(np.abs(g).max() for g in _grads(case, grad))
+
+
+@cases
+def test_rotation_rotates_the_gradient(case):
+    if not case.rotation_invariant:
+        pytest.skip("the loss is not rotation invariant (scores, p != 2, or torch's eps in the difference)")
+    rng = np.random.default_rng(4)
+    arrays = case.make_inputs(rng, np.float64)
+    rotation, _ = np.linalg.qr(rng.standard_normal((arrays[0].shape[1],) * 2))
+    value, grad = case(*arrays)
+    rotated_value, rotated_grad = case(*(a @ rotation for a in _diff_args(case, arrays)), *arrays[case.n_diff :])
+    assert rotated_value == pytest.approx(value, rel=1e-9)
+    for got, expected in zip(_grads(case, rotated_grad), _grads(case, grad), strict=True):
+        assert_close(got, expected @ rotation, rtol=1e-8)
+
+
+# --- dtypes -----------------------------------------------------------------------------------------------------
+
+
+@cases
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dtype_in_is_dtype_out_and_float32_agrees_with_float64(case, dtype):
+    arrays64 = case.make_inputs(np.random.default_rng(5), np.float64)
+    arrays = [a.astype(dtype) if kind in (EMBEDDINGS, SCORES) else a for a, kind in zip(arrays64, case.arg_kinds)]
+    value, grad = case(*arrays)
+    assert type(value) is float
+    for g, a in zip(_grads(case, grad), arrays, strict=False):
+        assert g.dtype == dtype and g.shape == a.shape
+    reference_value, reference_grad = case(*[a.astype(np.float64) if a.dtype == dtype else a for a in arrays])
+    assert value == pytest.approx(reference_value, rel=TOLERANCES[np.dtype(dtype)])
+    for got, expected in zip(_grads(case, grad), _grads(case, reference_grad), strict=True):
+        assert_close(got, expected, rtol=TOLERANCES[np.dtype(dtype)])
+
+
+# --- nothing active, edge cases ---------------------------------------------------------------------------------
+
+
+@cases
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nothing_active_gives_zero_and_zero_gradient(case, dtype):
+    assert case.inactive or case.hyper, "every loss family registers at least one input with nothing active"
+    for description, arrays in case.inactive:
+        arrays = [a.astype(dtype) if a.dtype.kind == "f" and i < case.n_diff else a for i, a in enumerate(arrays)]
+        value, grad = case(*arrays)
+        assert value == 0.0, description
+        for g, a in zip(_grads(case, grad), arrays, strict=False):
+            assert g.dtype == a.dtype and not np.any(g), description
+
+
+@cases
+def test_a_single_row_is_finite(case):
+    arrays = case.make_inputs(np.random.default_rng(6), np.float64)
+    value, grad = case(*(a[:1] for a in arrays))
+    assert np.isfinite(value)
+    assert all(np.isfinite(g).all() for g in _grads(case, grad))
+
+
+# --- bad input --------------------------------------------------------------------------------------------------
+
+
+def _mutations(case, arrays):
+    """(description, arrays, exception, text) for every bad-input mutation that applies to the loss's arguments."""
+    for at, (name, kind) in enumerate(zip(case.arg_names, case.arg_kinds, strict=True)):
+
+        def replaced(value, at=at):
+            return [value if i == at else a for i, a in enumerate(arrays)]
+
+        array = arrays[at]
+        if kind in (EMBEDDINGS, SCORES):
+            for bad in (np.nan, np.inf, -np.inf):
+                poisoned = array.copy()
+                poisoned.flat[-1] = bad
+                yield f"{name} holds {bad}", replaced(poisoned), ValueError, f"{name} must be finite"
+            yield f"{name} of ints", replaced(array.astype(int)), TypeError, f"{name} must be a float32 or float64"
+            yield f"{name} of float16", replaced(array.astype(np.float16)), TypeError, f"astype(np.float32)"
+            yield f"{name} of strings", replaced(array.astype(str)), TypeError, name
+            yield f"{name} empty", replaced(array[:0]), ValueError, f"{name} must not be empty"
+            if kind == EMBEDDINGS:
+                yield f"{name} 1-D", replaced(array[:, 0]), ValueError, f"{name} must be a 2-D array"
+                yield f"{name} 3-D", replaced(array[None]), ValueError, f"{name} must be a 2-D array"
+            if at > 0:
+                yield f"{name} too short", replaced(array[:-1]), ValueError, f"{name} must have the same shape"
+        elif kind == LABELS:
+            yield f"{name} too short", replaced(array[:-1]), ValueError, f"{name} must have shape ({len(array)},)"
+            yield f"{name} as a column", replaced(array[:, None]), ValueError, "labels.ravel()"
+            yield f"{name} as floats", replaced(array + 0.5), TypeError, f"{name} must be integer class ids"
+        elif kind in (SIGNS, BINARY):
+            yield f"{name} too short", replaced(array[:-1]), ValueError, f"{name} must have shape"
+            wrong = array.copy()
+            wrong[0] = 0 if kind == SIGNS else 2
+            allowed = "(-1, 1)" if kind == SIGNS else "(0, 1)"
+            yield f"{name} with {wrong[0]}", replaced(wrong), ValueError, f"{name} must contain only the values {allowed}"
+
+
+@cases
+def test_bad_input_raises_a_named_error(case):
+    arrays = case.make_inputs(np.random.default_rng(7), np.float64)
+    checked = 0
+    for description, bad_arrays, exception, text in _mutations(case, arrays):
+        with pytest.raises(exception, match=text.replace("(", r"\(").replace(")", r"\)")):
+            case(*bad_arrays)
+        checked += 1
+    assert checked >= 6, "every loss has several array arguments to mutate"
+
+
+@cases
+def test_bad_hyper_parameters_raise_named_errors(case):
+    arrays = case.make_inputs(np.random.default_rng(8), np.float64)
+    for bad, exception, text in case.bad_hyper:
+        with pytest.raises(exception, match=text.replace("(", r"\(").replace(")", r"\)")):
+            case.loss(*arrays, **{**case.hyper, **bad})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'marign'"):
+        case.loss(*arrays, **case.hyper, marign=1.0)
+    with pytest.raises(TypeError):  # hyper-parameters are keyword-only
+        case.loss(*arrays, 1.0)
+
+
+def test_every_family_declares_bad_hyper_parameters():
+    families = {case.id.split("[")[0] for case in REGISTRY if case.bad_hyper}
+    assert families == {case.id.split("[")[0] for case in REGISTRY}
+
+
+# --- hypothesis: no NaN, no Inf, whatever the geometry ----------------------------------------------------------
+
+
+@st.composite
+def _awkward_inputs(draw, case):
+    """Inputs with duplicated rows, ties, and tiny or huge norms, in float32 or float64."""
+    dtype = draw(st.sampled_from(DTYPES))
+    n = draw(st.integers(1, 6))
+    features = draw(st.integers(1, 4))
+    scale = 10.0 ** draw(st.sampled_from([-30, -8, 0, 4, 6]))
+    grid = st.sampled_from([-1.0, -0.5, 0.0, 0.5, 1.0])  # a coarse grid makes ties and duplicates common
+    arrays = []
+    for kind in case.arg_kinds:
+        if kind == EMBEDDINGS:
+            shape = (n, features)
+        elif kind == SCORES:
+            shape = arrays[0].shape if arrays else (n,)
+        else:
+            shape = (n,)
+        values = np.array(draw(st.lists(grid, min_size=int(np.prod(shape)), max_size=int(np.prod(shape)))))
+        if kind in (EMBEDDINGS, SCORES):
+            array = (scale * values.reshape(shape)).astype(dtype)
+            if kind == SCORES and case.arg_names == ("x", "y"):
+                array = np.abs(array)
+        elif kind == LABELS:
+            array = (values > 0).astype(int)
+        elif kind == SIGNS:
+            array = np.where(values >= 0, 1, -1)
+        else:
+            array = (values >= 0).astype(int)
+        arrays.append(array)
+    return arrays
+
+
+@cases
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_values_and_gradients_are_always_finite(case, data):
+    arrays = data.draw(_awkward_inputs(case))
+    value, grad = case(*arrays)
+    assert np.isfinite(value)
+    for g, a in zip(_grads(case, grad), arrays, strict=False):
+        assert g.dtype == a.dtype and np.isfinite(g).all()
+
+
+# --- backends ---------------------------------------------------------------------------------------------------
+
+
+@cases
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_numpy_and_numba_backends_agree(case, dtype):
+    if not case.backends:
+        pytest.skip("the loss has no kernels: it is elementwise NumPy")
+    arrays = case.make_inputs(np.random.default_rng(9), dtype)
+    reference_value, reference_grad = case(*arrays, backend="numpy")
+    value, grad = case(*arrays, backend="numba")
+    assert value == pytest.approx(reference_value, rel=TOLERANCES[np.dtype(dtype)])
+    assert_close(grad, reference_grad)
