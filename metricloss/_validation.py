@@ -56,9 +56,7 @@ def check_embeddings(value, name="embeddings"):
 
 def check_same_shape(array, name, reference, reference_name):
     if array.shape != reference.shape:
-        raise ValueError(
-            f"{name} must have the same shape as {reference_name}, {reference.shape}; got {array.shape}"
-        )
+        raise ValueError(f"{name} must have the same shape as {reference_name}, {reference.shape}; got {array.shape}")
 
 
 def check_labels(value, n_samples, name="labels", *, against="embeddings"):

@@ -158,10 +158,10 @@ def contrastive_loss(
     --------
     >>> import numpy as np
     >>> from metricloss import contrastive_loss
-    >>> x = np.array([[0.0, 0.0], [0.0, 0.5], [0.3, 0.4]])
+    >>> x = np.array([[0.0, 0.0], [0.0, 0.5], [0.6, 0.0]])
     >>> value, grad = contrastive_loss(x, np.array([0, 0, 1]))
-    >>> round(value, 6)  # pairs: ½·0.5², ½·(1 − 0.5)², ½·(1 − √0.02)²; mean of three
-    0.166619
+    >>> round(value, 6)  # pairs: ½·0.5² (similar), ½·(1 − 0.6)², ½·(1 − √0.61)²; mean of three
+    0.076325
     >>> grad.shape
     (3, 2)
     """
@@ -273,10 +273,10 @@ def margin_ranking_loss(x1, x2, y, *, margin=0.0, reduction="mean"):
     --------
     >>> import numpy as np
     >>> from metricloss import margin_ranking_loss
-    >>> value, (g1, g2) = margin_ranking_loss(np.array([2.0, 0.0]), np.array([1.0, 1.0]), np.array([1, 1]),
+    >>> value, (g1, g2) = margin_ranking_loss(np.array([2.0, 0.0]), np.array([1.0, 1.0]), np.array([-1, 1]),
     ...                                       margin=0.5)
-    >>> value, g1, g2  # terms [−1 + 0.5]₊ = 0 and [1 + 0.5]₊ = 1.5; mean 0.75
-    (0.75, array([ 0. , -0.5]), array([0. , 0.5]))
+    >>> value, g1, g2  # terms [(2 − 1) + 0.5]₊ = 1.5 and [−(0 − 1) + 0.5]₊ = 1.5; mean 1.5
+    (1.5, array([ 0.5, -0.5]), array([-0.5,  0.5]))
     """
     x1, x2, y = _check_pair_inputs(x1, x2, y, rows=False, allowed=(-1, 1))
     check_margin(margin)
@@ -300,8 +300,8 @@ def cosine_embedding_loss(x1, x2, y, *, margin=0.0, reduction="mean"):
         \ell_k = \begin{cases} 1 - c_k & y_k = 1 \\ [c_k - m]_+ & y_k = -1 \end{cases}, \qquad
         c_k = \frac{x1_k \cdot x2_k}{\sqrt{(\|x1_k\|^2 + \epsilon)(\|x2_k\|^2 + \epsilon)}},\ \epsilon = 10^{-12}
 
-    with :math:`\partial c/\partial x1 = x2 / \sqrt{(\|x1\|^2+\epsilon)(\|x2\|^2+\epsilon)} - c\, x1 / (\|x1\|^2+\epsilon)`
-    and symmetrically for x2.
+    with :math:`\partial c/\partial x1 = x2 / \sqrt{(\|x1\|^2+\epsilon)(\|x2\|^2+\epsilon)}
+    - c\, x1 / (\|x1\|^2+\epsilon)` and symmetrically for x2.
 
     Parameters
     ----------

@@ -103,6 +103,6 @@ def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6
         g_p += g_p_from_pn
         g_n += g_n_from_pn
     return value, tuple(
-        grad.astype(array.dtype, copy=False) for grad, array in zip((g_a, g_p, g_n), (anchor, positive, negative))
+        grad.astype(array.dtype, copy=False)
+        for grad, array in zip((g_a, g_p, g_n), (anchor, positive, negative), strict=True)
     )
-

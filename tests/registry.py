@@ -78,7 +78,14 @@ def _contrastive_reduce(terms, similar, reduction, split_reduction):
 
 
 def contrastive_oracle(
-    x, labels, *, margin=1.0, pos_margin=0.0, form="hadsell", distance="euclidean", reduction="mean",
+    x,
+    labels,
+    *,
+    margin=1.0,
+    pos_margin=0.0,
+    form="hadsell",
+    distance="euclidean",
+    reduction="mean",
     split_reduction=False,
 ):
     terms, similar = [], []
@@ -91,7 +98,15 @@ def contrastive_oracle(
 
 
 def contrastive_pair_oracle(
-    x1, x2, y, *, margin=1.0, pos_margin=0.0, form="hadsell", distance="euclidean", reduction="mean",
+    x1,
+    x2,
+    y,
+    *,
+    margin=1.0,
+    pos_margin=0.0,
+    form="hadsell",
+    distance="euclidean",
+    reduction="mean",
     split_reduction=False,
 ):
     similar = [bool(t == 1) for t in y]
@@ -149,7 +164,11 @@ def _explicit_pairs(rng, dtype, targets, n=7, features=3):
 
 
 def _scores(rng, dtype, n=9):
-    return [rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype), rng.choice([-1, 1], size=n)]
+    return [
+        rng.standard_normal(n).astype(dtype),
+        rng.standard_normal(n).astype(dtype),
+        rng.choice([-1, 1], size=n),
+    ]
 
 
 def _triplets(rng, dtype, n=6, features=4):
@@ -164,7 +183,11 @@ def _hinge_scores(rng, dtype, n=9):
 
 
 _NEGATIVE_MARGIN = ({"margin": -0.5}, ValueError, "margin must be >= 0")
-_BAD_REDUCTION = ({"reduction": "average"}, ValueError, "reduction must be one of 'mean', 'sum', 'mean_nonzero'")
+_BAD_REDUCTION = (
+    {"reduction": "average"},
+    ValueError,
+    "reduction must be one of 'mean', 'sum', 'mean_nonzero'",
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -232,8 +255,14 @@ _TRIPLET_L1 = [np.array([[0.0, 0.0]]), np.array([[1.0, 1.0]]), np.array([[2.0, 1
 # Inputs where nothing is active.
 
 _ONE_SAMPLE = ("one sample", [np.array([[0.3, -0.2, 0.1]]), np.array([4])])
-_DUPLICATES_ONE_CLASS = ("one class, all rows equal", [np.tile([[0.5, -1.0, 2.0]], (4, 1)), np.zeros(4, dtype=int)])
-_FAR_APART = ("every class far apart", [np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]]), np.array([0, 1, 2])])
+_DUPLICATES_ONE_CLASS = (
+    "one class, all rows equal",
+    [np.tile([[0.5, -1.0, 2.0]], (4, 1)), np.zeros(4, dtype=int)],
+)
+_FAR_APART = (
+    "every class far apart",
+    [np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]]), np.array([0, 1, 2])],
+)
 _SATISFIED_TRIPLETS = (
     "every triplet satisfied",
     [np.zeros((2, 2)), np.array([[0.1, 0.0], [0.0, 0.1]]), np.array([[5.0, 0.0], [0.0, -5.0]])],
@@ -258,11 +287,21 @@ _CONTRASTIVE_BAD = (
 
 def _contrastive(id, hyper, literals=()):
     return _case(
-        f"contrastive[{id}]", ml.contrastive_loss, ("embeddings", "labels"), (EMBEDDINGS, LABELS),
-        contrastive_oracle, _labelled_batch, hyper=hyper, literals=literals,
+        f"contrastive[{id}]",
+        ml.contrastive_loss,
+        ("embeddings", "labels"),
+        (EMBEDDINGS, LABELS),
+        contrastive_oracle,
+        _labelled_batch,
+        hyper=hyper,
+        literals=literals,
         inactive=(_ONE_SAMPLE, _DUPLICATES_ONE_CLASS, _FAR_APART),
-        translation_invariant=hyper.get("distance", "euclidean") != "cosine", rotation_invariant=True,
-        bad_hyper=(*_CONTRASTIVE_BAD, ({"backend": "cupy"}, ValueError, "backend must be one of 'numpy', 'numba'")),
+        translation_invariant=hyper.get("distance", "euclidean") != "cosine",
+        rotation_invariant=True,
+        bad_hyper=(
+            *_CONTRASTIVE_BAD,
+            ({"backend": "cupy"}, ValueError, "backend must be one of 'numpy', 'numba'"),
+        ),
         backends=True,
     )
 
@@ -271,21 +310,37 @@ def _contrastive_pair(id, hyper, literals=()):
     identical = ("identical similar pairs", [np.ones((3, 2)), np.ones((3, 2)), np.array([1, 1, 1])])
     distant = ("distant dissimilar pairs", [np.zeros((2, 2)), np.full((2, 2), 3.0), np.array([0, 0])])
     return _case(
-        f"contrastive_pair[{id}]", ml.contrastive_pair_loss, ("x1", "x2", "y"), (EMBEDDINGS, EMBEDDINGS, BINARY),
-        contrastive_pair_oracle, functools.partial(_explicit_pairs, targets=[0, 1]), hyper=hyper,
-        literals=literals, inactive=(identical, distant),
-        translation_invariant=hyper.get("distance", "euclidean") != "cosine", rotation_invariant=True,
+        f"contrastive_pair[{id}]",
+        ml.contrastive_pair_loss,
+        ("x1", "x2", "y"),
+        (EMBEDDINGS, EMBEDDINGS, BINARY),
+        contrastive_pair_oracle,
+        functools.partial(_explicit_pairs, targets=[0, 1]),
+        hyper=hyper,
+        literals=literals,
+        inactive=(identical, distant),
+        translation_invariant=hyper.get("distance", "euclidean") != "cosine",
+        rotation_invariant=True,
         bad_hyper=_CONTRASTIVE_BAD,
     )
 
 
 def _triplet_margin(id, hyper, literals=()):
     return _case(
-        f"triplet_margin[{id}]", ml.triplet_margin_loss, ("anchor", "positive", "negative"), (EMBEDDINGS,) * 3,
-        triplet_margin_oracle, _triplets, hyper=hyper, literals=literals, inactive=(_SATISFIED_TRIPLETS,),
-        translation_invariant=True, rotation_invariant=hyper.get("p", 2) == 2 and hyper.get("eps", 1e-6) == 0,
+        f"triplet_margin[{id}]",
+        ml.triplet_margin_loss,
+        ("anchor", "positive", "negative"),
+        (EMBEDDINGS,) * 3,
+        triplet_margin_oracle,
+        _triplets,
+        hyper=hyper,
+        literals=literals,
+        inactive=(_SATISFIED_TRIPLETS,),
+        translation_invariant=True,
+        rotation_invariant=hyper.get("p", 2) == 2 and hyper.get("eps", 1e-6) == 0,
         bad_hyper=(
-            _NEGATIVE_MARGIN, _BAD_REDUCTION,
+            _NEGATIVE_MARGIN,
+            _BAD_REDUCTION,
             ({"p": 0.5}, ValueError, "p must be >= 1.0"),
             ({"eps": -1e-6}, ValueError, "eps must be >= 0.0"),
             ({"swap": 1}, TypeError, "swap must be True or False"),
@@ -294,54 +349,121 @@ def _triplet_margin(id, hyper, literals=()):
 
 
 REGISTRY = [
-    _contrastive("hadsell", {}, literals=((
-        [_ABC, _ABC_LABELS], _ABC_HADSELL, (_ABC_HADSELL_GRAD,)),)),
-    _contrastive("linear-pml", {"form": "linear", "pos_margin": 0.2, "reduction": "mean_nonzero",
-                                "split_reduction": True}),
-    _contrastive("linear-pml-literal", {"form": "linear", "reduction": "mean_nonzero", "split_reduction": True},
-                 literals=(([_ABC, _ABC_LABELS], _ABC_PML, None),)),
+    _contrastive("hadsell", {}, literals=(([_ABC, _ABC_LABELS], _ABC_HADSELL, (_ABC_HADSELL_GRAD,)),)),
+    _contrastive(
+        "linear-pml",
+        {"form": "linear", "pos_margin": 0.2, "reduction": "mean_nonzero", "split_reduction": True},
+    ),
+    _contrastive(
+        "linear-pml-literal",
+        {"form": "linear", "reduction": "mean_nonzero", "split_reduction": True},
+        literals=(([_ABC, _ABC_LABELS], _ABC_PML, None),),
+    ),
     _contrastive("squared-cosine-sum", {"form": "squared", "distance": "cosine", "margin": 0.5, "reduction": "sum"}),
-    _contrastive("linear-sqeuclidean-sum", {"form": "linear", "distance": "sqeuclidean", "pos_margin": 0.1,
-                                            "margin": 0.5, "reduction": "sum"},
-                 literals=(([_ABC, _ABC_LABELS], _ABC_SQ_LINEAR_SUM, None),)),
+    _contrastive(
+        "linear-sqeuclidean-sum",
+        {"form": "linear", "distance": "sqeuclidean", "pos_margin": 0.1, "margin": 0.5, "reduction": "sum"},
+        literals=(([_ABC, _ABC_LABELS], _ABC_SQ_LINEAR_SUM, None),),
+    ),
     _contrastive_pair("hadsell", {}, literals=((_PAIRS, 0.3125, (_PAIRS_GRAD_X1, -_PAIRS_GRAD_X1)),)),
     _contrastive_pair("squared-tfa", {"form": "squared", "margin": 1.2}),
-    _contrastive_pair("linear-cosine-split", {"form": "linear", "distance": "cosine", "margin": 0.3,
-                                              "reduction": "mean_nonzero", "split_reduction": True}),
-    _case("margin_ranking[default]", ml.margin_ranking_loss, ("x1", "x2", "y"), (SCORES, SCORES, SIGNS),
-          margin_ranking_oracle, _scores,
-          inactive=(("every pair ranked right", [np.array([3.0, 1.0]), np.array([1.0, 3.0]), np.array([1, -1])]),),
-          bad_hyper=(_NEGATIVE_MARGIN, _BAD_REDUCTION)),
-    _case("margin_ranking[margin-sum]", ml.margin_ranking_loss, ("x1", "x2", "y"), (SCORES, SCORES, SIGNS),
-          margin_ranking_oracle, _scores, hyper={"margin": 0.5},
-          literals=((_RANKING, 0.75, (np.array([0.0, -0.5]), np.array([0.0, 0.5]))),)),
-    _case("cosine_embedding[default]", ml.cosine_embedding_loss, ("x1", "x2", "y"), (EMBEDDINGS, EMBEDDINGS, SIGNS),
-          cosine_embedding_oracle, functools.partial(_explicit_pairs, targets=[-1, 1]),
-          inactive=(("dissimilar pairs with negative cosine",
-                     [np.array([[1.0, 0.0], [0.0, 2.0]]), np.array([[-1.0, 0.5], [1.0, -3.0]]), np.array([-1, -1])]),),
-          rotation_invariant=True,
-          bad_hyper=(_BAD_REDUCTION, ({"margin": 1.5}, ValueError, "margin must be >= -1.0 and <= 1.0"))),
-    _case("cosine_embedding[margin-mean_nonzero]", ml.cosine_embedding_loss, ("x1", "x2", "y"),
-          (EMBEDDINGS, EMBEDDINGS, SIGNS), cosine_embedding_oracle,
-          functools.partial(_explicit_pairs, targets=[-1, 1]), hyper={"margin": 0.5},
-          literals=((_COSINE, 0.25, _COSINE_GRADS),), rotation_invariant=True),
-    _case("hinge_embedding[default]", ml.hinge_embedding_loss, ("x", "y"), (SCORES, SIGNS),
-          hinge_embedding_oracle, _hinge_scores,
-          literals=((_HINGE, 1.25 / 3, (np.array([1.0, -1.0, 0.0]) / 3,)),),
-          inactive=(("dissimilar beyond the margin", [np.array([1.5, 2.0]), np.array([-1, -1])]),),
-          bad_hyper=(_NEGATIVE_MARGIN, _BAD_REDUCTION)),
-    _case("hinge_embedding[margin-sum]", ml.hinge_embedding_loss, ("x", "y"), (SCORES, SIGNS),
-          hinge_embedding_oracle, _hinge_scores, hyper={"margin": 2.0, "reduction": "sum"}),
+    _contrastive_pair(
+        "linear-cosine-split",
+        {
+            "form": "linear",
+            "distance": "cosine",
+            "margin": 0.3,
+            "reduction": "mean_nonzero",
+            "split_reduction": True,
+        },
+    ),
+    _case(
+        "margin_ranking[default]",
+        ml.margin_ranking_loss,
+        ("x1", "x2", "y"),
+        (SCORES, SCORES, SIGNS),
+        margin_ranking_oracle,
+        _scores,
+        inactive=(("every pair ranked right", [np.array([3.0, 1.0]), np.array([1.0, 3.0]), np.array([1, -1])]),),
+        bad_hyper=(_NEGATIVE_MARGIN, _BAD_REDUCTION),
+    ),
+    _case(
+        "margin_ranking[margin-sum]",
+        ml.margin_ranking_loss,
+        ("x1", "x2", "y"),
+        (SCORES, SCORES, SIGNS),
+        margin_ranking_oracle,
+        _scores,
+        hyper={"margin": 0.5},
+        literals=((_RANKING, 0.75, (np.array([0.0, -0.5]), np.array([0.0, 0.5]))),),
+    ),
+    _case(
+        "cosine_embedding[default]",
+        ml.cosine_embedding_loss,
+        ("x1", "x2", "y"),
+        (EMBEDDINGS, EMBEDDINGS, SIGNS),
+        cosine_embedding_oracle,
+        functools.partial(_explicit_pairs, targets=[-1, 1]),
+        inactive=(
+            (
+                "dissimilar pairs with negative cosine",
+                [
+                    np.array([[1.0, 0.0], [0.0, 2.0]]),
+                    np.array([[-1.0, 0.5], [1.0, -3.0]]),
+                    np.array([-1, -1]),
+                ],
+            ),
+        ),
+        rotation_invariant=True,
+        bad_hyper=(_BAD_REDUCTION, ({"margin": 1.5}, ValueError, "margin must be >= -1.0 and <= 1.0")),
+    ),
+    _case(
+        "cosine_embedding[margin-mean_nonzero]",
+        ml.cosine_embedding_loss,
+        ("x1", "x2", "y"),
+        (EMBEDDINGS, EMBEDDINGS, SIGNS),
+        cosine_embedding_oracle,
+        functools.partial(_explicit_pairs, targets=[-1, 1]),
+        hyper={"margin": 0.5},
+        literals=((_COSINE, 0.25, _COSINE_GRADS),),
+        rotation_invariant=True,
+    ),
+    _case(
+        "hinge_embedding[default]",
+        ml.hinge_embedding_loss,
+        ("x", "y"),
+        (SCORES, SIGNS),
+        hinge_embedding_oracle,
+        _hinge_scores,
+        literals=((_HINGE, 1.25 / 3, (np.array([1.0, -1.0, 0.0]) / 3,)),),
+        inactive=(("dissimilar beyond the margin", [np.array([1.5, 2.0]), np.array([-1, -1])]),),
+        bad_hyper=(_NEGATIVE_MARGIN, _BAD_REDUCTION),
+    ),
+    _case(
+        "hinge_embedding[margin-sum]",
+        ml.hinge_embedding_loss,
+        ("x", "y"),
+        (SCORES, SIGNS),
+        hinge_embedding_oracle,
+        _hinge_scores,
+        hyper={"margin": 2.0, "reduction": "sum"},
+    ),
     _triplet_margin("torch-default", {}),
-    _triplet_margin("exact-l2", {"eps": 0.0},
-                    literals=((_TRIPLET, 0.5, (np.array([[1.0, -1.0]]), np.array([[0.0, 1.0]]),
-                                                np.array([[-1.0, 0.0]]))),)),
-    _triplet_margin("swap", {"swap": True, "eps": 0.0},
-                    literals=((_TRIPLET_SWAP, 1.5, (np.array([[0.0, -1.0]]), np.array([[1.0, 1.0]]),
-                                                     np.array([[-1.0, 0.0]]))),)),
-    _triplet_margin("l1", {"p": 1, "eps": 0.0, "margin": 1.5},
-                    literals=((_TRIPLET_L1, 0.5, (np.array([[0.0, 0.0]]), np.array([[1.0, 1.0]]),
-                                                   np.array([[-1.0, -1.0]]))),)),
+    _triplet_margin(
+        "exact-l2",
+        {"eps": 0.0},
+        literals=((_TRIPLET, 0.5, (np.array([[1.0, -1.0]]), np.array([[0.0, 1.0]]), np.array([[-1.0, 0.0]]))),),
+    ),
+    _triplet_margin(
+        "swap",
+        {"swap": True, "eps": 0.0},
+        literals=((_TRIPLET_SWAP, 1.5, (np.array([[0.0, -1.0]]), np.array([[1.0, 1.0]]), np.array([[-1.0, 0.0]]))),),
+    ),
+    _triplet_margin(
+        "l1",
+        {"p": 1, "eps": 0.0, "margin": 1.5},
+        literals=((_TRIPLET_L1, 0.5, (np.array([[0.0, 0.0]]), np.array([[1.0, 1.0]]), np.array([[-1.0, -1.0]]))),),
+    ),
     _triplet_margin("l3-swap-mean_nonzero", {"p": 3, "swap": True, "reduction": "mean_nonzero", "margin": 0.5}),
 ]
 

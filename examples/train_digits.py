@@ -1,0 +1,131 @@
+"""Train a small embedding network on scikit-learn's digits with the contrastive loss, on the CPU, in NumPy.
+
+The network is two dense layers, x ↦ W2ᵀ relu(W1ᵀ x + b1) + b2, trained with Adam. metricloss gives the loss and
+its gradient with respect to the embeddings; the backward pass through the two layers is written out by hand
+below. Recall@1 (leave-one-out nearest neighbour on the held-out split) is printed before and after training.
+
+    python examples/train_digits.py             # about ten seconds on two cores
+    python examples/train_digits.py --help
+"""
+
+import argparse
+import time
+
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+import metricloss as ml
+
+
+def init_network(rng, n_in, n_hidden, n_out):
+    """He-initialised weights of the two layers."""
+    return {
+        "W1": rng.standard_normal((n_in, n_hidden)) * np.sqrt(2.0 / n_in),
+        "b1": np.zeros(n_hidden),
+        "W2": rng.standard_normal((n_hidden, n_out)) * np.sqrt(1.0 / n_hidden),
+        "b2": np.zeros(n_out),
+    }
+
+
+def forward(params, x):
+    """Embeddings, and what the backward pass needs."""
+    pre = x @ params["W1"] + params["b1"]
+    hidden = np.maximum(pre, 0)
+    return hidden @ params["W2"] + params["b2"], (x, pre, hidden)
+
+
+def backward(params, cache, grad_embeddings):
+    """∂L/∂params from ∂L/∂embeddings, by the chain rule through the two layers."""
+    x, pre, hidden = cache
+    grad_hidden = grad_embeddings @ params["W2"].T
+    grad_pre = grad_hidden * (pre > 0)  # relu'(z) = 1 iff z > 0
+    return {
+        "W2": hidden.T @ grad_embeddings,
+        "b2": grad_embeddings.sum(axis=0),
+        "W1": x.T @ grad_pre,
+        "b1": grad_pre.sum(axis=0),
+    }
+
+
+class Adam:
+    """Adam (Kingma & Ba, 2015) over a dict of arrays."""
+
+    def __init__(self, params, learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.learning_rate, self.beta1, self.beta2, self.eps = learning_rate, beta1, beta2, eps
+        self.m = {k: np.zeros_like(v) for k, v in params.items()}
+        self.v = {k: np.zeros_like(v) for k, v in params.items()}
+        self.t = 0
+
+    def step(self, params, grads):
+        self.t += 1
+        for k, g in grads.items():
+            self.m[k] = self.beta1 * self.m[k] + (1 - self.beta1) * g
+            self.v[k] = self.beta2 * self.v[k] + (1 - self.beta2) * g * g
+            m_hat = self.m[k] / (1 - self.beta1**self.t)
+            v_hat = self.v[k] / (1 - self.beta2**self.t)
+            params[k] -= self.learning_rate * m_hat / (np.sqrt(v_hat) + self.eps)
+
+
+def embed(params, x):
+    return forward(params, x)[0]
+
+
+def train(x_train, y_train, *, epochs, batch_size, margin, learning_rate, embedding_dim, seed, log=print):
+    rng = np.random.default_rng(seed)
+    params = init_network(rng, x_train.shape[1], 128, embedding_dim)
+    optimizer = Adam(params, learning_rate)
+    for epoch in range(epochs):
+        order = rng.permutation(len(x_train))
+        losses = []
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            batch = order[start : start + batch_size]
+            embeddings, cache = forward(params, x_train[batch])
+            loss, grad_embeddings = ml.contrastive_loss(embeddings, y_train[batch], margin=margin)
+            optimizer.step(params, backward(params, cache, grad_embeddings))
+            losses.append(loss)
+        log(f"epoch {epoch + 1:3d}  contrastive loss {np.mean(losses):.4f}")
+    return params
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--margin", type=float, default=2.0)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--embedding-dim", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    digits = load_digits()
+    x = digits.data / 16.0  # pixel intensities 0..16 → [0, 1]
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, digits.target, test_size=0.3, stratify=digits.target, random_state=args.seed
+    )
+    print(f"digits: {len(x_train)} training and {len(x_test)} held-out images of 8×8 pixels, 10 classes")
+    print(f"held-out Recall@1 of the raw 64 pixels, for reference: {ml.recall_at_k(x_test, y_test):.4f}")
+
+    untrained = init_network(np.random.default_rng(args.seed), x.shape[1], 128, args.embedding_dim)
+    recall_before = ml.recall_at_k(embed(untrained, x_test), y_test, k=1)
+    print(f"held-out Recall@1 before training: {recall_before:.4f}")
+
+    started = time.perf_counter()
+    params = train(
+        x_train,
+        y_train,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        margin=args.margin,
+        learning_rate=args.learning_rate,
+        embedding_dim=args.embedding_dim,
+        seed=args.seed,
+    )
+    seconds = time.perf_counter() - started
+    recall_after = ml.recall_at_k(embed(params, x_test), y_test, k=1)
+    print(f"held-out Recall@1 after training:  {recall_after:.4f}  ({args.epochs} epochs in {seconds:.1f} s)")
+    return recall_before, recall_after
+
+
+if __name__ == "__main__":
+    main()
