@@ -221,8 +221,8 @@ _ABC_SQ_LINEAR_SUM = 0.15 + 0.14
 _PAIRS = [np.zeros((2, 2)), np.array([[0.6, 0.8], [0.3, 0.4]]), np.array([1, 0])]
 _PAIRS_GRAD_X1 = np.array([[-0.3, -0.4], [0.15, 0.2]])
 
-# Margin ranking, margin 0.5: terms [−1·(2 − 1) + 0.5]₊ = 0 and [−1·(0 − 1) + 0.5]₊ = 1.5, mean 0.75;
-#   the second term's gradient /2: ∂/∂x1 = −0.5, ∂/∂x2 = +0.5.
+# Margin ranking, margin 0.5, sum: terms [−1·(2 − 1) + 0.5]₊ = 0 and [−1·(0 − 1) + 0.5]₊ = 1.5, sum 1.5;
+#   the second term's gradient: ∂/∂x1 = −y = −1, ∂/∂x2 = +y = +1.
 _RANKING = [np.array([2.0, 0.0]), np.array([1.0, 1.0]), np.array([1, 1])]
 
 # Cosine embedding, margin 0.5: x1 rows (1, 0), x2 rows (1, 1): c = 1/√2 (ε = 1e-12 moves it by ~1e-12).
@@ -348,6 +348,58 @@ def _triplet_margin(id, hyper, literals=()):
     )
 
 
+def _margin_ranking(id, hyper, literals=()):
+    ranked = ("every pair ranked right", [np.array([3.0, 1.0]), np.array([1.0, 3.0]), np.array([1, -1])])
+    return _case(
+        f"margin_ranking[{id}]",
+        ml.margin_ranking_loss,
+        ("x1", "x2", "y"),
+        (SCORES, SCORES, SIGNS),
+        margin_ranking_oracle,
+        _scores,
+        hyper=hyper,
+        literals=literals,
+        inactive=(ranked,),
+        bad_hyper=(_NEGATIVE_MARGIN, _BAD_REDUCTION),
+    )
+
+
+def _cosine_embedding(id, hyper, literals=()):
+    opposed = (
+        "dissimilar pairs with negative cosine",
+        [np.array([[1.0, 0.0], [0.0, 2.0]]), np.array([[-1.0, 0.5], [1.0, -3.0]]), np.array([-1, -1])],
+    )
+    return _case(
+        f"cosine_embedding[{id}]",
+        ml.cosine_embedding_loss,
+        ("x1", "x2", "y"),
+        (EMBEDDINGS, EMBEDDINGS, SIGNS),
+        cosine_embedding_oracle,
+        functools.partial(_explicit_pairs, targets=[-1, 1]),
+        hyper=hyper,
+        literals=literals,
+        inactive=(opposed,),
+        rotation_invariant=True,
+        bad_hyper=(_BAD_REDUCTION, ({"margin": 1.5}, ValueError, "margin must be >= -1.0 and <= 1.0")),
+    )
+
+
+def _hinge_embedding(id, hyper, literals=()):
+    beyond = ("dissimilar beyond the margin", [np.array([2.5, 3.0]), np.array([-1, -1])])
+    return _case(
+        f"hinge_embedding[{id}]",
+        ml.hinge_embedding_loss,
+        ("x", "y"),
+        (SCORES, SIGNS),
+        hinge_embedding_oracle,
+        _hinge_scores,
+        hyper=hyper,
+        literals=literals,
+        inactive=(beyond,),
+        bad_hyper=(_NEGATIVE_MARGIN, _BAD_REDUCTION),
+    )
+
+
 REGISTRY = [
     _contrastive("hadsell", {}, literals=(([_ABC, _ABC_LABELS], _ABC_HADSELL, (_ABC_HADSELL_GRAD,)),)),
     _contrastive(
@@ -377,77 +429,17 @@ REGISTRY = [
             "split_reduction": True,
         },
     ),
-    _case(
-        "margin_ranking[default]",
-        ml.margin_ranking_loss,
-        ("x1", "x2", "y"),
-        (SCORES, SCORES, SIGNS),
-        margin_ranking_oracle,
-        _scores,
-        inactive=(("every pair ranked right", [np.array([3.0, 1.0]), np.array([1.0, 3.0]), np.array([1, -1])]),),
-        bad_hyper=(_NEGATIVE_MARGIN, _BAD_REDUCTION),
+    _margin_ranking("default", {}),
+    _margin_ranking(
+        "margin-sum",
+        {"margin": 0.5, "reduction": "sum"},
+        literals=((_RANKING, 1.5, (np.array([0.0, -1.0]), np.array([0.0, 1.0]))),),
     ),
-    _case(
-        "margin_ranking[margin-sum]",
-        ml.margin_ranking_loss,
-        ("x1", "x2", "y"),
-        (SCORES, SCORES, SIGNS),
-        margin_ranking_oracle,
-        _scores,
-        hyper={"margin": 0.5},
-        literals=((_RANKING, 0.75, (np.array([0.0, -0.5]), np.array([0.0, 0.5]))),),
-    ),
-    _case(
-        "cosine_embedding[default]",
-        ml.cosine_embedding_loss,
-        ("x1", "x2", "y"),
-        (EMBEDDINGS, EMBEDDINGS, SIGNS),
-        cosine_embedding_oracle,
-        functools.partial(_explicit_pairs, targets=[-1, 1]),
-        inactive=(
-            (
-                "dissimilar pairs with negative cosine",
-                [
-                    np.array([[1.0, 0.0], [0.0, 2.0]]),
-                    np.array([[-1.0, 0.5], [1.0, -3.0]]),
-                    np.array([-1, -1]),
-                ],
-            ),
-        ),
-        rotation_invariant=True,
-        bad_hyper=(_BAD_REDUCTION, ({"margin": 1.5}, ValueError, "margin must be >= -1.0 and <= 1.0")),
-    ),
-    _case(
-        "cosine_embedding[margin-mean_nonzero]",
-        ml.cosine_embedding_loss,
-        ("x1", "x2", "y"),
-        (EMBEDDINGS, EMBEDDINGS, SIGNS),
-        cosine_embedding_oracle,
-        functools.partial(_explicit_pairs, targets=[-1, 1]),
-        hyper={"margin": 0.5},
-        literals=((_COSINE, 0.25, _COSINE_GRADS),),
-        rotation_invariant=True,
-    ),
-    _case(
-        "hinge_embedding[default]",
-        ml.hinge_embedding_loss,
-        ("x", "y"),
-        (SCORES, SIGNS),
-        hinge_embedding_oracle,
-        _hinge_scores,
-        literals=((_HINGE, 1.25 / 3, (np.array([1.0, -1.0, 0.0]) / 3,)),),
-        inactive=(("dissimilar beyond the margin", [np.array([1.5, 2.0]), np.array([-1, -1])]),),
-        bad_hyper=(_NEGATIVE_MARGIN, _BAD_REDUCTION),
-    ),
-    _case(
-        "hinge_embedding[margin-sum]",
-        ml.hinge_embedding_loss,
-        ("x", "y"),
-        (SCORES, SIGNS),
-        hinge_embedding_oracle,
-        _hinge_scores,
-        hyper={"margin": 2.0, "reduction": "sum"},
-    ),
+    _cosine_embedding("default", {}),
+    _cosine_embedding("margin", {"margin": 0.5}, literals=((_COSINE, 0.25, _COSINE_GRADS),)),
+    _cosine_embedding("negative-margin-mean_nonzero", {"margin": -0.2, "reduction": "mean_nonzero"}),
+    _hinge_embedding("default", {}, literals=((_HINGE, 1.25 / 3, (np.array([1.0, -1.0, 0.0]) / 3,)),)),
+    _hinge_embedding("margin-sum", {"margin": 2.0, "reduction": "sum"}),
     _triplet_margin("torch-default", {}),
     _triplet_margin(
         "exact-l2",

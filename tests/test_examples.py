@@ -46,3 +46,10 @@ def test_check_torch_gradient_example_passes_autograd_and_catches_the_bug(capsys
 def test_notebook_executes(path):
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+
+
+def test_readme_example_runs():
+    """The README's ten-line example, executed as written."""
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md", "exec"), {})
