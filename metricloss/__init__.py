@@ -23,11 +23,13 @@ from .pairs import (
     hinge_embedding_loss,
     margin_ranking_loss,
 )
-from .triplet import triplet_margin_loss
+from .triplet import INCOMPLETE_ANCHORS, MININGS, triplet_loss, triplet_margin_loss
 
 __all__ = [
     "CONTRASTIVE_FORMS",
+    "INCOMPLETE_ANCHORS",
     "METRICS",
+    "MININGS",
     "REDUCTIONS",
     "__version__",
     "contrastive_loss",
@@ -39,5 +41,6 @@ __all__ = [
     "pairwise_distances",
     "pairwise_distances_vjp",
     "recall_at_k",
+    "triplet_loss",
     "triplet_margin_loss",
 ]

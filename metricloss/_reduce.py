@@ -18,12 +18,17 @@ import numpy as np
 REDUCTIONS = ("mean", "sum", "mean_nonzero")
 
 
-def reduction_weight(reduction, terms):
-    """The scalar w with ρ(terms) = w · Σ terms."""
+def weight_from_counts(reduction, n_terms, n_nonzero):
+    """The scalar w with ρ(terms) = w · Σ terms, from the number of terms and of terms > 0."""
     if reduction == "sum":
         return 1.0
-    count = terms.size if reduction == "mean" else int(np.count_nonzero(terms > 0))
+    count = int(n_terms if reduction == "mean" else n_nonzero)
     return 1.0 / count if count else 0.0
+
+
+def reduction_weight(reduction, terms):
+    """The scalar w with ρ(terms) = w · Σ terms."""
+    return weight_from_counts(reduction, terms.size, np.count_nonzero(terms > 0))
 
 
 def reduce_terms(terms, dterms, reduction):

@@ -43,75 +43,73 @@ def _row_sq_norms(x):
     return np.einsum("ij,ij->i", x, x)
 
 
-def _squared_euclidean(x, y, kernels):
-    """‖x_i − y_j‖² for all pairs: GEMM form, close pairs recomputed directly (``y`` is not ``x``'s buffer)."""
+def _euclidean_from_gram(x, y, kernels, root):
+    """‖x_i − y_j‖ (``root``) or ‖x_i − y_j‖² for all pairs: the GEMM form, close pairs recomputed directly.
+    ``y`` must not share ``x``'s buffer (numpy sends x @ x.T to SYRK, several times slower here than GEMM)."""
     sq_x, sq_y = _row_sq_norms(x), _row_sq_norms(y)
-    d2 = x @ y.T
-    d2 *= -2
-    d2 += sq_x[:, None]
-    d2 += sq_y[None, :]
-    kernels.recompute_close_pairs(x, y, d2, sq_x, sq_y, _CANCELLATION_RATIO[x.dtype])
-    return d2
+    d = x @ y.T
+    kernels.gram_to_distances(d, x, y, sq_x, sq_y, _CANCELLATION_RATIO[x.dtype], root)
+    return d
 
 
 def _unit_rows(x):
-    """Rows scaled to unit norm (zero rows stay zero), and the norms."""
+    """Rows scaled to unit norm (zero rows stay zero), and the inverse norms (0 for zero rows)."""
     norm = np.sqrt(_row_sq_norms(x))
     inv_norm = np.divide(1, norm, out=np.zeros_like(norm), where=norm > 0)
-    return x * inv_norm[:, None], norm, inv_norm
+    return x * inv_norm[:, None], inv_norm
 
 
 def _pairwise_distances_vjp(x, y, metric, kernels):
-    """D(x, y) and its pullback g ↦ ∂L/∂x (y None: distances within x) or g ↦ (∂L/∂x, ∂L/∂y). Trusts inputs."""
+    """D(x, y) and its pullback ``(g, weight=1) ↦ ∂L/∂x`` (y None: distances within x) or ``(∂L/∂x, ∂L/∂y)``,
+    for the cotangent ``weight · g``. The pullback overwrites g (callers hand it a cotangent they own) and keeps
+    no B×B temporary, so a loss's peak memory is D and g. Trusts its inputs."""
     self_pairs = y is None
-    # A separate copy of x: numpy sends x @ x.T to SYRK, several times slower than the general GEMM here.
-    other = x.copy() if self_pairs else y
+    other = x.copy() if self_pairs else y  # a separate buffer, for the GEMM
 
     if metric == "cosine":
-        x_unit, _, x_inv_norm = _unit_rows(x)
-        y_unit, _, y_inv_norm = (x_unit.copy(), None, x_inv_norm) if self_pairs else _unit_rows(other)
+        x_unit, x_inv_norm = _unit_rows(x)
+        y_unit, y_inv_norm = (x_unit.copy(), x_inv_norm) if self_pairs else _unit_rows(other)
         # 1 − x̂·ŷ = ½‖x̂ − ŷ‖²: the squared form is accurate for nearly parallel rows.
-        d = _squared_euclidean(x_unit, y_unit, kernels)
+        d = _euclidean_from_gram(x_unit, y_unit, kernels, root=False)
         d *= 0.5
         d[x_inv_norm == 0, :] = 1
         d[:, y_inv_norm == 0] = 1
         np.clip(d, 0, 2, out=d)
-        cos = 1 - d
 
-        def pull_rows(g, a_unit, a_inv_norm, b_unit, cos_ab):
+        def pull_rows(g, a_unit, a_inv_norm, b_unit, g_dot_cos):
             # ∂D_ij/∂a_i = −(b̂_j − c_ij â_i)/‖a_i‖  ⇒  ∂L/∂a_i = −(1/‖a_i‖) (Σ_j g_ij b̂_j − (Σ_j g_ij c_ij) â_i)
             pulled = g @ b_unit
-            pulled -= np.einsum("ij,ij->i", g, cos_ab)[:, None] * a_unit
+            pulled -= g_dot_cos[:, None] * a_unit
             pulled *= -a_inv_norm[:, None]
             return pulled
 
-        def pullback(g):
+        def pullback(g, weight=1.0):
+            g *= weight
+            # Σ_j g_ij c_ij = Σ_j g_ij − Σ_j g_ij d_ij, without forming c = 1 − d
+            rows = g.sum(axis=1) - np.einsum("ij,ij->i", g, d)
+            cols = g.sum(axis=0) - np.einsum("ij,ij->j", g, d)
             if self_pairs:
-                return pull_rows(g + g.T, x_unit, x_inv_norm, y_unit, cos)
-            return pull_rows(g, x_unit, x_inv_norm, y_unit, cos), pull_rows(g.T, y_unit, y_inv_norm, x_unit, cos.T)
+                return pull_rows(g, x_unit, x_inv_norm, y_unit, rows) + pull_rows(g.T, x_unit, x_inv_norm, y_unit, cols)
+            return pull_rows(g, x_unit, x_inv_norm, y_unit, rows), pull_rows(g.T, y_unit, y_inv_norm, x_unit, cols)
 
         return d, pullback
 
-    d = _squared_euclidean(x, other, kernels)
-    if metric == "euclidean":
-        np.sqrt(d, out=d)
+    squared = metric == "sqeuclidean"
+    d = _euclidean_from_gram(x, other, kernels, root=not squared)
 
-    def pair_scale(g):
-        # S with ∂L/∂x_i = Σ_j S_ij (x_i − y_j):  d = ‖·‖² gives S = 2g;  d = ‖·‖ gives S = g/d, 0 where d = 0.
-        if metric == "sqeuclidean":
-            return 2 * g
-        return np.divide(g, d, out=np.zeros_like(g), where=d > 0)
-
-    def pull_rows(scale, a, b):
-        pulled = scale @ b
-        np.subtract(scale.sum(axis=1)[:, None] * a, pulled, out=pulled)
-        return pulled
-
-    def pullback(g):
-        if self_pairs:
-            return pull_rows(pair_scale(g + g.T), x, other)
-        scale = pair_scale(g)
-        return pull_rows(scale, x, other), pull_rows(scale.T, other, x)
+    def pullback(g, weight=1.0):
+        # ∂L/∂x_i = Σ_j S_ij (x_i − y_j) with S = 2wg (squared) or wg/d (0 where d = 0): diag(S·1) X − S Y.
+        scale = g
+        row_sums = kernels.pair_scale(scale, d, weight, squared)
+        col_sums = scale.sum(axis=0, dtype=np.float64)
+        if self_pairs:  # x is on both sides: the rule for rows plus the rule for columns
+            pulled = (row_sums + col_sums).astype(x.dtype)[:, None] * x
+            pulled -= scale @ other
+            pulled -= scale.T @ other
+            return pulled
+        grad_x = row_sums.astype(x.dtype)[:, None] * x - scale @ other
+        grad_y = col_sums.astype(x.dtype)[:, None] * other - scale.T @ x
+        return grad_x, grad_y
 
     return d, pullback
 
@@ -190,7 +188,7 @@ def pairwise_distances_vjp(x, y=None, *, metric="euclidean", backend=None):
     d, pullback = _pairwise_distances_vjp(x, y, metric, get_kernels(backend))
 
     def vjp(g):
-        g = np.asarray(g, dtype=d.dtype)
+        g = np.array(g, dtype=d.dtype)  # a copy: the pullback overwrites it
         if g.shape != d.shape:
             raise ValueError(f"g must have the shape of the distance matrix, {d.shape}; got {g.shape}")
         return pullback(g)
@@ -245,8 +243,8 @@ def _paired_distances_vjp(x1, x2, metric):
 
         return d, pullback
 
-    u1, _, inv1 = _unit_rows(x1)
-    u2, _, inv2 = _unit_rows(x2)
+    u1, inv1 = _unit_rows(x1)
+    u2, inv2 = _unit_rows(x2)
     diff = u1 - u2
     d = 0.5 * _row_sq_norms(diff)  # 1 − û1·û2 = ½‖û1 − û2‖²
     d[(inv1 == 0) | (inv2 == 0)] = 1

@@ -1,17 +1,19 @@
-"""Triplet losses. This module holds the loss on explicit (anchor, positive, negative) rows."""
+"""Triplet losses: on explicit (anchor, positive, negative) rows, and online, mined from a labelled batch."""
 
 import numpy as np
 
-from ._reduce import REDUCTIONS, reduce_terms
+from ._kernels import NO_SELF, get_kernels
+from ._reduce import REDUCTIONS, reduce_terms, weight_from_counts
 from ._validation import (
     check_bool,
     check_embeddings,
+    check_labels,
     check_margin,
     check_option,
     check_same_shape,
     check_scalar,
 )
-from .distances import _lp_distance_rows
+from .distances import METRICS, _lp_distance_rows, _pairwise_distances_vjp
 from .pairs import _hinge
 
 
@@ -106,3 +108,207 @@ def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6
         grad.astype(array.dtype, copy=False)
         for grad, array in zip((g_a, g_p, g_n), (anchor, positive, negative), strict=True)
     )
+
+
+MININGS = ("all", "hard", "semihard", "all_semihard")
+INCOMPLETE_ANCHORS = ("drop", "keep")
+_DEFAULT_REDUCTION = {"all": "mean_nonzero", "all_semihard": "mean_nonzero", "hard": "mean", "semihard": "mean"}
+
+
+def _check_references(x, ref_embeddings, ref_labels):
+    """The reference set of a query-vs-reference batch, or (None, None)."""
+    if (ref_embeddings is None) != (ref_labels is None):
+        given, missing = ("ref_embeddings", "ref_labels") if ref_labels is None else ("ref_labels", "ref_embeddings")
+        raise ValueError(f"{missing} must be given with {given}; got only {given}")
+    if ref_embeddings is None:
+        return None, None
+    ref = check_embeddings(ref_embeddings, "ref_embeddings")
+    if ref.shape[1] != x.shape[1]:
+        raise ValueError(f"ref_embeddings must have {x.shape[1]} features to match embeddings; got shape {ref.shape}")
+    ref_labels = check_labels(ref_labels, ref.shape[0], "ref_labels", against="ref_embeddings")
+    return ref, ref_labels
+
+
+def _batch_hard(d, labels, ref_labels, self_offset, margin, soft, incomplete_anchors, g, kernels):
+    """Per anchor the farthest positive and the closest negative: one term each. Adds the unweighted cotangent
+    to g; returns (per-anchor sums, number of terms, number of non-zero terms)."""
+    positive, negative = kernels.select_per_anchor(d, labels, ref_labels, self_offset, 0, 0)
+    anchors = np.arange(d.shape[0])
+    if incomplete_anchors == "drop":
+        kept = (positive >= 0) & (negative >= 0)
+    else:  # TF-Addons / omoindrot: no positive → d⁺ = 0; no negative → d⁻ = the row's largest distance
+        kept = (positive >= 0) | (negative >= 0)
+        for a in np.flatnonzero(kept & (negative < 0)):
+            row = d[a].astype(np.float64)
+            if self_offset != NO_SELF:
+                row[a + self_offset] = -np.inf
+            negative[a] = np.argmax(row)
+    anchors, positive, negative = anchors[kept], positive[kept], negative[kept]
+    d_pos = np.where(positive >= 0, d[anchors, positive], 0).astype(np.float64)
+    d_neg = d[anchors, negative].astype(np.float64)
+    values, slopes = _triplet_terms(d_pos + margin, d_neg, soft)
+    has_positive = positive >= 0
+    g[anchors[has_positive], positive[has_positive]] += slopes[has_positive]
+    g[anchors, negative] -= slopes
+    sums = np.zeros(d.shape[0])
+    sums[anchors] = values
+    return sums, values.size, np.count_nonzero(values > 0)
+
+
+def _triplet_terms(thresholds, d_neg, soft):
+    """Values and slopes of [t − d⁻]₊ (active iff d⁻ < t) or, ``soft``, softplus(t − d⁻), with t = d⁺ + m."""
+    if soft:
+        z = thresholds - d_neg
+        return np.logaddexp(0.0, z), np.exp(-np.logaddexp(0.0, -z))  # softplus and its derivative, the sigmoid
+    active = d_neg < thresholds
+    return np.where(active, thresholds - d_neg, 0.0), active.astype(np.float64)
+
+
+def triplet_loss(
+    embeddings,
+    labels,
+    *,
+    mining="all",
+    margin=None,
+    distance="euclidean",
+    reduction=None,
+    soft=False,
+    incomplete_anchors="drop",
+    ref_embeddings=None,
+    ref_labels=None,
+    backend=None,
+):
+    r"""The online triplet loss on a labelled batch: triplets (a, p, n) with y_p = y_a ≠ y_n are mined from the
+    batch's distance matrix, and each costs
+
+    .. math::
+
+        \ell(a, p, n) = [d_{ap} - d_{an} + m]_+ \qquad (\text{soft: } \log(1 + e^{d_{ap} - d_{an} + m}))
+
+    ``mining`` picks which triplets enter:
+
+    ================  ==========================================================  ==================
+    mining            triplets                                                    default reduction
+    ================  ==========================================================  ==================
+    ``"all"``         every valid (a, p, n): batch-all                            ``"mean_nonzero"``
+    ``"hard"``        per anchor, the farthest positive and the closest negative  ``"mean"``
+                      (batch-hard, Hermans et al. 2017)
+    ``"semihard"``    per positive pair (a, p), the closest negative farther      ``"mean"``
+                      than p (d_an > d_ap), else the farthest negative (FaceNet,
+                      as TF-Addons mines it)
+    ``"all_semihard"``  every semi-hard triplet, d_ap <= d_an < d_ap + m           ``"mean_nonzero"``
+                      (pytorch-metric-learning's semi-hard miner)
+    ================  ==========================================================  ==================
+
+    Gradient: each term's slope s (1 where the hinge is active; the sigmoid for ``soft``) goes to
+    ∂L/∂d_ap += w·s and ∂L/∂d_an −= w·s, with w the reduction's weight; that B×R cotangent is pulled back through
+    the distance matrix (:func:`metricloss.pairwise_distances_vjp`). No B³ array is formed: batch-all counts,
+    per anchor, the active negatives of every positive with one sort and binary searches (O(B² log B) time,
+    O(B²) memory).
+
+    Parameters
+    ----------
+    embeddings : array of shape (B, F), float32 or float64
+    labels : int array of shape (B,)
+    mining : {"all", "hard", "semihard", "all_semihard"}, default "all"
+    margin : float >= 0, optional
+        m. Default 1.0, or 0.0 with ``soft=True`` (Hermans et al.'s soft margin, softplus(d_ap − d_an)).
+    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    reduction : {"mean", "sum", "mean_nonzero"}, optional
+        Default per ``mining``, as in the table. ``"mean"`` divides by the number of triplets that enter (all
+        valid ones for batch-all; the kept anchors for batch-hard; the positive pairs for semi-hard).
+    soft : bool, default False
+        softplus instead of the hinge; with ``mining="hard"`` or ``"semihard"`` (one term per anchor or pair).
+    incomplete_anchors : {"drop", "keep"}, default "drop"
+        Batch-hard anchors that have no positive or no negative: dropped (pytorch-metric-learning), or kept with
+        d⁺ = 0 where there is no positive and d⁻ = the row's largest distance where there is no negative
+        (TF-Addons, omoindrot, sentence-transformers). A lone sample has neither and is always dropped.
+    ref_embeddings : array of shape (R, F), optional
+        A reference set for query-vs-reference (cross-modal) batches: anchors are the rows of ``embeddings``,
+        positives and negatives are taken from the references. Give ``ref_labels`` with it.
+    ref_labels : int array of shape (R,), optional
+    backend : {"numpy", "numba"}, optional
+        The kernel module; default ``"numba"``.
+
+    Returns
+    -------
+    value : float
+    grad : array of shape (B, F), or with references the tuple (grad_embeddings, grad_ref_embeddings)
+
+    Notes
+    -----
+    Nothing valid (no anchor with both a positive and a negative) gives ``(0.0, zeros)``. Within one batch an
+    anchor is never its own positive; with a reference set no pair is excluded (the query and reference sets
+    are different objects, even when equal: pytorch-metric-learning decides by object identity, its issue
+    #488). Ties between candidates go to the lowest index. A triplet is active iff d_an < d_ap + m.
+
+    *pytorch-metric-learning* (``distance=LpDistance(normalize_embeddings=False)``): ``TripletMarginLoss(margin)``
+    alone is ``mining="all"``; with ``BatchHardMiner()`` it is ``mining="hard", reduction="mean_nonzero"``;
+    with ``TripletMarginMiner(margin, type_of_triplets="semihard")`` it is ``mining="all_semihard"`` (PML's
+    band is d_ap < d_an <= d_ap + m: the two differ only at exact ties). ``smooth_loss=True`` is ``soft=True``
+    with the margin kept. ``LpDistance(power=2)`` is ``distance="sqeuclidean"``. PML normalises embeddings by
+    default.
+
+    *TensorFlow Addons*: ``triplet_semihard_loss(y, x, margin)`` is ``mining="semihard"`` (it returns NaN for a
+    batch without a positive pair, tensorflow/addons#1676; this returns 0, and it gives a pair whose anchor has no
+    negative d⁻ = 0 where this drops it); ``triplet_hard_loss(y, x, margin)`` is ``mining="hard",
+    incomplete_anchors="keep"``, and with ``soft=True`` it is ``soft=True, margin=0``. Both use Euclidean
+    distances (``squared=True``: ``"sqeuclidean"``) and take the mean. omoindrot's batch-all and batch-hard are
+    ``mining="all"`` and ``mining="hard", incomplete_anchors="keep"``; sentence-transformers' ``BatchHardTripletLoss``
+    likewise, and its ``BatchHardSoftMarginTripletLoss`` is ``soft=True``.
+
+    References
+    ----------
+    F. Schroff, D. Kalenichenko, J. Philbin. FaceNet: A Unified Embedding for Face Recognition and Clustering.
+    CVPR 2015. A. Hermans, L. Beyer, B. Leibe. In Defense of the Triplet Loss for Person Re-Identification. 2017.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss import triplet_loss
+    >>> x = np.array([[0.0, 0.0], [0.0, 0.5], [0.8, 0.0], [3.0, 0.0]])
+    >>> labels = np.array([0, 0, 1, 1])
+    >>> value, grad = triplet_loss(x, labels, mining="hard")
+    >>> round(value, 6)  # anchors: [0.5 − 0.8 + 1]₊, [0.5 − √0.89 + 1]₊, [2.2 − 0.8 + 1]₊, [2.2 − 3 + 1]₊; mean
+    0.96415
+    """
+    x = check_embeddings(embeddings)
+    labels = check_labels(labels, x.shape[0]).astype(np.int64, copy=False)
+    check_option(mining, "mining", MININGS)
+    soft = check_bool(soft, "soft")
+    if soft and mining not in ("hard", "semihard"):
+        raise ValueError(f"soft=True needs mining='hard' or 'semihard' (one triplet per term); got mining={mining!r}")
+    margin = (0.0 if soft else 1.0) if margin is None else check_margin(margin)
+    check_option(distance, "distance", METRICS)
+    reduction = _DEFAULT_REDUCTION[mining] if reduction is None else check_option(reduction, "reduction", REDUCTIONS)
+    check_option(incomplete_anchors, "incomplete_anchors", INCOMPLETE_ANCHORS)
+    ref, ref_labels = _check_references(x, ref_embeddings, ref_labels)
+    kernels = get_kernels(backend)
+
+    if ref is not None:
+        dtype = np.result_type(x, ref)
+        x_, ref_ = x.astype(dtype, copy=False), ref.astype(dtype, copy=False)
+        candidate_labels, self_offset = ref_labels.astype(np.int64, copy=False), NO_SELF
+    else:
+        x_, ref_, candidate_labels, self_offset = x, None, labels, 0
+    d, pullback = _pairwise_distances_vjp(x_, ref_, distance, kernels)
+    g = np.zeros_like(d)
+    if mining in ("all", "all_semihard"):
+        semihard_only = mining == "all_semihard"
+        sums, n_active, n_valid = kernels.batch_all_triplets(
+            d, labels, candidate_labels, self_offset, margin, semihard_only, g
+        )
+        n_terms, n_nonzero = (n_active if semihard_only else n_valid).sum(), n_active.sum()
+    elif mining == "semihard":
+        sums, n_terms, n_nonzero = kernels.semihard_triplets(d, labels, candidate_labels, self_offset, margin, soft, g)
+        n_terms, n_nonzero = n_terms.sum(), n_nonzero.sum()
+    else:
+        sums, n_terms, n_nonzero = _batch_hard(
+            d, labels, candidate_labels, self_offset, margin, soft, incomplete_anchors, g, kernels
+        )
+    weight = weight_from_counts(reduction, n_terms, n_nonzero)
+    value = weight * float(np.sum(sums))
+    grads = pullback(g, weight)
+    if ref is None:
+        return value, grads
+    return value, (grads[0].astype(x.dtype, copy=False), grads[1].astype(ref.dtype, copy=False))

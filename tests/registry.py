@@ -33,6 +33,7 @@ class LossCase:
     rotation_invariant: bool = False
     bad_hyper: tuple = ()  # (kwargs, exception, text the message must contain)
     backends: bool = False  # takes backend=, so numpy and numba must agree
+    row_groups: tuple = ()  # which arguments share their rows (default: all of them)
     hyper: dict = field(default_factory=dict)
 
     @property
@@ -149,6 +150,48 @@ def triplet_margin_oracle(anchor, positive, negative, *, margin=1.0, p=2, eps=1e
     return _reduce(terms, reduction)
 
 
+def _softplus(z):
+    return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+
+
+def triplet_oracle(
+    x, *rest, mining="all", margin=None, distance="euclidean", reduction=None, soft=False, incomplete_anchors="drop"
+):
+    """Every triplet enumerated by loops; ``rest`` is (labels) or (ref_embeddings, labels, ref_labels)."""
+    if len(rest) == 1:
+        labels, refs, ref_labels, within = rest[0], x, rest[0], True
+    else:
+        refs, labels, ref_labels = rest
+        within = False
+    margin = (0.0 if soft else 1.0) if margin is None else margin
+    reduction = reduction or {"all": "mean_nonzero", "all_semihard": "mean_nonzero"}.get(mining, "mean")
+    cost = _softplus if soft else (lambda z: max(z, 0.0))
+    terms = []
+    for a in range(len(x)):
+        candidates = [j for j in range(len(refs)) if not (within and j == a)]
+        dist = {j: _distance(x[a], refs[j], distance) for j in candidates}
+        positives = [j for j in candidates if ref_labels[j] == labels[a]]
+        negatives = [j for j in candidates if ref_labels[j] != labels[a]]
+        if mining in ("all", "all_semihard"):
+            for p in positives:
+                for n in negatives:
+                    if mining == "all" or dist[p] <= dist[n] < dist[p] + margin:
+                        terms.append(cost(dist[p] - dist[n] + margin))
+        elif mining == "semihard":
+            for p in positives:
+                if negatives:
+                    farther = [dist[n] for n in negatives if dist[n] > dist[p]]
+                    d_neg = min(farther) if farther else max(dist[n] for n in negatives)
+                    terms.append(cost(dist[p] - d_neg + margin))
+        elif positives and negatives:
+            terms.append(cost(max(dist[p] for p in positives) - min(dist[n] for n in negatives) + margin))
+        elif incomplete_anchors == "keep" and (positives or negatives):
+            d_pos = max((dist[p] for p in positives), default=0.0)
+            d_neg = min(dist[n] for n in negatives) if negatives else max(dist.values())
+            terms.append(cost(d_pos - d_neg + margin))
+    return _reduce(terms, reduction)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Input factories: small random batches, scaled so that some terms are active and some are not.
 
@@ -176,6 +219,12 @@ def _triplets(rng, dtype, n=6, features=4):
     positive = anchor + 0.6 * rng.standard_normal((n, features))
     negative = anchor + 0.9 * rng.standard_normal((n, features))
     return [a.astype(dtype) for a in (anchor, positive, negative)]
+
+
+def _query_reference_batch(rng, dtype, n=7, n_refs=9, features=3):
+    x = (0.6 * rng.standard_normal((n, features))).astype(dtype)
+    refs = (0.6 * rng.standard_normal((n_refs, features))).astype(dtype)
+    return [x, refs, rng.integers(0, 3, size=n), rng.integers(0, 3, size=n_refs)]
 
 
 def _hinge_scores(rng, dtype, n=9):
@@ -249,6 +298,24 @@ _HINGE = [np.array([0.5, 0.25, 2.0]), np.array([1, -1, -1])]
 _TRIPLET = [np.array([[0.0, 0.0]]), np.array([[0.0, 1.0]]), np.array([[1.5, 0.0]])]
 _TRIPLET_SWAP = [np.array([[0.0, 0.0]]), np.array([[0.0, 1.0]]), np.array([[0.5, 1.0]])]
 _TRIPLET_L1 = [np.array([[0.0, 0.0]]), np.array([[1.0, 1.0]]), np.array([[2.0, 1.0]])]
+
+
+# Online triplets on A = (0, 0), B = (0, 0.5) (class 0) and C = (0.8, 0), D = (3, 0) (class 1), margin 1.
+# Distances: AB 0.5, AC 0.8, AD 3, BC √0.89 = r, BD √9.25 = s, CD 2.2.
+#   batch-all: A: [0.5 − 0.8 + 1] = 0.7, [0.5 − 3 + 1]₊ = 0; B: 1.5 − r, 0; C (positive D): 3.2 − 0.8 = 2.4,
+#   3.2 − r; D (positive C): 3.2 − 3 = 0.2, 3.2 − s. Six non-zero terms: (11.2 − 2r − s) / 6.
+#   batch-hard: A: 0.7; B: 1.5 − r; C: hardest negative A: 2.4; D: hardest negative A: 0.2. Mean (4.8 − r) / 4.
+#     Gradient (w = 1/4): ∂L/∂D = w(D − C)/2.2 (as anchor) − w(D − A)/3 + w(D − C)/2.2 (as C's positive)
+#     = (1/4, 0); ∂L/∂A = w(0, −1) − w(−1, 0) [anchor A] + w(0, −1) [B's positive] + w(1, 0) [D's negative]
+#     + w(1, 0) [C's negative] = (3/4, −1/2); ∂L/∂B = w(0, 1) + w(0, 1) − w(B − C)/r = (0.2/r, 0.5 − 0.125/r);
+#     ∂L/∂C = −(∂L/∂A + ∂L/∂B + ∂L/∂D) (translation invariance).
+#   semi-hard: A: closest negative beyond 0.5 is C: 0.7; B: C: 1.5 − r; C: none beyond 2.2, so the farthest, B:
+#     3.2 − r; D: A: 0.2. Mean (5.6 − 2r) / 4.
+_ABCD = np.array([[0.0, 0.0], [0.0, 0.5], [0.8, 0.0], [3.0, 0.0]])
+_ABCD_LABELS = np.array([0, 0, 1, 1])
+_R, _S_ = math.sqrt(0.89), math.sqrt(9.25)
+_ABCD_HARD_GRAD = np.array([[0.75, -0.5], [0.2 / _R, 0.5 - 0.125 / _R], [0.0, 0.0], [0.25, 0.0]])
+_ABCD_HARD_GRAD[2] = -_ABCD_HARD_GRAD.sum(axis=0)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -400,6 +467,74 @@ def _hinge_embedding(id, hyper, literals=()):
     )
 
 
+def _with_references(x, refs, labels, ref_labels, **hyper):
+    """triplet_loss on a query-vs-reference batch, with the differentiable arrays first."""
+    return ml.triplet_loss(x, labels, ref_embeddings=refs, ref_labels=ref_labels, **hyper)
+
+
+_SEPARATED = (
+    "two classes, far apart",
+    [np.array([[0.0, 0.0], [0.0, 0.1], [10.0, 0.0], [10.0, 0.1]]), np.array([0, 0, 1, 1])],
+)
+_TRIPLET_BAD = (
+    _NEGATIVE_MARGIN,
+    _BAD_REDUCTION,
+    ({"mining": "batch_hard"}, ValueError, "mining must be one of 'all', 'hard', 'semihard', 'all_semihard'"),
+    ({"mining": "all", "soft": True}, ValueError, "soft=True needs mining='hard' or 'semihard'"),
+    ({"incomplete_anchors": "skip"}, ValueError, "incomplete_anchors must be one of 'drop', 'keep'"),
+    ({"distance": "l1"}, ValueError, "distance must be one of"),
+    ({"backend": "cuda"}, ValueError, "backend must be one of 'numpy', 'numba'"),
+)
+
+
+def _triplet(id, hyper, literals=()):
+    keep, soft = hyper.get("incomplete_anchors") == "keep", hyper.get("soft", False)
+    inactive = [_ONE_SAMPLE]
+    if not keep:  # kept anchors without a negative compare with the row's largest distance: 0 here, so cost m
+        inactive.append(_DUPLICATES_ONE_CLASS)
+    if not (keep and soft):  # no positive pairs (soft and kept: d⁺ = 0 still costs softplus(−d⁻))
+        inactive.append(_FAR_APART)
+    if not soft and hyper.get("distance") != "cosine":  # every triplet beyond the margin (softplus never is 0)
+        inactive.append(_SEPARATED)
+    return _case(
+        f"triplet[{id}]",
+        ml.triplet_loss,
+        ("embeddings", "labels"),
+        (EMBEDDINGS, LABELS),
+        triplet_oracle,
+        _labelled_batch,
+        hyper=hyper,
+        literals=literals,
+        inactive=tuple(inactive),
+        translation_invariant=hyper.get("distance", "euclidean") != "cosine",
+        rotation_invariant=True,
+        bad_hyper=_TRIPLET_BAD,
+        backends=True,
+    )
+
+
+def _triplet_with_references(id, hyper):
+    unmatched = (
+        "no reference shares a query's class",
+        [np.zeros((2, 2)), np.ones((3, 2)), np.array([0, 0]), np.array([1, 2, 3])],
+    )
+    return _case(
+        f"triplet_references[{id}]",
+        _with_references,
+        ("embeddings", "ref_embeddings", "labels", "ref_labels"),
+        (EMBEDDINGS, EMBEDDINGS, LABELS, LABELS),
+        triplet_oracle,
+        _query_reference_batch,
+        hyper=hyper,
+        inactive=(unmatched,),
+        translation_invariant=hyper.get("distance", "euclidean") != "cosine",
+        rotation_invariant=True,
+        bad_hyper=_TRIPLET_BAD,
+        backends=True,
+        row_groups=(0, 1, 0, 1),  # queries and their labels; references and theirs
+    )
+
+
 REGISTRY = [
     _contrastive("hadsell", {}, literals=(([_ABC, _ABC_LABELS], _ABC_HADSELL, (_ABC_HADSELL_GRAD,)),)),
     _contrastive(
@@ -457,6 +592,23 @@ REGISTRY = [
         literals=((_TRIPLET_L1, 0.5, (np.array([[0.0, 0.0]]), np.array([[1.0, 1.0]]), np.array([[-1.0, -1.0]]))),),
     ),
     _triplet_margin("l3-swap-mean_nonzero", {"p": 3, "swap": True, "reduction": "mean_nonzero", "margin": 0.5}),
+]
+
+REGISTRY += [
+    _triplet("all", {}, literals=(([_ABCD, _ABCD_LABELS], (11.2 - 2 * _R - _S_) / 6, None),)),
+    _triplet("all-sqeuclidean-mean", {"distance": "sqeuclidean", "reduction": "mean", "margin": 0.5}),
+    _triplet("hard", {"mining": "hard"}, literals=(([_ABCD, _ABCD_LABELS], (4.8 - _R) / 4, (_ABCD_HARD_GRAD,)),)),
+    _triplet("hard-keep-soft", {"mining": "hard", "incomplete_anchors": "keep", "soft": True}),
+    _triplet("hard-keep-margin", {"mining": "hard", "incomplete_anchors": "keep", "margin": 0.3}),
+    _triplet(
+        "hard-cosine-mean_nonzero", {"mining": "hard", "distance": "cosine", "reduction": "mean_nonzero", "margin": 0.2}
+    ),
+    _triplet("semihard", {"mining": "semihard"}, literals=(([_ABCD, _ABCD_LABELS], (5.6 - 2 * _R) / 4, None),)),
+    _triplet("semihard-soft-sum", {"mining": "semihard", "soft": True, "margin": 0.1, "reduction": "sum"}),
+    _triplet("all_semihard", {"mining": "all_semihard"}),
+    _triplet_with_references("all", {}),
+    _triplet_with_references("hard-keep", {"mining": "hard", "incomplete_anchors": "keep"}),
+    _triplet_with_references("semihard-sqeuclidean", {"mining": "semihard", "distance": "sqeuclidean"}),
 ]
 
 REGISTRY_IDS = [case.id for case in REGISTRY]

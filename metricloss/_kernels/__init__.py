@@ -10,6 +10,8 @@ from .._validation import check_option
 
 BACKENDS = ("numpy", "numba")
 
+NO_SELF = -(1 << 62)  # the kernels' self_offset when anchors and references are different sets
+
 
 def get_kernels(backend):
     """The kernel module for ``backend`` (None: the default for host arrays, ``"numba"``)."""
