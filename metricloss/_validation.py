@@ -72,6 +72,14 @@ def check_labels(value, n_samples, name="labels", *, against="embeddings"):
     return labels
 
 
+def check_label_vector(value, name):
+    """A non-empty 1-D array of integer class labels, on its own (no embeddings to match)."""
+    labels = _as_array(value, name)
+    if labels.ndim != 1 or labels.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array of class labels; got shape {labels.shape}")
+    return check_labels(labels, labels.shape[0], name)
+
+
 def check_targets(value, shape, name, *, allowed, against):
     """Targets of the given shape whose values all lie in ``allowed`` (e.g. (-1, 1) or (0, 1))."""
     targets = _as_array(value, name)
@@ -132,3 +140,18 @@ def check_count(value, name, *, low=1):
     if count < low:
         raise ValueError(f"{name} must be >= {low}; got {count}")
     return count
+
+
+def check_references(embeddings, ref_embeddings, ref_labels):
+    """The reference set of a query-vs-reference batch (both or neither given), or (None, None)."""
+    if (ref_embeddings is None) != (ref_labels is None):
+        given, missing = ("ref_embeddings", "ref_labels") if ref_labels is None else ("ref_labels", "ref_embeddings")
+        raise ValueError(f"{missing} must be given with {given}; got only {given}")
+    if ref_embeddings is None:
+        return None, None
+    ref = check_embeddings(ref_embeddings, "ref_embeddings")
+    if ref.shape[1] != embeddings.shape[1]:
+        raise ValueError(
+            f"ref_embeddings must have {embeddings.shape[1]} features to match embeddings; got shape {ref.shape}"
+        )
+    return ref, check_labels(ref_labels, ref.shape[0], "ref_labels", against="ref_embeddings")

@@ -10,10 +10,12 @@ from ._validation import (
     check_labels,
     check_margin,
     check_option,
+    check_references,
     check_same_shape,
     check_scalar,
 )
-from .distances import METRICS, _lp_distance_rows, _pairwise_distances_vjp
+from .distances import METRICS, _lp_distance_rows
+from .mining import online_batch
 from .pairs import _hinge
 
 
@@ -113,20 +115,6 @@ def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6
 MININGS = ("all", "hard", "semihard", "all_semihard")
 INCOMPLETE_ANCHORS = ("drop", "keep")
 _DEFAULT_REDUCTION = {"all": "mean_nonzero", "all_semihard": "mean_nonzero", "hard": "mean", "semihard": "mean"}
-
-
-def _check_references(x, ref_embeddings, ref_labels):
-    """The reference set of a query-vs-reference batch, or (None, None)."""
-    if (ref_embeddings is None) != (ref_labels is None):
-        given, missing = ("ref_embeddings", "ref_labels") if ref_labels is None else ("ref_labels", "ref_embeddings")
-        raise ValueError(f"{missing} must be given with {given}; got only {given}")
-    if ref_embeddings is None:
-        return None, None
-    ref = check_embeddings(ref_embeddings, "ref_embeddings")
-    if ref.shape[1] != x.shape[1]:
-        raise ValueError(f"ref_embeddings must have {x.shape[1]} features to match embeddings; got shape {ref.shape}")
-    ref_labels = check_labels(ref_labels, ref.shape[0], "ref_labels", against="ref_embeddings")
-    return ref, ref_labels
 
 
 def _batch_hard(d, labels, ref_labels, self_offset, margin, soft, incomplete_anchors, g, kernels):
@@ -282,16 +270,10 @@ def triplet_loss(
     check_option(distance, "distance", METRICS)
     reduction = _DEFAULT_REDUCTION[mining] if reduction is None else check_option(reduction, "reduction", REDUCTIONS)
     check_option(incomplete_anchors, "incomplete_anchors", INCOMPLETE_ANCHORS)
-    ref, ref_labels = _check_references(x, ref_embeddings, ref_labels)
+    ref, ref_labels = check_references(x, ref_embeddings, ref_labels)
     kernels = get_kernels(backend)
 
-    if ref is not None:
-        dtype = np.result_type(x, ref)
-        x_, ref_ = x.astype(dtype, copy=False), ref.astype(dtype, copy=False)
-        candidate_labels, self_offset = ref_labels.astype(np.int64, copy=False), NO_SELF
-    else:
-        x_, ref_, candidate_labels, self_offset = x, None, labels, 0
-    d, pullback = _pairwise_distances_vjp(x_, ref_, distance, kernels)
+    d, pullback, candidate_labels, self_offset = online_batch(x, labels, ref, ref_labels, distance, kernels)
     g = np.zeros_like(d)
     if mining in ("all", "all_semihard"):
         semihard_only = mining == "all_semihard"

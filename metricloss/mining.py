@@ -1,0 +1,493 @@
+"""Mining: which triplets and negatives to train on. Everything here returns indices, never losses.
+
+* :func:`classify_triplets` and :func:`triplet_counts`: easy, semi-hard and hard triplets;
+* :func:`mine_triplets`: every triplet of a kind in a batch, optionally capped per anchor;
+* :func:`batch_triplets`: one triplet per anchor (batch-hard, batch-easy-hard);
+* :func:`mine_dataset`: the hardest positive and a hard or semi-hard negative for every sample of a dataset,
+  in chunks (memory O(N · chunk)), optionally with faiss;
+* :func:`pk_batches`: P classes × K samples per batch;
+* :func:`random_negatives` and :func:`rank_window_negatives`: negatives for retrieval training.
+
+Kinds of triplets (a, p, n), with margin m and the convention of the losses (a triplet is active iff
+d_an < d_ap + m):
+
+==============  ===========================  ============================================================
+kind            condition                    in words
+==============  ===========================  ============================================================
+``"easy"``      d_an >= d_ap + m             already satisfied: no loss
+``"semihard"``  d_ap <= d_an < d_ap + m      negative farther than the positive, but inside the margin
+``"hard"``      d_an < d_ap                  negative closer than the positive
+==============  ===========================  ============================================================
+
+Randomness comes from a ``numpy.random.Generator``: every function that samples takes ``rng``, a Generator or a
+seed (None: fresh entropy, as ``numpy.random.default_rng``).
+"""
+
+import numpy as np
+
+from ._kernels import NO_SELF, get_kernels
+from ._validation import (
+    check_count,
+    check_embeddings,
+    check_float_array,
+    check_label_vector,
+    check_labels,
+    check_margin,
+    check_option,
+    check_references,
+    check_same_shape,
+)
+from .distances import METRICS, _paired_distances_vjp, _pairwise_distances_vjp
+
+TRIPLET_KINDS = ("easy", "semihard", "hard")
+MINED_TRIPLETS = ("all", "active", "easy", "semihard", "hard")
+SELECTIONS = ("hardest", "easiest", "semihard")
+_MODE = {"hardest": 0, "easiest": 1, "semihard": 2}
+
+
+def online_batch(x, labels, ref, ref_labels, distance, kernels):
+    """The distance matrix of an online batch, its pullback, the candidates' labels and the kernels'
+    self_offset: within the batch (``ref`` None) an anchor is not its own candidate; with a reference set every
+    reference is. Trusts its inputs; labels become int64."""
+    labels = labels.astype(np.int64, copy=False)
+    if ref is None:
+        d, pullback = _pairwise_distances_vjp(x, None, distance, kernels)
+        return d, pullback, labels, 0
+    dtype = np.result_type(x, ref)
+    d, pullback = _pairwise_distances_vjp(x.astype(dtype, copy=False), ref.astype(dtype, copy=False), distance, kernels)
+    return d, pullback, ref_labels.astype(np.int64, copy=False), NO_SELF
+
+
+def _checked_batch(embeddings, labels, ref_embeddings, ref_labels, distance, backend):
+    x = check_embeddings(embeddings)
+    labels = check_labels(labels, x.shape[0])
+    check_option(distance, "distance", METRICS)
+    ref, ref_labels = check_references(x, ref_embeddings, ref_labels)
+    kernels = get_kernels(backend)
+    d, _, candidate_labels, self_offset = online_batch(x, labels, ref, ref_labels, distance, kernels)
+    return d, labels.astype(np.int64, copy=False), candidate_labels, self_offset, kernels
+
+
+def _rng(rng):
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def classify_triplets(d_ap, d_an, *, margin=1.0):
+    """The kind of each triplet from its two distances: 0 easy, 1 semi-hard, 2 hard (indices into
+    ``TRIPLET_KINDS``), for colouring or counting.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss.mining import TRIPLET_KINDS, classify_triplets
+    >>> kinds = classify_triplets(np.array([1.0, 1.0, 1.0]), np.array([2.5, 1.5, 0.5]), margin=1.0)
+    >>> [TRIPLET_KINDS[k] for k in kinds]
+    ['easy', 'semihard', 'hard']
+    """
+    d_ap = check_float_array(d_ap, "d_ap")
+    d_an = check_float_array(d_an, "d_an")
+    check_same_shape(d_an, "d_an", d_ap, "d_ap")
+    margin = check_margin(margin)
+    d_ap, d_an = d_ap.astype(np.float64), d_an.astype(np.float64)
+    kinds = np.zeros(d_ap.shape, dtype=np.int8)
+    kinds[d_an < d_ap + margin] = 1
+    kinds[d_an < d_ap] = 2
+    return kinds
+
+
+def triplet_counts(
+    embeddings, labels, *, margin=1.0, distance="euclidean", ref_embeddings=None, ref_labels=None, backend=None
+):
+    """How many of a batch's valid triplets are easy, semi-hard and hard, and the fraction that is active
+    (semi-hard or hard: the ones batch-all averages over). O(B² log B) time, O(B²) memory.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss.mining import triplet_counts
+    >>> triplet_counts(np.array([[0.0], [0.5], [0.8], [3.0]]), np.array([0, 0, 1, 1]))
+    {'valid': 8, 'easy': 2, 'semihard': 3, 'hard': 3, 'active_fraction': 0.75}
+    """
+    margin = check_margin(margin)
+    d, labels, candidate_labels, self_offset, kernels = _checked_batch(
+        embeddings, labels, ref_embeddings, ref_labels, distance, backend
+    )
+    scratch = np.zeros_like(d)  # the kernels write a cotangent too; counting ignores it
+    _, active, valid = kernels.batch_all_triplets(d, labels, candidate_labels, self_offset, margin, False, scratch)
+    _, semihard, _ = kernels.batch_all_triplets(d, labels, candidate_labels, self_offset, margin, True, scratch)
+    valid, active, semihard = int(valid.sum()), int(active.sum()), int(semihard.sum())
+    return {
+        "valid": valid,
+        "easy": valid - active,
+        "semihard": semihard,
+        "hard": active - semihard,
+        "active_fraction": active / valid if valid else 0.0,
+    }
+
+
+def _band(neg_sorted, d_ap, margin, kind):
+    """For each positive, the slice [lo, hi) of the sorted negative distances that form triplets of ``kind``."""
+    n_neg = neg_sorted.size
+    inside_margin = np.searchsorted(neg_sorted, d_ap + margin, side="left")  # d_an < d_ap + m
+    closer = np.searchsorted(neg_sorted, d_ap, side="left")  # d_an < d_ap
+    zeros, ends = np.zeros_like(closer), np.full_like(closer, n_neg)
+    lo, hi = {
+        "all": (zeros, ends),
+        "active": (zeros, inside_margin),
+        "hard": (zeros, closer),
+        "semihard": (closer, inside_margin),
+        "easy": (inside_margin, ends),
+    }[kind]
+    return lo, np.maximum(hi, lo)
+
+
+def mine_triplets(
+    embeddings,
+    labels,
+    *,
+    kind="all",
+    margin=1.0,
+    distance="euclidean",
+    max_per_anchor=None,
+    rng=None,
+    ref_embeddings=None,
+    ref_labels=None,
+    backend=None,
+):
+    """Index arrays (a, p, n) of every triplet of ``kind`` in a batch, or at most ``max_per_anchor`` per anchor
+    sampled uniformly without replacement.
+
+    ``kind`` is ``"all"`` (every valid triplet), ``"active"`` (semi-hard or hard, the ones with a non-zero loss),
+    ``"easy"``, ``"semihard"`` or ``"hard"`` (module docstring). With references, p and n index them.
+
+    Per anchor, the negatives' distances are sorted once and each positive's band is a slice of them, so the
+    work is O(B² log B) plus the output, and memory is O(B²) plus the output: with a cap, O(B · cap) however many
+    triplets the batch holds. The result is sorted by anchor, then positive, then negative distance.
+
+    Notes
+    -----
+    pytorch-metric-learning's ``TripletMarginMiner(margin, type_of_triplets=t)`` mines ``kind="active"`` for
+    t = "all", and "easy", "semihard", "hard" alike; its boundaries differ at exact ties (its hard triplets
+    include d_an = d_ap, its semi-hard ones d_an = d_ap + m). It has no cap per anchor (its issues #193, #645).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss.mining import mine_triplets
+    >>> a, p, n = mine_triplets(np.array([[0.0], [0.5], [0.8], [3.0]]), np.array([0, 0, 1, 1]), kind="hard")
+    >>> a, p, n  # B: C (0.3) is closer than A (0.5); C: B (0.3) and A (0.8) are closer than D (2.2)
+    (array([1, 2, 2]), array([0, 3, 3]), array([2, 1, 0]))
+    """
+    check_option(kind, "kind", MINED_TRIPLETS)
+    margin = check_margin(margin)
+    if max_per_anchor is not None:
+        max_per_anchor = check_count(max_per_anchor, "max_per_anchor")
+    rng = _rng(rng)
+    d, labels, candidate_labels, self_offset, _ = _checked_batch(
+        embeddings, labels, ref_embeddings, ref_labels, distance, backend
+    )
+    candidates = np.ones(d.shape[1], dtype=bool)
+    mined = []
+    for a in range(d.shape[0]):
+        candidates[:] = True
+        if self_offset != NO_SELF:
+            candidates[a + self_offset] = False
+        same = candidate_labels == labels[a]
+        positives, negatives = np.flatnonzero(same & candidates), np.flatnonzero(~same & candidates)
+        if positives.size == 0 or negatives.size == 0:
+            continue
+        order = np.argsort(d[a, negatives], kind="stable")
+        neg_sorted = d[a, negatives[order]].astype(np.float64)
+        lo, hi = _band(neg_sorted, d[a, positives].astype(np.float64), margin, kind)
+        counts = hi - lo
+        total = int(counts.sum())
+        if total == 0:
+            continue
+        picks = np.arange(total)
+        if max_per_anchor is not None and total > max_per_anchor:
+            picks = np.sort(rng.choice(total, size=max_per_anchor, replace=False))
+        ends = np.cumsum(counts)
+        which = np.searchsorted(ends, picks, side="right")  # the positive each pick belongs to
+        offset = picks - (ends - counts)[which]
+        mined.append((np.full(picks.size, a), positives[which], negatives[order[lo[which] + offset]]))
+    if not mined:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty.copy(), empty.copy()
+    return tuple(np.concatenate(part).astype(np.int64) for part in zip(*mined, strict=True))
+
+
+def batch_triplets(
+    embeddings,
+    labels,
+    *,
+    positive="hardest",
+    negative="hardest",
+    distance="euclidean",
+    ref_embeddings=None,
+    ref_labels=None,
+    backend=None,
+):
+    """One triplet per anchor, (a, p, n) index arrays; anchors without a valid choice are left out.
+
+    ``positive``: ``"hardest"`` (farthest), ``"easiest"`` (closest), or ``"semihard"`` (the farthest positive
+    closer than the chosen negative). ``negative``: ``"hardest"`` (closest), ``"easiest"`` (farthest), or
+    ``"semihard"`` (the closest negative farther than the chosen positive). Not both semi-hard. Ties go to the
+    lowest index.
+
+    Notes
+    -----
+    pytorch-metric-learning's ``BatchHardMiner()`` is the default (hardest, hardest);
+    ``BatchEasyHardMiner(pos_strategy, neg_strategy)`` is the same names with "hard" for "hardest" and "easy"
+    for "easiest" (its defaults: ``positive="easiest", negative="semihard"``, Xuan et al. 2020).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss.mining import batch_triplets
+    >>> batch_triplets(np.array([[0.0], [0.5], [0.8], [3.0]]), np.array([0, 0, 1, 1]))
+    (array([0, 1, 2, 3]), array([1, 0, 3, 2]), array([2, 2, 1, 1]))
+    """
+    check_option(positive, "positive", SELECTIONS)
+    check_option(negative, "negative", SELECTIONS)
+    if positive == negative == "semihard":
+        raise ValueError("positive and negative cannot both be 'semihard': each is chosen relative to the other")
+    d, labels, candidate_labels, self_offset, kernels = _checked_batch(
+        embeddings, labels, ref_embeddings, ref_labels, distance, backend
+    )
+    p, n = kernels.select_per_anchor(d, labels, candidate_labels, self_offset, _MODE[positive], _MODE[negative])
+    anchors = np.flatnonzero((p >= 0) & (n >= 0))
+    return anchors, p[anchors].astype(np.int64), n[anchors].astype(np.int64)
+
+
+def mine_dataset(
+    embeddings,
+    labels,
+    *,
+    negative="hardest",
+    distance="euclidean",
+    chunk_size=1024,
+    progress=None,
+    use_faiss=False,
+    n_neighbours=64,
+    backend=None,
+):
+    """Offline mining over a whole dataset: for every sample, its hardest (farthest) positive and its hardest
+    (closest) or semi-hard negative (the closest negative farther than that positive; FaceNet's choice).
+
+    Distances are computed ``chunk_size`` anchors at a time, so memory is O(N · chunk_size), not O(N²).
+    ``progress(done, total)`` is called after each chunk. With ``use_faiss=True`` (the ``[faiss]`` extra) the
+    negatives come from faiss's exact flat index, searching ``n_neighbours`` neighbours and falling back to the
+    exact scan for anchors whose neighbours hold no suitable negative; the positives are always exact (within
+    each class). Both paths give the same indices, up to exact ties and float32 rounding in faiss.
+
+    Returns
+    -------
+    positives, negatives : int arrays of shape (N,), -1 where a sample has none
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss.mining import mine_dataset
+    >>> mine_dataset(np.array([[0.0], [0.5], [0.8], [3.0]]), np.array([0, 0, 1, 1]), negative="semihard")
+    (array([1, 0, 3, 2]), array([ 2,  3, -1,  1]))
+    """
+    x = check_embeddings(embeddings)
+    labels = check_labels(labels, x.shape[0]).astype(np.int64, copy=False)
+    check_option(negative, "negative", ("hardest", "semihard"))
+    check_option(distance, "distance", METRICS)
+    chunk_size = check_count(chunk_size, "chunk_size")
+    n_neighbours = check_count(n_neighbours, "n_neighbours")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a callable progress(done, total); got {type(progress).__name__}")
+    kernels = get_kernels(backend)
+    negative_mode = _MODE[negative]
+    total = x.shape[0]
+    positives, negatives = np.full(total, -1, dtype=np.int64), np.full(total, -1, dtype=np.int64)
+
+    def exact(rows):
+        """Exact choices for the anchors ``rows`` (a contiguous range), against the whole dataset."""
+        d = _pairwise_distances_vjp(x[rows], x, distance, kernels)[0]
+        return kernels.select_per_anchor(d, labels[rows], labels, rows.start, 0, negative_mode)
+
+    if not use_faiss:
+        for start in range(0, total, chunk_size):
+            rows = slice(start, min(start + chunk_size, total))
+            positives[rows], negatives[rows] = exact(rows)
+            if progress is not None:
+                progress(rows.stop, total)
+        return positives, negatives
+
+    search = _faiss_search(x, distance)
+    for c in np.unique(labels):  # exact hardest positives, class by class
+        members = np.flatnonzero(labels == c)
+        for start in range(0, members.size, chunk_size):
+            rows = members[start : start + chunk_size]
+            d = _pairwise_distances_vjp(x[rows], x[members], distance, kernels)[0]
+            d[np.arange(rows.size), np.arange(start, start + rows.size)] = -np.inf  # not its own positive
+            best = np.argmax(d, axis=1)
+            positives[rows] = np.where(np.isfinite(d[np.arange(rows.size), best]), members[best], -1)
+    k = min(n_neighbours + 1, total)
+    for start in range(0, total, chunk_size):
+        rows = slice(start, min(start + chunk_size, total))
+        d_near, near = search(x[rows], k)
+        own = np.arange(rows.start, rows.stop)
+        d_pos = np.full(near.shape[0], -np.inf)
+        has_pos = positives[rows] >= 0
+        d_pos[has_pos] = _paired_distances_vjp(x[own[has_pos]], x[positives[rows][has_pos]], distance)[0]
+        ok = (near >= 0) & (near != own[:, None]) & (labels[np.maximum(near, 0)] != labels[own][:, None])
+        if negative == "semihard":
+            ok &= (d_near > d_pos[:, None]) & has_pos[:, None]
+        found = ok.any(axis=1)
+        negatives[own[found]] = near[found, np.argmax(ok[found], axis=1)]
+        for a in own[~found]:  # the neighbours held no suitable negative: scan everything for this anchor
+            negatives[a] = exact(slice(a, a + 1))[1][0]
+        if progress is not None:
+            progress(rows.stop, total)
+    return positives, negatives
+
+
+def _faiss_search(x, distance):
+    """A function (queries, k) -> (distances, indices), nearest first, from faiss's exact flat index."""
+    try:
+        import faiss
+    except ImportError:
+        raise ImportError("use_faiss=True needs faiss: pip install 'metricloss[faiss]' (faiss-cpu)") from None
+    data = np.ascontiguousarray(x, dtype=np.float32)
+    if distance == "cosine":
+        norms = np.linalg.norm(data, axis=1, keepdims=True)
+        data = np.divide(data, norms, out=np.zeros_like(data), where=norms > 0)
+        index = faiss.IndexFlatIP(data.shape[1])
+    else:
+        index = faiss.IndexFlatL2(data.shape[1])
+    index.add(data)
+
+    def search(queries, k):
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if distance == "cosine":
+            norms = np.linalg.norm(queries, axis=1, keepdims=True)
+            queries = np.divide(queries, norms, out=np.zeros_like(queries), where=norms > 0)
+            similarity, indices = index.search(queries, k)
+            return 1.0 - similarity.astype(np.float64), indices
+        squared, indices = index.search(queries, k)
+        squared = np.maximum(squared.astype(np.float64), 0)
+        return (squared if distance == "sqeuclidean" else np.sqrt(squared)), indices
+
+    return search
+
+
+def pk_batches(labels, *, p, k, n_batches=None, rng=None):
+    """Yield index batches of ``p`` classes × ``k`` samples each (the "P×K" or "m-per-class" sampler).
+
+    Each batch draws p distinct classes uniformly, then k samples of each: without replacement, or with
+    replacement for a class that has fewer than k samples (so small classes still appear, duplicated). Batches
+    are grouped by class: k indices of one class, then k of the next. ``n_batches`` defaults to
+    ``len(labels) // (p * k)``, about one epoch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss.mining import pk_batches
+    >>> labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    >>> [np.sort(labels[batch]).tolist() for batch in pk_batches(labels, p=2, k=2, n_batches=2, rng=0)]
+    [[1, 1, 2, 2], [0, 0, 2, 2]]
+    """
+    labels = check_label_vector(labels, "labels")
+    p, k = check_count(p, "p"), check_count(k, "k")
+    classes, inverse = np.unique(labels, return_inverse=True)
+    if p > classes.size:
+        raise ValueError(f"p must be at most the number of classes, {classes.size}; got {p}")
+    if n_batches is None:
+        n_batches = max(1, labels.size // (p * k))
+    n_batches = check_count(n_batches, "n_batches")
+    rng = _rng(rng)
+    members = [np.flatnonzero(inverse == c) for c in range(classes.size)]
+    for _ in range(n_batches):
+        chosen = rng.choice(classes.size, size=p, replace=False)
+        yield np.concatenate([rng.choice(members[c], size=k, replace=members[c].size < k) for c in chosen])
+
+
+def random_negatives(query_labels, ref_labels, *, n, rng=None):
+    """For each query, ``n`` distinct references of another class, drawn uniformly: shape (Q, n).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss.mining import random_negatives
+    >>> random_negatives(np.array([0, 1]), np.array([0, 0, 1, 1, 2]), n=3, rng=0).shape
+    (2, 3)
+    """
+    query_labels = check_label_vector(query_labels, "query_labels")
+    ref_labels = check_label_vector(ref_labels, "ref_labels")
+    n = check_count(n, "n")
+    rng = _rng(rng)
+    out = np.empty((query_labels.size, n), dtype=np.int64)
+    for label in np.unique(query_labels):
+        candidates = np.flatnonzero(ref_labels != label)
+        if candidates.size < n:
+            raise ValueError(
+                f"n must be at most the number of references outside class {label}, {candidates.size}; got {n}"
+            )
+        for q in np.flatnonzero(query_labels == label):
+            out[q] = rng.choice(candidates, size=n, replace=False)
+    return out
+
+
+def rank_window_negatives(
+    query_embeddings,
+    ref_embeddings,
+    *,
+    n,
+    lo=101,
+    hi=500,
+    query_labels=None,
+    ref_labels=None,
+    distance="euclidean",
+    chunk_size=1024,
+    rng=None,
+    backend=None,
+):
+    """For each query, ``n`` distinct references drawn uniformly from ranks ``lo``..``hi`` (1-based, inclusive)
+    of its retrieval list, nearest first: shape (Q, n). With labels, references of the query's own class are
+    removed from the list first. Ranks 101–500 are Facebook's embedding-based retrieval (Huang et al. 2020):
+    hard enough to teach, far enough down to be rarely a missed positive. Memory O(chunk_size · R).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss.mining import rank_window_negatives
+    >>> refs = np.arange(10.0)[:, None]
+    >>> np.sort(rank_window_negatives(np.array([[0.0]]), refs, n=3, lo=2, hi=4, rng=0))
+    array([[1, 2, 3]])
+    """
+    queries = check_embeddings(query_embeddings, "query_embeddings")
+    refs = check_embeddings(ref_embeddings, "ref_embeddings")
+    if refs.shape[1] != queries.shape[1]:
+        raise ValueError(f"ref_embeddings must have {queries.shape[1]} features to match query_embeddings")
+    n, lo, hi = check_count(n, "n"), check_count(lo, "lo"), check_count(hi, "hi")
+    if hi < lo + n - 1:
+        raise ValueError(f"the window of ranks lo..hi must hold at least n = {n} references; got {lo}..{hi}")
+    if (query_labels is None) != (ref_labels is None):
+        raise ValueError("query_labels and ref_labels must be given together")
+    if query_labels is not None:
+        query_labels = check_labels(query_labels, queries.shape[0], "query_labels", against="query_embeddings")
+        ref_labels = check_labels(ref_labels, refs.shape[0], "ref_labels", against="ref_embeddings")
+    check_option(distance, "distance", METRICS)
+    chunk_size = check_count(chunk_size, "chunk_size")
+    rng, kernels = _rng(rng), get_kernels(backend)
+    out = np.empty((queries.shape[0], n), dtype=np.int64)
+    for start in range(0, queries.shape[0], chunk_size):
+        rows = slice(start, min(start + chunk_size, queries.shape[0]))
+        dtype = np.result_type(queries, refs)
+        d = _pairwise_distances_vjp(
+            queries[rows].astype(dtype, copy=False), refs.astype(dtype, copy=False), distance, kernels
+        )[0]
+        d = d.astype(np.float64)
+        if query_labels is not None:
+            d[query_labels[rows][:, None] == ref_labels[None, :]] = np.inf
+        available = np.isfinite(d).sum(axis=1).min()
+        if available < hi:
+            raise ValueError(f"hi must be at most the number of candidate references, {available}; got {hi}")
+        ranked = np.argsort(d, axis=1, kind="stable")[:, lo - 1 : hi]  # nearest first, ties by index
+        picks = np.argsort(rng.random(ranked.shape), axis=1)[:, :n]  # n distinct ranks per query
+        out[rows] = np.take_along_axis(ranked, picks, axis=1)
+    return out
