@@ -1,0 +1,262 @@
+"""The mining API against brute force (every triplet enumerated in Python) and against pytorch-metric-learning's
+miners; the samplers' promises (classes, counts, seeds, refusals)."""
+
+import itertools
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+from pytorch_metric_learning import distances as pml_distances
+from pytorch_metric_learning import miners as pml_miners
+
+import metricloss as ml
+from metricloss.mining import TRIPLET_KINDS
+
+
+def brute_force_triplets(x, labels, kind, margin):
+    """Every (a, p, n) of ``kind`` by enumeration, with the module's definitions."""
+    d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    found = set()
+    for a, p, n in itertools.product(range(len(x)), repeat=3):
+        if a == p or labels[a] != labels[p] or labels[a] == labels[n]:
+            continue
+        d_ap, d_an = d[a, p], d[a, n]
+        is_kind = {
+            "all": True,
+            "active": d_an < d_ap + margin,
+            "easy": d_an >= d_ap + margin,
+            "semihard": d_ap <= d_an < d_ap + margin,
+            "hard": d_an < d_ap,
+        }[kind]
+        if is_kind:
+            found.add((a, p, n))
+    return found
+
+
+def as_set(triplets):
+    return set(zip(*(t.tolist() for t in triplets), strict=True))
+
+
+@pytest.fixture
+def batch():
+    rng = np.random.default_rng(0)
+    return 0.7 * rng.standard_normal((18, 3)), rng.integers(0, 4, size=18)
+
+
+def test_classify_triplets_by_the_stated_conditions():
+    d_ap = np.array([1.0, 1.0, 1.0, 1.0, 1.0])
+    d_an = np.array([2.0, 1.999, 1.0, 0.999, 3.0])
+    kinds = ml.classify_triplets(d_ap, d_an, margin=1.0)
+    assert [TRIPLET_KINDS[k] for k in kinds] == ["easy", "semihard", "semihard", "hard", "easy"]
+
+
+def test_triplet_counts_match_brute_force(batch):
+    x, labels = batch
+    counts = ml.triplet_counts(x, labels, margin=0.8)
+    for kind in TRIPLET_KINDS:
+        assert counts[kind] == len(brute_force_triplets(x, labels, kind, 0.8))
+    assert counts["valid"] == len(brute_force_triplets(x, labels, "all", 0.8))
+    assert counts["active_fraction"] == (counts["semihard"] + counts["hard"]) / counts["valid"]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("kind", ml.MINED_TRIPLETS)
+def test_mine_triplets_finds_exactly_the_brute_force_set(batch, kind, backend):
+    x, labels = batch
+    mined = ml.mine_triplets(x, labels, kind=kind, margin=0.8, backend=backend)
+    assert as_set(mined) == brute_force_triplets(x, labels, kind, 0.8)
+    assert len(mined[0]) == len(as_set(mined))  # no duplicates
+
+
+def test_the_cap_samples_a_subset_per_anchor_reproducibly(batch):
+    x, labels = batch
+    full = brute_force_triplets(x, labels, "all", 1.0)
+    capped = ml.mine_triplets(x, labels, max_per_anchor=3, rng=7)
+    assert as_set(capped) <= full
+    anchors, counts = np.unique(capped[0], return_counts=True)
+    available = {a: sum(1 for t in full if t[0] == a) for a in anchors}
+    assert all(c == min(3, available[a]) for a, c in zip(anchors, counts, strict=True))
+    again = ml.mine_triplets(x, labels, max_per_anchor=3, rng=np.random.default_rng(7))
+    assert all(np.array_equal(u, v) for u, v in zip(capped, again, strict=True))
+    other = ml.mine_triplets(x, labels, max_per_anchor=3, rng=8)
+    assert as_set(other) != as_set(capped)
+
+
+def test_a_cap_keeps_memory_quadratic_when_the_full_set_is_cubic():
+    """Two classes of 400: 400·399·400·2 ≈ 128 million triplets (3 GB of indices); a cap of 5 needs kilobytes."""
+    n = 800
+    x = np.random.default_rng(1).standard_normal((n, 8))
+    labels = np.repeat([0, 1], n // 2)
+    tracemalloc.start()
+    a, _, _ = ml.mine_triplets(x, labels, max_per_anchor=5, rng=0)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(a) == 5 * n
+    assert peak <= 3 * n * n * x.itemsize
+
+
+def test_no_valid_triplet_gives_empty_index_arrays():
+    a, p, n = ml.mine_triplets(np.eye(3), np.array([0, 1, 2]))
+    assert a.size == p.size == n.size == 0 and a.dtype == np.int64
+
+
+# --- pytorch-metric-learning miners ---------------------------------------------------------------------------
+
+
+def pml_lp():
+    return pml_distances.LpDistance(normalize_embeddings=False)
+
+
+@pytest.mark.parametrize(
+    ("pml_type", "kind"), [("all", "active"), ("semihard", "semihard"), ("hard", "hard"), ("easy", "easy")]
+)
+def test_mine_triplets_equals_pml_triplet_margin_miner(batch, pml_type, kind):
+    x, labels = batch
+    miner = pml_miners.TripletMarginMiner(margin=0.8, type_of_triplets=pml_type, distance=pml_lp())
+    theirs = miner(torch.tensor(x), torch.as_tensor(labels))
+    assert as_set(ml.mine_triplets(x, labels, kind=kind, margin=0.8)) == as_set(theirs)
+
+
+def test_batch_triplets_equals_pml_batch_hard_miner(batch):
+    x, labels = batch
+    labels[0] = 77  # an anchor without positives is left out by both
+    theirs = pml_miners.BatchHardMiner(distance=pml_lp())(torch.tensor(x), torch.as_tensor(labels))
+    assert as_set(ml.batch_triplets(x, labels)) == as_set(theirs)
+
+
+@pytest.mark.parametrize(
+    ("pos_strategy", "neg_strategy", "positive", "negative"),
+    [
+        ("easy", "semihard", "easiest", "semihard"),
+        ("easy", "hard", "easiest", "hardest"),
+        ("hard", "easy", "hardest", "easiest"),
+        ("semihard", "hard", "semihard", "hardest"),
+    ],
+)
+def test_batch_triplets_equals_pml_batch_easy_hard_miner(batch, pos_strategy, neg_strategy, positive, negative):
+    x, labels = batch
+    miner = pml_miners.BatchEasyHardMiner(pos_strategy=pos_strategy, neg_strategy=neg_strategy, distance=pml_lp())
+    a, p, a2, n = miner(torch.tensor(x), torch.as_tensor(labels))
+    assert torch.equal(a, a2)
+    ours = ml.batch_triplets(x, labels, positive=positive, negative=negative)
+    assert as_set(ours) == as_set((a, p, n))
+
+
+def test_batch_triplets_refuses_two_semihard_sides(batch):
+    with pytest.raises(ValueError, match="positive and negative cannot both be 'semihard'"):
+        ml.batch_triplets(*batch, positive="semihard", negative="semihard")
+
+
+# --- offline mining over a dataset ----------------------------------------------------------------------------
+
+
+def brute_force_dataset(x, labels, negative):
+    d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    positives, negatives = [], []
+    for a in range(len(x)):
+        pos = [j for j in range(len(x)) if j != a and labels[j] == labels[a]]
+        neg = [j for j in range(len(x)) if labels[j] != labels[a]]
+        p = max(pos, key=lambda j: d[a, j]) if pos else -1
+        if negative == "semihard":
+            neg = [j for j in neg if p >= 0 and d[a, j] > d[a, p]]
+        positives.append(p)
+        negatives.append(min(neg, key=lambda j: d[a, j]) if neg else -1)
+    return np.array(positives), np.array(negatives)
+
+
+@pytest.mark.parametrize("negative", ["hardest", "semihard"])
+def test_mine_dataset_equals_brute_force_in_any_chunking(negative):
+    rng = np.random.default_rng(2)
+    x, labels = rng.standard_normal((150, 6)), rng.integers(0, 5, size=150)
+    labels[7] = 42  # a sample with no positive
+    expected = brute_force_dataset(x, labels, negative)
+    calls = []
+    for chunk_size in (1, 16, 150, 1000):
+        got = ml.mine_dataset(x, labels, negative=negative, chunk_size=chunk_size, progress=lambda *c: calls.append(c))
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+    assert calls[-1] == (150, 150) and (16, 150) in calls
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "sqeuclidean", "cosine"])
+@pytest.mark.parametrize("negative", ["hardest", "semihard"])
+def test_mine_dataset_with_faiss_equals_the_exact_path(negative, distance):
+    pytest.importorskip("faiss", reason="faiss-cpu is in the test extra; this runs where it is installed")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3000, 16)).astype(np.float32)
+    labels = rng.integers(0, 20, size=3000)
+    exact = ml.mine_dataset(x, labels, negative=negative, distance=distance, chunk_size=700)
+    fast = ml.mine_dataset(
+        x, labels, negative=negative, distance=distance, chunk_size=700, use_faiss=True, n_neighbours=8
+    )
+    np.testing.assert_array_equal(fast[0], exact[0])
+    np.testing.assert_array_equal(fast[1], exact[1])
+
+
+def test_mine_dataset_checks_its_arguments():
+    x, labels = np.ones((4, 2)), np.arange(4)
+    with pytest.raises(ValueError, match="negative must be one of 'hardest', 'semihard'"):
+        ml.mine_dataset(x, labels, negative="easiest")
+    with pytest.raises(TypeError, match="progress must be a callable"):
+        ml.mine_dataset(x, labels, progress=3)
+    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+        ml.mine_dataset(x, labels, chunk_size=0)
+
+
+# --- samplers and negatives -----------------------------------------------------------------------------------
+
+
+def test_pk_batches_hold_p_classes_of_k_samples():
+    labels = np.repeat(np.arange(10), [8, 8, 8, 8, 8, 8, 8, 8, 2, 1])  # two classes smaller than k
+    batches = list(ml.pk_batches(labels, p=4, k=3, n_batches=200, rng=0))
+    assert len(batches) == 200
+    seen = set()
+    for indices in batches:
+        assert indices.shape == (12,)
+        groups = labels[indices].reshape(4, 3)
+        assert (groups == groups[:, :1]).all() and len(set(groups[:, 0])) == 4
+        seen.update(groups[:, 0].tolist())
+        for group, idx in zip(groups[:, 0], indices.reshape(4, 3), strict=True):
+            if group < 8:
+                assert len(set(idx.tolist())) == 3  # without replacement where the class is large enough
+    assert seen == set(range(10))  # the small classes appear too, with replacement
+    again = list(ml.pk_batches(labels, p=4, k=3, n_batches=200, rng=0))
+    assert all(np.array_equal(u, v) for u, v in zip(batches, again, strict=True))
+    assert len(list(ml.pk_batches(labels, p=4, k=3))) == len(labels) // 12
+
+
+def test_pk_batches_refuses_more_classes_than_exist():
+    with pytest.raises(ValueError, match="p must be at most the number of classes, 3; got 4"):
+        next(ml.pk_batches(np.array([0, 1, 2, 2]), p=4, k=2))
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        next(ml.pk_batches(np.array([0, 1]), p=1, k=0))
+
+
+def test_random_negatives_are_distinct_references_of_other_classes():
+    query_labels, ref_labels = np.array([0, 1, 2, 0]), np.repeat(np.arange(4), 5)
+    negatives = ml.random_negatives(query_labels, ref_labels, n=6, rng=1)
+    assert negatives.shape == (4, 6)
+    for q, row in enumerate(negatives):
+        assert len(set(row.tolist())) == 6 and (ref_labels[row] != query_labels[q]).all()
+    np.testing.assert_array_equal(negatives, ml.random_negatives(query_labels, ref_labels, n=6, rng=1))
+    with pytest.raises(ValueError, match="n must be at most the number of references outside class 0, 15; got 16"):
+        ml.random_negatives(query_labels, ref_labels, n=16)
+
+
+def test_rank_window_negatives_come_from_the_window_of_each_retrieval_list():
+    rng = np.random.default_rng(4)
+    queries, refs = rng.standard_normal((20, 4)), rng.standard_normal((300, 4))
+    query_labels, ref_labels = rng.integers(0, 3, size=20), rng.integers(0, 3, size=300)
+    picks = ml.rank_window_negatives(
+        queries, refs, n=5, lo=11, hi=40, query_labels=query_labels, ref_labels=ref_labels, chunk_size=7, rng=0
+    )
+    d = np.sqrt(((queries[:, None, :] - refs[None, :, :]) ** 2).sum(-1))
+    for q, row in enumerate(picks):
+        candidates = np.flatnonzero(ref_labels != query_labels[q])
+        ranked = candidates[np.argsort(d[q, candidates], kind="stable")]
+        assert set(row.tolist()) <= set(ranked[10:40].tolist()) and len(set(row.tolist())) == 5
+    without_labels = ml.rank_window_negatives(queries, refs, n=3, lo=1, hi=3, rng=0)
+    np.testing.assert_array_equal(np.sort(without_labels, axis=1), np.sort(np.argsort(d, axis=1)[:, :3], axis=1))
+    with pytest.raises(ValueError, match="must hold at least n = 5"):
+        ml.rank_window_negatives(queries, refs, n=5, lo=10, hi=12)
