@@ -83,7 +83,7 @@ def _pairwise_distances_vjp(x, y, metric, kernels):
             pulled *= -a_inv_norm[:, None]
             return pulled
 
-        def pullback(g, weight=1.0):
+        def pullback(g, weight=1.0, divided=False):
             g *= weight
             # Σ_j g_ij c_ij = Σ_j g_ij − Σ_j g_ij d_ij, without forming c = 1 − d
             rows = g.sum(axis=1) - np.einsum("ij,ij->i", g, d)
@@ -97,21 +97,39 @@ def _pairwise_distances_vjp(x, y, metric, kernels):
     squared = metric == "sqeuclidean"
     d = _euclidean_from_gram(x, other, kernels, root=not squared)
 
-    def pullback(g, weight=1.0):
-        # ∂L/∂x_i = Σ_j S_ij (x_i − y_j) with S = 2wg (squared) or wg/d (0 where d = 0): diag(S·1) X − S Y.
-        scale = g
-        row_sums = kernels.pair_scale(scale, d, weight, squared)
-        col_sums = scale.sum(axis=0, dtype=np.float64)
-        if self_pairs:  # x is on both sides: the rule for rows plus the rule for columns
-            pulled = (row_sums + col_sums).astype(x.dtype)[:, None] * x
-            pulled -= scale @ other
-            pulled -= scale.T @ other
-            return pulled
-        grad_x = row_sums.astype(x.dtype)[:, None] * x - scale @ other
-        grad_y = col_sums.astype(x.dtype)[:, None] * other - scale.T @ x
-        return grad_x, grad_y
+    def pullback(g, weight=1.0, divided=False):
+        # ∂L/∂x_i = Σ_j S_ij (x_i − y_j) = (diag(S·1) X − S Y)_i, with S = 2wg (squared) or wg/d, 0 where d = 0.
+        # ``divided``: g already holds g/d (a kernel fused the division; d may have been overwritten).
+        if not divided:
+            kernels.pair_scale(g, d, squared)
+        factor = weight * (2.0 if squared else 1.0)
+        if self_pairs:  # x on both sides of every pair: the rule for rows plus the rule for columns, S + Sᵀ
+            kernels.symmetrize(g)
+            return _scaled_pull(g, x, x, factor)
+        return _scaled_pull(g, x, other, factor), _scaled_pull(g.T, other, x, factor)
 
     return d, pullback
+
+
+def _scaled_pull(scale, a, b, factor):
+    """factor · (diag(S·1) A − S B), with S·1 from the same GEMM as S B (a column of ones appended to B)."""
+    pulled = scale @ np.hstack([b, np.ones((b.shape[0], 1), dtype=b.dtype)])
+    grad = pulled[:, -1:] * a
+    grad -= pulled[:, :-1]
+    grad *= factor
+    return grad
+
+
+def _pairs_vjp(x, y, rows, cols, g, metric, kernels):
+    """∂L/∂x (y None) or (∂L/∂x, ∂L/∂y) for a cotangent that is g[k] on D[rows[k], cols[k]] and 0 elsewhere:
+    O(K · F) for K pairs, through the row-wise distances of the pairs."""
+    other = x if y is None else y
+    g_rows, g_cols = _paired_distances_vjp(x[rows], other[cols], metric)[1](g)
+    grad_x = np.zeros_like(x)
+    kernels.scatter_add_rows(grad_x, rows, g_rows)
+    grad_y = grad_x if y is None else np.zeros_like(y)
+    kernels.scatter_add_rows(grad_y, cols, g_cols)
+    return grad_x if y is None else (grad_x, grad_y)
 
 
 def _check_pair_of_embeddings(x, y, metric):

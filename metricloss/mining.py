@@ -45,17 +45,30 @@ SELECTIONS = ("hardest", "easiest", "semihard")
 _MODE = {"hardest": 0, "easiest": 1, "semihard": 2}
 
 
+def class_index(labels, ref_labels):
+    """The kernels' view of the classes: (ref_class, anchor_class, class_order, class_starts).
+
+    ``ref_class[j]`` numbers reference j's class, ``anchor_class[a]`` anchor a's (-1 where no reference has it),
+    and ``class_order[class_starts[c]:class_starts[c + 1]]`` lists class c's references in increasing order.
+    """
+    classes, ref_class = np.unique(ref_labels, return_inverse=True)
+    class_order = np.argsort(ref_class, kind="stable")
+    class_starts = np.searchsorted(ref_class[class_order], np.arange(classes.size + 1))
+    at = np.minimum(np.searchsorted(classes, labels), classes.size - 1)
+    anchor_class = np.where(classes[at] == labels, at, -1)
+    return ref_class.astype(np.int32), anchor_class.astype(np.int32), class_order, class_starts
+
+
 def online_batch(x, labels, ref, ref_labels, distance, kernels):
-    """The distance matrix of an online batch, its pullback, the candidates' labels and the kernels'
+    """The distance matrix of an online batch, its pullback, its :func:`class_index` and the kernels'
     self_offset: within the batch (``ref`` None) an anchor is not its own candidate; with a reference set every
-    reference is. Trusts its inputs; labels become int64."""
-    labels = labels.astype(np.int64, copy=False)
+    reference is. Trusts its inputs."""
     if ref is None:
         d, pullback = _pairwise_distances_vjp(x, None, distance, kernels)
-        return d, pullback, labels, 0
+        return d, pullback, class_index(labels, labels), 0
     dtype = np.result_type(x, ref)
     d, pullback = _pairwise_distances_vjp(x.astype(dtype, copy=False), ref.astype(dtype, copy=False), distance, kernels)
-    return d, pullback, ref_labels.astype(np.int64, copy=False), NO_SELF
+    return d, pullback, class_index(labels, ref_labels), NO_SELF
 
 
 def _checked_batch(embeddings, labels, ref_embeddings, ref_labels, distance, backend):
@@ -64,8 +77,8 @@ def _checked_batch(embeddings, labels, ref_embeddings, ref_labels, distance, bac
     check_option(distance, "distance", METRICS)
     ref, ref_labels = check_references(x, ref_embeddings, ref_labels)
     kernels = get_kernels(backend)
-    d, _, candidate_labels, self_offset = online_batch(x, labels, ref, ref_labels, distance, kernels)
-    return d, labels.astype(np.int64, copy=False), candidate_labels, self_offset, kernels
+    d, _, classes, self_offset = online_batch(x, labels, ref, ref_labels, distance, kernels)
+    return d, classes, self_offset, kernels
 
 
 def _rng(rng):
@@ -109,12 +122,10 @@ def triplet_counts(
     {'valid': 8, 'easy': 2, 'semihard': 3, 'hard': 3, 'active_fraction': 0.75}
     """
     margin = check_margin(margin)
-    d, labels, candidate_labels, self_offset, kernels = _checked_batch(
-        embeddings, labels, ref_embeddings, ref_labels, distance, backend
-    )
-    scratch = np.zeros_like(d)  # the kernels write a cotangent too; counting ignores it
-    _, active, valid = kernels.batch_all_triplets(d, labels, candidate_labels, self_offset, margin, False, scratch)
-    _, semihard, _ = kernels.batch_all_triplets(d, labels, candidate_labels, self_offset, margin, True, scratch)
+    d, classes, self_offset, kernels = _checked_batch(embeddings, labels, ref_embeddings, ref_labels, distance, backend)
+    scratch = np.empty_like(d)  # the kernel writes a cotangent too; counting ignores it
+    _, active, valid = kernels.batch_all_triplets(d, *classes, self_offset, margin, False, scratch, False)
+    _, semihard, _ = kernels.batch_all_triplets(d, *classes, self_offset, margin, True, scratch, False)
     valid, active, semihard = int(valid.sum()), int(active.sum()), int(semihard.sum())
     return {
         "valid": valid,
@@ -183,7 +194,7 @@ def mine_triplets(
     if max_per_anchor is not None:
         max_per_anchor = check_count(max_per_anchor, "max_per_anchor")
     rng = _rng(rng)
-    d, labels, candidate_labels, self_offset, _ = _checked_batch(
+    d, (ref_class, anchor_class, _, _), self_offset, _ = _checked_batch(
         embeddings, labels, ref_embeddings, ref_labels, distance, backend
     )
     candidates = np.ones(d.shape[1], dtype=bool)
@@ -192,7 +203,7 @@ def mine_triplets(
         candidates[:] = True
         if self_offset != NO_SELF:
             candidates[a + self_offset] = False
-        same = candidate_labels == labels[a]
+        same = ref_class == anchor_class[a]
         positives, negatives = np.flatnonzero(same & candidates), np.flatnonzero(~same & candidates)
         if positives.size == 0 or negatives.size == 0:
             continue
@@ -251,10 +262,10 @@ def batch_triplets(
     check_option(negative, "negative", SELECTIONS)
     if positive == negative == "semihard":
         raise ValueError("positive and negative cannot both be 'semihard': each is chosen relative to the other")
-    d, labels, candidate_labels, self_offset, kernels = _checked_batch(
+    d, (ref_class, anchor_class, _, _), self_offset, kernels = _checked_batch(
         embeddings, labels, ref_embeddings, ref_labels, distance, backend
     )
-    p, n = kernels.select_per_anchor(d, labels, candidate_labels, self_offset, _MODE[positive], _MODE[negative])
+    p, n = kernels.select_per_anchor(d, ref_class, anchor_class, self_offset, _MODE[positive], _MODE[negative])
     anchors = np.flatnonzero((p >= 0) & (n >= 0))
     return anchors, p[anchors].astype(np.int64), n[anchors].astype(np.int64)
 
@@ -304,10 +315,12 @@ def mine_dataset(
     total = x.shape[0]
     positives, negatives = np.full(total, -1, dtype=np.int64), np.full(total, -1, dtype=np.int64)
 
+    ref_class, anchor_class, _, _ = class_index(labels, labels)
+
     def exact(rows):
         """Exact choices for the anchors ``rows`` (a contiguous range), against the whole dataset."""
         d = _pairwise_distances_vjp(x[rows], x, distance, kernels)[0]
-        return kernels.select_per_anchor(d, labels[rows], labels, rows.start, 0, negative_mode)
+        return kernels.select_per_anchor(d, ref_class, anchor_class[rows], rows.start, 0, negative_mode)
 
     if not use_faiss:
         for start in range(0, total, chunk_size):

@@ -14,7 +14,7 @@ from ._validation import (
     check_same_shape,
     check_scalar,
 )
-from .distances import METRICS, _lp_distance_rows
+from .distances import METRICS, _lp_distance_rows, _pairs_vjp
 from .mining import online_batch
 from .pairs import _hinge
 
@@ -117,11 +117,11 @@ INCOMPLETE_ANCHORS = ("drop", "keep")
 _DEFAULT_REDUCTION = {"all": "mean_nonzero", "all_semihard": "mean_nonzero", "hard": "mean", "semihard": "mean"}
 
 
-def _batch_hard(d, labels, ref_labels, self_offset, margin, soft, incomplete_anchors, g, kernels):
-    """Per anchor the farthest positive and the closest negative: one term each. Adds the unweighted cotangent
-    to g; returns (per-anchor sums, number of terms, number of non-zero terms)."""
-    positive, negative = kernels.select_per_anchor(d, labels, ref_labels, self_offset, 0, 0)
-    anchors = np.arange(d.shape[0])
+def _batch_hard_triplets(d, classes, self_offset, incomplete_anchors, kernels):
+    """Per anchor the farthest positive and the closest negative, as index arrays (a, p, n); p is -1 for a kept
+    anchor without positive (d⁺ = 0 then)."""
+    ref_class, anchor_class, _, _ = classes
+    positive, negative = kernels.select_per_anchor(d, ref_class, anchor_class, self_offset, 0, 0)
     if incomplete_anchors == "drop":
         kept = (positive >= 0) & (negative >= 0)
     else:  # TF-Addons / omoindrot: no positive → d⁺ = 0; no negative → d⁻ = the row's largest distance
@@ -131,16 +131,25 @@ def _batch_hard(d, labels, ref_labels, self_offset, margin, soft, incomplete_anc
             if self_offset != NO_SELF:
                 row[a + self_offset] = -np.inf
             negative[a] = np.argmax(row)
-    anchors, positive, negative = anchors[kept], positive[kept], negative[kept]
-    d_pos = np.where(positive >= 0, d[anchors, positive], 0).astype(np.float64)
-    d_neg = d[anchors, negative].astype(np.float64)
-    values, slopes = _triplet_terms(d_pos + margin, d_neg, soft)
-    has_positive = positive >= 0
-    g[anchors[has_positive], positive[has_positive]] += slopes[has_positive]
-    g[anchors, negative] -= slopes
-    sums = np.zeros(d.shape[0])
-    sums[anchors] = values
-    return sums, values.size, np.count_nonzero(values > 0)
+    anchors = np.flatnonzero(kept)
+    return anchors, positive[anchors], negative[anchors]
+
+
+def _semihard_triplets(d, classes, self_offset, kernels):
+    """FaceNet's semi-hard triplets (one per positive pair with a negative) as index arrays (a, p, n)."""
+    _, anchor_class, _, class_starts = classes
+    class_sizes = np.diff(class_starts)
+    has_class = anchor_class >= 0
+    n_positives = np.where(has_class, class_sizes[np.maximum(anchor_class, 0)], 0)
+    if self_offset != NO_SELF:
+        n_positives = np.maximum(n_positives - has_class, 0)
+    offsets = np.concatenate([[0], np.cumsum(n_positives)])
+    positives = np.empty(offsets[-1], dtype=np.int64)
+    negatives = np.empty(offsets[-1], dtype=np.int64)
+    kernels.semihard_negatives(d, *classes, self_offset, offsets, positives, negatives)
+    anchors = np.repeat(np.arange(d.shape[0]), n_positives)
+    kept = negatives >= 0
+    return anchors[kept], positives[kept], negatives[kept]
 
 
 def _triplet_terms(thresholds, d_neg, soft):
@@ -272,25 +281,44 @@ def triplet_loss(
     check_option(incomplete_anchors, "incomplete_anchors", INCOMPLETE_ANCHORS)
     ref, ref_labels = check_references(x, ref_embeddings, ref_labels)
     kernels = get_kernels(backend)
-
-    d, pullback, candidate_labels, self_offset = online_batch(x, labels, ref, ref_labels, distance, kernels)
-    g = np.zeros_like(d)
-    if mining in ("all", "all_semihard"):
-        semihard_only = mining == "all_semihard"
-        sums, n_active, n_valid = kernels.batch_all_triplets(
-            d, labels, candidate_labels, self_offset, margin, semihard_only, g
-        )
-        n_terms, n_nonzero = (n_active if semihard_only else n_valid).sum(), n_active.sum()
-    elif mining == "semihard":
-        sums, n_terms, n_nonzero = kernels.semihard_triplets(d, labels, candidate_labels, self_offset, margin, soft, g)
-        n_terms, n_nonzero = n_terms.sum(), n_nonzero.sum()
+    if ref is not None:
+        dtype = np.result_type(x, ref)
+        x_, ref_ = x.astype(dtype, copy=False), ref.astype(dtype, copy=False)
     else:
-        sums, n_terms, n_nonzero = _batch_hard(
-            d, labels, candidate_labels, self_offset, margin, soft, incomplete_anchors, g, kernels
-        )
-    weight = weight_from_counts(reduction, n_terms, n_nonzero)
-    value = weight * float(np.sum(sums))
-    grads = pullback(g, weight)
+        x_, ref_ = x, None
+
+    d, pullback, classes, self_offset = online_batch(x_, labels, ref_, ref_labels, distance, kernels)
+    if mining in ("all", "all_semihard"):
+        # The kernel writes the cotangent over d itself where the VJP no longer needs d (Euclidean: g/d).
+        divide = distance == "euclidean"
+        g = np.empty_like(d) if distance == "cosine" else d
+        semihard_only = mining == "all_semihard"
+        sums, n_active, n_valid = kernels.batch_all_triplets(d, *classes, self_offset, margin, semihard_only, g, divide)
+        weight = weight_from_counts(reduction, (n_active if semihard_only else n_valid).sum(), n_active.sum())
+        value = weight * float(np.sum(sums))
+        grads = pullback(g, weight, divided=divide)
+    else:
+        if mining == "hard":
+            anchors, positives, negatives = _batch_hard_triplets(d, classes, self_offset, incomplete_anchors, kernels)
+        else:
+            anchors, positives, negatives = _semihard_triplets(d, classes, self_offset, kernels)
+        has_positive = positives >= 0
+        d_pos = np.where(has_positive, d[anchors, np.maximum(positives, 0)], 0).astype(np.float64)
+        values, slopes = _triplet_terms(d_pos + margin, d[anchors, negatives].astype(np.float64), soft)
+        weight = weight_from_counts(reduction, values.size, np.count_nonzero(values > 0))
+        value = weight * float(np.sum(values))
+        # The cotangent is w·s on d[a, p] and −w·s on d[a, n] for each triplet: sparse when there are few
+        # triplets (batch-hard; semi-hard on P×K batches), pulled back pair by pair in O(K·F); when there are as
+        # many as entries of d (semi-hard with large classes), gathered into a dense g for the GEMM pullback.
+        rows = np.concatenate([anchors[has_positive], anchors])
+        cols = np.concatenate([positives[has_positive], negatives])
+        g = (weight * np.concatenate([slopes[has_positive], -slopes])).astype(x_.dtype)
+        if rows.size * x_.shape[1] <= d.size:
+            grads = _pairs_vjp(x_, ref_, rows, cols, g, distance, kernels)
+        else:
+            dense = np.zeros_like(d)
+            np.add.at(dense, (rows, cols), g)
+            grads = pullback(dense)
     if ref is None:
         return value, grads
     return value, (grads[0].astype(x.dtype, copy=False), grads[1].astype(ref.dtype, copy=False))

@@ -25,6 +25,12 @@ def test_training_demo_raises_held_out_recall_at_1():
     assert after > 0.93
 
 
+def test_training_demo_with_the_triplet_loss_on_pk_batches_raises_recall():
+    before, after = _load("train_digits").main(["--loss", "triplet", "--epochs", "15"])
+    assert after > before + 0.05
+    assert after > 0.93
+
+
 def test_training_demo_runs_as_a_script():
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "train_digits.py"), "--epochs", "2"],

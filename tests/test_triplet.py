@@ -196,3 +196,13 @@ def test_peak_memory_is_a_few_distance_matrices_not_b_cubed(mining):
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak <= 4 * n * n * x.itemsize, f"peak {peak / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("mining", ["hard", "semihard"])
+@pytest.mark.parametrize(("p", "k", "features"), [(10, 4, 16), (2, 12, 2)], ids=["sparse-pairs", "dense-cotangent"])
+def test_one_triplet_per_anchor_or_pair_pulls_back_sparsely_or_densely_with_the_same_gradient(mining, p, k, features):
+    """Few triplets go through the pair-by-pair VJP, many through a dense cotangent: both match differences."""
+    from metricloss.testing import check_grad
+
+    x, labels = batch(np.random.default_rng(11), np.float64, p=p, k=k, features=features)
+    check_grad(lambda e: ml.triplet_loss(e, labels, mining=mining, margin=0.4), x, rtol=1e-6)

@@ -1,12 +1,15 @@
 """Reference kernels in vectorised NumPy: the readable versions of what ``numba_kernels`` does with loops, and the
 place where each kernel's contract is written down.
 
-Shared conventions. ``d`` is a distance matrix between anchors (rows) and references (columns); ``labels`` and
-``ref_labels`` are their integer classes. Anchor a is reference a + ``self_offset`` and is not its own candidate
-(0 within one batch, the chunk's start when the anchors are a chunk of the references); ``NO_SELF`` when
-anchors and references are different sets. Kernels trust their inputs. Thresholds and sums are computed in float64:
-a triplet (a, p, n) is active iff d_an < d_ap + m, its hinge value is (d_ap + m) − d_an. Ties between candidates
-go to the lowest index.
+Shared conventions. ``d`` is a distance matrix between anchors (rows) and references (columns). Classes come as
+the arrays :func:`metricloss.mining.class_index` builds: ``ref_class[j]`` is reference j's class number,
+``anchor_class[a]`` anchor a's (-1 if no reference shares it), and ``class_order[class_starts[c]:class_starts[c +
+1]]`` lists the references of class c in increasing order. Anchor a is reference a + ``self_offset`` and is not its
+own candidate (0 within one batch, the chunk's start when the anchors are a chunk of the references, ``NO_SELF``
+when anchors and references are different sets). Kernels trust their inputs.
+
+A triplet (a, p, n) is active iff d_an < d_ap + m (compared in float64); its hinge value is (d_ap + m) − d_an.
+Ties between candidates go to the lowest index.
 """
 
 import numpy as np
@@ -14,13 +17,9 @@ import numpy as np
 _CHUNK_ELEMENTS = 1 << 22  # rows of differences materialised at once: 4M float64 = 32 MB
 
 
-def recompute_close_pairs(x, y, d2, sq_norm_x, sq_norm_y, ratio):
-    """Overwrite d2[i, j] by the direct Σ_k (x_ik − y_jk)² where d2[i, j] <= ratio · (‖x_i‖² + ‖y_j‖²).
-
-    ``d2`` holds the GEMM form ‖x_i‖² + ‖y_j‖² − 2 x_i·y_j, whose absolute error is a few ulps of
-    ‖x_i‖² + ‖y_j‖²: for pairs that are close relative to their norms it is mostly rounding (it can even be
-    negative), so they are recomputed from differences, accumulated in float64. Updates ``d2`` in place.
-    """
+def _recompute_close_pairs(x, y, d2, sq_norm_x, sq_norm_y, ratio):
+    """Overwrite d2[i, j] by the direct Σ_k (x_ik − y_jk)², accumulated in float64, where
+    d2[i, j] <= ratio · (‖x_i‖² + ‖y_j‖²): there the GEMM form is mostly rounding (it can even be negative)."""
     rows, cols = np.nonzero(d2 <= ratio * (sq_norm_x[:, None] + sq_norm_y[None, :]))
     step = max(1, _CHUNK_ELEMENTS // max(1, x.shape[1]))
     for start in range(0, rows.size, step):
@@ -32,119 +31,107 @@ def recompute_close_pairs(x, y, d2, sq_norm_x, sq_norm_y, ratio):
 def gram_to_distances(gram, x, y, sq_norm_x, sq_norm_y, ratio, root):
     """Turn the Gram matrix x @ y.T into squared distances (``root``: distances), in place.
 
-    d²_ij = ‖x_i‖² + ‖y_j‖² − 2 gram_ij, then :func:`recompute_close_pairs`, then √ if ``root``.
+    d²_ij = ‖x_i‖² + ‖y_j‖² − 2 gram_ij, whose absolute error is a few ulps of ‖x_i‖² + ‖y_j‖²; pairs with
+    d²_ij <= ratio · (‖x_i‖² + ‖y_j‖²) are recomputed by direct differences, then √ if ``root``.
     """
     gram *= -2
     gram += sq_norm_x[:, None]
     gram += sq_norm_y[None, :]
-    recompute_close_pairs(x, y, gram, sq_norm_x, sq_norm_y, ratio)
+    _recompute_close_pairs(x, y, gram, sq_norm_x, sq_norm_y, ratio)
     if root:
         np.sqrt(gram, out=gram)
 
 
-def pair_scale(g, d, weight, squared):
-    """Overwrite the cotangent g = ∂L/∂d by the per-pair scale S of the Euclidean distance VJP; return S·1.
-
-    ``squared`` (d = ‖·‖²): S = 2 w g.  Otherwise (d = ‖·‖): S = w g / d, and 0 where d = 0 (by a branch).
-    """
+def pair_scale(g, d, squared):
+    """The per-pair scale of the Euclidean distance VJP, in place: g ← g / d, 0 where d = 0 (a branch, no
+    epsilon). ``squared`` distances need none (their scale, 2g, is applied with the weight)."""
     if squared:
-        g *= 2 * weight
-    else:
-        zero = d == 0
-        np.divide(g, d, out=g, where=~zero)
-        g[zero] = 0
-        g *= weight
-    return g.sum(axis=1, dtype=np.float64)
+        return
+    zero = d == 0
+    np.divide(g, d, out=g, where=~zero)
+    g[zero] = 0
 
 
-def _split(d, labels, ref_labels, self_offset, a):
+def symmetrize(s):
+    """s ← s + sᵀ, in place (for the VJP of distances within one set: both ends of a pair move)."""
+    s += s.T.copy()
+
+
+def _split(ref_class, anchor_class, self_offset, a):
     """Anchor a's positive and negative reference indices, in increasing order."""
-    same = ref_labels == labels[a]
-    candidate = np.ones(len(ref_labels), dtype=bool)
-    if 0 <= a + self_offset < len(ref_labels):
+    same = ref_class == anchor_class[a]
+    candidate = np.ones(len(ref_class), dtype=bool)
+    if 0 <= a + self_offset < len(ref_class):
         candidate[a + self_offset] = False
     return np.flatnonzero(same & candidate), np.flatnonzero(~same & candidate)
 
 
-def batch_all_triplets(d, labels, ref_labels, self_offset, margin, semihard_only, g):
-    """Every valid triplet (a, p, n) (``semihard_only``: those with d_an >= d_ap), each with [d_ap − d_an + m]₊.
+def batch_all_triplets(
+    d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, semihard_only, out, divide
+):
+    """Every valid triplet (a, p, n) (``semihard_only``: those with d_an >= d_ap), each [d_ap − d_an + m]₊.
 
-    Adds to g (zeros on entry, the shape of d) the unweighted cotangent: g[a, p] += #active negatives of (a, p),
-    g[a, n] −= #positives with which (a, n) is active. Returns per anchor the sum of the terms, the number of
-    active terms and the number of valid triplets.
+    Writes every element of ``out`` (the shape of d; it may be d itself: row a of d is read before row a of out is
+    written) with the unweighted cotangent g = ∂(Σ terms)/∂d: g[a, p] = #active negatives of (a, p),
+    g[a, n] = −#positives with which (a, n) is active; with ``divide``, g / d (0 where d = 0), the Euclidean VJP's
+    scale. Returns per anchor the sum of the terms, the number of active terms and the number of valid triplets.
 
-    Per anchor: sort the negatives' distances once; for each positive, a binary search gives the active
-    negatives (d_ap <= d_an < d_ap + m for semi-hard) and prefix sums give their total, so the anchor costs
-    O((P + N) log N) and the batch O(B² log B) time and O(B²) memory: no B³ array.
+    Per anchor: sort the negatives' distances once; for each positive a binary search gives the active
+    negatives (d_ap <= d_an < d_ap + m for semi-hard) and prefix sums their total: O(R log R) per anchor, O(B R)
+    memory, no B³ array.
     """
     n_anchors = d.shape[0]
-    sums, n_active, n_valid = np.zeros(n_anchors), np.zeros(n_anchors, np.int64), np.zeros(n_anchors, np.int64)
+    values, n_active, n_valid = np.zeros(n_anchors), np.zeros(n_anchors, np.int64), np.zeros(n_anchors, np.int64)
     for a in range(n_anchors):
-        positives, negatives = _split(d, labels, ref_labels, self_offset, a)
+        positives, negatives = _split(ref_class, anchor_class, self_offset, a)
         n_valid[a] = positives.size * negatives.size
-        if n_valid[a] == 0:
-            continue
-        d_ap = d[a, positives].astype(np.float64)
-        d_an = d[a, negatives].astype(np.float64)
-        neg_sorted = np.sort(d_an, kind="stable")
-        prefix = np.concatenate([[0.0], np.cumsum(neg_sorted)])
-        thresholds = d_ap + margin
-        hi = np.searchsorted(neg_sorted, thresholds, side="left")
-        lo = np.searchsorted(neg_sorted, d_ap, side="left") if semihard_only else np.zeros_like(hi)
-        count = np.maximum(hi - lo, 0)
-        sums[a] = np.sum(count * thresholds - np.where(count > 0, prefix[hi] - prefix[lo], 0.0))
-        n_active[a] = count.sum()
-        g[a, positives] += count
+        row = d[a].astype(np.float64)
+        g = np.zeros_like(row)
+        if n_valid[a]:
+            d_ap, d_an = row[positives], row[negatives]
+            neg_sorted = np.sort(d_an)
+            prefix = np.concatenate([[0.0], np.cumsum(neg_sorted)])
+            thresholds = d_ap + margin
+            hi = np.searchsorted(neg_sorted, thresholds, side="left")
+            lo = np.searchsorted(neg_sorted, d_ap, side="left") if semihard_only else np.zeros_like(hi)
+            count = np.maximum(hi - lo, 0)
+            values[a] = np.sum(count * thresholds - np.where(count > 0, prefix[hi] - prefix[lo], 0.0))
+            n_active[a] = count.sum()
+            g[positives] = count
 
-        order = np.argsort(d_ap, kind="stable")
-        pos_sorted, thresholds_sorted = d_ap[order], thresholds[order]
-        first = np.searchsorted(thresholds_sorted, d_an, side="right")
-        last = np.searchsorted(pos_sorted, d_an, side="right") if semihard_only else positives.size
-        g[a, negatives] -= np.maximum(last - first, 0)
-    return sums, n_active, n_valid
-
-
-def _softplus_and_sigmoid(z):
-    return np.logaddexp(0.0, z), np.exp(-np.logaddexp(0.0, -z))
-
-
-def _add_triplet_terms(g, a, positives, negatives, thresholds, d_an, soft):
-    """Terms (a, positives[k], negatives[k]) with thresholds d_ap + m; adds the unweighted cotangent to g.
-    Returns (sum, number of terms, number of non-zero terms)."""
-    if soft:
-        values, slopes = _softplus_and_sigmoid(thresholds - d_an)
-    else:
-        slopes = (d_an < thresholds).astype(np.float64)
-        values = np.where(slopes > 0, thresholds - d_an, 0.0)
-    np.add.at(g[a], positives, slopes)
-    np.subtract.at(g[a], negatives, slopes)
-    return values.sum(), values.size, np.count_nonzero(values > 0)
+            order = np.argsort(d_ap, kind="stable")
+            pos_sorted, thresholds_sorted = d_ap[order], thresholds[order]
+            first = np.searchsorted(thresholds_sorted, d_an, side="right")
+            last = np.searchsorted(pos_sorted, d_an, side="right") if semihard_only else positives.size
+            g[negatives] = -np.maximum(last - first, 0)
+        if divide:
+            g = np.divide(g, row, out=np.zeros_like(g), where=row > 0)
+        out[a] = g
+    return values, n_active, n_valid
 
 
-def semihard_triplets(d, labels, ref_labels, self_offset, margin, soft, g):
-    """FaceNet's semi-hard triplets, as TensorFlow Addons mines them: for every positive pair (a, p), the
-    closest negative farther than the positive (d_an > d_ap), or, where there is none, the farthest negative.
+def semihard_negatives(
+    d, ref_class, anchor_class, class_order, class_starts, self_offset, offsets, positives, negatives
+):
+    """FaceNet's semi-hard negative of every positive pair, as TensorFlow Addons mines it: the closest negative
+    farther than the positive (d_an > d_ap), or, where there is none, the farthest negative.
 
-    One term per positive pair that has a negative: [d_ap − d_an + m]₊ (``soft``: softplus(d_ap − d_an + m)).
-    Adds the unweighted cotangent to g and returns per anchor (sum of terms, number of terms, non-zero terms).
+    Anchor a's pairs go to positions offsets[a]:offsets[a + 1] of ``positives`` and ``negatives``, its positives in
+    increasing order; the negative is -1 where the anchor has no negative at all.
     """
-    n_anchors = d.shape[0]
-    sums, n_terms, n_active = np.zeros(n_anchors), np.zeros(n_anchors, np.int64), np.zeros(n_anchors, np.int64)
-    for a in range(n_anchors):
-        positives, negatives = _split(d, labels, ref_labels, self_offset, a)
-        if positives.size == 0 or negatives.size == 0:
+    for a in range(d.shape[0]):
+        anchor_positives, anchor_negatives = _split(ref_class, anchor_class, self_offset, a)
+        span = slice(offsets[a], offsets[a + 1])
+        positives[span] = anchor_positives
+        if anchor_negatives.size == 0:
+            negatives[span] = -1
             continue
-        d_ap, d_an = d[a, positives], d[a, negatives]
+        d_ap, d_an = d[a, anchor_positives], d[a, anchor_negatives]
         order = np.argsort(d_an, kind="stable")  # equal distances stay in index order
         neg_sorted = d_an[order]
         first_farther = np.searchsorted(neg_sorted, d_ap, side="right")
         farthest = np.searchsorted(neg_sorted, neg_sorted[-1], side="left")  # lowest index among the farthest
-        chosen = negatives[order[np.where(first_farther < negatives.size, first_farther, farthest)]]
-        thresholds = d_ap.astype(np.float64) + margin
-        sums[a], n_terms[a], n_active[a] = _add_triplet_terms(
-            g, a, positives, chosen, thresholds, d[a, chosen].astype(np.float64), soft
-        )
-    return sums, n_terms, n_active
+        negatives[span] = anchor_negatives[order[np.where(first_farther < neg_sorted.size, first_farther, farthest)]]
 
 
 def _extreme(values, candidates, largest, below=np.inf, above=-np.inf):
@@ -157,7 +144,7 @@ def _extreme(values, candidates, largest, below=np.inf, above=-np.inf):
     return candidates[np.argmax(kept) if largest else np.argmin(kept)]
 
 
-def select_per_anchor(d, labels, ref_labels, self_offset, positive_mode, negative_mode):
+def select_per_anchor(d, ref_class, anchor_class, self_offset, positive_mode, negative_mode):
     """One positive and one negative per anchor (-1 where there is none).
 
     Modes: 0 the hardest (farthest positive, closest negative), 1 the easiest (closest positive, farthest
@@ -167,7 +154,7 @@ def select_per_anchor(d, labels, ref_labels, self_offset, positive_mode, negativ
     n_anchors = d.shape[0]
     chosen_positive, chosen_negative = np.full(n_anchors, -1), np.full(n_anchors, -1)
     for a in range(n_anchors):
-        positives, negatives = _split(d, labels, ref_labels, self_offset, a)
+        positives, negatives = _split(ref_class, anchor_class, self_offset, a)
         d_ap, d_an = d[a, positives], d[a, negatives]
         p = n = -1
         if positive_mode != 2:
@@ -180,3 +167,8 @@ def select_per_anchor(d, labels, ref_labels, self_offset, positive_mode, negativ
             p = _extreme(d_ap, positives, largest=True, below=d[a, n])
         chosen_positive[a], chosen_negative[a] = p, n
     return chosen_positive, chosen_negative
+
+
+def scatter_add_rows(out, index, values):
+    """out[index[k]] += values[k] for every k, repeated indices accumulating (in order)."""
+    np.add.at(out, index, values)
