@@ -31,6 +31,11 @@ def test_training_demo_with_the_triplet_loss_on_pk_batches_raises_recall():
     assert after > 0.93
 
 
+def test_pytorch_training_example_raises_held_out_recall():
+    before, after = _load("train_digits_torch").main(["--epochs", "10"])
+    assert after > before + 0.05
+
+
 def test_training_demo_runs_as_a_script():
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "train_digits.py"), "--epochs", "2"],

@@ -1,0 +1,166 @@
+"""PyTorch adapter: any metricloss loss as a differentiable PyTorch operation.
+
+>>> import torch
+>>> import metricloss
+>>> from metricloss.adapters.torch import wrap
+>>> loss = wrap(metricloss.triplet_loss, mining="hard", margin=0.5)
+>>> x = torch.randn(8, 4, dtype=torch.float64, requires_grad=True)
+>>> value = loss(x, torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]))
+>>> value.backward()
+>>> x.grad.shape
+torch.Size([8, 4])
+
+How it works: the wrapped loss is a ``torch.library.custom_op`` whose forward runs metricloss on the tensors'
+NumPy views (CPU tensors, no copy) and returns the value and the analytic gradients; ``register_autograd``'s backward
+multiplies the saved gradients by the incoming cotangent, and ``register_fake`` gives shapes to ``torch.compile``
+(``fullgraph=True`` works). Supported: CPU tensors, float32 and float64; one gradient per floating-point input
+(integer labels get none). Not supported: CUDA tensors (metricloss has no CUDA backend yet: move them to the CPU),
+and double backward (the gradient is computed analytically once; ``create_graph=True`` raises).
+"""
+
+import inspect
+import itertools
+
+try:
+    import torch
+except ImportError:  # pragma: no cover - exercised only without torch
+    raise ImportError("metricloss.adapters.torch needs PyTorch: pip install 'metricloss[torch]'") from None
+
+import numpy as np
+
+_op_numbers = itertools.count()
+
+
+def _as_array(tensor, where):
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{where} must be a torch.Tensor; got {type(tensor).__name__}")
+    if tensor.device.type != "cpu":
+        raise ValueError(
+            f"{where} is on {tensor.device}; metricloss has no CUDA backend yet, so the PyTorch adapter takes CPU "
+            "tensors: move it with .cpu()"
+        )
+    return tensor.detach().numpy()
+
+
+def _is_float(tensor):
+    return tensor.is_floating_point()
+
+
+def _make_op(loss_fn, hyperparameters, n_positional, keywords):
+    """A custom op for one calling structure: (list of tensors) -> (value, gradients of the float inputs)."""
+    name = f"metricloss::{loss_fn.__name__}_{next(_op_numbers)}"
+
+    @torch.library.custom_op(name, mutates_args=())
+    def op(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        arrays = [_as_array(t, f"input {i}") for i, t in enumerate(tensors)]
+        positional, named = arrays[:n_positional], dict(zip(keywords, arrays[n_positional:], strict=True))
+        value, grads = loss_fn(*positional, **named, **hyperparameters)
+        floats = [t for t in tensors if _is_float(t)]
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        value_dtype = floats[0].dtype
+        return torch.tensor(value, dtype=value_dtype), [
+            torch.from_numpy(np.ascontiguousarray(g)).to(t.dtype) for g, t in zip(grads, floats, strict=True)
+        ]
+
+    @op.register_fake
+    def _(tensors):
+        floats = [t for t in tensors if _is_float(t)]
+        return floats[0].new_empty(()), [torch.empty_like(t) for t in floats]
+
+    def setup_context(ctx, inputs, output):
+        (tensors,) = inputs
+        ctx.float_inputs = [_is_float(t) for t in tensors]
+        ctx.save_for_backward(*output[1])
+
+    def backward(ctx, grad_value, _grad_of_gradients):
+        if torch.is_grad_enabled():
+            raise RuntimeError("metricloss's PyTorch adapter does not support double backward (create_graph=True)")
+        saved = iter(ctx.saved_tensors)
+        return ([grad_value * next(saved) if is_float else None for is_float in ctx.float_inputs],)
+
+    op.register_autograd(backward, setup_context=setup_context)
+    return op
+
+
+def wrap(loss_fn, **hyperparameters):
+    """Turn a metricloss loss into a differentiable PyTorch function of tensors.
+
+    ``wrap(loss_fn, **hyperparameters)(*tensors, **tensor_keywords)`` returns the loss as a 0-d tensor; its
+    gradient flows to every floating-point tensor argument, positional or keyword (``ref_embeddings=``).
+    Hyper-parameters are bound once, here, and checked against the loss's signature at once.
+    """
+    signature = inspect.signature(loss_fn)
+    try:
+        signature.bind_partial(**hyperparameters)
+    except TypeError as error:
+        raise TypeError(f"{loss_fn.__name__}: {error}") from None
+    ops = {}
+
+    def loss(*tensors, **tensor_keywords):
+        key = (len(tensors), tuple(tensor_keywords))
+        if key not in ops:
+            ops[key] = _make_op(loss_fn, hyperparameters, *key)
+        inputs = [*tensors, *tensor_keywords.values()]
+        for i, t in enumerate(inputs):
+            _as_array(t, f"argument {i}")  # device and type errors here, in the caller's frame
+        if not any(_is_float(t) for t in inputs):
+            raise TypeError(f"{loss_fn.__name__} needs at least one floating-point tensor to differentiate")
+        return ops[key](inputs)[0]
+
+    loss.ops = ops  # the custom ops registered so far, one per calling structure (for torch.library.opcheck)
+    loss.__name__ = loss.__qualname__ = f"torch_{loss_fn.__name__}"
+    loss.__doc__ = f"{loss_fn.__name__} as a differentiable PyTorch function (metricloss.adapters.torch.wrap)."
+    return loss
+
+
+class _GatherRows(torch.autograd.Function):
+    """All-gather along the first axis; the backward keeps this rank's rows of the incoming gradient."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        import torch.distributed as dist
+
+        gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, tensor.contiguous())
+        ctx.rows = tensor.shape[0]
+        ctx.rank = dist.get_rank()
+        return torch.cat(gathered)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
+
+
+def gather_across_ranks(tensor):
+    """Concatenate ``tensor`` (same shape on every rank) from all ranks of ``torch.distributed``, in rank order.
+
+    Differentiable for floating-point tensors: each rank computes the loss on the whole gathered batch, so the
+    gradient it keeps is that of its own rows, as pytorch-metric-learning's ``DistributedLossWrapper`` does.
+    """
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        raise RuntimeError("gather_across_ranks needs torch.distributed to be initialised (init_process_group)")
+    if tensor.is_floating_point():
+        return _GatherRows.apply(tensor)
+    gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, tensor.contiguous())
+    return torch.cat(gathered)
+
+
+def distributed(loss_fn, **hyperparameters):
+    """``wrap(loss_fn, **hyperparameters)`` applied to the embeddings and labels of all ranks at once.
+
+    ``distributed(metricloss.triplet_loss, mining="hard")(embeddings, labels)`` gathers both from every rank
+    (equal batch sizes), computes the loss on the concatenation, and routes the gradient back to this rank's rows:
+    the value and gradients equal those of one process holding the concatenated batch. Under
+    ``DistributedDataParallel``, which averages parameter gradients over ranks, multiply the loss by the world size
+    to train on the full-batch gradient.
+    """
+    loss = wrap(loss_fn, **hyperparameters)
+
+    def distributed_loss(embeddings, labels):
+        return loss(gather_across_ranks(embeddings), gather_across_ranks(labels))
+
+    distributed_loss.__name__ = f"distributed_{loss_fn.__name__}"
+    return distributed_loss
