@@ -36,6 +36,11 @@ def test_pytorch_training_example_raises_held_out_recall():
     assert after > before + 0.05
 
 
+def test_jax_training_example_raises_held_out_recall():
+    before, after = _load("train_digits_jax").main(["--epochs", "10"])
+    assert after > before + 0.05
+
+
 def test_training_demo_runs_as_a_script():
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "train_digits.py"), "--epochs", "2"],
