@@ -17,8 +17,6 @@ multiplies the saved gradients by the cotangent. ``vmap`` runs the callback once
 does not define; accelerators other than the host (the callback copies to and from it).
 """
 
-import inspect
-
 try:
     import jax
     import jax.numpy as jnp
@@ -26,6 +24,8 @@ except ImportError:  # pragma: no cover - exercised only without jax
     raise ImportError("metricloss.adapters.jax needs JAX: pip install 'metricloss[jax]'") from None
 
 import numpy as np
+
+from ._common import call_loss, check_hyperparameters, stand_in
 
 
 def wrap(loss_fn, **hyperparameters):
@@ -36,16 +36,7 @@ def wrap(loss_fn, **hyperparameters):
     checked against the loss's signature at once; argument errors (shapes, dtypes) are raised before the callback,
     from the loss's own checks run on the arrays' shapes and dtypes.
     """
-    signature = inspect.signature(loss_fn)
-    try:
-        signature.bind_partial(**hyperparameters)
-    except TypeError as error:
-        raise TypeError(f"{loss_fn.__name__}: {error}") from None
-
-    def call_on_host(n_positional, names, arrays):
-        value, grads = loss_fn(*arrays[:n_positional], **dict(zip(names, arrays[n_positional:], strict=True)),
-                               **hyperparameters)
-        return value, grads if isinstance(grads, tuple) else (grads,)
+    check_hyperparameters(loss_fn, hyperparameters)
 
     def loss(*arrays, **array_keywords):
         n_positional, names = len(arrays), tuple(array_keywords)
@@ -57,14 +48,15 @@ def wrap(loss_fn, **hyperparameters):
         # The loss's own checks on stand-ins of the right shapes and dtypes: wrong shapes, dtypes or options raise
         # here, in the caller's frame, not wrapped inside the callback (values, e.g. NaN, are checked there). It
         # costs one extra evaluation per trace: once under jit, once per call eagerly.
-        call_on_host(n_positional, names, [_stand_in(a) for a in inputs])
+        call_loss(loss_fn, hyperparameters, [stand_in(a.shape, a.dtype) for a in inputs], n_positional, names)
         declared = (
             jax.ShapeDtypeStruct((), floats[0].dtype),
             tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in floats),
         )
 
         def host(*host_arrays):
-            value, grads = call_on_host(n_positional, names, [np.asarray(a) for a in host_arrays])
+            arrays = [np.asarray(a) for a in host_arrays]
+            value, grads = call_loss(loss_fn, hyperparameters, arrays, n_positional, names)
             return np.asarray(value, dtype=declared[0].dtype), tuple(
                 np.asarray(g, dtype=d.dtype) for g, d in zip(grads, declared[1], strict=True)
             )
@@ -89,10 +81,3 @@ def wrap(loss_fn, **hyperparameters):
     loss.__name__ = loss.__qualname__ = f"jax_{loss_fn.__name__}"
     loss.__doc__ = f"{loss_fn.__name__} as a differentiable JAX function (metricloss.adapters.jax.wrap)."
     return loss
-
-
-def _stand_in(array):
-    """A NumPy array with the shape and dtype of ``array`` and values every loss accepts: zeros for embeddings
-    and scores, ones for labels and targets (a valid target in {−1, 1} and in {0, 1})."""
-    dtype = np.dtype(array.dtype)
-    return np.zeros(array.shape, dtype) if dtype.kind == "f" else np.ones(array.shape, dtype)

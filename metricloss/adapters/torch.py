@@ -18,7 +18,6 @@ multiplies the saved gradients by the incoming cotangent, and ``register_fake`` 
 and double backward (the gradient is computed analytically once; ``create_graph=True`` raises).
 """
 
-import inspect
 import itertools
 
 try:
@@ -27,6 +26,8 @@ except ImportError:  # pragma: no cover - exercised only without torch
     raise ImportError("metricloss.adapters.torch needs PyTorch: pip install 'metricloss[torch]'") from None
 
 import numpy as np
+
+from ._common import call_loss, check_hyperparameters
 
 _op_numbers = itertools.count()
 
@@ -53,10 +54,8 @@ def _make_op(loss_fn, hyperparameters, n_positional, keywords):
     @torch.library.custom_op(name, mutates_args=())
     def op(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         arrays = [_as_array(t, f"input {i}") for i, t in enumerate(tensors)]
-        positional, named = arrays[:n_positional], dict(zip(keywords, arrays[n_positional:], strict=True))
-        value, grads = loss_fn(*positional, **named, **hyperparameters)
+        value, grads = call_loss(loss_fn, hyperparameters, arrays, n_positional, keywords)
         floats = [t for t in tensors if _is_float(t)]
-        grads = grads if isinstance(grads, tuple) else (grads,)
         value_dtype = floats[0].dtype
         return torch.tensor(value, dtype=value_dtype), [
             torch.from_numpy(np.ascontiguousarray(g)).to(t.dtype) for g, t in zip(grads, floats, strict=True)
@@ -89,11 +88,7 @@ def wrap(loss_fn, **hyperparameters):
     gradient flows to every floating-point tensor argument, positional or keyword (``ref_embeddings=``).
     Hyper-parameters are bound once, here, and checked against the loss's signature at once.
     """
-    signature = inspect.signature(loss_fn)
-    try:
-        signature.bind_partial(**hyperparameters)
-    except TypeError as error:
-        raise TypeError(f"{loss_fn.__name__}: {error}") from None
+    check_hyperparameters(loss_fn, hyperparameters)
     ops = {}
 
     def loss(*tensors, **tensor_keywords):
