@@ -43,6 +43,18 @@ class LossCase:
     def __call__(self, *arrays, **extra):
         return self.loss(*arrays, **self.hyper, **extra)
 
+    def of_differentiable(self, loss, arrays, convert):
+        """``loss`` as a function of this case's differentiable arrays alone (the others converted with
+        ``convert`` and held fixed), and those arrays converted: for the framework adapters' gradient checks."""
+        is_float = [kind in (EMBEDDINGS, SCORES) for kind in self.arg_kinds]
+        converted = [convert(a) for a in arrays]
+
+        def of_floats(*floats):
+            it = iter(floats)
+            return loss(*[next(it) if f else a for a, f in zip(converted, is_float, strict=True)])
+
+        return of_floats, [a for a, f in zip(converted, is_float, strict=True) if f]
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Oracles: slow loops in float64.

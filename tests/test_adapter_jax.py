@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.test_util import check_grads
-from registry import EMBEDDINGS, REGISTRY, REGISTRY_IDS, SCORES
+from registry import REGISTRY, REGISTRY_IDS
 
 import metricloss as ml
 from metricloss.adapters.jax import wrap
@@ -22,15 +22,8 @@ def x64():
 
 
 def split(case, arrays):
-    """The loss as a function of its floating-point arrays, and those arrays."""
-    is_float = [kind in (EMBEDDINGS, SCORES) for kind in case.arg_kinds]
-    loss = wrap(case.loss, **case.hyper)
-
-    def of_floats(*floats):
-        it = iter(floats)
-        return loss(*[next(it) if f else jnp.asarray(a) for a, f in zip(arrays, is_float, strict=True)])
-
-    return of_floats, [jnp.asarray(a) for a, f in zip(arrays, is_float, strict=True) if f]
+    """The wrapped loss as a function of the case's floating-point arrays, and those arrays."""
+    return case.of_differentiable(wrap(case.loss, **case.hyper), arrays, jnp.asarray)
 
 
 @cases

@@ -4,7 +4,7 @@ eager, float32 in and out, and errors raised in the caller's frame."""
 import numpy as np
 import pytest
 import tensorflow as tf
-from registry import EMBEDDINGS, REGISTRY, REGISTRY_IDS, SCORES
+from registry import REGISTRY, REGISTRY_IDS
 
 import metricloss as ml
 from metricloss.adapters.tensorflow import wrap
@@ -13,15 +13,8 @@ cases = pytest.mark.parametrize("case", REGISTRY, ids=REGISTRY_IDS)
 
 
 def split(case, arrays):
-    """The wrapped loss as a function of its floating-point tensors, and those tensors."""
-    is_float = [kind in (EMBEDDINGS, SCORES) for kind in case.arg_kinds]
-    loss = wrap(case.loss, **case.hyper)
-
-    def of_floats(*floats):
-        it = iter(floats)
-        return loss(*[next(it) if f else tf.constant(a) for a, f in zip(arrays, is_float, strict=True)])
-
-    return of_floats, [tf.constant(a) for a, f in zip(arrays, is_float, strict=True) if f]
+    """The wrapped loss as a function of the case's floating-point arrays, and those arrays."""
+    return case.of_differentiable(wrap(case.loss, **case.hyper), arrays, tf.constant)
 
 
 @cases
