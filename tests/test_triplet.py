@@ -206,3 +206,29 @@ def test_one_triplet_per_anchor_or_pair_pulls_back_sparsely_or_densely_with_the_
 
     x, labels = batch(np.random.default_rng(11), np.float64, p=p, k=k, features=features)
     check_grad(lambda e: ml.triplet_loss(e, labels, mining=mining, margin=0.4), x, rtol=1e-6)
+
+
+_PURE_PYTHON_SCRIPT = """
+import warnings
+import numpy as np
+import metricloss as ml
+warnings.simplefilter("error")
+rng = np.random.default_rng(12)
+x = rng.standard_normal((20, 3))
+x[5] = x[4]  # a duplicate: distance 0 in the divisions
+labels = np.repeat(np.arange(5), 4)
+for mining in ml.MININGS:
+    value, grad = ml.triplet_loss(x, labels, mining=mining, margin=0.5, backend="numba")
+    reference_value, reference_grad = ml.triplet_loss(x, labels, mining=mining, margin=0.5, backend="numpy")
+    assert abs(value - reference_value) <= 1e-12 * abs(reference_value), mining
+    assert np.allclose(grad, reference_grad, rtol=1e-12, atol=1e-14), mining
+value, grad = ml.contrastive_loss(x, labels, backend="numba")
+assert np.allclose(grad, ml.contrastive_loss(x, labels, backend="numpy")[1], rtol=1e-12, atol=1e-14)
+print("ok")
+"""
+
+
+def test_the_numba_kernels_are_valid_python_under_numba_disable_jit():
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    run = subprocess.run([sys.executable, "-c", _PURE_PYTHON_SCRIPT], env=env, capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]

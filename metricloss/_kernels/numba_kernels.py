@@ -1,8 +1,8 @@
 """CPU kernels compiled by Numba: plain loops, ``prange`` over rows that one iteration owns (one writer per
 output element, so results are deterministic whatever the thread count), ``cache=True`` where the cache directory
-is writable, and no ``fastmath``. ``error_model="numpy"`` lets a division by zero give IEEE results instead of
-raising, so that the loops vectorise; every such division is masked by a branch-free select. Each kernel is valid
-Python: ``NUMBA_DISABLE_JIT=1`` runs it as such.
+is writable, and no ``fastmath``. ``error_model="numpy"`` drops Python's division-by-zero checks so that the loops
+vectorise; no kernel divides by zero (the divisor is selected away from 0 and the quotient selected to 0). Each
+kernel is valid Python: ``NUMBA_DISABLE_JIT=1`` runs it as such (tests/test_triplet.py does).
 
 The contracts (arguments, outputs, conventions) are documented once, in ``numpy_kernels``; the two modules define
 the same functions with the same signatures.
@@ -65,8 +65,9 @@ def pair_scale(g, d, squared):
         return
     for i in numba.prange(g.shape[0]):
         for j in range(g.shape[1]):
-            quotient = g[i, j] / d[i, j]
-            g[i, j] = quotient if d[i, j] > 0 else 0.0
+            positive = d[i, j] > 0
+            quotient = g[i, j] / (d[i, j] if positive else 1.0)  # no 0/0: both selects vectorise
+            g[i, j] = quotient if positive else 0.0
 
 
 @_njit(parallel=True)
@@ -160,7 +161,7 @@ def batch_all_triplets(
             cj = counts[j]
             negative_part += min(cj, 0) * np.float64(dj)
             if divide:
-                quotient = cj / dj
+                quotient = cj / (dj if dj > 0 else 1.0)  # no 0/0: both selects vectorise
                 out[a, j] = quotient if dj > 0 else 0.0
             else:
                 out[a, j] = cj
