@@ -184,24 +184,24 @@ def triplet_loss(
 
     ``mining`` picks which triplets enter:
 
-    ================  ==========================================================  ==================
-    mining            triplets                                                    default reduction
-    ================  ==========================================================  ==================
-    ``"all"``         every valid (a, p, n): batch-all                            ``"mean_nonzero"``
-    ``"hard"``        per anchor, the farthest positive and the closest negative  ``"mean"``
-                      (batch-hard, Hermans et al. 2017)
-    ``"semihard"``    per positive pair (a, p), the closest negative farther      ``"mean"``
-                      than p (d_an > d_ap), else the farthest negative (FaceNet,
-                      as TF-Addons mines it)
-    ``"all_semihard"``  every semi-hard triplet, d_ap <= d_an < d_ap + m           ``"mean_nonzero"``
-                      (pytorch-metric-learning's semi-hard miner)
-    ================  ==========================================================  ==================
+    ==================  ========================================================  ==================
+    mining              triplets                                                  default reduction
+    ==================  ========================================================  ==================
+    ``"all"``           every valid (a, p, n): batch-all                          ``"mean_nonzero"``
+    ``"hard"``          per anchor, the farthest positive and the closest         ``"mean"``
+                        negative (batch-hard, Hermans et al. 2017)
+    ``"semihard"``      per positive pair (a, p), the closest negative farther    ``"mean"``
+                        than p (d_an > d_ap), else the farthest negative
+                        (FaceNet, as TF-Addons mines it)
+    ``"all_semihard"``  every semi-hard triplet, d_ap <= d_an < d_ap + m          ``"mean_nonzero"``
+                        (pytorch-metric-learning's semi-hard miner)
+    ==================  ========================================================  ==================
 
     Gradient: each term's slope s (1 where the hinge is active; the sigmoid for ``soft``) goes to
     ∂L/∂d_ap += w·s and ∂L/∂d_an −= w·s, with w the reduction's weight; that B×R cotangent is pulled back through
     the distance matrix (:func:`metricloss.pairwise_distances_vjp`). No B³ array is formed: batch-all counts,
-    per anchor, the active negatives of every positive with one sort and binary searches (O(B² log B) time,
-    O(B²) memory).
+    per anchor, the active negatives of every positive with a vectorised sweep of the row (few positives) or one
+    sort and binary searches (many), so O(B² log B) time at worst and O(B²) memory.
 
     Parameters
     ----------
