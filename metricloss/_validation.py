@@ -54,6 +54,12 @@ def check_embeddings(value, name="embeddings"):
     return check_float_array(value, name, ndim=2)
 
 
+def promote(*arrays):
+    """The float arrays in their common dtype (float64 if float32 and float64 are mixed), copied only if cast."""
+    dtype = np.result_type(*arrays)
+    return tuple(array.astype(dtype, copy=False) for array in arrays)
+
+
 def check_same_shape(array, name, reference, reference_name):
     if array.shape != reference.shape:
         raise ValueError(f"{name} must have the same shape as {reference_name}, {reference.shape}; got {array.shape}")

@@ -29,7 +29,7 @@ Numerical care:
 import numpy as np
 
 from ._kernels import get_kernels
-from ._validation import check_embeddings, check_option
+from ._validation import check_embeddings, check_option, promote
 
 METRICS = ("euclidean", "sqeuclidean", "cosine")
 
@@ -140,8 +140,7 @@ def _check_pair_of_embeddings(x, y, metric):
     y = check_embeddings(y, "y")
     if y.shape[1] != x.shape[1]:
         raise ValueError(f"y must have {x.shape[1]} features to match x; got shape {y.shape}")
-    dtype = np.result_type(x, y)
-    return x.astype(dtype, copy=False), y.astype(dtype, copy=False)
+    return promote(x, y)
 
 
 def pairwise_distances(x, y=None, *, metric="euclidean", backend=None):
@@ -291,5 +290,4 @@ def paired_distances(x1, x2, *, metric="euclidean"):
     check_option(metric, "metric", METRICS)
     if x2.shape != x1.shape:
         raise ValueError(f"x2 must have the same shape as x1, {x1.shape}; got {x2.shape}")
-    dtype = np.result_type(x1, x2)
-    return _paired_distances_vjp(x1.astype(dtype, copy=False), x2.astype(dtype, copy=False), metric)[0]
+    return _paired_distances_vjp(*promote(x1, x2), metric)[0]

@@ -36,6 +36,7 @@ from ._validation import (
     check_option,
     check_references,
     check_same_shape,
+    promote,
 )
 from .distances import METRICS, _paired_distances_vjp, _pairwise_distances_vjp
 
@@ -62,12 +63,10 @@ def class_index(labels, ref_labels):
 def online_batch(x, labels, ref, ref_labels, distance, kernels):
     """The distance matrix of an online batch, its pullback, its :func:`class_index` and the kernels'
     self_offset: within the batch (``ref`` None) an anchor is not its own candidate; with a reference set every
-    reference is. Trusts its inputs."""
+    reference is. Trusts its inputs, ``x`` and ``ref`` in one dtype (:func:`metricloss._validation.promote`)."""
+    d, pullback = _pairwise_distances_vjp(x, ref, distance, kernels)
     if ref is None:
-        d, pullback = _pairwise_distances_vjp(x, None, distance, kernels)
         return d, pullback, class_index(labels, labels), 0
-    dtype = np.result_type(x, ref)
-    d, pullback = _pairwise_distances_vjp(x.astype(dtype, copy=False), ref.astype(dtype, copy=False), distance, kernels)
     return d, pullback, class_index(labels, ref_labels), NO_SELF
 
 
@@ -76,6 +75,8 @@ def _checked_batch(embeddings, labels, ref_embeddings, ref_labels, distance, bac
     labels = check_labels(labels, x.shape[0])
     check_option(distance, "distance", METRICS)
     ref, ref_labels = check_references(x, ref_embeddings, ref_labels)
+    if ref is not None:
+        x, ref = promote(x, ref)
     kernels = get_kernels(backend)
     d, _, classes, self_offset = online_batch(x, labels, ref, ref_labels, distance, kernels)
     return d, classes, self_offset, kernels
@@ -487,14 +488,11 @@ def rank_window_negatives(
     check_option(distance, "distance", METRICS)
     chunk_size = check_count(chunk_size, "chunk_size")
     rng, kernels = _rng(rng), get_kernels(backend)
+    queries, refs = promote(queries, refs)
     out = np.empty((queries.shape[0], n), dtype=np.int64)
     for start in range(0, queries.shape[0], chunk_size):
         rows = slice(start, min(start + chunk_size, queries.shape[0]))
-        dtype = np.result_type(queries, refs)
-        d = _pairwise_distances_vjp(
-            queries[rows].astype(dtype, copy=False), refs.astype(dtype, copy=False), distance, kernels
-        )[0]
-        d = d.astype(np.float64)
+        d = _pairwise_distances_vjp(queries[rows], refs, distance, kernels)[0].astype(np.float64)
         if query_labels is not None:
             d[query_labels[rows][:, None] == ref_labels[None, :]] = np.inf
         available = np.isfinite(d).sum(axis=1).min()

@@ -20,6 +20,7 @@ from ._validation import (
     check_same_shape,
     check_scalar,
     check_targets,
+    promote,
 )
 from .distances import METRICS, _paired_distances_vjp, _pairwise_distances_vjp
 
@@ -229,8 +230,7 @@ def contrastive_pair_loss(
     x1, x2, y = _check_pair_inputs(x1, x2, y, rows=True, allowed=(0, 1))
     _check_contrastive_options(margin, pos_margin, form, distance, reduction, split_reduction)
 
-    dtype = np.result_type(x1, x2)
-    d, pullback = _paired_distances_vjp(x1.astype(dtype, copy=False), x2.astype(dtype, copy=False), distance)
+    d, pullback = _paired_distances_vjp(*promote(x1, x2), distance)
     similar = y == 1
     terms, dterms = _contrastive_terms(d, similar, margin, pos_margin, form)
     value, g = _contrastive_reduce(terms, dterms, similar, reduction, split_reduction)
@@ -282,9 +282,9 @@ def margin_ranking_loss(x1, x2, y, *, margin=0.0, reduction="mean"):
     check_margin(margin)
     check_option(reduction, "reduction", REDUCTIONS)
 
-    dtype = np.result_type(x1, x2)
-    sign = y.astype(dtype)
-    terms, active = _hinge(margin - sign * (x1.astype(dtype) - x2))
+    a, b = promote(x1, x2)
+    sign = y.astype(a.dtype)
+    terms, active = _hinge(margin - sign * (a - b))
     value, g = reduce_terms(terms, active, reduction)
     return value, ((-sign * g).astype(x1.dtype), (sign * g).astype(x2.dtype))
 
@@ -337,8 +337,7 @@ def cosine_embedding_loss(x1, x2, y, *, margin=0.0, reduction="mean"):
     check_scalar(margin, "margin", low=-1.0, high=1.0, why=" (it is compared with a cosine)")
     check_option(reduction, "reduction", REDUCTIONS)
 
-    dtype = np.result_type(x1, x2)
-    a, b = x1.astype(dtype, copy=False), x2.astype(dtype, copy=False)
+    a, b = promote(x1, x2)
     sq_a = np.einsum("ij,ij->i", a, a) + _TORCH_COSINE_EPS
     sq_b = np.einsum("ij,ij->i", b, b) + _TORCH_COSINE_EPS
     denom = np.sqrt(sq_a * sq_b)
@@ -347,7 +346,7 @@ def cosine_embedding_loss(x1, x2, y, *, margin=0.0, reduction="mean"):
     similar = y == 1
     hinge, active = _hinge(cos - margin)
     terms = np.where(similar, 1 - cos, hinge)
-    dterms_dcos = np.where(similar, -1, active).astype(dtype)
+    dterms_dcos = np.where(similar, -1, active).astype(a.dtype)
     value, g = reduce_terms(terms, dterms_dcos, reduction)
     g = g[:, None]
     grad_a = g * (b / denom[:, None] - (cos / sq_a)[:, None] * a)

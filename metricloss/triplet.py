@@ -13,6 +13,7 @@ from ._validation import (
     check_references,
     check_same_shape,
     check_scalar,
+    promote,
 )
 from .distances import METRICS, _lp_distance_rows, _pairs_vjp
 from .mining import online_batch
@@ -86,8 +87,7 @@ def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6
     swap = check_bool(swap, "swap")
     check_option(reduction, "reduction", REDUCTIONS)
 
-    dtype = np.result_type(anchor, positive, negative)
-    a, pos, neg = (array.astype(dtype, copy=False) for array in (anchor, positive, negative))
+    a, pos, neg = promote(anchor, positive, negative)
     d_ap, pull_ap = _lp_distance_rows(a, pos, p, eps)
     d_an, pull_an = _lp_distance_rows(a, neg, p, eps)
     d_neg, use_swap = d_an, np.zeros(d_an.shape, dtype=bool)
@@ -281,11 +281,7 @@ def triplet_loss(
     check_option(incomplete_anchors, "incomplete_anchors", INCOMPLETE_ANCHORS)
     ref, ref_labels = check_references(x, ref_embeddings, ref_labels)
     kernels = get_kernels(backend)
-    if ref is not None:
-        dtype = np.result_type(x, ref)
-        x_, ref_ = x.astype(dtype, copy=False), ref.astype(dtype, copy=False)
-    else:
-        x_, ref_ = x, None
+    x_, ref_ = (x, None) if ref is None else promote(x, ref)
 
     d, pullback, classes, self_offset = online_batch(x_, labels, ref_, ref_labels, distance, kernels)
     if mining in ("all", "all_semihard"):
