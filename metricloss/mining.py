@@ -26,6 +26,7 @@ seed (None: fresh entropy, as ``numpy.random.default_rng``).
 import numpy as np
 
 from ._kernels import NO_SELF, get_kernels
+from ._kernels.numpy_kernels import anchor_candidates
 from ._validation import (
     check_count,
     check_embeddings,
@@ -198,14 +199,9 @@ def mine_triplets(
     d, (ref_class, anchor_class, _, _), self_offset, _ = _checked_batch(
         embeddings, labels, ref_embeddings, ref_labels, distance, backend
     )
-    candidates = np.ones(d.shape[1], dtype=bool)
     mined = []
     for a in range(d.shape[0]):
-        candidates[:] = True
-        if self_offset != NO_SELF:
-            candidates[a + self_offset] = False
-        same = ref_class == anchor_class[a]
-        positives, negatives = np.flatnonzero(same & candidates), np.flatnonzero(~same & candidates)
+        positives, negatives = anchor_candidates(ref_class, anchor_class, self_offset, a)
         if positives.size == 0 or negatives.size == 0:
             continue
         order = np.argsort(d[a, negatives], kind="stable")
