@@ -13,7 +13,24 @@ input (shaped and typed like that input; a tuple when there are several), derive
 
 from ._reduce import REDUCTIONS
 from ._version import __version__
-from .distances import METRICS, paired_distances, pairwise_distances, pairwise_distances_vjp
+from .distances import (
+    DISTANCES,
+    SIMILARITIES,
+    paired_distances,
+    pairwise_distances,
+    pairwise_distances_vjp,
+    pairwise_similarities,
+    pairwise_similarities_vjp,
+)
+from .losses.pairs import (
+    CONTRASTIVE_FORMS,
+    contrastive_loss,
+    contrastive_pair_loss,
+    cosine_embedding_loss,
+    hinge_embedding_loss,
+    margin_ranking_loss,
+)
+from .losses.triplet import INCOMPLETE_ANCHORS, MININGS, triplet_loss, triplet_margin_loss
 from .metrics import recall_at_k
 from .mining import (
     MINED_TRIPLETS,
@@ -28,24 +45,16 @@ from .mining import (
     rank_window_negatives,
     triplet_counts,
 )
-from .pairs import (
-    CONTRASTIVE_FORMS,
-    contrastive_loss,
-    contrastive_pair_loss,
-    cosine_embedding_loss,
-    hinge_embedding_loss,
-    margin_ranking_loss,
-)
-from .triplet import INCOMPLETE_ANCHORS, MININGS, triplet_loss, triplet_margin_loss
 
 __all__ = [
     "CONTRASTIVE_FORMS",
+    "DISTANCES",
     "INCOMPLETE_ANCHORS",
-    "METRICS",
     "MINED_TRIPLETS",
     "MININGS",
     "REDUCTIONS",
     "SELECTIONS",
+    "SIMILARITIES",
     "TRIPLET_KINDS",
     "__version__",
     "batch_triplets",
@@ -60,6 +69,8 @@ __all__ = [
     "paired_distances",
     "pairwise_distances",
     "pairwise_distances_vjp",
+    "pairwise_similarities",
+    "pairwise_similarities_vjp",
     "pk_batches",
     "random_negatives",
     "rank_window_negatives",

@@ -9,6 +9,7 @@ float16 has too little range for squared distances. Integer, boolean and complex
 differentiable inputs.
 """
 
+import functools
 import numbers
 import operator
 
@@ -161,3 +162,21 @@ def check_references(embeddings, ref_embeddings, ref_labels):
             f"ref_embeddings must have {embeddings.shape[1]} features to match embeddings; got shape {ref.shape}"
         )
     return ref, check_labels(ref_labels, ref.shape[0], "ref_labels", against="ref_embeddings")
+
+
+def refuse_renamed(**renamed):
+    """Decorate a function whose keyword ``old`` was renamed ``new`` (``refuse_renamed(old="new")``): passing the
+    old name raises a TypeError that gives the new one, instead of Python's bare "unexpected keyword argument".
+    metricloss keeps one name for each thing (``distance=`` everywhere) and no aliases."""
+
+    def decorate(function):
+        @functools.wraps(function)
+        def checked(*args, **kwargs):
+            for old, new in renamed.items():
+                if old in kwargs:
+                    raise TypeError(f"{function.__name__}() takes {new}=, not {old}= (renamed: one name everywhere)")
+            return function(*args, **kwargs)
+
+        return checked
+
+    return decorate

@@ -5,7 +5,7 @@ the same shape. :func:`pairwise_distances_vjp` then turns g into ∂L/∂X with 
 loss. The rules, for rows x_i of X and y_j of Y:
 
 =================  ==============================  ================================================
-metric             D_ij                            ∂L/∂x_i (given g_ij = ∂L/∂D_ij)
+distance           D_ij                            ∂L/∂x_i (given g_ij = ∂L/∂D_ij)
 =================  ==============================  ================================================
 ``sqeuclidean``    ‖x_i − y_j‖²                    Σ_j 2 g_ij (x_i − y_j)
 ``euclidean``      ‖x_i − y_j‖                     Σ_j (g_ij / D_ij) (x_i − y_j), terms with D_ij = 0
@@ -16,6 +16,15 @@ metric             D_ij                            ∂L/∂x_i (given g_ij = ∂
 In matrix form, with S the per-pair scale (2g or g/D), ∂L/∂X = diag(S·1) X − S Y: one GEMM. ∂L/∂Y is the same
 rule applied to gᵀ with the roles of X and Y swapped; when Y is X (distances within one batch) both apply to the
 same rows, and since D is symmetric that is the rule for X with g + gᵀ.
+
+Similarities, for the losses defined on them (N-pair, lifted structure's exponentials, softmax losses):
+
+=================  ==============================  ================================================
+similarity         S_ij                            ∂L/∂x_i (given g_ij = ∂L/∂S_ij)
+=================  ==============================  ================================================
+``dot``            x_i · y_j                       Σ_j g_ij y_j            (matrix form: G Y, one GEMM)
+``cosine``         x̂_i · ŷ_j = 1 − D_ij (cosine)   the cosine distance's rule applied to −g
+=================  ==============================  ================================================
 
 Numerical care:
 
@@ -29,9 +38,10 @@ Numerical care:
 import numpy as np
 
 from ._kernels import get_kernels
-from ._validation import check_embeddings, check_option, promote
+from ._validation import check_embeddings, check_option, promote, refuse_renamed
 
-METRICS = ("euclidean", "sqeuclidean", "cosine")
+DISTANCES = ("euclidean", "sqeuclidean", "cosine")
+SIMILARITIES = ("dot", "cosine")
 
 # Pairs with ‖x − y‖² <= ratio · (‖x‖² + ‖y‖²) are recomputed by direct differences. The GEMM form's error is
 # about (a few ulps) · (‖x‖² + ‖y‖²), so the relative error left on the other pairs is ≲ 10 · eps / ratio:
@@ -59,14 +69,14 @@ def _unit_rows(x):
     return x * inv_norm[:, None], inv_norm
 
 
-def _pairwise_distances_vjp(x, y, metric, kernels):
+def _pairwise_distances_vjp(x, y, distance, kernels):
     """D(x, y) and its pullback ``(g, weight=1) ↦ ∂L/∂x`` (y None: distances within x) or ``(∂L/∂x, ∂L/∂y)``,
     for the cotangent ``weight · g``. The pullback overwrites g (callers hand it a cotangent they own) and keeps
     no B×B temporary, so a loss's peak memory is D and g. Trusts its inputs."""
     self_pairs = y is None
     other = x.copy() if self_pairs else y  # a separate buffer, for the GEMM
 
-    if metric == "cosine":
+    if distance == "cosine":
         x_unit, x_inv_norm = _unit_rows(x)
         y_unit, y_inv_norm = (x_unit.copy(), x_inv_norm) if self_pairs else _unit_rows(other)
         # 1 − x̂·ŷ = ½‖x̂ − ŷ‖²: the squared form is accurate for nearly parallel rows.
@@ -94,7 +104,7 @@ def _pairwise_distances_vjp(x, y, metric, kernels):
 
         return d, pullback
 
-    squared = metric == "sqeuclidean"
+    squared = distance == "sqeuclidean"
     d = _euclidean_from_gram(x, other, kernels, root=not squared)
 
     def pullback(g, weight=1.0, divided=False):
@@ -120,11 +130,12 @@ def _scaled_pull(scale, a, b, factor):
     return grad
 
 
-def _pairs_vjp(x, y, rows, cols, g, metric, kernels):
-    """∂L/∂x (y None) or (∂L/∂x, ∂L/∂y) for a cotangent that is g[k] on D[rows[k], cols[k]] and 0 elsewhere:
-    O(K · F) for K pairs, through the row-wise distances of the pairs."""
+def _pairs_vjp(x, y, rows, cols, g, paired_vjp, kernels):
+    """∂L/∂x (y None) or (∂L/∂x, ∂L/∂y) for a cotangent that is g[k] on M[rows[k], cols[k]] and 0 elsewhere, M a
+    pairwise distance or similarity matrix whose row-wise twin is ``paired_vjp`` (:func:`_paired_distances_vjp`
+    or :func:`_paired_similarities_vjp` with the measure bound): O(K · F) for K pairs."""
     other = x if y is None else y
-    g_rows, g_cols = _paired_distances_vjp(x[rows], other[cols], metric)[1](g)
+    g_rows, g_cols = paired_vjp(x[rows], other[cols])[1](g)
     grad_x = np.zeros_like(x)
     kernels.scatter_add_rows(grad_x, rows, g_rows)
     grad_y = grad_x if y is None else np.zeros_like(y)
@@ -132,9 +143,9 @@ def _pairs_vjp(x, y, rows, cols, g, metric, kernels):
     return grad_x if y is None else (grad_x, grad_y)
 
 
-def _check_pair_of_embeddings(x, y, metric):
+def _check_pair_of_embeddings(x, y, measure, name, options):
     x = check_embeddings(x, "x")
-    check_option(metric, "metric", METRICS)
+    check_option(measure, name, options)
     if y is None:
         return x, None
     y = check_embeddings(y, "y")
@@ -143,7 +154,8 @@ def _check_pair_of_embeddings(x, y, metric):
     return promote(x, y)
 
 
-def pairwise_distances(x, y=None, *, metric="euclidean", backend=None):
+@refuse_renamed(metric="distance")
+def pairwise_distances(x, y=None, *, distance="euclidean", backend=None):
     r"""Distances between the rows of ``x`` and the rows of ``y`` (or of ``x`` itself).
 
     .. math::
@@ -151,14 +163,14 @@ def pairwise_distances(x, y=None, *, metric="euclidean", backend=None):
         D_{ij} = \|x_i - y_j\|_2, \quad \|x_i - y_j\|_2^2, \quad\text{or}\quad
         1 - \frac{x_i \cdot y_j}{\|x_i\| \|y_j\|}
 
-    for ``metric="euclidean"``, ``"sqeuclidean"`` and ``"cosine"``.
+    for ``distance="euclidean"``, ``"sqeuclidean"`` and ``"cosine"``.
 
     Parameters
     ----------
     x : array of shape (n, d), float32 or float64
     y : array of shape (m, d), optional
         Defaults to ``x``; the diagonal is then exactly 0.
-    metric : {"euclidean", "sqeuclidean", "cosine"}
+    distance : {"euclidean", "sqeuclidean", "cosine"}
     backend : {"numpy", "numba"}, optional
         The kernel module; default ``"numba"``.
 
@@ -180,14 +192,15 @@ def pairwise_distances(x, y=None, *, metric="euclidean", backend=None):
     array([[0., 5.],
            [5., 0.]])
     """
-    x, y = _check_pair_of_embeddings(x, y, metric)
-    return _pairwise_distances_vjp(x, y, metric, get_kernels(backend))[0]
+    x, y = _check_pair_of_embeddings(x, y, distance, "distance", DISTANCES)
+    return _pairwise_distances_vjp(x, y, distance, get_kernels(backend))[0]
 
 
-def pairwise_distances_vjp(x, y=None, *, metric="euclidean", backend=None):
+@refuse_renamed(metric="distance")
+def pairwise_distances_vjp(x, y=None, *, distance="euclidean", backend=None):
     """The distance matrix and its vector-Jacobian product, like ``jax.vjp``.
 
-    Returns ``(d, vjp)`` where ``d = pairwise_distances(x, y, metric=metric)`` and ``vjp(g)``, for a cotangent
+    Returns ``(d, vjp)`` where ``d = pairwise_distances(x, y, distance=distance)`` and ``vjp(g)``, for a cotangent
     ``g = ∂L/∂d`` of the shape of ``d``, returns ``∂L/∂x`` when ``y`` is None, else the pair
     ``(∂L/∂x, ∂L/∂y)``. The rules are in this module's docstring.
 
@@ -201,16 +214,20 @@ def pairwise_distances_vjp(x, y=None, *, metric="euclidean", backend=None):
     array([[-0.6, -0.8],
            [ 0.6,  0.8]])
     """
-    x, y = _check_pair_of_embeddings(x, y, metric)
-    d, pullback = _pairwise_distances_vjp(x, y, metric, get_kernels(backend))
+    x, y = _check_pair_of_embeddings(x, y, distance, "distance", DISTANCES)
+    return _public_vjp(*_pairwise_distances_vjp(x, y, distance, get_kernels(backend)), "distance")
+
+
+def _public_vjp(matrix, pullback, what):
+    """``(matrix, vjp)`` with ``vjp`` checking its cotangent and copying it (the private pullback overwrites it)."""
 
     def vjp(g):
-        g = np.array(g, dtype=d.dtype)  # a copy: the pullback overwrites it
-        if g.shape != d.shape:
-            raise ValueError(f"g must have the shape of the distance matrix, {d.shape}; got {g.shape}")
+        g = np.array(g, dtype=matrix.dtype)
+        if g.shape != matrix.shape:
+            raise ValueError(f"g must have the shape of the {what} matrix, {matrix.shape}; got {g.shape}")
         return pullback(g)
 
-    return d, vjp
+    return matrix, vjp
 
 
 def _lp_distance_rows(x1, x2, p, eps=0.0):
@@ -246,11 +263,11 @@ def _lp_distance_rows(x1, x2, p, eps=0.0):
     return norm, pullback
 
 
-def _paired_distances_vjp(x1, x2, metric):
+def _paired_distances_vjp(x1, x2, distance):
     """Row-wise distances d_i = D(x1_i, x2_i) and the pullback g ↦ (∂L/∂x1, ∂L/∂x2). Trusts inputs."""
-    if metric == "euclidean":
+    if distance == "euclidean":
         return _lp_distance_rows(x1, x2, p=2)
-    if metric == "sqeuclidean":
+    if distance == "sqeuclidean":
         diff = x1 - x2
         d = _row_sq_norms(diff)
 
@@ -275,19 +292,112 @@ def _paired_distances_vjp(x1, x2, metric):
     return d, pullback
 
 
-def paired_distances(x1, x2, *, metric="euclidean"):
-    """Distances between corresponding rows, d_i = D(x1_i, x2_i), for the metrics of :func:`pairwise_distances`.
+@refuse_renamed(metric="distance")
+def paired_distances(x1, x2, *, distance="euclidean"):
+    """Distances between corresponding rows, d_i = D(x1_i, x2_i), for the distances of :func:`pairwise_distances`.
 
     Examples
     --------
     >>> import numpy as np
     >>> from metricloss import paired_distances
-    >>> paired_distances(np.array([[0.0, 0.0], [1.0, 0.0]]), np.array([[3.0, 4.0], [0.0, 2.0]]), metric="cosine")
+    >>> paired_distances(np.array([[0.0, 0.0], [1.0, 0.0]]), np.array([[3.0, 4.0], [0.0, 2.0]]), distance="cosine")
     array([1., 1.])
     """
     x1 = check_embeddings(x1, "x1")
     x2 = check_embeddings(x2, "x2")
-    check_option(metric, "metric", METRICS)
+    check_option(distance, "distance", DISTANCES)
     if x2.shape != x1.shape:
         raise ValueError(f"x2 must have the same shape as x1, {x1.shape}; got {x2.shape}")
-    return _paired_distances_vjp(*promote(x1, x2), metric)[0]
+    return _paired_distances_vjp(*promote(x1, x2), distance)[0]
+
+
+def _pairwise_similarities_vjp(x, y, similarity, kernels):
+    """S(x, y) and its pullback ``(g, weight=1) ↦ ∂L/∂x`` (y None: within x) or ``(∂L/∂x, ∂L/∂y)``, for the
+    cotangent ``weight · g``; overwrites g. Trusts its inputs."""
+    self_pairs = y is None
+    if similarity == "cosine":  # x̂·ŷ = 1 − D, so ∂L/∂D = −∂L/∂S
+        d, distance_pullback = _pairwise_distances_vjp(x, y, "cosine", kernels)
+
+        def pullback(g, weight=1.0):
+            return distance_pullback(g, -weight)
+
+        return 1 - d, pullback
+
+    other = x.copy() if self_pairs else y  # a separate buffer, for the GEMM
+    s = x @ other.T
+
+    def pullback(g, weight=1.0):
+        # ∂(x_i·y_j)/∂x_i = y_j  ⇒  ∂L/∂X = G Y and ∂L/∂Y = Gᵀ X; within one batch both: (G + Gᵀ) X.
+        g *= weight
+        if self_pairs:
+            kernels.symmetrize(g)
+            return g @ x
+        return g @ other, g.T @ x
+
+    return s, pullback
+
+
+def _paired_similarities_vjp(x1, x2, similarity):
+    """Row-wise similarities s_i = S(x1_i, x2_i) and the pullback g ↦ (∂L/∂x1, ∂L/∂x2). Trusts inputs."""
+    if similarity == "cosine":
+        d, distance_pullback = _paired_distances_vjp(x1, x2, "cosine")
+        return 1 - d, lambda g: distance_pullback(-g)
+    s = _row_dots(x1, x2)
+    return s, lambda g: (g[:, None] * x2, g[:, None] * x1)
+
+
+def _row_dots(a, b):
+    return np.einsum("ij,ij->i", a, b)
+
+
+@refuse_renamed(metric="similarity")
+def pairwise_similarities(x, y=None, *, similarity="dot", backend=None):
+    r"""Similarities between the rows of ``x`` and the rows of ``y`` (or of ``x`` itself).
+
+    .. math::
+
+        S_{ij} = x_i \cdot y_j \quad\text{or}\quad \frac{x_i \cdot y_j}{\|x_i\| \|y_j\|}
+
+    for ``similarity="dot"`` and ``"cosine"`` (a zero row's cosine similarity with anything is 0).
+
+    Parameters
+    ----------
+    x : array of shape (n, d), float32 or float64
+    y : array of shape (m, d), optional
+        Defaults to ``x``.
+    similarity : {"dot", "cosine"}
+    backend : {"numpy", "numba"}, optional
+        The kernel module; default ``"numba"``.
+
+    Returns
+    -------
+    s : array of shape (n, m), the dtype of the inputs (float64 if they are mixed)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss import pairwise_similarities
+    >>> pairwise_similarities(np.array([[1.0, 0.0], [3.0, 4.0]]))
+    array([[ 1.,  3.],
+           [ 3., 25.]])
+    """
+    x, y = _check_pair_of_embeddings(x, y, similarity, "similarity", SIMILARITIES)
+    return _pairwise_similarities_vjp(x, y, similarity, get_kernels(backend))[0]
+
+
+@refuse_renamed(metric="similarity")
+def pairwise_similarities_vjp(x, y=None, *, similarity="dot", backend=None):
+    """The similarity matrix and its vector-Jacobian product, like ``jax.vjp``: ``(s, vjp)`` with ``vjp(g)``
+    returning ``∂L/∂x`` when ``y`` is None, else ``(∂L/∂x, ∂L/∂y)``. The rules are in this module's docstring.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss import pairwise_similarities_vjp
+    >>> s, vjp = pairwise_similarities_vjp(np.array([[1.0, 0.0], [3.0, 4.0]]))
+    >>> vjp(np.array([[0.0, 1.0], [0.0, 0.0]]))  # ∂(x_0·x_1): x_1 for x_0, x_0 for x_1
+    array([[3., 4.],
+           [1., 0.]])
+    """
+    x, y = _check_pair_of_embeddings(x, y, similarity, "similarity", SIMILARITIES)
+    return _public_vjp(*_pairwise_similarities_vjp(x, y, similarity, get_kernels(backend)), "similarity")

@@ -3,11 +3,12 @@
 import numpy as np
 
 from ._kernels import get_kernels
-from ._validation import check_count, check_embeddings, check_labels, check_option
-from .distances import METRICS, _pairwise_distances_vjp
+from ._validation import check_count, check_embeddings, check_labels, check_option, refuse_renamed
+from .distances import DISTANCES, _pairwise_distances_vjp
 
 
-def recall_at_k(embeddings, labels, *, k=1, metric="euclidean"):
+@refuse_renamed(metric="distance")
+def recall_at_k(embeddings, labels, *, k=1, distance="euclidean"):
     """Fraction of queries whose k nearest neighbours (leave-one-out) include a sample of the same class.
 
     Every sample is a query against all the others; ties in distance go to the lowest index. Queries whose class
@@ -23,11 +24,11 @@ def recall_at_k(embeddings, labels, *, k=1, metric="euclidean"):
     x = check_embeddings(embeddings)
     labels = check_labels(labels, x.shape[0])
     k = check_count(k, "k")
-    check_option(metric, "metric", METRICS)
+    check_option(distance, "distance", DISTANCES)
     if k >= x.shape[0]:
         raise ValueError(f"k must be smaller than the number of samples, {x.shape[0]}; got {k}")
 
-    d = _pairwise_distances_vjp(x, None, metric, get_kernels(None))[0]
+    d = _pairwise_distances_vjp(x, None, distance, get_kernels(None))[0]
     np.fill_diagonal(d, np.inf)
     neighbours = np.argsort(d, axis=1, kind="stable")[:, :k]
     hits = (labels[neighbours] == labels[:, None]).any(axis=1)

@@ -25,6 +25,7 @@ seed (None: fresh entropy, as ``numpy.random.default_rng``).
 
 import numpy as np
 
+from ._batch import class_index, labelled_batch
 from ._kernels import NO_SELF, get_kernels
 from ._kernels.numpy_kernels import anchor_candidates
 from ._validation import (
@@ -35,52 +36,15 @@ from ._validation import (
     check_labels,
     check_margin,
     check_option,
-    check_references,
     check_same_shape,
     promote,
 )
-from .distances import METRICS, _paired_distances_vjp, _pairwise_distances_vjp
+from .distances import DISTANCES, _paired_distances_vjp, _pairwise_distances_vjp
 
 TRIPLET_KINDS = ("easy", "semihard", "hard")
 MINED_TRIPLETS = ("all", "active", "easy", "semihard", "hard")
 SELECTIONS = ("hardest", "easiest", "semihard")
 _MODE = {"hardest": 0, "easiest": 1, "semihard": 2}
-
-
-def class_index(labels, ref_labels):
-    """The kernels' view of the classes: (ref_class, anchor_class, class_order, class_starts).
-
-    ``ref_class[j]`` numbers reference j's class, ``anchor_class[a]`` anchor a's (-1 where no reference has it),
-    and ``class_order[class_starts[c]:class_starts[c + 1]]`` lists class c's references in increasing order.
-    """
-    classes, ref_class = np.unique(ref_labels, return_inverse=True)
-    class_order = np.argsort(ref_class, kind="stable")
-    class_starts = np.searchsorted(ref_class[class_order], np.arange(classes.size + 1))
-    at = np.minimum(np.searchsorted(classes, labels), classes.size - 1)
-    anchor_class = np.where(classes[at] == labels, at, -1)
-    return ref_class.astype(np.int32), anchor_class.astype(np.int32), class_order, class_starts
-
-
-def online_batch(x, labels, ref, ref_labels, distance, kernels):
-    """The distance matrix of an online batch, its pullback, its :func:`class_index` and the kernels'
-    self_offset: within the batch (``ref`` None) an anchor is not its own candidate; with a reference set every
-    reference is. Trusts its inputs, ``x`` and ``ref`` in one dtype (:func:`metricloss._validation.promote`)."""
-    d, pullback = _pairwise_distances_vjp(x, ref, distance, kernels)
-    if ref is None:
-        return d, pullback, class_index(labels, labels), 0
-    return d, pullback, class_index(labels, ref_labels), NO_SELF
-
-
-def _checked_batch(embeddings, labels, ref_embeddings, ref_labels, distance, backend):
-    x = check_embeddings(embeddings)
-    labels = check_labels(labels, x.shape[0])
-    check_option(distance, "distance", METRICS)
-    ref, ref_labels = check_references(x, ref_embeddings, ref_labels)
-    if ref is not None:
-        x, ref = promote(x, ref)
-    kernels = get_kernels(backend)
-    d, _, classes, self_offset = online_batch(x, labels, ref, ref_labels, distance, kernels)
-    return d, classes, self_offset, kernels
 
 
 def _rng(rng):
@@ -124,7 +88,10 @@ def triplet_counts(
     {'valid': 8, 'easy': 2, 'semihard': 3, 'hard': 3, 'active_fraction': 0.75}
     """
     margin = check_margin(margin)
-    d, classes, self_offset, kernels = _checked_batch(embeddings, labels, ref_embeddings, ref_labels, distance, backend)
+    batch = labelled_batch(
+        embeddings, labels, distance=distance, ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
+    )
+    d, classes, self_offset, kernels = batch.d, batch.classes, batch.self_offset, batch.kernels
     scratch = np.empty_like(d)  # the kernel writes a cotangent too; counting ignores it
     _, active, valid = kernels.batch_all_triplets(d, *classes, self_offset, margin, False, scratch, False)
     _, semihard, _ = kernels.batch_all_triplets(d, *classes, self_offset, margin, True, scratch, False)
@@ -196,9 +163,11 @@ def mine_triplets(
     if max_per_anchor is not None:
         max_per_anchor = check_count(max_per_anchor, "max_per_anchor")
     rng = _rng(rng)
-    d, (ref_class, anchor_class, _, _), self_offset, _ = _checked_batch(
-        embeddings, labels, ref_embeddings, ref_labels, distance, backend
+    batch = labelled_batch(
+        embeddings, labels, distance=distance, ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
     )
+    d, self_offset = batch.d, batch.self_offset
+    ref_class, anchor_class, _, _ = batch.classes
     mined = []
     for a in range(d.shape[0]):
         positives, negatives = anchor_candidates(ref_class, anchor_class, self_offset, a)
@@ -259,10 +228,13 @@ def batch_triplets(
     check_option(negative, "negative", SELECTIONS)
     if positive == negative == "semihard":
         raise ValueError("positive and negative cannot both be 'semihard': each is chosen relative to the other")
-    d, (ref_class, anchor_class, _, _), self_offset, kernels = _checked_batch(
-        embeddings, labels, ref_embeddings, ref_labels, distance, backend
+    batch = labelled_batch(
+        embeddings, labels, distance=distance, ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
     )
-    p, n = kernels.select_per_anchor(d, ref_class, anchor_class, self_offset, _MODE[positive], _MODE[negative])
+    ref_class, anchor_class, _, _ = batch.classes
+    p, n = batch.kernels.select_per_anchor(
+        batch.d, ref_class, anchor_class, batch.self_offset, _MODE[positive], _MODE[negative]
+    )
     anchors = np.flatnonzero((p >= 0) & (n >= 0))
     return anchors, p[anchors].astype(np.int64), n[anchors].astype(np.int64)
 
@@ -302,7 +274,7 @@ def mine_dataset(
     x = check_embeddings(embeddings)
     labels = check_labels(labels, x.shape[0]).astype(np.int64, copy=False)
     check_option(negative, "negative", ("hardest", "semihard"))
-    check_option(distance, "distance", METRICS)
+    check_option(distance, "distance", DISTANCES)
     chunk_size = check_count(chunk_size, "chunk_size")
     n_neighbours = check_count(n_neighbours, "n_neighbours")
     if progress is not None and not callable(progress):
@@ -481,7 +453,7 @@ def rank_window_negatives(
     if query_labels is not None:
         query_labels = check_labels(query_labels, queries.shape[0], "query_labels", against="query_embeddings")
         ref_labels = check_labels(ref_labels, refs.shape[0], "ref_labels", against="ref_embeddings")
-    check_option(distance, "distance", METRICS)
+    check_option(distance, "distance", DISTANCES)
     chunk_size = check_count(chunk_size, "chunk_size")
     rng, kernels = _rng(rng), get_kernels(backend)
     queries, refs = promote(queries, refs)
@@ -498,3 +470,45 @@ def rank_window_negatives(
         picks = np.argsort(rng.random(ranked.shape), axis=1)[:, :n]  # n distinct ranks per query
         out[rows] = np.take_along_axis(ranked, picks, axis=1)
     return out
+
+
+def hardest_triplets(batch, incomplete_anchors="drop"):
+    """Batch-hard: per anchor the farthest positive and the closest negative, as index arrays (a, p, n).
+
+    ``incomplete_anchors="drop"`` leaves out anchors without a positive or without a negative; ``"keep"`` keeps
+    them (TF-Addons, omoindrot) with p = -1 (d⁺ = 0) where there is no positive and, where there is no negative,
+    the farthest other reference as n. A lone sample has neither and is always left out."""
+    ref_class, anchor_class, _, _ = batch.classes
+    d, self_offset = batch.d, batch.self_offset
+    positive, negative = batch.kernels.select_per_anchor(d, ref_class, anchor_class, self_offset, 0, 0)
+    if incomplete_anchors == "drop":
+        kept = (positive >= 0) & (negative >= 0)
+    else:
+        kept = (positive >= 0) | (negative >= 0)
+        for a in np.flatnonzero(kept & (negative < 0)):
+            row = d[a].astype(np.float64)
+            if self_offset != NO_SELF:
+                row[a + self_offset] = -np.inf
+            negative[a] = np.argmax(row)
+    anchors = np.flatnonzero(kept)
+    return anchors, positive[anchors], negative[anchors]
+
+
+def semihard_triplets(batch):
+    """FaceNet's semi-hard triplets as TF-Addons mines them, as index arrays (a, p, n): per positive pair (a, p),
+    the closest negative farther than p (d_an > d_ap), or where there is none the farthest negative; pairs whose
+    anchor has no negative are left out."""
+    _, anchor_class, _, class_starts = batch.classes
+    d, self_offset = batch.d, batch.self_offset
+    class_sizes = np.diff(class_starts)
+    has_class = anchor_class >= 0
+    n_positives = np.where(has_class, class_sizes[np.maximum(anchor_class, 0)], 0)
+    if self_offset != NO_SELF:
+        n_positives = np.maximum(n_positives - has_class, 0)
+    offsets = np.concatenate([[0], np.cumsum(n_positives)])
+    positives = np.empty(offsets[-1], dtype=np.int64)
+    negatives = np.empty(offsets[-1], dtype=np.int64)
+    batch.kernels.semihard_negatives(d, *batch.classes, self_offset, offsets, positives, negatives)
+    anchors = np.repeat(np.arange(d.shape[0]), n_positives)
+    kept = negatives >= 0
+    return anchors[kept], positives[kept], negatives[kept]

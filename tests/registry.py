@@ -16,7 +16,13 @@ import numpy as np
 import metricloss as ml
 
 # The kinds of positional array arguments; each kind has its own generator and its own bad-input mutations.
-EMBEDDINGS, SCORES, LABELS, SIGNS, BINARY = "embeddings", "scores", "labels", "signs", "binary"
+# Differentiable: EMBEDDINGS (rows of features), CENTERS (one row of features per class: learnable centres, rows
+# not shared with the embeddings), SCORES (any shape), SCORE_MATRIX (2-D, queries × items). The others are held
+# fixed: LABELS (integer classes), SIGNS ({−1, 1}), BINARY ({0, 1}), RELEVANCE (a boolean matrix shaped like the
+# score matrix).
+EMBEDDINGS, CENTERS, SCORES, SCORE_MATRIX = "embeddings", "centers", "scores", "score_matrix"
+LABELS, SIGNS, BINARY, RELEVANCE = "labels", "signs", "binary", "relevance"
+DIFFERENTIABLE = (EMBEDDINGS, CENTERS, SCORES, SCORE_MATRIX)
 
 
 @dataclass(frozen=True)
@@ -33,12 +39,12 @@ class LossCase:
     rotation_invariant: bool = False
     bad_hyper: tuple = ()  # (kwargs, exception, text the message must contain)
     backends: bool = False  # takes backend=, so numpy and numba must agree
-    row_groups: tuple = ()  # which arguments share their rows (default: all of them)
+    row_groups: tuple = ()  # which arguments share their rows (default: all of them); differentiable ones first
     hyper: dict = field(default_factory=dict)
 
     @property
     def n_diff(self):
-        return sum(kind in (EMBEDDINGS, SCORES) for kind in self.arg_kinds)
+        return sum(kind in DIFFERENTIABLE for kind in self.arg_kinds)
 
     def __call__(self, *arrays, **extra):
         return self.loss(*arrays, **self.hyper, **extra)
@@ -46,7 +52,7 @@ class LossCase:
     def of_differentiable(self, loss, arrays, convert):
         """``loss`` as a function of this case's differentiable arrays alone (the others converted with
         ``convert`` and held fixed), and those arrays converted: for the framework adapters' gradient checks."""
-        is_float = [kind in (EMBEDDINGS, SCORES) for kind in self.arg_kinds]
+        is_float = [kind in DIFFERENTIABLE for kind in self.arg_kinds]
         converted = [convert(a) for a in arrays]
 
         def of_floats(*floats):

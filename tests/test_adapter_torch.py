@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from registry import EMBEDDINGS, REGISTRY, REGISTRY_IDS, SCORES
+from registry import DIFFERENTIABLE, REGISTRY, REGISTRY_IDS
 
 import metricloss as ml
 from metricloss.adapters.torch import distributed, wrap
@@ -20,8 +20,7 @@ cases = pytest.mark.parametrize("case", REGISTRY, ids=REGISTRY_IDS)
 def tensors(case, seed=0, dtype=np.float64):
     arrays = case.make_inputs(np.random.default_rng(seed), dtype)
     return [
-        torch.tensor(a, requires_grad=kind in (EMBEDDINGS, SCORES))
-        for a, kind in zip(arrays, case.arg_kinds, strict=True)
+        torch.tensor(a, requires_grad=kind in DIFFERENTIABLE) for a, kind in zip(arrays, case.arg_kinds, strict=True)
     ]
 
 

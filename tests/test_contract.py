@@ -8,7 +8,19 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from registry import BINARY, EMBEDDINGS, LABELS, REGISTRY, REGISTRY_IDS, SCORES, SIGNS
+from registry import (
+    BINARY,
+    CENTERS,
+    DIFFERENTIABLE,
+    EMBEDDINGS,
+    LABELS,
+    REGISTRY,
+    REGISTRY_IDS,
+    RELEVANCE,
+    SCORE_MATRIX,
+    SCORES,
+    SIGNS,
+)
 
 from metricloss.testing import TOLERANCES, assert_close, check_grad
 
@@ -137,7 +149,7 @@ def test_rotation_rotates_the_gradient(case):
 def test_dtype_in_is_dtype_out_and_float32_agrees_with_float64(case, dtype):
     arrays64 = case.make_inputs(np.random.default_rng(5), np.float64)
     arrays = [
-        a.astype(dtype) if kind in (EMBEDDINGS, SCORES) else a for a, kind in zip(arrays64, case.arg_kinds, strict=True)
+        a.astype(dtype) if kind in DIFFERENTIABLE else a for a, kind in zip(arrays64, case.arg_kinds, strict=True)
     ]
     value, grad = case(*arrays)
     assert type(value) is float
@@ -183,7 +195,7 @@ def _mutations(case, arrays):
             return [value if i == at else a for i, a in enumerate(arrays)]
 
         array = arrays[at]
-        if kind in (EMBEDDINGS, SCORES):
+        if kind in DIFFERENTIABLE:
             for bad in (np.nan, np.inf, -np.inf):
                 poisoned = array.copy()
                 poisoned.flat[-1] = bad
@@ -197,7 +209,7 @@ def _mutations(case, arrays):
             yield f"{name} of float16", replaced(array.astype(np.float16)), TypeError, "astype(np.float32)"
             yield f"{name} of strings", replaced(array.astype(str)), TypeError, name
             yield f"{name} empty", replaced(array[:0]), ValueError, f"{name} must not be empty"
-            if kind == EMBEDDINGS:
+            if kind in (EMBEDDINGS, CENTERS, SCORE_MATRIX):
                 yield f"{name} 1-D", replaced(array[:, 0]), ValueError, f"{name} must be a 2-D array"
                 yield f"{name} 3-D", replaced(array[None]), ValueError, f"{name} must be a 2-D array"
             if at > 0:  # a second array of embeddings or scores that does not fit the first
@@ -222,6 +234,9 @@ def _mutations(case, arrays):
                 ValueError,
                 f"{name} must contain only the values {allowed}",
             )
+        elif kind == RELEVANCE:
+            yield f"{name} too narrow", replaced(array[:, :-1]), ValueError, f"{name} must have shape"
+            yield f"{name} of floats", replaced(array.astype(float)), TypeError, f"{name} must be a boolean"
 
 
 @cases
@@ -268,15 +283,20 @@ def _awkward_inputs(draw, case):
     scale = 10.0 ** draw(st.sampled_from([-30, -8, 0, 4, 6]))
     grid = st.sampled_from([-1.0, -0.5, 0.0, 0.5, 1.0])  # a coarse grid makes ties and duplicates common
     arrays = []
+    n_items = draw(st.integers(1, 6))
     for kind in case.arg_kinds:
         if kind == EMBEDDINGS:
             shape = (n, features)
+        elif kind == CENTERS:
+            shape = (2, features)  # one centre per class: the labels drawn here are 0 and 1
         elif kind == SCORES:
             shape = arrays[0].shape if arrays else (n,)
+        elif kind in (SCORE_MATRIX, RELEVANCE):
+            shape = (n, n_items)
         else:
             shape = (n,)
         values = np.array(draw(st.lists(grid, min_size=int(np.prod(shape)), max_size=int(np.prod(shape)))))
-        if kind in (EMBEDDINGS, SCORES):
+        if kind in DIFFERENTIABLE:
             array = (scale * values.reshape(shape)).astype(dtype)
             if kind == SCORES and case.arg_names == ("x", "y"):
                 array = np.abs(array)
@@ -284,6 +304,8 @@ def _awkward_inputs(draw, case):
             array = (values > 0).astype(int)
         elif kind == SIGNS:
             array = np.where(values >= 0, 1, -1)
+        elif kind == RELEVANCE:
+            array = values.reshape(shape) >= 0
         else:
             array = (values >= 0).astype(int)
         arrays.append(array)

@@ -23,10 +23,10 @@ def _cdist(x, y, metric):
 def test_equals_scipy_cdist(dtype, metric, backend):
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((40, 16)).astype(dtype), rng.standard_normal((25, 16)).astype(dtype)
-    d = ml.pairwise_distances(x, y, metric=metric, backend=backend)
+    d = ml.pairwise_distances(x, y, distance=metric, backend=backend)
     assert d.dtype == dtype
     assert_close(d, _cdist(x, y, metric))
-    d_self = ml.pairwise_distances(x, metric=metric, backend=backend)
+    d_self = ml.pairwise_distances(x, distance=metric, backend=backend)
     assert_close(d_self, _cdist(x, x, metric))
     assert np.all(np.diag(d_self) == 0)
 
@@ -52,7 +52,7 @@ def test_duplicated_rows_are_exactly_zero_apart(metric, backend):
     rng = np.random.default_rng(2)
     x = 100 * rng.standard_normal((5, 7))
     x = np.concatenate([x, x[::-1], 3 * x[:1]])  # duplicates, and a parallel row for the cosine
-    d = ml.pairwise_distances(x, metric=metric, backend=backend)
+    d = ml.pairwise_distances(x, distance=metric, backend=backend)
     for i in range(5):
         assert d[i, 9 - i] == 0.0
     if metric == "cosine":  # a parallel row: zero up to the rounding of the two normalisations
@@ -72,7 +72,7 @@ def test_numpy_and_numba_backends_agree_on_a_large_batch():
 
 def test_a_zero_row_has_cosine_distance_one_and_no_gradient():
     x = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
-    d, vjp = ml.pairwise_distances_vjp(x, metric="cosine")
+    d, vjp = ml.pairwise_distances_vjp(x, distance="cosine")
     np.testing.assert_array_equal(d[0], [1.0, 1.0, 1.0])
     np.testing.assert_array_equal(d[:, 0], [1.0, 1.0, 1.0])
     grad = vjp(np.ones_like(d))
@@ -89,7 +89,7 @@ def test_the_euclidean_gradient_at_distance_zero_is_zero():
 
 def _vjp_as_loss(x, y, metric, g):
     """L = Σ g ∘ D(x, y), whose gradient is the VJP applied to g."""
-    d, vjp = ml.pairwise_distances_vjp(x, y, metric=metric)
+    d, vjp = ml.pairwise_distances_vjp(x, y, distance=metric)
     return float(np.sum(g * d)), vjp(g)
 
 
@@ -115,15 +115,15 @@ def test_vjp_on_a_batch_large_enough_for_directional_checks(metric):
 def test_paired_distances_equal_the_diagonal_of_pairwise(metric, dtype):
     rng = np.random.default_rng(6)
     x1, x2 = rng.standard_normal((9, 4)).astype(dtype), rng.standard_normal((9, 4)).astype(dtype)
-    d = ml.paired_distances(x1, x2, metric=metric)
+    d = ml.paired_distances(x1, x2, distance=metric)
     assert d.dtype == dtype
     assert_close(d, np.diag(_cdist(x1, x2, metric)))
 
 
 def test_errors_name_the_argument():
     x = np.ones((3, 2))
-    with pytest.raises(ValueError, match="metric must be one of 'euclidean', 'sqeuclidean', 'cosine'; got 'l2'"):
-        ml.pairwise_distances(x, metric="l2")
+    with pytest.raises(ValueError, match="distance must be one of 'euclidean', 'sqeuclidean', 'cosine'; got 'l2'"):
+        ml.pairwise_distances(x, distance="l2")
     with pytest.raises(ValueError, match="y must have 2 features to match x; got shape"):
         ml.pairwise_distances(x, np.ones((3, 5)))
     with pytest.raises(ValueError, match=r"g must have the shape of the distance matrix, \(3, 3\); got \(3,\)"):
@@ -138,3 +138,40 @@ def test_lists_are_accepted_and_mixed_dtypes_promote():
     d = ml.pairwise_distances([[0.0, 0.0], [3.0, 4.0]], np.array([[0.0, 0.0]], dtype=np.float32))
     assert d.dtype == np.float64
     np.testing.assert_array_equal(d, [[0.0], [5.0]])
+
+
+def test_the_old_keyword_metric_is_refused_with_the_new_name():
+    """One name for the distance across metricloss: ``metric=`` is not kept as an alias."""
+    x = np.eye(3)
+    for function in (ml.pairwise_distances, ml.pairwise_distances_vjp, ml.recall_at_k):
+        args = (x, np.arange(3)) if function is ml.recall_at_k else (x,)
+        with pytest.raises(TypeError, match=r"takes distance=, not metric="):
+            function(*args, metric="cosine")
+    with pytest.raises(TypeError, match=r"paired_distances\(\) takes distance=, not metric="):
+        ml.paired_distances(x, x, metric="cosine")
+
+
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
+@pytest.mark.parametrize("with_y", [False, True])
+def test_similarities_and_their_vjp_match_brute_force_and_central_differences(similarity, with_y):
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((5, 3)), rng.standard_normal((4, 3))
+    unit = np.divide(x, np.linalg.norm(x, axis=1, keepdims=True), out=np.zeros_like(x), where=x.any(axis=1)[:, None])
+    other, other_unit = (y, y / np.linalg.norm(y, axis=1, keepdims=True)) if with_y else (x, unit)
+    expected = x @ other.T if similarity == "dot" else unit @ other_unit.T
+    s = ml.pairwise_similarities(x, y if with_y else None, similarity=similarity)
+    assert_close(s, expected, rtol=1e-12)
+    g = rng.standard_normal(s.shape)
+
+    def value_and_grad(*arrays):
+        s, vjp = ml.pairwise_similarities_vjp(*arrays, similarity=similarity)
+        return float(np.sum(g * s)), vjp(g)
+
+    check_grad(value_and_grad, *((x, y) if with_y else (x,)))
+
+
+def test_a_zero_row_has_cosine_similarity_zero_and_no_gradient():
+    x = np.array([[0.0, 0.0], [3.0, 4.0]])
+    s, vjp = ml.pairwise_similarities_vjp(x, similarity="cosine")
+    np.testing.assert_array_equal(s, [[0.0, 0.0], [0.0, 1.0]])
+    np.testing.assert_array_equal(vjp(np.ones((2, 2)))[0], [0.0, 0.0])

@@ -2,7 +2,7 @@
 place where each kernel's contract is written down.
 
 Shared conventions. ``d`` is a distance matrix between anchors (rows) and references (columns). Classes come as
-the arrays :func:`metricloss.mining.class_index` builds: ``ref_class[j]`` is reference j's class number,
+the arrays :func:`metricloss._batch.class_index` builds: ``ref_class[j]`` is reference j's class number,
 ``anchor_class[a]`` anchor a's (-1 if no reference shares it), and ``class_order[class_starts[c]:class_starts[c +
 1]]`` lists the references of class c in increasing order. Anchor a is reference a + ``self_offset`` and is not its
 own candidate (0 within one batch, the chunk's start when the anchors are a chunk of the references, ``NO_SELF``

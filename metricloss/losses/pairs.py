@@ -8,9 +8,9 @@ torch-identical losses here differ from torch's (the values do not); the tests p
 
 import numpy as np
 
-from ._kernels import get_kernels
-from ._reduce import REDUCTIONS, reduce_terms
-from ._validation import (
+from .._kernels import get_kernels
+from .._reduce import REDUCTIONS, reduce_terms
+from .._validation import (
     check_bool,
     check_embeddings,
     check_float_array,
@@ -22,7 +22,7 @@ from ._validation import (
     check_targets,
     promote,
 )
-from .distances import METRICS, _paired_distances_vjp, _pairwise_distances_vjp
+from ..distances import DISTANCES, _paired_distances_vjp, _pairwise_distances_vjp
 
 CONTRASTIVE_FORMS = ("hadsell", "squared", "linear")
 
@@ -72,7 +72,7 @@ def _check_contrastive_options(margin, pos_margin, form, distance, reduction, sp
     check_margin(margin, "margin")
     check_margin(pos_margin, "pos_margin")
     check_option(form, "form", CONTRASTIVE_FORMS)
-    check_option(distance, "distance", METRICS)
+    check_option(distance, "distance", DISTANCES)
     check_option(reduction, "reduction", REDUCTIONS)
     check_bool(split_reduction, "split_reduction")
 
@@ -320,7 +320,7 @@ def cosine_embedding_loss(x1, x2, y, *, margin=0.0, reduction="mean"):
     Identical to ``torch.nn.CosineEmbeddingLoss``, including its zero-norm handling: the ε = 1e-12 added to each
     squared norm makes the cosine of a zero row 0 (so a similar pair with a zero row costs 1), and the gradient
     with respect to a zero row is the other row divided by √(ε (‖x2‖² + ε)): finite but about 1e6 times the unit
-    vector. This is torch's definition, kept for parity; :func:`pairwise_distances` with ``metric="cosine"``
+    vector. This is torch's definition, kept for parity; :func:`pairwise_distances` with ``distance="cosine"``
     gives a zero row a zero gradient instead. At the hinge's kink (c = m) the gradient is 0 here and active in
     torch. torch accepts unbatched (F,) inputs; metricloss wants (N, F).
 

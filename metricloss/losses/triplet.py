@@ -2,21 +2,19 @@
 
 import numpy as np
 
-from ._kernels import NO_SELF, get_kernels
-from ._reduce import REDUCTIONS, reduce_terms, weight_from_counts
-from ._validation import (
+from .._batch import labelled_batch
+from .._reduce import REDUCTIONS, reduce_terms, weight_from_counts
+from .._validation import (
     check_bool,
     check_embeddings,
-    check_labels,
     check_margin,
     check_option,
-    check_references,
     check_same_shape,
     check_scalar,
     promote,
 )
-from .distances import METRICS, _lp_distance_rows, _pairs_vjp
-from .mining import online_batch
+from ..distances import _lp_distance_rows
+from ..mining import hardest_triplets, semihard_triplets
 from .pairs import _hinge
 
 
@@ -115,41 +113,6 @@ def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6
 MININGS = ("all", "hard", "semihard", "all_semihard")
 INCOMPLETE_ANCHORS = ("drop", "keep")
 _DEFAULT_REDUCTION = {"all": "mean_nonzero", "all_semihard": "mean_nonzero", "hard": "mean", "semihard": "mean"}
-
-
-def _batch_hard_triplets(d, classes, self_offset, incomplete_anchors, kernels):
-    """Per anchor the farthest positive and the closest negative, as index arrays (a, p, n); p is -1 for a kept
-    anchor without positive (d⁺ = 0 then)."""
-    ref_class, anchor_class, _, _ = classes
-    positive, negative = kernels.select_per_anchor(d, ref_class, anchor_class, self_offset, 0, 0)
-    if incomplete_anchors == "drop":
-        kept = (positive >= 0) & (negative >= 0)
-    else:  # TF-Addons / omoindrot: no positive → d⁺ = 0; no negative → d⁻ = the row's largest distance
-        kept = (positive >= 0) | (negative >= 0)
-        for a in np.flatnonzero(kept & (negative < 0)):
-            row = d[a].astype(np.float64)
-            if self_offset != NO_SELF:
-                row[a + self_offset] = -np.inf
-            negative[a] = np.argmax(row)
-    anchors = np.flatnonzero(kept)
-    return anchors, positive[anchors], negative[anchors]
-
-
-def _semihard_triplets(d, classes, self_offset, kernels):
-    """FaceNet's semi-hard triplets (one per positive pair with a negative) as index arrays (a, p, n)."""
-    _, anchor_class, _, class_starts = classes
-    class_sizes = np.diff(class_starts)
-    has_class = anchor_class >= 0
-    n_positives = np.where(has_class, class_sizes[np.maximum(anchor_class, 0)], 0)
-    if self_offset != NO_SELF:
-        n_positives = np.maximum(n_positives - has_class, 0)
-    offsets = np.concatenate([[0], np.cumsum(n_positives)])
-    positives = np.empty(offsets[-1], dtype=np.int64)
-    negatives = np.empty(offsets[-1], dtype=np.int64)
-    kernels.semihard_negatives(d, *classes, self_offset, offsets, positives, negatives)
-    anchors = np.repeat(np.arange(d.shape[0]), n_positives)
-    kept = negatives >= 0
-    return anchors[kept], positives[kept], negatives[kept]
 
 
 def _triplet_terms(thresholds, d_neg, soft):
@@ -269,52 +232,34 @@ def triplet_loss(
     >>> round(value, 6)  # anchors: [0.5 − 0.8 + 1]₊, [0.5 − √0.89 + 1]₊, [2.2 − 0.8 + 1]₊, [2.2 − 3 + 1]₊; mean
     0.96415
     """
-    x = check_embeddings(embeddings)
-    labels = check_labels(labels, x.shape[0]).astype(np.int64, copy=False)
     check_option(mining, "mining", MININGS)
     soft = check_bool(soft, "soft")
     if soft and mining not in ("hard", "semihard"):
         raise ValueError(f"soft=True needs mining='hard' or 'semihard' (one triplet per term); got mining={mining!r}")
     margin = (0.0 if soft else 1.0) if margin is None else check_margin(margin)
-    check_option(distance, "distance", METRICS)
     reduction = _DEFAULT_REDUCTION[mining] if reduction is None else check_option(reduction, "reduction", REDUCTIONS)
     check_option(incomplete_anchors, "incomplete_anchors", INCOMPLETE_ANCHORS)
-    ref, ref_labels = check_references(x, ref_embeddings, ref_labels)
-    kernels = get_kernels(backend)
-    x_, ref_ = (x, None) if ref is None else promote(x, ref)
+    batch = labelled_batch(
+        embeddings, labels, distance=distance, ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
+    )
+    d = batch.d
 
-    d, pullback, classes, self_offset = online_batch(x_, labels, ref_, ref_labels, distance, kernels)
     if mining in ("all", "all_semihard"):
         # The kernel writes the cotangent over d itself where the VJP no longer needs d (Euclidean: g/d).
         divide = distance == "euclidean"
         g = np.empty_like(d) if distance == "cosine" else d
         semihard_only = mining == "all_semihard"
-        sums, n_active, n_valid = kernels.batch_all_triplets(d, *classes, self_offset, margin, semihard_only, g, divide)
+        sums, n_active, n_valid = batch.kernels.batch_all_triplets(
+            d, *batch.classes, batch.self_offset, margin, semihard_only, g, divide
+        )
         weight = weight_from_counts(reduction, (n_active if semihard_only else n_valid).sum(), n_active.sum())
-        value = weight * float(np.sum(sums))
-        grads = pullback(g, weight, divided=divide)
+        return weight * float(np.sum(sums)), batch.pull(g, weight, divided=divide)
+
+    if mining == "hard":
+        anchors, positives, negatives = hardest_triplets(batch, incomplete_anchors)
     else:
-        if mining == "hard":
-            anchors, positives, negatives = _batch_hard_triplets(d, classes, self_offset, incomplete_anchors, kernels)
-        else:
-            anchors, positives, negatives = _semihard_triplets(d, classes, self_offset, kernels)
-        has_positive = positives >= 0
-        d_pos = np.where(has_positive, d[anchors, np.maximum(positives, 0)], 0).astype(np.float64)
-        values, slopes = _triplet_terms(d_pos + margin, d[anchors, negatives].astype(np.float64), soft)
-        weight = weight_from_counts(reduction, values.size, np.count_nonzero(values > 0))
-        value = weight * float(np.sum(values))
-        # The cotangent is w·s on d[a, p] and −w·s on d[a, n] for each triplet: sparse when there are few
-        # triplets (batch-hard; semi-hard on P×K batches), pulled back pair by pair in O(K·F); when there are as
-        # many as entries of d (semi-hard with large classes), gathered into a dense g for the GEMM pullback.
-        rows = np.concatenate([anchors[has_positive], anchors])
-        cols = np.concatenate([positives[has_positive], negatives])
-        g = (weight * np.concatenate([slopes[has_positive], -slopes])).astype(x_.dtype)
-        if rows.size * x_.shape[1] <= d.size:
-            grads = _pairs_vjp(x_, ref_, rows, cols, g, distance, kernels)
-        else:
-            dense = np.zeros_like(d)
-            np.add.at(dense, (rows, cols), g)
-            grads = pullback(dense)
-    if ref is None:
-        return value, grads
-    return value, (grads[0].astype(x.dtype, copy=False), grads[1].astype(ref.dtype, copy=False))
+        anchors, positives, negatives = semihard_triplets(batch)
+    d_pos = np.where(positives >= 0, d[anchors, np.maximum(positives, 0)], 0).astype(np.float64)
+    values, slopes = _triplet_terms(d_pos + margin, d[anchors, negatives].astype(np.float64), soft)
+    weight = weight_from_counts(reduction, values.size, np.count_nonzero(values > 0))
+    return weight * float(np.sum(values)), batch.pull_triplets(anchors, positives, negatives, slopes, weight)

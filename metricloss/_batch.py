@@ -1,0 +1,142 @@
+"""A loss on a labelled batch: the part every batch loss shares, written once.
+
+:func:`labelled_batch` checks the embeddings, labels and optional reference set (query-vs-reference batches), puts
+them in one float dtype, computes the distance (or similarity) matrix with its pullback and the kernels' view of
+the classes, and returns a :class:`LabelledBatch`. A loss then does only its own math on ``batch.d`` (or
+``batch.s``), produces the cotangent g = ∂L/∂D, and hands it back through one of the batch's pullbacks, which
+return gradients shaped and typed like the inputs:
+
+* :meth:`LabelledBatch.pull` for a dense B×R cotangent (which it overwrites: a kernel can write g over d);
+* :meth:`LabelledBatch.pull_pairs` for a cotangent given on a list of entries (a, j) of the matrix: pulled back
+  pair by pair in O(K·F) when the pairs are few, gathered into a dense matrix for the GEMM when they are many;
+* :meth:`LabelledBatch.pull_triplets` for index triplets (a, p, n) and their slopes;
+* :meth:`LabelledBatch.zeros` where nothing in the batch is valid.
+
+Classes come as the arrays :func:`class_index` builds (the kernels' shared convention, documented in
+``_kernels.numpy_kernels``). Within one batch an anchor is not its own candidate (``self_offset`` 0); with a
+reference set every reference is (``self_offset`` ``NO_SELF``).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._kernels import NO_SELF, get_kernels
+from ._validation import check_embeddings, check_labels, check_option, check_references, promote
+from .distances import (
+    DISTANCES,
+    SIMILARITIES,
+    _paired_distances_vjp,
+    _paired_similarities_vjp,
+    _pairs_vjp,
+    _pairwise_distances_vjp,
+    _pairwise_similarities_vjp,
+)
+
+
+def class_index(labels, ref_labels):
+    """The kernels' view of the classes: (ref_class, anchor_class, class_order, class_starts).
+
+    ``ref_class[j]`` numbers reference j's class, ``anchor_class[a]`` anchor a's (-1 where no reference has it),
+    and ``class_order[class_starts[c]:class_starts[c + 1]]`` lists class c's references in increasing order.
+    """
+    classes, ref_class = np.unique(ref_labels, return_inverse=True)
+    class_order = np.argsort(ref_class, kind="stable")
+    class_starts = np.searchsorted(ref_class[class_order], np.arange(classes.size + 1))
+    at = np.minimum(np.searchsorted(classes, labels), classes.size - 1)
+    anchor_class = np.where(classes[at] == labels, at, -1)
+    return ref_class.astype(np.int32), anchor_class.astype(np.int32), class_order, class_starts
+
+
+@dataclass
+class LabelledBatch:
+    """A checked labelled batch, its pairwise matrix and its pullbacks (see the module docstring).
+
+    ``x`` and ``ref`` (None within one batch) are the embeddings in their common float dtype; ``d`` is the B×R
+    distance matrix (``s`` the similarity matrix, for a batch built with ``similarity=``; the other is None).
+    """
+
+    x: np.ndarray
+    ref: np.ndarray | None
+    labels: np.ndarray
+    ref_labels: np.ndarray
+    d: np.ndarray | None
+    s: np.ndarray | None
+    classes: tuple
+    self_offset: int
+    kernels: object
+    _pullback: object
+    _paired_vjp: object
+    _dtypes: tuple
+
+    @property
+    def matrix(self):
+        """``d`` or ``s``, whichever this batch has."""
+        return self.d if self.s is None else self.s
+
+    def finish(self, grads):
+        """Gradients in the inputs' dtypes: one array, or (grad_embeddings, grad_ref_embeddings)."""
+        if self.ref is None:
+            return grads.astype(self._dtypes[0], copy=False)
+        return tuple(g.astype(dtype, copy=False) for g, dtype in zip(grads, self._dtypes, strict=True))
+
+    def zeros(self):
+        """The gradients of a batch where nothing is valid."""
+        if self.ref is None:
+            return np.zeros_like(self.x, dtype=self._dtypes[0])
+        return np.zeros_like(self.x, dtype=self._dtypes[0]), np.zeros_like(self.ref, dtype=self._dtypes[1])
+
+    def pull(self, g, weight=1.0, divided=False):
+        """The gradients for the dense cotangent ``weight · g`` on the matrix. Overwrites g, which may be ``d``
+        itself once the loss is done reading it. ``divided``: g already holds g/d (Euclidean distances; a
+        kernel fused the division)."""
+        if self.s is not None:
+            return self.finish(self._pullback(g, weight))
+        return self.finish(self._pullback(g, weight, divided=divided))
+
+    def pull_pairs(self, rows, cols, g):
+        """The gradients for a cotangent that is g[k] on entry (rows[k], cols[k]) of the matrix (repeated entries
+        add up) and 0 elsewhere: pair by pair in O(K·F) while K·F <= B·R, else through a dense cotangent."""
+        g = np.asarray(g, dtype=self.x.dtype)
+        if rows.size * self.x.shape[1] <= self.matrix.size:
+            return self.finish(_pairs_vjp(self.x, self.ref, rows, cols, g, self._paired_vjp, self.kernels))
+        dense = np.zeros_like(self.matrix)
+        np.add.at(dense, (rows, cols), g)
+        return self.pull(dense)
+
+    def pull_triplets(self, anchors, positives, negatives, slopes, weight):
+        """The gradients for triplet terms ℓ(d_ap − d_an) with slopes s = ∂ℓ/∂d_ap = −∂ℓ/∂d_an, reduced with the
+        weight w: +w·s on d[a, p] and −w·s on d[a, n]. A positive index of -1 stands for d⁺ = 0 (a kept
+        batch-hard anchor without positive): no gradient there."""
+        has_positive = positives >= 0
+        rows = np.concatenate([anchors[has_positive], anchors])
+        cols = np.concatenate([positives[has_positive], negatives])
+        return self.pull_pairs(rows, cols, weight * np.concatenate([slopes[has_positive], -slopes]))
+
+
+def labelled_batch(
+    embeddings, labels, *, distance=None, similarity=None, ref_embeddings=None, ref_labels=None, backend=None
+):
+    """Check a labelled batch (and its reference set, if any) and build its :class:`LabelledBatch` with the
+    pairwise ``distance`` (one of ``DISTANCES``) or, for losses on similarities, ``similarity`` (one of
+    ``SIMILARITIES``): exactly one of the two is given."""
+    x = check_embeddings(embeddings)
+    labels = check_labels(labels, x.shape[0]).astype(np.int64, copy=False)
+    ref, ref_labels = check_references(x, ref_embeddings, ref_labels)
+    kernels = get_kernels(backend)
+    dtypes = (x.dtype,) if ref is None else (x.dtype, ref.dtype)
+    if ref is not None:
+        x, ref = promote(x, ref)
+    if similarity is None:
+        check_option(distance, "distance", DISTANCES)
+        d, pullback = _pairwise_distances_vjp(x, ref, distance, kernels)
+        s, paired = None, lambda a, b: _paired_distances_vjp(a, b, distance)
+    else:
+        check_option(similarity, "similarity", SIMILARITIES)
+        s, pullback = _pairwise_similarities_vjp(x, ref, similarity, kernels)
+        d, paired = None, lambda a, b: _paired_similarities_vjp(a, b, similarity)
+    if ref is None:
+        classes, self_offset, ref_labels = class_index(labels, labels), 0, labels
+    else:
+        classes, self_offset = class_index(labels, ref_labels), NO_SELF
+    return LabelledBatch(x, ref, labels, ref_labels, d, s, classes, self_offset, kernels, pullback, paired, dtypes)
