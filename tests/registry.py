@@ -98,8 +98,7 @@ def _contrastive_reduce(terms, similar, reduction, split_reduction):
 
 def contrastive_oracle(
     x,
-    labels,
-    *,
+    *rest,
     margin=1.0,
     pos_margin=0.0,
     form="hadsell",
@@ -107,13 +106,16 @@ def contrastive_oracle(
     reduction="mean",
     split_reduction=False,
 ):
-    terms, similar = [], []
-    for i in range(len(x)):
-        for j in range(i + 1, len(x)):
-            same = labels[i] == labels[j]
-            terms.append(_contrastive_term(_distance(x[i], x[j], distance), same, margin, pos_margin, form))
-            similar.append(same)
-    return _contrastive_reduce(terms, similar, reduction, split_reduction)
+    """Every unordered pair of the batch; ``rest`` is (labels) or, for every (query, reference) pair,
+    (ref_embeddings, labels, ref_labels)."""
+    if len(rest) == 1:
+        labels = rest[0]
+        pairs = [(x[i], x[j], labels[i] == labels[j]) for i in range(len(x)) for j in range(i + 1, len(x))]
+    else:
+        refs, labels, ref_labels = rest
+        pairs = [(u, v, a == b) for u, a in zip(x, labels, strict=True) for v, b in zip(refs, ref_labels, strict=True)]
+    terms = [_contrastive_term(_distance(u, v, distance), same, margin, pos_margin, form) for u, v, same in pairs]
+    return _contrastive_reduce(terms, [same for _, _, same in pairs], reduction, split_reduction)
 
 
 def contrastive_pair_oracle(
@@ -410,6 +412,33 @@ def _contrastive_pair(id, hyper, literals=()):
     )
 
 
+def _contrastive_references(id, hyper):
+    unmatched = (
+        "references far beyond the margin, none of a query's class",
+        [np.zeros((2, 2)), np.full((3, 2), 5.0), np.array([0, 0]), np.array([1, 2, 3])],
+    )
+    return _case(
+        f"contrastive_references[{id}]",
+        _contrastive_with_references_first,
+        ("embeddings", "ref_embeddings", "labels", "ref_labels"),
+        (EMBEDDINGS, EMBEDDINGS, LABELS, LABELS),
+        contrastive_oracle,
+        _query_reference_batch,
+        hyper=hyper,
+        inactive=(unmatched,),
+        translation_invariant=hyper.get("distance", "euclidean") != "cosine",
+        rotation_invariant=True,
+        bad_hyper=_CONTRASTIVE_BAD,
+        backends=True,
+        row_groups=(0, 1, 0, 1),
+    )
+
+
+def _contrastive_with_references_first(x, refs, labels, ref_labels, **hyper):
+    """contrastive_loss on a query-vs-reference batch, with the differentiable arrays first."""
+    return ml.contrastive_loss(x, labels, ref_embeddings=refs, ref_labels=ref_labels, **hyper)
+
+
 def _triplet_margin(id, hyper, literals=()):
     return _case(
         f"triplet_margin[{id}]",
@@ -570,6 +599,18 @@ REGISTRY = [
         {"form": "linear", "distance": "sqeuclidean", "pos_margin": 0.1, "margin": 0.5, "reduction": "sum"},
         literals=(([_ABC, _ABC_LABELS], _ABC_SQ_LINEAR_SUM, None),),
     ),
+    _contrastive_references("hadsell", {}),
+    _contrastive_references(
+        "linear-pml-sqeuclidean",
+        {
+            "form": "linear",
+            "distance": "sqeuclidean",
+            "reduction": "mean_nonzero",
+            "split_reduction": True,
+            "margin": 2.0,
+        },
+    ),
+    _contrastive_references("squared-cosine-sum", {"form": "squared", "distance": "cosine", "reduction": "sum"}),
     _contrastive_pair("hadsell", {}, literals=((_PAIRS, 0.3125, (_PAIRS_GRAD_X1, -_PAIRS_GRAD_X1)),)),
     _contrastive_pair("squared-tfa", {"form": "squared", "margin": 1.2}),
     _contrastive_pair(
@@ -629,4 +670,15 @@ REGISTRY += [
     _triplet_with_references("semihard-sqeuclidean", {"mining": "semihard", "distance": "sqeuclidean"}),
 ]
 
+REGISTRY_IDS = [case.id for case in REGISTRY]
+
+# The families of the seeds' pair-based losses each keep their cases (inputs, oracle, literals) in a module of
+# their own beside this one; they import the kinds and helpers above, so they are added last.
+from registry_center import CASES as _CENTER  # noqa: E402
+from registry_lifted import CASES as _LIFTED  # noqa: E402
+from registry_npair import CASES as _NPAIR  # noqa: E402
+from registry_quadruplet import CASES as _QUADRUPLET  # noqa: E402
+from registry_warp import CASES as _WARP  # noqa: E402
+
+REGISTRY += [*_CENTER, *_NPAIR, *_QUADRUPLET, *_LIFTED, *_WARP]
 REGISTRY_IDS = [case.id for case in REGISTRY]

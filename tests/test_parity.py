@@ -215,6 +215,29 @@ def test_pml_with_the_mean_reducer_and_squared_distances(rng, dtype):
     assert_same(ours, theirs, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_query_vs_reference_contrastive_equals_pml_with_ref_emb(rng, dtype):
+    """With ``ref_emb`` PML pairs every query with every reference; so does ``ref_embeddings``."""
+    x, refs = rng.standard_normal((20, 6)).astype(dtype), rng.standard_normal((28, 6)).astype(dtype)
+    labels, ref_labels = rng.integers(0, 4, size=20), rng.integers(0, 4, size=28)
+    loss = _pml_contrastive(0.2, 3.0, pml_reducers.AvgNonZeroReducer())
+    theirs = torch_value_and_grad(
+        lambda e, r, t, rt: loss(e, t, ref_emb=r, ref_labels=rt), x, refs, constants=(labels, ref_labels)
+    )
+    ours = ml.contrastive_loss(
+        x,
+        labels,
+        form="linear",
+        pos_margin=0.2,
+        margin=3.0,
+        reduction="mean_nonzero",
+        split_reduction=True,
+        ref_embeddings=refs,
+        ref_labels=ref_labels,
+    )
+    assert_same(ours, theirs, dtype)
+
+
 def test_pml_counts_ordered_pairs_so_its_sum_is_twice_ours(rng):
     x = rng.standard_normal((20, 4))
     labels = rng.integers(0, 3, size=20)

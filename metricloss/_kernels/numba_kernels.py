@@ -326,3 +326,59 @@ def scatter_add_rows(out, index, values):
     for k in range(index.shape[0]):  # serial: two rows of values may share a target
         for f in range(values.shape[1]):
             out[index[k], f] += values[k, f]
+
+
+@_njit(parallel=True)
+def contrastive_pairs(d, ref_class, anchor_class, self_offset, margin, pos_margin, form, out, divide):
+    n_anchors, n_refs = d.shape
+    values = np.zeros((n_anchors, 2))
+    n_active = np.zeros((n_anchors, 2), dtype=np.int64)
+    n_pairs = np.zeros((n_anchors, 2), dtype=np.int64)
+    for a in numba.prange(n_anchors):
+        c = anchor_class[a]
+        self_column = a + self_offset
+        sum_similar = 0.0
+        sum_dissimilar = 0.0
+        active_similar = 0
+        active_dissimilar = 0
+        similar_pairs = 0
+        for j in range(n_refs):  # vectorised: selects, no branches
+            dj = np.float64(d[a, j])
+            similar = ref_class[j] == c
+            candidate = j != self_column
+            h = max(dj - pos_margin if similar else margin - dj, 0.0)
+            if form == 0:
+                term, dterm_dh = 0.5 * h * h, h
+            elif form == 1:
+                term, dterm_dh = h * h, 2.0 * h
+            else:
+                term, dterm_dh = h, 1.0
+            live = candidate & (term > 0)
+            live_term = term if live else 0.0
+            sum_similar += live_term if similar else 0.0
+            sum_dissimilar += 0.0 if similar else live_term
+            active_similar += live & similar
+            active_dissimilar += live & (not similar)
+            similar_pairs += candidate & similar
+            slope = (dterm_dh if similar else -dterm_dh) if live else 0.0
+            if divide:
+                quotient = slope / (dj if dj > 0 else 1.0)  # no 0/0: both selects vectorise
+                slope = quotient if dj > 0 else 0.0
+            out[a, j] = slope
+        values[a, 0] = sum_similar
+        values[a, 1] = sum_dissimilar
+        n_active[a, 0] = active_similar
+        n_active[a, 1] = active_dissimilar
+        n_pairs[a, 0] = similar_pairs
+        n_pairs[a, 1] = n_refs - similar_pairs - (1 if 0 <= self_column < n_refs else 0)
+    return values, n_active, n_pairs
+
+
+@_njit(parallel=True)
+def scale_same_class(out, ref_class, anchor_class, class_order, class_starts, factor):
+    for a in numba.prange(out.shape[0]):
+        c = anchor_class[a]
+        if c < 0:
+            continue
+        for m in range(class_starts[c], class_starts[c + 1]):
+            out[a, class_order[m]] *= factor

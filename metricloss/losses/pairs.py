@@ -8,13 +8,11 @@ torch-identical losses here differ from torch's (the values do not); the tests p
 
 import numpy as np
 
-from .._kernels import get_kernels
-from .._reduce import REDUCTIONS, reduce_terms
+from .._batch import labelled_batch
+from .._reduce import REDUCTIONS, reduce_terms, weight_from_counts
 from .._validation import (
     check_bool,
-    check_embeddings,
     check_float_array,
-    check_labels,
     check_margin,
     check_option,
     check_same_shape,
@@ -22,7 +20,7 @@ from .._validation import (
     check_targets,
     promote,
 )
-from ..distances import DISTANCES, _paired_distances_vjp, _pairwise_distances_vjp
+from ..distances import DISTANCES, _paired_distances_vjp
 
 CONTRASTIVE_FORMS = ("hadsell", "squared", "linear")
 
@@ -100,6 +98,8 @@ def contrastive_loss(
     distance="euclidean",
     reduction="mean",
     split_reduction=False,
+    ref_embeddings=None,
+    ref_labels=None,
     backend=None,
 ):
     r"""Contrastive (pairwise ranking) loss over all pairs of a labelled batch.
@@ -112,7 +112,13 @@ def contrastive_loss(
         L = \rho\Big(\big\{\tfrac12 [d_{ij} - m^+]_+^2 \text{ if } y_i = y_j \text{ else }
             \tfrac12 [m - d_{ij}]_+^2 \;:\; i < j\big\}\Big)
 
-    where ρ is the ``reduction`` (``"mean"``: divided by the B(B−1)/2 pairs).
+    where ρ is the ``reduction`` (``"mean"``: divided by the B(B−1)/2 pairs). With a reference set
+    (``ref_embeddings``), the terms are every (query, reference) pair instead.
+
+    Gradient: each term's slope ∂ℓ/∂d (h, 2h or 1 times the sign, + similar, − dissimilar, where the term is
+    > 0) is written by a kernel straight over the distance matrix (divided by d for Euclidean distances, as the
+    VJP needs), reduced with one scalar weight, and pulled back by :func:`metricloss.pairwise_distances_vjp`'s
+    GEMM: the loss's only B×B array is D.
 
     Parameters
     ----------
@@ -128,25 +134,41 @@ def contrastive_loss(
     reduction : {"mean", "sum", "mean_nonzero"}, default "mean"
     split_reduction : bool, default False
         Reduce the similar pairs and the dissimilar pairs separately and add the two results.
+    ref_embeddings : array of shape (R, F), optional
+        A reference set (query-vs-reference, cross-modal batches): the pairs are (embeddings_i, ref_j), all of
+        them. Give ``ref_labels`` with it.
+    ref_labels : int array of shape (R,), optional
     backend : {"numpy", "numba"}, optional
-        The kernel module for the distance matrix.
+        The kernel module; default ``"numba"``.
 
     Returns
     -------
     value : float
-    grad : array of shape (B, F), the dtype of ``embeddings``
+    grad : array of shape (B, F), the dtype of ``embeddings``; with references the tuple
+        (grad_embeddings, grad_ref_embeddings)
 
     Notes
     -----
-    {notes}
+    ``form`` picks the per-pair loss, with h the hinge above:
+
+    ===========  ===============  =================  =======================================
+    form         similar pair     dissimilar pair    used by
+    ===========  ===============  =================  =======================================
+    "hadsell"    ½ [d − m⁺]₊²     ½ [m − d]₊²        Hadsell, Chopra & LeCun (2006)
+    "squared"    [d − m⁺]₊²       [m − d]₊²          TensorFlow Addons ``contrastive_loss``
+    "linear"     [d − m⁺]₊        [m − d]₊           most tutorials; pytorch-metric-learning
+    ===========  ===============  =================  =======================================
+
     Hadsell et al. sum over the training pairs (``reduction="sum"``); ``"mean"`` makes the value independent of
     the batch size. Pairs are unordered (i < j). A batch with fewer than two samples has no pair: ``(0.0, zeros)``.
+    ``"mean_nonzero"`` counts the terms > 0, and a term that is 0 has slope 0.
 
     *pytorch-metric-learning*: ``ContrastiveLoss(pos_margin=a, neg_margin=b,
     distance=LpDistance(normalize_embeddings=False))`` equals ``form="linear", pos_margin=a, margin=b,
     reduction="mean_nonzero", split_reduction=True``. PML counts ordered pairs (both (i, j) and (j, i)), which
     changes nothing for the mean reductions and doubles ``"sum"``; ``LpDistance(power=2)`` is ``"sqeuclidean"``.
-    PML normalises embeddings by default; metricloss never does.
+    PML normalises embeddings by default; metricloss never does. With ``ref_emb=`` PML pairs every query with
+    every reference, as here.
 
     *TensorFlow Addons*: ``contrastive_loss(y_true, y_pred, margin)`` takes distances, not embeddings, and has
     no ½: it is :func:`contrastive_pair_loss` with ``form="squared"`` (y = 1 for similar pairs).
@@ -166,18 +188,35 @@ def contrastive_loss(
     >>> grad.shape
     (3, 2)
     """
-    x = check_embeddings(embeddings)
-    labels = check_labels(labels, x.shape[0])
     _check_contrastive_options(margin, pos_margin, form, distance, reduction, split_reduction)
-
-    d, pullback = _pairwise_distances_vjp(x, None, distance, get_kernels(backend))
-    upper = np.triu(np.ones(d.shape, dtype=bool), k=1)  # each unordered pair once
-    similar = (labels[:, None] == labels[None, :])[upper]
-    terms, dterms = _contrastive_terms(d[upper], similar, margin, pos_margin, form)
-    value, g_pairs = _contrastive_reduce(terms, dterms, similar, reduction, split_reduction)
-    g = np.zeros_like(d)
-    g[upper] = g_pairs
-    return value, pullback(g)
+    batch = labelled_batch(
+        embeddings, labels, distance=distance, ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
+    )
+    d, kernels = batch.d, batch.kernels
+    ref_class, anchor_class, class_order, class_starts = batch.classes
+    g = np.empty_like(d) if distance == "cosine" else d  # the cosine VJP reads d; the others do not
+    divide = distance == "euclidean"
+    form_code = CONTRASTIVE_FORMS.index(form)
+    sums, n_active, n_pairs = kernels.contrastive_pairs(
+        d, ref_class, anchor_class, batch.self_offset, margin, pos_margin, form_code, g, divide
+    )
+    # Within one batch every unordered pair appears twice, as (i, j) and (j, i): halve the sums and counts, and
+    # the cotangent (the pullback adds g and gᵀ).
+    copies = 2 if batch.ref is None else 1
+    sum_similar, sum_dissimilar = sums.sum(axis=0) / copies
+    n_active, n_pairs = n_active.sum(axis=0) // copies, n_pairs.sum(axis=0) // copies
+    if split_reduction:
+        w_similar = weight_from_counts(reduction, n_pairs[0], n_active[0])
+        w_dissimilar = weight_from_counts(reduction, n_pairs[1], n_active[1])
+    else:
+        w_similar = w_dissimilar = weight_from_counts(reduction, n_pairs.sum(), n_active.sum())
+    value = w_similar * float(sum_similar) + w_dissimilar * float(sum_dissimilar)
+    # One scalar weight for the pullback; the similar pairs' entries (O(B·K) of them) are rescaled where the two
+    # weights differ. A zero weight means no term > 0 on that side, whose slopes are then all 0 already.
+    weight = w_dissimilar if w_dissimilar else w_similar
+    if weight and w_similar != weight:
+        kernels.scale_same_class(g, ref_class, anchor_class, class_order, class_starts, w_similar / weight)
+    return value, batch.pull(g, weight / copies, divided=divide)
 
 
 def contrastive_pair_loss(
@@ -238,7 +277,6 @@ def contrastive_pair_loss(
     return value, (g1.astype(x1.dtype, copy=False), g2.astype(x2.dtype, copy=False))
 
 
-contrastive_loss.__doc__ = contrastive_loss.__doc__.replace("{notes}", _CONTRASTIVE_NOTES.strip())
 contrastive_pair_loss.__doc__ = contrastive_pair_loss.__doc__.replace("{notes}", _CONTRASTIVE_NOTES.strip())
 
 
