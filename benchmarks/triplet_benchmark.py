@@ -13,13 +13,10 @@ as such. Ratios are taken between cells measured in the same run.
 import argparse
 import json
 import os
-import platform
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _harness import DOCS, format_memory, format_time, machine_line, measure, measure_cell, ratio, write_section
+
 SIZES = (256, 1024, 4096, 16384)
 DIM = 128
 BUDGET_SECONDS = 60.0
@@ -35,20 +32,6 @@ STRATEGIES = {  # name: (metricloss mining, pytorch-metric-learning miner or Non
 }
 
 
-def _status_bytes(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def _reset_peak_rss():
-    """Linux: writing 5 to clear_refs resets the resident set's high-water mark (VmHWM) to the current size."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
 def _inputs(size, k):
     import numpy as np
 
@@ -56,35 +39,6 @@ def _inputs(size, k):
     x = rng.standard_normal((size, DIM)).astype(np.float32)
     labels = np.repeat(np.arange(size // k), k)
     return x, labels
-
-
-def _warm_up_the_cpu(seconds=1.0):
-    """The first second of heavy work runs slowly on these machines; measure after it."""
-    import numpy as np
-
-    w = np.ones((1024, 1024), dtype=np.float32)
-    started = time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        w @ w
-
-
-def _measure(call, budget):
-    """Peak memory growth of the first call (before anything else big has been allocated and freed, which the
-    call could reuse), then, after a warm-up, the best time of 3 to 50 calls that last a second in all, within
-    the budget."""
-    _reset_peak_rss()
-    before = _status_bytes("VmRSS")
-    started = time.perf_counter()
-    call()
-    first = time.perf_counter() - started
-    growth = max(0, _status_bytes("VmHWM") - before)
-    _warm_up_the_cpu()
-    times = [first]
-    while len(times) < 50 and (len(times) < 3 or sum(times) < 1.0) and sum(times) + min(times) < min(budget, 10.0):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return {"seconds": min(times), "peak_growth": growth}
 
 
 def run_cell(method, mining, pml_miner, size, k):
@@ -95,12 +49,12 @@ def run_cell(method, mining, pml_miner, size, k):
     if method == "floor":
         other = x.copy()
         scale = np.ones((size, size), dtype=np.float32)
-        return _measure(lambda: (x @ other.T, scale @ x), BUDGET_SECONDS)
+        return measure(lambda: (x @ other.T, scale @ x), BUDGET_SECONDS)
     if method in ("numba", "numpy"):
         import metricloss as ml
 
         ml.triplet_loss(x[:64], labels[:64], mining=mining, backend=method)  # compile, import
-        return _measure(lambda: ml.triplet_loss(x, labels, mining=mining, backend=method), BUDGET_SECONDS)
+        return measure(lambda: ml.triplet_loss(x, labels, mining=mining, backend=method), BUDGET_SECONDS)
 
     import torch
     from pytorch_metric_learning import distances, losses, miners
@@ -123,7 +77,7 @@ def run_cell(method, mining, pml_miner, size, k):
 
     small = torch.tensor(x[:64])
     loss(small, torch.as_tensor(labels[:64]))
-    return _measure(call, BUDGET_SECONDS)
+    return measure(call, BUDGET_SECONDS)
 
 
 def _pml_estimate_bytes(size, k, pml_miner):
@@ -135,7 +89,7 @@ def _pml_estimate_bytes(size, k, pml_miner):
     return triplets * (3 * 8 + 4 * 4)
 
 
-def measure(method, strategy, size, k, memory_limit, env):
+def measure_method(method, strategy, size, k, memory_limit, env):
     mining, pml_miner = STRATEGIES[strategy] if strategy else (None, None)
     if method == "pml":
         if pml_miner is None:
@@ -143,35 +97,7 @@ def measure(method, strategy, size, k, memory_limit, env):
         need = _pml_estimate_bytes(size, k, pml_miner)
         if need > memory_limit:
             return {"skipped": f"needs ≈{need / 2**30:.0f} GB"}
-    command = [sys.executable, __file__, "--cell", json.dumps([method, mining, pml_miner, size, k])]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=3 * BUDGET_SECONDS, env=env)
-    except subprocess.TimeoutExpired:
-        return {"skipped": f"> {BUDGET_SECONDS:.0f} s"}
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["failed"])[-1]
-        return {"skipped": "out of memory" if "memory" in last.lower() else f"failed: {last[:60]}"}
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    if result["seconds"] > BUDGET_SECONDS:
-        return {"skipped": f"> {BUDGET_SECONDS:.0f} s"}
-    return result
-
-
-def _time(cell):
-    if "skipped" in cell:
-        return cell["skipped"]
-    seconds = cell["seconds"]
-    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
-
-
-def _memory(cell):
-    return "—" if "skipped" in cell else f"{cell['peak_growth'] / 2**20:.0f} MB"
-
-
-def _ratio(numerator, denominator):
-    if "skipped" in numerator or "skipped" in denominator:
-        return "—"
-    return f"{numerator['seconds'] / denominator['seconds']:.1f}×"
+    return measure_cell(__file__, [method, mining, pml_miner, size, k], budget=BUDGET_SECONDS, env=env)
 
 
 def main(argv=None):
@@ -186,13 +112,15 @@ def main(argv=None):
         print(json.dumps(run_cell(*json.loads(args.cell))))
         return
     if args.write is None and args.sizes == list(SIZES):
-        args.write = ROOT / "docs" / "benchmarks.md"
+        args.write = DOCS
 
     memory_limit = 0.6 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     env = dict(os.environ) if args.default_threading else {**os.environ, **QUIET_THREADS}
     cases = [(strategy, size, 4) for strategy in STRATEGIES for size in args.sizes]
     cases += [(strategy, size, size // 4) for strategy in STRATEGIES for size in args.large_class_sizes]
-    floors = {size: measure("floor", None, size, 4, memory_limit, env) for size in sorted({s for _, s, _ in cases})}
+    floors = {
+        size: measure_method("floor", None, size, 4, memory_limit, env) for size in sorted({s for _, s, _ in cases})
+    }
 
     header = (
         "| strategy | B | K | metricloss (numba) | metricloss (numpy) | PML | two-GEMM floor | PML / numba "
@@ -201,34 +129,26 @@ def main(argv=None):
     rows = []
     print(header, flush=True)
     for strategy, size, k in cases:
-        cells = {method: measure(method, strategy, size, k, memory_limit, env) for method in ("numba", "numpy", "pml")}
+        cells = {
+            method: measure_method(method, strategy, size, k, memory_limit, env) for method in ("numba", "numpy", "pml")
+        }
         floor = floors[size]
         row = (
-            f"| {strategy} | {size} | {k} | {_time(cells['numba'])} | {_time(cells['numpy'])} | {_time(cells['pml'])} "
-            f"| {_time(floor)} | {_ratio(cells['pml'], cells['numba'])} | {_ratio(cells['numba'], floor)} "
-            f"| {_memory(cells['numba'])} | {_memory(cells['pml'])} |"
+            f"| {strategy} | {size} | {k} | {format_time(cells['numba'])} | {format_time(cells['numpy'])} "
+            f"| {format_time(cells['pml'])} "
+            f"| {format_time(floor)} | {ratio(cells['pml'], cells['numba'])} | {ratio(cells['numba'], floor)} "
+            f"| {format_memory(cells['numba'])} | {format_memory(cells['pml'])} |"
         )
         rows.append(row)
         print(row, flush=True)
 
     if args.write:
-        import numba
-        import numpy
-        import torch
-
+        threading = (
+            "default threading" if args.default_threading else " ".join(f"{k}={v}" for k, v in QUIET_THREADS.items())
+        )
         text = (
-            "# Benchmarks\n\n"
-            "Written by `python benchmarks/triplet_benchmark.py` "
-            f"on {time.strftime('%Y-%m-%d')}: {os.cpu_count()} CPU cores, "
-            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
-            f"Python {platform.python_version()}, numpy {numpy.__version__}, numba {numba.__version__}, "
-            f"torch {torch.__version__} (2 threads), "
-            + (
-                "default threading"
-                if args.default_threading
-                else " ".join(f"{k}={v}" for k, v in QUIET_THREADS.items())
-            )
-            + ".\n\n"
+            "## The online triplet loss\n\n"
+            f"Written by `python benchmarks/triplet_benchmark.py` on {machine_line(threading)}.\n\n"
             "The online triplet loss, value and gradient, on float32 embeddings of dimension 128 with P×K labels, "
             "margin 1. Times are the best of 3 to 50 calls (a second of them, where the budget allows) after warm-up; "
             "*peak growth* is the resident set's "
@@ -240,11 +160,8 @@ def main(argv=None):
             + header
             + "\n"
             + "\n".join(rows)
-            + "\n"
         )
-        args.write.parent.mkdir(exist_ok=True)
-        args.write.write_text(text)
-        print(f"\nwritten to {args.write}")
+        write_section("triplet", text, args.write)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,122 @@
+"""What the benchmark scripts share: one measurement per child process (time and peak memory growth), the
+formatting of cells and ratios, and writing a script's table into its own section of docs/benchmarks.md.
+
+A script calls :func:`run_cells` with its own ``run_cell(*args)`` function; :func:`measure_cell` re-runs the script
+as ``python script --cell JSON`` so that each cell's peak memory growth is its own.
+"""
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "benchmarks.md"
+
+
+def _status_bytes(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _reset_peak_rss():
+    """Linux: writing 5 to clear_refs resets the resident set's high-water mark (VmHWM) to the current size."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def warm_up_the_cpu(seconds=1.0):
+    """The first second of heavy work runs slowly on these machines; measure after it."""
+    import numpy as np
+
+    w = np.ones((1024, 1024), dtype=np.float32)
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        w @ w
+
+
+def measure(call, budget):
+    """Peak memory growth of the first call (before anything else big has been allocated and freed, which the
+    call could reuse), then, after a warm-up, the best and the median of 3 to 50 calls that last a second in all,
+    within the budget."""
+    _reset_peak_rss()
+    before = _status_bytes("VmRSS")
+    started = time.perf_counter()
+    call()
+    first = time.perf_counter() - started
+    growth = max(0, _status_bytes("VmHWM") - before)
+    warm_up_the_cpu()
+    times = []
+    while len(times) < 50 and (len(times) < 3 or sum(times) < 1.0) and sum(times) + first < min(budget, 10.0):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    times = sorted(times or [first])
+    return {"seconds": times[0], "median": times[len(times) // 2], "peak_growth": growth}
+
+
+def measure_cell(script, args, *, budget, env=None):
+    """Run ``script --cell JSON(args)`` in a child process and return its measurement, or {"skipped": why}."""
+    command = [sys.executable, str(script), "--cell", json.dumps(args)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=3 * budget, env=env)
+    except subprocess.TimeoutExpired:
+        return {"skipped": f"> {budget:.0f} s"}
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["failed"])[-1]
+        return {"skipped": "out of memory" if "memory" in last.lower() else f"failed: {last[:60]}"}
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["seconds"] > budget:
+        return {"skipped": f"> {budget:.0f} s"}
+    return result
+
+
+def format_time(cell, key="seconds"):
+    if "skipped" in cell:
+        return cell["skipped"]
+    seconds = cell[key]
+    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def format_memory(cell):
+    return "—" if "skipped" in cell else f"{cell['peak_growth'] / 2**20:.0f} MB"
+
+
+def ratio(numerator, denominator, key="seconds"):
+    if "skipped" in numerator or "skipped" in denominator:
+        return "—"
+    return f"{numerator[key] / denominator[key]:.1f}×"
+
+
+def machine_line(threading):
+    """The machine and versions, for the sentence that opens a table."""
+    import numba
+    import numpy
+    import torch
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{time.strftime('%Y-%m-%d')}: {os.cpu_count()} CPU cores, {memory:.0f} GiB, Python "
+        f"{platform.python_version()}, numpy {numpy.__version__}, numba {numba.__version__}, torch "
+        f"{torch.__version__} (2 threads), {threading}"
+    )
+
+
+def write_section(name, text, path=DOCS):
+    """Put ``text`` between the markers ``<!-- name -->`` and ``<!-- /name -->`` of the docs page, replacing what
+    was there (or appending the section), so that each benchmark script owns its own part of the page."""
+    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    page = path.read_text() if path.exists() else "# Benchmarks\n"
+    section = f"{begin}\n{text.strip()}\n{end}"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
+    page = pattern.sub(lambda _: section, page) if pattern.search(page) else page.rstrip() + "\n\n" + section + "\n"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(page)
+    print(f"\nwritten to {path}")
