@@ -22,6 +22,9 @@ from .distances import (
     pairwise_similarities,
     pairwise_similarities_vjp,
 )
+from .losses.center import ABSENT_CLASSES, init_centers, triplet_center_loss
+from .losses.lifted import generalized_lifted_structure_loss, lifted_structure_loss
+from .losses.npair import npair_loss
 from .losses.pairs import (
     CONTRASTIVE_FORMS,
     contrastive_loss,
@@ -30,7 +33,9 @@ from .losses.pairs import (
     hinge_embedding_loss,
     margin_ranking_loss,
 )
+from .losses.quadruplet import QUADRUPLET_MININGS, quadruplet_loss, quadruplet_margin_loss
 from .losses.triplet import INCOMPLETE_ANCHORS, MININGS, triplet_loss, triplet_margin_loss
+from .losses.warp import WARP_SAMPLINGS, WARP_WEIGHTINGS, relevance_matrix, warp_embedding_loss, warp_loss
 from .metrics import recall_at_k
 from .mining import (
     MINED_TRIPLETS,
@@ -47,35 +52,49 @@ from .mining import (
 )
 
 __all__ = [
+    "ABSENT_CLASSES",
     "CONTRASTIVE_FORMS",
     "DISTANCES",
     "INCOMPLETE_ANCHORS",
     "MINED_TRIPLETS",
     "MININGS",
+    "QUADRUPLET_MININGS",
     "REDUCTIONS",
     "SELECTIONS",
     "SIMILARITIES",
     "TRIPLET_KINDS",
+    "WARP_SAMPLINGS",
+    "WARP_WEIGHTINGS",
     "__version__",
     "batch_triplets",
     "classify_triplets",
     "contrastive_loss",
     "contrastive_pair_loss",
     "cosine_embedding_loss",
+    "generalized_lifted_structure_loss",
     "hinge_embedding_loss",
+    "init_centers",
+    "lifted_structure_loss",
     "margin_ranking_loss",
     "mine_dataset",
     "mine_triplets",
+    "npair_loss",
     "paired_distances",
     "pairwise_distances",
     "pairwise_distances_vjp",
     "pairwise_similarities",
     "pairwise_similarities_vjp",
     "pk_batches",
+    "quadruplet_loss",
+    "quadruplet_margin_loss",
     "random_negatives",
     "rank_window_negatives",
     "recall_at_k",
+    "relevance_matrix",
+    "triplet_center_loss",
     "triplet_counts",
     "triplet_loss",
     "triplet_margin_loss",
+    "warp_embedding_loss",
+    "warp_loss",
 ]

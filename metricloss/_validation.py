@@ -69,6 +69,8 @@ def check_same_shape(array, name, reference, reference_name):
 def check_labels(value, n_samples, name="labels", *, against="embeddings"):
     """Integer class labels of shape (n_samples,)."""
     labels = _as_array(value, name)
+    if labels.ndim == 0:  # a number where an array belongs: a hyper-parameter passed by position, most likely
+        raise TypeError(f"{name} must be an array of integer class ids; got the scalar {value!r}")
     if labels.ndim != 1 or labels.shape[0] != n_samples:
         raise ValueError(
             f"{name} must have shape ({n_samples},) to match {against}; got {labels.shape}"
@@ -180,3 +182,110 @@ def refuse_renamed(**renamed):
         return checked
 
     return decorate
+
+
+def check_class_indices(labels, n_classes, name="labels", *, rows_of="centers"):
+    """Labels that index the rows of a per-class array (learnable centres): integers in [0, n_classes). ``labels``
+    must already have passed :func:`check_labels`."""
+    outside = (labels < 0) | (labels >= n_classes)
+    if outside.any():
+        at = int(np.argmax(outside))
+        raise ValueError(
+            f"{name} must be class indices in [0, {n_classes}) to index the rows of {rows_of} (one row per class); "
+            f"got {labels[at]} at index {at} ({np.count_nonzero(outside)} out of range)"
+        )
+    return labels
+
+
+def check_given(value, name, why):
+    """An optional argument that this way of calling needs: anything but None. ``why`` says which call needs it."""
+    if value is None:
+        raise TypeError(f"{name} must be given {why}; got None")
+    return value
+
+
+def check_not_class_ids(value, name, fix):
+    """Refuse a 1-D integer array (class ids, by their look) passed by position where embeddings belong, before
+    :func:`check_embeddings` would call it a dtype problem; ``fix`` says how to pass the labels instead."""
+    array = _as_array(value, name)
+    if array.ndim == 1 and array.dtype.kind in "iu":
+        raise TypeError(
+            f"{name} must be a 2-D float array of embeddings; got 1-D integers, class ids by the look: {fix}"
+        )
+    return value
+
+
+def check_relevance(value, shape, name="relevance", *, against="scores"):
+    """A boolean matrix of the score matrix's shape: True where item j is relevant to (a positive of) query i."""
+    relevance = _as_array(value, name)
+    if relevance.shape != shape:
+        raise ValueError(f"{name} must have shape {shape} to match {against} (queries × items); got {relevance.shape}")
+    if relevance.dtype != np.bool_:
+        raise TypeError(
+            f"{name} must be a boolean array (True where the item is relevant to the query); got dtype "
+            f"{relevance.dtype}: convert with {name}.astype(bool), or build it from index lists with "
+            "metricloss.relevance_matrix"
+        )
+    return relevance
+
+
+def check_index_lists(value, n_items, name="positives"):
+    """Each query's item indices, as a list of 1-D integer arrays or a 2-D integer array padded with -1: returned
+    as a list of 1-D int64 arrays of indices in [0, n_items), padding dropped."""
+    rows = value if isinstance(value, list | tuple) else list(_as_array(value, name))
+    checked = []
+    for i, row in enumerate(rows):
+        row = _as_array(row, f"{name}[{i}]")
+        if row.ndim > 1 or (row.size and row.dtype.kind not in "iu"):
+            raise TypeError(
+                f"{name} must be a list of 1-D integer arrays (or a 2-D integer array padded with -1); "
+                f"got {name}[{i}] of shape {row.shape} and dtype {row.dtype}"
+            )
+        row = row.reshape(-1).astype(np.int64)
+        row = row[row != -1]
+        outside = (row < 0) | (row >= n_items)
+        if outside.any():
+            raise ValueError(
+                f"{name} must hold item indices in [0, {n_items}) (-1 pads); got {row[outside][0]} in {name}[{i}]"
+            )
+        checked.append(row)
+    return checked
+
+
+def check_same_width(array, name, reference, reference_name):
+    """Two arrays of embeddings whose rows live in the same space: the same number of columns (features)."""
+    if array.shape[1] != reference.shape[1]:
+        raise ValueError(
+            f"{name} must have {reference.shape[1]} features to match {reference_name}; got shape {array.shape}"
+        )
+    return array
+
+
+def check_rng(value, name="rng"):
+    """A ``numpy.random.Generator``, an int seed (>= 0) or None (fresh entropy), returned as a Generator."""
+    if isinstance(value, np.random.Generator):
+        return value
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+        raise TypeError(f"{name} must be a numpy.random.Generator, an int seed or None; got {type(value).__name__}")
+    if value is not None and value < 0:
+        raise ValueError(f"{name} must be a seed >= 0; got {value}")
+    return np.random.default_rng(value)
+
+
+def check_feature_rows(value, name, embeddings):
+    """A finite float32/float64 array of rows with as many features as ``embeddings`` (e.g. class centres)."""
+    rows = check_embeddings(value, name)
+    if rows.shape[1] != embeddings.shape[1]:
+        raise ValueError(f"{name} must have {embeddings.shape[1]} features to match embeddings; got shape {rows.shape}")
+    return rows
+
+
+def check_every_class_present(counts, name="labels"):
+    """Every class 0..len(counts)-1 has at least one sample (``counts`` from ``np.bincount``)."""
+    missing = np.flatnonzero(counts == 0)
+    if missing.size:
+        raise ValueError(
+            f"{name} must hold every class 0..{counts.size - 1}; no sample of class(es) {missing.tolist()[:10]}"
+            + (" ..." if missing.size > 10 else "")
+            + ": pass absent='mean' or 'zeros', or a smaller n_classes"
+        )

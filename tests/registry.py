@@ -40,6 +40,11 @@ class LossCase:
     bad_hyper: tuple = ()  # (kwargs, exception, text the message must contain)
     backends: bool = False  # takes backend=, so numpy and numba must agree
     row_groups: tuple = ()  # which arguments share their rows (default: all of them); differentiable ones first
+    # per argument, the row group its columns follow (None: its columns are features), e.g. a relevance matrix
+    # whose rows are the queries' and whose columns are the items'
+    column_groups: tuple = ()
+    # the row groups the loss is equivariant under (None: all); () for a loss that depends on the order of its rows
+    permutable_groups: tuple | None = None
     hyper: dict = field(default_factory=dict)
 
     @property

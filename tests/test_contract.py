@@ -83,14 +83,40 @@ def test_gradient_matches_central_differences(case, seed):
 # --- invariances ------------------------------------------------------------------------------------------------
 
 
+def _rows_of_groups(case, arrays):
+    """The number of rows of each row group."""
+    groups = case.row_groups or (0,) * len(arrays)
+    return {group: a.shape[0] for group, a in zip(groups, arrays, strict=True)}
+
+
+def _reindexed(case, arrays, orders):
+    """Each array's rows (and, for a matrix whose columns follow a row group, its columns) taken in ``orders``."""
+    groups = case.row_groups or (0,) * len(arrays)
+    columns = case.column_groups or (None,) * len(arrays)
+    out = []
+    for a, group, column_group in zip(arrays, groups, columns, strict=True):
+        a = a[orders[group]]
+        out.append(a if column_group is None else a[:, orders[column_group]])
+    return out
+
+
 @cases
 def test_permuting_the_batch_permutes_the_gradient(case):
+    if case.permutable_groups == ():
+        pytest.skip("the loss depends on the order of the rows (random draws in row order, or pairs taken by position)")
     rng = np.random.default_rng(1)
     arrays = case.make_inputs(rng, np.float64)
     groups = case.row_groups or (0,) * len(arrays)
-    orders = {group: rng.permutation(a.shape[0]) for group, a in zip(groups, arrays, strict=True)}
+    orders = {
+        group: rng.permutation(n) if case.permutable_groups is None or group in case.permutable_groups else np.arange(n)
+        for group, n in _rows_of_groups(case, arrays).items()
+    }
     value, grad = case(*arrays)
-    permuted_value, permuted_grad = case(*(a[orders[group]] for group, a in zip(groups, arrays, strict=True)))
+    permuted = _reindexed(case, arrays, orders)
+    if CENTERS in case.arg_kinds:  # labels index the centres' rows: moving a centre renames its class
+        new_row = np.argsort(orders[groups[case.arg_kinds.index(CENTERS)]])
+        permuted = [new_row[a] if kind == LABELS else a for a, kind in zip(permuted, case.arg_kinds, strict=True)]
+    permuted_value, permuted_grad = case(*permuted)
     assert permuted_value == pytest.approx(value, rel=1e-12)
     for got, expected, group in zip(_grads(case, permuted_grad), _grads(case, grad), groups, strict=False):
         assert_close(got, expected[orders[group]])
@@ -100,6 +126,8 @@ def test_permuting_the_batch_permutes_the_gradient(case):
 def test_relabelling_classes_changes_nothing(case):
     if LABELS not in case.arg_kinds:
         pytest.skip("the loss takes no class labels")
+    if CENTERS in case.arg_kinds:
+        pytest.skip("labels index the centres' rows: renaming classes moves those rows, as the permutation rung does")
     rng = np.random.default_rng(2)
     arrays = case.make_inputs(rng, np.float64)
     new_names = 100 + 7 * rng.permutation(10)  # one renaming of the classes, for every label argument
@@ -179,7 +207,7 @@ def test_nothing_active_gives_zero_and_zero_gradient(case, dtype):
 @cases
 def test_a_single_row_is_finite(case):
     arrays = case.make_inputs(np.random.default_rng(6), np.float64)
-    value, grad = case(*(a[:1] for a in arrays))
+    value, grad = case(*_reindexed(case, arrays, {group: [0] for group in _rows_of_groups(case, arrays)}))
     assert np.isfinite(value)
     assert all(np.isfinite(g).all() for g in _grads(case, grad))
 
@@ -284,15 +312,19 @@ def _awkward_inputs(draw, case):
     grid = st.sampled_from([-1.0, -0.5, 0.0, 0.5, 1.0])  # a coarse grid makes ties and duplicates common
     arrays = []
     n_items = draw(st.integers(1, 6))
-    for kind in case.arg_kinds:
+    # with column_groups, every row group but the first has n_items rows (items, references)
+    groups = case.row_groups if case.column_groups else (0,) * len(case.arg_kinds)
+    columns = case.column_groups or (None,) * len(case.arg_kinds)
+    for kind, group, column_group in zip(case.arg_kinds, groups, columns, strict=True):
+        rows = n if group == 0 else n_items
         if kind == EMBEDDINGS:
-            shape = (n, features)
+            shape = (rows, features)
         elif kind == CENTERS:
             shape = (2, features)  # one centre per class: the labels drawn here are 0 and 1
         elif kind == SCORES:
             shape = arrays[0].shape if arrays else (n,)
         elif kind in (SCORE_MATRIX, RELEVANCE):
-            shape = (n, n_items)
+            shape = (rows, n if column_group == 0 else n_items)
         else:
             shape = (n,)
         values = np.array(draw(st.lists(grid, min_size=int(np.prod(shape)), max_size=int(np.prod(shape)))))

@@ -382,3 +382,480 @@ def scale_same_class(out, ref_class, anchor_class, class_order, class_starts, fa
             continue
         for m in range(class_starts[c], class_starts[c + 1]):
             out[a, class_order[m]] *= factor
+
+
+@_njit()
+def _logaddexp(x, y):
+    """log(e^x + e^y) for x, y in [−inf, inf), −inf when both are."""
+    top = max(x, y)
+    if top == -np.inf:
+        return top
+    return top + np.log1p(np.exp(min(x, y) - top))
+
+
+@_njit()
+def _negative_weights_row(row, ref_class, c, margin, out_row, divide):
+    """One row's negatives n (ref_class[n] != c), shifted by the closest one: out_row[n] = e^{closest − row[n]}
+    (≤ 1; with ``divide`` over row[n], 0 where row[n] = 0; out_row's other entries untouched, and out_row may be
+    row: each entry is read before it is written). Returns (λ, total): total = Σ_n e^{closest − row[n]} and
+    λ = log Σ_n e^{margin − row[n]} = margin − closest + log total; (−inf, 0) where there is no negative."""
+    closest = np.inf
+    for j in range(row.shape[0]):  # vectorised: a select and a min
+        closest = min(closest, np.float64(row[j]) if ref_class[j] != c else np.inf)
+    if closest == np.inf:
+        return -np.inf, 0.0
+    total = 0.0
+    for j in range(row.shape[0]):  # one exp per negative, for the sum and for the cotangent
+        if ref_class[j] != c:
+            dj = np.float64(row[j])
+            weight = np.exp(closest - dj)
+            total += weight
+            out_row[j] = _scaled(weight, dj, divide)
+    return margin - closest + np.log(total), total
+
+
+@_njit(parallel=True)
+def negative_softmax(d, ref_class, anchor_class, margin, out, divide):
+    lse = np.empty(d.shape[0])
+    for a in numba.prange(d.shape[0]):
+        c = anchor_class[a]
+        row_lse, total = _negative_weights_row(d[a], ref_class, c, margin, out[a], divide)
+        lse[a] = row_lse
+        if total > 0:
+            normaliser = 1.0 / total
+            for j in range(d.shape[1]):
+                if ref_class[j] != c:
+                    out[a, j] *= normaliser
+    return lse
+
+
+@_njit()
+def _lifted_hinge(d_ap, row_lse_a, col_lse_p):
+    """([J]₊, σ) for one positive pair (see numpy_kernels.lifted_pairs); σ = 0 where [J]₊ = 0."""
+    pair_lse = _logaddexp(row_lse_a, col_lse_p)
+    j = pair_lse + d_ap
+    if not j > 0:
+        return 0.0, 0.0
+    return j, np.exp(row_lse_a - pair_lse)
+
+
+@_njit(parallel=True)
+def lifted_pairs(d, ref_class, anchor_class, class_order, class_starts, self_offset, row_lse, col_lse):
+    n_anchors = d.shape[0]
+    values, coef = np.zeros(n_anchors), np.zeros(n_anchors)
+    n_pairs, n_active = np.zeros(n_anchors, dtype=np.int64), np.zeros(n_anchors, dtype=np.int64)
+    for a in numba.prange(n_anchors):
+        c = anchor_class[a]
+        if c < 0:
+            continue
+        for m in range(class_starts[c], class_starts[c + 1]):
+            p = class_order[m]
+            if p == a + self_offset:
+                continue
+            hinge, share = _lifted_hinge(np.float64(d[a, p]), row_lse[a], col_lse[p])
+            n_pairs[a] += 1
+            n_active[a] += hinge > 0
+            values[a] += 0.5 * hinge * hinge
+            coef[a] += hinge * share
+    return values, n_pairs, n_active, coef
+
+
+@_njit()
+def _scaled(g, dj, divide):
+    """g, or with ``divide`` g / dj (0 where dj = 0): the Euclidean VJP's scale."""
+    if not divide:
+        return g
+    return g / dj if dj > 0 else 0.0
+
+
+@_njit(parallel=True)
+def lifted_cotangent(
+    d,
+    ref_class,
+    anchor_class,
+    class_order,
+    class_starts,
+    self_offset,
+    row_lse,
+    col_lse,
+    row_coef,
+    col_coef,
+    col_weights,
+    out,
+    divide,
+):
+    n_anchors, n_refs = d.shape
+    # Square tiles of rows and columns, so that col_weights[j, a] is read a tile at a time, not down a column.
+    for t in numba.prange((n_anchors + _TILE - 1) // _TILE):
+        a0, a1 = t * _TILE, min(n_anchors, (t + 1) * _TILE)
+        for a in range(a0, a1):
+            c = anchor_class[a]
+            if c >= 0:  # the anchor's class: its positives (each d_ap read before it is written) and itself
+                for m in range(class_starts[c], class_starts[c + 1]):
+                    p = class_order[m]
+                    d_ap = np.float64(d[a, p])
+                    hinge = 0.0 if p == a + self_offset else _lifted_hinge(d_ap, row_lse[a], col_lse[p])[0]
+                    out[a, p] = _scaled(hinge, d_ap, divide)
+        for j0 in range(0, n_refs, _TILE):  # the negatives: their softmax weights, in out, times the coefficients
+            j1 = min(n_refs, j0 + _TILE)
+            for a in range(a0, a1):
+                c = anchor_class[a]
+                coef = row_coef[a]
+                for j in range(j0, j1):
+                    if ref_class[j] != c:
+                        g = -coef * out[a, j]
+                        if col_coef[j] != 0:
+                            g -= col_coef[j] * col_weights[j, a]
+                        out[a, j] = g
+
+
+@_njit(parallel=True)
+def generalized_lifted_rows(
+    d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, keep_incomplete, out, divide
+):
+    n_anchors, n_refs = d.shape
+    terms = np.zeros(n_anchors)
+    complete = np.zeros(n_anchors, dtype=np.bool_)
+    empty = 0.0 if keep_incomplete else -np.inf
+    for a in numba.prange(n_anchors):
+        row = d[a]
+        c = anchor_class[a]
+        start, stop = (class_starts[c], class_starts[c + 1]) if c >= 0 else (0, 0)
+        farthest = -np.inf  # the positives' log-sum-exp, shifted by the largest d_ap
+        for m in range(start, stop):
+            if class_order[m] != a + self_offset:
+                farthest = max(farthest, np.float64(row[class_order[m]]))
+        pos_total = 0.0
+        for m in range(start, stop):
+            if class_order[m] != a + self_offset:
+                pos_total += np.exp(np.float64(row[class_order[m]]) - farthest)
+        has_pos = farthest > -np.inf
+        pos_lse = farthest + np.log(pos_total) if has_pos else empty
+        # The negatives' weights e^{closest − d_an} (over d_an with divide) go straight to the row of out; the
+        # positive entries are left alone, so they stay readable when out is d.
+        neg_lse, neg_total = _negative_weights_row(row, ref_class, c, margin, out[a], divide)
+        has_neg = neg_total > 0
+        if not has_neg:
+            neg_lse = empty
+        total = pos_lse + neg_lse
+        complete[a] = has_pos and has_neg
+        live = total > 0
+        terms[a] = total if live else 0.0
+        # The cotangent: −softmax weights over m − d_an on the negatives, softmax weights over d_ap on the
+        # positives (0 for the anchor itself), where the term is live.
+        neg_scale = -1.0 / neg_total if live and has_neg else 0.0
+        for j in range(n_refs):
+            if ref_class[j] != c:
+                out[a, j] *= neg_scale
+        pos_scale = 1.0 / pos_total if live and has_pos else 0.0
+        for m in range(start, stop):
+            p = class_order[m]
+            d_ap = np.float64(row[p])
+            g = 0.0 if p == a + self_offset else pos_scale * np.exp(d_ap - farthest)
+            out[a, p] = _scaled(g, d_ap, divide)
+    return terms, complete
+
+
+# --- WARP: the sampling scheme is documented in numpy_kernels ----------------------------------------------------
+
+_M32 = 0xFFFFFFFF
+_TWO_TO_MINUS_53 = 2.0**-53
+_WARP_QUERIES_PER_TASK = 64  # queries that share one Fisher–Yates buffer (restored after every pair)
+
+
+@_njit()
+def _warp_mul32(x, c):
+    return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & _M32
+
+
+@_njit()
+def _warp_fmix32(h):
+    h = h ^ (h >> 16)
+    h = _warp_mul32(h, 0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = _warp_mul32(h, 0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+@_njit()
+def _warp_draw(seed, s, n_items):
+    step = s + 1
+    a = _warp_fmix32(((seed & _M32) + step * 0x9E3779B9) & _M32)
+    b = _warp_fmix32(((seed >> 32) + step * 0x85EBCA77) & _M32)
+    u = np.float64((a << 21) | (b >> 11)) * _TWO_TO_MINUS_53
+    return s + min(np.int64(u * (n_items - s)), n_items - s - 1)
+
+
+@_njit()
+def _warp_score(a, b, dot, q, j):
+    if not dot:
+        return np.float64(a[q, j])
+    total = 0.0
+    for f in range(a.shape[1]):
+        total += np.float64(a[q, f]) * np.float64(b[j, f])
+    return total
+
+
+@_njit(parallel=True)
+def warp_violators(
+    a, b, dot, relevance, offsets, positives, seeds, margin, max_trials, shuffle, violators, trials, hinges
+):
+    n_queries, n_items = relevance.shape
+    n_tasks = (n_queries + _WARP_QUERIES_PER_TASK - 1) // _WARP_QUERIES_PER_TASK
+    for task in numba.prange(n_tasks):
+        order = np.arange(n_items)  # the Fisher–Yates list of items: back to 0..N−1 after every pair
+        swapped = np.empty(n_items, dtype=np.int64)  # r_s of each step, to undo the shuffle
+        for q in range(task * _WARP_QUERIES_PER_TASK, min((task + 1) * _WARP_QUERIES_PER_TASK, n_queries)):
+            limit = min(max_trials, n_items - (offsets[q + 1] - offsets[q]))
+            for k in range(offsets[q], offsets[q + 1]):
+                slack = margin - _warp_score(a, b, dot, q, positives[k])
+                found = -1
+                hinge = 0.0
+                t = 0  # trials: negatives drawn
+                s = 0  # Fisher–Yates steps: items drawn
+                while t < limit:
+                    if shuffle:
+                        r = _warp_draw(seeds[k], s, n_items)
+                        swapped[s] = r
+                        order[s], order[r] = order[r], order[s]
+                    candidate = order[s]
+                    s += 1
+                    if relevance[q, candidate]:
+                        continue
+                    t += 1
+                    z = slack + _warp_score(a, b, dot, q, candidate)
+                    if z > 0:
+                        found = candidate
+                        hinge = z
+                        break
+                violators[k] = found
+                trials[k] = t
+                hinges[k] = hinge
+                if shuffle:
+                    for u in range(s - 1, -1, -1):
+                        r = swapped[u]
+                        order[u], order[r] = order[r], order[u]
+
+
+@_njit(parallel=True)
+def warp_exact(scores, relevance, offsets, positives, margin, weights, ranks, hinge_sums, out):
+    n_queries, n_items = scores.shape
+    for q in numba.prange(n_queries):
+        for j in range(n_items):
+            out[q, j] = 0.0
+        for k in range(offsets[q], offsets[q + 1]):
+            slack = margin - np.float64(scores[q, positives[k]])
+            r = 0
+            total = 0.0
+            for j in range(n_items):
+                z = slack + np.float64(scores[q, j])
+                if z > 0 and not relevance[q, j]:
+                    r += 1
+                    total += z
+            ranks[k] = r
+            hinge_sums[k] = total
+            if r == 0:
+                continue
+            out[q, positives[k]] -= weights[r]
+            per_violator = weights[r] / r
+            for j in range(n_items):
+                if slack + np.float64(scores[q, j]) > 0 and not relevance[q, j]:
+                    out[q, j] += per_violator
+
+
+# The quadruplet kernel counts each class's own thresholds with one vectorised sweep of the row per threshold
+# while the class has at most this many positive pairs (6 for classes of 4), else by a binary search per entry.
+QUADRUPLET_SWEEP_MAX_PAIRS = 16
+# Its pass over the rows runs in at most this many chunks, each with its own histogram of threshold ranks (of
+# integers: the result does not depend on the chunking or the thread count).
+QUADRUPLET_MAX_CHUNKS = 64
+
+
+@_njit(inline="always")
+def _sorted_count_at_most(sorted_values, lo, hi, value):
+    """The number of entries of sorted_values[lo:hi] that are <= value: a count for short runs, else a binary
+    search."""
+    if hi - lo <= 16:
+        count = 0
+        for s in range(lo, hi):
+            count += sorted_values[s] <= value
+        return count
+    first, last = lo, hi
+    while first < last:
+        middle = (first + last) // 2
+        if sorted_values[middle] <= value:
+            first = middle + 1
+        else:
+            last = middle
+    return first - lo
+
+
+@_njit(inline="always")
+def _threshold_bucket(value, origin, scale, n_buckets):
+    """⌊(value − origin)·scale⌋ clipped to [0, n_buckets − 1]: a bucket index that never decreases with value
+    (selects, not min/max, so that a NaN from inf·0 goes to bucket 0 and never reaches int())."""
+    position = (value - origin) * scale
+    position = position if position > 0.0 else 0.0
+    return int(position if position < n_buckets - 1.0 else n_buckets - 1.0)
+
+
+_THRESHOLD_WINDOW = 4  # the thresholds a bucket holds, at most, for the branch-free count
+
+
+@_njit(inline="always")
+def _rank_among_thresholds(padded_sorted, bucket_starts, origin, scale, value):
+    """#{sorted values <= value}, given bucket_starts[b] = #{values in buckets < b}: a value in an earlier bucket
+    is below this one and a value in a later bucket above it (buckets never decrease), so only the value's own
+    bucket is counted: branch-free over a window when it is short (``padded_sorted`` ends with that many +inf)."""
+    b = _threshold_bucket(value, origin, scale, bucket_starts.size - 1)
+    lo, hi = bucket_starts[b], bucket_starts[b + 1]
+    if hi - lo > _THRESHOLD_WINDOW:
+        return lo + _sorted_count_at_most(padded_sorted, lo, hi, value)
+    count = lo
+    for w in range(_THRESHOLD_WINDOW):
+        count += padded_sorted[lo + w] <= value
+    return count
+
+
+@_njit(parallel=True)
+def quadruplet_pairs(d, ref_class, class_order, class_starts, margin2, out, divide):
+    n = d.shape[0]
+    n_classes = class_starts.size - 1
+    # Positive pairs class by class (i < j in member order): class c's P_c = n_c(n_c − 1)/2 from pair_starts[c].
+    pair_starts = np.zeros(n_classes + 1, dtype=np.int64)
+    for c in range(n_classes):
+        size = class_starts[c + 1] - class_starts[c]
+        pair_starts[c + 1] = pair_starts[c] + size * (size - 1) // 2
+    n_pos = pair_starts[n_classes]
+    pair_d = np.empty(n_pos)  # d_ij, float64 (out may be d)
+    class_sorted = np.empty(n_pos)  # each class's thresholds T = d_ij + m2, sorted
+    for c in numba.prange(n_classes):
+        at = pair_starts[c]
+        for a in range(class_starts[c], class_starts[c + 1]):
+            for b in range(a + 1, class_starts[c + 1]):
+                pair_d[at] = d[class_order[a], class_order[b]]
+                class_sorted[at] = pair_d[at] + margin2
+                at += 1
+        class_sorted[pair_starts[c] : pair_starts[c + 1]] = np.sort(class_sorted[pair_starts[c] : pair_starts[c + 1]])
+    all_sorted = np.full(n_pos + _THRESHOLD_WINDOW, np.inf)
+    all_sorted[:n_pos] = np.sort(class_sorted)
+    # Buckets over the thresholds' range, one threshold each on average: a distance's rank among them in O(1).
+    # all_sorted ends with _THRESHOLD_WINDOW +inf, for the branch-free count.
+    n_buckets = max(1, n_pos)
+    origin = all_sorted[0] if n_pos else 0.0
+    spread = all_sorted[n_pos - 1] - origin if n_pos else 0.0
+    scale = n_buckets / spread if spread > 0 else 0.0
+    if not scale < np.inf:  # a spread so small that n_buckets / spread overflows: one bucket, searched
+        scale = 0.0
+    bucket_starts = np.zeros(n_buckets + 1, dtype=np.int64)
+    for s in range(n_pos):
+        bucket_starts[_threshold_bucket(all_sorted[s], origin, scale, n_buckets) + 1] += 1
+    for b in range(n_buckets):
+        bucket_starts[b + 1] += bucket_starts[b]
+
+    # Row i of class c, entry k of another class: the negative pair {i, k} is active with G(d) = #{T > d} positive
+    # pairs, less H_c(d) = #{T of class c > d} of i's class and those of k's class, which row k counts. So row i
+    # writes −(G − H_c) on (i, k) for k > i and +H_c on (i, k) for k < i; the pullback adds gᵀ, and the pair gets
+    # −(G − H_c(i) − H_c(k)), minus its count of partners. The same pass counts, per threshold of class c, the
+    # negatives of the class's rows below it (below_own), and histograms the rank of each pair among all thresholds.
+    n_chunks = max(1, min(n_classes, QUADRUPLET_MAX_CHUNKS, (n * n // 8) // (n_pos + 1)))
+    histograms = np.zeros((n_chunks, n_pos + 1), dtype=np.int64)
+    below_own = np.zeros(n_pos, dtype=np.int64)
+    row_sums = np.zeros(n)  # Σ_k g[i, k]·d[i, k], row by row: the value, in an order that ignores the classes
+    for chunk in numba.prange(n_chunks):
+        own = np.empty(n, dtype=np.int32)
+        for c in range(chunk, n_classes, n_chunks):
+            lo_c, hi_c = pair_starts[c], pair_starts[c + 1]
+            sweep = hi_c - lo_c <= QUADRUPLET_SWEEP_MAX_PAIRS
+            for a in range(class_starts[c], class_starts[c + 1]):
+                i = class_order[a]
+                row = d[i]
+                for k in range(n):
+                    own[k] = 0
+                if sweep:
+                    for s in range(lo_c, hi_c):  # vectorised: the class's thresholds one at a time
+                        upper = _exclusive_bound(row, class_sorted[s])  # d < T, decided as in float64
+                        count = 0
+                        for k in range(n):
+                            hit = (ref_class[k] != c) & (row[k] < upper)
+                            own[k] += hit
+                            count += hit
+                        below_own[s] += count
+                else:
+                    for k in range(n):
+                        if ref_class[k] != c:
+                            r_own = _sorted_count_at_most(class_sorted, lo_c, hi_c, np.float64(row[k]))
+                            own[k] = hi_c - lo_c - r_own
+                            if r_own < hi_c - lo_c:
+                                below_own[lo_c + r_own] += 1  # a histogram here; summed below
+                # g: +H_c below the diagonal, −(G − H_c) above it, 0 on the diagonal and the positive pairs (those
+                # above it are written below). Row k's entry (k, i) reads d[k, i], not this one: out may be d.
+                row_sum = 0.0
+                for k in range(n):
+                    value = np.float64(row[k])
+                    slope = np.float64(own[k]) if k < i else 0.0
+                    if k > i and ref_class[k] != c:
+                        r = _rank_among_thresholds(all_sorted, bucket_starts, origin, scale, value)
+                        histograms[chunk, r] += 1
+                        slope = own[k] - np.float64(n_pos - r)
+                    row_sum += slope * value
+                    if divide:
+                        quotient = slope / (value if value > 0 else 1.0)  # no 0/0: both selects vectorise
+                        out[i, k] = quotient if value > 0 else 0.0
+                    else:
+                        out[i, k] = slope
+                row_sums[i] = row_sum
+            if not sweep:  # the histogram of class c's own ranks, into counts below each threshold
+                for s in range(lo_c + 1, hi_c):
+                    below_own[s] += below_own[s - 1]
+
+    # below[s]: negative pairs under the s-th smallest threshold (the chunks' histograms summed, then cumulated).
+    below = histograms[0]
+    for chunk in range(1, n_chunks):
+        for s in range(n_pos + 1):
+            below[s] += histograms[chunk, s]
+    for s in range(1, n_pos + 1):
+        below[s] += below[s - 1]
+    class_active = np.zeros(n_classes, dtype=np.int64)
+    for c in numba.prange(n_classes):
+        lo_c, hi_c = pair_starts[c], pair_starts[c + 1]
+        at = lo_c
+        for a in range(class_starts[c], class_starts[c + 1]):
+            for b in range(a + 1, class_starts[c + 1]):  # row class_order[a]'s pairs, in increasing order
+                t = pair_d[at] + margin2
+                overall = below[_rank_among_thresholds(all_sorted, bucket_starts, origin, scale, t) - 1]
+                count = overall - below_own[lo_c + _sorted_count_at_most(class_sorted, lo_c, hi_c, t) - 1]
+                class_active[c] += count
+                if divide:
+                    quotient = count / (pair_d[at] if pair_d[at] > 0 else 1.0)
+                    out[class_order[a], class_order[b]] = quotient if pair_d[at] > 0 else 0.0
+                else:
+                    out[class_order[a], class_order[b]] = count
+                row_sums[class_order[a]] += count * pair_d[at]
+                at += 1
+    # Σ_positive #partners·(d + m2) − Σ_negative #partners·d = Σ g·d + m2·#active, row by row.
+    n_active = 0
+    for c in range(n_classes):
+        n_active += class_active[c]
+    total = margin2 * n_active
+    for i in range(n):
+        total += row_sums[i]
+    n_negative = n * (n - 1) // 2 - n_pos
+    n_terms = 0
+    for c in range(n_classes):
+        size = class_starts[c + 1] - class_starts[c]
+        n_terms += (pair_starts[c + 1] - pair_starts[c]) * (n_negative - size * (n - size))
+    return total, n_active, n_terms
+
+
+@_njit(parallel=True)
+def transposed(m):
+    n_rows, n_cols = m.shape
+    out = np.empty((n_cols, n_rows), dtype=m.dtype)
+    for t in numba.prange((n_cols + _TILE - 1) // _TILE):  # a tile row of the output is a tile column of m
+        j0, j1 = t * _TILE, min(n_cols, (t + 1) * _TILE)
+        for i0 in range(0, n_rows, _TILE):
+            for j in range(j0, j1):
+                for i in range(i0, min(n_rows, i0 + _TILE)):
+                    out[j, i] = m[i, j]
+    return out

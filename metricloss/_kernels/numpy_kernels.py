@@ -220,3 +220,326 @@ def scale_same_class(out, ref_class, anchor_class, class_order, class_starts, fa
     for c in range(class_starts.size - 1):
         anchors = np.flatnonzero(anchor_class == c)
         out[np.ix_(anchors, class_order[class_starts[c] : class_starts[c + 1]])] *= factor
+
+
+def _logsumexp_rows(exponents):
+    """log Σ_j e^{exponents[i, j]} per row in float64, shifted by the row's largest exponent; −inf for a row of
+    −inf (an empty sum)."""
+    top = exponents.max(axis=1)
+    finite = np.isfinite(top)
+    shift = np.where(finite, top, 0.0)
+    total = np.exp(exponents - shift[:, None]).sum(axis=1)
+    return np.where(finite, shift + np.log(np.where(finite, total, 1.0)), -np.inf)
+
+
+def negative_softmax(d, ref_class, anchor_class, margin, out, divide):
+    """λ_a = log Σ_{n ∈ N(a)} e^{m − d_an} for every anchor a, N(a) its negatives (references of another class;
+    never the anchor itself), in float64, shifted by the row's largest exponent m − min_n d_an (no overflow
+    whatever m and d); −inf where the anchor has no negative (the log of an empty sum). Returns λ.
+
+    Writes the softmax weights e^{m − d_an − λ_a} of each anchor's negatives over their entries of ``out`` (with
+    ``divide``, over d_an, 0 where d_an = 0) and leaves its other entries as they are: out may be d, whose
+    positive distances then stay readable.
+    """
+    lse = np.empty(d.shape[0])
+    step = max(1, _PAIR_CHUNK_ELEMENTS // d.shape[1])
+    for start in range(0, d.shape[0], step):
+        rows = slice(start, min(start + step, d.shape[0]))
+        block = d[rows].astype(np.float64)
+        negative = ref_class[None, :] != anchor_class[rows, None]
+        exponents = np.where(negative, margin - block, -np.inf)
+        lse[rows] = _logsumexp_rows(exponents)
+        weights = np.exp(exponents - np.where(np.isfinite(lse[rows]), lse[rows], 0.0)[:, None])
+        if divide:
+            weights = np.divide(weights, block, out=np.zeros_like(weights), where=block > 0)
+        out[rows] = np.where(negative, weights, out[rows])
+    return lse
+
+
+def _positive_mask(ref_class, anchor_class, rows, self_offset, n_refs):
+    """positive[r, j]: reference j is of anchor rows[r]'s class and is not the anchor itself."""
+    positive = ref_class[None, :] == anchor_class[rows, None]
+    own = rows + self_offset
+    inside = (own >= 0) & (own < n_refs)
+    positive[np.flatnonzero(inside), own[inside]] = False
+    return positive
+
+
+def _lifted_hinge(d_block, row_lse, col_lse, positive):
+    """[J]₊ on the positive entries (0 elsewhere), J_aj = log(e^{row_lse[a]} + e^{col_lse[j]}) + d_aj, and
+    σ_aj = e^{row_lse[a]} / (e^{row_lse[a]} + e^{col_lse[j]}) where [J]₊ > 0 (0 elsewhere)."""
+    pair_lse = np.logaddexp(row_lse[:, None], col_lse[None, :])
+    hinge = np.where(positive, np.maximum(pair_lse + d_block, 0.0), 0.0)
+    live = hinge > 0  # there pair_lse is finite
+    share = np.exp(np.where(live, row_lse[:, None] - np.where(live, pair_lse, 0.0), -np.inf))
+    return hinge, share
+
+
+def lifted_pairs(d, ref_class, anchor_class, class_order, class_starts, self_offset, row_lse, col_lse):
+    """The lifted structure terms of every positive pair (a, p), p a reference of a's class other than a:
+    J_ap = log(e^{row_lse[a]} + e^{col_lse[p]}) + d_ap, with row_lse = log Σ over a's negatives and col_lse =
+    log Σ over p's (−inf where empty: then J = −inf when both are, and the pair costs nothing).
+
+    Returns per anchor, in float64: Σ_p ½[J_ap]₊², the number of positive pairs, the number with J > 0, and
+    the coefficient α_a = Σ_p [J_ap]₊ σ_ap with σ_ap = e^{row_lse[a]} / (e^{row_lse[a]} + e^{col_lse[p]}), the
+    share of a's negatives in the pair's sum (what :func:`lifted_cotangent` needs).
+    """
+    n_anchors, n_refs = d.shape
+    values, coef = np.zeros(n_anchors), np.zeros(n_anchors)
+    n_pairs, n_active = np.zeros(n_anchors, np.int64), np.zeros(n_anchors, np.int64)
+    step = max(1, _PAIR_CHUNK_ELEMENTS // n_refs)
+    for start in range(0, n_anchors, step):
+        rows = np.arange(start, min(start + step, n_anchors))
+        positive = _positive_mask(ref_class, anchor_class, rows, self_offset, n_refs)
+        hinge, share = _lifted_hinge(d[rows].astype(np.float64), row_lse[rows], col_lse, positive)
+        values[rows] = 0.5 * np.sum(hinge * hinge, axis=1)
+        n_pairs[rows] = np.count_nonzero(positive, axis=1)
+        n_active[rows] = np.count_nonzero(hinge > 0, axis=1)
+        coef[rows] = np.sum(hinge * share, axis=1)
+    return values, n_pairs, n_active, coef
+
+
+def lifted_cotangent(
+    d,
+    ref_class,
+    anchor_class,
+    class_order,
+    class_starts,
+    self_offset,
+    row_lse,
+    col_lse,
+    row_coef,
+    col_coef,
+    col_weights,
+    out,
+    divide,
+):
+    """Turns ``out``, which holds the softmax weights of every anchor's negatives (:func:`negative_softmax`, with
+    the same ``divide``), into the lifted structure cotangent; every element of out is written:
+
+    * positive pair (a, p): [J_ap]₊ (J as in :func:`lifted_pairs`, d_ap read from d: out may be d, whose positive
+      entries :func:`negative_softmax` left alone);
+    * negative (a, n): −row_coef[a] · out[a, n] − col_coef[n] · col_weights[n, a], col_weights the references'
+      softmax weights (:func:`negative_softmax` on dᵀ), read only where col_coef[n] != 0 (within one batch,
+      where col_coef is 0, any array);
+    * the anchor's own column: 0;
+
+    positive entries with ``divide`` over d (0 where d = 0), the Euclidean VJP's scale.
+    """
+    n_anchors, n_refs = d.shape
+    step = max(1, _PAIR_CHUNK_ELEMENTS // n_refs)
+    for start in range(0, n_anchors, step):
+        rows = np.arange(start, min(start + step, n_anchors))
+        block = d[rows].astype(np.float64)
+        positive = _positive_mask(ref_class, anchor_class, rows, self_offset, n_refs)
+        negative = ref_class[None, :] != anchor_class[rows, None]
+        hinge, _ = _lifted_hinge(block, row_lse[rows], col_lse, positive)
+        if divide:
+            hinge = np.divide(hinge, block, out=np.zeros_like(hinge), where=block > 0)
+        g = -row_coef[rows, None] * np.where(negative, out[rows], 0.0)  # out's other entries may be anything
+        if np.any(col_coef):
+            g -= np.where(col_coef[None, :] != 0, col_coef[None, :] * col_weights[:, rows].T, 0.0)
+        out[rows] = np.where(negative, g, hinge)
+
+
+def generalized_lifted_rows(
+    d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, keep_incomplete, out, divide
+):
+    """Hermans et al.'s generalized lifted structure term of every anchor a,
+
+        t_a = [log Σ_{p ∈ P(a)} e^{d_ap} + log Σ_{n ∈ N(a)} e^{m − d_an}]₊,
+
+    each log-sum-exp shifted by its largest exponent, in float64. An empty sum's log is −inf (so t_a = 0), or 0
+    with ``keep_incomplete`` (pytorch-metric-learning's convention).
+
+    Writes every element of ``out`` (the shape of d; it may be d itself) with the unweighted cotangent
+    ∂t_a/∂d: where t_a > 0, the softmax weight e^{d_ap}/Σ on each positive and −e^{m − d_an}/Σ on each negative;
+    0 elsewhere; with ``divide``, that over d (0 where d = 0). Returns the terms and whether each anchor has both
+    a positive and a negative.
+    """
+    n_anchors, n_refs = d.shape
+    terms, complete = np.zeros(n_anchors), np.zeros(n_anchors, dtype=bool)
+    empty = 0.0 if keep_incomplete else -np.inf
+    step = max(1, _PAIR_CHUNK_ELEMENTS // n_refs)
+    for start in range(0, n_anchors, step):
+        rows = np.arange(start, min(start + step, n_anchors))
+        block = d[rows].astype(np.float64)
+        positive = _positive_mask(ref_class, anchor_class, rows, self_offset, n_refs)
+        negative = ref_class[None, :] != anchor_class[rows, None]
+        pos_exponent = np.where(positive, block, -np.inf)
+        neg_exponent = np.where(negative, margin - block, -np.inf)
+        pos_lse, neg_lse = _logsumexp_rows(pos_exponent), _logsumexp_rows(neg_exponent)
+        has_pos, has_neg = positive.any(axis=1), negative.any(axis=1)
+        total = np.where(has_pos, pos_lse, empty) + np.where(has_neg, neg_lse, empty)
+        terms[rows] = np.maximum(total, 0.0)
+        complete[rows] = has_pos & has_neg
+        live = (total > 0)[:, None]
+        g = np.where(live & positive, np.exp(pos_exponent - np.where(has_pos, pos_lse, 0.0)[:, None]), 0.0)
+        g -= np.where(live & negative, np.exp(neg_exponent - np.where(has_neg, neg_lse, 0.0)[:, None]), 0.0)
+        if divide:
+            g = np.divide(g, block, out=np.zeros_like(g), where=block > 0)
+        out[rows] = g
+    return terms, complete
+
+
+# --- WARP (metricloss.losses.warp) ------------------------------------------------------------------------------
+#
+# Queries × items. The score of item j for query q is a[q, j] (a score matrix), or with ``dot`` the dot product
+# Σ_f a[q, f]·b[j, f] of two embedding matrices, accumulated in float64 and computed only where it is needed.
+# ``relevance`` is the boolean queries × items matrix. The pairs are the (query, positive) pairs in row-major
+# order: query q's positive items, in increasing order, are positives[offsets[q]:offsets[q + 1]]. A negative j
+# violates pair (q, p) iff its hinge z = (m − s_qp) + s_qj is > 0, in float64.
+#
+# The sampling scheme, identical in both backends and independent of the thread count. Pair k draws the N items
+# in the order of a Fisher–Yates shuffle that it makes as it goes, skipping its query's positives: step s
+# (s = 0, 1, ...) swaps positions s and r_s = s + ⌊u_s·(N − s)⌋ of the list of items (initially 0, 1, ..., N − 1),
+# then takes the item at position s; a positive is passed over, a negative is a trial and is tested. So the trials
+# are the query's negatives in a uniformly random order, without replacement, up to the first violator. u_s ∈ [0, 1)
+# is a 53-bit counter-based hash of the pair's seed (seeds[k], from the caller's numpy Generator) and s:
+#     a = fmix32((seed mod 2³² + (s + 1)·0x9E3779B9) mod 2³²),  b = fmix32((⌊seed / 2³²⌋ + (s + 1)·0x85EBCA77) mod 2³²),
+#     u_s = (a·2²¹ + ⌊b / 2¹¹⌋) · 2⁻⁵³,
+# fmix32 being MurmurHash3's 32-bit finaliser; u_s is exact in float64 and u_s·(N − s) is one correctly rounded
+# product (below N − s, so the min(·, N − s − 1) kept for safety never acts), the same in NumPy, Numba and Python;
+# the order is uniform up to a bias of (N − s)/2⁵³ per step. Without shuffling (``shuffle`` False) the items are
+# taken in increasing index. The integer arithmetic stays below 2⁶³: nothing overflows, compiled or in plain Python.
+
+_M32 = 0xFFFFFFFF
+_TWO_TO_MINUS_53 = 2.0**-53
+
+
+def _warp_mul32(x, c):
+    """x·c mod 2³² for 0 <= x, c < 2³², without an intermediate >= 2⁶³ (c split into 16-bit halves)."""
+    return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & _M32
+
+
+def _warp_fmix32(h):
+    """MurmurHash3's 32-bit finaliser (elementwise on int64 arrays, or on a Python int)."""
+    h = h ^ (h >> 16)
+    h = _warp_mul32(h, 0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = _warp_mul32(h, 0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def _warp_draw(seed, s, n_items):
+    """Step s's Fisher–Yates position r_s = s + ⌊u_s·(N − s)⌋ (see above), elementwise over seeds."""
+    step = s + 1
+    a = _warp_fmix32(((seed & _M32) + step * 0x9E3779B9) & _M32)
+    b = _warp_fmix32(((seed >> 32) + step * 0x85EBCA77) & _M32)
+    u = ((a << 21) | (b >> 11)) * _TWO_TO_MINUS_53  # 53 random bits: exact in float64, u < 1
+    return s + np.minimum(np.floor(u * (n_items - s)), n_items - s - 1).astype(np.int64)
+
+
+def _warp_score_row(a, b, dot, q):
+    """Query q's scores of every item, in float64."""
+    if dot:
+        return b.astype(np.float64) @ a[q].astype(np.float64)
+    return a[q].astype(np.float64)
+
+
+def warp_violators(
+    a, b, dot, relevance, offsets, positives, seeds, margin, max_trials, shuffle, violators, trials, hinges
+):
+    """For each (query, positive) pair, draw the query's negatives until one violates or ``max_trials`` have been
+    drawn, in the shuffled order of the scheme above (``seeds``: one per pair) or in increasing item index.
+
+    Writes, per pair k: violators[k] (the first violator's item index, -1 if none was found), trials[k] (the number
+    of negatives drawn, the violator included) and hinges[k] (its z; 0 if none). The positives of one query draw in
+    lockstep here: row i of ``order`` is positive i's list of items, shuffled as it goes.
+    """
+    n_queries, n_items = relevance.shape
+    for q in range(n_queries):
+        row = _warp_score_row(a, b, dot, q)
+        pairs = np.arange(offsets[q], offsets[q + 1])
+        limit = min(max_trials, n_items - pairs.size)
+        slack = margin - row[positives[pairs]]  # z = slack + s⁻
+        order = np.tile(np.arange(n_items), (pairs.size, 1))
+        found, drawn, z = np.full(pairs.size, -1), np.zeros(pairs.size, dtype=np.int64), np.zeros(pairs.size)
+        searching = np.arange(pairs.size) if limit > 0 else np.zeros(0, dtype=np.int64)
+        for s in range(n_items):
+            if searching.size == 0:
+                break
+            if shuffle:
+                r = _warp_draw(seeds[pairs[searching]], s, n_items)
+                at_s, at_r = order[searching, s].copy(), order[searching, r].copy()
+                order[searching, s], order[searching, r] = at_r, at_s
+            candidates = order[searching, s]
+            negative = ~relevance[q, candidates]
+            drawn[searching] += negative
+            hinge = slack[searching] + row[candidates]
+            hit = negative & (hinge > 0)
+            found[searching[hit]], z[searching[hit]] = candidates[hit], hinge[hit]
+            searching = searching[~hit & (drawn[searching] < limit)]
+        violators[pairs], trials[pairs], hinges[pairs] = found, drawn, z
+
+
+def warp_exact(scores, relevance, offsets, positives, margin, weights, ranks, hinge_sums, out):
+    """The exact (unsampled) ranks on a score matrix: per pair k, ranks[k] = the number r of violating negatives
+    and hinge_sums[k] = Σ z over them (float64).
+
+    Writes every element of ``out`` (float64, the shape of scores) with the unweighted cotangent of
+    Σ_k L(r_k)/r_k · Σ_violators z: −L(r_k) at the pair's positive and +L(r_k)/r_k at each of its violators, summed
+    over the query's pairs (0 where r = 0); ``weights[r]`` is L(r), for r = 0..n_items.
+    """
+    for q in range(scores.shape[0]):
+        row = scores[q].astype(np.float64)
+        pairs = slice(offsets[q], offsets[q + 1])
+        z = (margin - row[positives[pairs]])[:, None] + row[None, :]
+        violating = (z > 0) & ~relevance[q][None, :]
+        r = np.count_nonzero(violating, axis=1)
+        ranks[pairs], hinge_sums[pairs] = r, np.where(violating, z, 0.0).sum(axis=1)
+        per_violator = np.divide(weights[r], r, out=np.zeros(r.size), where=r > 0)
+        out[q] = per_violator @ violating
+        out[q, positives[pairs]] -= weights[r]
+
+
+def quadruplet_pairs(d, ref_class, class_order, class_starts, margin2, out, divide):
+    """The second term of the quadruplet loss (Chen et al. 2017) within one batch: every positive pair {i, j}
+    (i < j, of a class c) against every negative pair {l, k} (l < k, of two classes) with neither end in class c,
+    each [d_ij − d_lk + margin2]₊, active iff d_lk < T_ij = d_ij + margin2 (compared in float64).
+
+    Writes every element of ``out`` (the shape of d; it may be d itself) with an unweighted cotangent g whose
+    symmetric part g + gᵀ is ∂(Σ terms)/∂d on each pair (the pullback adds gᵀ): a positive pair's count of
+    active partners on its upper entry (i, j), 0 on (j, i). A negative pair's count of partners is
+    G(d_lk) − H_a(d_lk) − H_b(d_lk), with G(x) = #{T > x} over all positive pairs and H_a(x) the part of those in
+    l's class a (H_b: in k's class b); row l writes −(G − H_a) on (l, k), row k writes +H_b on (k, l), so that each
+    row needs only its own class's thresholds. 0 on the diagonal. With ``divide``, g / d (0 where d = 0), the
+    Euclidean VJP's scale. Returns the sum of the terms, the number of active terms and the number of terms.
+
+    Counts and sums, never the quadruplets: a positive pair of class c has #{negative pairs below T} −
+    #{negative pairs with an end in class c below T} partners, each count a binary search in sorted distances;
+    the value is Σ_positive #partners·T − Σ_negative #partners·d = Σ g·d + margin2·Σ_positive #partners. O(B² log B)
+    time, O(B²) memory, no B³ array.
+    """
+    n = d.shape[0]
+    d = d.astype(np.float64)  # a copy: out may be d
+    columns = np.arange(n)
+    members = [class_order[class_starts[c] : class_starts[c + 1]] for c in range(class_starts.size - 1)]
+    pairs = [np.triu_indices(m.size, 1) for m in members]  # members are in increasing order: i < j
+    thresholds = [d[m[first], m[second]] + margin2 for m, (first, second) in zip(members, pairs, strict=True)]
+    all_thresholds = np.sort(np.concatenate(thresholds))
+    negatives = [d[m][(ref_class[None, :] != c) & (columns > m[:, None])] for c, m in enumerate(members)]
+    neg_sorted = np.sort(np.concatenate(negatives))  # every negative pair once, from its lower end
+
+    row_sums, n_active, n_terms = np.zeros(n), 0, 0
+    for c, (m, (first, second), t) in enumerate(zip(members, pairs, thresholds, strict=True)):
+        block, other = d[m], ref_class != c  # class c's rows
+        # Positive pairs: the negative pairs below T, less those with an end in class c.
+        touching = np.sort(block[:, other].ravel())
+        count = np.searchsorted(neg_sorted, t, side="left") - np.searchsorted(touching, t, side="left")
+        # Negative pairs: G = #{T > d} overall and H_c = #{T > d} in class c; −(G − H_c) above the diagonal, H_c below.
+        above_all = all_thresholds.size - np.searchsorted(all_thresholds, block, side="right")
+        above_own = t.size - np.searchsorted(np.sort(t), block, side="right")
+        slope = np.where(other, np.where(columns > m[:, None], above_own - above_all, above_own), 0).astype(np.float64)
+        slope[first, m[second]] = count
+        # Σ_positive #partners·(d + m2) − Σ_negative #partners·d = Σ g·d + m2·#active, row by row (not by class).
+        row_sums[m] = np.sum(slope * block, axis=1)
+        n_active += int(count.sum())
+        n_terms += count.size * (neg_sorted.size - touching.size)
+        out[m] = np.divide(slope, block, out=np.zeros_like(slope), where=block > 0) if divide else slope
+    return float(margin2 * n_active + np.sum(row_sums)), n_active, n_terms
+
+
+def transposed(m):
+    """mᵀ as a new C-contiguous array (the Numba kernel copies it tile by tile)."""
+    return np.ascontiguousarray(m.T)
