@@ -1,0 +1,320 @@
+"""Quadruplet losses (Chen et al. 2017): the triplet loss plus a second term that pushes negative pairs beyond
+positive pairs they share no sample with. On explicit (anchor, positive, negative, negative2) rows, and on a
+labelled batch, where every quadruplet is counted and none is formed."""
+
+import numpy as np
+
+from .._batch import labelled_batch
+from .._reduce import REDUCTIONS, weight_from_counts
+from .._validation import check_bool, check_embeddings, check_margin, check_option, check_same_shape, promote
+from ..distances import DISTANCES, _paired_distances_vjp
+
+QUADRUPLET_MININGS = ("all", "hard")
+_ROWS = ("anchor", "positive", "negative", "negative2")
+
+
+def _check_options(margin, margin2, mining, distance, reduction, split_reduction):
+    """The checked hyper-parameters: (margin, margin2, split_reduction) as Python numbers."""
+    check_option(mining, "mining", QUADRUPLET_MININGS)
+    check_option(distance, "distance", DISTANCES)
+    check_option(reduction, "reduction", REDUCTIONS)
+    return check_margin(margin), check_margin(margin2, "margin2"), check_bool(split_reduction, "split_reduction")
+
+
+def _term_weights(reduction, split_reduction, n_first, n_first_active, n_second, n_second_active):
+    """The weights (w₁, w₂) of the two sums: each term reduced on its own and the two added (split), or all the
+    terms reduced as one set."""
+    if split_reduction:
+        return (
+            weight_from_counts(reduction, n_first, n_first_active),
+            weight_from_counts(reduction, n_second, n_second_active),
+        )
+    weight = weight_from_counts(reduction, n_first + n_second, n_first_active + n_second_active)
+    return weight, weight
+
+
+def quadruplet_margin_loss(
+    anchor,
+    positive,
+    negative,
+    negative2,
+    *,
+    margin=1.0,
+    margin2=0.5,
+    distance="sqeuclidean",
+    mining="all",
+    reduction="mean",
+    split_reduction=True,
+):
+    r"""Quadruplet loss on explicit rows: each anchor closer to its positive than to its negative by ``margin``,
+    and the positive pair closer than the pair of the two negatives by ``margin2``.
+
+    .. math::
+
+        L = \rho_1\big(\big[d(a_k, p_k) - d(a_k, n_k) + \alpha_1\big]_+\big)
+          + \rho_2\big(\big[d(a_k, p_k) - d(n_k, n'_k) + \alpha_2\big]_+\big)
+
+    over the N rows k, with ρ the ``reduction`` of each term's N values (``split_reduction=False``: of all 2N
+    values together). For ``"mean"`` that is the mean over rows of the two terms' sum. The rows should satisfy
+    y(a) = y(p) and y(n), y(n') and y(a) all different; the function does not see labels.
+
+    ``mining="hard"`` is the paper's margin-based online hard negative mining: the margins adapt to the batch,
+    α₁ = ``margin``·[μ_n − μ_p]₊ and α₂ = ``margin2``·[μ_n − μ_p]₊, with μ_p the mean of the N distances
+    d(a, p) and μ_n the mean of the 2N distances d(a, n) and d(n, n'); the quadruplets inside these margins are the
+    "hard" ones, the others cost nothing. The margins are functions of the distances, and the gradient goes through
+    them.
+
+    Gradient, with w₁, w₂ the reduction's weights and 1₁, 1₂ the rows' active terms: ∂L/∂d(a, p) = w₁1₁ + w₂1₂,
+    ∂L/∂d(a, n) = −w₁1₁, ∂L/∂d(n, n') = −w₂1₂; with adaptive margins (and μ_n > μ_p) every d(a, p) gains −κ/N and
+    every negative distance +κ/(2N), κ = ``margin``·w₁·#active₁ + ``margin2``·w₂·#active₂. Each is pulled back
+    through its row-wise distance (:func:`metricloss.paired_distances`).
+
+    Parameters
+    ----------
+    anchor, positive, negative, negative2 : arrays of shape (N, F), float32 or float64
+        ``negative2`` is the paper's x_l, the second negative, paired with ``negative`` (x_k).
+    margin, margin2 : float >= 0, default 1.0 and 0.5
+        α₁ and α₂ (the paper: α₁ > α₂, the second constraint weaker); with ``mining="hard"``, the factors w of the
+        adaptive margins (the paper's 1 and 0.5).
+    distance : {"sqeuclidean", "euclidean", "cosine"}, default "sqeuclidean"
+    mining : {"all", "hard"}, default "all"
+        ``"hard"``: the adaptive margins above.
+    reduction : {"mean", "sum", "mean_nonzero"}, default "mean"
+    split_reduction : bool, default True
+        Reduce each term on its own and add the two (True), or reduce all 2N terms as one set.
+
+    Returns
+    -------
+    value : float
+    grad : tuple (grad_anchor, grad_positive, grad_negative, grad_negative2), each of shape (N, F)
+
+    Notes
+    -----
+    The paper sums over the batch's quadruplets (``reduction="sum"``); ``"mean"`` divides by N. Its distances are
+    squared: the squared Euclidean distance of normalised features in its triplet baseline, the square of a learned
+    metric g ∈ [0, 1] in the quadruplet loss, so its margins α₁ = 1, α₂ = 0.5 fit distances in [0, 1] (normalise
+    the embeddings to use them as such). Its gradient (Eq. 5) differentiates the adaptive margins only through each
+    quadruplet's own distances, which is all of it for N = 1; for N > 1 the gradient here, the value's, also goes
+    through the other rows' distances.
+
+    Other implementations: Roth et al.'s (Revisiting Deep Metric Learning, ``criteria/quadruplet.py``) is
+    ``distance="euclidean", margin=0.2, margin2=0.2`` on its mined rows, with the fourth sample drawn at random;
+    the common PyTorch snippet ``relu(d_ap − d_an + m1) + relu(d_ap − d_nn + m2)``, averaged, is the default
+    reduction with ``distance="euclidean"`` (or ``"sqeuclidean"`` where it squares). A hinge is active iff its
+    argument is > 0.
+
+    References
+    ----------
+    W. Chen, X. Chen, J. Zhang, K. Huang. Beyond triplet loss: a deep quadruplet network for person
+    re-identification. CVPR 2017.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss import quadruplet_margin_loss
+    >>> a, p = np.array([[0.0, 0.0]]), np.array([[0.0, 1.0]])
+    >>> n, n2 = np.array([[1.0, -0.5]]), np.array([[1.5, 0.5]])
+    >>> value, (g_a, g_p, g_n, g_n2) = quadruplet_margin_loss(a, p, n, n2)
+    >>> value  # d = ‖·‖²: [1 − 1.25 + 1]₊ + [1 − 1.25 + 0.5]₊
+    1.0
+    >>> g_a  # 2·2(a − p) − 2(a − n): both terms pull p in, the first pushes n away
+    array([[ 2., -5.]])
+    """
+    arrays = [
+        check_embeddings(array, name)
+        for array, name in zip((anchor, positive, negative, negative2), _ROWS, strict=True)
+    ]
+    for array, name in zip(arrays[1:], _ROWS[1:], strict=True):
+        check_same_shape(array, name, arrays[0], "anchor")
+    margin, margin2, split_reduction = _check_options(margin, margin2, mining, distance, reduction, split_reduction)
+
+    a, p, n, n2 = promote(*arrays)
+    d_ap, pull_ap = _paired_distances_vjp(a, p, distance)
+    d_an, pull_an = _paired_distances_vjp(a, n, distance)
+    d_nn, pull_nn = _paired_distances_vjp(n, n2, distance)
+    d_ap, d_an, d_nn = (d.astype(np.float64) for d in (d_ap, d_an, d_nn))
+    n_rows = d_ap.size
+    gap = max(0.0, (d_an.sum() + d_nn.sum()) / (2 * n_rows) - d_ap.mean()) if mining == "hard" else 1.0
+    alpha1, alpha2 = margin * gap, margin2 * gap
+
+    first, second = d_ap - d_an + alpha1, d_ap - d_nn + alpha2
+    active1, active2 = first > 0, second > 0
+    w1, w2 = _term_weights(
+        reduction, split_reduction, n_rows, np.count_nonzero(active1), n_rows, np.count_nonzero(active2)
+    )
+    value = w1 * float(np.sum(first[active1])) + w2 * float(np.sum(second[active2]))
+    # ∂L/∂d(a,p) = w₁1₁ + w₂1₂,  ∂L/∂d(a,n) = −w₁1₁,  ∂L/∂d(n,n') = −w₂1₂; adaptive margins α = w·gap with
+    # gap = μ_n − μ_p add ∂L/∂gap · ∂gap/∂d: −κ/N on each d(a,p), +κ/(2N) on each negative distance.
+    g_ap, g_an, g_nn = w1 * active1 + w2 * active2, -w1 * active1, -w2 * active2
+    if mining == "hard" and gap > 0:
+        kappa = margin * w1 * np.count_nonzero(active1) + margin2 * w2 * np.count_nonzero(active2)
+        g_ap, g_an, g_nn = g_ap - kappa / n_rows, g_an + kappa / (2 * n_rows), g_nn + kappa / (2 * n_rows)
+    grad_a, grad_p = pull_ap(g_ap)
+    grad_a_from_an, grad_n = pull_an(g_an)
+    grad_n_from_nn, grad_n2 = pull_nn(g_nn)
+    grads = (grad_a + grad_a_from_an, grad_p, grad_n + grad_n_from_nn, grad_n2)
+    return value, tuple(grad.astype(array.dtype, copy=False) for grad, array in zip(grads, arrays, strict=True))
+
+
+def _positive_pairs(class_order, class_starts):
+    """Every unordered pair (i, j), i < j, of samples of one class, in increasing (i, j) order (so that sums over
+    them do not depend on how the classes are numbered): O(Σ n_c²), the classes of one size at a time."""
+    sizes = np.diff(class_starts)
+    n = class_order.size
+    keys = [np.zeros(0, dtype=np.int64)]
+    for size in np.unique(sizes[sizes > 1]):
+        first, second = np.triu_indices(size, 1)
+        starts = class_starts[:-1][sizes == size][:, None]
+        keys.append((class_order[starts + first] * n + class_order[starts + second]).ravel())
+    keys = np.sort(np.concatenate(keys))
+    return keys // n, keys % n
+
+
+def quadruplet_loss(
+    embeddings,
+    labels,
+    *,
+    mining="all",
+    margin=1.0,
+    margin2=0.5,
+    distance="sqeuclidean",
+    reduction="mean",
+    split_reduction=True,
+    backend=None,
+):
+    r"""The quadruplet loss on a labelled batch (Chen et al. 2017): every triplet, and every positive pair against
+    every negative pair that shares no sample and no class with it.
+
+    .. math::
+
+        L = \rho_1\Big(\big[d_{ij} - d_{ik} + \alpha_1\big]_+ : y_i = y_j \ne y_k\Big)
+          + \rho_2\Big(\big[d_{ij} - d_{lk} + \alpha_2\big]_+ : y_i = y_j;\ y_l \ne y_k;\ y_l, y_k \ne y_i\Big)
+
+    The first term is the batch-all triplet loss over ordered (anchor i, positive j ≠ i, negative k); the second
+    runs over unordered positive pairs {i, j} and unordered negative pairs {l, k} (the paper's sum over ordered
+    indices counts each of these 4 times: a factor 4 under ``reduction="sum"``, none under the means). ρ₁ and ρ₂
+    are the ``reduction`` of each term's set (``split_reduction=False``: one reduction of both sets together).
+
+    ``mining="hard"`` is the paper's margin-based online hard negative mining: the margins adapt to the batch,
+    α₁ = ``margin``·[μ_n − μ_p]₊ and α₂ = ``margin2``·[μ_n − μ_p]₊, with μ_p and μ_n the mean distances of the
+    batch's positive and negative pairs, so that the quadruplets inside them, the hard ones, are those that cost
+    something. The margins are functions of the distances, and the gradient goes through them.
+
+    No quadruplet is formed: for a positive pair of class c with T = d_ij + α₂, its active partners are the
+    negative pairs below T less those with an end in class c, and a negative pair's are the positive pairs with
+    T above it less those of its two classes; counted by binary searches in sorted thresholds and distances, so
+    O(B² log B) time and O(B²) memory (:func:`metricloss._kernels.numpy_kernels.quadruplet_pairs`). Gradient:
+    the counts are ∂(Σ second terms)/∂d (+#partners on a positive pair, −#partners on a negative pair), the
+    triplet kernel's counts are the first term's, and ∂L/∂D = w₁·(first) + w₂·(second) is pulled back through
+    the distance matrix once (:func:`metricloss.pairwise_distances_vjp`). With adaptive margins (μ_n > μ_p) every
+    positive pair's distance gains −κ/N_p and every negative pair's +κ/N_n, κ = ``margin``·w₁·#active₁ +
+    ``margin2``·w₂·#active₂, N_p and N_n the numbers of positive and negative pairs.
+
+    Parameters
+    ----------
+    embeddings : array of shape (B, F), float32 or float64
+    labels : int array of shape (B,)
+    mining : {"all", "hard"}, default "all"
+        ``"hard"``: the adaptive margins above.
+    margin, margin2 : float >= 0, default 1.0 and 0.5
+        α₁ and α₂ (the paper: α₁ > α₂, the second constraint weaker); with ``mining="hard"``, the factors w of the
+        adaptive margins (the paper's 1 and 0.5).
+    distance : {"sqeuclidean", "euclidean", "cosine"}, default "sqeuclidean"
+    reduction : {"mean", "sum", "mean_nonzero"}, default "mean"
+    split_reduction : bool, default True
+        Reduce each term on its own and add the two (True), or reduce all terms as one set.
+    backend : {"numpy", "numba"}, optional
+        The kernel module; default ``"numba"``.
+
+    Returns
+    -------
+    value : float
+    grad : array of shape (B, F)
+
+    Notes
+    -----
+    Nothing valid (no positive pair, or one class) gives ``(0.0, zeros)``. The second term needs three classes.
+    A hinge is active iff its argument is > 0; where μ_n <= μ_p the adaptive margins are 0 (at μ_n = μ_p their
+    derivative is taken as 0).
+
+    The paper trains on batches of M sampled quadruplets, each giving one term of each kind, and sums them; here
+    every quadruplet of the batch enters, and the default, each term's mean (``reduction="mean"``,
+    ``split_reduction=True``), is that sum divided by M in expectation: it keeps the paper's balance of the two
+    terms, which a joint sum or mean would not (the second term has about B/4 times as many quadruplets as the
+    first has triplets). Its distances are squared (the squared Euclidean distance of normalised features in its
+    triplet baseline, the square of a learned metric g ∈ [0, 1] in the quadruplet loss): α₁ = 1 and α₂ = 0.5 fit
+    distances in [0, 1], so normalise the embeddings to use them as such. Its Eq. 5 differentiates the adaptive
+    margins only through each quadruplet's own distances (its 1/M terms); the gradient here is the value's, through
+    every pair's distance.
+
+    No library implements this loss on a labelled batch. Its first term alone is pytorch-metric-learning's
+    ``TripletMarginLoss(margin, distance=LpDistance(power=2, normalize_embeddings=False))`` (the default reducer
+    is ``reduction="mean_nonzero"``): tests/test_quadruplet.py checks ours against its value plus the second term
+    enumerated in torch. Other codebases sample the quadruplets (Roth et al.'s ``criteria/quadruplet.py``: the
+    fourth sample drawn at random, Euclidean distances, each term's mean): :func:`quadruplet_margin_loss` takes
+    such rows.
+
+    References
+    ----------
+    W. Chen, X. Chen, J. Zhang, K. Huang. Beyond triplet loss: a deep quadruplet network for person
+    re-identification. CVPR 2017.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss import quadruplet_loss
+    >>> x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, -0.5], [1.5, 0.5]])
+    >>> value, grad = quadruplet_loss(x, np.array([0, 0, 1, 2]))
+    >>> value  # triplets: [1 − 1.25 + 1]₊ and three inactive, mean 0.75/4; pairs: [1 − 1.25 + 0.5]₊, mean 0.25
+    0.4375
+    """
+    margin, margin2, split_reduction = _check_options(margin, margin2, mining, distance, reduction, split_reduction)
+    batch = labelled_batch(embeddings, labels, distance=distance, backend=backend)
+    d, kernels = batch.d, batch.kernels
+    ref_class, _, class_order, class_starts = batch.classes
+    sizes = np.diff(class_starts)
+    n_positive_pairs = int(np.sum(sizes * (sizes - 1)) // 2)
+    n_negative_pairs = int((d.shape[0] ** 2 - np.sum(sizes * sizes)) // 2)
+    if not (n_positive_pairs and n_negative_pairs):
+        return 0.0, batch.zeros()
+
+    gap = 1.0
+    if mining == "hard":  # μ_n − μ_p from the sums over positive pairs and over all pairs
+        rows, cols = _positive_pairs(class_order, class_starts)
+        positive_sum = float(np.sum(d[rows, cols], dtype=np.float64))
+        negative_sum = (float(np.sum(d, dtype=np.float64)) - float(np.trace(d, dtype=np.float64))) / 2 - positive_sum
+        gap = max(0.0, negative_sum / n_negative_pairs - positive_sum / n_positive_pairs)
+    alpha1, alpha2 = margin * gap, margin2 * gap
+
+    # The kernels write unweighted counts (over d where it is not needed any more; Euclidean: over d, divided by
+    # it). Adaptive margins add a constant on every pair, which must not be divided: there the VJP divides.
+    keep_d = distance == "cosine" or (mining == "hard" and distance == "euclidean")
+    divide = distance == "euclidean" and not keep_d
+    first = np.empty_like(d)
+    sums, n_active, n_valid = kernels.batch_all_triplets(
+        d, *batch.classes, batch.self_offset, alpha1, False, first, divide
+    )
+    second = np.empty_like(d) if keep_d else d
+    second_sum, n_second_active, n_second = kernels.quadruplet_pairs(
+        d, ref_class, class_order, class_starts, alpha2, second, divide
+    )
+    n_first_active = int(n_active.sum())
+    if n_first_active + n_second_active == 0:
+        return 0.0, batch.zeros()
+    w1, w2 = _term_weights(reduction, split_reduction, int(n_valid.sum()), n_first_active, n_second, n_second_active)
+    value = w1 * float(np.sum(sums)) + w2 * second_sum
+
+    # ∂L/∂D = w₁·first + w₂·second, as weight · g with one scalar weight (a zero weight's term has no active term).
+    weight, g = (w1, first) if w1 else (w2, second)
+    if w1 and w2:
+        np.multiply(second, w2 / w1, out=second)
+        first += second
+    if mining == "hard" and gap > 0:
+        # ∂L/∂gap = κ; gap = μ_n − μ_p: +κ/N_n on each negative pair, −κ/N_p on each positive pair, half on each of
+        # the pair's two entries (the pullback adds gᵀ); in units of the weight.
+        kappa = (margin * w1 * n_first_active + margin2 * w2 * n_second_active) / weight
+        on_negative = kappa / n_negative_pairs
+        g += on_negative / 2
+        g[rows, cols] -= kappa / n_positive_pairs + on_negative
+        g[np.diag_indices_from(g)] -= on_negative / 2
+    return value, batch.pull(g, weight, divided=divide)
