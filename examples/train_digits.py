@@ -6,7 +6,7 @@ below. Recall@1 (leave-one-out nearest neighbour on the held-out split) is print
 
     python examples/train_digits.py                   # contrastive loss on shuffled batches, ~10 s on two cores
     python examples/train_digits.py --loss triplet    # batch-hard triplet loss on P×K batches
-    python examples/train_digits.py --help
+    python examples/train_digits.py --help            # every loss: --loss {contrastive, triplet, ...}
 """
 
 import argparse
@@ -72,37 +72,103 @@ def embed(params, x):
     return forward(params, x)[0]
 
 
-LOSSES = ("contrastive", "triplet")
+# Each loss: the P×K batch shape it trains on (None: shuffled batches), and a function of (embeddings, labels,
+# hyper-parameters, the loss's own parameters) giving the value, ∂L/∂embeddings and the gradients of the loss's
+# own parameters (the triplet-center loss learns its class centres).
+def _contrastive(x, y, options, own):
+    value, grad = ml.contrastive_loss(x, y, **options)
+    return value, grad, {}
+
+
+def _triplet(x, y, options, own):
+    value, grad = ml.triplet_loss(x, y, mining="hard", **options)
+    return value, grad, {}
+
+
+def _triplet_center(x, y, options, own):
+    value, (grad, grad_centers) = ml.triplet_center_loss(x, y, centers=own["centers"], **options)
+    return value, grad, {"centers": grad_centers}
+
+
+def _npair(x, y, options, own):
+    """P×K batches with K = 2, grouped by class: rows 0, 2, 4, ... are the anchors, 1, 3, 5, ... the positives."""
+    value, (grad_anchors, grad_positives) = ml.npair_loss(x[0::2], x[1::2], l2_reg=0.002, **options)
+    grad = np.empty_like(x)
+    grad[0::2], grad[1::2] = grad_anchors, grad_positives
+    return value, grad, {}
+
+
+def _quadruplet(x, y, options, own):
+    value, grad = ml.quadruplet_loss(x, y, **options)
+    return value, grad, {}
+
+
+def _lifted(x, y, options, own):
+    value, grad = ml.lifted_structure_loss(x, y, **options)
+    return value, grad, {}
+
+
+def _generalized_lifted(x, y, options, own):
+    value, grad = ml.generalized_lifted_structure_loss(x, y, **options)
+    return value, grad, {}
+
+
+def _warp(x, y, options, own):
+    """In each class's run of K samples, the first half are queries, the second half items; relevant: same class."""
+    k = np.count_nonzero(y == y[0])
+    queries = np.arange(len(y)) % k < k // 2
+    relevance = y[queries][:, None] == y[~queries][None, :]
+    value, (grad_queries, grad_items) = ml.warp_embedding_loss(x[queries], x[~queries], relevance, rng=0, **options)
+    grad = np.empty_like(x)
+    grad[queries], grad[~queries] = grad_queries, grad_items
+    return value, grad, {}
+
+
+LOSSES = {  # name: (how its batches are sampled, the loss)
+    "contrastive": ("shuffled", _contrastive),
+    "triplet": ("classes", _triplet),
+    "triplet-center": ("shuffled", _triplet_center),
+    "npair": ("pairs", _npair),
+    "quadruplet": ("classes", _quadruplet),
+    "lifted": ("classes", _lifted),
+    "generalized-lifted": ("classes", _generalized_lifted),
+    "warp": ("classes", _warp),
+}
+# The others: each loss's own default. The triplet-center loss's (5, on ½d²) is for the paper's 3-D shape features;
+# these 16-dimensional embeddings start much closer together.
+DEFAULT_MARGINS = {"contrastive": 2.0, "triplet-center": 1.0}
 
 
 def batches(loss, labels, batch_size, rng):
-    """One epoch of index batches: shuffled for the contrastive loss, P classes × K samples for the triplet loss
-    (so that every anchor has positives and negatives)."""
-    if loss == "triplet":
-        p = min(8, len(np.unique(labels)))
-        yield from ml.pk_batches(labels, p=p, k=batch_size // p, n_batches=len(labels) // batch_size, rng=rng)
+    """One epoch of index batches: ``"shuffled"``; ``"classes"``, P = 8 classes × K = batch_size / 8 samples (every
+    anchor has positives and negatives in its batch); ``"pairs"``, two samples of each of (up to) batch_size / 2
+    classes, for the N-pair loss."""
+    sampling = LOSSES[loss][0]
+    n_classes = len(np.unique(labels))
+    if sampling != "shuffled":
+        p = min(8 if sampling == "classes" else batch_size // 2, n_classes)
+        k = batch_size // p if sampling == "classes" else 2
+        yield from ml.pk_batches(labels, p=p, k=k, n_batches=len(labels) // (p * k), rng=rng)
         return
     order = rng.permutation(len(labels))
     for start in range(0, len(order) - batch_size + 1, batch_size):
         yield order[start : start + batch_size]
 
 
-def loss_and_gradient(loss, embeddings, labels, margin):
-    if loss == "triplet":
-        return ml.triplet_loss(embeddings, labels, mining="hard", margin=margin)
-    return ml.contrastive_loss(embeddings, labels, margin=margin)
-
-
 def train(x_train, y_train, *, loss, epochs, batch_size, margin, learning_rate, embedding_dim, seed, log=print):
     rng = np.random.default_rng(seed)
     params = init_network(rng, x_train.shape[1], 128, embedding_dim)
+    if loss == "triplet-center":  # learnable class centres, started at the class means of the untrained network
+        params["centers"] = ml.init_centers(embed(params, x_train), y_train)
     optimizer = Adam(params, learning_rate)
+    options = {} if margin is None else {"margin": margin}
+    loss_function = LOSSES[loss][1]
     for epoch in range(epochs):
         losses = []
         for batch in batches(loss, y_train, batch_size, rng):
             embeddings, cache = forward(params, x_train[batch])
-            value, grad_embeddings = loss_and_gradient(loss, embeddings, y_train[batch], margin)
-            optimizer.step(params, backward(params, cache, grad_embeddings))
+            value, grad_embeddings, own_grads = loss_function(embeddings, y_train[batch], options, params)
+            optimizer.step(params, {**backward(params, cache, grad_embeddings), **own_grads})
             losses.append(value)
         log(f"epoch {epoch + 1:3d}  {loss} loss {np.mean(losses):.4f}")
     return params
@@ -110,15 +176,17 @@ def train(x_train, y_train, *, loss, epochs, batch_size, margin, learning_rate, 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--loss", choices=LOSSES, default="contrastive")
+    parser.add_argument("--loss", choices=list(LOSSES), default="contrastive")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--margin", type=float, default=None, help="default: 2.0 (contrastive), 1.0 (triplet)")
+    parser.add_argument(
+        "--margin", type=float, default=None, help="default: 2.0 (contrastive), 1.0 (triplet-center), else the loss's"
+    )
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--embedding-dim", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    margin = args.margin if args.margin is not None else {"contrastive": 2.0, "triplet": 1.0}[args.loss]
+    margin = args.margin if args.margin is not None else DEFAULT_MARGINS.get(args.loss)
 
     digits = load_digits()
     x = digits.data / 16.0  # pixel intensities 0..16 → [0, 1]
