@@ -330,6 +330,10 @@ def scatter_add_rows(out, index, values):
 
 @_njit(parallel=True)
 def contrastive_pairs(d, ref_class, anchor_class, self_offset, margin, pos_margin, form, out, divide):
+    # Every form as ℓ = (c₂h + c₁)h with ∂ℓ/∂h = 2c₂h + c₁: Hadsell (c₁, c₂) = (0, ½), squared (0, 1), linear
+    # (1, 0); so the row loop has no branch on the form, only selects, and vectorises.
+    c1 = 1.0 if form == 2 else 0.0
+    c2 = 0.5 if form == 0 else (1.0 if form == 1 else 0.0)
     n_anchors, n_refs = d.shape
     values = np.zeros((n_anchors, 2))
     n_active = np.zeros((n_anchors, 2), dtype=np.int64)
@@ -345,32 +349,27 @@ def contrastive_pairs(d, ref_class, anchor_class, self_offset, margin, pos_margi
         for j in range(n_refs):  # vectorised: selects, no branches
             dj = np.float64(d[a, j])
             similar = ref_class[j] == c
-            candidate = j != self_column
             h = max(dj - pos_margin if similar else margin - dj, 0.0)
-            if form == 0:
-                term, dterm_dh = 0.5 * h * h, h
-            elif form == 1:
-                term, dterm_dh = h * h, 2.0 * h
-            else:
-                term, dterm_dh = h, 1.0
-            live = candidate & (term > 0)
-            live_term = term if live else 0.0
-            sum_similar += live_term if similar else 0.0
-            sum_dissimilar += 0.0 if similar else live_term
+            term = (c2 * h + c1) * h
+            live = (j != self_column) & (term > 0)
+            sum_similar += term if live & similar else 0.0
+            sum_dissimilar += term if live & (not similar) else 0.0
             active_similar += live & similar
             active_dissimilar += live & (not similar)
-            similar_pairs += candidate & similar
-            slope = (dterm_dh if similar else -dterm_dh) if live else 0.0
+            similar_pairs += similar
+            slope = 2.0 * c2 * h + c1
+            slope = (slope if similar else -slope) if live else 0.0
             if divide:
                 quotient = slope / (dj if dj > 0 else 1.0)  # no 0/0: both selects vectorise
                 slope = quotient if dj > 0 else 0.0
             out[a, j] = slope
+        own = 1 if 0 <= self_column < n_refs else 0  # the anchor's own column, of its own class
         values[a, 0] = sum_similar
         values[a, 1] = sum_dissimilar
         n_active[a, 0] = active_similar
         n_active[a, 1] = active_dissimilar
-        n_pairs[a, 0] = similar_pairs
-        n_pairs[a, 1] = n_refs - similar_pairs - (1 if 0 <= self_column < n_refs else 0)
+        n_pairs[a, 0] = similar_pairs - own
+        n_pairs[a, 1] = n_refs - similar_pairs
     return values, n_active, n_pairs
 
 
