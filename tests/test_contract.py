@@ -22,6 +22,7 @@ from registry import (
     SIGNS,
 )
 
+from metricloss._kernels import numba_kernels
 from metricloss.testing import TOLERANCES, assert_close, check_grad
 
 DTYPES = [np.float32, np.float64]
@@ -369,3 +370,17 @@ def test_numpy_and_numba_backends_agree(case, dtype):
     assert value == pytest.approx(reference_value, rel=TOLERANCES[np.dtype(dtype)])
     for got, expected in zip(_grads(case, grad), _grads(case, reference_grad), strict=True):
         assert_close(got, expected)
+
+
+@cases
+def test_parallel_and_serial_numba_kernels_give_bitwise_the_same_result(case, monkeypatch):
+    """Small matrices run the kernels on one thread (numba_kernels.SERIAL_BELOW); the parallel ones must agree."""
+    if not case.backends:
+        pytest.skip("the loss has no kernels: it is elementwise NumPy")
+    arrays = case.make_inputs(np.random.default_rng(10), np.float32)
+    serial_value, serial_grad = case(*arrays, backend="numba")
+    monkeypatch.setattr(numba_kernels, "SERIAL_BELOW", 0)
+    value, grad = case(*arrays, backend="numba")
+    assert value == serial_value
+    for got, expected in zip(_grads(case, grad), _grads(case, serial_grad), strict=True):
+        np.testing.assert_array_equal(got, expected)

@@ -285,6 +285,8 @@ _DETERMINISM_SCRIPT = """
 import json, sys
 import numpy as np
 import metricloss as ml
+from metricloss._kernels import numba_kernels
+numba_kernels.SERIAL_BELOW = 0  # the parallel kernels, at any size
 rng = np.random.default_rng(13)
 x = rng.standard_normal((96, 16)).astype(np.float32)
 labels = np.repeat(np.arange(24), 4)

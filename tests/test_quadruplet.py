@@ -312,6 +312,8 @@ _DETERMINISM_SCRIPT = """
 import json, sys
 import numpy as np
 import metricloss as ml
+from metricloss._kernels import numba_kernels
+numba_kernels.SERIAL_BELOW = 0  # the parallel kernels, at any size
 rng = np.random.default_rng(9)
 x = rng.standard_normal((512, 16)).astype(np.float32)
 out = {}
