@@ -28,9 +28,9 @@ from .distances import (
     SIMILARITIES,
     _paired_distances_vjp,
     _paired_similarities_vjp,
-    _pairs_vjp,
     _pairwise_distances_vjp,
     _pairwise_similarities_vjp,
+    _pull_entries,
 )
 
 
@@ -98,11 +98,8 @@ class LabelledBatch:
         """The gradients for a cotangent that is g[k] on entry (rows[k], cols[k]) of the matrix (repeated entries
         add up) and 0 elsewhere: pair by pair in O(K·F) while K·F <= B·R, else through a dense cotangent."""
         g = np.asarray(g, dtype=self.x.dtype)
-        if rows.size * self.x.shape[1] <= self.matrix.size:
-            return self.finish(_pairs_vjp(self.x, self.ref, rows, cols, g, self._paired_vjp, self.kernels))
-        dense = np.zeros_like(self.matrix)
-        np.add.at(dense, (rows, cols), g)
-        return self.pull(dense)
+        grads = _pull_entries(self.x, self.ref, rows, cols, g, self._paired_vjp, self._pullback, self.kernels)
+        return self.finish(grads)
 
     def pull_triplets(self, anchors, positives, negatives, slopes, weight):
         """The gradients for triplet terms ℓ(d_ap − d_an) with slopes s = ∂ℓ/∂d_ap = −∂ℓ/∂d_an, reduced with the

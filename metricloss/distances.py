@@ -143,6 +143,18 @@ def _pairs_vjp(x, y, rows, cols, g, paired_vjp, kernels):
     return grad_x if y is None else (grad_x, grad_y)
 
 
+def _pull_entries(x, y, rows, cols, g, paired_vjp, dense_pullback, kernels):
+    """∂L/∂x (y None) or (∂L/∂x, ∂L/∂y) for a cotangent that is g[k] on entry (rows[k], cols[k]) of a pairwise
+    matrix M(x, y) (repeated entries add up) and 0 elsewhere: pair by pair (:func:`_pairs_vjp`) in O(K·F) while
+    K·F is at most M's size, else gathered into a dense cotangent for ``dense_pullback`` (M's GEMM pullback)."""
+    n_cols = (x if y is None else y).shape[0]
+    if rows.size * x.shape[1] <= x.shape[0] * n_cols:
+        return _pairs_vjp(x, y, rows, cols, g, paired_vjp, kernels)
+    dense = np.zeros((x.shape[0], n_cols), dtype=x.dtype)
+    np.add.at(dense, (rows, cols), g)
+    return dense_pullback(dense)
+
+
 def _check_pair_of_embeddings(x, y, measure, name, options):
     x = check_embeddings(x, "x")
     check_option(measure, name, options)

@@ -367,6 +367,45 @@ def _case(id, loss, arg_names, arg_kinds, oracle, make_inputs, **options):
     return LossCase(id, loss, arg_names, arg_kinds, bound_oracle, make_inputs, hyper=hyper, **options)
 
 
+def _references_first(loss):
+    """``loss`` on a query-vs-reference batch as a function of (embeddings, ref_embeddings, labels, ref_labels):
+    the differentiable arrays first, as the contract wants them."""
+
+    def with_references_first(x, refs, labels, ref_labels, **hyper):
+        return loss(x, labels, ref_embeddings=refs, ref_labels=ref_labels, **hyper)
+
+    return with_references_first
+
+
+def _batch_case(family, id, loss, oracle, hyper, *, inactive, bad_hyper, literals=(), references=False):
+    """A loss on a labelled batch, ``family[id]``, or with ``references`` on a query-vs-reference batch,
+    ``family_references[id]``: the kernels' backends, rotation invariance, and translation invariance unless the
+    distance is the cosine."""
+    options = {
+        "hyper": hyper,
+        "literals": literals,
+        "inactive": inactive,
+        "translation_invariant": hyper.get("distance", "euclidean") != "cosine",
+        "rotation_invariant": True,
+        "bad_hyper": bad_hyper,
+        "backends": True,
+    }
+    if not references:
+        return _case(
+            f"{family}[{id}]", loss, ("embeddings", "labels"), (EMBEDDINGS, LABELS), oracle, _labelled_batch, **options
+        )
+    return _case(
+        f"{family}_references[{id}]",
+        _references_first(loss),
+        ("embeddings", "ref_embeddings", "labels", "ref_labels"),
+        (EMBEDDINGS, EMBEDDINGS, LABELS, LABELS),
+        oracle,
+        _query_reference_batch,
+        row_groups=(0, 1, 0, 1),  # queries and their labels; references and theirs
+        **options,
+    )
+
+
 _CONTRASTIVE_BAD = (
     _NEGATIVE_MARGIN,
     _BAD_REDUCTION,
@@ -378,23 +417,15 @@ _CONTRASTIVE_BAD = (
 
 
 def _contrastive(id, hyper, literals=()):
-    return _case(
-        f"contrastive[{id}]",
+    return _batch_case(
+        "contrastive",
+        id,
         ml.contrastive_loss,
-        ("embeddings", "labels"),
-        (EMBEDDINGS, LABELS),
         contrastive_oracle,
-        _labelled_batch,
-        hyper=hyper,
+        hyper,
         literals=literals,
         inactive=(_ONE_SAMPLE, _DUPLICATES_ONE_CLASS, _FAR_APART),
-        translation_invariant=hyper.get("distance", "euclidean") != "cosine",
-        rotation_invariant=True,
-        bad_hyper=(
-            *_CONTRASTIVE_BAD,
-            ({"backend": "cupy"}, ValueError, "backend must be one of 'numpy', 'numba'"),
-        ),
-        backends=True,
+        bad_hyper=(*_CONTRASTIVE_BAD, ({"backend": "cupy"}, ValueError, "backend must be one of 'numpy', 'numba'")),
     )
 
 
@@ -422,26 +453,16 @@ def _contrastive_references(id, hyper):
         "references far beyond the margin, none of a query's class",
         [np.zeros((2, 2)), np.full((3, 2), 5.0), np.array([0, 0]), np.array([1, 2, 3])],
     )
-    return _case(
-        f"contrastive_references[{id}]",
-        _contrastive_with_references_first,
-        ("embeddings", "ref_embeddings", "labels", "ref_labels"),
-        (EMBEDDINGS, EMBEDDINGS, LABELS, LABELS),
+    return _batch_case(
+        "contrastive",
+        id,
+        ml.contrastive_loss,
         contrastive_oracle,
-        _query_reference_batch,
-        hyper=hyper,
+        hyper,
         inactive=(unmatched,),
-        translation_invariant=hyper.get("distance", "euclidean") != "cosine",
-        rotation_invariant=True,
         bad_hyper=_CONTRASTIVE_BAD,
-        backends=True,
-        row_groups=(0, 1, 0, 1),
+        references=True,
     )
-
-
-def _contrastive_with_references_first(x, refs, labels, ref_labels, **hyper):
-    """contrastive_loss on a query-vs-reference batch, with the differentiable arrays first."""
-    return ml.contrastive_loss(x, labels, ref_embeddings=refs, ref_labels=ref_labels, **hyper)
 
 
 def _triplet_margin(id, hyper, literals=()):
@@ -519,11 +540,6 @@ def _hinge_embedding(id, hyper, literals=()):
     )
 
 
-def _with_references(x, refs, labels, ref_labels, **hyper):
-    """triplet_loss on a query-vs-reference batch, with the differentiable arrays first."""
-    return ml.triplet_loss(x, labels, ref_embeddings=refs, ref_labels=ref_labels, **hyper)
-
-
 _SEPARATED = (
     "two classes, far apart",
     [np.array([[0.0, 0.0], [0.0, 0.1], [10.0, 0.0], [10.0, 0.1]]), np.array([0, 0, 1, 1])],
@@ -548,20 +564,15 @@ def _triplet(id, hyper, literals=()):
         inactive.append(_FAR_APART)
     if not soft and hyper.get("distance") != "cosine":  # every triplet beyond the margin (softplus never is 0)
         inactive.append(_SEPARATED)
-    return _case(
-        f"triplet[{id}]",
+    return _batch_case(
+        "triplet",
+        id,
         ml.triplet_loss,
-        ("embeddings", "labels"),
-        (EMBEDDINGS, LABELS),
         triplet_oracle,
-        _labelled_batch,
-        hyper=hyper,
+        hyper,
         literals=literals,
         inactive=tuple(inactive),
-        translation_invariant=hyper.get("distance", "euclidean") != "cosine",
-        rotation_invariant=True,
         bad_hyper=_TRIPLET_BAD,
-        backends=True,
     )
 
 
@@ -570,20 +581,15 @@ def _triplet_with_references(id, hyper):
         "no reference shares a query's class",
         [np.zeros((2, 2)), np.ones((3, 2)), np.array([0, 0]), np.array([1, 2, 3])],
     )
-    return _case(
-        f"triplet_references[{id}]",
-        _with_references,
-        ("embeddings", "ref_embeddings", "labels", "ref_labels"),
-        (EMBEDDINGS, EMBEDDINGS, LABELS, LABELS),
+    return _batch_case(
+        "triplet",
+        id,
+        ml.triplet_loss,
         triplet_oracle,
-        _query_reference_batch,
-        hyper=hyper,
+        hyper,
         inactive=(unmatched,),
-        translation_invariant=hyper.get("distance", "euclidean") != "cosine",
-        rotation_invariant=True,
         bad_hyper=_TRIPLET_BAD,
-        backends=True,
-        row_groups=(0, 1, 0, 1),  # queries and their labels; references and theirs
+        references=True,
     )
 
 

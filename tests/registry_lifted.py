@@ -11,12 +11,8 @@ from registry import (
     _FAR_APART,
     _NEGATIVE_MARGIN,
     _ONE_SAMPLE,
-    EMBEDDINGS,
-    LABELS,
-    _case,
+    _batch_case,
     _distance,
-    _labelled_batch,
-    _query_reference_batch,
     _reduce,
 )
 
@@ -154,50 +150,32 @@ def _bad(with_incomplete_anchors):
     return tuple(bad)
 
 
-def _with_references(loss):
-    def with_references_first(x, refs, labels, ref_labels, **hyper):
-        """The loss on a query-vs-reference batch, with the differentiable arrays first."""
-        return loss(x, labels, ref_embeddings=refs, ref_labels=ref_labels, **hyper)
-
-    return with_references_first
-
-
 def _lifted(id, hyper, literals=()):
     inactive = [_ONE_SAMPLE, _DUPLICATES_ONE_CLASS, _FAR_APART]  # no pair; no negative pair; no positive pair
     if hyper.get("distance") != "cosine":
         inactive.append(_SEPARATED)
-    return _case(
-        f"lifted[{id}]",
+    return _batch_case(
+        "lifted",
+        id,
         ml.lifted_structure_loss,
-        ("embeddings", "labels"),
-        (EMBEDDINGS, LABELS),
         lifted_oracle,
-        _labelled_batch,
-        hyper=hyper,
+        hyper,
         literals=literals,
         inactive=tuple(inactive),
-        translation_invariant=hyper.get("distance", "euclidean") != "cosine",
-        rotation_invariant=True,
         bad_hyper=_bad(False),
-        backends=True,
     )
 
 
 def _lifted_with_references(id, hyper):
-    return _case(
-        f"lifted_references[{id}]",
-        _with_references(ml.lifted_structure_loss),
-        ("embeddings", "ref_embeddings", "labels", "ref_labels"),
-        (EMBEDDINGS, EMBEDDINGS, LABELS, LABELS),
+    return _batch_case(
+        "lifted",
+        id,
+        ml.lifted_structure_loss,
         lifted_oracle,
-        _query_reference_batch,
-        hyper=hyper,
+        hyper,
         inactive=(_UNMATCHED_FAR,),
-        translation_invariant=hyper.get("distance", "euclidean") != "cosine",
-        rotation_invariant=True,
         bad_hyper=_bad(False),
-        backends=True,
-        row_groups=(0, 1, 0, 1),
+        references=True,
     )
 
 
@@ -208,38 +186,28 @@ def _generalized(id, hyper, literals=()):
         inactive.append(_DUPLICATES_ONE_CLASS)
     if hyper.get("distance") != "cosine":
         inactive.append(_SEPARATED)
-    return _case(
-        f"generalized_lifted[{id}]",
+    return _batch_case(
+        "generalized_lifted",
+        id,
         ml.generalized_lifted_structure_loss,
-        ("embeddings", "labels"),
-        (EMBEDDINGS, LABELS),
         generalized_lifted_oracle,
-        _labelled_batch,
-        hyper=hyper,
+        hyper,
         literals=literals,
         inactive=tuple(inactive),
-        translation_invariant=hyper.get("distance", "euclidean") != "cosine",
-        rotation_invariant=True,
         bad_hyper=_bad(True),
-        backends=True,
     )
 
 
 def _generalized_with_references(id, hyper):
-    return _case(
-        f"generalized_lifted_references[{id}]",
-        _with_references(ml.generalized_lifted_structure_loss),
-        ("embeddings", "ref_embeddings", "labels", "ref_labels"),
-        (EMBEDDINGS, EMBEDDINGS, LABELS, LABELS),
+    return _batch_case(
+        "generalized_lifted",
+        id,
+        ml.generalized_lifted_structure_loss,
         generalized_lifted_oracle,
-        _query_reference_batch,
-        hyper=hyper,
+        hyper,
         inactive=(_UNMATCHED_FAR,),
-        translation_invariant=hyper.get("distance", "euclidean") != "cosine",
-        rotation_invariant=True,
         bad_hyper=_bad(True),
-        backends=True,
-        row_groups=(0, 1, 0, 1),
+        references=True,
     )
 
 

@@ -14,9 +14,10 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from pytorch_metric_learning import reducers as pml_reducers
 from registry_center import triplet_center_oracle
+from support import as_tuple, assert_same
 
 import metricloss as ml
-from metricloss.testing import TOLERANCES, assert_close, check_grad
+from metricloss.testing import assert_close, check_grad
 
 DTYPES = [np.float32, np.float64]
 REDUCERS = {"sum": pml_reducers.SumReducer, "mean": pml_reducers.MeanReducer, "mean_nonzero": None}
@@ -50,18 +51,6 @@ def pml_center_loss(x, labels, *, margin, power, reduction, centers=None):
     value.backward()
     grads = tuple(leaf.grad.numpy() for leaf in leaves)
     return value.item(), grads if centers is not None else grads[0]
-
-
-def as_tuple(grad):
-    return grad if isinstance(grad, tuple) else (grad,)
-
-
-def assert_same(ours, theirs, dtype, scale=1.0):
-    (value, grads), (expected_value, expected_grads) = ours, theirs
-    assert value == pytest.approx(scale * expected_value, rel=TOLERANCES[np.dtype(dtype)])
-    for got, expected in zip(as_tuple(grads), as_tuple(expected_grads), strict=True):
-        assert got.dtype == dtype
-        assert_close(got, scale * expected)
 
 
 # --- pytorch-metric-learning ----------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ GeneralizedLiftedStructureLoss (values and gradients, float32 and float64) with 
 numba on larger batches and with empty negative sets; stability for large margins and distances; O(B²) memory;
 the Numba kernels as plain Python."""
 
-import json
 import math
 import os
 import subprocess
@@ -13,46 +12,17 @@ import tracemalloc
 import numpy as np
 import pytest
 import registry  # noqa: F401  (first: it loads the family modules, registry_lifted among them, in order)
-import torch
-from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import reducers as pml_reducers
 from registry_lifted import generalized_lifted_oracle, lifted_oracle
+from support import assert_same, lp, pk_batch, pml_value_and_grad, results_with_one_and_two_numba_threads
 
 import metricloss as ml
 from metricloss._kernels import numba_kernels, numpy_kernels
-from metricloss.testing import TOLERANCES, assert_close, check_grad
+from metricloss.testing import assert_close, check_grad
 
 DTYPES = [np.float32, np.float64]
 LOSSES = {"lifted": ml.lifted_structure_loss, "generalized": ml.generalized_lifted_structure_loss}
-
-
-def pml_value_and_grad(loss, x, labels, refs=None, ref_labels=None):
-    """PML's loss and its autograd gradients, as NumPy (a tuple with references)."""
-    tensors = [torch.tensor(x, requires_grad=True)] + ([] if refs is None else [torch.tensor(refs, requires_grad=True)])
-    ref_kwargs = {} if refs is None else {"ref_emb": tensors[1], "ref_labels": torch.as_tensor(ref_labels)}
-    value = loss(tensors[0], torch.as_tensor(labels), **ref_kwargs)
-    value.backward()
-    grads = tuple(t.grad.numpy() for t in tensors)
-    return value.item(), grads if refs is not None else grads[0]
-
-
-def lp(power=1):
-    return pml_distances.LpDistance(normalize_embeddings=False, power=power)
-
-
-def assert_same(ours, theirs, dtype):
-    (value, grads), (expected_value, expected_grads) = ours, theirs
-    assert value == pytest.approx(expected_value, rel=TOLERANCES[np.dtype(dtype)])
-    grads = grads if isinstance(grads, tuple) else (grads,)
-    expected_grads = expected_grads if isinstance(expected_grads, tuple) else (expected_grads,)
-    for got, expected in zip(grads, expected_grads, strict=True):
-        assert got.dtype == dtype
-        assert_close(got, expected)
-
-
-def batch(rng, dtype, p=6, k=4, features=8, scale=0.5):
-    return (scale * rng.standard_normal((p * k, features))).astype(dtype), np.repeat(np.arange(p), k)
 
 
 # --- pytorch-metric-learning ----------------------------------------------------------------------------------
@@ -62,7 +32,7 @@ def batch(rng, dtype, p=6, k=4, features=8, scale=0.5):
 @pytest.mark.parametrize(("power", "distance"), [(1, "euclidean"), (2, "sqeuclidean")])
 def test_lifted_equals_pml_lifted_structure_loss(dtype, power, distance):
     """PML's mean over ordered pairs of ½[J]₊² is the paper's 1/(2|P|) Σ over unordered pairs of [J]₊²."""
-    x, labels = batch(np.random.default_rng(0), dtype)
+    x, labels = pk_batch(np.random.default_rng(0), dtype)
     theirs = pml_value_and_grad(pml_losses.LiftedStructureLoss(neg_margin=0.8, distance=lp(power)), x, labels)
     assert_same(ml.lifted_structure_loss(x, labels, margin=0.8, distance=distance), theirs, dtype)
 
@@ -70,7 +40,7 @@ def test_lifted_equals_pml_lifted_structure_loss(dtype, power, distance):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("power", "distance"), [(1, "euclidean"), (2, "sqeuclidean")])
 def test_generalized_equals_pml_with_incomplete_anchors_kept(dtype, power, distance):
-    x, labels = batch(np.random.default_rng(1), dtype)
+    x, labels = pk_batch(np.random.default_rng(1), dtype)
     labels[-1] = 99  # an anchor without positive: PML keeps it, with its empty positive log-sum-exp taken as 0
     loss = pml_losses.GeneralizedLiftedStructureLoss(neg_margin=1.2, distance=lp(power))
     theirs = pml_value_and_grad(loss, x, labels)
@@ -81,7 +51,7 @@ def test_generalized_equals_pml_with_incomplete_anchors_kept(dtype, power, dista
 def test_pml_keeps_an_anchor_without_positive_which_the_paper_drops():
     """PML's value · B = (the paper's mean over complete anchors) · (B − 1) + [log Σ_n e^{m − D_an}]₊ of the
     incomplete anchor: the one difference between incomplete_anchors="keep" and "drop"."""
-    x, labels = batch(np.random.default_rng(2), np.float64)
+    x, labels = pk_batch(np.random.default_rng(2), np.float64)
     labels[-1] = 99
     theirs, _ = pml_value_and_grad(pml_losses.GeneralizedLiftedStructureLoss(distance=lp()), x, labels)
     dropped, _ = ml.generalized_lifted_structure_loss(x, labels)
@@ -96,7 +66,7 @@ def test_pml_keeps_an_anchor_without_positive_which_the_paper_drops():
 @pytest.mark.parametrize("name", LOSSES)
 def test_pml_margins_enter_only_as_their_difference(name):
     """J (and the generalized term) is shifted by neg_margin and by −pos_margin: PML's (1.3, 0.4) is margin 0.9."""
-    x, labels = batch(np.random.default_rng(3), np.float64)
+    x, labels = pk_batch(np.random.default_rng(3), np.float64)
     pml_class = {"lifted": pml_losses.LiftedStructureLoss, "generalized": pml_losses.GeneralizedLiftedStructureLoss}
     theirs = pml_value_and_grad(pml_class[name](neg_margin=1.3, pos_margin=0.4, distance=lp()), x, labels)
     extra = {"incomplete_anchors": "keep"} if name == "generalized" else {}
@@ -142,7 +112,7 @@ def _lifted_j(x, labels, margin):
 
 @pytest.mark.parametrize("name", LOSSES)
 def test_pml_default_distance_normalises_the_embeddings_and_metricloss_never_does(name):
-    x, labels = batch(np.random.default_rng(5), np.float64)
+    x, labels = pk_batch(np.random.default_rng(5), np.float64)
     pml_class = {"lifted": pml_losses.LiftedStructureLoss, "generalized": pml_losses.GeneralizedLiftedStructureLoss}
     theirs, _ = pml_value_and_grad(pml_class[name](), x, labels)
     extra = {"incomplete_anchors": "keep"} if name == "generalized" else {}
@@ -155,8 +125,8 @@ def test_pml_default_distance_normalises_the_embeddings_and_metricloss_never_doe
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_generalized_with_references_equals_pml_ref_emb(dtype):
     rng = np.random.default_rng(6)
-    x, labels = batch(rng, dtype, p=5, k=3)
-    refs, ref_labels = batch(rng, dtype, p=6, k=4)
+    x, labels = pk_batch(rng, dtype, p=5, k=3)
+    refs, ref_labels = pk_batch(rng, dtype, p=6, k=4)
     labels[0] = 7  # a query without positive reference: kept
     theirs = pml_value_and_grad(
         pml_losses.GeneralizedLiftedStructureLoss(neg_margin=0.7, distance=lp()), x, labels, refs, ref_labels
@@ -186,8 +156,8 @@ def test_lifted_with_references_differs_from_pml_which_mixes_query_and_reference
     from the query rows i and j; metricloss takes query i's row and reference j's column, as the paper's
     definition (negative pairs through either end of the positive pair) reads on a query-vs-reference batch."""
     rng = np.random.default_rng(7)
-    x, labels = batch(rng, np.float64, p=4, k=3)
-    refs, ref_labels = batch(rng, np.float64, p=4, k=4)
+    x, labels = pk_batch(rng, np.float64, p=4, k=3)
+    refs, ref_labels = pk_batch(rng, np.float64, p=4, k=4)
     theirs, _ = pml_value_and_grad(
         pml_losses.LiftedStructureLoss(neg_margin=1.0, distance=lp()), x, labels, refs, ref_labels
     )
@@ -221,7 +191,7 @@ def test_a_query_without_negatives_still_pairs_through_its_reference_column(back
 def test_large_margins_and_distances_neither_overflow_nor_underflow(backend, scale, margin):
     """e^{800 − D} overflows float64 and e^{1 − 10⁴} underflows to 0: the shifted log-sum-exps do neither, and
     the values equal the oracle's (itself shifted); tiny distances with no margin still give finite gradients."""
-    x, labels = batch(np.random.default_rng(9), np.float64, p=3, k=3, features=4, scale=scale)
+    x, labels = pk_batch(np.random.default_rng(9), np.float64, p=3, k=3, features=4, scale=scale)
     for name, oracle in (("lifted", lifted_oracle), ("generalized", generalized_lifted_oracle)):
         value, grad = LOSSES[name](x, labels, margin=margin, backend=backend)
         assert value == pytest.approx(oracle(x, labels, margin=margin), rel=1e-9)
@@ -237,7 +207,7 @@ _SHAPES = pytest.mark.parametrize(("p", "k"), [(12, 4), (2, 20), (5, 1)], ids=["
 @pytest.mark.parametrize("distance", ["euclidean", "sqeuclidean", "cosine"])
 @_SHAPES
 def test_numba_equals_numpy_and_the_oracle(name, distance, p, k):
-    x, labels = batch(np.random.default_rng(10), np.float64, p=p, k=k, features=5)
+    x, labels = pk_batch(np.random.default_rng(10), np.float64, p=p, k=k, features=5)
     x[1] = x[0]  # a duplicate: a zero distance in the divisions
     value, grad = LOSSES[name](x, labels, distance=distance, backend="numba")
     reference_value, reference_grad = LOSSES[name](x, labels, distance=distance, backend="numpy")
@@ -252,8 +222,8 @@ def test_numba_equals_numpy_and_the_oracle(name, distance, p, k):
 def test_numba_equals_numpy_with_references(name, distance):
     """100 queries and 90 references: the Numba kernels' 32 × 32 tiles do not divide the matrix."""
     rng = np.random.default_rng(11)
-    x, labels = batch(rng, np.float64, p=25, k=4, features=5)
-    refs, ref_labels = batch(rng, np.float64, p=30, k=3, features=5)
+    x, labels = pk_batch(rng, np.float64, p=25, k=4, features=5)
+    refs, ref_labels = pk_batch(rng, np.float64, p=30, k=3, features=5)
     value, grads = LOSSES[name](
         x, labels, distance=distance, ref_embeddings=refs, ref_labels=ref_labels, backend="numba"
     )
@@ -268,7 +238,7 @@ def test_numba_equals_numpy_with_references(name, distance):
 @pytest.mark.parametrize("name", LOSSES)
 @_SHAPES
 def test_gradients_on_larger_batches_match_central_differences(name, p, k):
-    x, labels = batch(np.random.default_rng(12), np.float64, p=p, k=k, features=6)
+    x, labels = pk_batch(np.random.default_rng(12), np.float64, p=p, k=k, features=6)
     check_grad(lambda e: LOSSES[name](e, labels, margin=0.5), x, rtol=1e-6)
 
 
@@ -299,14 +269,8 @@ json.dump(out, sys.stdout)
 
 
 def test_results_are_bitwise_equal_with_one_and_two_numba_threads():
-    results = []
-    for threads in ("1", "2"):
-        env = {**os.environ, "NUMBA_NUM_THREADS": threads}
-        run = subprocess.run(
-            [sys.executable, "-c", _DETERMINISM_SCRIPT], env=env, capture_output=True, text=True, check=True
-        )
-        results.append(json.loads(run.stdout))
-    assert results[0] == results[1]
+    one_thread, two_threads = results_with_one_and_two_numba_threads(_DETERMINISM_SCRIPT)
+    assert one_thread == two_threads
 
 
 @pytest.mark.parametrize("name", LOSSES)

@@ -18,6 +18,7 @@ from pytorch_metric_learning import reducers as pml_reducers
 from pytorch_metric_learning import regularizers as pml_regularizers
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 from registry_npair import npair_batch_oracle, npair_oracle
+from support import assert_same, pml_value_and_grad
 
 import metricloss as ml
 from metricloss.testing import TOLERANCES, assert_close, check_grad
@@ -32,22 +33,8 @@ def batch(rng, dtype, p=6, k=4, features=8, scale=0.5):
     return (scale * rng.standard_normal((labels.size, features))).astype(dtype), labels
 
 
-def pml_value_and_grad(loss, x, labels):
-    tensor = torch.tensor(x, requires_grad=True)
-    value = loss(tensor, torch.as_tensor(labels))
-    value.backward()
-    return value.item(), tensor.grad.numpy()
-
-
 def dot(normalize=False):
     return pml_distances.DotProductSimilarity(normalize_embeddings=normalize)
-
-
-def assert_same(ours, theirs, dtype):
-    (value, grad), (expected_value, expected_grad) = ours, theirs
-    assert value == pytest.approx(expected_value, rel=TOLERANCES[np.dtype(dtype)])
-    assert grad.dtype == dtype
-    assert_close(grad, expected_grad)
 
 
 # --- pytorch-metric-learning ----------------------------------------------------------------------------------

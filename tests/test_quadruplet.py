@@ -4,7 +4,6 @@ of other codebases pinned, the pair kernel (both backends, both paths) against a
 determinism, O(B²) memory and the kernels as plain Python."""
 
 import itertools
-import json
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 from registry import REGISTRY
 from registry_quadruplet import quadruplet_oracle
+from support import results_with_one_and_two_numba_threads
 
 import metricloss as ml
 from metricloss._batch import class_index
@@ -326,14 +326,8 @@ json.dump(out, sys.stdout)
 
 
 def test_results_are_bitwise_equal_with_one_and_two_numba_threads():
-    results = []
-    for threads in ("1", "2"):
-        env = {**os.environ, "NUMBA_NUM_THREADS": threads}
-        run = subprocess.run(
-            [sys.executable, "-c", _DETERMINISM_SCRIPT], env=env, capture_output=True, text=True, check=True
-        )
-        results.append(json.loads(run.stdout))
-    assert results[0] == results[1]
+    one_thread, two_threads = results_with_one_and_two_numba_threads(_DETERMINISM_SCRIPT)
+    assert one_thread == two_threads
 
 
 @pytest.mark.parametrize("mining", ml.QUADRUPLET_MININGS)

@@ -1,7 +1,6 @@
 """triplet_loss beyond the contract: parity with pytorch-metric-learning's TripletMarginLoss and miners, both
 kernel paths (sweep and sort) against the loop oracle, determinism across thread counts, and O(B²) memory."""
 
-import json
 import os
 import subprocess
 import sys
@@ -9,15 +8,14 @@ import tracemalloc
 
 import numpy as np
 import pytest
-import torch
-from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from registry import triplet_oracle
+from support import assert_same, lp, pk_batch, pml_value_and_grad, results_with_one_and_two_numba_threads
 
 import metricloss as ml
 from metricloss._kernels import numba_kernels
-from metricloss.testing import TOLERANCES, assert_close
+from metricloss.testing import assert_close
 
 DTYPES = [np.float32, np.float64]
 
@@ -26,85 +24,51 @@ def pk_labels(p, k):
     return np.repeat(np.arange(p), k)
 
 
-def pml_value_and_grad(loss, miner, x, labels, refs=None, ref_labels=None):
-    """PML's loss (after its miner) and the autograd gradients, as NumPy."""
-    tensors = [torch.tensor(x, requires_grad=True)] + (
-        [torch.tensor(refs, requires_grad=True)] if refs is not None else []
-    )
-    label_tensor = torch.as_tensor(labels)
-    ref_kwargs = {} if refs is None else {"ref_emb": tensors[1], "ref_labels": torch.as_tensor(ref_labels)}
-    indices = None if miner is None else miner(tensors[0], label_tensor, **ref_kwargs)
-    value = loss(tensors[0], label_tensor, indices, **ref_kwargs)
-    value.backward()
-    grads = tuple(t.grad.numpy() for t in tensors)
-    return value.item(), grads if refs is not None else grads[0]
-
-
-def lp(power=1):
-    return pml_distances.LpDistance(normalize_embeddings=False, power=power)
-
-
-def assert_same(ours, theirs, dtype):
-    (value, grads), (expected_value, expected_grads) = ours, theirs
-    assert value == pytest.approx(expected_value, rel=TOLERANCES[np.dtype(dtype)])
-    grads = grads if isinstance(grads, tuple) else (grads,)
-    expected_grads = expected_grads if isinstance(expected_grads, tuple) else (expected_grads,)
-    for got, expected in zip(grads, expected_grads, strict=True):
-        assert got.dtype == dtype
-        assert_close(got, expected)
-
-
-def batch(rng, dtype, p=6, k=4, features=8, scale=0.5):
-    return (scale * rng.standard_normal((p * k, features))).astype(dtype), pk_labels(p, k)
-
-
 # --- pytorch-metric-learning ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("power", [1, 2])
 def test_batch_all_equals_pml_triplet_margin_loss(dtype, power):
-    x, labels = batch(np.random.default_rng(0), dtype)
-    theirs = pml_value_and_grad(pml_losses.TripletMarginLoss(margin=0.4, distance=lp(power)), None, x, labels)
+    x, labels = pk_batch(np.random.default_rng(0), dtype)
+    theirs = pml_value_and_grad(pml_losses.TripletMarginLoss(margin=0.4, distance=lp(power)), x, labels)
     distance = "euclidean" if power == 1 else "sqeuclidean"
     assert_same(ml.triplet_loss(x, labels, margin=0.4, distance=distance), theirs, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_batch_hard_equals_pml_batch_hard_miner(dtype):
-    x, labels = batch(np.random.default_rng(1), dtype)
+    x, labels = pk_batch(np.random.default_rng(1), dtype)
     labels[-1] = 99  # an anchor with no positive: PML's miner drops it, as does incomplete_anchors="drop"
     loss = pml_losses.TripletMarginLoss(margin=0.5, distance=lp())
-    theirs = pml_value_and_grad(loss, pml_miners.BatchHardMiner(distance=lp()), x, labels)
+    theirs = pml_value_and_grad(loss, x, labels, miner=pml_miners.BatchHardMiner(distance=lp()))
     ours = ml.triplet_loss(x, labels, mining="hard", margin=0.5, reduction="mean_nonzero")
     assert_same(ours, theirs, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_soft_batch_hard_equals_pml_smooth_loss_which_keeps_the_margin(dtype):
-    x, labels = batch(np.random.default_rng(2), dtype)
+    x, labels = pk_batch(np.random.default_rng(2), dtype)
     loss = pml_losses.TripletMarginLoss(margin=0.2, smooth_loss=True, distance=lp())
-    theirs = pml_value_and_grad(loss, pml_miners.BatchHardMiner(distance=lp()), x, labels)
+    theirs = pml_value_and_grad(loss, x, labels, miner=pml_miners.BatchHardMiner(distance=lp()))
     ours = ml.triplet_loss(x, labels, mining="hard", soft=True, margin=0.2, reduction="mean_nonzero")
     assert_same(ours, theirs, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_all_semihard_equals_pml_triplet_margin_miner_semihard(dtype):
-    x, labels = batch(np.random.default_rng(3), dtype)
+    x, labels = pk_batch(np.random.default_rng(3), dtype)
     miner = pml_miners.TripletMarginMiner(margin=0.6, type_of_triplets="semihard", distance=lp())
-    theirs = pml_value_and_grad(pml_losses.TripletMarginLoss(margin=0.6, distance=lp()), miner, x, labels)
+    theirs = pml_value_and_grad(pml_losses.TripletMarginLoss(margin=0.6, distance=lp()), x, labels, miner=miner)
     assert_same(ml.triplet_loss(x, labels, mining="all_semihard", margin=0.6), theirs, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_query_vs_reference_equals_pml_with_ref_emb(dtype):
     rng = np.random.default_rng(4)
-    x, labels = batch(rng, dtype, p=5, k=3)
-    refs, ref_labels = batch(rng, dtype, p=5, k=4)
-    theirs = pml_value_and_grad(
-        pml_losses.TripletMarginLoss(margin=0.5, distance=lp()), None, x, labels, refs, ref_labels
-    )
+    x, labels = pk_batch(rng, dtype, p=5, k=3)
+    refs, ref_labels = pk_batch(rng, dtype, p=5, k=4)
+    theirs = pml_value_and_grad(pml_losses.TripletMarginLoss(margin=0.5, distance=lp()), x, labels, refs, ref_labels)
     ours = ml.triplet_loss(x, labels, margin=0.5, ref_embeddings=refs, ref_labels=ref_labels)
     assert_same(ours, theirs, dtype)
 
@@ -112,7 +76,7 @@ def test_query_vs_reference_equals_pml_with_ref_emb(dtype):
 def test_references_equal_to_the_batch_keep_the_self_pairs():
     """A reference set is another set, even when equal to the batch: no pair is excluded (PML decides by object
     identity, its issue #488). Within the batch, the diagonal is excluded."""
-    x, labels = batch(np.random.default_rng(5), np.float64, p=3, k=2)
+    x, labels = pk_batch(np.random.default_rng(5), np.float64, p=3, k=2)
     within, _ = ml.triplet_loss(x, labels, mining="all", margin=0.1, reduction="mean")
     against_copy, _ = ml.triplet_loss(
         x, labels, mining="all", margin=0.1, reduction="mean", ref_embeddings=x.copy(), ref_labels=labels
@@ -132,7 +96,7 @@ def test_references_equal_to_the_batch_keep_the_self_pairs():
 def test_kernels_equal_the_loop_oracle_to_1e_12(backend, mining, p, k):
     """(12, 4) takes the per-positive sweep; 30 or 40 samples per class take the sort-and-search path."""
     assert (k - 1 <= numba_kernels.SWEEP_MAX_POSITIVES) == (k == 4)
-    x, labels = batch(np.random.default_rng(6), np.float64, p=p, k=k, features=5)
+    x, labels = pk_batch(np.random.default_rng(6), np.float64, p=p, k=k, features=5)
     value, _ = ml.triplet_loss(x, labels, mining=mining, margin=0.3, backend=backend)
     assert value == pytest.approx(triplet_oracle(x, labels, mining=mining, margin=0.3), rel=1e-12)
 
@@ -140,7 +104,7 @@ def test_kernels_equal_the_loop_oracle_to_1e_12(backend, mining, p, k):
 @pytest.mark.parametrize("mining", ml.MININGS)
 @pytest.mark.parametrize(("p", "k"), [(12, 4), (2, 40)])
 def test_numba_gradient_equals_numpy_gradient(mining, p, k):
-    x, labels = batch(np.random.default_rng(7), np.float64, p=p, k=k, features=5)
+    x, labels = pk_batch(np.random.default_rng(7), np.float64, p=p, k=k, features=5)
     value, grad = ml.triplet_loss(x, labels, mining=mining, margin=0.3, backend="numba")
     reference_value, reference_grad = ml.triplet_loss(x, labels, mining=mining, margin=0.3, backend="numpy")
     assert value == pytest.approx(reference_value, rel=1e-12)
@@ -148,7 +112,7 @@ def test_numba_gradient_equals_numpy_gradient(mining, p, k):
 
 
 def test_same_input_gives_bitwise_the_same_result():
-    x, labels = batch(np.random.default_rng(8), np.float32, p=16, k=4, features=16)
+    x, labels = pk_batch(np.random.default_rng(8), np.float32, p=16, k=4, features=16)
     first = ml.triplet_loss(x, labels)
     for _ in range(3):
         again = ml.triplet_loss(x, labels)
@@ -176,14 +140,8 @@ json.dump(out, sys.stdout)
 
 
 def test_results_are_bitwise_equal_with_one_and_two_numba_threads():
-    results = []
-    for threads in ("1", "2"):
-        env = {**os.environ, "NUMBA_NUM_THREADS": threads}
-        run = subprocess.run(
-            [sys.executable, "-c", _DETERMINISM_SCRIPT], env=env, capture_output=True, text=True, check=True
-        )
-        results.append(json.loads(run.stdout))
-    assert results[0] == results[1]
+    one_thread, two_threads = results_with_one_and_two_numba_threads(_DETERMINISM_SCRIPT)
+    assert one_thread == two_threads
 
 
 @pytest.mark.parametrize("mining", ml.MININGS)
@@ -206,7 +164,7 @@ def test_one_triplet_per_anchor_or_pair_pulls_back_sparsely_or_densely_with_the_
     """Few triplets go through the pair-by-pair VJP, many through a dense cotangent: both match differences."""
     from metricloss.testing import check_grad
 
-    x, labels = batch(np.random.default_rng(11), np.float64, p=p, k=k, features=features)
+    x, labels = pk_batch(np.random.default_rng(11), np.float64, p=p, k=k, features=features)
     check_grad(lambda e: ml.triplet_loss(e, labels, mining=mining, margin=0.4), x, rtol=1e-6)
 
 

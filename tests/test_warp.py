@@ -9,7 +9,6 @@ do:  python3 -m venv .venv-lightfm && .venv-lightfm/bin/pip install setuptools w
 install -e . && .venv-lightfm/bin/python -m pytest tests/test_warp.py -k lightfm
 """
 
-import json
 import math
 import os
 import re
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 import registry  # noqa: F401  (first: it loads the family modules, registry_warp among them, in order)
 from registry_warp import warp_embedding_oracle, warp_oracle
+from support import results_with_one_and_two_numba_threads
 
 import metricloss as ml
 from metricloss._kernels import numba_kernels, numpy_kernels
@@ -169,14 +169,8 @@ json.dump(out, sys.stdout)
 
 
 def test_results_are_bitwise_equal_with_one_and_two_numba_threads():
-    results = []
-    for threads in ("1", "2"):
-        env = {**os.environ, "NUMBA_NUM_THREADS": threads}
-        run = subprocess.run(
-            [sys.executable, "-c", _THREADS_SCRIPT], env=env, capture_output=True, text=True, check=True
-        )
-        results.append(json.loads(run.stdout))
-    assert results[0] == results[1]
+    one_thread, two_threads = results_with_one_and_two_numba_threads(_THREADS_SCRIPT)
+    assert one_thread == two_threads
 
 
 _PURE_PYTHON_SCRIPT = """

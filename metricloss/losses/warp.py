@@ -27,7 +27,7 @@ from .._validation import (
     check_same_width,
     promote,
 )
-from ..distances import _paired_similarities_vjp, _pairs_vjp, _pairwise_similarities_vjp
+from ..distances import _paired_similarities_vjp, _pairwise_similarities_vjp, _pull_entries
 
 WARP_SAMPLINGS = ("random", "index", "exact")
 WARP_WEIGHTINGS = ("harmonic", "log")
@@ -322,14 +322,11 @@ def warp_embedding_loss(
         value, rows, cols, g = _sampled_warp(
             queries, items, True, relevance, margin, sampling == "random", max_trials, weights, reduction, rng, kernels
         )
+        # Two entries per pair: pulled back pair by pair, or where there are many, through the dense rule of the
+        # dot similarity's VJP, ∂L/∂X = G Y and ∂L/∂Y = Gᵀ X (metricloss.distances).
+        paired_dot = functools.partial(_paired_similarities_vjp, similarity="dot")
         g = g.astype(queries.dtype)
-        if rows.size * queries.shape[1] <= relevance.size:  # two entries per pair: pulled back pair by pair
-            paired_dot = functools.partial(_paired_similarities_vjp, similarity="dot")
-            grads = _pairs_vjp(queries, items, rows, cols, g, paired_dot, kernels)
-        else:  # ∂L/∂X = G Y, ∂L/∂Y = Gᵀ X (the dot similarity's VJP, metricloss.distances), G dense
-            dense = np.zeros(relevance.shape, dtype=queries.dtype)
-            np.add.at(dense, (rows, cols), g)
-            grads = dense @ items, dense.T @ queries
+        grads = _pull_entries(queries, items, rows, cols, g, paired_dot, lambda G: (G @ items, G.T @ queries), kernels)
     return value, tuple(grad.astype(dtype, copy=False) for grad, dtype in zip(grads, dtypes, strict=True))
 
 
