@@ -253,8 +253,11 @@ def main(argv=None):
             "minus the resident set before it. The floor is one B×B×128 GEMM for the distances plus one for the "
             "gradient. PML is pytorch-metric-learning with `LpDistance(normalize_embeddings=False)` "
             "(N-pair: `DotProductSimilarity(normalize_embeddings=False)`), default reducers; its configurations "
-            "match metricloss's as the loss docstrings state (the parity tests pin them). N-pair takes the B rows "
-            "as B/2 (anchor, positive) pairs for metricloss; PML forms its own pairs from the labels.\n\n"
+            "match metricloss's as the loss docstrings state (the parity tests pin them). N-pair: both take one "
+            "pair per class from the labelled batch (`npair_loss(x, labels=labels)`, `NPairsLoss`). Triplet-center: "
+            "PML's twin is `TripletMarginLoss(margin=5, distance=LpDistance(power=2))` after `BatchHardMiner`, "
+            "against the centres (`ref_emb`); metricloss's `halved=False, distance='sqeuclidean', "
+            "reduction='mean_nonzero'`. Generalized lifted: `incomplete_anchors='keep'`, as PML.\n\n"
             + header
             + "\n"
             + "\n".join(rows)
