@@ -7,13 +7,12 @@ import tracemalloc
 
 import numpy as np
 import pytest
-import registry  # noqa: F401  (first: it loads the family modules, registry_center among them, in order)
 import torch
 from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from pytorch_metric_learning import reducers as pml_reducers
-from registry_center import triplet_center_oracle
+from registry.center import triplet_center_oracle
 from support import as_tuple, assert_same
 
 import metricloss as ml

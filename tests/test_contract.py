@@ -1,4 +1,4 @@
-"""The contract every registered loss must pass (tests/registry.py lists them), rung by rung:
+"""The contract every registered loss must pass (tests/registry/ lists them), rung by rung:
 literals → oracle → finite differences → invariances → dtypes → nothing active / edge cases → bad input →
 hypothesis properties → backend parity."""
 
@@ -49,7 +49,7 @@ def _bound(case, arrays):
 
 @cases
 def test_hand_computed_literals(case):
-    """Each literal's value (and gradient, where computed by hand) comes from the arithmetic in registry.py."""
+    """Each literal's value (and gradient, where computed by hand) comes from the arithmetic in the registry."""
     for arrays, expected_value, expected_grads in case.literals:
         value, grad = case(*arrays)
         assert value == pytest.approx(expected_value, rel=1e-12, abs=1e-15)

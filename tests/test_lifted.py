@@ -11,10 +11,9 @@ import tracemalloc
 
 import numpy as np
 import pytest
-import registry  # noqa: F401  (first: it loads the family modules, registry_lifted among them, in order)
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import reducers as pml_reducers
-from registry_lifted import generalized_lifted_oracle, lifted_oracle
+from registry.lifted import generalized_lifted_oracle, lifted_oracle
 from support import assert_same, lp, pk_batch, pml_value_and_grad, results_with_one_and_two_numba_threads
 
 import metricloss as ml

@@ -8,7 +8,6 @@ import tracemalloc
 
 import numpy as np
 import pytest
-import registry  # noqa: F401  (load the registry first: registry_npair imports from it)
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,7 +16,7 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import reducers as pml_reducers
 from pytorch_metric_learning import regularizers as pml_regularizers
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
-from registry_npair import npair_batch_oracle, npair_oracle
+from registry.npair import npair_batch_oracle, npair_oracle
 from support import assert_same, pml_value_and_grad
 
 import metricloss as ml

@@ -15,7 +15,7 @@ import torch
 from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 from registry import REGISTRY
-from registry_quadruplet import quadruplet_oracle
+from registry.quadruplet import quadruplet_oracle
 from support import results_with_one_and_two_numba_threads
 
 import metricloss as ml

@@ -1,6 +1,6 @@
 """WARP beyond the contract: the sampler's statistics and reproducibility (backends, thread counts, plain Python),
 the embedding form against the score form, the cases the contract cannot take yet (random sampling; the embedding
-form: see registry_warp.py), memory, relevance_matrix, and parity with LightFM.
+form: see registry/warp.py), memory, relevance_matrix, and parity with LightFM.
 
 The LightFM tests need ``lightfm``, which does not live in the main environment (its 1.17 sdist only builds with
 ``pip install --no-use-pep517 --no-build-isolation`` on Python 3.11); they run in their own, as the TF-Addons tests
@@ -18,8 +18,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-import registry  # noqa: F401  (first: it loads the family modules, registry_warp among them, in order)
-from registry_warp import warp_embedding_oracle, warp_oracle
+from registry.warp import warp_embedding_oracle, warp_oracle
 from support import results_with_one_and_two_numba_threads
 
 import metricloss as ml

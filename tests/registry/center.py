@@ -1,10 +1,13 @@
-"""Contract cases for the triplet-center loss (see registry.py): learnable centres (a CENTERS argument, rows of
+"""Contract cases for the triplet-center loss (see registry/core.py): learnable centres (a CENTERS argument, rows of
 their own) and batch centres (the class means of the batch), every distance and reduction, both halvings."""
 
 import math
 
 import numpy as np
-from registry import (
+
+import metricloss as ml
+
+from .core import (
     _BAD_REDUCTION,
     _DUPLICATES_ONE_CLASS,
     _NEGATIVE_MARGIN,
@@ -17,8 +20,6 @@ from registry import (
     _labelled_batch,
     _reduce,
 )
-
-import metricloss as ml
 
 # ---------------------------------------------------------------------------------------------------------------
 # The oracle: the paper's formula, term by term, in plain Python.

@@ -1,4 +1,4 @@
-"""Contract cases for WARP (see registry.py): ``warp_loss`` on a score matrix and ``warp_embedding_loss`` on two
+"""Contract cases for WARP (see registry/core.py): ``warp_loss`` on a score matrix and ``warp_embedding_loss`` on two
 embedding sets, with every sampling (random, index, exact), both weightings, a cap on the draws and every reduction.
 
 Two kinds of case tell the contract more than their arguments' kinds (``LossCase.permutable_groups`` and
@@ -19,9 +19,10 @@ import dataclasses
 import math
 
 import numpy as np
-from registry import _BAD_REDUCTION, _NEGATIVE_MARGIN, EMBEDDINGS, RELEVANCE, SCORE_MATRIX, _case
 
 import metricloss as ml
+
+from .core import _BAD_REDUCTION, _NEGATIVE_MARGIN, EMBEDDINGS, RELEVANCE, SCORE_MATRIX, _case
 
 # ---------------------------------------------------------------------------------------------------------------
 # Oracles: loops over math, from the docstring's formula and the documented sampling scheme.

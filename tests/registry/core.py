@@ -1,10 +1,10 @@
-"""The contract registry: every public loss, once per configuration, with what the ladder in
-``test_contract.py`` needs to test it.
+"""The contract registry's core: the kinds of arguments, ``LossCase`` and the helpers that build cases, and the cases
+of the pair losses and the triplet family; the other families' cases are in the modules beside this one.
 
 A ``LossCase`` gives the loss bound to its hyper-parameters, a factory of valid random inputs, a deliberately
 slow per-term oracle in float64 (plain Python loops over ``math``, written from the docstring's formula and
 sharing no code with metricloss), literal cases computed by hand, inputs where nothing is active, and which
-invariances hold. Adding a loss means adding entries here: the ladder then runs on them.
+invariances hold.
 """
 
 import functools
@@ -593,7 +593,7 @@ def _triplet_with_references(id, hyper):
     )
 
 
-REGISTRY = [
+CASES = [
     _contrastive("hadsell", {}, literals=(([_ABC, _ABC_LABELS], _ABC_HADSELL, (_ABC_HADSELL_GRAD,)),)),
     _contrastive(
         "linear-pml",
@@ -664,7 +664,7 @@ REGISTRY = [
     _triplet_margin("l3-swap-mean_nonzero", {"p": 3, "swap": True, "reduction": "mean_nonzero", "margin": 0.5}),
 ]
 
-REGISTRY += [
+CASES += [
     _triplet("all", {}, literals=(([_ABCD, _ABCD_LABELS], (11.2 - 2 * _R - _S_) / 6, None),)),
     _triplet("all-sqeuclidean-mean", {"distance": "sqeuclidean", "reduction": "mean", "margin": 0.5}),
     _triplet("hard", {"mining": "hard"}, literals=(([_ABCD, _ABCD_LABELS], (4.8 - _R) / 4, (_ABCD_HARD_GRAD,)),)),
@@ -680,16 +680,3 @@ REGISTRY += [
     _triplet_with_references("hard-keep", {"mining": "hard", "incomplete_anchors": "keep"}),
     _triplet_with_references("semihard-sqeuclidean", {"mining": "semihard", "distance": "sqeuclidean"}),
 ]
-
-REGISTRY_IDS = [case.id for case in REGISTRY]
-
-# The families of the seeds' pair-based losses each keep their cases (inputs, oracle, literals) in a module of
-# their own beside this one; they import the kinds and helpers above, so they are added last.
-from registry_center import CASES as _CENTER  # noqa: E402
-from registry_lifted import CASES as _LIFTED  # noqa: E402
-from registry_npair import CASES as _NPAIR  # noqa: E402
-from registry_quadruplet import CASES as _QUADRUPLET  # noqa: E402
-from registry_warp import CASES as _WARP  # noqa: E402
-
-REGISTRY += [*_CENTER, *_NPAIR, *_QUADRUPLET, *_LIFTED, *_WARP]
-REGISTRY_IDS = [case.id for case in REGISTRY]

@@ -1,11 +1,14 @@
-"""Contract cases for the lifted structure family (see registry.py): Oh Song et al.'s lifted structured loss and
+"""Contract cases for the lifted structure family (see registry/core.py): Oh Song et al.'s lifted structured loss and
 Hermans et al.'s generalized lifted structure loss, within one batch and query-vs-reference, every distance,
 reduction and incomplete-anchor convention."""
 
 import math
 
 import numpy as np
-from registry import (
+
+import metricloss as ml
+
+from .core import (
     _BAD_REDUCTION,
     _DUPLICATES_ONE_CLASS,
     _FAR_APART,
@@ -15,8 +18,6 @@ from registry import (
     _distance,
     _reduce,
 )
-
-import metricloss as ml
 
 # ---------------------------------------------------------------------------------------------------------------
 # The oracles: the papers' formulas, pair by pair and anchor by anchor, in plain Python.

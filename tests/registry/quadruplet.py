@@ -1,9 +1,12 @@
-"""Contract cases for the quadruplet family (see registry.py): quadruplet_loss on a labelled batch and
+"""Contract cases for the quadruplet family (see registry/core.py): quadruplet_loss on a labelled batch and
 quadruplet_margin_loss on explicit rows, each option value at least once, with loop oracles written from the
 paper's formula (Chen et al. 2017), hand-computed literals and inputs where nothing is active."""
 
 import numpy as np
-from registry import (
+
+import metricloss as ml
+
+from .core import (
     _BAD_REDUCTION,
     _DUPLICATES_ONE_CLASS,
     _FAR_APART,
@@ -15,8 +18,6 @@ from registry import (
     _distance,
     _reduce,
 )
-
-import metricloss as ml
 
 # ---------------------------------------------------------------------------------------------------------------
 # Oracles: every quadruplet enumerated by loops, in float64.

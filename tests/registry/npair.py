@@ -1,4 +1,4 @@
-"""Contract cases for the N-pair loss (see registry.py): two views (anchors, positives), alone (Sohn's form), with
+"""Contract cases for the N-pair loss (see registry/core.py): two views (anchors, positives), alone (Sohn's form), with
 class labels (TF-Addons' soft targets) and with label sets (TF-Addons' multi-label form), each with and without
 the L2 regulariser.
 
@@ -14,7 +14,10 @@ sets itself.
 import math
 
 import numpy as np
-from registry import (
+
+import metricloss as ml
+
+from .core import (
     _BAD_REDUCTION,
     _DUPLICATES_ONE_CLASS,
     _ONE_SAMPLE,
@@ -24,9 +27,7 @@ from registry import (
     _case,
     _labelled_batch,
 )
-from registry import _FAR_APART as _ONLY_SINGLETONS
-
-import metricloss as ml
+from .core import _FAR_APART as _ONLY_SINGLETONS
 
 # ---------------------------------------------------------------------------------------------------------------
 # Oracles: loops over math, from the docstring's formula.
