@@ -33,13 +33,36 @@ from .distances import (
     _pull_entries,
 )
 
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _fits_int64(labels):
+    return labels.dtype.kind == "i" or labels.dtype.itemsize < 8 or labels.size == 0 or labels.max() <= _INT64_MAX
+
+
+def comparable_labels(*arrays):
+    """Integer label arrays (any signed or unsigned width, mixed) as int64 arrays that compare, and order, exactly
+    as the labels' values do across all of them: labels are identities, never cast with wrap-around or through
+    float64. The values themselves when every array fits int64 (the common case: no copy for int64), else the
+    ranks of the values in their union (uint64 labels above 2⁶³ - 1, possibly against negative ones)."""
+    if all(_fits_int64(a) for a in arrays):
+        return tuple(a.astype(np.int64, copy=False) for a in arrays)
+    if all(a.dtype.kind == "u" or a.size == 0 or a.min() >= 0 for a in arrays):
+        union = np.concatenate([a.astype(np.uint64) for a in arrays])  # every value in [0, 2⁶⁴): exact in uint64
+    else:  # uint64 values above 2⁶³ - 1 and negative values: no integer dtype holds both; Python ints do
+        union = np.concatenate([a.astype(object) for a in arrays])
+    ranks = np.unique(union, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    return tuple(np.split(ranks, np.cumsum([a.size for a in arrays])[:-1]))
+
 
 def class_index(labels, ref_labels):
     """The kernels' view of the classes: (ref_class, anchor_class, class_order, class_starts).
 
     ``ref_class[j]`` numbers reference j's class, ``anchor_class[a]`` anchor a's (-1 where no reference has it),
     and ``class_order[class_starts[c]:class_starts[c + 1]]`` lists class c's references in increasing order.
+    The labels may have any integer dtypes, mixed: they are compared exactly (:func:`comparable_labels`).
     """
+    labels, ref_labels = comparable_labels(np.asarray(labels), np.asarray(ref_labels))
     classes, ref_class = np.unique(ref_labels, return_inverse=True)
     class_order = np.argsort(ref_class, kind="stable")
     class_starts = np.searchsorted(ref_class[class_order], np.arange(classes.size + 1))
@@ -118,8 +141,12 @@ def labelled_batch(
     pairwise ``distance`` (one of ``DISTANCES``) or, for losses on similarities, ``similarity`` (one of
     ``SIMILARITIES``): exactly one of the two is given."""
     x = check_embeddings(embeddings)
-    labels = check_labels(labels, x.shape[0]).astype(np.int64, copy=False)
+    labels = check_labels(labels, x.shape[0])
     ref, ref_labels = check_references(x, ref_embeddings, ref_labels)
+    if ref is None:
+        (labels,) = comparable_labels(labels)
+    else:
+        labels, ref_labels = comparable_labels(labels, ref_labels)
     kernels = get_kernels(backend)
     dtypes = (x.dtype,) if ref is None else (x.dtype, ref.dtype)
     if ref is not None:

@@ -129,9 +129,22 @@ def check_scalar(value, name, *, low=None, high=None, low_inclusive=True, why=""
     return value
 
 
+# The largest margin accepted: margins live on the scale of the distances, and a loss squares its margin (the
+# contrastive loss) or sums it over B² terms into float32 gradients; at 1e18, m² = 1e36 stays below float32's
+# 3.4e38, so no term or gradient of a valid margin overflows either float dtype (1e200 or 1e308 gave inf).
+MAX_MARGIN = 1e18
+
+
 def check_margin(value, name="margin"):
-    """A margin: a finite real >= 0 (0 is legitimate; a negative margin would reward wrong orderings)."""
-    return check_scalar(value, name, low=0.0, why=" (a negative margin rewards wrongly ordered pairs)")
+    """A margin: a finite real in [0, MAX_MARGIN] (0 is legitimate; a negative margin would reward wrong orderings,
+    a larger one would overflow the loss to inf)."""
+    value = check_scalar(value, name, low=0.0, why=" (a negative margin rewards wrongly ordered pairs)")
+    if value > MAX_MARGIN:
+        raise ValueError(
+            f"{name} must be <= {MAX_MARGIN:g} (margins are on the scale of the distances; a larger one makes the "
+            f"loss's terms and gradients overflow to inf); got {value:g}"
+        )
+    return value
 
 
 def check_bool(value, name):
@@ -141,7 +154,9 @@ def check_bool(value, name):
 
 
 def check_count(value, name, *, low=1):
-    """A Python or NumPy integer >= ``low``."""
+    """A Python or NumPy integer >= ``low`` (not a bool: True is no count, whatever Python says)."""
+    if isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be an integer; got the bool {bool(value)}")
     try:
         count = operator.index(value)
     except TypeError:

@@ -19,16 +19,19 @@ kind            condition                    in words
 ``"hard"``      d_an < d_ap                  negative closer than the positive
 ==============  ===========================  ============================================================
 
-Randomness comes from a ``numpy.random.Generator``: every function that samples takes ``rng``, a Generator or a
-seed (None: fresh entropy, as ``numpy.random.default_rng``).
+Randomness comes from a ``numpy.random.Generator``: every function that samples takes ``rng``, a Generator or an
+int seed >= 0 (None: fresh entropy, as ``numpy.random.default_rng``); anything else is refused, naming ``rng``.
+Labels may have any integer dtype, mixed between queries and references: they are compared as identities,
+exactly (``_batch.comparable_labels``).
 """
 
 import numpy as np
 
-from ._batch import class_index, labelled_batch
+from ._batch import class_index, comparable_labels, labelled_batch
 from ._kernels import NO_SELF, get_kernels
 from ._kernels.numpy_kernels import anchor_candidates
 from ._validation import (
+    check_bool,
     check_count,
     check_embeddings,
     check_float_array,
@@ -36,6 +39,7 @@ from ._validation import (
     check_labels,
     check_margin,
     check_option,
+    check_rng,
     check_same_shape,
     promote,
 )
@@ -48,7 +52,8 @@ _MODE = {"hardest": 0, "easiest": 1, "semihard": 2}
 
 
 def _rng(rng):
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    """A Generator, an int seed >= 0 or None, as a Generator; anything else refused, naming ``rng``."""
+    return check_rng(rng, "rng")
 
 
 def classify_triplets(d_ap, d_an, *, margin=1.0):
@@ -272,11 +277,12 @@ def mine_dataset(
     (array([1, 0, 3, 2]), array([ 2,  3, -1,  1]))
     """
     x = check_embeddings(embeddings)
-    labels = check_labels(labels, x.shape[0]).astype(np.int64, copy=False)
+    (labels,) = comparable_labels(check_labels(labels, x.shape[0]))  # any integer dtype, exactly, as int64
     check_option(negative, "negative", ("hardest", "semihard"))
     check_option(distance, "distance", DISTANCES)
     chunk_size = check_count(chunk_size, "chunk_size")
     n_neighbours = check_count(n_neighbours, "n_neighbours")
+    use_faiss = check_bool(use_faiss, "use_faiss")
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be a callable progress(done, total); got {type(progress).__name__}")
     kernels = get_kernels(backend)
@@ -363,7 +369,7 @@ def pk_batches(labels, *, p, k, n_batches=None, rng=None):
     Each batch draws p distinct classes uniformly, then k samples of each: without replacement, or with
     replacement for a class that has fewer than k samples (so small classes still appear, duplicated). Batches
     are grouped by class: k indices of one class, then k of the next. ``n_batches`` defaults to
-    ``len(labels) // (p * k)``, about one epoch.
+    ``len(labels) // (p * k)``, about one epoch. The arguments are checked at the call, not at the first batch.
 
     Examples
     --------
@@ -375,16 +381,20 @@ def pk_batches(labels, *, p, k, n_batches=None, rng=None):
     """
     labels = check_label_vector(labels, "labels")
     p, k = check_count(p, "p"), check_count(k, "k")
-    classes, inverse = np.unique(labels, return_inverse=True)
+    classes, inverse = np.unique(labels, return_inverse=True)  # one array: exact for any integer dtype
     if p > classes.size:
         raise ValueError(f"p must be at most the number of classes, {classes.size}; got {p}")
     if n_batches is None:
         n_batches = max(1, labels.size // (p * k))
     n_batches = check_count(n_batches, "n_batches")
     rng = _rng(rng)
-    members = [np.flatnonzero(inverse == c) for c in range(classes.size)]
+    members = [np.flatnonzero(inverse.reshape(-1) == c) for c in range(classes.size)]
+    return _pk_batches(members, p, k, n_batches, rng)  # checked now, not at the first next()
+
+
+def _pk_batches(members, p, k, n_batches, rng):
     for _ in range(n_batches):
-        chosen = rng.choice(classes.size, size=p, replace=False)
+        chosen = rng.choice(len(members), size=p, replace=False)
         yield np.concatenate([rng.choice(members[c], size=k, replace=members[c].size < k) for c in chosen])
 
 
@@ -402,14 +412,17 @@ def random_negatives(query_labels, ref_labels, *, n, rng=None):
     ref_labels = check_label_vector(ref_labels, "ref_labels")
     n = check_count(n, "n")
     rng = _rng(rng)
+    query_class, ref_class = comparable_labels(query_labels, ref_labels)  # any integer dtypes, mixed: exactly
     out = np.empty((query_labels.size, n), dtype=np.int64)
-    for label in np.unique(query_labels):
-        candidates = np.flatnonzero(ref_labels != label)
+    for label in np.unique(query_class):
+        candidates = np.flatnonzero(ref_class != label)
+        members = np.flatnonzero(query_class == label)
         if candidates.size < n:
             raise ValueError(
-                f"n must be at most the number of references outside class {label}, {candidates.size}; got {n}"
+                f"n must be at most the number of references outside class {query_labels[members[0]]}, "
+                f"{candidates.size}; got {n}"
             )
-        for q in np.flatnonzero(query_labels == label):
+        for q in members:
             out[q] = rng.choice(candidates, size=n, replace=False)
     return out
 
@@ -453,6 +466,7 @@ def rank_window_negatives(
     if query_labels is not None:
         query_labels = check_labels(query_labels, queries.shape[0], "query_labels", against="query_embeddings")
         ref_labels = check_labels(ref_labels, refs.shape[0], "ref_labels", against="ref_embeddings")
+        query_labels, ref_labels = comparable_labels(query_labels, ref_labels)  # any integer dtypes: exactly
     check_option(distance, "distance", DISTANCES)
     chunk_size = check_count(chunk_size, "chunk_size")
     rng, kernels = _rng(rng), get_kernels(backend)

@@ -2,6 +2,7 @@
 literals → oracle → finite differences → invariances → dtypes → nothing active / edge cases → bad input →
 hypothesis properties → backend parity."""
 
+import itertools
 import re
 
 import numpy as np
@@ -190,6 +191,78 @@ def test_dtype_in_is_dtype_out_and_float32_agrees_with_float64(case, dtype):
         assert_close(got, expected, rtol=TOLERANCES[np.dtype(dtype)])
 
 
+# --- label dtypes: labels are identities, compared exactly whatever their integer dtype -------------------------
+
+INT_DTYPES = [np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)]
+
+
+def _extreme_class_values(arrays, label_args, dtypes):
+    """Give every class a value at the edges of what the dtypes of the arrays holding it can represent (Python
+    ints): the classes held by every label array take the common range's min, max, max - 1 (one float64 number
+    with the max when that is 2⁶³ - 1), then min + 1, ...; a
+    class held only by the first array takes the lowest values of its dtype, one held only by the last the highest
+    (so int64 queries against uint64 references meet at -2⁶³ and 2⁶⁴ - 1). Returns {class: value}."""
+    holders = {int(c): [j for j, i in enumerate(label_args) if c in arrays[i]] for i in label_args for c in arrays[i]}
+    used, values = set(), {}
+    for c in sorted(holders, key=lambda c: (len(holders[c]) < len(label_args), c)):  # the shared classes first
+        held = holders[c]
+        lo = max(int(np.iinfo(dtypes[j]).min) for j in held)
+        hi = min(int(np.iinfo(dtypes[j]).max) for j in held)
+        if len(held) == len(label_args):
+            candidates = itertools.chain((lo, hi, hi - 1), range(lo + 1, hi - 1))
+        elif held == [0]:
+            candidates = range(lo, hi + 1)
+        else:
+            candidates = range(hi, lo - 1, -1)
+        values[c] = next(v for v in candidates if v not in used)
+        used.add(values[c])
+    return values
+
+
+def _with_unshared_classes(case, arrays, label_args):
+    """For a query-vs-reference case: queries and references labelled 0, 1, 2, 0, ... (three shared classes, so
+    that shared classes reach both ends of the common range) but for the last query, of a class no reference has,
+    and the last reference, of a class no query has (so that labels of different signs meet references beyond
+    int64)."""
+    if len(label_args) < 2:
+        return arrays
+    arrays = list(arrays)
+    for i, unshared in zip(label_args, (1000, 1001), strict=True):
+        arrays[i] = np.arange(arrays[i].size) % 3
+        arrays[i][-1] = unshared
+    return arrays
+
+
+@cases
+def test_labels_of_every_integer_dtype_and_extreme_values_give_bitwise_the_same_result(case):
+    """For every integer dtype of each label argument (int8..int64, uint8..uint64, labels and ref_labels of
+    different dtypes), with the classes renamed to the extremes of those dtypes, the result is bitwise the one of
+    the same batch labelled 0..C-1 in int64 (the ranks of the values, computed with Python ints). With centres,
+    labels index their rows: they keep their values, in every dtype."""
+    label_args = [i for i, kind in enumerate(case.arg_kinds) if kind == LABELS]
+    if not label_args:
+        pytest.skip("the loss takes no class labels")
+    base = _with_unshared_classes(case, case.make_inputs(np.random.default_rng(11), np.float64), label_args)
+    for dtypes in itertools.product(INT_DTYPES, repeat=len(label_args)):
+        arrays = list(base)
+        if CENTERS in case.arg_kinds:
+            expected = arrays
+            for i, dtype in zip(label_args, dtypes, strict=True):
+                arrays[i] = base[i].astype(dtype)
+        else:
+            values = _extreme_class_values(base, label_args, dtypes)
+            rank = {v: r for r, v in enumerate(sorted(values.values()))}
+            expected = list(base)
+            for i, dtype in zip(label_args, dtypes, strict=True):
+                arrays[i] = np.array([values[int(c)] for c in base[i]], dtype=dtype)
+                expected[i] = np.array([rank[values[int(c)]] for c in base[i]], dtype=np.int64)
+        value, grad = case(*arrays)
+        expected_value, expected_grad = case(*expected)
+        assert value == expected_value, [d.name for d in dtypes]
+        for got, want in zip(_grads(case, grad), _grads(case, expected_grad), strict=True):
+            np.testing.assert_array_equal(got, want, err_msg=str([d.name for d in dtypes]))
+
+
 # --- nothing active, edge cases ---------------------------------------------------------------------------------
 
 
@@ -214,6 +287,20 @@ def test_a_single_row_is_finite(case):
 
 
 # --- bad input --------------------------------------------------------------------------------------------------
+
+
+@cases
+@pytest.mark.parametrize("margin", [1e19, 1e200, 1e308])
+def test_a_margin_too_large_to_compute_is_refused_by_name(case, margin):
+    """A margin that would overflow the loss to inf (1e200 squared, 1e308 plus a distance) raises a ValueError
+    naming it, for every loss that takes ``margin``; never a silent inf."""
+    arrays = case.make_inputs(np.random.default_rng(12), np.float64)
+    try:
+        case.loss(*arrays, **{**case.hyper, "margin": 1.0})
+    except TypeError:
+        pytest.skip("the loss takes no margin")
+    with pytest.raises(ValueError, match=r"^margin must be .*<= "):
+        case.loss(*arrays, **{**case.hyper, "margin": margin})
 
 
 def _mutations(case, arrays):

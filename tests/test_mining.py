@@ -260,3 +260,66 @@ def test_rank_window_negatives_come_from_the_window_of_each_retrieval_list():
     np.testing.assert_array_equal(np.sort(without_labels, axis=1), np.sort(np.argsort(d, axis=1)[:, :3], axis=1))
     with pytest.raises(ValueError, match="must hold at least n = 5"):
         ml.rank_window_negatives(queries, refs, n=5, lo=10, hi=12)
+
+
+# --- labels of every integer dtype: identities, compared exactly ----------------------------------------------
+
+_LABEL_DTYPE_PAIRS = [
+    (np.uint64, np.uint64),
+    (np.int64, np.uint64),
+    (np.uint64, np.int64),
+    (np.int8, np.uint64),
+    (np.int64, np.int64),
+    (np.uint8, np.int16),
+    (np.int32, np.uint32),
+]
+
+
+def _extreme_labelled(query_dtype, ref_dtype, n_queries=12, n_refs=15):
+    """Query and reference labels over three shared classes (the two ends of the range both dtypes hold, and the
+    one below the top: the same float64 number when the top is 2⁶³ - 1), a query-only class (the query dtype's
+    minimum) and a reference-only class (the reference dtype's maximum): as arrays of those dtypes, and the same
+    classes numbered by the rank of their values (Python ints) in int64."""
+    q_info, r_info = np.iinfo(query_dtype), np.iinfo(ref_dtype)
+    low, high = max(int(q_info.min), int(r_info.min)), min(int(q_info.max), int(r_info.max))
+    query_only = int(q_info.min) if int(q_info.min) < low else high - 2  # distinct from the shared classes
+    ref_only = int(r_info.max) if int(r_info.max) > high else low + 1
+    query_values = [[low, high, high - 1, query_only][i % 4] for i in range(n_queries)]
+    ref_values = [[low, high, high - 1, ref_only][i % 4] for i in range(n_refs)]
+    rank = {v: r for r, v in enumerate(sorted({*query_values, *ref_values}))}
+    return (
+        np.array(query_values, dtype=query_dtype),
+        np.array(ref_values, dtype=ref_dtype),
+        np.array([rank[v] for v in query_values]),
+        np.array([rank[v] for v in ref_values]),
+    )
+
+
+@pytest.mark.parametrize(("query_dtype", "ref_dtype"), _LABEL_DTYPE_PAIRS, ids=lambda t: np.dtype(t).name)
+def test_mining_compares_labels_of_any_integer_dtypes_exactly(query_dtype, ref_dtype):
+    """Every mining function and recall@k gives the same result with labels at the extremes of their dtypes
+    (uint64 beyond 2⁶³ against negative int64, int64 beyond 2⁵³ against uint64) as with the classes numbered by
+    rank: labels are compared as identities, never wrapped to int64 nor compared through float64."""
+    rng = np.random.default_rng(12)
+    x, refs = rng.standard_normal((12, 3)), rng.standard_normal((15, 3))
+    labels, ref_labels, small, small_ref = _extreme_labelled(query_dtype, ref_dtype)
+
+    def mined(labels, ref_labels):
+        with_refs = {"ref_embeddings": refs, "ref_labels": ref_labels}
+        return [
+            ml.triplet_counts(x, labels, **with_refs),
+            *ml.mine_triplets(x, labels, kind="all", max_per_anchor=5, rng=0, **with_refs),
+            *ml.batch_triplets(x, labels, **with_refs),
+            *ml.mining.mine_dataset(x, labels, negative="semihard"),
+            *ml.mining.mine_dataset(x, labels, use_faiss=True, n_neighbours=2),
+            *ml.pk_batches(labels, p=2, k=2, n_batches=3, rng=0),
+            ml.random_negatives(labels, ref_labels, n=4, rng=0),
+            ml.rank_window_negatives(x, refs, n=2, lo=2, hi=5, query_labels=labels, ref_labels=ref_labels, rng=0),
+            ml.recall_at_k(x, labels, k=2),
+        ]
+
+    for got, expected in zip(mined(labels, ref_labels), mined(small, small_ref), strict=True):
+        if isinstance(got, dict):
+            assert got == expected
+        else:
+            np.testing.assert_array_equal(got, expected)

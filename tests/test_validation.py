@@ -62,3 +62,122 @@ def test_margin_zero_is_legitimate():
 def test_boolean_targets_are_accepted_for_zero_one_targets():
     x = np.array([[0.0, 0.0]])
     assert ml.contrastive_pair_loss(x, x + 1, np.array([True]))[0] == pytest.approx(1.0, rel=1e-15)  # ½·(√2)²
+
+
+# --- issue 9, finding 5: arguments that slipped through --------------------------------------------------------
+
+
+def _samplers(rng):
+    """Every mining function that draws at random, called with ``rng``: pk_batches eagerly (its checks come at the
+    call, not at the first next())."""
+    x, labels = np.random.default_rng(0).standard_normal((6, 2)), np.array([0, 0, 1, 1, 2, 2])
+    return {
+        "mine_triplets": lambda: ml.mine_triplets(x, labels, max_per_anchor=1, rng=rng),
+        "pk_batches": lambda: ml.pk_batches(labels, p=2, k=2, rng=rng),
+        "random_negatives": lambda: ml.random_negatives(labels, labels, n=2, rng=rng),
+        "rank_window_negatives": lambda: ml.rank_window_negatives(x, x, n=2, lo=1, hi=3, rng=rng),
+    }
+
+
+@pytest.mark.parametrize(
+    ("rng", "error", "message"),
+    [
+        ("seed", TypeError, r"^rng must be a numpy.random.Generator, an int seed or None; got str$"),
+        (1.5, TypeError, r"^rng must be a numpy.random.Generator, an int seed or None; got float$"),
+        (True, TypeError, r"^rng must be a numpy.random.Generator, an int seed or None; got bool$"),
+        (-1, ValueError, r"^rng must be a seed >= 0; got -1$"),
+    ],
+)
+@pytest.mark.parametrize("sampler", ["mine_triplets", "pk_batches", "random_negatives", "rank_window_negatives"])
+def test_a_bad_rng_is_refused_naming_rng(sampler, rng, error, message):
+    with pytest.raises(error, match=message):
+        _samplers(rng)[sampler]()
+
+
+@pytest.mark.parametrize("sampler", ["mine_triplets", "pk_batches", "random_negatives", "rank_window_negatives"])
+def test_every_valid_rng_is_accepted(sampler):
+    for rng in (None, 0, np.int64(3), np.random.default_rng(1)):
+        result = _samplers(rng)[sampler]()
+        assert result is not None
+
+
+def test_counts_refuse_bools():
+    x, labels = np.random.default_rng(0).standard_normal((6, 2)), np.array([0, 0, 1, 1, 2, 2])
+    with pytest.raises(TypeError, match=r"^k must be an integer; got the bool True$"):
+        ml.recall_at_k(x, labels, k=True)
+    with pytest.raises(TypeError, match=r"^p must be an integer; got the bool True$"):
+        ml.pk_batches(labels, p=True, k=2)
+    with pytest.raises(TypeError, match=r"^n must be an integer; got the bool False$"):
+        ml.random_negatives(labels, labels, n=np.bool_(False))
+
+
+def test_use_faiss_must_be_a_bool():
+    with pytest.raises(TypeError, match=r"^use_faiss must be True or False; got 'no'$"):
+        ml.mine_dataset(np.zeros((4, 2)), np.array([0, 0, 1, 1]), use_faiss="no")
+
+
+def test_pk_batches_checks_its_arguments_when_called_not_at_the_first_batch():
+    labels = np.array([0, 0, 1, 1])
+    with pytest.raises(ValueError, match=r"^p must be >= 1; got 0$"):
+        ml.pk_batches(labels, p=0, k=2)
+    with pytest.raises(ValueError, match=r"^p must be at most the number of classes, 2; got 3$"):
+        ml.pk_batches(labels, p=3, k=2)
+    with pytest.raises(TypeError, match=r"^rng must be"):
+        ml.pk_batches(labels, p=1, k=2, rng="seed")
+
+
+def test_a_margin_that_would_overflow_the_loss_is_refused():
+    """1e200 squared, or 1e308 plus a distance, is inf in float64: refused by name rather than returned as inf."""
+    x, labels = np.random.default_rng(0).standard_normal((6, 2)), np.array([0, 0, 1, 1, 2, 2])
+    message = r"^margin must be <= 1e\+18 \(margins are on the scale of the distances; .*overflow to inf\); got 1e\+"
+    with pytest.raises(ValueError, match=message + "200$"):
+        ml.contrastive_loss(x, labels, margin=1e200)
+    with pytest.raises(ValueError, match=message + "308$"):
+        ml.triplet_loss(x, labels, margin=1e308)
+    with pytest.raises(ValueError, match=r"^pos_margin must be <= 1e\+18"):
+        ml.contrastive_loss(x, labels, pos_margin=1e19)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_loss_is_finite_at_the_largest_margin(dtype):
+    """At margin = MAX_MARGIN every loss's value and gradients are finite in either dtype (the bound is tight
+    enough), with the worst reductions: sums over every pair."""
+    from metricloss._validation import MAX_MARGIN
+
+    rng = np.random.default_rng(1)
+    m = MAX_MARGIN
+    x, labels = rng.standard_normal((40, 3)).astype(dtype), np.arange(40) % 5
+    a, p, n, n2 = (rng.standard_normal((5, 3)).astype(dtype) for _ in range(4))
+    y, s1, s2 = np.array([1, -1, 1, -1, 1]), rng.standard_normal(5).astype(dtype), rng.standard_normal(5).astype(dtype)
+    relevance = np.arange(24).reshape(4, 6) % 3 == 0
+    results = [
+        ml.contrastive_loss(x, labels, margin=m, reduction="sum"),
+        ml.contrastive_loss(x, labels, margin=m, form="squared", reduction="sum"),
+        ml.contrastive_pair_loss(a, p, (y > 0).astype(int), margin=m),
+        ml.triplet_loss(x, labels, margin=m, reduction="sum"),
+        ml.triplet_loss(x, labels, margin=m, mining="hard", reduction="sum"),
+        ml.triplet_margin_loss(a, p, n, margin=m),
+        ml.hinge_embedding_loss(s1**2, y, margin=m),
+        ml.margin_ranking_loss(s1, s2, y, margin=m),
+        ml.lifted_structure_loss(x, labels, margin=m, reduction="sum"),
+        ml.generalized_lifted_structure_loss(x, labels, margin=m),
+        ml.quadruplet_loss(x, labels, margin=m, margin2=m),
+        ml.quadruplet_margin_loss(a, p, n, n2, margin=m, margin2=m),
+        ml.triplet_center_loss(x, labels, margin=m),
+        ml.warp_loss(rng.standard_normal((4, 6)).astype(dtype), relevance, margin=m, rng=0),
+    ]
+    for value, grad in results:
+        assert np.isfinite(value) and value > 1e17  # the margin is felt, and nothing overflowed
+        for g in grad if isinstance(grad, tuple) else (grad,):
+            assert g.dtype == dtype and np.isfinite(g).all()
+
+
+def test_centre_labels_of_any_unsigned_dtype_index_the_centres_or_are_refused_with_their_value():
+    x, centers = np.random.default_rng(2).standard_normal((4, 2)), np.zeros((2, 2))
+    signed = ml.triplet_center_loss(x, np.array([0, 1, 1, 0]), centers=centers)
+    unsigned = ml.triplet_center_loss(x, np.array([0, 1, 1, 0], dtype=np.uint64), centers=centers)
+    assert signed[0] == unsigned[0]
+    with pytest.raises(ValueError, match=r"got 18446744073709551615 at index 2 \(1 out of range\)"):
+        ml.triplet_center_loss(x, np.array([0, 1, 2**64 - 1, 0], dtype=np.uint64), centers=centers)
+    with pytest.raises(ValueError, match=r"got 18446744073709551615 at index 2 \(1 out of range\)"):
+        ml.init_centers(x, np.array([0, 1, 2**64 - 1, 0], dtype=np.uint64), n_classes=2)

@@ -137,11 +137,11 @@ def triplet_center_loss(
     halved = check_bool(halved, "halved")
     check_option(reduction, "reduction", REDUCTIONS)
     x = check_embeddings(embeddings)
-    labels = check_labels(labels, x.shape[0]).astype(np.int64, copy=False)
+    labels = check_labels(labels, x.shape[0])
     if centers is None:
         return _with_batch_centers(x, labels, margin, distance, halved, reduction, backend)
     centers = check_feature_rows(centers, "centers", x)
-    check_class_indices(labels, centers.shape[0])
+    labels = check_class_indices(labels, centers.shape[0]).astype(np.int64)  # checked first: no wrap-around
     # A query-vs-reference batch: the queries are the embeddings, the references the centres, centre y of class y.
     batch = labelled_batch(
         x, labels, distance=distance, ref_embeddings=centers, ref_labels=np.arange(centers.shape[0]), backend=backend
@@ -232,12 +232,12 @@ def init_centers(embeddings, labels, *, n_classes=None, absent="mean"):
            [3. , 2. ]])
     """
     x = check_embeddings(embeddings)
-    labels = check_labels(labels, x.shape[0]).astype(np.int64, copy=False)
+    labels = check_labels(labels, x.shape[0])
     check_option(absent, "absent", ABSENT_CLASSES)
     if n_classes is None:
         n_classes = max(int(labels.max()) + 1, 1)
     n_classes = check_count(n_classes, "n_classes")
-    check_class_indices(labels, n_classes, rows_of="the centres (n_classes rows)")
+    labels = check_class_indices(labels, n_classes, rows_of="the centres (n_classes rows)").astype(np.int64)
     sums, counts = _sums_by_class(x, labels, n_classes)
     if absent == "raise":
         check_every_class_present(counts)

@@ -94,7 +94,7 @@ def _two_view_targets(labels, n):
             labels_array, (n, labels_array.shape[1]), "labels", allowed=(0, 1), against="embeddings"
         )
         return _shared_label_targets(indicators.astype(np.float32))
-    return _same_class_targets(check_labels(labels, n).astype(np.int64, copy=False)), None
+    return _same_class_targets(check_labels(labels, n)), None  # class_index compares any integer dtype exactly
 
 
 def _npair(anchors, positives, targets, counted, l2_reg, reduction):
@@ -260,7 +260,7 @@ def npair_loss(embeddings, positives=None, labels=None, *, l2_reg=0.0, reduction
 def _npair_on_labelled_batch(embeddings, labels, l2_reg, reduction):
     x = check_embeddings(embeddings)
     labels = check_given(labels, "labels", "when positives is None (a labelled batch, which gives one pair per class)")
-    labels = check_labels(labels, x.shape[0]).astype(np.int64, copy=False)
+    labels = check_labels(labels, x.shape[0])
     anchors, positives = _one_pair_per_class(labels)
     grad = np.zeros_like(x)
     if anchors.size == 0:
