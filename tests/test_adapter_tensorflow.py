@@ -1,10 +1,11 @@
-"""The TensorFlow adapter: every registered loss through tf.test.compute_gradient (float64), tf.function equal to
-eager, float32 in and out, and errors raised in the caller's frame."""
+"""The TensorFlow adapter: every registered loss called with native tensors (float targets, int64 labels, bool
+relevance) through tf.test.compute_gradient (float64) and against metricloss, eagerly and in a tf.function,
+tf.function equal to eager, float32 in and out, and errors raised in the caller's frame."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from registry import REGISTRY, REGISTRY_IDS
+from registry import BINARY, DIFFERENTIABLE, LABELS, REGISTRY, REGISTRY_IDS, RELEVANCE, SIGNS
 
 import metricloss as ml
 from metricloss.adapters.tensorflow import wrap
@@ -12,9 +13,27 @@ from metricloss.adapters.tensorflow import wrap
 cases = pytest.mark.parametrize("case", REGISTRY, ids=REGISTRY_IDS)
 
 
+def native(case, arrays, targets_as="float"):
+    """The case's arrays as a TensorFlow user gives them: floats for features and scores, int64 labels, bool
+    relevance, and targets (y in {−1, 1} or {0, 1}) as float tensors of the features' dtype, or as int64 with
+    ``targets_as="int"``."""
+    floating = next(a.dtype for a, kind in zip(arrays, case.arg_kinds, strict=True) if kind in DIFFERENTIABLE)
+    out = []
+    for a, kind in zip(arrays, case.arg_kinds, strict=True):
+        if kind in DIFFERENTIABLE or (kind in (SIGNS, BINARY) and targets_as == "float"):
+            out.append(tf.constant(a, dtype=floating))
+        elif kind == RELEVANCE:
+            out.append(tf.constant(a, dtype=tf.bool))
+        else:
+            assert kind in (LABELS, SIGNS, BINARY)
+            out.append(tf.constant(a, dtype=tf.int64))
+    return out
+
+
 def split(case, arrays):
-    """The wrapped loss as a function of the case's floating-point arrays, and those arrays."""
-    return case.of_differentiable(wrap(case.loss, **case.hyper), arrays, tf.constant)
+    """The wrapped loss as a function of the case's differentiable arrays (the others native and held fixed), and
+    those arrays."""
+    return case.of_differentiable(wrap(case.loss, **case.hyper), native(case, arrays), tf.convert_to_tensor)
 
 
 @cases
@@ -26,19 +45,34 @@ def test_compute_gradient_in_float64(case):
 
 
 @cases
-def test_float32_values_and_gradients_equal_metricloss(case):
+@pytest.mark.parametrize("targets_as", ["float", "int"])
+@pytest.mark.parametrize("in_graph", [False, True], ids=["eager", "tf.function"])
+def test_native_arguments_give_metricloss_values_and_gradients_in_float32(case, targets_as, in_graph):
+    """Eagerly and in a tf.function, with targets as float (or int64) tensors: the value and the gradients are
+    metricloss's own, and a float target, watched too, gets no gradient (None)."""
     arrays = case.make_inputs(np.random.default_rng(1), np.float32)
-    of_floats, floats = split(case, arrays)
-    variables = [tf.Variable(t) for t in floats]
-    with tf.GradientTape() as tape:
-        value = of_floats(*variables)
-    grads = tape.gradient(value, variables)
+    inputs = native(case, arrays, targets_as)
+    loss = wrap(case.loss, **case.hyper)
+
+    def value_and_grads(*tensors):
+        with tf.GradientTape() as tape:
+            floats = [t for t in tensors if t.dtype.is_floating]
+            tape.watch(floats)
+            value = loss(*tensors)
+        return value, tape.gradient(value, floats)
+
+    value, grads = (tf.function(value_and_grads) if in_graph else value_and_grads)(*inputs)
     expected_value, expected_grads = case(*arrays)
-    expected_grads = expected_grads if isinstance(expected_grads, tuple) else (expected_grads,)
+    expected_grads = iter(expected_grads if isinstance(expected_grads, tuple) else (expected_grads,))
     assert value.dtype == tf.float32 and float(value) == pytest.approx(expected_value, rel=1e-6)
-    for got, expected in zip(grads, expected_grads, strict=True):
-        assert got.dtype == tf.float32
-        np.testing.assert_array_equal(got.numpy(), expected)
+    kinds = [kind for kind, t in zip(case.arg_kinds, inputs, strict=True) if t.dtype.is_floating]
+    for kind, got in zip(kinds, grads, strict=True):
+        if kind in DIFFERENTIABLE:
+            assert got.dtype == tf.float32
+            np.testing.assert_array_equal(got.numpy(), next(expected_grads))
+        else:
+            assert got is None, f"{kind} got a gradient"
+    assert next(expected_grads, None) is None
 
 
 @pytest.mark.parametrize("mining", ml.MININGS)
@@ -65,3 +99,26 @@ def test_errors_are_raised_in_the_callers_frame():
     loss = wrap(ml.triplet_loss)
     with pytest.raises(ValueError, match=r"labels must have shape \(4,\) to match embeddings; got \(3,\)"):
         loss(tf.zeros((4, 2)), tf.constant([0, 0, 1]))
+
+
+def test_a_float_target_with_shapes_unknown_until_it_runs():
+    """A tf.function traced with unknown batch sizes cannot run the stand-ins: it still gives metricloss's value and
+    gradients (the float target's own gradient is then a zero, as its role is learned only when it runs)."""
+    spec = tf.TensorSpec([None], tf.float64)
+    loss = wrap(ml.margin_ranking_loss, margin=0.1)
+
+    @tf.function(input_signature=[spec, spec, spec])
+    def value_and_grads(x1, x2, y):
+        with tf.GradientTape() as tape:
+            tape.watch([x1, x2])
+            value = loss(x1, x2, y)
+        return value, tape.gradient(value, [x1, x2])
+
+    x1, x2, y = np.array([0.3, -0.2, 1.0, 0.0]), np.array([0.1, 0.4, -0.5, 0.2]), np.array([1.0, -1.0, 1.0, -1.0])
+    value, grads = value_and_grads(tf.constant(x1), tf.constant(x2), tf.constant(y))
+    expected_value, expected_grads = ml.margin_ranking_loss(x1, x2, y, margin=0.1)
+    assert float(value) == expected_value
+    for got, expected in zip(grads, expected_grads, strict=True):
+        np.testing.assert_array_equal(got.numpy(), expected)
+    with pytest.raises(ValueError, match=r"y must contain only the values \(-1, 1\)"):
+        wrap(ml.margin_ranking_loss)(tf.constant(x1), tf.constant(x2), tf.constant([1.0, 0.5, 1.0, 1.0], tf.float64))

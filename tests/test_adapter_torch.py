@@ -1,6 +1,8 @@
-"""The PyTorch adapter: every registered loss through torch.autograd.gradcheck, opcheck, torch.compile, and the
-distributed loss with two real processes on the gloo backend."""
+"""The PyTorch adapter: every registered loss called with native tensors (float targets, int64 labels, bool
+relevance) through torch.autograd.gradcheck and against metricloss, opcheck, torch.compile, and the distributed loss
+with two real processes on the gloo backend."""
 
+import inspect
 import os
 import socket
 
@@ -9,24 +11,38 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from registry import DIFFERENTIABLE, REGISTRY, REGISTRY_IDS
+from registry import BINARY, DIFFERENTIABLE, LABELS, REGISTRY, REGISTRY_IDS, RELEVANCE, SIGNS
 
 import metricloss as ml
 from metricloss.adapters.torch import distributed, wrap
 
 cases = pytest.mark.parametrize("case", REGISTRY, ids=REGISTRY_IDS)
+TARGETS = (SIGNS, BINARY)
 
 
-def tensors(case, seed=0, dtype=np.float64):
+def native(array, kind, floating, targets_as):
+    """``array`` as a PyTorch user gives it: ``floating`` features and scores, int64 labels, bool relevance, and
+    targets (y in {−1, 1} or {0, 1}) as ``floating`` tensors, or as int64 with ``targets_as="int"``."""
+    if kind in DIFFERENTIABLE or (kind in TARGETS and targets_as == "float"):
+        return torch.tensor(array, dtype=floating)
+    if kind == RELEVANCE:
+        return torch.tensor(array, dtype=torch.bool)
+    assert kind in (LABELS, *TARGETS)
+    return torch.tensor(array, dtype=torch.int64)
+
+
+def tensors(case, seed=0, dtype=np.float64, targets_as="float"):
+    """The case's inputs as native tensors (see ``native``)."""
     arrays = case.make_inputs(np.random.default_rng(seed), dtype)
-    return [
-        torch.tensor(a, requires_grad=kind in DIFFERENTIABLE) for a, kind in zip(arrays, case.arg_kinds, strict=True)
-    ]
+    floating = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[np.dtype(dtype)]
+    return [native(a, kind, floating, targets_as) for a, kind in zip(arrays, case.arg_kinds, strict=True)]
 
 
 @cases
-def test_gradcheck_in_float64(case):
+def test_gradcheck_in_float64_with_float_targets(case):
     inputs = tensors(case)
+    for t, kind in zip(inputs, case.arg_kinds, strict=True):
+        t.requires_grad_(kind in DIFFERENTIABLE)
     loss = wrap(case.loss, **case.hyper)
     differentiable = [t for t in inputs if t.requires_grad]
 
@@ -38,16 +54,62 @@ def test_gradcheck_in_float64(case):
 
 
 @cases
-def test_value_and_gradients_equal_metricloss_in_float32(case):
-    inputs = tensors(case, seed=1, dtype=np.float32)
+@pytest.mark.parametrize("targets_as", ["float", "int"])
+def test_native_arguments_give_metricloss_values_and_gradients_in_float32(case, targets_as):
+    """Targets as float (or int64) tensors, labels int64, relevance bool: the value and the gradients are
+    metricloss's own, and every float tensor the loss does not differentiate (a target) gets no gradient even when
+    it asks for one."""
+    inputs = tensors(case, seed=1, dtype=np.float32, targets_as=targets_as)
+    for t in inputs:
+        t.requires_grad_(t.is_floating_point())
     value = wrap(case.loss, **case.hyper)(*inputs)
     value.backward()
     expected_value, expected_grads = case(*[t.detach().numpy() for t in inputs])
-    expected_grads = expected_grads if isinstance(expected_grads, tuple) else (expected_grads,)
+    expected_grads = iter(expected_grads if isinstance(expected_grads, tuple) else (expected_grads,))
     assert value.dtype == torch.float32 and value.item() == pytest.approx(expected_value, rel=1e-6)
-    for t, expected in zip([t for t in inputs if t.requires_grad], expected_grads, strict=True):
-        assert t.grad.dtype == torch.float32
-        np.testing.assert_array_equal(t.grad.numpy(), expected)
+    for t, kind in zip(inputs, case.arg_kinds, strict=True):
+        if kind in DIFFERENTIABLE:
+            assert t.grad.dtype == torch.float32
+            np.testing.assert_array_equal(t.grad.numpy(), next(expected_grads))
+        else:
+            assert t.grad is None, f"{kind} got a gradient"
+    assert next(expected_grads, None) is None
+
+
+@cases
+def test_arguments_as_keywords_out_of_order(case):
+    """Every argument after the first passed by name (the loss's parameter names), in reverse order: each gradient
+    still meets its argument."""
+    names = list(inspect.signature(case.loss).parameters)[1 : len(case.arg_kinds)]
+    first, *rest = tensors(case, seed=2)
+    for t, kind in zip([first, *rest], case.arg_kinds, strict=True):
+        t.requires_grad_(kind in DIFFERENTIABLE)
+    value = wrap(case.loss, **case.hyper)(first, **dict(reversed(list(zip(names, rest, strict=True)))))
+    value.backward()
+    expected_value, expected_grads = case(*[t.detach().numpy() for t in [first, *rest]])
+    expected_grads = expected_grads if isinstance(expected_grads, tuple) else (expected_grads,)
+    assert value.item() == pytest.approx(expected_value, rel=1e-12)
+    got = [t.grad.numpy() for t in [first, *rest] if t.requires_grad]
+    for g, expected in zip(got, expected_grads, strict=True):
+        np.testing.assert_array_equal(g, expected)
+
+
+@pytest.mark.parametrize(
+    "loss_fn", [ml.triplet_loss, ml.contrastive_loss, ml.lifted_structure_loss], ids=lambda f: f.__name__
+)
+def test_references_as_keywords_in_any_order(loss_fn):
+    rng = np.random.default_rng(4)
+    x, refs = torch.tensor(rng.standard_normal((6, 3))), torch.tensor(rng.standard_normal((5, 3)))
+    labels, ref_labels = torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor([0, 1, 2, 0, 1])
+    x.requires_grad_(), refs.requires_grad_()
+    value = wrap(loss_fn)(x, labels, ref_labels=ref_labels, ref_embeddings=refs)
+    value.backward()
+    expected_value, (gx, grefs) = loss_fn(
+        x.detach().numpy(), labels.numpy(), ref_embeddings=refs.detach().numpy(), ref_labels=ref_labels.numpy()
+    )
+    assert value.item() == expected_value
+    np.testing.assert_array_equal(x.grad.numpy(), gx)
+    np.testing.assert_array_equal(refs.grad.numpy(), grefs)
 
 
 def test_opcheck_passes_for_one_and_several_differentiable_inputs():
@@ -60,6 +122,29 @@ def test_opcheck_passes_for_one_and_several_differentiable_inputs():
     ref_loss = wrap(ml.triplet_loss, mining="all")
     ref_loss(x, labels, ref_embeddings=refs, ref_labels=torch.tensor([0, 1, 2, 3, 0, 1]))
     torch.library.opcheck(next(iter(ref_loss.ops.values())), ([x, labels, refs, torch.tensor([0, 1, 2, 3, 0, 1])],))
+    ranking = wrap(ml.margin_ranking_loss, margin=0.1)
+    scores = [torch.randn(5, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    float_targets = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0], dtype=torch.float64)
+    ranking(*scores, float_targets)
+    torch.library.opcheck(next(iter(ranking.ops.values())), ([*scores, float_targets],))
+
+
+def test_torch_compile_fullgraph_with_a_float_target_equals_metricloss():
+    """The op (made by an eager call, as a compiled region cannot register one) has seen only int targets, so the
+    compiled graph meets a float target its forward has not run on: the fake gives its slot a shape."""
+    x1, x2 = (torch.randn(7, dtype=torch.float32, requires_grad=True) for _ in range(2))
+    y = torch.tensor([1.0, -1.0, 1.0, 1.0, -1.0, -1.0, 1.0])
+    loss = wrap(ml.margin_ranking_loss, margin=0.2)
+    loss(x1, x2, y.to(torch.int64))
+    compiled = torch.compile(lambda a, b: loss(a, b, y), fullgraph=True, backend="aot_eager")
+    compiled_value = compiled(x1, x2)
+    compiled_grads = torch.autograd.grad(compiled_value, (x1, x2))
+    expected_value, expected_grads = ml.margin_ranking_loss(
+        x1.detach().numpy(), x2.detach().numpy(), y.numpy(), margin=0.2
+    )
+    assert compiled_value.item() == pytest.approx(expected_value, rel=1e-6)
+    for got, expected in zip(compiled_grads, expected_grads, strict=True):
+        np.testing.assert_array_equal(got.numpy(), expected)
 
 
 @pytest.mark.parametrize("mining", ml.MININGS)

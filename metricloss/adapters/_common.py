@@ -1,5 +1,11 @@
-"""What the framework adapters share: binding hyper-parameters, calling a loss on host arrays, and stand-ins for
-checking arguments before a framework hands them to a callback."""
+"""What the framework adapters share: binding hyper-parameters, calling a loss on host arrays and giving each of its
+gradients to the argument it belongs to, and stand-ins for checking arguments before a framework hands them to a
+callback.
+
+Which arguments get a gradient is learned from the loss itself, not from dtypes: a loss returns one gradient per
+argument it differentiates, in argument order, and those are its first floating-point arguments (a target such as
+``y`` in {−1, 1} given as a float tensor comes after them and gets none).
+"""
 
 import inspect
 
@@ -14,17 +20,71 @@ def check_hyperparameters(loss_fn, hyperparameters):
         raise TypeError(f"{loss_fn.__name__}: {error}") from None
 
 
+def _signature_order(loss_fn, n_positional, keywords):
+    """The indices of the call's arrays (positional, then ``keywords`` as given) in the order of the loss's
+    parameters, so that keywords given out of order still meet their gradients."""
+    indices = list(range(n_positional + len(keywords)))
+    try:
+        bound = inspect.signature(loss_fn).bind_partial(
+            *indices[:n_positional], **dict(zip(keywords, indices[n_positional:], strict=True))
+        )
+    except (TypeError, ValueError):  # no signature, or a call the loss itself will refuse
+        return indices
+    order = []
+    for name, value in bound.arguments.items():
+        kind = bound.signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            order.extend(value)
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            order.extend(value.values())
+        else:
+            order.append(value)
+    return order
+
+
+def is_floating(dtype):
+    return np.issubdtype(np.dtype(dtype), np.floating)
+
+
 def call_loss(loss_fn, hyperparameters, arrays, n_positional, keywords):
-    """``loss_fn`` on host arrays (the first ``n_positional`` positional, the rest named ``keywords``):
-    the value and the tuple of gradients, one per floating-point array."""
+    """``loss_fn`` on host arrays (the first ``n_positional`` positional, the rest named ``keywords``): the value,
+    and for each array its gradient, or None for an array the loss does not differentiate."""
     named = dict(zip(keywords, arrays[n_positional:], strict=True))
     value, grads = loss_fn(*arrays[:n_positional], **named, **hyperparameters)
-    return value, grads if isinstance(grads, tuple) else (grads,)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    owners = [i for i in _signature_order(loss_fn, n_positional, keywords) if is_floating(arrays[i].dtype)]
+    if len(grads) > len(owners) or any(np.shape(g) != arrays[i].shape for g, i in zip(grads, owners, strict=False)):
+        raise TypeError(
+            f"{loss_fn.__name__} returned gradients of shapes {[np.shape(g) for g in grads]}, which are not those of "
+            f"its first {len(grads)} floating-point arguments {[arrays[i].shape for i in owners]}"
+        )
+    per_array = [None] * len(arrays)
+    for g, i in zip(grads, owners, strict=False):
+        per_array[i] = g
+    return value, per_array
 
 
-def stand_in(shape, dtype):
-    """An array of ``shape`` and ``dtype`` with values every loss accepts: zeros for embeddings and scores, ones
-    for labels and targets (a valid target in {−1, 1} and in {0, 1}), so that running the loss's own checks on
-    stand-ins catches wrong shapes, dtypes and options without the data."""
+def stand_in(shape, dtype, *, floats_as_ones=False):
+    """An array of ``shape`` and ``dtype`` with values the losses accept: ones for integer and boolean arrays (one
+    class; relevant); for floating-point arrays, seeded standard-normal values (distinct rows, so that no pair
+    falls in the distances' cancellation zone and takes the slow direct-difference path), or with
+    ``floats_as_ones`` ones, which are also a valid target in {−1, 1} and in {0, 1}."""
     dtype = np.dtype(dtype)
-    return np.zeros(shape, dtype) if dtype.kind == "f" else np.ones(shape, dtype)
+    if not is_floating(dtype) or floats_as_ones:
+        return np.ones(shape, dtype)
+    return np.random.default_rng(0).standard_normal(shape).astype(dtype)
+
+
+def check_on_stand_ins(loss_fn, hyperparameters, specs, n_positional, keywords):
+    """Run the loss's own checks on stand-ins of the arrays' (shape, dtype) ``specs``, so that wrong shapes, dtypes
+    or options raise in the caller's frame; return, per array, whether the loss differentiates it.
+
+    Floating-point stand-ins are first random (cheap for every distance); a loss that refuses them (a float target
+    must be in {−1, 1} or {0, 1}) is called again on ones, which every target accepts, and its error then stands.
+    """
+    try:
+        _, grads = call_loss(loss_fn, hyperparameters, [stand_in(*s) for s in specs], n_positional, keywords)
+    except ValueError:
+        arrays = [stand_in(*s, floats_as_ones=True) for s in specs]
+        _, grads = call_loss(loss_fn, hyperparameters, arrays, n_positional, keywords)
+    return [g is not None for g in grads]

@@ -11,9 +11,12 @@
 >>> tape.gradient(value, x).shape
 TensorShape([6, 2])
 
-How it works: ``tf.custom_gradient`` around ``tf.numpy_function``: the forward pass calls metricloss on NumPy arrays
-and returns the value and the analytic gradients (shapes restored with ``tf.ensure_shape``), the gradient function
-multiplies them by the upstream gradient. Works eagerly and inside ``tf.function``, float32 and float64.
+How it works: a ``tf.custom_gradient`` whose forward pass calls metricloss on NumPy arrays and returns the value and
+the analytic gradients, and whose gradient function multiplies them by the upstream gradient. Eagerly the loss runs
+once, on the tensors' values; inside a ``tf.function`` it runs in a ``tf.numpy_function`` (shapes restored with
+``tf.ensure_shape``), after a call on stand-ins that checks the arguments and says which of them get a gradient
+(where the shapes are not known until it runs, every float argument gets one: zero for a float target). Works
+eagerly and inside ``tf.function``, float32 and float64.
 What it costs: ``tf.numpy_function`` holds the GIL and runs on the host; a ``tf.function`` that uses it cannot be
 serialised into a SavedModel (the Python callback is not part of the graph) nor compiled with XLA
 (``jit_compile=True``); and second derivatives are not defined.
@@ -24,46 +27,55 @@ try:
 except ImportError:  # pragma: no cover - exercised only without TensorFlow
     raise ImportError("metricloss.adapters.tensorflow needs TensorFlow: pip install 'metricloss[tf]'") from None
 
-from ._common import call_loss, check_hyperparameters, stand_in
+import numpy as np
+
+from ._common import call_loss, check_hyperparameters, check_on_stand_ins
 
 
 def wrap(loss_fn, **hyperparameters):
     """Turn a metricloss loss into a differentiable TensorFlow function of tensors.
 
     ``wrap(loss_fn, **hyperparameters)(*tensors, **tensor_keywords)`` returns the loss as a 0-d tensor; gradients
-    flow to every floating-point argument (integer labels get none). Hyper-parameters are checked against the
-    loss's signature here; wrong shapes, dtypes or options raise in the caller's frame, from the loss's own checks
-    run on stand-ins of the arguments' shapes (where the shapes are known).
+    flow to the arguments the loss differentiates (integer labels, boolean relevance and float targets such as ``y``
+    in {−1, 1} get None). Hyper-parameters are checked against the loss's signature here; wrong shapes, dtypes or
+    options raise in the caller's frame: eagerly from the one call of the loss on the tensors' values, inside a
+    ``tf.function`` from the loss's own checks run on stand-ins of the arguments' shapes (where they are known).
     """
     check_hyperparameters(loss_fn, hyperparameters)
 
     def loss(*tensors, **tensor_keywords):
         n_positional, names = len(tensors), tuple(tensor_keywords)
         inputs = [tf.convert_to_tensor(t) for t in (*tensors, *tensor_keywords.values())]
-        is_float = [t.dtype.is_floating for t in inputs]
-        floats = [t for t, f in zip(inputs, is_float, strict=True) if f]
+        floats = [t for t in inputs if t.dtype.is_floating]
         if not floats:
             raise TypeError(f"{loss_fn.__name__} needs at least one floating-point tensor to differentiate")
+        value_dtype = floats[0].dtype
+        if tf.executing_eagerly():
+            return _eager(loss_fn, hyperparameters, inputs, n_positional, names, value_dtype)
         if all(t.shape.is_fully_defined() for t in inputs):
-            stand_ins = [stand_in(t.shape.as_list(), t.dtype.as_numpy_dtype) for t in inputs]
-            call_loss(loss_fn, hyperparameters, stand_ins, n_positional, names)
-        output_dtypes = [floats[0].dtype] + [t.dtype for t in floats]
+            specs = [(t.shape.as_list(), t.dtype.as_numpy_dtype) for t in inputs]
+            has_grad = check_on_stand_ins(loss_fn, hyperparameters, specs, n_positional, names)
+        else:  # shapes known only when it runs: every float argument gets a gradient, zero where the loss has none
+            has_grad = [t.dtype.is_floating for t in inputs]
+        output_dtypes = [value_dtype] + [t.dtype for t, h in zip(inputs, has_grad, strict=True) if h]
 
         def host(*arrays):
             value, grads = call_loss(loss_fn, hyperparameters, list(arrays), n_positional, names)
-            return [output_dtypes[0].as_numpy_dtype(value)] + [
-                g.astype(d.as_numpy_dtype, copy=False) for g, d in zip(grads, output_dtypes[1:], strict=True)
+            return [value_dtype.as_numpy_dtype(value)] + [
+                (np.zeros_like(a) if g is None else g).astype(a.dtype, copy=False)
+                for g, a, h in zip(grads, arrays, has_grad, strict=True)
+                if h
             ]
 
         @tf.custom_gradient
         def differentiable(*args):
             value, *grads = tf.numpy_function(host, list(args), output_dtypes, stateful=False)
             value = tf.ensure_shape(value, [])
-            grads = [tf.ensure_shape(g, t.shape) for g, t in zip(grads, floats, strict=True)]
+            saved = iter(grads)
+            grads = [tf.ensure_shape(next(saved), t.shape) if h else None for t, h in zip(args, has_grad, strict=True)]
 
             def gradient(upstream):
-                saved = iter(grads)
-                return [upstream * next(saved) if f else None for f in is_float]
+                return [None if g is None else upstream * g for g in grads]
 
             return value, gradient
 
@@ -72,3 +84,20 @@ def wrap(loss_fn, **hyperparameters):
     loss.__name__ = loss.__qualname__ = f"tf_{loss_fn.__name__}"
     loss.__doc__ = f"{loss_fn.__name__} as a differentiable TensorFlow function (metricloss.adapters.tensorflow.wrap)."
     return loss
+
+
+def _eager(loss_fn, hyperparameters, inputs, n_positional, names, value_dtype):
+    """The loss once, on the tensors' values (its checks raise here), recorded with its analytic gradients."""
+    value, grads = call_loss(loss_fn, hyperparameters, [t.numpy() for t in inputs], n_positional, names)
+
+    @tf.custom_gradient
+    def differentiable(*args):
+        def gradient(upstream):
+            return [
+                None if g is None else upstream * tf.constant(g, dtype=t.dtype)
+                for g, t in zip(grads, args, strict=True)
+            ]
+
+        return tf.constant(value, dtype=value_dtype), gradient
+
+    return differentiable(*inputs)

@@ -13,9 +13,10 @@ torch.Size([8, 4])
 How it works: the wrapped loss is a ``torch.library.custom_op`` whose forward runs metricloss on the tensors'
 NumPy views (CPU tensors, no copy) and returns the value and the analytic gradients; ``register_autograd``'s backward
 multiplies the saved gradients by the incoming cotangent, and ``register_fake`` gives shapes to ``torch.compile``
-(``fullgraph=True`` works). Supported: CPU tensors, float32 and float64; one gradient per floating-point input
-(integer labels get none). Not supported: CUDA tensors (metricloss has no CUDA backend yet: move them to the CPU),
-and double backward (the gradient is computed analytically once; ``create_graph=True`` raises).
+(``fullgraph=True`` works). Supported: CPU tensors, float32 and float64; a gradient for each input the loss
+differentiates (integer labels, boolean relevance and float targets such as ``y`` in {−1, 1} get none). Not
+supported: CUDA tensors (metricloss has no CUDA backend yet: move them to the CPU), and double backward (the
+gradient is computed analytically once; ``create_graph=True`` raises).
 """
 
 import itertools
@@ -48,17 +49,25 @@ def _is_float(tensor):
 
 
 def _make_op(loss_fn, hyperparameters, n_positional, keywords):
-    """A custom op for one calling structure: (list of tensors) -> (value, gradients of the float inputs)."""
+    """A custom op for one calling structure: (list of tensors) -> (value, a gradient per float input).
+
+    Its output has one gradient per floating-point input, zeros where the loss returns none (a float target), so
+    that ``register_fake`` knows the shapes without running the loss. Which float inputs the loss differentiates is
+    recorded by the forward pass, per pattern of float inputs; the backward gives the others no gradient (before
+    any forward has run, as when ``torch.compile`` traces cold, they get the zeros).
+    """
     name = f"metricloss::{loss_fn.__name__}_{next(_op_numbers)}"
+    differentiated = {}  # (is_float per input) -> (has a gradient per input)
 
     @torch.library.custom_op(name, mutates_args=())
     def op(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         arrays = [_as_array(t, f"input {i}") for i, t in enumerate(tensors)]
         value, grads = call_loss(loss_fn, hyperparameters, arrays, n_positional, keywords)
-        floats = [t for t in tensors if _is_float(t)]
-        value_dtype = floats[0].dtype
-        return torch.tensor(value, dtype=value_dtype), [
-            torch.from_numpy(np.ascontiguousarray(g)).to(t.dtype) for g, t in zip(grads, floats, strict=True)
+        differentiated[tuple(_is_float(t) for t in tensors)] = tuple(g is not None for g in grads)
+        floats = [(t, g) for t, g in zip(tensors, grads, strict=True) if _is_float(t)]
+        return torch.tensor(value, dtype=floats[0][0].dtype), [
+            torch.zeros_like(t) if g is None else torch.from_numpy(np.ascontiguousarray(g)).to(t.dtype)
+            for t, g in floats
         ]
 
     @op.register_fake
@@ -68,14 +77,18 @@ def _make_op(loss_fn, hyperparameters, n_positional, keywords):
 
     def setup_context(ctx, inputs, output):
         (tensors,) = inputs
-        ctx.float_inputs = [_is_float(t) for t in tensors]
+        ctx.float_inputs = tuple(_is_float(t) for t in tensors)
+        ctx.differentiated = differentiated.get(ctx.float_inputs, ctx.float_inputs)
         ctx.save_for_backward(*output[1])
 
     def backward(ctx, grad_value, _grad_of_gradients):
         if torch.is_grad_enabled():
             raise RuntimeError("metricloss's PyTorch adapter does not support double backward (create_graph=True)")
         saved = iter(ctx.saved_tensors)
-        return ([grad_value * next(saved) if is_float else None for is_float in ctx.float_inputs],)
+        grads = [next(saved) if is_float else None for is_float in ctx.float_inputs]
+        return (
+            [None if g is None or not d else grad_value * g for g, d in zip(grads, ctx.differentiated, strict=True)],
+        )
 
     op.register_autograd(backward, setup_context=setup_context)
     return op
@@ -85,7 +98,8 @@ def wrap(loss_fn, **hyperparameters):
     """Turn a metricloss loss into a differentiable PyTorch function of tensors.
 
     ``wrap(loss_fn, **hyperparameters)(*tensors, **tensor_keywords)`` returns the loss as a 0-d tensor; its
-    gradient flows to every floating-point tensor argument, positional or keyword (``ref_embeddings=``).
+    gradient flows to every tensor argument the loss differentiates, positional or keyword (``ref_embeddings=``);
+    float targets (``y`` in {−1, 1} or {0, 1}) get none.
     Hyper-parameters are bound once, here, and checked against the loss's signature at once.
     """
     check_hyperparameters(loss_fn, hyperparameters)
