@@ -35,6 +35,8 @@ Numerical care:
   cosine distance is 1, and its gradient is 0 (as torch's ``cosine_similarity``, which divides by max(‖x‖‖y‖, ε)).
 """
 
+import math
+
 import numpy as np
 
 from ._kernels import get_kernels
@@ -53,23 +55,83 @@ def _row_sq_norms(x):
     return np.einsum("ij,ij->i", x, x)
 
 
-def _euclidean_from_gram(x, y, kernels, root):
+# Rows whose largest |entry| lies in [2^-_SAFE_EXPONENT, 2^_SAFE_EXPONENT) are used as they are: their squared norms
+# and Gram products neither overflow nor underflow in float32 (for up to 2^90 features). Others are scaled by a power of
+# two first, which is exact, so both paths give the same bits wherever the unscaled one does not over- or underflow.
+_SAFE_EXPONENT = 16
+
+
+def _scale_exponent(*arrays):
+    """k such that the largest |entry| of ``arrays`` times 2^-k lies in [0.5, 1); 0 when no scaling is needed."""
+    largest = max(float(np.max(np.abs(a))) for a in arrays)
+    k = int(np.frexp(largest)[1]) if largest > 0 else 0
+    return 0 if -_SAFE_EXPONENT < k <= _SAFE_EXPONENT else k
+
+
+def _norm_bound(a):
+    """An upper bound on a's largest row norm, as a Python float (inf where it overflows): √F · max |entry|."""
+    return float(np.max(np.abs(a))) * math.sqrt(a.shape[1])
+
+
+def _refuse_overflow(result, bound, arrays, names, what):
+    """Raise a ValueError naming the argument with the largest rows if ``result`` (a matrix whose entries are at
+    most ``bound`` in magnitude) has overflowed its dtype's range."""
+    limit = float(np.finfo(result.dtype).max)
+    if bound <= limit or np.isfinite(result).all():
+        return
+    norms = [_norm_bound(a) for a in arrays]
+    name = names[int(np.argmax(norms))]
+    wider = " or pass float64" if result.dtype == np.float32 else ""
+    raise ValueError(
+        f"{name} has rows of norm up to {max(norms):.3g}: their {what} exceed {result.dtype}'s largest finite "
+        f"number, {limit:.3g}, so they are not representable; rescale {name}{wider}"
+    )
+
+
+def _euclidean_from_gram(x, y, kernels, root, names=("embeddings", "ref_embeddings")):
     """‖x_i − y_j‖ (``root``) or ‖x_i − y_j‖² for all pairs: the GEMM form, close pairs recomputed directly.
-    ``y`` must not share ``x``'s buffer (numpy sends x @ x.T to SYRK, several times slower here than GEMM)."""
+    ``y`` must not share ``x``'s buffer (numpy sends x @ x.T to SYRK, several times slower here than GEMM).
+
+    Distances are homogeneous (D(x, y) = 2^k D(2^-k x, 2^-k y), 2^2k for squared ones), so rows too large or too
+    small for the squared norms are scaled by an exact power of two first and the distances scaled back: correct
+    over the dtype's whole finite range wherever the distances themselves are representable, else a ValueError."""
+    given = (x, y)
+    k = _scale_exponent(x, y)
+    if k:
+        x, y = np.ldexp(x, -k), np.ldexp(y, -k)
     sq_x, sq_y = _row_sq_norms(x), _row_sq_norms(y)
     d = x @ y.T
     kernels.gram_to_distances(d, x, y, sq_x, sq_y, _CANCELLATION_RATIO[x.dtype], root)
+    if k:
+        power = k if root else 2 * k
+        what = "distances" if root else "squared distances"
+        with np.errstate(over="ignore"):
+            np.ldexp(d, power, out=d)
+        try:  # a bound on the distances, as a Python float (inf where it overflows float64)
+            bound = math.ldexp(math.sqrt(float(sq_x.max())) + math.sqrt(float(sq_y.max())), k)
+        except OverflowError:
+            bound = math.inf
+        _refuse_overflow(d, bound if root else bound * bound, given, names, what)
     return d
 
 
 def _unit_rows(x):
-    """Rows scaled to unit norm (zero rows stay zero), and the inverse norms (0 for zero rows)."""
-    norm = np.sqrt(_row_sq_norms(x))
-    inv_norm = np.divide(1, norm, out=np.zeros_like(norm), where=norm > 0)
-    return x * inv_norm[:, None], inv_norm
+    """Rows scaled to unit norm (zero rows stay zero), and the inverse norms (0 for zero rows).
+
+    Each row is first scaled by a power of two from its own largest |entry| (exact), so that its squared norm
+    neither underflows (a 1e-30 row in float32 is a direction, not a zero row) nor overflows; the inverse norm
+    of a row too small for it to be finite is inf (its cosine gradient is not representable)."""
+    largest = np.max(np.abs(x), axis=1)
+    k = np.where(largest > 0, np.frexp(largest)[1], 0).astype(np.int32)
+    scaled = np.ldexp(x, -k[:, None])
+    norm = np.sqrt(_row_sq_norms(scaled))
+    inv_scaled = np.divide(1, norm, out=np.zeros_like(norm), where=norm > 0)
+    with np.errstate(over="ignore"):
+        inv_norm = np.ldexp(inv_scaled, -k)
+    return scaled * inv_scaled[:, None], inv_norm
 
 
-def _pairwise_distances_vjp(x, y, distance, kernels):
+def _pairwise_distances_vjp(x, y, distance, kernels, names=("embeddings", "ref_embeddings")):
     """D(x, y) and its pullback ``(g, weight=1) ↦ ∂L/∂x`` (y None: distances within x) or ``(∂L/∂x, ∂L/∂y)``,
     for the cotangent ``weight · g``. The pullback overwrites g (callers hand it a cotangent they own) and keeps
     no B×B temporary, so a loss's peak memory is D and g. Trusts its inputs."""
@@ -86,11 +148,13 @@ def _pairwise_distances_vjp(x, y, distance, kernels):
         d[:, y_inv_norm == 0] = 1
         np.clip(d, 0, 2, out=d)
 
-        def pull_rows(g, a_unit, a_inv_norm, b_unit, g_dot_cos):
+        def pull_rows(g, a_unit, a_inv_norm, b_unit, g_dot_cos, a, name):
             # ∂D_ij/∂a_i = −(b̂_j − c_ij â_i)/‖a_i‖  ⇒  ∂L/∂a_i = −(1/‖a_i‖) (Σ_j g_ij b̂_j − (Σ_j g_ij c_ij) â_i)
             pulled = g @ b_unit
             pulled -= g_dot_cos[:, None] * a_unit
-            pulled *= -a_inv_norm[:, None]
+            with np.errstate(over="ignore", invalid="ignore"):  # 1/‖a_i‖ is inf for rows below 1/finfo.max
+                pulled *= -a_inv_norm[:, None]
+            _refuse_overflow(pulled, math.inf, (a,), (name,), "cosine gradients (1/norm)")
             return pulled
 
         def pullback(g, weight=1.0, divided=False):
@@ -99,13 +163,18 @@ def _pairwise_distances_vjp(x, y, distance, kernels):
             rows = g.sum(axis=1) - np.einsum("ij,ij->i", g, d)
             cols = g.sum(axis=0) - np.einsum("ij,ij->j", g, d)
             if self_pairs:
-                return pull_rows(g, x_unit, x_inv_norm, y_unit, rows) + pull_rows(g.T, x_unit, x_inv_norm, y_unit, cols)
-            return pull_rows(g, x_unit, x_inv_norm, y_unit, rows), pull_rows(g.T, y_unit, y_inv_norm, x_unit, cols)
+                return pull_rows(g, x_unit, x_inv_norm, y_unit, rows, x, names[0]) + pull_rows(
+                    g.T, x_unit, x_inv_norm, y_unit, cols, x, names[0]
+                )
+            return (
+                pull_rows(g, x_unit, x_inv_norm, y_unit, rows, x, names[0]),
+                pull_rows(g.T, y_unit, y_inv_norm, x_unit, cols, other, names[1]),
+            )
 
         return d, pullback
 
     squared = distance == "sqeuclidean"
-    d = _euclidean_from_gram(x, other, kernels, root=not squared)
+    d = _euclidean_from_gram(x, other, kernels, not squared, names)
 
     def pullback(g, weight=1.0, divided=False):
         # ∂L/∂x_i = Σ_j S_ij (x_i − y_j) = (diag(S·1) X − S Y)_i, with S = 2wg (squared) or wg/d, 0 where d = 0.
@@ -115,18 +184,21 @@ def _pairwise_distances_vjp(x, y, distance, kernels):
         factor = weight * (2.0 if squared else 1.0)
         if self_pairs:  # x on both sides of every pair: the rule for rows plus the rule for columns, S + Sᵀ
             kernels.symmetrize(g)
-            return _scaled_pull(g, x, x, factor)
-        return _scaled_pull(g, x, other, factor), _scaled_pull(g.T, other, x, factor)
+            return _scaled_pull(g, x, x, factor, names[0])
+        return _scaled_pull(g, x, other, factor, names[0]), _scaled_pull(g.T, other, x, factor, names[1])
 
     return d, pullback
 
 
-def _scaled_pull(scale, a, b, factor):
-    """factor · (diag(S·1) A − S B), with S·1 from the same GEMM as S B (a column of ones appended to B)."""
-    pulled = scale @ np.hstack([b, np.ones((b.shape[0], 1), dtype=b.dtype)])
-    grad = pulled[:, -1:] * a
-    grad -= pulled[:, :-1]
-    grad *= factor
+def _scaled_pull(scale, a, b, factor, name="embeddings"):
+    """factor · (diag(S·1) A − S B), with S·1 from the same GEMM as S B (a column of ones appended to B); a
+    ValueError naming ``name`` (A's argument) where that is not representable in A's dtype."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        pulled = scale @ np.hstack([b, np.ones((b.shape[0], 1), dtype=b.dtype)])
+        grad = pulled[:, -1:] * a
+        grad -= pulled[:, :-1]
+        grad *= factor
+    _refuse_overflow(grad, math.inf, (a,), (name,), "gradients")
     return grad
 
 
@@ -205,7 +277,7 @@ def pairwise_distances(x, y=None, *, distance="euclidean", backend=None):
            [5., 0.]])
     """
     x, y = _check_pair_of_embeddings(x, y, distance, "distance", DISTANCES)
-    return _pairwise_distances_vjp(x, y, distance, get_kernels(backend))[0]
+    return _pairwise_distances_vjp(x, y, distance, get_kernels(backend), ("x", "y"))[0]
 
 
 @refuse_renamed(metric="distance")
@@ -227,7 +299,7 @@ def pairwise_distances_vjp(x, y=None, *, distance="euclidean", backend=None):
            [ 0.6,  0.8]])
     """
     x, y = _check_pair_of_embeddings(x, y, distance, "distance", DISTANCES)
-    return _public_vjp(*_pairwise_distances_vjp(x, y, distance, get_kernels(backend)), "distance")
+    return _public_vjp(*_pairwise_distances_vjp(x, y, distance, get_kernels(backend), ("x", "y")), "distance")
 
 
 def _public_vjp(matrix, pullback, what):
@@ -254,8 +326,8 @@ def _lp_distance_rows(x1, x2, p, eps=0.0):
     magnitude = np.abs(u)
     if p == 1:
         norm = magnitude.sum(axis=1)
-    elif p == 2:
-        norm = np.sqrt(_row_sq_norms(u))
+    elif p == 2:  # scaled per row by a power of two (exact) so that Σ u² neither overflows nor underflows
+        norm = _scaled_row_norms(u, magnitude)
     else:  # scaled by the row's largest entry so that |u|^p neither overflows nor underflows
         largest = magnitude.max(axis=1)
         safe = np.where(largest > 0, largest, 1)
@@ -275,13 +347,30 @@ def _lp_distance_rows(x1, x2, p, eps=0.0):
     return norm, pullback
 
 
-def _paired_distances_vjp(x1, x2, distance):
+def _row_exponents(magnitude):
+    """Per row, k with the row's largest |entry| · 2^-k in [0.5, 1) (0 for zero rows)."""
+    largest = magnitude.max(axis=1)
+    return np.where(largest > 0, np.frexp(largest)[1], 0).astype(np.int32)
+
+
+def _scaled_row_norms(u, magnitude, squared=False):
+    """‖u_i‖ (or ‖u_i‖²) computed on u_i · 2^-k_i and scaled back: exact scaling, no spurious over/underflow."""
+    k = _row_exponents(magnitude)
+    sq = _row_sq_norms(np.ldexp(u, -k[:, None]))
+    with np.errstate(over="ignore"):
+        return np.ldexp(sq, 2 * k) if squared else np.ldexp(np.sqrt(sq), k)
+
+
+def _paired_distances_vjp(x1, x2, distance, names=("x1", "x2")):
     """Row-wise distances d_i = D(x1_i, x2_i) and the pullback g ↦ (∂L/∂x1, ∂L/∂x2). Trusts inputs."""
     if distance == "euclidean":
-        return _lp_distance_rows(x1, x2, p=2)
+        d, pullback = _lp_distance_rows(x1, x2, p=2)
+        _refuse_overflow(d, np.inf, (x1, x2), names, "distances")
+        return d, pullback
     if distance == "sqeuclidean":
         diff = x1 - x2
-        d = _row_sq_norms(diff)
+        d = _scaled_row_norms(diff, np.abs(diff), squared=True)
+        _refuse_overflow(d, np.inf, (x1, x2), names, "squared distances")
 
         def pullback(g):  # ∂‖u‖²/∂u = 2u
             du = 2 * g[:, None] * diff
@@ -323,12 +412,12 @@ def paired_distances(x1, x2, *, distance="euclidean"):
     return _paired_distances_vjp(*promote(x1, x2), distance)[0]
 
 
-def _pairwise_similarities_vjp(x, y, similarity, kernels):
+def _pairwise_similarities_vjp(x, y, similarity, kernels, names=("embeddings", "ref_embeddings")):
     """S(x, y) and its pullback ``(g, weight=1) ↦ ∂L/∂x`` (y None: within x) or ``(∂L/∂x, ∂L/∂y)``, for the
     cotangent ``weight · g``; overwrites g. Trusts its inputs."""
     self_pairs = y is None
     if similarity == "cosine":  # x̂·ŷ = 1 − D, so ∂L/∂D = −∂L/∂S
-        d, distance_pullback = _pairwise_distances_vjp(x, y, "cosine", kernels)
+        d, distance_pullback = _pairwise_distances_vjp(x, y, "cosine", kernels, names)
 
         def pullback(g, weight=1.0):
             return distance_pullback(g, -weight)
@@ -336,7 +425,14 @@ def _pairwise_similarities_vjp(x, y, similarity, kernels):
         return 1 - d, pullback
 
     other = x.copy() if self_pairs else y  # a separate buffer, for the GEMM
-    s = x @ other.T
+    k = _scale_exponent(x, other)
+    if k:  # x·y = 2^2k (2^-k x)·(2^-k y): scaled so that the products neither overflow nor underflow
+        s = np.ldexp(x, -k) @ np.ldexp(other, -k).T
+        with np.errstate(over="ignore"):
+            np.ldexp(s, 2 * k, out=s)
+        _refuse_overflow(s, _norm_bound(x) * _norm_bound(other), (x, other), names, "dot products")
+    else:
+        s = x @ other.T
 
     def pullback(g, weight=1.0):
         # ∂(x_i·y_j)/∂x_i = y_j  ⇒  ∂L/∂X = G Y and ∂L/∂Y = Gᵀ X; within one batch both: (G + Gᵀ) X.
@@ -394,7 +490,7 @@ def pairwise_similarities(x, y=None, *, similarity="dot", backend=None):
            [ 3., 25.]])
     """
     x, y = _check_pair_of_embeddings(x, y, similarity, "similarity", SIMILARITIES)
-    return _pairwise_similarities_vjp(x, y, similarity, get_kernels(backend))[0]
+    return _pairwise_similarities_vjp(x, y, similarity, get_kernels(backend), ("x", "y"))[0]
 
 
 @refuse_renamed(metric="similarity")
@@ -412,4 +508,4 @@ def pairwise_similarities_vjp(x, y=None, *, similarity="dot", backend=None):
            [1., 0.]])
     """
     x, y = _check_pair_of_embeddings(x, y, similarity, "similarity", SIMILARITIES)
-    return _public_vjp(*_pairwise_similarities_vjp(x, y, similarity, get_kernels(backend)), "similarity")
+    return _public_vjp(*_pairwise_similarities_vjp(x, y, similarity, get_kernels(backend), ("x", "y")), "similarity")
