@@ -166,14 +166,9 @@ def _call(case, arrays):
 # Loss-level terms that still overflow inside the promised range (not the shared distance code): strict, so that
 # the fix shows as an unexpected pass.
 KNOWN_FAILURES = {
-    "cosine_embedding": "pairs.py: ‖a‖²·‖b‖² overflows float32 at 1e18 (the torch formula with its ε); needs the "
-    "per-row power-of-two scaling of distances._unit_rows",
     "lifted[sqeuclidean-sum]": "the squared lifted term's gradient at 1e18 is ~1e55, beyond float32: now refused "
     "with a ValueError, which this test does not accept inside the promised range",
     "lifted_references[sqeuclidean-sum]": "as lifted[sqeuclidean-sum]",
-    "contrastive_pair[hadsell]": "pairs.py: 0.5·h·h in float32 overflows at 1e20 where the value (a Python float) "
-    "and the gradient h·∂h are representable: compute h in float64",
-    "contrastive_pair[squared-tfa]": "as contrastive_pair[hadsell]",
 }
 
 

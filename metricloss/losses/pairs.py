@@ -271,7 +271,8 @@ def contrastive_pair_loss(
 
     d, pullback = _paired_distances_vjp(*promote(x1, x2), distance)
     similar = y == 1
-    terms, dterms = _contrastive_terms(d, similar, margin, pos_margin, form)
+    # The terms in float64: ½h² of a float32 distance overflows float32 long before the value or its slope h do.
+    terms, dterms = _contrastive_terms(d.astype(np.float64), similar, margin, pos_margin, form)
     value, g = _contrastive_reduce(terms, dterms, similar, reduction, split_reduction)
     g1, g2 = pullback(g)
     return value, (g1.astype(x1.dtype, copy=False), g2.astype(x2.dtype, copy=False))
@@ -375,7 +376,8 @@ def cosine_embedding_loss(x1, x2, y, *, margin=0.0, reduction="mean"):
     check_scalar(margin, "margin", low=-1.0, high=1.0, why=" (it is compared with a cosine)")
     check_option(reduction, "reduction", REDUCTIONS)
 
-    a, b = promote(x1, x2)
+    # In float64: ‖a‖²·‖b‖² of float32 rows overflows float32 from entries of about 1e9.
+    a, b = (array.astype(np.float64) for array in promote(x1, x2))
     sq_a = np.einsum("ij,ij->i", a, a) + _TORCH_COSINE_EPS
     sq_b = np.einsum("ij,ij->i", b, b) + _TORCH_COSINE_EPS
     denom = np.sqrt(sq_a * sq_b)
