@@ -135,11 +135,20 @@ class LabelledBatch:
 
 
 def labelled_batch(
-    embeddings, labels, *, distance=None, similarity=None, ref_embeddings=None, ref_labels=None, backend=None
+    embeddings,
+    labels,
+    *,
+    distance=None,
+    similarity=None,
+    ref_embeddings=None,
+    ref_labels=None,
+    backend=None,
+    ref_name="ref_embeddings",
 ):
     """Check a labelled batch (and its reference set, if any) and build its :class:`LabelledBatch` with the
     pairwise ``distance`` (one of ``DISTANCES``) or, for losses on similarities, ``similarity`` (one of
-    ``SIMILARITIES``): exactly one of the two is given."""
+    ``SIMILARITIES``): exactly one of the two is given. ``ref_name`` is what the caller calls its references, for
+    the errors that name an argument (a loss whose references are class centres: ``"centers"``)."""
     x = check_embeddings(embeddings)
     labels = check_labels(labels, x.shape[0])
     ref, ref_labels = check_references(x, ref_embeddings, ref_labels)
@@ -151,13 +160,14 @@ def labelled_batch(
     dtypes = (x.dtype,) if ref is None else (x.dtype, ref.dtype)
     if ref is not None:
         x, ref = promote(x, ref)
+    names = ("embeddings", "embeddings" if ref is None else ref_name)
     if similarity is None:
         check_option(distance, "distance", DISTANCES)
-        d, pullback = _pairwise_distances_vjp(x, ref, distance, kernels)
-        s, paired = None, lambda a, b: _paired_distances_vjp(a, b, distance)
+        d, pullback = _pairwise_distances_vjp(x, ref, distance, kernels, names)
+        s, paired = None, lambda a, b: _paired_distances_vjp(a, b, distance, names)
     else:
         check_option(similarity, "similarity", SIMILARITIES)
-        s, pullback = _pairwise_similarities_vjp(x, ref, similarity, kernels)
+        s, pullback = _pairwise_similarities_vjp(x, ref, similarity, kernels, names)
         d, paired = None, lambda a, b: _paired_similarities_vjp(a, b, similarity)
     if ref is None:
         classes, self_offset, ref_labels = class_index(labels, labels), 0, labels

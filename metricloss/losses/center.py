@@ -144,7 +144,13 @@ def triplet_center_loss(
     labels = check_class_indices(labels, centers.shape[0]).astype(np.int64)  # checked first: no wrap-around
     # A query-vs-reference batch: the queries are the embeddings, the references the centres, centre y of class y.
     batch = labelled_batch(
-        x, labels, distance=distance, ref_embeddings=centers, ref_labels=np.arange(centers.shape[0]), backend=backend
+        x,
+        labels,
+        distance=distance,
+        ref_embeddings=centers,
+        ref_labels=np.arange(centers.shape[0]),
+        backend=backend,
+        ref_name="centers",
     )
     return _to_own_and_nearest_centre(batch, margin, halved, reduction)
 
@@ -175,7 +181,13 @@ def _with_batch_centers(x, labels, margin, distance, halved, reduction, backend)
     means = (sums / counts[:, None]).astype(x.dtype)  # a mean is no larger than the largest entry: finite
     # A query-vs-reference batch against the means, mean k standing for class k.
     batch = labelled_batch(
-        x, sample_class, distance=distance, ref_embeddings=means, ref_labels=np.arange(counts.size), backend=backend
+        x,
+        sample_class,
+        distance=distance,
+        ref_embeddings=means,
+        ref_labels=np.arange(counts.size),
+        backend=backend,
+        ref_name="embeddings",  # the means are the embeddings' own: a refusal names them
     )
     value, (grad_x, grad_means) = _to_own_and_nearest_centre(batch, margin, halved, reduction)
     # c_y = (1/n_y) Σ_{k in y} f_k  ⇒  ∂L/∂f_k += (1/n_{y_k}) ∂L/∂c_{y_k}

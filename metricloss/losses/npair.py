@@ -101,7 +101,9 @@ def _npair(anchors, positives, targets, counted, l2_reg, reduction):
     """Value and (∂L/∂anchors, ∂L/∂positives) of the N-pair loss on checked, promoted pairs."""
     n = anchors.shape[0]
     # z_ij = f_i · f_j⁺; the pullback of a cotangent G is (G P, Gᵀ A): ∂z_ij/∂f_i = f_j⁺ and ∂z_ij/∂f_j⁺ = f_i.
-    logits, pullback = _pairwise_similarities_vjp(anchors, positives, "dot", get_kernels("numpy"))
+    logits, pullback = _pairwise_similarities_vjp(
+        anchors, positives, "dot", get_kernels("numpy"), names=("embeddings", "positives")
+    )
     losses = _softmax_cross_entropy_rows(logits, *targets)
     g = logits  # now softmax(z) − t: the cotangent of each row's loss
     if counted is not None:

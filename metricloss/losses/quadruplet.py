@@ -129,9 +129,9 @@ def quadruplet_margin_loss(
     margin, margin2, split_reduction = _check_options(margin, margin2, mining, distance, reduction, split_reduction)
 
     a, p, n, n2 = promote(*arrays)
-    d_ap, pull_ap = _paired_distances_vjp(a, p, distance)
-    d_an, pull_an = _paired_distances_vjp(a, n, distance)
-    d_nn, pull_nn = _paired_distances_vjp(n, n2, distance)
+    d_ap, pull_ap = _paired_distances_vjp(a, p, distance, names=("anchor", "positive"))
+    d_an, pull_an = _paired_distances_vjp(a, n, distance, names=("anchor", "negative"))
+    d_nn, pull_nn = _paired_distances_vjp(n, n2, distance, names=("negative", "negative2"))
     d_ap, d_an, d_nn = (d.astype(np.float64) for d in (d_ap, d_an, d_nn))
     n_rows = d_ap.size
     gap = max(0.0, (d_an.sum() + d_nn.sum()) / (2 * n_rows) - d_ap.mean()) if mining == "hard" else 1.0
