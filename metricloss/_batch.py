@@ -92,11 +92,6 @@ class LabelledBatch:
     _paired_vjp: object
     _dtypes: tuple
 
-    @property
-    def matrix(self):
-        """``d`` or ``s``, whichever this batch has."""
-        return self.d if self.s is None else self.s
-
     def finish(self, grads):
         """Gradients in the inputs' dtypes: one array, or (grad_embeddings, grad_ref_embeddings)."""
         if self.ref is None:

@@ -188,6 +188,9 @@ def contrastive_pairs(d, ref_class, anchor_class, self_offset, margin, pos_margi
     per anchor, in columns (similar, dissimilar): the sums of the terms, the number of terms > 0 and the number
     of pairs. Works on blocks of rows, so its temporaries are a few blocks, not B×R arrays.
     """
+    # Every form as ℓ = (c₂h + c₁)h, ∂ℓ/∂h = 2c₂h + c₁: Hadsell (c₁, c₂) = (0, ½), squared (0, 1), linear (1, 0).
+    c1 = 1.0 if form == 2 else 0.0
+    c2 = 0.5 if form == 0 else (1.0 if form == 1 else 0.0)
     n_anchors, n_refs = d.shape
     values = np.zeros((n_anchors, 2))
     n_active = np.zeros((n_anchors, 2), dtype=np.int64)
@@ -202,7 +205,7 @@ def contrastive_pairs(d, ref_class, anchor_class, self_offset, margin, pos_margi
         inside = (own >= 0) & (own < n_refs)
         candidate[np.flatnonzero(inside), own[inside]] = False
         h = np.maximum(np.where(similar, block - pos_margin, margin - block), 0.0)
-        term, dterm_dh = {0: (0.5 * h * h, h), 1: (h * h, 2 * h), 2: (h, np.ones_like(h))}[form]
+        term, dterm_dh = (c2 * h + c1) * h, 2 * c2 * h + c1
         live = candidate & (term > 0)
         g = np.where(live, np.where(similar, dterm_dh, -dterm_dh), 0.0)
         for column, kind in enumerate((similar, ~similar)):
