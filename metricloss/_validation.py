@@ -10,6 +10,8 @@ differentiable inputs.
 """
 
 import functools
+import inspect
+import math
 import numbers
 import operator
 
@@ -304,3 +306,60 @@ def check_every_class_present(counts, name="labels"):
             + (" ..." if missing.size > 10 else "")
             + ": pass absent='mean' or 'zeros', or a smaller n_classes"
         )
+
+
+def norm_bound(a):
+    """An upper bound on a's largest row norm, as a Python float (inf where it overflows): √F · max |entry|."""
+    return float(np.max(np.abs(a))) * math.sqrt(a.shape[1])
+
+
+def refuse_overflow(result, bound, arrays, names, what):
+    """Raise a ValueError naming the argument with the largest rows if ``result`` (a matrix whose entries are at
+    most ``bound`` in magnitude) has overflowed its dtype's range."""
+    limit = float(np.finfo(result.dtype).max)
+    if bound <= limit or np.isfinite(result).all():
+        return
+    norms = [norm_bound(a) for a in arrays]
+    name = names[int(np.argmax(norms))]
+    wider = " or pass float64" if result.dtype == np.float32 else ""
+    if max(norms) < 1:  # not too large: so small that dividing by their distances or norms overflows
+        raise ValueError(
+            f"{name} has rows of norm at most {max(norms):.3g}: their {what} divide by something that small and "
+            f"exceed {result.dtype}'s largest finite number, {limit:.3g}, so they are not representable; rescale "
+            f"{name}{wider}"
+        )
+    raise ValueError(
+        f"{name} has rows of norm up to {max(norms):.3g}: their {what} exceed {result.dtype}'s largest finite "
+        f"number, {limit:.3g}, so they are not representable; rescale {name}{wider}"
+    )
+
+
+def finite_or_refused(loss):
+    """Decorate a loss returning ``(value, grads)``: on finite inputs it returns a finite value and finite gradients,
+    or raises a ValueError naming its largest input where they are not representable (a sum of squared distances
+    past float64's top, a gradient past float32's) — never Inf or NaN. Inside the loss an overflow runs on
+    silently, to an Inf that this one check catches, instead of a guard beside every sum and square."""
+    signature = inspect.signature(loss)
+
+    @functools.wraps(loss)
+    def checked(*args, **kwargs):
+        with np.errstate(over="ignore", invalid="ignore"):
+            value, grads = loss(*args, **kwargs)
+        arrays = grads if isinstance(grads, tuple) else (grads,)
+        if math.isfinite(value) and all(np.isfinite(grad).all() for grad in arrays):
+            return value, grads
+        given = signature.bind(*args, **kwargs).arguments
+        inputs = {name: np.asarray(arg) for name, arg in given.items() if np.asarray(arg).dtype in FLOAT_DTYPES}
+        name = max(inputs, key=lambda name: float(np.max(np.abs(inputs[name]), initial=0)))
+        largest = float(np.max(np.abs(inputs[name]), initial=0))
+        if math.isfinite(value):
+            dtype = next(grad.dtype for grad in arrays if not np.isfinite(grad).all())
+            what, wider = "its gradient", " or pass float64" if dtype == np.float32 else ""
+        else:
+            dtype, what, wider = np.dtype(np.float64), "the loss value", ""
+        raise ValueError(
+            f"{name} has entries up to {largest:.3g}: {what} exceeds {dtype}'s largest finite number, "
+            f"{float(np.finfo(dtype).max):.3g}, so it is not representable; rescale {name}{wider}"
+        )
+
+    return checked

@@ -40,7 +40,7 @@ import math
 import numpy as np
 
 from ._kernels import get_kernels
-from ._validation import check_embeddings, check_option, promote, refuse_renamed
+from ._validation import check_embeddings, check_option, norm_bound, promote, refuse_overflow, refuse_renamed
 
 DISTANCES = ("euclidean", "sqeuclidean", "cosine")
 SIMILARITIES = ("dot", "cosine")
@@ -68,26 +68,6 @@ def _scale_exponent(*arrays):
     return 0 if -_SAFE_EXPONENT < k <= _SAFE_EXPONENT else k
 
 
-def _norm_bound(a):
-    """An upper bound on a's largest row norm, as a Python float (inf where it overflows): √F · max |entry|."""
-    return float(np.max(np.abs(a))) * math.sqrt(a.shape[1])
-
-
-def _refuse_overflow(result, bound, arrays, names, what):
-    """Raise a ValueError naming the argument with the largest rows if ``result`` (a matrix whose entries are at
-    most ``bound`` in magnitude) has overflowed its dtype's range."""
-    limit = float(np.finfo(result.dtype).max)
-    if bound <= limit or np.isfinite(result).all():
-        return
-    norms = [_norm_bound(a) for a in arrays]
-    name = names[int(np.argmax(norms))]
-    wider = " or pass float64" if result.dtype == np.float32 else ""
-    raise ValueError(
-        f"{name} has rows of norm up to {max(norms):.3g}: their {what} exceed {result.dtype}'s largest finite "
-        f"number, {limit:.3g}, so they are not representable; rescale {name}{wider}"
-    )
-
-
 def _euclidean_from_gram(x, y, kernels, root, names=("embeddings", "ref_embeddings")):
     """‖x_i − y_j‖ (``root``) or ‖x_i − y_j‖² for all pairs: the GEMM form, close pairs recomputed directly.
     ``y`` must not share ``x``'s buffer (numpy sends x @ x.T to SYRK, several times slower here than GEMM).
@@ -111,7 +91,7 @@ def _euclidean_from_gram(x, y, kernels, root, names=("embeddings", "ref_embeddin
             bound = math.ldexp(math.sqrt(float(sq_x.max())) + math.sqrt(float(sq_y.max())), k)
         except OverflowError:
             bound = math.inf
-        _refuse_overflow(d, bound if root else bound * bound, given, names, what)
+        refuse_overflow(d, bound if root else bound * bound, given, names, what)
     return d
 
 
@@ -154,7 +134,7 @@ def _pairwise_distances_vjp(x, y, distance, kernels, names=("embeddings", "ref_e
             pulled -= g_dot_cos[:, None] * a_unit
             with np.errstate(over="ignore", invalid="ignore"):  # 1/‖a_i‖ is inf for rows below 1/finfo.max
                 pulled *= -a_inv_norm[:, None]
-            _refuse_overflow(pulled, math.inf, (a,), (name,), "cosine gradients (1/norm)")
+            refuse_overflow(pulled, math.inf, (a,), (name,), "cosine gradients (1/norm)")
             return pulled
 
         def pullback(g, weight=1.0, divided=False):
@@ -198,7 +178,7 @@ def _scaled_pull(scale, a, b, factor, name="embeddings"):
         grad = pulled[:, -1:] * a
         grad -= pulled[:, :-1]
         grad *= factor
-    _refuse_overflow(grad, math.inf, (a,), (name,), "gradients")
+    refuse_overflow(grad, math.inf, (a,), (name,), "gradients")
     return grad
 
 
@@ -337,7 +317,8 @@ def _lp_distance_rows(x1, x2, p, eps=0.0):
         if p == 1:
             du = np.sign(u)
         elif p == 2:
-            du = u * np.divide(1, norm, out=np.zeros_like(norm), where=norm > 0)[:, None]
+            du = np.divide(u, norm[:, None], out=np.zeros_like(u), where=norm[:, None] > 0)  # not u·(1/n): 1/n
+            # overflows for subnormal n
         else:
             ratio = np.divide(magnitude, norm[:, None], out=np.zeros_like(u), where=norm[:, None] > 0)
             du = np.sign(u) * ratio ** (p - 1)
@@ -365,12 +346,12 @@ def _paired_distances_vjp(x1, x2, distance, names=("x1", "x2")):
     """Row-wise distances d_i = D(x1_i, x2_i) and the pullback g ↦ (∂L/∂x1, ∂L/∂x2). Trusts inputs."""
     if distance == "euclidean":
         d, pullback = _lp_distance_rows(x1, x2, p=2)
-        _refuse_overflow(d, np.inf, (x1, x2), names, "distances")
+        refuse_overflow(d, np.inf, (x1, x2), names, "distances")
         return d, pullback
     if distance == "sqeuclidean":
         diff = x1 - x2
         d = _scaled_row_norms(diff, np.abs(diff), squared=True)
-        _refuse_overflow(d, np.inf, (x1, x2), names, "squared distances")
+        refuse_overflow(d, np.inf, (x1, x2), names, "squared distances")
 
         def pullback(g):  # ∂‖u‖²/∂u = 2u
             du = 2 * g[:, None] * diff
@@ -388,7 +369,11 @@ def _paired_distances_vjp(x1, x2, distance, names=("x1", "x2")):
 
     def pullback(g):  # ∂d/∂x1 = −(û2 − c û1)/‖x1‖, and symmetrically for x2
         g = g[:, None]
-        return -g * inv1[:, None] * (u2 - cos * u1), -g * inv2[:, None] * (u1 - cos * u2)
+        with np.errstate(over="ignore", invalid="ignore"):  # 1/‖x‖ is inf for rows below 1/finfo.max
+            grads = -g * inv1[:, None] * (u2 - cos * u1), -g * inv2[:, None] * (u1 - cos * u2)
+        for grad, x, name in zip(grads, (x1, x2), names, strict=True):
+            refuse_overflow(grad, math.inf, (x,), (name,), "cosine gradients (1/norm)")
+        return grads
 
     return d, pullback
 
@@ -430,7 +415,7 @@ def _pairwise_similarities_vjp(x, y, similarity, kernels, names=("embeddings", "
         s = np.ldexp(x, -k) @ np.ldexp(other, -k).T
         with np.errstate(over="ignore"):
             np.ldexp(s, 2 * k, out=s)
-        _refuse_overflow(s, _norm_bound(x) * _norm_bound(other), (x, other), names, "dot products")
+        refuse_overflow(s, norm_bound(x) * norm_bound(other), (x, other), names, "dot products")
     else:
         s = x @ other.T
 

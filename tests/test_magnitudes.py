@@ -269,3 +269,59 @@ def test_unrepresentable_squared_distances_are_refused_naming_the_argument():
         ml.triplet_loss(x, labels, distance="sqeuclidean")
     with pytest.raises(ValueError, match=r"^x has rows of norm"):
         ml.pairwise_distances(x, distance="sqeuclidean")
+
+
+@pytest.mark.parametrize("case", EMBEDDING_CASES, ids=[case.id for case in EMBEDDING_CASES])
+def test_float64_losses_beyond_the_promised_range_are_finite_or_refused(case):
+    """float64 rows from 1e-320 to 1e307 (past the promised 1e-300 .. 1e150 at both ends): every registered loss
+    returns a finite value and finite gradients, or a ValueError saying what is not representable — never Inf or
+    NaN (the Hadsell contrastive loss, ½d², returned inf at 1e160)."""
+    rng = np.random.default_rng(6)
+    base = case.make_inputs(rng, np.float64)
+    for decade in DECADES[np.float64]:
+        e = _exponent(decade)
+        arrays = [_scaled(a, e) if kind in ROWS else a for a, kind in zip(base, case.arg_kinds, strict=True)]
+        where = f"{case.id} at 1e{decade}"
+        try:
+            value, grads = _call(case, arrays)
+        except ValueError as error:
+            assert "not representable" in str(error), f"{where}: {error}"
+            continue
+        assert math.isfinite(value), f"{where}: value {value}"
+        assert all(np.all(np.isfinite(grad)) for grad in grads), f"{where}: gradient not finite"
+
+
+def test_a_loss_value_past_float64_is_refused_naming_the_argument():
+    """½d² of float64 rows near 1e160 is ~1e320, past float64's top: refused by name, not returned as inf."""
+    x = np.random.default_rng(7).standard_normal((6, 4)) * 1e160
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    with pytest.raises(ValueError, match=r"^embeddings has entries up to .*: the loss value exceeds float64"):
+        ml.contrastive_loss(x, labels)
+    with pytest.raises(ValueError, match=r"^x1 has entries up to"):
+        ml.contrastive_pair_loss(x[:3], x[3:] / 1e10, np.array([0, 1, 0]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_miners_pick_the_same_triplets_at_every_promised_size(dtype):
+    """Mining reads only the order of distances, which scaling the rows by 2^e keeps: batch_triplets, mine_dataset
+    and mine_triplets (margin scaled alike) pick the same indices from the bottom of the promised range to its top
+    (the issue: below ~1e-21 in float32 the distances rounded to 0 and ties picked the triplets)."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((16, 5)).astype(dtype)
+    labels = np.repeat(np.arange(4), 4)
+    low, high = PROMISED[dtype]
+
+    def mined(rows, margin):
+        return (
+            ml.batch_triplets(rows, labels, positive="hardest", negative="semihard"),
+            ml.mine_dataset(rows, labels, negative="hardest"),
+            ml.mine_triplets(rows, labels, kind="semihard", margin=margin),
+        )
+
+    for decade in [low, low // 2, -20, 20, high]:
+        e = _exponent(decade)
+        margin = 0.5 if math.ldexp(0.5, e) <= 1e18 else 0.0  # the margins refused above 1e18: then margin-free
+        expected = mined(x, margin)
+        for got, want in zip(mined(_scaled(x, e), math.ldexp(margin, e)), expected, strict=True):
+            for got_part, want_part in zip(got, want, strict=True):
+                np.testing.assert_array_equal(got_part, want_part, err_msg=f"at 1e{decade}")

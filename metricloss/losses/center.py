@@ -15,6 +15,7 @@ from .._validation import (
     check_labels,
     check_margin,
     check_option,
+    finite_or_refused,
 )
 from ..mining import hardest_triplets
 from .triplet import _triplet_terms
@@ -22,6 +23,7 @@ from .triplet import _triplet_terms
 ABSENT_CLASSES = ("mean", "zeros", "raise")
 
 
+@finite_or_refused
 def triplet_center_loss(
     embeddings,
     labels,

@@ -12,10 +12,11 @@ import numpy as np
 from .._batch import class_index, labelled_batch
 from .._kernels import NO_SELF
 from .._reduce import REDUCTIONS, weight_from_counts
-from .._validation import check_margin, check_option
+from .._validation import check_margin, check_option, finite_or_refused
 from .triplet import INCOMPLETE_ANCHORS
 
 
+@finite_or_refused
 def lifted_structure_loss(
     embeddings,
     labels,
@@ -143,6 +144,7 @@ def lifted_structure_loss(
     return value, batch.pull(g, weight / copies, divided=divide)
 
 
+@finite_or_refused
 def generalized_lifted_structure_loss(
     embeddings,
     labels,

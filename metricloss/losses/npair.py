@@ -19,6 +19,7 @@ from .._validation import (
     check_same_shape,
     check_scalar,
     check_targets,
+    finite_or_refused,
     promote,
 )
 from ..distances import _pairwise_similarities_vjp
@@ -130,6 +131,7 @@ def _one_pair_per_class(labels):
     return anchors[order], positives[order]
 
 
+@finite_or_refused
 def npair_loss(embeddings, positives=None, labels=None, *, l2_reg=0.0, reduction="mean"):
     r"""The multi-class N-pair loss: N pairs (f_i, f_i⁺) from N classes; each anchor f_i should be more similar
     (dot product) to its own positive than to the positives of the other pairs.

@@ -18,6 +18,7 @@ from .._validation import (
     check_same_shape,
     check_scalar,
     check_targets,
+    finite_or_refused,
     promote,
 )
 from ..distances import DISTANCES, _paired_distances_vjp
@@ -88,6 +89,7 @@ _CONTRASTIVE_NOTES = """
 """
 
 
+@finite_or_refused
 def contrastive_loss(
     embeddings,
     labels,
@@ -219,6 +221,7 @@ def contrastive_loss(
     return value, batch.pull(g, weight / copies, divided=divide)
 
 
+@finite_or_refused
 def contrastive_pair_loss(
     x1,
     x2,
@@ -281,6 +284,7 @@ def contrastive_pair_loss(
 contrastive_pair_loss.__doc__ = contrastive_pair_loss.__doc__.replace("{notes}", _CONTRASTIVE_NOTES.strip())
 
 
+@finite_or_refused
 def margin_ranking_loss(x1, x2, y, *, margin=0.0, reduction="mean"):
     r"""Margin ranking loss on scores: y = 1 asks for x1 > x2 + margin, y = −1 for x2 > x1 + margin.
 
@@ -331,6 +335,7 @@ def margin_ranking_loss(x1, x2, y, *, margin=0.0, reduction="mean"):
 _TORCH_COSINE_EPS = 1e-12  # added to each squared norm, as in ATen's cosine_embedding_loss
 
 
+@finite_or_refused
 def cosine_embedding_loss(x1, x2, y, *, margin=0.0, reduction="mean"):
     r"""Cosine embedding loss: pull similar pairs (y = 1) to cosine 1, push dissimilar ones (y = −1) below m.
 
@@ -394,6 +399,7 @@ def cosine_embedding_loss(x1, x2, y, *, margin=0.0, reduction="mean"):
     return value, (grad_a.astype(x1.dtype, copy=False), grad_b.astype(x2.dtype, copy=False))
 
 
+@finite_or_refused
 def hinge_embedding_loss(x, y, *, margin=1.0, reduction="mean"):
     r"""Hinge embedding loss on given distances (or any scores): x for y = 1, [m − x]₊ for y = −1.
 

@@ -6,7 +6,15 @@ import numpy as np
 
 from .._batch import labelled_batch
 from .._reduce import REDUCTIONS, weight_from_counts
-from .._validation import check_bool, check_embeddings, check_margin, check_option, check_same_shape, promote
+from .._validation import (
+    check_bool,
+    check_embeddings,
+    check_margin,
+    check_option,
+    check_same_shape,
+    finite_or_refused,
+    promote,
+)
 from ..distances import DISTANCES, _paired_distances_vjp
 
 QUADRUPLET_MININGS = ("all", "hard")
@@ -33,6 +41,7 @@ def _term_weights(reduction, split_reduction, n_first, n_first_active, n_second,
     return weight, weight
 
 
+@finite_or_refused
 def quadruplet_margin_loss(
     anchor,
     positive,
@@ -170,6 +179,7 @@ def _positive_pairs(class_order, class_starts):
     return keys // n, keys % n
 
 
+@finite_or_refused
 def quadruplet_loss(
     embeddings,
     labels,

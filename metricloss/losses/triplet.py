@@ -11,6 +11,7 @@ from .._validation import (
     check_option,
     check_same_shape,
     check_scalar,
+    finite_or_refused,
     promote,
 )
 from ..distances import _lp_distance_rows
@@ -18,6 +19,7 @@ from ..mining import hardest_triplets, semihard_triplets
 from .pairs import _hinge
 
 
+@finite_or_refused
 def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6, swap=False, reduction="mean"):
     r"""Triplet margin loss on explicit rows: each anchor should be closer to its positive than to its negative
     by at least the margin.
@@ -124,6 +126,7 @@ def _triplet_terms(thresholds, d_neg, soft):
     return np.where(active, thresholds - d_neg, 0.0), active.astype(np.float64)
 
 
+@finite_or_refused
 def triplet_loss(
     embeddings,
     labels,

@@ -25,6 +25,7 @@ from .._validation import (
     check_relevance,
     check_rng,
     check_same_width,
+    finite_or_refused,
     promote,
 )
 from ..distances import _paired_similarities_vjp, _pairwise_similarities_vjp, _pull_entries
@@ -104,6 +105,7 @@ def _checked_options(margin, sampling, max_trials, weighting, reduction, rng):
     return margin, max_trials, check_rng(rng)
 
 
+@finite_or_refused
 def warp_loss(
     scores,
     relevance,
@@ -232,6 +234,7 @@ def warp_loss(
     return value, grad
 
 
+@finite_or_refused
 def warp_embedding_loss(
     query_embeddings,
     item_embeddings,
