@@ -1,4 +1,5 @@
-"""Input checks for the public functions: every error message metricloss raises lives in this module.
+"""Input checks shared by the public functions, and the refusals of results that are not representable (a check
+that only one function makes, such as two options that exclude each other, is raised beside it).
 
 Each public function validates its arguments once, here, and hands plain, trusted arrays to private code.
 Messages name the argument, say what was expected and what was got, and where it helps, how to fix it.
