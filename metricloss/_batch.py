@@ -104,13 +104,14 @@ class LabelledBatch:
             return np.zeros_like(self.x, dtype=self._dtypes[0])
         return np.zeros_like(self.x, dtype=self._dtypes[0]), np.zeros_like(self.ref, dtype=self._dtypes[1])
 
-    def pull(self, g, weight=1.0, divided=False):
+    def pull(self, g, weight=1.0, divided=False, symmetric=False):
         """The gradients for the dense cotangent ``weight · g`` on the matrix. Overwrites g, which may be ``d``
         itself once the loss is done reading it. ``divided``: g already holds g/d (Euclidean distances; a
-        kernel fused the division)."""
+        kernel fused the division). ``symmetric``: within one batch, g already holds S + Sᵀ, the cotangent with
+        both ends of each pair folded in (a kernel wrote it so), and the pullback skips that pass."""
         if self.s is not None:
             return self.finish(self._pullback(g, weight))
-        return self.finish(self._pullback(g, weight, divided=divided))
+        return self.finish(self._pullback(g, weight, divided=divided, symmetric=symmetric))
 
     def pull_pairs(self, rows, cols, g):
         """The gradients for a cotangent that is g[k] on entry (rows[k], cols[k]) of the matrix (repeated entries

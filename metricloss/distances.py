@@ -137,10 +137,12 @@ def _pairwise_distances_vjp(x, y, distance, kernels, names=("embeddings", "ref_e
             refuse_overflow(pulled, math.inf, (a,), (name,), "cosine gradients (1/norm)")
             return pulled
 
-        def pullback(g, weight=1.0, divided=False):
+        def pullback(g, weight=1.0, divided=False, symmetric=False):
             g *= weight
             # Σ_j g_ij c_ij = Σ_j g_ij − Σ_j g_ij d_ij, without forming c = 1 − d
             rows = g.sum(axis=1) - np.einsum("ij,ij->i", g, d)
+            if symmetric:  # g = S + Sᵀ already: the rule for rows and the rule for columns in one
+                return pull_rows(g, x_unit, x_inv_norm, y_unit, rows, x, names[0])
             cols = g.sum(axis=0) - np.einsum("ij,ij->j", g, d)
             if self_pairs:
                 return pull_rows(g, x_unit, x_inv_norm, y_unit, rows, x, names[0]) + pull_rows(
@@ -156,14 +158,16 @@ def _pairwise_distances_vjp(x, y, distance, kernels, names=("embeddings", "ref_e
     squared = distance == "sqeuclidean"
     d = _euclidean_from_gram(x, other, kernels, not squared, names)
 
-    def pullback(g, weight=1.0, divided=False):
+    def pullback(g, weight=1.0, divided=False, symmetric=False):
         # ∂L/∂x_i = Σ_j S_ij (x_i − y_j) = (diag(S·1) X − S Y)_i, with S = 2wg (squared) or wg/d, 0 where d = 0.
         # ``divided``: g already holds g/d (a kernel fused the division; d may have been overwritten).
+        # ``symmetric``: within one batch, g already holds S + Sᵀ (a kernel wrote it so).
         if not divided:
             kernels.pair_scale(g, d, squared)
         factor = weight * (2.0 if squared else 1.0)
         if self_pairs:  # x on both sides of every pair: the rule for rows plus the rule for columns, S + Sᵀ
-            kernels.symmetrize(g)
+            if not symmetric:
+                kernels.symmetrize(g)
             return _scaled_pull(g, x, x, factor, names[0])
         return _scaled_pull(g, x, other, factor, names[0]), _scaled_pull(g.T, other, x, factor, names[1])
 

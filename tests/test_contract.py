@@ -487,6 +487,7 @@ def test_parallel_and_serial_numba_kernels_give_bitwise_the_same_result(case, mo
     arrays = case.make_inputs(np.random.default_rng(10), np.float32)
     serial_value, serial_grad = case(*arrays, backend="numba")
     monkeypatch.setattr(numba_kernels, "SERIAL_BELOW", 0)
+    monkeypatch.setattr(numba_kernels, "THREADS", "parallel")
     value, grad = case(*arrays, backend="numba")
     assert value == serial_value
     for got, expected in zip(_grads(case, grad), _grads(case, serial_grad), strict=True):

@@ -126,6 +126,7 @@ import numpy as np
 import metricloss as ml
 from metricloss._kernels import numba_kernels
 numba_kernels.SERIAL_BELOW = 0  # the parallel kernels, at any size
+numba_kernels.THREADS = "parallel"
 rng = np.random.default_rng(9)
 x = rng.standard_normal((96, 16)).astype(np.float32)
 labels = np.repeat(np.arange(24), 4)

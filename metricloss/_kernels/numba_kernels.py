@@ -9,6 +9,7 @@ the same functions with the same signatures.
 """
 
 import functools
+import os
 import types
 
 import numba
@@ -41,10 +42,37 @@ def _njit(**options):
 # row).
 SERIAL_BELOW = 1 << 22
 
+# From SERIAL_BELOW entries on, whether a parallel region pays depends on who else holds the cores. With the default
+# settings, OpenBLAS's threads spin for about 0.1 s after each GEMM and the OpenMP pool's after each parallel region,
+# so the kernel after a GEMM shares each core with a spinning thread, and the GEMM after a kernel too. On many cores
+# a parallel region still wins (each thread gets half a core, against one core for the serial kernel); on two, it
+# loses: the batch-all triplet loss at B = 4096 (float32, D = 128) took 89 ms with parallel kernels and 80 ms with
+# serial ones, against 58 ms parallel with both pools told to sleep (OMP_WAIT_POLICY=passive
+# OPENBLAS_THREAD_TIMEOUT=4). So THREADS = "auto" runs the kernels in parallel where Numba has more than two threads
+# or where the environment tells both pools not to spin, and serially otherwise; "serial" and "parallel" force one
+# (for tests, and to take timings of one). The choice changes no result: serial and parallel give the same bits.
+THREADS = "auto"
+
+
+def _pools_sleep():
+    """Whether the environment tells OpenBLAS's threads and the OpenMP pool's to sleep after their work (read by
+    those libraries when they load, so read once here; metricloss itself sets nothing)."""
+    timeout = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "")
+    return os.environ.get("OMP_WAIT_POLICY", "").lower() == "passive" and timeout.isdigit() and int(timeout) <= 10
+
+
+_POOLS_SLEEP = _pools_sleep()
+
+
+def _parallel_pays(matrix):
+    if matrix.size < SERIAL_BELOW or THREADS == "serial":
+        return False
+    return THREADS == "parallel" or _POOLS_SLEEP or numba.get_num_threads() > 2
+
 
 def _rows_kernel(function):
-    """A kernel parallel over the rows of its first argument (a B×R matrix), compiled twice: serial while the
-    matrix has fewer than ``SERIAL_BELOW`` entries, ``prange`` over its rows from there on."""
+    """A kernel over the rows of its first argument (a B×R matrix), compiled twice: ``prange`` over its rows where
+    :func:`_parallel_pays`, a plain loop otherwise."""
     parallel = _njit(parallel=True)(function)
     # A copy under its own name: Numba's on-disk cache tells functions apart by name, not by compile options.
     copy = types.FunctionType(function.__code__, function.__globals__, function.__name__ + "_serial")
@@ -53,7 +81,7 @@ def _rows_kernel(function):
 
     @functools.wraps(function)
     def kernel(matrix, *args):
-        return (serial if matrix.size < SERIAL_BELOW else parallel)(matrix, *args)
+        return (parallel if _parallel_pays(matrix) else serial)(matrix, *args)
 
     return kernel
 
@@ -196,6 +224,137 @@ def batch_all_triplets(
                 out[a, j] = cj
         values[a] = positive_part + negative_part
     return values, n_active, n_valid
+
+
+def batch_all_symmetric(d, ref_class, anchor_class, class_order, class_starts, margin, semihard_only, out, divide):
+    """One sweep for classes of up to SWEEP_MAX_POSITIVES + 1 members (its second pass reads a table row per class
+    member); larger classes take the per-anchor kernel, which sorts their rows, and the symmetrize."""
+    if np.max(np.diff(class_starts)) > SWEEP_MAX_POSITIVES + 1:
+        totals = batch_all_triplets(
+            d, ref_class, anchor_class, class_order, class_starts, 0, margin, semihard_only, out, divide
+        )
+        symmetrize(out)
+        return totals
+    return _batch_all_symmetric_sweep(
+        d, ref_class, anchor_class, class_order, class_starts, margin, semihard_only, out, divide
+    )
+
+
+@_rows_kernel
+def _batch_all_symmetric_sweep(
+    d, ref_class, anchor_class, class_order, class_starts, margin, semihard_only, out, divide
+):
+    # Pass 1, per anchor a: each positive p's active negatives (d_an < d_ap + m, and d_an >= d_ap for semi-hard),
+    # counted by a sweep of the row, and its bounds kept in tables of one row per slot (p's place in its class):
+    # upper[s, a] (d_ap + m as an exclusive bound in the row's dtype) and lower[s, a]. Empty slots (a's own place,
+    # places past a smaller class's size) hold upper = −inf, which nothing is below.
+    n = d.shape[0]
+    n_classes = class_starts.size - 1
+    n_slots = 0
+    for c in range(n_classes):
+        n_slots = max(n_slots, class_starts[c + 1] - class_starts[c])
+    slot = np.empty(n, dtype=np.int64)
+    for c in range(n_classes):
+        for m in range(class_starts[c], class_starts[c + 1]):
+            slot[class_order[m]] = m - class_starts[c]
+    upper = np.full((n_slots, n), -np.inf, dtype=d.dtype)
+    lower = np.full((n_slots, n), -np.inf, dtype=d.dtype)
+    positive_counts = np.zeros((n, n_slots), dtype=np.int32)
+    values = np.zeros(n)
+    n_active = np.zeros(n, dtype=np.int64)
+    n_valid = np.zeros(n, dtype=np.int64)
+    for a in numba.prange(n):
+        row = d[a]
+        c = anchor_class[a]
+        start, stop = class_starts[c], class_starts[c + 1]
+        n_valid[a] = (stop - start - 1) * (n - (stop - start))
+        no_lower_bound = _exclusive_bound(row, -np.inf)
+        positive_part = 0.0  # Σ over active terms of d_ap + m; pass 2 subtracts their d_an
+        active = 0
+        for m in range(start, stop):
+            p = class_order[m]
+            if p == a:
+                continue
+            threshold = np.float64(row[p]) + margin
+            up = _exclusive_bound(row, threshold)  # d_an < d_ap + m
+            lo = row[p] if semihard_only else no_lower_bound  # d_an >= d_ap
+            count = 0
+            for j in range(n):  # vectorised: a few compares per reference
+                count += (ref_class[j] != c) & (row[j] < up) & (row[j] >= lo)
+            upper[m - start, a] = up
+            lower[m - start, a] = lo
+            positive_counts[a, m - start] = count
+            positive_part += count * threshold
+            active += count
+        values[a] = positive_part
+        n_active[a] = active
+    # Pass 2, per row i: entry (i, j) of a negative pair is −(anchor i's positives with d_ij in their band + anchor
+    # j's, from the tables, with d_ji = d_ij); of a positive pair, the two anchors' counts for it.
+    for i in numba.prange(n):
+        row = d[i]
+        c = anchor_class[i]
+        start, stop = class_starts[c], class_starts[c + 1]
+        hits = np.zeros(n, dtype=np.int32)
+        for m in range(start, stop):  # anchor i's own positives first: their hits give its terms' Σ d_an
+            up = upper[m - start, i]
+            lo = lower[m - start, i]
+            if semihard_only:
+                for j in range(n):
+                    hits[j] += (row[j] < up) & (row[j] >= lo)
+            else:
+                for j in range(n):
+                    hits[j] += row[j] < up
+        for m in range(start, stop):
+            hits[class_order[m]] = 0
+        values[i] -= _weighted_sum(hits, row)
+        for s in range(n_slots):  # anchor j's positives, one slot at a time: vectorised over j
+            up_s = upper[s]
+            lo_s = lower[s]
+            if semihard_only:
+                for j in range(n):
+                    hits[j] += (row[j] < up_s[j]) & (row[j] >= lo_s[j])
+            else:
+                for j in range(n):
+                    hits[j] += row[j] < up_s[j]
+        for m in range(start, stop):
+            j = class_order[m]
+            hits[j] = 0 if j == i else -(positive_counts[i, slot[j]] + positive_counts[j, slot[i]])
+        _write_cotangent_row(out[i], row, hits, -1, divide)
+    return values, n_active, n_valid
+
+
+@_njit()
+def _write_cotangent_row(out_row, row, counts, sign, divide):
+    """out_row ← sign · counts (divide: sign · counts / row, 0 where row is 0). Computed into a buffer and then
+    copied: out_row may be row itself, and a loop that reads one and writes the other would not vectorise."""
+    buffer = np.empty_like(out_row)
+    for j in range(row.shape[0]):
+        dj = row[j]
+        gj = sign * counts[j]
+        if divide:
+            quotient = gj / (dj if dj > 0 else 1.0)  # no 0/0: both selects vectorise
+            buffer[j] = quotient if dj > 0 else 0.0
+        else:
+            buffer[j] = gj
+    out_row[:] = buffer
+
+
+@_njit()
+def _weighted_sum(weights, row):
+    """Σ_j weights[j] · row[j] in float64, in eight interleaved partial sums: a fixed order (the same bits on every
+    run), and eight independent additions in flight instead of one chain."""
+    partial = np.zeros(8)
+    n = row.shape[0]
+    whole = n - n % 8
+    for j in range(0, whole, 8):
+        for lane in range(8):
+            partial[lane] += weights[j + lane] * np.float64(row[j + lane])
+    total = 0.0
+    for j in range(whole, n):
+        total += weights[j] * np.float64(row[j])
+    for lane in range(8):
+        total += partial[lane]
+    return total
 
 
 @_njit()

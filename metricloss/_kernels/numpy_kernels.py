@@ -111,6 +111,23 @@ def batch_all_triplets(
     return values, n_active, n_valid
 
 
+def batch_all_symmetric(d, ref_class, anchor_class, class_order, class_starts, margin, semihard_only, out, divide):
+    """:func:`batch_all_triplets` within one batch (the references are the anchors, self_offset 0), with the
+    cotangent written symmetrized, g + gᵀ: both ends of every pair are rows of the same embeddings, so this is what
+    the distances' pullback needs, and it then skips its own symmetrize (``pull(..., symmetric=True)``).
+
+    Here: the per-anchor kernel, then the symmetrize. The Numba twin writes g + gᵀ in one sweep instead: pass 1
+    counts, per anchor, each positive's active negatives and keeps its threshold d_ap + m (and d_ap, for semi-hard)
+    in a small table; pass 2 gives entry (i, j) of a negative pair anchor i's count (its positives whose
+    thresholds exceed d_ij) plus anchor j's (from the table), and of a positive pair the two anchors' counts.
+    """
+    totals = batch_all_triplets(
+        d, ref_class, anchor_class, class_order, class_starts, 0, margin, semihard_only, out, divide
+    )
+    symmetrize(out)
+    return totals
+
+
 def semihard_negatives(
     d, ref_class, anchor_class, class_order, class_starts, self_offset, offsets, positives, negatives
 ):

@@ -252,11 +252,17 @@ def triplet_loss(
         divide = distance == "euclidean"
         g = np.empty_like(d) if distance == "cosine" else d
         semihard_only = mining == "all_semihard"
-        sums, n_active, n_valid = batch.kernels.batch_all_triplets(
-            d, *batch.classes, batch.self_offset, margin, semihard_only, g, divide
-        )
+        symmetric = batch.ref is None  # within one batch the kernel writes g + gᵀ, which the pullback needs
+        if symmetric:
+            sums, n_active, n_valid = batch.kernels.batch_all_symmetric(
+                d, *batch.classes, margin, semihard_only, g, divide
+            )
+        else:
+            sums, n_active, n_valid = batch.kernels.batch_all_triplets(
+                d, *batch.classes, batch.self_offset, margin, semihard_only, g, divide
+            )
         weight = weight_from_counts(reduction, (n_active if semihard_only else n_valid).sum(), n_active.sum())
-        return weight * float(np.sum(sums)), batch.pull(g, weight, divided=divide)
+        return weight * float(np.sum(sums)), batch.pull(g, weight, divided=divide, symmetric=symmetric)
 
     if mining == "hard":
         anchors, positives, negatives = hardest_triplets(batch, incomplete_anchors)
