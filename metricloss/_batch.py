@@ -160,7 +160,8 @@ def labelled_batch(
     if similarity is None:
         check_option(distance, "distance", DISTANCES)
         d, pullback = _pairwise_distances_vjp(x, ref, distance, kernels, names)
-        s, paired = None, lambda a, b: _paired_distances_vjp(a, b, distance, names)
+        s = None  # the Euclidean distances are pulled back pair by pair by a kernel, given their name
+        paired = distance if distance != "cosine" else lambda a, b: _paired_distances_vjp(a, b, distance, names)
     else:
         check_option(similarity, "similarity", SIMILARITIES)
         s, pullback = _pairwise_similarities_vjp(x, ref, similarity, kernels, names)

@@ -189,20 +189,26 @@ def _scaled_pull(scale, a, b, factor, name="embeddings"):
 def _pairs_vjp(x, y, rows, cols, g, paired_vjp, kernels):
     """∂L/∂x (y None) or (∂L/∂x, ∂L/∂y) for a cotangent that is g[k] on M[rows[k], cols[k]] and 0 elsewhere, M a
     pairwise distance or similarity matrix whose row-wise twin is ``paired_vjp`` (:func:`_paired_distances_vjp`
-    or :func:`_paired_similarities_vjp` with the measure bound): O(K · F) for K pairs."""
+    or :func:`_paired_similarities_vjp` with the measure bound), or for the Euclidean and squared Euclidean
+    distances, the name of the distance (one kernel pass over the pairs, no K×F temporaries): O(K · F) for K
+    pairs."""
     other = x if y is None else y
-    g_rows, g_cols = paired_vjp(x[rows], other[cols])[1](g)
     grad_x = np.zeros_like(x)
-    kernels.scatter_add_rows(grad_x, rows, g_rows)
     grad_y = grad_x if y is None else np.zeros_like(y)
+    if paired_vjp in ("euclidean", "sqeuclidean"):
+        kernels.pull_distance_pairs(x, other, rows, cols, g, paired_vjp == "sqeuclidean", grad_x, grad_y)
+        return grad_x if y is None else (grad_x, grad_y)
+    g_rows, g_cols = paired_vjp(x[rows], other[cols])[1](g)
+    kernels.scatter_add_rows(grad_x, rows, g_rows)
     kernels.scatter_add_rows(grad_y, cols, g_cols)
     return grad_x if y is None else (grad_x, grad_y)
 
 
 def _pull_entries(x, y, rows, cols, g, paired_vjp, dense_pullback, kernels):
     """∂L/∂x (y None) or (∂L/∂x, ∂L/∂y) for a cotangent that is g[k] on entry (rows[k], cols[k]) of a pairwise
-    matrix M(x, y) (repeated entries add up) and 0 elsewhere: pair by pair (:func:`_pairs_vjp`) in O(K·F) while
-    K·F is at most M's size, else gathered into a dense cotangent for ``dense_pullback`` (M's GEMM pullback)."""
+    matrix M(x, y) (repeated entries add up) and 0 elsewhere: pair by pair (:func:`_pairs_vjp`, to which
+    ``paired_vjp`` goes) in O(K·F) while K·F is at most M's size, else gathered into a dense cotangent for
+    ``dense_pullback`` (M's GEMM pullback)."""
     n_cols = (x if y is None else y).shape[0]
     if rows.size * x.shape[1] <= x.shape[0] * n_cols:
         return _pairs_vjp(x, y, rows, cols, g, paired_vjp, kernels)

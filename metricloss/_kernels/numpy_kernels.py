@@ -192,6 +192,23 @@ def scatter_add_rows(out, index, values):
     np.add.at(out, index, values)
 
 
+def pull_distance_pairs(x, y, rows, cols, g, squared, grad_x, grad_y):
+    """The VJP of a cotangent g[k] on the distance between x[rows[k]] and y[cols[k]], pair by pair: with
+    u = x_i − y_j, ∂‖u‖/∂x_i = u/‖u‖ (0 where u = 0) and ∂‖u‖²/∂x_i = 2u; adds g[k] times that to grad_x[rows[k]]
+    and subtracts it from grad_y[cols[k]] (which may be grad_x). O(K·F) time; the Numba twin keeps no K×F
+    temporary. The norm is computed on u scaled by its largest |entry|, so that it neither over- nor underflows."""
+    u = x[rows].astype(np.float64) - y[cols].astype(np.float64)
+    if squared:
+        terms = 2 * g[:, None] * u
+    else:
+        largest = np.max(np.abs(u), axis=1, keepdims=True)
+        ratio = np.divide(u, largest, out=np.zeros_like(u), where=largest > 0)
+        norm = np.sqrt(np.einsum("ij,ij->i", ratio, ratio))[:, None]
+        terms = g[:, None] * np.divide(ratio, norm, out=np.zeros_like(u), where=norm > 0)
+    np.add.at(grad_x, rows, terms)
+    np.add.at(grad_y, cols, -terms)
+
+
 _PAIR_CHUNK_ELEMENTS = 1 << 16  # entries of d per block of rows in the pair kernels: temporaries stay ≪ B²
 
 
