@@ -213,7 +213,7 @@ def _pull_entries(x, y, rows, cols, g, paired_vjp, dense_pullback, kernels):
     if rows.size * x.shape[1] <= x.shape[0] * n_cols:
         return _pairs_vjp(x, y, rows, cols, g, paired_vjp, kernels)
     dense = np.zeros((x.shape[0], n_cols), dtype=x.dtype)
-    np.add.at(dense, (rows, cols), g)
+    kernels.scatter_add_entries(dense, rows, cols, g)
     return dense_pullback(dense)
 
 

@@ -192,6 +192,11 @@ def scatter_add_rows(out, index, values):
     np.add.at(out, index, values)
 
 
+def scatter_add_entries(out, rows, cols, values):
+    """out[rows[k], cols[k]] += values[k] for every k, repeated entries accumulating (in order)."""
+    np.add.at(out, (rows, cols), values)
+
+
 def pull_distance_pairs(x, y, rows, cols, g, squared, grad_x, grad_y):
     """The VJP of a cotangent g[k] on the distance between x[rows[k]] and y[cols[k]], pair by pair: with
     u = x_i − y_j, ∂‖u‖/∂x_i = u/‖u‖ (0 where u = 0) and ∂‖u‖²/∂x_i = 2u; adds g[k] times that to grad_x[rows[k]]
