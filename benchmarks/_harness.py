@@ -5,6 +5,7 @@ A script calls :func:`run_cells` with its own ``run_cell(*args)`` function; :fun
 as ``python script --cell JSON`` so that each cell's peak memory growth is its own.
 """
 
+import contextlib
 import json
 import os
 import platform
@@ -16,6 +17,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
+# The tuned configuration the default settings are compared with: OpenBLAS's threads and the OpenMP pool's told to
+# sleep after their work instead of spinning (read by those libraries at start-up; metricloss sets neither).
+TUNED_THREADS = {"OMP_WAIT_POLICY": "passive", "OPENBLAS_THREAD_TIMEOUT": "4"}
 
 
 def _status_bytes(field):
@@ -60,6 +64,17 @@ def measure(call, budget):
         times.append(time.perf_counter() - started)
     times = sorted(times or [first])
     return {"seconds": times[0], "median": times[len(times) // 2], "peak_growth": growth}
+
+
+@contextlib.contextmanager
+def another_busy_process():
+    """One CPU-bound process running beside what is measured inside (a user's machine is rarely idle)."""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 def measure_cell(script, args, *, budget, env=None):

@@ -14,16 +14,21 @@ import argparse
 import json
 import os
 
-from _harness import format_memory, format_time, machine_line, measure, measure_cell, ratio, write_section
+from _harness import (
+    TUNED_THREADS,
+    format_memory,
+    format_time,
+    machine_line,
+    measure,
+    measure_cell,
+    ratio,
+    write_section,
+)
 
 SIZES = (256, 1024, 4096)
 DIM = 128
 K = 4
 BUDGET_SECONDS = 60.0
-# Measured beside the default: OpenBLAS's and the OpenMP threads spin after their work and, on two cores, steal the
-# next stage's core (an ~8 ms stall per stage at B <= 1024); these make them sleep at once (issue 10 is to make the
-# default as fast without them).
-QUIET_THREADS = {"OMP_WAIT_POLICY": "passive", "OPENBLAS_THREAD_TIMEOUT": "4"}
 WARP_QUERIES = WARP_ITEMS = 10_000
 WARP_POSITIVES = 10
 
@@ -197,11 +202,11 @@ def main(argv=None):
     def cell(*cell_args, env=None):
         return measure_cell(__file__, list(cell_args), budget=BUDGET_SECONDS, env=env)
 
-    quiet = {**os.environ, **QUIET_THREADS}
+    tuned = {**os.environ, **TUNED_THREADS}
 
     floors = {size: cell("floor", None, size) for size in args.sizes}
     header = (
-        "| loss | B | metricloss (numba) | numba, threads quiet | metricloss (numpy) | PML | two-GEMM floor "
+        "| loss | B | metricloss (numba) | numba, tuned | metricloss (numpy) | PML | two-GEMM floor "
         "| PML / numba | numba / floor | peak growth numba | peak growth PML |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|"
     )
@@ -211,7 +216,7 @@ def main(argv=None):
     for name in names:
         _, make_pml, pml_bytes, has_kernels = _losses()[name]
         for size in args.sizes:
-            numba, numba_quiet = cell("numba", name, size), cell("numba", name, size, env=quiet)
+            numba, numba_tuned = cell("numba", name, size), cell("numba", name, size, env=tuned)
             numpy = cell("numpy", name, size) if has_kernels else {"skipped": "no kernels: as numba"}
             if make_pml is None:
                 pml = {"skipped": "no PML twin"}
@@ -221,7 +226,7 @@ def main(argv=None):
                 pml = cell("pml", name, size)
             floor = floors[size]
             row = (
-                f"| {name} | {size} | {format_time(numba, 'median')} | {format_time(numba_quiet, 'median')} "
+                f"| {name} | {size} | {format_time(numba, 'median')} | {format_time(numba_tuned, 'median')} "
                 f"| {format_time(numpy, 'median')} "
                 f"| {format_time(pml, 'median')} | {format_time(floor, 'median')} | {ratio(pml, numba, 'median')} "
                 f"| {ratio(numba, floor, 'median')} | {format_memory(numba)} | {format_memory(pml)} |"
@@ -246,8 +251,8 @@ def main(argv=None):
             f"Written by `python benchmarks/losses_benchmark.py` on {machine_line('default threading')}.\n\n"
             f"Value and gradient on float32 unit-norm embeddings of dimension {DIM} with P×K labels (K = {K}). Times "
             "are medians of 3 to 50 calls (a second of them) after warm-up, each cell in its own process, with no "
-            "threading variables set (the column *threads quiet*: with "
-            + " ".join(f"`{k}={v}`" for k, v in QUIET_THREADS.items())
+            "threading variables set (the column *tuned*: with "
+            + " ".join(f"`{k}={v}`" for k, v in TUNED_THREADS.items())
             + ", which make OpenBLAS's and the OpenMP threads sleep after their work instead of spinning); "
             "*peak growth* is the resident set's high-water mark during the first call "
             "minus the resident set before it. The floor is one B×B×128 GEMM for the distances plus one for the "

@@ -2,9 +2,11 @@
 pytorch-metric-learning on the CPU, and the floor, the two GEMMs that the chain rule needs at that size.
 
 Every cell runs in its own process, so that its peak memory growth (the resident set's high-water mark during
-the first call, minus the resident set before it) is its own. A cell that would need more memory than the
-machine has is reported with the estimate instead of being run; one that runs past the time budget is reported
-as such. Ratios are taken between cells measured in the same run.
+the first call, minus the resident set before it) is its own, with the environment the user has (no threading
+variables set); the Numba cells are measured twice more: with one CPU-bound process running beside them, and
+tuned (with ``_harness.TUNED_THREADS`` set, which make the BLAS and OpenMP threads sleep after their work). A cell
+that would need more memory than the machine has is reported with the estimate instead of being run; one that runs
+past the time budget is reported as such. Ratios are taken between cells measured in the same run.
 
     python benchmarks/triplet_benchmark.py                    # the full table, written into docs/benchmarks.md
     python benchmarks/triplet_benchmark.py --sizes 256 1024   # a quick look, nothing written
@@ -15,15 +17,22 @@ import json
 import os
 from pathlib import Path
 
-from _harness import DOCS, format_memory, format_time, machine_line, measure, measure_cell, ratio, write_section
+from _harness import (
+    DOCS,
+    TUNED_THREADS,
+    another_busy_process,
+    format_memory,
+    format_time,
+    machine_line,
+    measure,
+    measure_cell,
+    ratio,
+    write_section,
+)
 
 SIZES = (256, 1024, 4096, 16384)
 DIM = 128
 BUDGET_SECONDS = 60.0
-# OpenBLAS's threads and the OpenMP threads of Numba's kernels each spin for a while after their work; on two cores
-# they then steal each other's time, and timings double at random. Every cell (PML's too) runs with both told to
-# sleep at once instead. Pass --default-threading to measure without.
-QUIET_THREADS = {"OMP_WAIT_POLICY": "passive", "OPENBLAS_THREAD_TIMEOUT": "4"}
 STRATEGIES = {  # name: (metricloss mining, pytorch-metric-learning miner or None for all triplets, or no PML twin)
     "batch-all": ("all", "none"),
     "semi-hard (PML's: every semi-hard triplet)": ("all_semihard", "semihard"),
@@ -89,7 +98,7 @@ def _pml_estimate_bytes(size, k, pml_miner):
     return triplets * (3 * 8 + 4 * 4)
 
 
-def measure_method(method, strategy, size, k, memory_limit, env):
+def measure_method(method, strategy, size, k, memory_limit, env=None):
     mining, pml_miner = STRATEGIES[strategy] if strategy else (None, None)
     if method == "pml":
         if pml_miner is None:
@@ -105,7 +114,6 @@ def main(argv=None):
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--large-class-sizes", type=int, nargs="*", default=[1024, 4096])
     parser.add_argument("--write", type=Path, default=None, help="markdown file to write the table into")
-    parser.add_argument("--default-threading", action="store_true", help="do not set " + ", ".join(QUIET_THREADS))
     parser.add_argument("--cell", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cell:
@@ -115,51 +123,53 @@ def main(argv=None):
         args.write = DOCS
 
     memory_limit = 0.6 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    env = dict(os.environ) if args.default_threading else {**os.environ, **QUIET_THREADS}
+    tuned = {**os.environ, **TUNED_THREADS}
     cases = [(strategy, size, 4) for strategy in STRATEGIES for size in args.sizes]
     cases += [(strategy, size, size // 4) for strategy in STRATEGIES for size in args.large_class_sizes]
-    floors = {
-        size: measure_method("floor", None, size, 4, memory_limit, env) for size in sorted({s for _, s, _ in cases})
-    }
+    floors = {size: measure_method("floor", None, size, 4, memory_limit) for size in sorted({s for _, s, _ in cases})}
 
     header = (
-        "| strategy | B | K | metricloss (numba) | metricloss (numpy) | PML | two-GEMM floor | PML / numba "
-        "| numba / floor | peak growth numba | peak growth PML |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| strategy | B | K | metricloss (numba) | numba, another process busy | numba, tuned | default / tuned "
+        "| metricloss (numpy) | PML | two-GEMM floor | PML / numba | numba / floor | peak growth numba "
+        "| peak growth PML |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     rows = []
     print(header, flush=True)
     for strategy, size, k in cases:
         cells = {
-            method: measure_method(method, strategy, size, k, memory_limit, env) for method in ("numba", "numpy", "pml")
+            method: measure_method(method, strategy, size, k, memory_limit) for method in ("numba", "numpy", "pml")
         }
+        with another_busy_process():
+            loaded = measure_method("numba", strategy, size, k, memory_limit)
+        tuned_cell = measure_method("numba", strategy, size, k, memory_limit, tuned)
         floor = floors[size]
         row = (
-            f"| {strategy} | {size} | {k} | {format_time(cells['numba'])} | {format_time(cells['numpy'])} "
-            f"| {format_time(cells['pml'])} "
-            f"| {format_time(floor)} | {ratio(cells['pml'], cells['numba'])} | {ratio(cells['numba'], floor)} "
-            f"| {format_memory(cells['numba'])} | {format_memory(cells['pml'])} |"
+            f"| {strategy} | {size} | {k} | {format_time(cells['numba'], 'median')} | {format_time(loaded, 'median')} "
+            f"| {format_time(tuned_cell, 'median')} | {ratio(cells['numba'], tuned_cell, 'median')} "
+            f"| {format_time(cells['numpy'], 'median')} | {format_time(cells['pml'], 'median')} "
+            f"| {format_time(floor, 'median')} | {ratio(cells['pml'], cells['numba'], 'median')} "
+            f"| {ratio(cells['numba'], floor, 'median')} | {format_memory(cells['numba'])} "
+            f"| {format_memory(cells['pml'])} |"
         )
         rows.append(row)
         print(row, flush=True)
 
     if args.write:
-        threading = (
-            "default threading" if args.default_threading else " ".join(f"{k}={v}" for k, v in QUIET_THREADS.items())
-        )
         text = (
             "## The online triplet loss\n\n"
-            f"Written by `python benchmarks/triplet_benchmark.py` on {machine_line(threading)}.\n\n"
+            f"Written by `python benchmarks/triplet_benchmark.py` on {machine_line('default threading')}.\n\n"
             "The online triplet loss, value and gradient, on float32 embeddings of dimension 128 with P×K labels, "
-            "margin 1. Times are the best of 3 to 50 calls (a second of them, where the budget allows) after warm-up; "
-            "*peak growth* is the resident set's "
-            "high-water mark during the first call minus the resident set before it, each cell in its own process. "
-            "The floor is one B×B×128 GEMM for the distances plus one for the gradient, measured in the same run. "
-            "PML is pytorch-metric-learning's `TripletMarginLoss` with `LpDistance(normalize_embeddings=False)` "
-            "(with `TripletMarginMiner(type_of_triplets='semihard')` or `BatchHardMiner()`); its cells that would "
-            "need more than 60% of the machine's memory are reported with its estimate instead of being run.\n\n"
-            + header
-            + "\n"
-            + "\n".join(rows)
+            "margin 1. Times are medians of 3 to 50 calls (a second of them, where the budget allows) after warm-up, "
+            "each cell in its own process with the default settings (no threading variables set); *another process "
+            "busy*: the same with one CPU-bound process running beside it; *tuned*: with "
+            + " ".join(f"`{k}={v}`" for k, v in TUNED_THREADS.items())
+            + ", which make OpenBLAS's and the OpenMP pool's threads sleep after their work instead of spinning. "
+            "*Peak growth* is the resident set's high-water mark during the first call minus the resident set "
+            "before it. The floor is one B×B×128 GEMM for the distances plus one for the gradient, measured in the "
+            "same run. PML is pytorch-metric-learning's `TripletMarginLoss` with "
+            "`LpDistance(normalize_embeddings=False)` (with `TripletMarginMiner(type_of_triplets='semihard')` or "
+            "`BatchHardMiner()`); its cells that would need more than 60% of the machine's memory are reported with "
+            "its estimate instead of being run.\n\n" + header + "\n" + "\n".join(rows)
         )
         write_section("triplet", text, args.write)
 
