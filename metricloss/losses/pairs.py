@@ -202,8 +202,9 @@ def contrastive_loss(
     sums, n_active, n_pairs = kernels.contrastive_pairs(
         d, ref_class, anchor_class, batch.self_offset, margin, pos_margin, form_code, g, divide
     )
-    # Within one batch every unordered pair appears twice, as (i, j) and (j, i): halve the sums and counts, and
-    # the cotangent (the pullback adds g and gᵀ).
+    # Within one batch every unordered pair appears twice, as (i, j) and (j, i): halve the sums and counts. The
+    # pullback needs (g + gᵀ)/2 there, and g is symmetric (g_ij depends on d_ij and on whether i and j share a class
+    # only; D is symmetric up to the GEMM's rounding), so g itself is passed as the folded cotangent.
     copies = 2 if batch.ref is None else 1
     sum_similar, sum_dissimilar = sums.sum(axis=0) / copies
     n_active, n_pairs = n_active.sum(axis=0) // copies, n_pairs.sum(axis=0) // copies
@@ -218,7 +219,7 @@ def contrastive_loss(
     weight = w_dissimilar if w_dissimilar else w_similar
     if weight and w_similar != weight:
         kernels.scale_same_class(g, ref_class, anchor_class, class_order, class_starts, w_similar / weight)
-    return value, batch.pull(g, weight / copies, divided=divide)
+    return value, batch.pull(g, weight, divided=divide, symmetric=batch.ref is None)
 
 
 @finite_or_refused
