@@ -94,7 +94,8 @@ def test_references_equal_to_the_batch_keep_the_self_pairs():
 @pytest.mark.parametrize("mining", ml.MININGS)
 @pytest.mark.parametrize(("p", "k"), [(12, 4), (2, 40), (3, 30)], ids=["PxK", "two-classes", "three-classes"])
 def test_kernels_equal_the_loop_oracle_to_1e_12(backend, mining, p, k):
-    """(12, 4) takes the per-positive sweep; 30 or 40 samples per class take the sort-and-search path."""
+    """(12, 4) takes the per-positive sweep; 30 or 40 samples per class the sort-and-sweep path (each anchor's
+    positives and negatives radix-sorted once, then two pointers)."""
     assert (k - 1 <= numba_kernels.SWEEP_MAX_POSITIVES) == (k == 4)
     x, labels = pk_batch(np.random.default_rng(6), np.float64, p=p, k=k, features=5)
     value, _ = ml.triplet_loss(x, labels, mining=mining, margin=0.3, backend=backend)
@@ -193,3 +194,23 @@ def test_the_numba_kernels_are_valid_python_under_numba_disable_jit():
     env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
     run = subprocess.run([sys.executable, "-c", _PURE_PYTHON_SCRIPT], env=env, capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.random.default_rng(11).random(3000) * 20 + 5,  # one scale: the exponent bytes are shared and skipped
+        np.random.default_rng(12).random(777).astype(np.float32).astype(np.float64),  # float32 data: low bytes 0
+        np.repeat(np.random.default_rng(13).random(50), 9),  # ties: stability decides
+        np.array([0.0, -0.0, 1e-310, 5e-324, 1e300, 0.0, 2.0, -0.0, 1e-310]),  # zeros, subnormals, the top
+        np.array([3.0]),
+        np.array([], dtype=np.float64),
+    ],
+    ids=["one-scale", "float32-data", "ties", "zeros-subnormals", "one", "empty"],
+)
+def test_the_radix_argsort_equals_numpys_stable_argsort(values):
+    """The kernels' radix sort of non-negative distances (both zeros, subnormals and ties included) gives exactly the
+    permutation np.argsort(kind="stable") gives."""
+    np.testing.assert_array_equal(
+        numba_kernels._argsort_nonnegative(values), np.argsort(np.where(values == 0, 0.0, values), kind="stable")
+    )
