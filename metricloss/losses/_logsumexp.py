@@ -1,0 +1,57 @@
+"""The row-wise log-sum-exp that the losses on rows of logits share (N-pair's softmax cross-entropy, multi-similarity,
+circle): stable, over a mask of each row's entries, optionally with an extra logit 0 (log(1 + Σ e^z), the "1 +" of
+multi-similarity and of a softplus), and with its cotangent, the softmax, written over the logits.
+
+A loss of this kind builds its logits from the similarity matrix, calls :func:`logsumexp_rows` once per set of
+entries (positives, negatives), combines the rows' values, and scales the softmax weights into the cotangent
+∂L/∂S; one pullback of the batch does the rest.
+"""
+
+import numpy as np
+
+
+def logsumexp_rows(z, mask=None, *, add_one=False):
+    """Row-wise LSE_i = log Σ_{j ∈ M_i} e^{z_ij}, or with ``add_one`` log(1 + Σ_{j ∈ M_i} e^{z_ij}), as the pair of
+    float64 arrays (top, rest) with LSE_i = top_i + log1p(rest_i); overwrites ``z`` with the softmax weights
+    ∂LSE_i/∂z_ij = e^{z_ij − LSE_i} on M_i and 0 elsewhere.
+
+    M_i is row i's True entries of ``mask`` (every entry when ``mask`` is None). top_i is the largest exponent of
+    the row (the extra 0 counts as one with ``add_one``: top_i >= 0), rest_i the sum of e^{v − top_i} over every
+    other exponent v. So no exponential exceeds 1 (nothing overflows, whatever the logits' size), and the split
+    keeps a small LSE's digits: with ``add_one`` and every z_ij < 0, LSE_i = log1p(Σ e^{z_ij}) exactly as written,
+    not log(1 + tiny) rounded to 0; a caller subtracting a target logit subtracts it from top_i, not from LSE_i
+    (the N-pair loss). An empty row has top −inf and rest 0 (the log of an empty sum, −inf; weights 0), or with
+    ``add_one`` top 0 and rest 0 (log 1 = 0).
+
+    The weights, w_ij = e^{z_ij − top_i} / (1 + rest_i), sum over the row to 1 minus the extra logit's share
+    (e^{−top_i} / (1 + rest_i) with ``add_one``). Memory: z itself, plus one boolean B×R temporary with a mask.
+    Trusts its inputs: z finite, ``mask`` a boolean array of z's shape.
+    """
+    n = z.shape[0]
+    rows = np.arange(n)
+    if mask is None:
+        at = np.argmax(z, axis=1)  # the first maximum of each row
+        top = z[rows, at].astype(np.float64)
+    else:
+        top = np.max(z, axis=1, where=mask, initial=-np.inf).astype(np.float64)
+    has = np.isfinite(top)  # rows with an entry
+    # The exponent taken out of the row: its top entry, or the extra 0 when that is as large (add_one).
+    from_entry = has & (top > 0) if add_one else has
+    shift = np.where(from_entry, top, 0.0)
+    z -= shift.astype(z.dtype)[:, None]  # <= 0 on the row's entries, exactly 0 at its top
+    if mask is None:
+        np.exp(z, out=z)
+    else:
+        np.exp(z, out=z, where=mask)
+        np.copyto(z, 0, where=~mask)
+        # an entry whose exponential is exactly 1 stands for the top one (any such entry contributes 1, the same)
+        at = np.argmax(z == 1, axis=1)
+    top_rows, top_at = rows[from_entry], at[from_entry]
+    z[top_rows, top_at] = 0
+    rest = z.sum(axis=1, dtype=np.float64)  # the other entries' e^{z − top}
+    z[top_rows, top_at] = 1
+    if add_one:  # the extra logit: e^{0 − top} beside a top entry; else it is the top (rest holds every entry)
+        rest += np.exp(-shift, where=from_entry, out=np.zeros(n))
+        top = shift
+    z *= (1 / (1 + rest)).astype(z.dtype)[:, None]
+    return top, rest
