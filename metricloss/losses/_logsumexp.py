@@ -24,7 +24,8 @@ def logsumexp_rows(z, mask=None, *, add_one=False):
     ``add_one`` top 0 and rest 0 (log 1 = 0).
 
     The weights, w_ij = e^{z_ij − top_i} / (1 + rest_i), sum over the row to 1 minus the extra logit's share
-    (e^{−top_i} / (1 + rest_i) with ``add_one``). Memory: z itself, plus one boolean B×R temporary with a mask.
+    (e^{−top_i} / (1 + rest_i) with ``add_one``); those below the dtype's smallest normal number are 0
+    (:func:`flush_subnormal`). Memory: z itself, plus boolean B×R temporaries.
     Trusts its inputs: z finite, ``mask`` a boolean array of z's shape.
     """
     n = z.shape[0]
@@ -54,4 +55,15 @@ def logsumexp_rows(z, mask=None, *, add_one=False):
         rest += np.exp(-shift, where=from_entry, out=np.zeros(n))
         top = shift
     z *= (1 / (1 + rest)).astype(z.dtype)[:, None]
+    flush_subnormal(z)
     return top, rest
+
+
+def flush_subnormal(a):
+    """Set the entries of ``a`` below its dtype's smallest normal number in magnitude to 0, in place.
+
+    jax and TensorFlow run their host callbacks with flush-to-zero, where an exponential or product that would be
+    subnormal is 0; flushed here, a loss's weights and cotangents are bitwise the same in either mode (and a
+    weight of e^-100 in float32, 4e-44, carries no digits a gradient could use)."""
+    tiny = np.finfo(a.dtype).tiny
+    np.copyto(a, 0, where=(a < tiny) & (a > -tiny))

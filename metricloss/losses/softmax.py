@@ -16,7 +16,7 @@ import numpy as np
 from .._batch import labelled_batch
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import MAX_MARGIN, check_bool, check_option, check_scalar, finite_or_refused
-from ._logsumexp import logsumexp_rows
+from ._logsumexp import flush_subnormal, logsumexp_rows
 
 CIRCLE_FORMS = ("per_anchor", "all_pairs")
 CIRCLE_SIMILARITIES = ("cosine",)
@@ -195,6 +195,7 @@ def multi_similarity_loss(
     # ∂ℓ_a/∂S_ap = (1/α) w⁺_ap ∂z⁺_ap/∂S_ap = −w⁺_ap;  ∂ℓ_a/∂S_an = (1/β) w⁻_an β = w⁻_an:  G = W⁻ − W⁺.
     cotangent = neg_logits
     cotangent -= pos_logits
+    flush_subnormal(cotangent)  # products of small weights and shares: 0 as under flush-to-zero, in either mode
     return weight * float(np.sum(terms)), batch.pull(cotangent, weight)
 
 
@@ -395,4 +396,5 @@ def circle_loss(
     pos_logits *= _circle_slopes(batch.s, m, True, detach_weights)
     pos_logits *= pos_scale
     cotangent -= pos_logits
+    flush_subnormal(cotangent)  # products of small weights and shares: 0 as under flush-to-zero, in either mode
     return weight * float(np.sum(terms)), batch.pull(cotangent, weight)
