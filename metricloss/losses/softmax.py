@@ -16,7 +16,7 @@ import numpy as np
 from .._batch import labelled_batch
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import MAX_MARGIN, check_bool, check_option, check_scalar, finite_or_refused
-from ._logsumexp import flush_subnormal, logsumexp_rows
+from ._logsumexp import flush_subnormal, logsumexp_rows, masked
 
 CIRCLE_FORMS = ("per_anchor", "all_pairs")
 CIRCLE_SIMILARITIES = ("cosine",)
@@ -175,19 +175,21 @@ def multi_similarity_loss(
     )
     s = batch.s  # the pullback does not read it: it becomes the negatives' logits, then the cotangent
     positive, negative = _pair_masks(batch)
+    pos_logits = np.empty_like(s)
     if mining:  # both rules against the unmined sets; an empty set's extreme (±inf) keeps nothing of the other
-        hardest_positive = np.min(s, axis=1, where=positive, initial=np.inf)
-        hardest_negative = np.max(s, axis=1, where=negative, initial=-np.inf)
+        hardest_positive = np.where(positive, s, np.inf).min(axis=1)  # (pos_logits is the scratch of the other)
+        np.copyto(pos_logits, s)
+        hardest_negative = masked(pos_logits, negative).max(axis=1)
         positive &= s - epsilon < hardest_negative[:, None]
         negative &= s + epsilon > hardest_positive[:, None]
     # Logits z⁺ = α(λ − S) and z⁻ = β(S − λ); each row's log(1 + Σ e^z) over its pairs, weights written over z.
-    pos_logits = np.subtract(base, s)
+    np.subtract(base, s, out=pos_logits)
     pos_logits *= alpha
     neg_logits = s
     neg_logits -= base
     neg_logits *= beta
-    pos_parts = logsumexp_rows(pos_logits, positive, add_one=True)
-    neg_parts = logsumexp_rows(neg_logits, negative, add_one=True)
+    pos_parts = logsumexp_rows(masked(pos_logits, positive), add_one=True)
+    neg_parts = logsumexp_rows(masked(neg_logits, negative), add_one=True)
     terms = _lse(*pos_parts) / alpha + _lse(*neg_parts) / beta
     if not terms.any():  # no pair left (or every exponential underflows): nothing to pull back
         return 0.0, batch.zeros()
@@ -215,17 +217,20 @@ def _circle_logits(s, m, gamma):
 
 def _circle_slopes(s, m, positive, detach_weights):
     """|dz/dS| / γ for the positives' logits (``positive``) or the negatives': α with the weights held constant,
-    else the full derivative, d/dS [−α⁺ (S − Δ⁺)] = −(α⁺ − (S − Δ⁺)[O⁺ − S > 0]) and
-    d/dS [α⁻ (S − Δ⁻)] = α⁻ + (S − Δ⁻)[S − O⁻ > 0] ([u]₊'s derivative taken as [u > 0]; at the kink α = 0 and
-    both sides give S − Δ, so the choice does not matter)."""
-    alpha = np.subtract(1 + m, s) if positive else np.subtract(s, -m)
-    np.maximum(alpha, 0, out=alpha)
-    if detach_weights:
-        return alpha
-    active = alpha > 0
-    if positive:  # α⁺ − (S − Δ⁺) = (O⁺ − S) + (Δ⁺ − S) = 2 − 2S where active
-        return np.where(active, 2 * (1 - s), 0)
-    return np.where(active, 2 * s, 0)  # α⁻ + (S − Δ⁻) = (S + m) + (S − m) = 2S where active
+    else the full derivative, d/dS [−α⁺ (S − Δ⁺)] = −(α⁺ − (S − Δ⁺)[O⁺ − S > 0]) = −2(1 − S) and
+    d/dS [α⁻ (S − Δ⁻)] = α⁻ + (S − Δ⁻)[S − O⁻ > 0] = 2S where the weight is active, 0 where it is not ([u]₊'s
+    derivative taken as [u > 0]; at the kink α = 0 and S − Δ = ∓2m, so the one-sided derivatives differ there:
+    a kink of the value, which the contract's inputs keep away from)."""
+    slope = np.subtract(1 + m, s) if positive else np.subtract(s, -m)  # O⁺ − S, or S − O⁻
+    inactive = slope <= 0
+    if not detach_weights:
+        if positive:
+            np.subtract(1, s, out=slope)
+        else:
+            np.copyto(slope, s)
+        slope *= 2
+    np.copyto(slope, 0, where=inactive)  # [·]₊ for α
+    return slope
 
 
 def _total_lse(row_lse):
@@ -372,8 +377,8 @@ def circle_loss(
     if form == "all_pairs" and batch.ref is None:  # each unordered pair once: the upper triangle
         positive, negative = np.triu(positive, 1), np.triu(negative, 1)
     pos_logits, neg_logits = _circle_logits(batch.s, m, gamma)
-    pos_lse = _lse(*logsumexp_rows(pos_logits, positive))  # −inf for a row without positives
-    neg_lse = _lse(*logsumexp_rows(neg_logits, negative))
+    pos_lse = _lse(*logsumexp_rows(masked(pos_logits, positive)))  # −inf for a row without positives
+    neg_lse = _lse(*logsumexp_rows(masked(neg_logits, negative)))
     if form == "per_anchor":
         x = pos_lse + neg_lse  # −inf where either set is empty: softplus 0, σ 0
         pos_share = neg_share = None
