@@ -141,8 +141,13 @@ def multi_similarity_loss(
     meant for "no pairs", it also zeroes a query with one positive and one negative reference, or a mined batch
     left with one positive and one negative pair; here those pairs are a loss like any other.
 
-    The paper's own code (MalongTech/research-ms-loss) mines and sums the same terms per anchor, on L2-normalised
-    embeddings, and divides by the batch size: ``mining=True``.
+    *The paper's code* (MalongTech/research-ms-loss, ``MultiSimilarityLoss``, on L2-normalised embeddings) mines by
+    the same ε rule (its ``margin``, 0.1), with the same strict inequalities, and divides the sum over anchors by
+    the batch size: ``mining=True`` (its ``scale_pos``, ``scale_neg`` and ``thresh`` are α, β and λ), except that
+    it takes an anchor's positives as its same-label similarities below 1 − 1e-5 (leaving out itself and any
+    duplicate of it) and fails on an anchor without positives (the minimum of an empty set).
+
+    Defaults: pytorch-metric-learning's α = 2, β = 50, λ = 0.5, and the paper's code's ε = 0.1.
 
     References
     ----------
