@@ -21,9 +21,10 @@ from ._logsumexp import flush_subnormal, logsumexp_rows, masked
 CIRCLE_FORMS = ("per_anchor", "all_pairs")
 CIRCLE_SIMILARITIES = ("cosine",)
 
-# The largest scale (α, β, γ) accepted: scales multiply similarities, the circle loss's logits a product of two
-# (with |S| <= 1 for cosine similarities: |logit| <= γ (2 + m)(1 + m)), so up to 1e18 every logit stays far below
-# float32's 3.4e38; a larger scale makes no difference that a loss could use, and would overflow the logits.
+# The largest scale (α, β, γ) accepted, as MAX_MARGIN is the largest margin: scales multiply similarities (the
+# circle loss's logits a product of two; with |S| <= 1 for cosine similarities, |logit| <= γ (2 + m)(2 − m) < 4γ),
+# so up to 1e18 every logit stays far below float32's 3.4e38 and the shifted log-sum-exps stay finite. A larger
+# scale is refused by name rather than left to overflow the logits (which would be reported as the embeddings').
 MAX_SCALE = 1e18
 
 
@@ -323,7 +324,7 @@ def circle_loss(
 
     Notes
     -----
-    Stable for any γ: each log-sum-exp is shifted by its largest logit (|logit| <= γ (2 + m)(1 + m)), and the
+    Stable for every accepted γ (up to 1e18): each log-sum-exp is shifted by its largest logit (|logit| <= γ (2 + m)(2 − m) < 4γ), and the
     softplus and σ are computed in float64 from x (softplus(x) = logaddexp(0, x), σ(x) = e^{x − softplus(x)});
     at γ = 256 in float32, identical or opposite rows give finite, correct values and gradients. Nothing valid
     (no positive pair, or no negative pair, or one sample) gives ``(0.0, zeros)``.
