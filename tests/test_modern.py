@@ -124,6 +124,46 @@ def test_a_batch_of_one_class_costs_its_positives_without_mining_as_pml_and_noth
     assert pml_value_and_grad(pml_losses.MultiSimilarityLoss(), x, labels, miner=miner)[0] == 0.0
 
 
+def paper_code_multi_similarity(x, labels, alpha=2.0, beta=50.0, base=0.5, epsilon=0.1):
+    """A transcription of the paper's code (MalongTech/research-ms-loss, ``MultiSimilarityLoss.forward``) on
+    F.normalize(x), with torch autograd's gradient: per anchor, its same-label similarities below 1 − 1e-5 are the
+    positives; the ε rule; an anchor with an empty mined set is skipped; the sum divided by the batch size."""
+    t = torch.tensor(x, requires_grad=True)
+    feats = torch.nn.functional.normalize(t, p=2, dim=1)
+    sim_mat = feats @ feats.T
+    lab = torch.as_tensor(labels)
+    terms = []
+    for i in range(len(labels)):
+        pos_pair_ = sim_mat[i][lab == lab[i]]
+        pos_pair_ = pos_pair_[pos_pair_ < 1 - 1e-5]
+        neg_pair_ = sim_mat[i][lab != lab[i]]
+        neg_pair = neg_pair_[neg_pair_ + epsilon > min(pos_pair_)]
+        pos_pair = pos_pair_[pos_pair_ - epsilon < max(neg_pair_)]
+        if len(neg_pair) < 1 or len(pos_pair) < 1:
+            continue
+        pos_loss = 1.0 / alpha * torch.log(1 + torch.sum(torch.exp(-alpha * (pos_pair - base))))
+        neg_loss = 1.0 / beta * torch.log(1 + torch.sum(torch.exp(beta * (neg_pair - base))))
+        terms.append(pos_loss + neg_loss)
+    loss = sum(terms) / len(labels)
+    loss.backward()
+    return loss.item(), t.grad.numpy()
+
+
+def test_mined_multi_similarity_equals_the_papers_code_but_for_duplicated_positives():
+    """On a P×K batch (every anchor has positives and negatives) the paper's code is mining=True; a positive that
+    duplicates its anchor (similarity 1) is no positive there (its 1 − 1e-5 filter), but is one here and in PML."""
+    x, labels = pk_batch(np.random.default_rng(15), np.float64, p=4, k=3, features=6, scale=1.0)
+    assert_same(ml.multi_similarity_loss(x, labels, mining=True), paper_code_multi_similarity(x, labels), np.float64)
+    x[1] = x[0]  # a duplicate of anchor 0 in its class: S01 = 1, kept by the ε rule against a negative near it
+    x[3] = x[0] + 0.05 * np.random.default_rng(16).standard_normal(6)  # class 1, S03 ~ 0.99 > 1 − ε
+    theirs, _ = paper_code_multi_similarity(x, labels)
+    ours, _ = ml.multi_similarity_loss(x, labels, mining=True)
+    pml, _ = pml_value_and_grad(pml_losses.MultiSimilarityLoss(), x, labels, miner=pml_miners.MultiSimilarityMiner())
+    assert ours == pytest.approx(pml, rel=1e-12)
+    assert ours != pytest.approx(theirs, rel=1e-6)
+    assert ours == pytest.approx(multi_similarity_oracle(x, labels, mining=True), rel=1e-12)
+
+
 def _one_query_two_references():
     """A query, one reference of its class and one of another: one positive pair, one negative pair."""
     query = np.array([[1.0, 0.2]])
