@@ -281,9 +281,9 @@ def circle_loss(
     * ``"all_pairs"``: one term for the whole batch, over every positive pair and every negative pair of it (each
       unordered pair once; with references, every (query, reference) pair). One term: every reduction gives it.
 
-    Gradient (``detach_weights=True``, the default): the weights α are held constant, as the paper prescribes and
-    its code and pytorch-metric-learning do (``.detach()``), so the gradient returned is that of the objective with
-    α frozen at the current similarities — not the derivative of the value. With x = LSE⁺ + LSE⁻ and σ the
+    Gradient (``detach_weights=True``, the default): the weights α are held constant, as pytorch-metric-learning and
+    the widely copied reference code do (``.detach()``), so the gradient returned is that of the objective with α
+    frozen at the current similarities — not the derivative of the value. With x = LSE⁺ + LSE⁻ and σ the
     logistic function, ∂ℓ/∂x = σ(x); ∂x/∂z is the softmax of each sum (the shared log-sum-exp's weights w);
     ∂z_p/∂s_p = −γ α_p, ∂z_n/∂s_n = γ α_n. So G_ap = −ρ σ(x_a) γ α_ap w⁺_ap and G_an = ρ σ(x_a) γ α_an w⁻_an
     (ρ the reduction's weight; for ``"all_pairs"`` each row's weights are scaled by its share of the batch's sum,
@@ -299,8 +299,8 @@ def circle_loss(
         side s_p > s_n of the plane only for m < 0.5 (at 0.5 it touches s_p = s_n); a negative m zeroes the
         weights of pairs that are still wrong.
     gamma : float > 0, default 256.0
-        γ, the scale (the paper: 256 for face recognition, 128 for re-identification, 80 for fine-grained
-        retrieval, with m = 0.25, 0.25, 0.4).
+        γ, the scale. The paper's settings, as pytorch-metric-learning lists them: γ = 256, m = 0.25 for face
+        recognition; 128 and 0.25 for person re-identification; 80 and 0.4 for fine-grained image retrieval.
     form : {"per_anchor", "all_pairs"}, default "per_anchor"
     detach_weights : bool, default True
         Hold α constant in the gradient (above).
@@ -336,7 +336,7 @@ def circle_loss(
     positive or a negative, as here, and like its multi-similarity loss returns 0 when each of its four index
     arrays has at most one element (a query with one positive and one negative reference).
 
-    *The reference code* (TinyZeaMays/CircleLoss, the implementation most others copy, and the paper's):
+    *The reference code* (TinyZeaMays/CircleLoss, which most implementations copy):
     ``CircleLoss(m, gamma)(*convert_label_to_similarity(normalize(x), labels))`` is ``form="all_pairs"``: its
     ``triu(diagonal=1)`` takes each unordered pair once, and it detaches α. Some copies drop the ``.detach()``:
     ``detach_weights=False``.
