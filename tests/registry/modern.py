@@ -2,7 +2,7 @@
 registry/core.py): Wang et al.'s multi-similarity loss (with and without its ε pair mining) and Sun et al.'s circle
 loss (per anchor and over all pairs, α held constant or differentiated), within one batch and query-vs-reference.
 
-The circle loss holds its weights α constant in the gradient by default (as the paper's code and
+The circle loss holds its weights α constant in the gradient by default (as the reference code and
 pytorch-metric-learning do): the gradient it returns is then that of the objective with α frozen at the point,
 not the derivative of its value. Those cases give ``frozen_value``, that objective written as a loop (α from the
 point's similarities, the rest from the arrays'), and the finite-difference rung differences it instead.
