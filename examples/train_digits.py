@@ -124,6 +124,17 @@ def _warp(x, y, options, own):
     return value, grad, {}
 
 
+def _multi_similarity(x, y, options, own):
+    value, grad = ml.multi_similarity_loss(x, y, mining=True, **options)
+    return value, grad, {}
+
+
+def _circle(x, y, options, own):
+    """pytorch-metric-learning's defaults for fine-grained retrieval (the paper's, with m = 0.4, γ = 80)."""
+    value, grad = ml.circle_loss(x, y, m=0.4, gamma=80.0, **options)
+    return value, grad, {}
+
+
 LOSSES = {  # name: (how its batches are sampled, the loss)
     "contrastive": ("shuffled", _contrastive),
     "triplet": ("classes", _triplet),
@@ -133,6 +144,8 @@ LOSSES = {  # name: (how its batches are sampled, the loss)
     "lifted": ("classes", _lifted),
     "generalized-lifted": ("classes", _generalized_lifted),
     "warp": ("classes", _warp),
+    "multi-similarity": ("classes", _multi_similarity),
+    "circle": ("classes", _circle),
 }
 # The others: each loss's own default. The triplet-center loss's (5, on ½d²) is for the paper's 3-D shape features;
 # these 16-dimensional embeddings start much closer together.

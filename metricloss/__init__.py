@@ -34,6 +34,7 @@ from .losses.pairs import (
     margin_ranking_loss,
 )
 from .losses.quadruplet import QUADRUPLET_MININGS, quadruplet_loss, quadruplet_margin_loss
+from .losses.softmax import CIRCLE_FORMS, CIRCLE_SIMILARITIES, circle_loss, multi_similarity_loss
 from .losses.triplet import INCOMPLETE_ANCHORS, MININGS, triplet_loss, triplet_margin_loss
 from .losses.warp import WARP_SAMPLINGS, WARP_WEIGHTINGS, relevance_matrix, warp_embedding_loss, warp_loss
 from .metrics import recall_at_k
@@ -53,6 +54,8 @@ from .mining import (
 
 __all__ = [
     "ABSENT_CLASSES",
+    "CIRCLE_FORMS",
+    "CIRCLE_SIMILARITIES",
     "CONTRASTIVE_FORMS",
     "DISTANCES",
     "INCOMPLETE_ANCHORS",
@@ -67,6 +70,7 @@ __all__ = [
     "WARP_WEIGHTINGS",
     "__version__",
     "batch_triplets",
+    "circle_loss",
     "classify_triplets",
     "contrastive_loss",
     "contrastive_pair_loss",
@@ -78,6 +82,7 @@ __all__ = [
     "margin_ranking_loss",
     "mine_dataset",
     "mine_triplets",
+    "multi_similarity_loss",
     "npair_loss",
     "paired_distances",
     "pairwise_distances",

@@ -115,18 +115,18 @@ def check_option(value, name, options):
     return value
 
 
-def check_scalar(value, name, *, low=None, high=None, low_inclusive=True, why=""):
-    """A finite real number in [low, high] (or (low, high] when ``low_inclusive`` is False)."""
+def check_scalar(value, name, *, low=None, high=None, low_inclusive=True, high_inclusive=True, why=""):
+    """A finite real number in [low, high] (an open end where ``low_inclusive`` or ``high_inclusive`` is False)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
     value = float(value)
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite; got {value}")
     too_low = low is not None and (value < low if low_inclusive else value <= low)
-    too_high = high is not None and value > high
+    too_high = high is not None and (value > high if high_inclusive else value >= high)
     if too_low or too_high:
         lower = "" if low is None else f"{'>=' if low_inclusive else '>'} {low}"
-        upper = "" if high is None else f"<= {high}"
+        upper = "" if high is None else f"{'<=' if high_inclusive else '<'} {high}"
         bounds = " and ".join(b for b in (lower, upper) if b)
         raise ValueError(f"{name} must be {bounds}{why}; got {value}")
     return value

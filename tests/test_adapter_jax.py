@@ -48,6 +48,11 @@ def split(case, arrays):
 
 @cases
 def test_check_grads_in_reverse_mode_with_x64(case, x64):
+    if case.frozen_value is not None:
+        pytest.skip(
+            "its gradient holds weights constant (circle's detached α), so it is not the value's: the contract "
+            "differences the frozen-weight objective instead"
+        )
     of_floats, floats = split(case, case.make_inputs(np.random.default_rng(0), np.float64))
     assert floats[0].dtype == jnp.float64
     check_grads(of_floats, floats, order=1, modes=("rev",))

@@ -38,6 +38,11 @@ def split(case, arrays):
 
 @cases
 def test_compute_gradient_in_float64(case):
+    if case.frozen_value is not None:
+        pytest.skip(
+            "its gradient holds weights constant (circle's detached α), so it is not the value's: the contract "
+            "differences the frozen-weight objective instead"
+        )
     of_floats, floats = split(case, case.make_inputs(np.random.default_rng(0), np.float64))
     theoretical, numerical = tf.test.compute_gradient(of_floats, floats, delta=1e-6)
     for analytic, differences in zip(theoretical, numerical, strict=True):

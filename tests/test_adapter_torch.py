@@ -40,6 +40,11 @@ def tensors(case, seed=0, dtype=np.float64, targets_as="float"):
 
 @cases
 def test_gradcheck_in_float64_with_float_targets(case):
+    if case.frozen_value is not None:
+        pytest.skip(
+            "its gradient holds weights constant (circle's detached α), so it is not the value's: the contract "
+            "differences the frozen-weight objective instead"
+        )
     inputs = tensors(case)
     for t, kind in zip(inputs, case.arg_kinds, strict=True):
         t.requires_grad_(kind in DIFFERENTIABLE)

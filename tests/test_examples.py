@@ -26,7 +26,18 @@ def test_training_demo_raises_held_out_recall_at_1():
 
 
 @pytest.mark.parametrize(
-    "loss", ["triplet", "triplet-center", "npair", "quadruplet", "lifted", "generalized-lifted", "warp"]
+    "loss",
+    [
+        "triplet",
+        "triplet-center",
+        "npair",
+        "quadruplet",
+        "lifted",
+        "generalized-lifted",
+        "warp",
+        "multi-similarity",
+        "circle",
+    ],
 )
 def test_training_demo_with_every_other_loss_raises_recall(loss):
     """Each --loss choice trains: held-out Recall@1 well above the untrained network's (the contrastive default

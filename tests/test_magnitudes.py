@@ -174,7 +174,8 @@ def _distance(case):
 
 def _squares(case):
     """Whether the case's loss is built on squared distances or dot products (degree 2 in the rows)."""
-    return _distance(case) == "sqeuclidean" or case.id.startswith(("npair", "warp"))
+    dot = case.hyper.get("similarity") == "dot"
+    return dot or _distance(case) == "sqeuclidean" or case.id.startswith(("npair", "warp"))
 
 
 def _promised_decades(case):

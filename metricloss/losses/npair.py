@@ -1,8 +1,8 @@
 """The multi-class N-pair loss (Sohn 2016): each anchor's positive against the positives of the other pairs, a
 softmax cross-entropy over the rows of the anchors × positives dot-product matrix.
 
-The row-wise softmax cross-entropy and its cotangent are written once, in :func:`_softmax_cross_entropy_rows`, for
-the softmax losses that will share them.
+The row-wise softmax cross-entropy and its cotangent, :func:`_softmax_cross_entropy_rows`, are the shared row-wise
+log-sum-exp (``_logsumexp.logsumexp_rows``, which the multi-similarity and circle losses use too) minus the targets.
 """
 
 import numpy as np
@@ -23,6 +23,7 @@ from .._validation import (
     promote,
 )
 from ..distances import _pairwise_similarities_vjp
+from ._logsumexp import logsumexp_rows
 
 
 def _softmax_cross_entropy_rows(logits, target_rows, target_cols, target_weights):
@@ -33,24 +34,19 @@ def _softmax_cross_entropy_rows(logits, target_rows, target_cols, target_weights
     sum to 1 (a row without targets gets ℓ_i = log1p(r_i) below and the cotangent softmax(z_i): callers drop it).
     Trusts its inputs: every row has a finite entry.
 
-    Stable form: with m_i = max_j z_ij, reached first at j = top_i, and r_i = Σ_{j ≠ top_i} exp(z_ij − m_i),
+    Stable form, from the shared row-wise log-sum-exp: with m_i = max_j z_ij and r_i = Σ_{j ≠ top} exp(z_ij − m_i)
+    (LSE_i = m_i + log1p(r_i)),
         ℓ_i = log1p(r_i) + Σ_j t_ij (m_i − z_ij),
     two terms >= 0: nothing overflows, nothing cancels, and a tiny loss keeps its digits. The cotangent at a target
     entry, (e_ij − t_ij(1 + r_i)) / (1 + r_i) with e_ij = exp(z_ij − m_i), is computed in float64 as
     ((e_ij − t_ij) − t_ij r_i) / (1 + r_i): exactly −r_i / (1 + r_i) where the target is the maximum.
     """
     n = logits.shape[0]
-    rows = np.arange(n)
-    top = np.argmax(logits, axis=1)
-    logits -= logits[rows, top][:, None]  # z − m <= 0, exactly 0 at the maximum
-    below_max = -logits[target_rows, target_cols].astype(np.float64)  # m − z at the targets, >= 0
+    at_targets = logits[target_rows, target_cols].astype(np.float64)
+    top, rest = logsumexp_rows(logits)  # logits now hold softmax(z)
+    below_max = top[target_rows] - at_targets  # m − z at the targets, >= 0 (exact: two floats of one dtype)
     losses = np.bincount(target_rows, weights=target_weights * below_max, minlength=n).astype(np.float64)
-    np.exp(logits, out=logits)
-    logits[rows, top] = 0
-    rest = logits.sum(axis=1, dtype=np.float64)  # r_i
     losses += np.log1p(rest)
-    logits[rows, top] = 1
-    logits *= (1 / (1 + rest)).astype(logits.dtype)[:, None]  # softmax(z)
     rest_at = rest[target_rows]
     logits[target_rows, target_cols] = ((np.exp(-below_max) - target_weights) - target_weights * rest_at) / (
         1 + rest_at

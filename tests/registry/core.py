@@ -45,6 +45,9 @@ class LossCase:
     column_groups: tuple = ()
     # the row groups the loss is equivariant under (None: all); () for a loss that depends on the order of its rows
     permutable_groups: tuple | None = None
+    # for a loss whose gradient is not its value's (weights held constant, as the circle loss's detached α):
+    # (point arrays, *arrays) -> the value of the objective whose gradient it returns at the point; None otherwise
+    frozen_value: object = None
     hyper: dict = field(default_factory=dict)
 
     @property
