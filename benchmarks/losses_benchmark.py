@@ -1,6 +1,7 @@
 """Benchmark the pair-based family beyond the triplet loss (value and gradient): contrastive, triplet-center,
-N-pair, quadruplet, lifted structure, generalized lifted structure and WARP — metricloss's Numba kernels and NumPy
-reference against pytorch-metric-learning on the CPU where it has the loss, and the two-GEMM floor.
+N-pair, quadruplet, lifted structure, generalized lifted structure, WARP, multi-similarity and circle —
+metricloss's Numba kernels and NumPy reference against pytorch-metric-learning on the CPU where it has the loss,
+and the two-GEMM floor.
 
 Every cell runs in its own process (its peak memory growth is its own), with the environment the user has: no
 threading variables are set. Ratios are taken between cells of the same run; times are medians.
@@ -108,6 +109,10 @@ def _losses():
     def pml(name, **options):
         return lambda x, labels: _pml(getattr(pml_losses()[0], name)(**options))(x, labels)
 
+    def pml_multi_similarity_mined(x, labels):
+        losses, miners = pml_losses()
+        return _pml(losses.MultiSimilarityLoss(), miners.MultiSimilarityMiner(epsilon=0.1))(x, labels)
+
     return {
         "contrastive (linear, m = 0.5)": (
             ours(ml.contrastive_loss, form="linear", margin=0.5, reduction="mean_nonzero", split_reduction=True),
@@ -134,6 +139,19 @@ def _losses():
         "generalized lifted structure": (
             ours(ml.generalized_lifted_structure_loss, incomplete_anchors="keep"),
             pml("GeneralizedLiftedStructureLoss", distance=_lp()),
+            None,
+            True,
+        ),
+        "multi-similarity (no mining)": (ours(ml.multi_similarity_loss), pml("MultiSimilarityLoss"), None, True),
+        "multi-similarity (ε mining, PML: MultiSimilarityMiner)": (
+            ours(ml.multi_similarity_loss, mining=True),
+            pml_multi_similarity_mined,
+            None,
+            True,
+        ),
+        "circle (per anchor, m = 0.4, γ = 80)": (
+            ours(ml.circle_loss, m=0.4, gamma=80.0),
+            pml("CircleLoss", m=0.4, gamma=80),
             None,
             True,
         ),
@@ -247,7 +265,8 @@ def main(argv=None):
             print(warp_rows[-1], flush=True)
     if write:
         text = (
-            "## The seeds' pair-based family: contrastive, triplet-center, N-pair, quadruplet, lifted, WARP\n\n"
+            "## The pair-based family: contrastive, triplet-center, N-pair, quadruplet, lifted, WARP, "
+            "multi-similarity, circle\n\n"
             f"Written by `python benchmarks/losses_benchmark.py` on {machine_line('default threading')}.\n\n"
             f"Value and gradient on float32 unit-norm embeddings of dimension {DIM} with P×K labels (K = {K}). Times "
             "are medians of 3 to 50 calls (a second of them) after warm-up, each cell in its own process, with no "
