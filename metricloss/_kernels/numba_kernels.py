@@ -640,14 +640,18 @@ def pull_distance_pairs(x, y, rows, cols, g, squared, grad_x, grad_y):
     for k in range(rows.shape[0]):  # serial: two pairs may share a row of grad_x or grad_y
         i, j = rows[k], cols[k]
         largest = 0.0
+        total = 0.0
         for f in range(x.shape[1]):
             diff[f] = np.float64(x[i, f]) - np.float64(y[j, f])
             largest = max(largest, abs(diff[f]))
+            total += diff[f] * diff[f]
         if largest == 0.0:
             continue
         if squared:  # 2 g u
             scale = 2.0 * g[k]
-        else:  # g u/‖u‖ = g (u/L)/‖u/L‖ with L = max |u_f|: no overflow or underflow in the norm
+        elif 1e-140 < largest < 1e140:  # g u/‖u‖, the squares summed directly (every float32 row is in here)
+            scale = g[k] / np.sqrt(total)
+        else:  # g (u/L)/‖u/L‖ with L = max |u_f|: no overflow or underflow in the norm
             total = 0.0
             for f in range(x.shape[1]):
                 diff[f] /= largest
