@@ -91,6 +91,9 @@ class LabelledBatch:
     _pullback: object
     _paired_vjp: object
     _dtypes: tuple
+    # (x, sq_norm, ratio, root) while ``d`` still holds the Gram matrix, for a kernel to turn into distances row
+    # by row as it reads it (a batch built with ``defer_distances=True``); None once d holds the distances.
+    gram: tuple | None = None
 
     def finish(self, grads):
         """Gradients in the inputs' dtypes: one array, or (grad_embeddings, grad_ref_embeddings)."""
@@ -140,11 +143,14 @@ def labelled_batch(
     ref_labels=None,
     backend=None,
     ref_name="ref_embeddings",
+    defer_distances=False,
 ):
     """Check a labelled batch (and its reference set, if any) and build its :class:`LabelledBatch` with the
     pairwise ``distance`` (one of ``DISTANCES``) or, for losses on similarities, ``similarity`` (one of
     ``SIMILARITIES``): exactly one of the two is given. ``ref_name`` is what the caller calls its references, for
-    the errors that name an argument (a loss whose references are class centres: ``"centers"``)."""
+    the errors that name an argument (a loss whose references are class centres: ``"centers"``).
+    ``defer_distances``: within one batch, the Euclidean distances may be left as the Gram matrix with the
+    arguments of their conversion in ``gram``, for a kernel that converts each row while it has it in cache."""
     x = check_embeddings(embeddings)
     labels = check_labels(labels, x.shape[0])
     ref, ref_labels = check_references(x, ref_embeddings, ref_labels)
@@ -159,15 +165,20 @@ def labelled_batch(
     names = ("embeddings", "embeddings" if ref is None else ref_name)
     if similarity is None:
         check_option(distance, "distance", DISTANCES)
-        d, pullback = _pairwise_distances_vjp(x, ref, distance, kernels, names)
+        if defer_distances:
+            d, pullback, gram = _pairwise_distances_vjp(x, ref, distance, kernels, names, defer=True)
+        else:
+            (d, pullback), gram = _pairwise_distances_vjp(x, ref, distance, kernels, names), None
         s = None  # the Euclidean distances are pulled back pair by pair by a kernel, given their name
         paired = distance if distance != "cosine" else lambda a, b: _paired_distances_vjp(a, b, distance, names)
     else:
         check_option(similarity, "similarity", SIMILARITIES)
         s, pullback = _pairwise_similarities_vjp(x, ref, similarity, kernels, names)
-        d, paired = None, lambda a, b: _paired_similarities_vjp(a, b, similarity)
+        d, gram, paired = None, None, lambda a, b: _paired_similarities_vjp(a, b, similarity)
     if ref is None:
         classes, self_offset, ref_labels = class_index(labels, labels), 0, labels
     else:
         classes, self_offset = class_index(labels, ref_labels), NO_SELF
-    return LabelledBatch(x, ref, labels, ref_labels, d, s, classes, self_offset, kernels, pullback, paired, dtypes)
+    return LabelledBatch(
+        x, ref, labels, ref_labels, d, s, classes, self_offset, kernels, pullback, paired, dtypes, gram
+    )

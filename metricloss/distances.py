@@ -68,9 +68,12 @@ def _scale_exponent(*arrays):
     return 0 if -_SAFE_EXPONENT < k <= _SAFE_EXPONENT else k
 
 
-def _euclidean_from_gram(x, y, kernels, root, names=("embeddings", "ref_embeddings")):
+def _euclidean_from_gram(x, y, kernels, root, names=("embeddings", "ref_embeddings"), defer=False):
     """‖x_i − y_j‖ (``root``) or ‖x_i − y_j‖² for all pairs: the GEMM form, close pairs recomputed directly.
     ``y`` must not share ``x``'s buffer (numpy sends x @ x.T to SYRK, several times slower here than GEMM).
+    ``defer`` (y a copy of x): where no rescaling is needed, return the Gram matrix unconverted and the arguments
+    of the conversion, ``(gram, (x, sq_norm, ratio, root))``, for a kernel that converts each row as it reads it;
+    else ``(d, None)``.
 
     Distances are homogeneous (D(x, y) = 2^k D(2^-k x, 2^-k y), 2^2k for squared ones), so rows too large or too
     small for the squared norms are scaled by an exact power of two first and the distances scaled back: correct
@@ -81,6 +84,8 @@ def _euclidean_from_gram(x, y, kernels, root, names=("embeddings", "ref_embeddin
         x, y = np.ldexp(x, -k), np.ldexp(y, -k)
     sq_x, sq_y = _row_sq_norms(x), _row_sq_norms(y)
     d = x @ y.T
+    if defer and not k:
+        return d, (x, sq_x, _CANCELLATION_RATIO[x.dtype], root)
     kernels.gram_to_distances(d, x, y, sq_x, sq_y, _CANCELLATION_RATIO[x.dtype], root)
     if k:
         power = k if root else 2 * k
@@ -92,7 +97,7 @@ def _euclidean_from_gram(x, y, kernels, root, names=("embeddings", "ref_embeddin
         except OverflowError:
             bound = math.inf
         refuse_overflow(d, bound if root else bound * bound, given, names, what)
-    return d
+    return (d, None) if defer else d
 
 
 def _unit_rows(x):
@@ -111,12 +116,17 @@ def _unit_rows(x):
     return scaled * inv_scaled[:, None], inv_norm
 
 
-def _pairwise_distances_vjp(x, y, distance, kernels, names=("embeddings", "ref_embeddings")):
+def _pairwise_distances_vjp(x, y, distance, kernels, names=("embeddings", "ref_embeddings"), defer=False):
     """D(x, y) and its pullback ``(g, weight=1) ↦ ∂L/∂x`` (y None: distances within x) or ``(∂L/∂x, ∂L/∂y)``,
     for the cotangent ``weight · g``. The pullback overwrites g (callers hand it a cotangent they own) and keeps
-    no B×B temporary, so a loss's peak memory is D and g. Trusts its inputs."""
+    no B×B temporary, so a loss's peak memory is D and g. Trusts its inputs.
+
+    ``defer`` (within one batch): ``(matrix, pullback, conversion)``, where for the Euclidean distances the matrix
+    may still be the Gram matrix, which the caller's kernel turns into D with ``conversion`` (see
+    :func:`_euclidean_from_gram`; None where D is already done)."""
     self_pairs = y is None
     other = x.copy() if self_pairs else y  # a separate buffer, for the GEMM
+    conversion = None
 
     if distance == "cosine":
         x_unit, x_inv_norm = _unit_rows(x)
@@ -153,10 +163,13 @@ def _pairwise_distances_vjp(x, y, distance, kernels, names=("embeddings", "ref_e
                 pull_rows(g.T, y_unit, y_inv_norm, x_unit, cols, other, names[1]),
             )
 
-        return d, pullback
+        return (d, pullback, None) if defer else (d, pullback)
 
     squared = distance == "sqeuclidean"
-    d = _euclidean_from_gram(x, other, kernels, not squared, names)
+    if defer and self_pairs:
+        d, conversion = _euclidean_from_gram(x, other, kernels, not squared, names, defer=True)
+    else:
+        d = _euclidean_from_gram(x, other, kernels, not squared, names)
 
     def pullback(g, weight=1.0, divided=False, symmetric=False):
         # ∂L/∂x_i = Σ_j S_ij (x_i − y_j) = (diag(S·1) X − S Y)_i, with S = 2wg (squared) or wg/d, 0 where d = 0.
@@ -171,7 +184,7 @@ def _pairwise_distances_vjp(x, y, distance, kernels, names=("embeddings", "ref_e
             return _scaled_pull(g, x, x, factor, names[0])
         return _scaled_pull(g, x, other, factor, names[0]), _scaled_pull(g.T, other, x, factor, names[1])
 
-    return d, pullback
+    return (d, pullback, conversion) if defer else (d, pullback)
 
 
 def _scaled_pull(scale, a, b, factor, name="embeddings"):

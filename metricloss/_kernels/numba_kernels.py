@@ -101,19 +101,24 @@ def gram_to_distances(gram, x, y, sq_norm_x, sq_norm_y, ratio, root):
     threshold[0] = ratio
     ratio_ = threshold[0]
     for i in numba.prange(x.shape[0]):
-        row = gram[i]
-        flagged = 0
-        for j in range(row.shape[0]):  # vectorised: the GEMM form, and a count of the pairs it cannot resolve
-            norms = sq_norm_x[i] + sq_norm_y[j]
-            row[j] = norms - (row[j] + row[j])
-            flagged += row[j] <= ratio_ * norms
-        if flagged:
-            for j in range(row.shape[0]):
-                if row[j] <= ratio_ * (sq_norm_x[i] + sq_norm_y[j]):
-                    row[j] = _direct_squared_distance(x, y, i, j)
-        if root:
-            for j in range(row.shape[0]):
-                row[j] = np.sqrt(row[j])
+        _gram_row_to_distances(gram[i], i, x, y, sq_norm_x, sq_norm_y, ratio_, root)
+
+
+@_njit()
+def _gram_row_to_distances(row, i, x, y, sq_norm_x, sq_norm_y, ratio_, root):
+    """Row i of :func:`gram_to_distances`, in place; ``ratio_`` in the row's dtype."""
+    flagged = 0
+    for j in range(row.shape[0]):  # vectorised: the GEMM form, and a count of the pairs it cannot resolve
+        norms = sq_norm_x[i] + sq_norm_y[j]
+        row[j] = norms - (row[j] + row[j])
+        flagged += row[j] <= ratio_ * norms
+    if flagged:
+        for j in range(row.shape[0]):
+            if row[j] <= ratio_ * (sq_norm_x[i] + sq_norm_y[j]):
+                row[j] = _direct_squared_distance(x, y, i, j)
+    if root:
+        for j in range(row.shape[0]):
+            row[j] = np.sqrt(row[j])
 
 
 @_rows_kernel
@@ -226,23 +231,56 @@ def batch_all_triplets(
     return values, n_active, n_valid
 
 
-def batch_all_symmetric(d, ref_class, anchor_class, class_order, class_starts, margin, semihard_only, out, divide):
+def batch_all_symmetric(
+    d, ref_class, anchor_class, class_order, class_starts, margin, semihard_only, out, divide, gram=None
+):
     """One sweep for classes of up to SWEEP_MAX_POSITIVES + 1 members (its second pass reads a table row per class
-    member); larger classes take the per-anchor kernel, which sorts their rows, and the symmetrize."""
+    member); larger classes take the per-anchor kernel, which sorts their rows, and the symmetrize. With ``gram``,
+    the sweep's first pass turns each row of the Gram matrix into distances as it reads it."""
     if np.max(np.diff(class_starts)) > SWEEP_MAX_POSITIVES + 1:
+        if gram is not None:
+            gram_to_distances(d, gram[0], gram[0], gram[1], gram[1], gram[2], gram[3])
         totals = batch_all_triplets(
             d, ref_class, anchor_class, class_order, class_starts, 0, margin, semihard_only, out, divide
         )
         symmetrize(out)
         return totals
+    convert = gram is not None
+    x, sq_norm, ratio, root = gram if convert else (d[:0], d[0, :0], 0.0, False)
     return _batch_all_symmetric_sweep(
-        d, ref_class, anchor_class, class_order, class_starts, margin, semihard_only, out, divide
+        d,
+        ref_class,
+        anchor_class,
+        class_order,
+        class_starts,
+        margin,
+        semihard_only,
+        out,
+        divide,
+        convert,
+        x,
+        sq_norm,
+        ratio,
+        root,
     )
 
 
 @_rows_kernel
 def _batch_all_symmetric_sweep(
-    d, ref_class, anchor_class, class_order, class_starts, margin, semihard_only, out, divide
+    d,
+    ref_class,
+    anchor_class,
+    class_order,
+    class_starts,
+    margin,
+    semihard_only,
+    out,
+    divide,
+    convert,
+    x,
+    sq_norm,
+    ratio,
+    root,
 ):
     # Pass 1, per anchor a: each positive p's active negatives (d_an < d_ap + m, and d_an >= d_ap for semi-hard),
     # counted by a sweep of the row, and its bounds kept in tables of one row per slot (p's place in its class):
@@ -263,8 +301,12 @@ def _batch_all_symmetric_sweep(
     values = np.zeros(n)
     n_active = np.zeros(n, dtype=np.int64)
     n_valid = np.zeros(n, dtype=np.int64)
+    ratio_in_dtype = np.empty(1, dtype=d.dtype)
+    ratio_in_dtype[0] = ratio
     for a in numba.prange(n):
         row = d[a]
+        if convert:  # the Gram matrix's row, turned into distances while it is in cache
+            _gram_row_to_distances(row, a, x, x, sq_norm, sq_norm, ratio_in_dtype[0], root)
         c = anchor_class[a]
         start, stop = class_starts[c], class_starts[c + 1]
         n_valid[a] = (stop - start - 1) * (n - (stop - start))

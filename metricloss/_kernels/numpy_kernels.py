@@ -111,7 +111,9 @@ def batch_all_triplets(
     return values, n_active, n_valid
 
 
-def batch_all_symmetric(d, ref_class, anchor_class, class_order, class_starts, margin, semihard_only, out, divide):
+def batch_all_symmetric(
+    d, ref_class, anchor_class, class_order, class_starts, margin, semihard_only, out, divide, gram=None
+):
     """:func:`batch_all_triplets` within one batch (the references are the anchors, self_offset 0), with the
     cotangent written symmetrized, g + gᵀ: both ends of every pair are rows of the same embeddings, so this is what
     the distances' pullback needs, and it then skips its own symmetrize (``pull(..., symmetric=True)``).
@@ -120,7 +122,13 @@ def batch_all_symmetric(d, ref_class, anchor_class, class_order, class_starts, m
     counts, per anchor, each positive's active negatives and keeps its threshold d_ap + m (and d_ap, for semi-hard)
     in a small table; pass 2 gives entry (i, j) of a negative pair anchor i's count (its positives whose
     thresholds exceed d_ij) plus anchor j's (from the table), and of a positive pair the two anchors' counts.
+
+    With ``gram = (x, sq_norm, ratio, root)``, d holds the Gram matrix x xᵀ on entry, to be turned into distances
+    first (:func:`gram_to_distances`; the Numba twin does it row by row in its first pass, while the row is in
+    cache).
     """
+    if gram is not None:
+        gram_to_distances(d, gram[0], gram[0], gram[1], gram[1], gram[2], gram[3])
     totals = batch_all_triplets(
         d, ref_class, anchor_class, class_order, class_starts, 0, margin, semihard_only, out, divide
     )

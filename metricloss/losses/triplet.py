@@ -243,7 +243,13 @@ def triplet_loss(
     reduction = _DEFAULT_REDUCTION[mining] if reduction is None else check_option(reduction, "reduction", REDUCTIONS)
     check_option(incomplete_anchors, "incomplete_anchors", INCOMPLETE_ANCHORS)
     batch = labelled_batch(
-        embeddings, labels, distance=distance, ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
+        embeddings,
+        labels,
+        distance=distance,
+        ref_embeddings=ref_embeddings,
+        ref_labels=ref_labels,
+        backend=backend,
+        defer_distances=mining in ("all", "all_semihard"),  # the batch-all kernel converts the Gram matrix's rows
     )
     d = batch.d
 
@@ -255,7 +261,7 @@ def triplet_loss(
         symmetric = batch.ref is None  # within one batch the kernel writes g + gᵀ, which the pullback needs
         if symmetric:
             sums, n_active, n_valid = batch.kernels.batch_all_symmetric(
-                d, *batch.classes, margin, semihard_only, g, divide
+                d, *batch.classes, margin, semihard_only, g, divide, gram=batch.gram
             )
         else:
             sums, n_active, n_valid = batch.kernels.batch_all_triplets(
