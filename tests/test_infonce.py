@@ -223,6 +223,43 @@ def test_supcon_difference_pml_zero_for_a_batch_of_one_class():
     assert_close(grad, np.zeros_like(x), rtol=1e-12)  # equal rows: every cosine at its maximum, no slope
 
 
+def hobbitlong_supcon(features, labels, temperature=0.07, base_temperature=0.07):
+    """SupConLoss.forward of the paper's code (HobbitLong/SupContrast, contrast_mode="all") transcribed in torch:
+    features [bsz, n_views, F] (its networks normalise them), dot products over τ, the anchor itself masked out,
+    1e-9 inside the log, the mean over every anchor scaled by τ / base_temperature."""
+    batch_size, n_views = features.shape[:2]
+    mask = torch.eq(labels.view(-1, 1), labels.view(1, -1)).double().repeat(n_views, n_views)
+    contrast = torch.cat(torch.unbind(features, dim=1), dim=0)
+    logits = contrast @ contrast.T / temperature
+    logits = logits - logits.max(dim=1, keepdim=True)[0].detach()
+    logits_mask = 1 - torch.eye(batch_size * n_views, dtype=torch.float64)
+    mask = mask * logits_mask
+    log_prob = logits - torch.log((torch.exp(logits) * logits_mask).sum(1, keepdim=True) + 1e-9)
+    mean_log_prob_pos = (mask * log_prob).sum(1) / mask.sum(1)
+    return -(temperature / base_temperature) * mean_log_prob_pos.mean()
+
+
+@pytest.mark.parametrize("base_temperature", [0.07, 0.1])
+def test_supcon_equals_the_paper_s_code_on_two_views(base_temperature):
+    """Its views stacked as [bsz, n_views, F] are our batch of the views one after the other, each labelled by
+    its image's class; its loss is ours times τ / base_temperature (up to its 1e-9 inside the log)."""
+    rng = np.random.default_rng(19)
+    x = rng.standard_normal((8, 2, 6))
+    labels = np.array([0, 0, 1, 1, 1, 2, 3, 3])
+    unit = x / np.linalg.norm(x, axis=2, keepdims=True)
+    features = torch.tensor(unit, requires_grad=True)
+    value = hobbitlong_supcon(features, torch.tensor(labels), temperature=0.1, base_temperature=base_temperature)
+    value.backward()
+    ours, grad = ml.supcon_loss(np.concatenate([unit[:, 0], unit[:, 1]]), np.tile(labels, 2), temperature=0.1)
+    ratio = 0.1 / base_temperature
+    assert value.item() == pytest.approx(ratio * ours, rel=1e-7)
+    # on unit rows the cosine's gradient is the dot product's projected onto each row's tangent plane
+    expected = np.concatenate([features.grad[:, 0].numpy(), features.grad[:, 1].numpy()])
+    rows = np.concatenate([unit[:, 0], unit[:, 1]])
+    expected -= np.sum(expected * rows, axis=1, keepdims=True) * rows
+    assert_close(ratio * grad, expected, rtol=1e-7)
+
+
 # --- sentence-transformers: the multiple-negatives ranking losses -----------------------------------------------
 
 

@@ -79,8 +79,8 @@ def ntxent_loss(
     embeddings : array of shape (B, F), float32 or float64
     labels : int array of shape (B,)
     temperature : float, default 0.07
-        τ, in [1e-18, 1e18]: pytorch-metric-learning's default (SimCLR's paper tunes it, 0.1 to 0.5 for its
-        largest batches).
+        τ, in [1e-18, 1e18]: pytorch-metric-learning's default (SimCLR's paper tunes τ with the batch size: pass
+        its value).
     similarity : {"cosine", "dot"}, default "cosine"
         S; SimCLR and pytorch-metric-learning's default are the cosine similarity.
     reduction : {"mean", "sum", "mean_nonzero"}, default "mean"
@@ -121,7 +121,7 @@ def ntxent_loss(
     ``ntxent_loss(np.concatenate([view1, view2]), np.tile(np.arange(N), 2), temperature=τ)``. With one positive
     per anchor, leaving the other positives out of the denominator changes nothing, and the mean over the 2N
     positive pairs is SimCLR's mean over anchors. (SupCon's paper writes the same loss as its "self-supervised"
-    case.) SimCLR's reference code on TPUs uses τ = 0.1 to 0.5; the default here is PML's.
+    case.) The default τ here is PML's.
 
     References
     ----------
@@ -257,7 +257,9 @@ def supcon_loss(
     *The paper's code* (HobbitLong/SupContrast, ``SupConLoss(temperature=0.07, base_temperature=0.07)``, views
     stacked as ``[B, n_views, F]``) is this loss on the B·n_views samples with each view labelled by its image's
     class, scaled by τ / base_temperature (1 at its defaults): its ``contrast_mode="all"`` averages over every
-    anchor (the paper's L_out). (Read from that code, not tested here.)
+    anchor (the paper's L_out: each has its other views as positives; with one view a singleton's 0/0 is NaN
+    there, left out here); it takes dot products of the features its network has normalised (cosine here)
+    and adds 1e-9 inside the log (tests/test_infonce.py transcribes it in torch).
 
     References
     ----------
