@@ -135,6 +135,16 @@ def _circle(x, y, options, own):
     return value, grad, {}
 
 
+def _ntxent(x, y, options, own):
+    value, grad = ml.ntxent_loss(x, y, temperature=0.1, **options)
+    return value, grad, {}
+
+
+def _supcon(x, y, options, own):
+    value, grad = ml.supcon_loss(x, y, temperature=0.1, **options)
+    return value, grad, {}
+
+
 LOSSES = {  # name: (how its batches are sampled, the loss)
     "contrastive": ("shuffled", _contrastive),
     "triplet": ("classes", _triplet),
@@ -146,6 +156,8 @@ LOSSES = {  # name: (how its batches are sampled, the loss)
     "warp": ("classes", _warp),
     "multi-similarity": ("classes", _multi_similarity),
     "circle": ("classes", _circle),
+    "ntxent": ("classes", _ntxent),
+    "supcon": ("classes", _supcon),
 }
 # The others: each loss's own default. The triplet-center loss's (5, on ½d²) is for the paper's 3-D shape features;
 # these 16-dimensional embeddings start much closer together.

@@ -23,6 +23,7 @@ from .distances import (
     pairwise_similarities_vjp,
 )
 from .losses.center import ABSENT_CLASSES, init_centers, triplet_center_loss
+from .losses.infonce import multiple_negatives_ranking_loss, ntxent_loss, supcon_loss
 from .losses.lifted import generalized_lifted_structure_loss, lifted_structure_loss
 from .losses.npair import npair_loss
 from .losses.pairs import (
@@ -83,7 +84,9 @@ __all__ = [
     "mine_dataset",
     "mine_triplets",
     "multi_similarity_loss",
+    "multiple_negatives_ranking_loss",
     "npair_loss",
+    "ntxent_loss",
     "paired_distances",
     "pairwise_distances",
     "pairwise_distances_vjp",
@@ -96,6 +99,7 @@ __all__ = [
     "rank_window_negatives",
     "recall_at_k",
     "relevance_matrix",
+    "supcon_loss",
     "triplet_center_loss",
     "triplet_counts",
     "triplet_loss",

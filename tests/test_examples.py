@@ -37,6 +37,8 @@ def test_training_demo_raises_held_out_recall_at_1():
         "warp",
         "multi-similarity",
         "circle",
+        "ntxent",
+        "supcon",
     ],
 )
 def test_training_demo_with_every_other_loss_raises_recall(loss):

@@ -1,7 +1,7 @@
-"""The row-wise log-sum-exp that the losses on rows of logits share (N-pair's softmax cross-entropy, multi-similarity,
-circle): stable, over a subset of each row's entries (the others −inf), optionally with an extra logit 0
-(log(1 + Σ e^z), the "1 +" of multi-similarity and of a softplus), and with its cotangent, the softmax, written over
-the logits.
+"""The row-wise log-sum-exp that the losses on rows of logits share (multi-similarity, circle, NT-Xent, and through
+:func:`softmax_cross_entropy_rows` the N-pair, SupCon and multiple-negatives ranking losses): stable, over a subset
+of each row's entries (the others −inf), optionally with an extra logit 0 (log(1 + Σ e^z), the "1 +" of
+multi-similarity and of a softplus), and with its cotangent, the softmax, written over the logits.
 
 A loss of this kind builds its logits from the similarity matrix, calls :func:`logsumexp_rows` once per set of
 entries (positives, negatives), combines the rows' values, and scales the softmax weights into the cotangent
@@ -51,6 +51,35 @@ def logsumexp_rows(z, *, add_one=False):
     z *= (1 / (1 + rest)).astype(z.dtype)[:, None]
     np.copyto(z, 0, where=z < np.finfo(z.dtype).tiny)  # the weights are >= 0: flush_subnormal's one side
     return top, rest
+
+
+def softmax_cross_entropy_rows(logits, target_rows, target_cols, target_weights):
+    """The cross-entropy of each row of ``logits`` z against sparse targets t, ℓ_i = −Σ_j t_ij log softmax(z_i)_j
+    (float64), with its cotangent ∂ℓ_i/∂z_ij = softmax(z_i)_j − t_ij written over ``logits``.
+
+    t is ``target_weights[k]`` at (target_rows[k], target_cols[k]), no entry twice, 0 elsewhere; each row's weights
+    sum to 1 (a row without targets gets ℓ_i = log1p(r_i) below and the cotangent softmax(z_i): callers drop it).
+    Entries −inf are left out of their row's softmax (SupCon's anchor itself); no target may be one. Trusts its
+    inputs: every row with a target has finite entries only there and at −inf.
+
+    Stable form, from the shared row-wise log-sum-exp: with m_i = max_j z_ij and r_i = Σ_{j ≠ top} exp(z_ij − m_i)
+    (LSE_i = m_i + log1p(r_i)),
+        ℓ_i = log1p(r_i) + Σ_j t_ij (m_i − z_ij),
+    two terms >= 0: nothing overflows, nothing cancels, and a tiny loss keeps its digits. The cotangent at a target
+    entry, (e_ij − t_ij(1 + r_i)) / (1 + r_i) with e_ij = exp(z_ij − m_i), is computed in float64 as
+    ((e_ij − t_ij) − t_ij r_i) / (1 + r_i): exactly −r_i / (1 + r_i) where the target is the maximum.
+    """
+    n = logits.shape[0]
+    at_targets = logits[target_rows, target_cols].astype(np.float64)
+    top, rest = logsumexp_rows(logits)  # logits now hold softmax(z)
+    below_max = top[target_rows] - at_targets  # m − z at the targets, >= 0 (exact: two floats of one dtype)
+    losses = np.bincount(target_rows, weights=target_weights * below_max, minlength=n).astype(np.float64)
+    losses += np.log1p(rest)
+    rest_at = rest[target_rows]
+    logits[target_rows, target_cols] = ((np.exp(-below_max) - target_weights) - target_weights * rest_at) / (
+        1 + rest_at
+    )
+    return losses
 
 
 def masked(z, mask):

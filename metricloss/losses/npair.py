@@ -1,8 +1,9 @@
 """The multi-class N-pair loss (Sohn 2016): each anchor's positive against the positives of the other pairs, a
 softmax cross-entropy over the rows of the anchors × positives dot-product matrix.
 
-The row-wise softmax cross-entropy and its cotangent, :func:`_softmax_cross_entropy_rows`, are the shared row-wise
-log-sum-exp (``_logsumexp.logsumexp_rows``, which the multi-similarity and circle losses use too) minus the targets.
+The row-wise softmax cross-entropy and its cotangent are the shared ``_logsumexp.softmax_cross_entropy_rows`` (the
+SupCon and multiple-negatives ranking losses use it too), built on the row-wise log-sum-exp that the multi-similarity
+and circle losses share.
 """
 
 import numpy as np
@@ -23,35 +24,7 @@ from .._validation import (
     promote,
 )
 from ..distances import _pairwise_similarities_vjp
-from ._logsumexp import logsumexp_rows
-
-
-def _softmax_cross_entropy_rows(logits, target_rows, target_cols, target_weights):
-    """The cross-entropy of each row of ``logits`` z against sparse targets t, ℓ_i = −Σ_j t_ij log softmax(z_i)_j
-    (float64), with its cotangent ∂ℓ_i/∂z_ij = softmax(z_i)_j − t_ij written over ``logits``.
-
-    t is ``target_weights[k]`` at (target_rows[k], target_cols[k]), no entry twice, 0 elsewhere; each row's weights
-    sum to 1 (a row without targets gets ℓ_i = log1p(r_i) below and the cotangent softmax(z_i): callers drop it).
-    Trusts its inputs: every row has a finite entry.
-
-    Stable form, from the shared row-wise log-sum-exp: with m_i = max_j z_ij and r_i = Σ_{j ≠ top} exp(z_ij − m_i)
-    (LSE_i = m_i + log1p(r_i)),
-        ℓ_i = log1p(r_i) + Σ_j t_ij (m_i − z_ij),
-    two terms >= 0: nothing overflows, nothing cancels, and a tiny loss keeps its digits. The cotangent at a target
-    entry, (e_ij − t_ij(1 + r_i)) / (1 + r_i) with e_ij = exp(z_ij − m_i), is computed in float64 as
-    ((e_ij − t_ij) − t_ij r_i) / (1 + r_i): exactly −r_i / (1 + r_i) where the target is the maximum.
-    """
-    n = logits.shape[0]
-    at_targets = logits[target_rows, target_cols].astype(np.float64)
-    top, rest = logsumexp_rows(logits)  # logits now hold softmax(z)
-    below_max = top[target_rows] - at_targets  # m − z at the targets, >= 0 (exact: two floats of one dtype)
-    losses = np.bincount(target_rows, weights=target_weights * below_max, minlength=n).astype(np.float64)
-    losses += np.log1p(rest)
-    rest_at = rest[target_rows]
-    logits[target_rows, target_cols] = ((np.exp(-below_max) - target_weights) - target_weights * rest_at) / (
-        1 + rest_at
-    )
-    return losses
+from ._logsumexp import softmax_cross_entropy_rows
 
 
 def _one_target_per_row(n):
@@ -101,7 +74,7 @@ def _npair(anchors, positives, targets, counted, l2_reg, reduction):
     logits, pullback = _pairwise_similarities_vjp(
         anchors, positives, "dot", get_kernels("numpy"), names=("embeddings", "positives")
     )
-    losses = _softmax_cross_entropy_rows(logits, *targets)
+    losses = softmax_cross_entropy_rows(logits, *targets)
     g = logits  # now softmax(z) − t: the cotangent of each row's loss
     if counted is not None:
         g[~counted] = 0

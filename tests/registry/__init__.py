@@ -6,7 +6,7 @@ and the triplet family; each later family keeps its cases, oracles and literals 
 Adding a loss means adding cases: the ladder then runs on them.
 """
 
-from . import center, lifted, modern, npair, quadruplet, warp
+from . import center, infonce, lifted, modern, npair, quadruplet, warp
 from .core import (
     BINARY,
     CENTERS,
@@ -22,7 +22,16 @@ from .core import (
 )
 from .core import CASES as _CORE_CASES
 
-REGISTRY = [*_CORE_CASES, *center.CASES, *npair.CASES, *quadruplet.CASES, *lifted.CASES, *warp.CASES, *modern.CASES]
+REGISTRY = [
+    *_CORE_CASES,
+    *center.CASES,
+    *npair.CASES,
+    *quadruplet.CASES,
+    *lifted.CASES,
+    *warp.CASES,
+    *modern.CASES,
+    *infonce.CASES,
+]
 REGISTRY_IDS = [case.id for case in REGISTRY]
 
 __all__ = [

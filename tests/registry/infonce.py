@@ -1,0 +1,245 @@
+"""Contract cases for the temperature-scaled cross-entropies on similarities (see registry/core.py): NT-Xent as
+pytorch-metric-learning defines it on a labelled batch, Khosla et al.'s supervised contrastive loss (within one
+batch and query-vs-reference), and sentence-transformers' multiple-negatives ranking loss (with hard negatives,
+symmetric). These losses are smooth: their inputs need no clearance from kinks.
+"""
+
+import math
+
+import numpy as np
+
+import metricloss as ml
+
+from .core import (
+    _BAD_REDUCTION,
+    _DUPLICATES_ONE_CLASS,
+    _FAR_APART,
+    _ONE_SAMPLE,
+    EMBEDDINGS,
+    _case,
+    _reduce,
+)
+from .modern import _UNMATCHED, _anchors, _similarity, _similarity_case
+
+# ---------------------------------------------------------------------------------------------------------------
+# Oracles: the papers' and libraries' formulas, pair by pair and anchor by anchor, in plain Python over math.
+
+
+def _log_sum_exp(exponents):
+    top = max(exponents)
+    return top + math.log(sum(math.exp(v - top) for v in exponents))
+
+
+def ntxent_oracle(x, *rest, temperature=0.07, similarity="cosine", reduction="mean"):
+    """Every ordered positive pair (a, p): −log(e^{S_ap/τ} / (e^{S_ap/τ} + Σ_n e^{S_an/τ})), n over the anchor's
+    negatives only."""
+    labels, refs, ref_labels, within = _anchors(x, rest)
+    terms = []
+    for a in range(len(x)):
+        candidates = [j for j in range(len(refs)) if not (within and j == a)]
+        negatives = [
+            _similarity(x[a], refs[j], similarity) / temperature for j in candidates if ref_labels[j] != labels[a]
+        ]
+        for p in candidates:
+            if ref_labels[p] == labels[a]:
+                z_ap = _similarity(x[a], refs[p], similarity) / temperature
+                terms.append(_log_sum_exp([z_ap, *negatives]) - z_ap)
+    return _reduce(terms, reduction)
+
+
+def supcon_oracle(x, *rest, temperature=0.1, similarity="cosine", reduction="mean"):
+    """Per anchor with a positive: −(1/|P(a)|) Σ_p log(e^{S_ap/τ} / Σ_{k ≠ a} e^{S_ak/τ})."""
+    labels, refs, ref_labels, within = _anchors(x, rest)
+    terms = []
+    for a in range(len(x)):
+        candidates = [j for j in range(len(refs)) if not (within and j == a)]
+        positives = [j for j in candidates if ref_labels[j] == labels[a]]
+        if not positives:
+            continue
+        z = {j: _similarity(x[a], refs[j], similarity) / temperature for j in candidates}
+        normaliser = _log_sum_exp(list(z.values()))
+        terms.append(-sum(z[p] - normaliser for p in positives) / len(positives))
+    return _reduce(terms, reduction)
+
+
+def mnrl_oracle(
+    queries, candidates, hard_negatives=None, *, scale=20.0, similarity="cosine", symmetric=False, reduction="mean"
+):
+    """Query i against every candidate and hard negative, its target candidate i; symmetric: averaged with
+    candidate j against every query, its target query j."""
+    n = len(queries)
+    pool = list(candidates) + ([] if hard_negatives is None else list(hard_negatives))
+
+    def z(u, v):
+        return scale * _similarity(u, v, similarity)
+
+    forward = [_log_sum_exp([z(queries[i], c) for c in pool]) - z(queries[i], candidates[i]) for i in range(n)]
+    value = _reduce(forward, reduction)
+    if symmetric:
+        backward = [
+            _log_sum_exp([z(queries[i], candidates[j]) for i in range(n)]) - z(queries[j], candidates[j])
+            for j in range(n)
+        ]
+        value = (value + _reduce(backward, reduction)) / 2
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Literals, by hand.
+
+# NT-Xent and SupCon, cosine, τ = 1: rows 0-2 equal, (1, 0), of class 0; row 3, (0, 1), of class 1. S = 1 within
+# class 0, 0 across. Between equal rows ∂S_ij/∂x_i = x̂_j − S_ij x̂_i = 0; ∂S_a3/∂x_a = (0, 1), ∂S_a3/∂x_3 = (1, 0).
+#   NT-Xent: 6 ordered positive pairs, each −log(e / (e + 1)) = log(1 + e⁻¹) (the other positive left out).
+#     x_ap = log e⁰ − 1 = −1, σ(−1) = 1/(1 + e); anchor a (0-2) puts w = 1 times 2σ(−1) on S_a3; mean: 1/6.
+#     ∂L/∂x_a = (1/6)(2/(1 + e))(0, 1) = (0, 1/(3(1 + e))); ∂L/∂x_3 = 3 (1/6)(2/(1 + e))(1, 0) = (1/(1 + e), 0).
+#   SupCon: anchors 0-2, each log(2e + 1) − 1 = log(2 + e⁻¹); anchor 3 has no positive (left out). Mean over 3.
+#     Cotangent at S_a3: softmax = 1/(2e + 1), times 1/3: ∂L/∂x_a = (0, 1/(3(2e + 1))), ∂L/∂x_3 = (1/(2e + 1), 0).
+_TRIPLE = [np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), np.array([0, 0, 0, 1])]
+_E = math.e
+_NTXENT_TRIPLE = (
+    math.log1p(math.exp(-1)),
+    (np.array([[0.0, 1 / (3 * (1 + _E))]] * 3 + [[1 / (1 + _E), 0.0]]),),
+)
+_SUPCON_TRIPLE = (
+    math.log(2 + math.exp(-1)),
+    (np.array([[0.0, 1 / (3 * (2 * _E + 1))]] * 3 + [[1 / (2 * _E + 1), 0.0]]),),
+)
+
+# Ranking, cosine, scale 1: q = c = I₂, S = I. Each row: log(e + 1) − 1 = log(1 + e⁻¹). Cotangent (mean):
+#   (softmax − I)/2 = ½[[−s, s], [s, −s]], s = 1/(1 + e). ∂S_ij/∂q_i = ĉ_j − S_ij q̂_i: only j ≠ i pulls, ĉ_j;
+#   ∂L/∂q_0 = (s/2) c_1 = (0, s/2), ∂L/∂q_1 = (s/2, 0); the candidates' the same by symmetry. Symmetric: S is
+#   symmetric, so the backward direction is the forward one: the same value and gradients.
+#   With the hard negative h = (1, 1): S(q_i, h) = r = 1/√2, each row log(e + 1 + e^r) − 1 (value only).
+_EYE = np.eye(2)
+_S_EYE = 1 / (1 + _E)
+_EYE_GRAD = np.array([[0.0, _S_EYE / 2], [_S_EYE / 2, 0.0]])
+_MNRL_EYE = (math.log1p(math.exp(-1)), (_EYE_GRAD, _EYE_GRAD))
+_HARD = np.array([[1.0, 1.0]])
+_MNRL_HARD_VALUE = math.log(_E + 1 + math.exp(1 / math.sqrt(2))) - 1
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cases.
+
+_BAD_TEMPERATURE = "temperature must be >= 1e-18 and <= 1e+18"
+_BATCH_BAD = (
+    _BAD_REDUCTION,
+    ({"backend": "cuda"}, ValueError, "backend must be one of 'numpy', 'numba'"),
+    ({"temperature": 0.0}, ValueError, _BAD_TEMPERATURE),
+    ({"temperature": -0.1}, ValueError, _BAD_TEMPERATURE),
+    ({"temperature": 1e19}, ValueError, _BAD_TEMPERATURE),
+    ({"temperature": math.inf}, ValueError, "temperature must be finite"),
+    ({"temperature": "0.1"}, TypeError, "temperature must be a real number"),
+    ({"similarity": "euclidean"}, ValueError, "similarity must be one of 'dot', 'cosine'"),
+)
+
+
+def _ntxent(id, hyper, literals=(), references=False):
+    inactive = (_UNMATCHED,) if references else (_ONE_SAMPLE, _DUPLICATES_ONE_CLASS, _FAR_APART)
+    return _similarity_case(
+        "ntxent",
+        id,
+        ml.ntxent_loss,
+        ntxent_oracle,
+        hyper,
+        inactive=inactive,
+        bad_hyper=_BATCH_BAD,
+        literals=literals,
+        references=references,
+    )
+
+
+def _supcon(id, hyper, literals=(), references=False):
+    # one class of equal rows is no inactive batch here: each anchor's positives compete, log(B − 1) (PML: 0)
+    inactive = (_UNMATCHED,) if references else (_ONE_SAMPLE, _FAR_APART)
+    return _similarity_case(
+        "supcon",
+        id,
+        ml.supcon_loss,
+        supcon_oracle,
+        hyper,
+        inactive=inactive,
+        bad_hyper=_BATCH_BAD,
+        literals=literals,
+        references=references,
+    )
+
+
+def _pairs(rng, dtype, n=6, features=3):
+    queries = 0.6 * rng.standard_normal((n, features))
+    candidates = queries + 0.5 * rng.standard_normal((n, features))
+    return [queries.astype(dtype), candidates.astype(dtype)]
+
+
+def _pairs_and_hard_negatives(rng, dtype, n=6, n_hard=4, features=3):
+    return [*_pairs(rng, dtype, n, features), (0.6 * rng.standard_normal((n_hard, features))).astype(dtype)]
+
+
+def _with_hard_negatives(queries, candidates, hard_negatives, **hyper):
+    """The ranking loss with its hard negatives positional, as the contract passes its differentiable arrays."""
+    return ml.multiple_negatives_ranking_loss(queries, candidates, hard_negatives=hard_negatives, **hyper)
+
+
+_ONE_PAIR = ("one query and its candidate: −log 1", [np.array([[0.3, -0.2, 0.1]]), np.array([[1.0, 2.0, 0.5]])])
+_MNRL_BAD = (
+    _BAD_REDUCTION,
+    ({"backend": "cuda"}, ValueError, "backend must be one of 'numpy', 'numba'"),
+    ({"scale": 0.0}, ValueError, "scale must be > 0.0 and <= 1e+18"),
+    ({"scale": 1e19}, ValueError, "scale must be > 0.0 and <= 1e+18"),
+    ({"scale": "20"}, TypeError, "scale must be a real number"),
+    ({"symmetric": "yes"}, TypeError, "symmetric must be True or False"),
+    ({"similarity": "euclidean"}, ValueError, "similarity must be one of 'dot', 'cosine'"),
+)
+
+
+def _mnrl(id, hyper, literals=(), hard_negatives=False):
+    options = {
+        "hyper": hyper,
+        "literals": literals,
+        "rotation_invariant": True,
+        "bad_hyper": _MNRL_BAD,
+        "backends": True,
+    }
+    if not hard_negatives:
+        return _case(
+            f"multiple_negatives_ranking[{id}]",
+            ml.multiple_negatives_ranking_loss,
+            ("queries", "candidates"),
+            (EMBEDDINGS, EMBEDDINGS),
+            mnrl_oracle,
+            _pairs,
+            inactive=(_ONE_PAIR,),
+            **options,
+        )
+    return _case(
+        f"multiple_negatives_ranking[hard-negatives-{id}]",
+        _with_hard_negatives,
+        ("queries", "candidates", "hard_negatives"),
+        (EMBEDDINGS, EMBEDDINGS, EMBEDDINGS),
+        mnrl_oracle,
+        _pairs_and_hard_negatives,
+        row_groups=(0, 0, 1),
+        **options,
+    )
+
+
+_TAU_1 = {"temperature": 1.0}
+
+CASES = [
+    _ntxent("pml", {}),
+    _ntxent("literal", {**_TAU_1}, literals=((_TRIPLE, *_NTXENT_TRIPLE),)),
+    _ntxent("simclr-tau-0.5-sum", {"temperature": 0.5, "reduction": "sum"}),
+    _ntxent("dot-mean_nonzero", {"temperature": 0.5, "similarity": "dot", "reduction": "mean_nonzero"}),
+    _ntxent("pml", {}, references=True),
+    _supcon("pml", {}),
+    _supcon("literal", {**_TAU_1}, literals=((_TRIPLE, *_SUPCON_TRIPLE),)),
+    _supcon("pml-mean_nonzero-tau-0.07", {"temperature": 0.07, "reduction": "mean_nonzero"}),
+    _supcon("dot-sum", {"temperature": 0.5, "similarity": "dot", "reduction": "sum"}),
+    _supcon("pml", {}, references=True),
+    _mnrl("sentence-transformers", {}),
+    _mnrl("literal", {"scale": 1.0}, literals=(([_EYE, _EYE], *_MNRL_EYE),)),
+    _mnrl("symmetric-literal", {"scale": 1.0, "symmetric": True}, literals=(([_EYE, _EYE], *_MNRL_EYE),)),
+    _mnrl("dot-sum", {"scale": 1.0, "similarity": "dot", "reduction": "sum"}),
+    _mnrl("sentence-transformers", {"scale": 20.0}, hard_negatives=True),
+    _mnrl("literal", {"scale": 1.0}, literals=(([_EYE, _EYE, _HARD], _MNRL_HARD_VALUE, None),), hard_negatives=True),
+    _mnrl("symmetric-mean_nonzero", {"symmetric": True, "reduction": "mean_nonzero"}, hard_negatives=True),
+]
