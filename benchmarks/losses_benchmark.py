@@ -1,5 +1,6 @@
 """Benchmark the pair-based family beyond the triplet loss (value and gradient): contrastive, triplet-center,
-N-pair, quadruplet, lifted structure, generalized lifted structure, WARP, multi-similarity and circle —
+N-pair, quadruplet, lifted structure, generalized lifted structure, WARP, multi-similarity, NT-Xent, SupCon and
+circle —
 metricloss's Numba kernels and NumPy reference against pytorch-metric-learning on the CPU where it has the loss,
 and the two-GEMM floor.
 
@@ -149,6 +150,13 @@ def _losses():
             None,
             True,
         ),
+        "NT-Xent (labels, τ = 0.07)": (
+            ours(ml.ntxent_loss),
+            pml("NTXentLoss", temperature=0.07),
+            lambda size: 16 * size * (K - 1) * size,  # PML forms (positive pair × reference) arrays: O(B³)
+            True,
+        ),
+        "SupCon (τ = 0.1)": (ours(ml.supcon_loss), pml("SupConLoss", temperature=0.1), None, True),
         "circle (per anchor, m = 0.4, γ = 80)": (
             ours(ml.circle_loss, m=0.4, gamma=80.0),
             pml("CircleLoss", m=0.4, gamma=80),
