@@ -163,8 +163,10 @@ def test_bad_beta_nu_and_triplets_raise_named_errors():
         ml.margin_loss(x, labels, nu=0.1)
     with pytest.raises(ValueError, match="nu must be >= 0"):
         ml.margin_loss(x, labels, beta=np.array([1.0]), nu=-0.1)
-    with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 2\) to index the rows of beta"):
+    with pytest.raises(ValueError, match=r"beta must have one entry per class, indexed by labels"):
         ml.margin_loss(x, labels, beta=np.array([1.0, 1.0]))
+    with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 4\) to index the rows of beta"):
+        ml.margin_loss(x, labels - 1, beta=np.ones(4))
     with pytest.raises(TypeError, match="beta must be a float32 or float64 array"):
         ml.margin_loss(x, labels, beta=np.array([1, 1, 1, 1]))
     with pytest.raises(ValueError, match="beta must be a 1-D array"):

@@ -143,6 +143,11 @@ def margin_loss(
     if learnable:
         beta_array = check_float_array(beta, "beta", ndim=1)
         if beta_array.shape[0] > 1:
+            if labels.size and labels.min() >= 0 and labels.max() >= beta_array.shape[0]:
+                raise ValueError(
+                    f"beta must have one entry per class, indexed by labels: shape (n_classes,) with n_classes > "
+                    f"{labels.max()}, the largest label; got shape {beta_array.shape} (shape (1,): one shared β)"
+                )
             check_class_indices(labels, beta_array.shape[0], rows_of="beta")
         beta64 = beta_array.astype(np.float64)
     else:
