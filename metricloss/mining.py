@@ -624,9 +624,11 @@ def distance_weighted_negatives(
     for a in np.flatnonzero(same.any(axis=1) & other.any(axis=1)):
         positives = np.flatnonzero(same[a])
         cumulative = np.cumsum(probabilities[a])
-        # u·total < total for u in [0, 1): the first index whose cumulative sum exceeds it has a weight > 0
+        # The first index whose cumulative sum exceeds u·total, u in [0, 1), has a weight > 0; where u·total rounds
+        # up to the total, the search runs past the end: the last index with a weight is meant.
         picks = np.searchsorted(cumulative, rng.random(positives.size) * cumulative[-1], side="right")
-        mined.append((np.full(positives.size, a), positives, np.minimum(picks, cumulative.size - 1)))
+        last = np.flatnonzero(probabilities[a])[-1]
+        mined.append((np.full(positives.size, a), positives, np.minimum(picks, last)))
     if not mined:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty.copy(), empty.copy()

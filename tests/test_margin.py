@@ -157,6 +157,16 @@ def test_all_triplets_equal_the_same_triplets_given():
             assert_close(got, expected, rtol=1e-12)
 
 
+def test_a_numpy_scalar_beta_is_a_constant_and_a_bool_is_refused():
+    x, labels = _batch(np.random.default_rng(14), np.float32)
+    value, grad = ml.margin_loss(x, labels, beta=np.float32(0.9))
+    expected_value, expected_grad = ml.margin_loss(x, labels, beta=float(np.float32(0.9)))
+    assert value == expected_value
+    np.testing.assert_array_equal(grad, expected_grad)
+    with pytest.raises(TypeError, match="beta must be a float32 or float64 array"):
+        ml.margin_loss(x, labels, beta=True)
+
+
 def test_bad_beta_nu_and_triplets_raise_named_errors():
     x, labels = _batch(np.random.default_rng(5), np.float64)
     with pytest.raises(ValueError, match="nu must be 0 when beta is a float"):

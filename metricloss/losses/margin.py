@@ -2,6 +2,8 @@
 β + α, with a boundary β that is fixed, shared and learnable, or learnable per class. Its sampler,
 distance-weighted negatives, is :func:`metricloss.mining.distance_weighted_negatives`."""
 
+import numbers
+
 import numpy as np
 
 from .._batch import labelled_batch
@@ -139,7 +141,7 @@ def margin_loss(
     nu = check_scalar(nu, "nu", low=0.0, why=" (a negative ν rewards a larger β)")
     x = check_embeddings(embeddings)
     labels = check_labels(labels, x.shape[0])
-    learnable = not (isinstance(beta, float | int) and not isinstance(beta, bool))
+    learnable = isinstance(beta, bool) or not isinstance(beta, numbers.Real)  # a bool is refused below
     if learnable:
         beta_array = check_float_array(beta, "beta", ndim=1)
         if beta_array.shape[0] > 1:
