@@ -371,3 +371,42 @@ def test_all_triplets_memory_is_o_b_squared():
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak <= 12 * n * n * x.itemsize, f"peak {peak / (n * n * x.itemsize):.2f} B²·itemsize"
+
+
+def _rotated_towards(u, v, d):
+    """The unit vector at distance d from the unit vector u, in the plane of u and the unit vector v ⟂ u."""
+    cos = 1 - d * d / 2
+    return cos * u + np.sqrt(1 - cos * cos) * v
+
+
+def test_pml_drops_an_anchor_whose_weights_underflow_its_global_max_where_this_samples_it():
+    """The differences to PML's DistanceWeightedMiner, pinned. In 512 dimensions, float32: anchor 0's negatives
+    at d = 0.5 make PML's one global maximum of the log-weights ≈ 370, so anchor 4's (its negatives at d ≈ 1.3,
+    log-weights ≈ 6) underflow to 0 and PML leaves anchor 4 out; here each anchor is shifted by its own maximum
+    and anchor 4 draws its negatives 6 or 7, the only ones inside τ. And PML draws as many positives per anchor
+    as the class has members, with replacement (2 here, the same positive twice); this takes each positive once."""
+    e = np.eye(512)
+    a0, b0 = e[0], e[2]
+    n0, m0 = _rotated_towards(a0, e[1], 0.5), _rotated_towards(b0, e[3], 1.3)
+    x = np.array(
+        [
+            a0,
+            _rotated_towards(a0, e[4], 0.1),
+            n0,
+            _rotated_towards(n0, e[6], 0.1),
+            b0,
+            _rotated_towards(b0, e[5], 0.1),
+            m0,
+            _rotated_towards(m0, e[7], 0.1),
+        ],
+        dtype=np.float32,
+    )
+    labels = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    torch.manual_seed(0)
+    pml_a = pml_miners.DistanceWeightedMiner()(torch.tensor(x), torch.as_tensor(labels))[0]
+    assert 4 not in pml_a.tolist()
+    assert np.bincount(pml_a.numpy(), minlength=8)[0] == 2  # anchor 0: its one positive, drawn twice
+    a, p, n = distance_weighted_negatives(x, labels, rng=0)
+    np.testing.assert_array_equal(a, np.arange(8))
+    np.testing.assert_array_equal(p, [1, 0, 3, 2, 5, 4, 7, 6])
+    assert n[4] in (6, 7) and n[5] in (6, 7)
