@@ -167,33 +167,31 @@ def margin_loss(
     per_class = beta64.size > 1
     beta_class = np.asarray(labels, dtype=np.int64) if per_class else np.zeros(x.shape[0], dtype=np.int64)
     if triplets is None:
-        value, grads, grad_beta = _all_triplets(batch, margin, beta64, beta_class, reduction)
+        value, grads, beta_part = _all_triplets(batch, margin, beta64, beta_class, reduction)
     else:
         a, p, n = _check_triplets(triplets, batch)
-        value, grads, grad_beta = _given_triplets(batch, a, p, n, margin, beta64, beta_class, reduction)
+        value, grads, beta_part = _given_triplets(batch, a, p, n, margin, beta64, beta_class, reduction)
     if not learnable:
         return value, grads
-    if grad_beta is not None and nu:  # R(β): ν β shared (not reduced); ν w Σ_T β[y_a] per class
-        weight, per_class_counts = grad_beta[1], grad_beta[2]
-        if per_class:
-            value += nu * weight * float(per_class_counts @ beta64)
-            grad_beta = grad_beta[0] + nu * weight * per_class_counts
-        else:
+    grad_beta = np.zeros_like(beta64)
+    if beta_part is not None:  # no triplet: no term, no ν term either (as PML)
+        grad_beta, weight, counts = beta_part
+        # R = ν β (shared, not reduced): ∂R/∂β = ν. R = ν w Σ_T β[y_a] = ν w Σ_c counts_c β_c (per class, counts_c
+        # the triplets whose anchor is of class c): ∂R/∂β_c = ν w counts_c.
+        if nu and per_class:
+            value += nu * weight * float(counts @ beta64)
+            grad_beta = grad_beta + nu * weight * counts
+        elif nu:
             value += nu * float(beta64[0])
-            grad_beta = grad_beta[0] + nu
-    elif grad_beta is not None:
-        grad_beta = grad_beta[0]
-    else:
-        grad_beta = np.zeros_like(beta64)
-    grad_beta = np.asarray(grad_beta).astype(beta_array.dtype)
+            grad_beta = grad_beta + nu
     grads = grads if isinstance(grads, tuple) else (grads,)
-    return value, (*grads, grad_beta)
+    return value, (*grads, grad_beta.astype(beta_array.dtype))
 
 
 def _all_triplets(batch, margin, beta64, beta_class, reduction):
     """Every triplet, as counts: anchor a holds each positive pair N_a times and each negative pair P_a times.
-    Returns (value, grads, (hinge part of ∂L/∂β, w, number of triplets per β entry)) or None for β's part where
-    there is no triplet."""
+    Returns (value, grads, β's part): β's part is (the hinges' ∂L/∂β, w, the number of triplets per entry of β),
+    None where there is no triplet."""
     same, other = candidate_masks(batch)
     n_pos = same.sum(axis=1).astype(np.float64)  # P_a
     n_neg = other.sum(axis=1).astype(np.float64)  # N_a
@@ -220,7 +218,8 @@ def _all_triplets(batch, margin, beta64, beta_class, reduction):
 
 
 def _given_triplets(batch, a, p, n, margin, beta64, beta_class, reduction):
-    """The triplets given as index arrays: each a positive-pair and a negative-pair term."""
+    """The triplets given as index arrays, each a positive-pair and a negative-pair term; returns as
+    :func:`_all_triplets`."""
     if a.size == 0:
         return 0.0, batch.zeros(), None
     beta_a = beta64[beta_class[a]]
