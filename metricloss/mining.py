@@ -592,8 +592,7 @@ def distance_weighted_negatives(
     (its issues #230, #276); (2) such an anchor is dropped, where this falls back to uniform; (3) per anchor it
     draws as many positives as the anchor's class has members, at random with replacement, where this takes each
     positive pair once; (4) it draws with torch's generator. The distribution of a negative given its anchor is
-    the same wherever its weights are finite and not all zero (tests/test_margin.py pins it).
-    The paper's released code (MXNet) falls back to uniform over the whole batch, positives included.
+    the same wherever its weights are finite and not all zero (tests/test_margin.py pins this and each difference).
 
     References
     ----------

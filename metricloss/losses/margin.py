@@ -46,9 +46,9 @@ def margin_loss(
     over a set T of triplets (a, p, n) (p of a's class, n of another), i.e. the paper's pair loss
     [α + y_ij(D_ij − β)]₊ on the pairs (a, p) (y = +1) and (a, n) (y = −1) that the triplets hold, each counted as
     often as a triplet holds it. w is the reduction's weight over the 2|T| pair terms: 1/#{terms > 0}
-    (``"mean_nonzero"``, the default: the paper's released code and pytorch-metric-learning divide by the number of
-    active pairs), 1/(2|T|) (``"mean"``) or 1 (``"sum"``). β_a is β (a float, or an array of shape (1,)) or
-    β[y_a], the boundary of the anchor's class (an array of shape (C,), indexed by ``labels``).
+    (``"mean_nonzero"``, the default: pytorch-metric-learning divides by the number of active pair terms),
+    1/(2|T|) (``"mean"``) or 1 (``"sum"``). β_a is β (a float, or an array of shape (1,)) or β[y_a], the boundary
+    of the anchor's class (an array of shape (C,), indexed by ``labels``).
 
     *The pair set.* ``triplets=None`` (the default) is every triplet of the batch (pytorch-metric-learning's
     ``triplets_per_anchor="all"``): anchor a with P_a positives and N_a negatives holds each of its positive pairs
@@ -79,9 +79,10 @@ def margin_loss(
     margin : float >= 0, default 0.2
         α, the paper's.
     beta : float, or array of shape (1,) or (C,), float32 or float64; default 1.2
-        β, the boundary (the paper's initial value 1.2). A float is held constant; an array is learnable.
+        β, the boundary (1.2: the paper's and pytorch-metric-learning's). A float is held constant; an array is
+        learnable.
     nu : float >= 0, default 0.0
-        ν, the regularisation of a learnable β (the paper: 0 or 0.1 depending on the dataset).
+        ν, the regularisation of a learnable β (0: none, pytorch-metric-learning's default).
     triplets : tuple of three int arrays (a, p, n) of equal length, optional
         The triplets T (p and n index ``ref_embeddings`` when given). Default: every triplet of the batch.
     distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
