@@ -25,6 +25,7 @@ from .distances import (
 from .losses.center import ABSENT_CLASSES, init_centers, triplet_center_loss
 from .losses.infonce import multiple_negatives_ranking_loss, ntxent_loss, supcon_loss
 from .losses.lifted import generalized_lifted_structure_loss, lifted_structure_loss
+from .losses.margin import margin_loss
 from .losses.npair import npair_loss
 from .losses.pairs import (
     CONTRASTIVE_FORMS,
@@ -45,6 +46,7 @@ from .mining import (
     TRIPLET_KINDS,
     batch_triplets,
     classify_triplets,
+    distance_weighted_negatives,
     mine_dataset,
     mine_triplets,
     pk_batches,
@@ -76,10 +78,12 @@ __all__ = [
     "contrastive_loss",
     "contrastive_pair_loss",
     "cosine_embedding_loss",
+    "distance_weighted_negatives",
     "generalized_lifted_structure_loss",
     "hinge_embedding_loss",
     "init_centers",
     "lifted_structure_loss",
+    "margin_loss",
     "margin_ranking_loss",
     "mine_dataset",
     "mine_triplets",

@@ -6,7 +6,9 @@
 * :func:`mine_dataset`: the hardest positive and a hard or semi-hard negative for every sample of a dataset,
   in chunks (memory O(N · chunk)), optionally with faiss;
 * :func:`pk_batches`: P classes × K samples per batch;
-* :func:`random_negatives` and :func:`rank_window_negatives`: negatives for retrieval training.
+* :func:`random_negatives` and :func:`rank_window_negatives`: negatives for retrieval training;
+* :func:`distance_weighted_negatives`: one negative per positive pair, drawn against the distances' density on
+  the sphere (Wu et al. 2017).
 
 Kinds of triplets (a, p, n), with margin m and the convention of the losses (a triplet is active iff
 d_an < d_ap + m):
@@ -41,6 +43,7 @@ from ._validation import (
     check_option,
     check_rng,
     check_same_shape,
+    check_scalar,
     promote,
 )
 from .distances import DISTANCES, _paired_distances_vjp, _pairwise_distances_vjp
@@ -526,3 +529,134 @@ def semihard_triplets(batch):
     anchors = np.repeat(np.arange(d.shape[0]), n_positives)
     kept = negatives >= 0
     return anchors[kept], positives[kept], negatives[kept]
+
+
+def distance_weighted_negatives(
+    embeddings,
+    labels,
+    *,
+    cutoff=0.5,
+    nonzero_loss_cutoff=1.4,
+    rng=None,
+    ref_embeddings=None,
+    ref_labels=None,
+    backend=None,
+):
+    r"""Distance-weighted sampling (Wu et al. 2017): for every positive pair (a, p), one negative n drawn with
+    probability inversely proportional to the density of its distance to the anchor on the unit sphere; index
+    arrays (a, p, n), one triplet per positive pair, sorted by anchor then positive.
+
+    .. math::
+
+        \Pr(n \mid a) \propto \frac{1}{q(\max(d_{an}, \lambda))}\, \mathbb 1[d_{an} < \tau], \qquad
+        q(d) \propto d^{\,k-2} \Big(1 - \frac{d^2}{4}\Big)^{\frac{k-3}{2}}
+
+    with k the embedding dimension, λ = ``cutoff`` (distances clipped below: the density's pole at 0 would give
+    the nearest negatives all the weight) and τ = ``nonzero_loss_cutoff`` (negatives this far have no loss under
+    the margin loss: weight 0). The distances are Euclidean, and q is the density of the distance between two
+    points drawn uniformly on the unit sphere: normalise the embeddings first.
+
+    The weights are computed in logs, log w = (2 − k) log d − ((k − 3)/2) log(1 − d²/4), in float64 whatever the
+    embeddings' dtype, shifted by each anchor's own largest log-weight before exponentiating: the largest weight of
+    every row is exactly 1, so no row underflows to all zeros, even at k = 1024 (where q itself is below the
+    smallest float64 for most distances) or in float32.
+
+    *Fallback.* An anchor whose negatives are all at d >= τ (or at d >= 2, off the sphere, where log q is not
+    defined) draws its negative uniformly among all its negatives, so that each positive pair still yields a
+    triplet. An anchor without a negative, or without a positive, yields nothing.
+
+    Parameters
+    ----------
+    embeddings : array of shape (B, F), float32 or float64
+        Points on the unit sphere (L2-normalised), as the paper assumes.
+    labels : int array of shape (B,)
+    cutoff : float > 0, default 0.5
+        λ, the paper's.
+    nonzero_loss_cutoff : float > 0, default 1.4
+        τ, the paper's (β + α = 1.2 + 0.2 of its margin loss).
+    rng : numpy.random.Generator, int seed >= 0, or None
+    ref_embeddings, ref_labels : optional
+        A reference set: anchors are the embeddings, positives and negatives the references.
+    backend : {"numpy", "numba"}, optional
+
+    Returns
+    -------
+    anchors, positives, negatives : int64 arrays of one length
+
+    Notes
+    -----
+    pytorch-metric-learning's ``DistanceWeightedMiner(cutoff, nonzero_loss_cutoff)`` (on ``LpDistance()``, which
+    normalises the embeddings) computes the same weights but differs in four ways: (1) it subtracts one maximum
+    over the whole matrix, not per anchor, so at large k the rows of anchors whose negatives are all far
+    underflow to zero and those anchors are dropped, or the whole matrix does and the normalisation divides 0 by 0
+    (its issues #230, #276); (2) such an anchor is dropped, where this falls back to uniform; (3) per anchor it
+    draws as many positives as the anchor's class has members, at random with replacement, where this takes each
+    positive pair once; (4) it draws with torch's generator. The distribution of a negative given its anchor is
+    the same wherever its weights are finite and not all zero (tests/test_margin.py pins this and each difference).
+
+    References
+    ----------
+    C.-Y. Wu, R. Manmatha, A. J. Smola, P. Krähenbühl. Sampling Matters in Deep Embedding Learning. ICCV 2017.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss.mining import distance_weighted_negatives
+    >>> x = np.array([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
+    >>> a, p, n = distance_weighted_negatives(x, np.array([0, 0, 1, 1]), rng=0)
+    >>> a, p  # one triplet per positive pair
+    (array([0, 1, 2, 3]), array([1, 0, 3, 2]))
+    >>> n[1:3]  # d_12 = √0.8 < 1.4 is the only negative inside τ for anchors 1 and 2 (d_13 ≈ 1.9, d_20 = √2)
+    array([2, 1])
+    >>> n[[0, 3]]  # anchors 0 and 3 have none inside τ (d_02 = √2, d_03 = 2): uniform over their negatives
+    array([3, 0])
+    """
+    cutoff = check_scalar(cutoff, "cutoff", low=0.0, low_inclusive=False)
+    nonzero_loss_cutoff = check_scalar(nonzero_loss_cutoff, "nonzero_loss_cutoff", low=0.0, low_inclusive=False)
+    rng = _rng(rng)
+    batch = labelled_batch(
+        embeddings, labels, distance="euclidean", ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
+    )
+    probabilities = _distance_weights(batch, cutoff, nonzero_loss_cutoff)
+    same, other = candidate_masks(batch)
+    mined = []
+    for a in np.flatnonzero(same.any(axis=1) & other.any(axis=1)):
+        positives = np.flatnonzero(same[a])
+        cumulative = np.cumsum(probabilities[a])
+        # The first index whose cumulative sum exceeds u·total, u in [0, 1), has a weight > 0; where u·total rounds
+        # up to the total, the search runs past the end: the last index with a weight is meant.
+        picks = np.searchsorted(cumulative, rng.random(positives.size) * cumulative[-1], side="right")
+        last = np.flatnonzero(probabilities[a])[-1]
+        mined.append((np.full(positives.size, a), positives, np.minimum(picks, last)))
+    if not mined:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty.copy(), empty.copy()
+    return tuple(np.concatenate(part).astype(np.int64) for part in zip(*mined, strict=True))
+
+
+def candidate_masks(batch):
+    """B×R boolean masks of each anchor's positives and negatives (not itself, within one batch)."""
+    ref_class, anchor_class, _, _ = batch.classes
+    same = (anchor_class[:, None] == ref_class[None, :]) & (anchor_class[:, None] >= 0)
+    other = ~same
+    if batch.self_offset != NO_SELF:
+        np.fill_diagonal(same, False)
+        np.fill_diagonal(other, False)
+    return same, other
+
+
+def _distance_weights(batch, cutoff, nonzero_loss_cutoff):
+    """Per anchor, the sampling weights of its negatives (B×R float64; 0 off the negatives), each row's largest 1,
+    or uniform over the anchor's negatives where none has a finite weight below the non-zero-loss cutoff."""
+    _, negatives = candidate_masks(batch)
+    k = batch.x.shape[1]
+    d = np.maximum(batch.d.astype(np.float64), cutoff)
+    with np.errstate(divide="ignore", invalid="ignore"):  # d >= 2: log of a non-positive number, excluded below
+        log_w = (2.0 - k) * np.log(d) - ((k - 3.0) / 2.0) * np.log1p(-0.25 * d * d)
+    allowed = negatives & (d < nonzero_loss_cutoff) & np.isfinite(log_w)
+    log_w = np.where(allowed, log_w, -np.inf)
+    top = log_w.max(axis=1, keepdims=True)
+    has_weight = allowed.any(axis=1)
+    weights = np.where(allowed, np.exp(log_w - np.where(has_weight[:, None], top, 0.0)), 0.0)
+    # Fallback: no negative with a finite weight inside the cutoff → uniform over the anchor's negatives.
+    return np.where(has_weight[:, None], weights, negatives.astype(np.float64))

@@ -12,8 +12,11 @@ from hypothesis import strategies as st
 from registry import (
     BINARY,
     CENTERS,
+    CLASS_PARAMS,
     DIFFERENTIABLE,
     EMBEDDINGS,
+    FEATURE_ROWS,
+    INDEXED_BY_LABELS,
     LABELS,
     REGISTRY,
     REGISTRY_IDS,
@@ -124,8 +127,9 @@ def test_permuting_the_batch_permutes_the_gradient(case):
     }
     value, grad = case(*arrays)
     permuted = _reindexed(case, arrays, orders)
-    if CENTERS in case.arg_kinds:  # labels index the centres' rows: moving a centre renames its class
-        new_row = np.argsort(orders[groups[case.arg_kinds.index(CENTERS)]])
+    indexed = [kind for kind in case.arg_kinds if kind in INDEXED_BY_LABELS]
+    if indexed:  # labels index the centres' (or β's) rows: moving a row renames its class
+        new_row = np.argsort(orders[groups[case.arg_kinds.index(indexed[0])]])
         permuted = [new_row[a] if kind == LABELS else a for a, kind in zip(permuted, case.arg_kinds, strict=True)]
     permuted_value, permuted_grad = case(*permuted)
     assert permuted_value == pytest.approx(value, rel=1e-12)
@@ -137,7 +141,7 @@ def test_permuting_the_batch_permutes_the_gradient(case):
 def test_relabelling_classes_changes_nothing(case):
     if LABELS not in case.arg_kinds:
         pytest.skip("the loss takes no class labels")
-    if CENTERS in case.arg_kinds:
+    if any(kind in INDEXED_BY_LABELS for kind in case.arg_kinds):
         pytest.skip("labels index the centres' rows: renaming classes moves those rows, as the permutation rung does")
     rng = np.random.default_rng(2)
     arrays = case.make_inputs(rng, np.float64)
@@ -150,6 +154,12 @@ def test_relabelling_classes_changes_nothing(case):
         np.testing.assert_array_equal(got, expected)
 
 
+def _in_feature_rows(case, arrays, move):
+    """``arrays`` with ``move`` applied to those whose rows lie in the embeddings' feature space (embeddings,
+    centres); the others (labels, a per-class β) as they are."""
+    return [move(a) if kind in FEATURE_ROWS else a for a, kind in zip(arrays, case.arg_kinds, strict=True)]
+
+
 @cases
 def test_translation_leaves_value_unchanged_and_gradients_sum_to_zero(case):
     if not case.translation_invariant:
@@ -158,11 +168,12 @@ def test_translation_leaves_value_unchanged_and_gradients_sum_to_zero(case):
     arrays = case.make_inputs(rng, np.float64)
     shift = 3.0 * rng.standard_normal(arrays[0].shape[1])
     value, grad = case(*arrays)
-    shifted_value, shifted_grad = case(*(a + shift for a in _diff_args(case, arrays)), *arrays[case.n_diff :])
+    shifted_value, shifted_grad = case(*_in_feature_rows(case, arrays, lambda a: a + shift))
     assert shifted_value == pytest.approx(value, rel=1e-9)
     for got, expected in zip(_grads(case, shifted_grad), _grads(case, grad), strict=True):
         assert_close(got, expected, rtol=1e-8)
-    total = sum(g.sum(axis=0) for g in _grads(case, grad))
+    rows = [g for g, kind in zip(_grads(case, grad), case.arg_kinds, strict=False) if kind in FEATURE_ROWS]
+    total = sum(g.sum(axis=0) for g in rows)
     assert np.abs(total).max() <= 1e-12 * max(np.abs(g).max() for g in _grads(case, grad))
 
 
@@ -174,10 +185,10 @@ def test_rotation_rotates_the_gradient(case):
     arrays = case.make_inputs(rng, np.float64)
     rotation, _ = np.linalg.qr(rng.standard_normal((arrays[0].shape[1],) * 2))
     value, grad = case(*arrays)
-    rotated_value, rotated_grad = case(*(a @ rotation for a in _diff_args(case, arrays)), *arrays[case.n_diff :])
+    rotated_value, rotated_grad = case(*_in_feature_rows(case, arrays, lambda a: a @ rotation))
     assert rotated_value == pytest.approx(value, rel=1e-9)
-    for got, expected in zip(_grads(case, rotated_grad), _grads(case, grad), strict=True):
-        assert_close(got, expected @ rotation, rtol=1e-8)
+    for got, expected, kind in zip(_grads(case, rotated_grad), _grads(case, grad), case.arg_kinds, strict=False):
+        assert_close(got, expected @ rotation if kind in FEATURE_ROWS else expected, rtol=1e-8)
 
 
 # --- dtypes -----------------------------------------------------------------------------------------------------
@@ -254,7 +265,7 @@ def test_labels_of_every_integer_dtype_and_extreme_values_give_bitwise_the_same_
     base = _with_unshared_classes(case, case.make_inputs(np.random.default_rng(11), np.float64), label_args)
     for dtypes in itertools.product(INT_DTYPES, repeat=len(label_args)):
         arrays = list(base)
-        if CENTERS in case.arg_kinds:
+        if any(kind in INDEXED_BY_LABELS for kind in case.arg_kinds):
             expected = arrays
             for i, dtype in zip(label_args, dtypes, strict=True):
                 arrays[i] = base[i].astype(dtype)
@@ -337,6 +348,8 @@ def _mutations(case, arrays):
             if kind in (EMBEDDINGS, CENTERS, SCORE_MATRIX):
                 yield f"{name} 1-D", replaced(array[:, 0]), ValueError, f"{name} must be a 2-D array"
                 yield f"{name} 3-D", replaced(array[None]), ValueError, f"{name} must be a 2-D array"
+            if kind == CLASS_PARAMS:
+                yield f"{name} 2-D", replaced(array[:, None]), ValueError, f"{name} must be a 1-D array"
             if at > 0:  # a second array of embeddings or scores that does not fit the first
                 yield f"{name} misshapen", replaced(array[..., :-1]), ValueError, f"{name} must have"
         elif kind == LABELS:
@@ -428,6 +441,8 @@ def _awkward_inputs(draw, case):
             shape = (rows, features)
         elif kind == CENTERS:
             shape = (2, features)  # one centre per class: the labels drawn here are 0 and 1
+        elif kind == CLASS_PARAMS:
+            shape = (2,)  # one entry per class
         elif kind == SCORES:
             shape = arrays[0].shape if arrays else (n,)
         elif kind in (SCORE_MATRIX, RELEVANCE):

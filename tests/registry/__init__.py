@@ -6,12 +6,15 @@ and the triplet family; each later family keeps its cases, oracles and literals 
 Adding a loss means adding cases: the ladder then runs on them.
 """
 
-from . import center, infonce, lifted, modern, npair, quadruplet, warp
+from . import center, infonce, lifted, margin, modern, npair, quadruplet, warp
 from .core import (
     BINARY,
     CENTERS,
+    CLASS_PARAMS,
     DIFFERENTIABLE,
     EMBEDDINGS,
+    FEATURE_ROWS,
+    INDEXED_BY_LABELS,
     LABELS,
     RELEVANCE,
     SCORE_MATRIX,
@@ -31,14 +34,18 @@ REGISTRY = [
     *warp.CASES,
     *modern.CASES,
     *infonce.CASES,
+    *margin.CASES,
 ]
 REGISTRY_IDS = [case.id for case in REGISTRY]
 
 __all__ = [
     "BINARY",
     "CENTERS",
+    "CLASS_PARAMS",
     "DIFFERENTIABLE",
     "EMBEDDINGS",
+    "FEATURE_ROWS",
+    "INDEXED_BY_LABELS",
     "LABELS",
     "REGISTRY",
     "REGISTRY_IDS",

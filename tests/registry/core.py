@@ -17,12 +17,18 @@ import metricloss as ml
 
 # The kinds of positional array arguments; each kind has its own generator and its own bad-input mutations.
 # Differentiable: EMBEDDINGS (rows of features), CENTERS (one row of features per class: learnable centres, rows
-# not shared with the embeddings), SCORES (any shape), SCORE_MATRIX (2-D, queries × items). The others are held
+# not shared with the embeddings), CLASS_PARAMS (1-D, one learnable number per class, indexed by the labels like
+# the centres' rows: the margin loss's β), SCORES (any shape), SCORE_MATRIX (2-D, queries × items). The others are held
 # fixed: LABELS (integer classes), SIGNS ({−1, 1}), BINARY ({0, 1}), RELEVANCE (a boolean matrix shaped like the
 # score matrix).
 EMBEDDINGS, CENTERS, SCORES, SCORE_MATRIX = "embeddings", "centers", "scores", "score_matrix"
+CLASS_PARAMS = "class_params"
 LABELS, SIGNS, BINARY, RELEVANCE = "labels", "signs", "binary", "relevance"
-DIFFERENTIABLE = (EMBEDDINGS, CENTERS, SCORES, SCORE_MATRIX)
+DIFFERENTIABLE = (EMBEDDINGS, CENTERS, CLASS_PARAMS, SCORES, SCORE_MATRIX)
+# the kinds whose rows lie in the embeddings' feature space (translated, rotated and scaled with them)
+FEATURE_ROWS = (EMBEDDINGS, CENTERS)
+# the kinds whose rows the labels index (one row per class)
+INDEXED_BY_LABELS = (CENTERS, CLASS_PARAMS)
 
 
 @dataclass(frozen=True)

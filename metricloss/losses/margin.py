@@ -1,0 +1,269 @@
+"""The margin loss (Wu et al. 2017): positive pairs closer than the boundary β − α, negative pairs farther than
+β + α, with a boundary β that is fixed, shared and learnable, or learnable per class. Its sampler,
+distance-weighted negatives, is :func:`metricloss.mining.distance_weighted_negatives`."""
+
+import numbers
+
+import numpy as np
+
+from .._batch import labelled_batch
+from .._reduce import REDUCTIONS, weight_from_counts
+from .._validation import (
+    check_class_indices,
+    check_embeddings,
+    check_float_array,
+    check_labels,
+    check_margin,
+    check_option,
+    check_scalar,
+    finite_or_refused,
+)
+from ..mining import candidate_masks
+
+
+@finite_or_refused
+def margin_loss(
+    embeddings,
+    labels,
+    *,
+    margin=0.2,
+    beta=1.2,
+    nu=0.0,
+    triplets=None,
+    distance="euclidean",
+    reduction="mean_nonzero",
+    ref_embeddings=None,
+    ref_labels=None,
+    backend=None,
+):
+    r"""The margin loss of "Sampling Matters": a hinge on each pair's distance around a boundary β.
+
+    .. math::
+
+        L = w \sum_{(a, p, n) \in T} \Big( [\alpha + d_{ap} - \beta_a]_+ + [\alpha + \beta_a - d_{an}]_+ \Big)
+            + R(\beta)
+
+    over a set T of triplets (a, p, n) (p of a's class, n of another), i.e. the paper's pair loss
+    [α + y_ij(D_ij − β)]₊ on the pairs (a, p) (y = +1) and (a, n) (y = −1) that the triplets hold, each counted as
+    often as a triplet holds it. w is the reduction's weight over the 2|T| pair terms: 1/#{terms > 0}
+    (``"mean_nonzero"``, the default: pytorch-metric-learning divides by the number of active pair terms),
+    1/(2|T|) (``"mean"``) or 1 (``"sum"``). β_a is β (a float, or an array of shape (1,)) or β[y_a], the boundary
+    of the anchor's class (an array of shape (C,), indexed by ``labels``).
+
+    *The pair set.* ``triplets=None`` (the default) is every triplet of the batch (pytorch-metric-learning's
+    ``triplets_per_anchor="all"``): anchor a with P_a positives and N_a negatives holds each of its positive pairs
+    N_a times and each negative pair P_a times; the sum is taken in that form, in O(B²) time and memory, without
+    enumerating the triplets. ``triplets=(a, p, n)`` index arrays use those triplets, as the paper does with its
+    sampler: ``triplets=distance_weighted_negatives(x, labels, rng=rng)``; any miner's output fits
+    (:func:`metricloss.mine_triplets`, :func:`metricloss.batch_triplets`).
+
+    *A learnable β* is an array: ``beta`` of shape (1,) (one boundary shared by all classes, the paper's β⁽⁰⁾) or
+    (C,) (one per class, β⁽ᶜˡᵃˢˢ⁾; ``labels`` must then be class indices in [0, C)). The gradient is then the
+    tuple ``(grad_embeddings, grad_beta)`` (with references ``(grad_embeddings, grad_ref_embeddings,
+    grad_beta)``), ``grad_beta`` shaped and typed like ``beta``; and ν regularises it as pytorch-metric-learning
+    does (the paper's ν(β⁽⁰⁾ + β⁽ᶜˡᵃˢˢ⁾)): R = ν·β for a shared β (not reduced), R = ν w Σ_{(a,p,n) ∈ T} β[y_a] per
+    class (reduced like the hinge terms). A float ``beta`` is a constant: the gradient is the embeddings' alone,
+    and ``nu`` must be 0.
+
+    Gradient. Where a hinge is active (argument > 0), ∂/∂d_ap = +1, ∂/∂d_an = −1, ∂/∂β_a = −1 (positive pair) or
+    +1 (negative pair); so ∂L/∂d_ap = w N_a 1[active] and ∂L/∂d_an = −w P_a 1[active] over all triplets, and the
+    cotangent on D goes through the distance's VJP. ∂R/∂β = ν (shared), ∂R/∂β_c = ν w #{triplets with y_a = c}.
+
+    Parameters
+    ----------
+    embeddings : array of shape (B, F), float32 or float64
+        The paper's embeddings are L2-normalised (the distance-weighted sampler assumes the unit sphere); this
+        loss does not normalise them.
+    labels : int array of shape (B,)
+        Any integers; class indices in [0, C) when ``beta`` has shape (C,), C > 1.
+    margin : float >= 0, default 0.2
+        α, the paper's.
+    beta : float, or array of shape (1,) or (C,), float32 or float64; default 1.2
+        β, the boundary (1.2: the paper's and pytorch-metric-learning's). A float is held constant; an array is
+        learnable.
+    nu : float >= 0, default 0.0
+        ν, the regularisation of a learnable β (0: none, pytorch-metric-learning's default).
+    triplets : tuple of three int arrays (a, p, n) of equal length, optional
+        The triplets T (p and n index ``ref_embeddings`` when given). Default: every triplet of the batch.
+    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+        d, as in :func:`metricloss.pairwise_distances` (the paper's is Euclidean).
+    reduction : {"mean_nonzero", "mean", "sum"}, default "mean_nonzero"
+    ref_embeddings, ref_labels : optional
+        A reference set (query-vs-reference batch): anchors are the embeddings, positives and negatives the
+        references. β is indexed by the anchors' labels.
+    backend : {"numpy", "numba"}, optional
+        The kernel module; default ``"numba"``.
+
+    Returns
+    -------
+    value : float
+    grad : array of shape (B, F); with references the tuple (grad_embeddings, grad_ref_embeddings); with a
+        learnable ``beta`` the same followed by grad_beta.
+
+    Notes
+    -----
+    A hinge is active iff its argument is > 0. Nothing valid (no triplet: one class, one sample, or ``triplets``
+    empty) gives ``(0.0, zeros)``, also for a learnable β (no ν term either, as pytorch-metric-learning).
+
+    *pytorch-metric-learning*'s ``MarginLoss(margin, nu, beta, triplets_per_anchor="all", learn_beta,
+    num_classes, distance=LpDistance(normalize_embeddings=False))`` is this loss with ``reduction="mean_nonzero"``
+    (its ``DivisorReducer`` divides by the number of active pair terms): ``learn_beta=False`` is a float β (or an
+    array whose gradient is ignored, with ν = 0: PML ignores ν then), ``learn_beta=True`` an array of shape (1,)
+    (``num_classes=None``) or (C,) (``num_classes=C``). Called with ``indices_tuple=(a, p, n)`` it is
+    ``triplets=(a, p, n)``. Its default ``LpDistance()`` normalises the embeddings first; normalise them before
+    calling this loss to reproduce it. Its ``triplets_per_anchor=k`` (k random triplets per anchor, drawn with
+    torch's generator) has no counterpart here: pass ``triplets=mine_triplets(x, labels, max_per_anchor=k,
+    rng=...)`` (k distinct triplets per anchor). Its ``DistanceWeightedMiner`` is
+    :func:`metricloss.mining.distance_weighted_negatives`, with the differences listed there.
+
+    *The paper* also learns a β per image, β⁽ⁱᵐᵍ⁾, predicted by the network: that is β given per anchor, not
+    provided here.
+
+    References
+    ----------
+    C.-Y. Wu, R. Manmatha, A. J. Smola, P. Krähenbühl. Sampling Matters in Deep Embedding Learning. ICCV 2017.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss import margin_loss
+    >>> x = np.array([[0.0, 0.0], [1.5, 0.0], [1.0, 0.0]])
+    >>> labels = np.array([0, 0, 1])
+    >>> value, grad = margin_loss(x, labels)  # α = 0.2, β = 1.2; d_01 = 1.5, d_02 = 1, d_12 = 0.5
+    >>> round(value, 12)  # triplets (0, 1, 2), (1, 0, 2): [0.2 + 1.5 − 1.2]₊ twice, [1.4 − 1]₊, [1.4 − 0.5]₊
+    0.575
+    >>> value, (grad_x, grad_beta) = margin_loss(x, labels, beta=np.array([1.2, 1.2]), nu=0.1)
+    >>> round(value, 12)  # + ν w Σ_T β[y_a] = 0.1 · ¼ · (1.2 + 1.2)
+    0.635
+    >>> grad_beta  # class 0: w(−1 − 1 + 1 + 1) per active pair, + ν w · 2 triplets; class 1 anchors none
+    array([0.05, 0.  ])
+    """
+    margin = check_margin(margin)
+    nu = check_scalar(nu, "nu", low=0.0, why=" (a negative ν rewards a larger β)")
+    x = check_embeddings(embeddings)
+    labels = check_labels(labels, x.shape[0])
+    learnable = isinstance(beta, bool) or not isinstance(beta, numbers.Real)  # a bool is refused below
+    if learnable:
+        beta_array = check_float_array(beta, "beta", ndim=1)
+        if beta_array.shape[0] > 1:
+            if labels.size and labels.min() >= 0 and labels.max() >= beta_array.shape[0]:
+                raise ValueError(
+                    f"beta must have one entry per class, indexed by labels: shape (n_classes,) with n_classes > "
+                    f"{labels.max()}, the largest label; got shape {beta_array.shape} (shape (1,): one shared β)"
+                )
+            check_class_indices(labels, beta_array.shape[0], rows_of="beta")
+        beta64 = beta_array.astype(np.float64)
+    else:
+        beta64 = np.array([check_scalar(beta, "beta")])
+        if nu != 0.0:
+            raise ValueError(
+                f"nu must be 0 when beta is a float (a constant β needs no regularisation; pass beta as an array "
+                f"of shape (1,) or (n_classes,) to learn it); got {nu}"
+            )
+    check_option(reduction, "reduction", REDUCTIONS)
+    batch = labelled_batch(
+        x, labels, distance=distance, ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
+    )
+    # β_a for every anchor (row): β[y_a] per class, else the one β. Labels index β only when it is per class.
+    per_class = beta64.size > 1
+    beta_class = np.asarray(labels, dtype=np.int64) if per_class else np.zeros(x.shape[0], dtype=np.int64)
+    if triplets is None:
+        value, grads, beta_part = _all_triplets(batch, margin, beta64, beta_class, reduction)
+    else:
+        a, p, n = _check_triplets(triplets, batch)
+        value, grads, beta_part = _given_triplets(batch, a, p, n, margin, beta64, beta_class, reduction)
+    if not learnable:
+        return value, grads
+    grad_beta = np.zeros_like(beta64)
+    if beta_part is not None:  # no triplet: no term, no ν term either (as PML)
+        grad_beta, weight, counts = beta_part
+        # R = ν β (shared, not reduced): ∂R/∂β = ν. R = ν w Σ_T β[y_a] = ν w Σ_c counts_c β_c (per class, counts_c
+        # the triplets whose anchor is of class c): ∂R/∂β_c = ν w counts_c.
+        if nu and per_class:
+            value += nu * weight * float(counts @ beta64)
+            grad_beta = grad_beta + nu * weight * counts
+        elif nu:
+            value += nu * float(beta64[0])
+            grad_beta = grad_beta + nu
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    return value, (*grads, grad_beta.astype(beta_array.dtype))
+
+
+def _all_triplets(batch, margin, beta64, beta_class, reduction):
+    """Every triplet, as counts: anchor a holds each positive pair N_a times and each negative pair P_a times.
+    Returns (value, grads, β's part): β's part is (the hinges' ∂L/∂β, w, the number of triplets per entry of β),
+    None where there is no triplet."""
+    same, other = candidate_masks(batch)
+    n_pos = same.sum(axis=1).astype(np.float64)  # P_a
+    n_neg = other.sum(axis=1).astype(np.float64)  # N_a
+    n_triplets = n_pos * n_neg
+    if not n_triplets.any():
+        return 0.0, batch.zeros(), None
+    d = batch.d.astype(np.float64)
+    beta_a = beta64[beta_class][:, None]
+    h_pos = np.where(same, margin + d - beta_a, 0.0)  # [α + d_ap − β_a]₊ on the positive pairs
+    h_neg = np.where(other, margin + beta_a - d, 0.0)  # [α + β_a − d_an]₊ on the negative pairs
+    on_pos, on_neg = h_pos > 0, h_neg > 0
+    # Anchors without positives or without negatives hold no triplet: their counts N_a or P_a are 0 there.
+    pos_active = on_pos.sum(axis=1) * n_neg  # active positive terms of anchor a, each counted N_a times
+    neg_active = on_neg.sum(axis=1) * n_pos
+    weight = weight_from_counts(reduction, 2 * n_triplets.sum(), pos_active.sum() + neg_active.sum())
+    total = n_neg @ np.where(on_pos, h_pos, 0.0).sum(axis=1) + n_pos @ np.where(on_neg, h_neg, 0.0).sum(axis=1)
+    # ∂L/∂d_ap = w N_a 1[active], ∂L/∂d_an = −w P_a 1[active]; ∂L/∂β_a = w (P_a #active⁻ − N_a #active⁺).
+    g = on_pos * n_neg[:, None] - on_neg * n_pos[:, None]
+    grads = batch.pull(g.astype(batch.x.dtype), weight)
+    size = beta64.size
+    grad_beta = weight * np.bincount(beta_class, weights=neg_active - pos_active, minlength=size)
+    counts = np.bincount(beta_class, weights=n_triplets, minlength=size)
+    return weight * float(total), grads, (grad_beta, weight, counts)
+
+
+def _given_triplets(batch, a, p, n, margin, beta64, beta_class, reduction):
+    """The triplets given as index arrays, each a positive-pair and a negative-pair term; returns as
+    :func:`_all_triplets`."""
+    if a.size == 0:
+        return 0.0, batch.zeros(), None
+    beta_a = beta64[beta_class[a]]
+    h_pos = margin + batch.d[a, p].astype(np.float64) - beta_a
+    h_neg = margin + beta_a - batch.d[a, n].astype(np.float64)
+    on_pos, on_neg = h_pos > 0, h_neg > 0
+    weight = weight_from_counts(reduction, 2 * a.size, np.count_nonzero(on_pos) + np.count_nonzero(on_neg))
+    total = float(np.sum(h_pos[on_pos]) + np.sum(h_neg[on_neg]))
+    # Per triplet: +w on d_ap and −w on d_an where active (pull_pairs adds up repeated entries).
+    rows, cols = np.concatenate([a, a]), np.concatenate([p, n])
+    grads = batch.pull_pairs(rows, cols, weight * np.concatenate([on_pos, -1.0 * on_neg]))
+    size = beta64.size
+    grad_beta = weight * np.bincount(beta_class[a], weights=on_neg * 1.0 - on_pos, minlength=size)
+    counts = np.bincount(beta_class[a], minlength=size).astype(np.float64)
+    return weight * total, grads, (grad_beta, weight, counts)
+
+
+def _check_triplets(triplets, batch):
+    """(a, p, n): three 1-D integer arrays of one length, a indexing the embeddings, p and n the references (the
+    batch itself without them), p of a's class and not a, n of another class."""
+    if not isinstance(triplets, tuple | list) or len(triplets) != 3:
+        raise TypeError(f"triplets must be a tuple of three index arrays (a, p, n); got {type(triplets).__name__}")
+    arrays = [np.asarray(t) for t in triplets]
+    for name, t in zip("apn", arrays, strict=True):
+        if t.ndim != 1 or (t.size and t.dtype.kind not in "iu"):
+            raise TypeError(
+                f"triplets must hold 1-D integer index arrays; got {name} of dtype {t.dtype} and shape {t.shape}"
+            )
+    if not arrays[0].size == arrays[1].size == arrays[2].size:
+        raise ValueError(f"triplets must hold arrays of one length; got {[t.size for t in arrays]}")
+    a, p, n = (t.astype(np.int64) for t in arrays)
+    n_rows, n_refs = batch.d.shape
+    for name, t, size in (("a", a, n_rows), ("p", p, n_refs), ("n", n, n_refs)):
+        if t.size and (t.min() < 0 or t.max() >= size):
+            raise ValueError(f"triplets' {name} must index [0, {size}); got values in [{t.min()}, {t.max()}]")
+    ref_class, anchor_class, _, _ = batch.classes
+    bad = (anchor_class[a] != ref_class[p]) | (anchor_class[a] < 0) | (anchor_class[a] == ref_class[n])
+    if batch.self_offset == 0:
+        bad |= a == p
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise ValueError(
+            f"triplets must have p of a's class (p != a) and n of another class; got triplet {k}: "
+            f"({a[k]}, {p[k]}, {n[k]})"
+        )
+    return a, p, n
