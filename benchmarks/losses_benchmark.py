@@ -1,8 +1,7 @@
 """Benchmark the pair-based family beyond the triplet loss (value and gradient): contrastive, triplet-center,
-N-pair, quadruplet, lifted structure, generalized lifted structure, WARP, multi-similarity, NT-Xent, SupCon and
-circle —
-metricloss's Numba kernels and NumPy reference against pytorch-metric-learning on the CPU where it has the loss,
-and the two-GEMM floor.
+N-pair, quadruplet, lifted structure, generalized lifted structure, WARP, multi-similarity, circle, margin loss,
+NT-Xent and SupCon — metricloss's Numba kernels and NumPy reference against pytorch-metric-learning on the CPU
+where it has the loss, and the two-GEMM floor.
 
 Every cell runs in its own process (its peak memory growth is its own), with the environment the user has: no
 threading variables are set. Ratios are taken between cells of the same run; times are medians.
@@ -150,6 +149,12 @@ def _losses():
             None,
             True,
         ),
+        "margin loss (all triplets, β = 1.2)": (
+            ours(ml.margin_loss),
+            pml("MarginLoss", margin=0.2, nu=0.0, beta=1.2, distance=_lp()),
+            lambda size: 40 * size * (K - 1) * size,  # PML lists every triplet: O(B³)
+            True,
+        ),
         "NT-Xent (labels, τ = 0.07)": (
             ours(ml.ntxent_loss),
             pml("NTXentLoss", temperature=0.07),
@@ -274,7 +279,7 @@ def main(argv=None):
     if write:
         text = (
             "## The pair-based family: contrastive, triplet-center, N-pair, quadruplet, lifted, WARP, "
-            "multi-similarity, circle\n\n"
+            "multi-similarity, circle, margin, NT-Xent, SupCon\n\n"
             f"Written by `python benchmarks/losses_benchmark.py` on {machine_line('default threading')}.\n\n"
             f"Value and gradient on float32 unit-norm embeddings of dimension {DIM} with P×K labels (K = {K}). Times "
             "are medians of 3 to 50 calls (a second of them) after warm-up, each cell in its own process, with no "
