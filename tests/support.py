@@ -37,6 +37,21 @@ def lp(power=1):
     return pml_distances.LpDistance(normalize_embeddings=False, power=power)
 
 
+def pml_dot():
+    """PML's dot-product similarity without its default normalisation of the embeddings."""
+    from pytorch_metric_learning import distances as pml_distances
+
+    return pml_distances.DotProductSimilarity(normalize_embeddings=False)
+
+
+def batch_with_a_singleton(rng, dtype, n=24, features=8, classes=6):
+    """A batch with repeated classes and a singleton (an anchor without positives)."""
+    x = rng.standard_normal((n, features)).astype(dtype)
+    labels = rng.integers(0, classes, n)
+    labels[-1] = 99
+    return x, labels
+
+
 def as_tuple(grad):
     return grad if isinstance(grad, tuple) else (grad,)
 

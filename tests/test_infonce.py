@@ -12,28 +12,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import reducers as pml_reducers
 from registry.infonce import mnrl_oracle, ntxent_oracle, supcon_oracle
-from support import as_tuple, assert_same, pk_batch, pml_value_and_grad
+from support import as_tuple, assert_same, batch_with_a_singleton, pk_batch, pml_dot, pml_value_and_grad
 
 import metricloss as ml
 from metricloss.testing import TOLERANCES, assert_close
 
 DTYPES = [np.float32, np.float64]
-
-
-def _batch(rng, dtype, n=24, features=8, classes=6):
-    """A batch with repeated classes and a singleton (an anchor without positives)."""
-    x = rng.standard_normal((n, features)).astype(dtype)
-    labels = rng.integers(0, classes, n)
-    labels[-1] = 99
-    return x, labels
-
-
-def _dot():
-    return pml_distances.DotProductSimilarity(normalize_embeddings=False)
 
 
 # --- NT-Xent: pytorch-metric-learning ---------------------------------------------------------------------------
@@ -43,13 +30,13 @@ def _dot():
 @pytest.mark.parametrize("temperature", [0.07, 0.2, 0.5])
 def test_ntxent_equals_pml_ntxent_loss(dtype, temperature):
     """One term per ordered positive pair, the other positives left out, PML's MeanReducer over the pairs."""
-    x, labels = _batch(np.random.default_rng(0), dtype)
+    x, labels = batch_with_a_singleton(np.random.default_rng(0), dtype)
     theirs = pml_value_and_grad(pml_losses.NTXentLoss(temperature=temperature), x, labels)
     assert_same(ml.ntxent_loss(x, labels, temperature=temperature), theirs, dtype)
 
 
 def test_ntxent_defaults_are_pml_defaults():
-    x, labels = _batch(np.random.default_rng(1), np.float64)
+    x, labels = batch_with_a_singleton(np.random.default_rng(1), np.float64)
     assert_same(ml.ntxent_loss(x, labels), pml_value_and_grad(pml_losses.NTXentLoss(), x, labels), np.float64)
 
 
@@ -58,15 +45,15 @@ def test_ntxent_defaults_are_pml_defaults():
     [(pml_reducers.AvgNonZeroReducer, "mean_nonzero"), (pml_reducers.SumReducer, "sum")],
 )
 def test_ntxent_reducers_equal_pml_reducers(reducer, reduction):
-    x, labels = _batch(np.random.default_rng(2), np.float64)
+    x, labels = batch_with_a_singleton(np.random.default_rng(2), np.float64)
     theirs = pml_value_and_grad(pml_losses.NTXentLoss(temperature=0.1, reducer=reducer()), x, labels)
     assert_same(ml.ntxent_loss(x, labels, temperature=0.1, reduction=reduction), theirs, np.float64)
 
 
 def test_ntxent_with_dot_products_equals_pml():
-    x, labels = _batch(np.random.default_rng(3), np.float64)
+    x, labels = batch_with_a_singleton(np.random.default_rng(3), np.float64)
     x *= 0.4
-    theirs = pml_value_and_grad(pml_losses.NTXentLoss(temperature=0.5, distance=_dot()), x, labels)
+    theirs = pml_value_and_grad(pml_losses.NTXentLoss(temperature=0.5, distance=pml_dot()), x, labels)
     assert_same(ml.ntxent_loss(x, labels, temperature=0.5, similarity="dot"), theirs, np.float64)
 
 
@@ -74,7 +61,7 @@ def test_ntxent_with_dot_products_equals_pml():
 def test_ntxent_with_references_equals_pml(dtype):
     """Queries against references: every reference a candidate; a query of a class no reference has is no term."""
     rng = np.random.default_rng(4)
-    x, labels = _batch(rng, dtype, n=10)
+    x, labels = batch_with_a_singleton(rng, dtype, n=10)
     refs, ref_labels = rng.standard_normal((14, 8)).astype(dtype), rng.integers(0, 6, 14)
     theirs = pml_value_and_grad(pml_losses.NTXentLoss(temperature=0.1), x, labels, refs, ref_labels)
     ours = ml.ntxent_loss(x, labels, temperature=0.1, ref_embeddings=refs, ref_labels=ref_labels)
@@ -175,18 +162,18 @@ def test_ntxent_leaves_the_other_positives_out_and_supcon_keeps_them():
 def test_supcon_equals_pml_supcon_loss(dtype, temperature, reduction):
     """PML's default AvgNonZeroReducer over the anchors; every anchor with a positive has a term > 0 here, so
     "mean" (over the anchors with a positive) is the same number."""
-    x, labels = _batch(np.random.default_rng(9), dtype)
+    x, labels = batch_with_a_singleton(np.random.default_rng(9), dtype)
     theirs = pml_value_and_grad(pml_losses.SupConLoss(temperature=temperature), x, labels)
     assert_same(ml.supcon_loss(x, labels, temperature=temperature, reduction=reduction), theirs, dtype)
 
 
 def test_supcon_defaults_and_sum_and_dot_equal_pml():
-    x, labels = _batch(np.random.default_rng(10), np.float64)
+    x, labels = batch_with_a_singleton(np.random.default_rng(10), np.float64)
     assert_same(ml.supcon_loss(x, labels), pml_value_and_grad(pml_losses.SupConLoss(), x, labels), np.float64)
     summed = pml_losses.SupConLoss(reducer=pml_reducers.SumReducer())
     assert_same(ml.supcon_loss(x, labels, reduction="sum"), pml_value_and_grad(summed, x, labels), np.float64)
     x *= 0.4
-    dot = pml_losses.SupConLoss(temperature=0.5, distance=_dot())
+    dot = pml_losses.SupConLoss(temperature=0.5, distance=pml_dot())
     ours = ml.supcon_loss(x, labels, temperature=0.5, similarity="dot")
     assert_same(ours, pml_value_and_grad(dot, x, labels), np.float64)
 
@@ -194,7 +181,7 @@ def test_supcon_defaults_and_sum_and_dot_equal_pml():
 def test_supcon_difference_pml_mean_reducer_counts_anchors_without_positives():
     """PML's MeanReducer divides by every anchor (those without positives give 0 terms); here "mean" is over the
     anchors with a positive (the paper's A): the values differ by that ratio."""
-    x, labels = _batch(np.random.default_rng(11), np.float64)
+    x, labels = batch_with_a_singleton(np.random.default_rng(11), np.float64)
     labels[-3:] = [97, 98, 99]  # three singletons
     with_positives = np.count_nonzero([np.count_nonzero(labels == label) > 1 for label in labels])
     theirs, _ = pml_value_and_grad(pml_losses.SupConLoss(reducer=pml_reducers.MeanReducer()), x, labels)
@@ -205,7 +192,7 @@ def test_supcon_difference_pml_mean_reducer_counts_anchors_without_positives():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_supcon_with_references_equals_pml(dtype):
     rng = np.random.default_rng(12)
-    x, labels = _batch(rng, dtype, n=10)
+    x, labels = batch_with_a_singleton(rng, dtype, n=10)
     refs, ref_labels = rng.standard_normal((14, 8)).astype(dtype), rng.integers(0, 6, 14)
     theirs = pml_value_and_grad(pml_losses.SupConLoss(temperature=0.2), x, labels, refs, ref_labels)
     ours = ml.supcon_loss(x, labels, temperature=0.2, ref_embeddings=refs, ref_labels=ref_labels)

@@ -9,30 +9,17 @@ import tracemalloc
 import numpy as np
 import pytest
 import torch
-from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from pytorch_metric_learning import reducers as pml_reducers
 from registry.modern import circle_oracle, multi_similarity_oracle
-from support import assert_same, pk_batch, pml_value_and_grad
+from support import assert_same, batch_with_a_singleton, pk_batch, pml_dot, pml_value_and_grad
 
 import metricloss as ml
 from metricloss.losses._logsumexp import logsumexp_rows, masked
 from metricloss.testing import assert_close, check_grad
 
 DTYPES = [np.float32, np.float64]
-
-
-def _batch(rng, dtype, n=24, features=8, classes=6):
-    """A batch with repeated classes and a singleton (an anchor without positives)."""
-    x = rng.standard_normal((n, features)).astype(dtype)
-    labels = rng.integers(0, classes, n)
-    labels[-1] = 99
-    return x, labels
-
-
-def _dot():
-    return pml_distances.DotProductSimilarity(normalize_embeddings=False)
 
 
 # --- multi-similarity: pytorch-metric-learning ------------------------------------------------------------------
@@ -44,7 +31,7 @@ def _dot():
 )
 def test_multi_similarity_equals_pml_multi_similarity_loss(dtype, hyper):
     """Every anchor a term (the singleton pays its negatives' term), PML's MeanReducer over all of them."""
-    x, labels = _batch(np.random.default_rng(0), dtype)
+    x, labels = batch_with_a_singleton(np.random.default_rng(0), dtype)
     theirs = pml_value_and_grad(pml_losses.MultiSimilarityLoss(**hyper), x, labels)
     assert_same(ml.multi_similarity_loss(x, labels, **hyper), theirs, dtype)
 
@@ -52,7 +39,7 @@ def test_multi_similarity_equals_pml_multi_similarity_loss(dtype, hyper):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("epsilon", [0.1, 0.3, 0.0])
 def test_mined_multi_similarity_equals_pml_miner_then_loss(dtype, epsilon):
-    x, labels = _batch(np.random.default_rng(1), dtype)
+    x, labels = batch_with_a_singleton(np.random.default_rng(1), dtype)
     loss, miner = pml_losses.MultiSimilarityLoss(), pml_miners.MultiSimilarityMiner(epsilon=epsilon)
     theirs = pml_value_and_grad(loss, x, labels, miner=miner)
     assert_same(ml.multi_similarity_loss(x, labels, mining=True, epsilon=epsilon), theirs, dtype)
@@ -60,10 +47,10 @@ def test_mined_multi_similarity_equals_pml_miner_then_loss(dtype, epsilon):
 
 @pytest.mark.parametrize("mining", [False, True])
 def test_multi_similarity_with_dot_products_equals_pml(mining):
-    x, labels = _batch(np.random.default_rng(2), np.float64)
+    x, labels = batch_with_a_singleton(np.random.default_rng(2), np.float64)
     x *= 0.4
-    miner = pml_miners.MultiSimilarityMiner(distance=_dot()) if mining else None
-    theirs = pml_value_and_grad(pml_losses.MultiSimilarityLoss(distance=_dot()), x, labels, miner=miner)
+    miner = pml_miners.MultiSimilarityMiner(distance=pml_dot()) if mining else None
+    theirs = pml_value_and_grad(pml_losses.MultiSimilarityLoss(distance=pml_dot()), x, labels, miner=miner)
     assert_same(ml.multi_similarity_loss(x, labels, similarity="dot", mining=mining), theirs, np.float64)
 
 
@@ -71,7 +58,7 @@ def test_multi_similarity_with_dot_products_equals_pml(mining):
 @pytest.mark.parametrize("mining", [False, True])
 def test_multi_similarity_with_references_equals_pml(dtype, mining):
     rng = np.random.default_rng(3)
-    x, labels = _batch(rng, dtype, n=10)
+    x, labels = batch_with_a_singleton(rng, dtype, n=10)
     refs, ref_labels = rng.standard_normal((14, 8)).astype(dtype), rng.integers(0, 6, 14)
     miner = pml_miners.MultiSimilarityMiner() if mining else None
     theirs = pml_value_and_grad(pml_losses.MultiSimilarityLoss(), x, labels, refs, ref_labels, miner=miner)
@@ -81,7 +68,7 @@ def test_multi_similarity_with_references_equals_pml(dtype, mining):
 
 @pytest.mark.parametrize(("reducer", "reduction"), [("SumReducer", "sum"), ("AvgNonZeroReducer", "mean_nonzero")])
 def test_pml_reducers_are_reductions(reducer, reduction):
-    x, labels = _batch(np.random.default_rng(4), np.float64)
+    x, labels = batch_with_a_singleton(np.random.default_rng(4), np.float64)
     loss = pml_losses.MultiSimilarityLoss(reducer=getattr(pml_reducers, reducer)())
     miner = pml_miners.MultiSimilarityMiner()  # mined: some anchors keep no pair, a term of 0
     ours = ml.multi_similarity_loss(x, labels, mining=True, reduction=reduction)
@@ -96,13 +83,13 @@ def test_mining_keeps_a_pair_only_strictly_inside_the_epsilon_rule_as_pml():
     x = np.array([[1.0, 0.0], [0.75, 0.0], [0.5, 0.0], [0.0, 1.0]])
     labels = np.array([0, 0, 1, 1])
     for epsilon in (0.25, 0.375):
-        miner = pml_miners.MultiSimilarityMiner(epsilon=epsilon, distance=_dot())
+        miner = pml_miners.MultiSimilarityMiner(epsilon=epsilon, distance=pml_dot())
         a1, p, a2, n = miner(torch.tensor(x), torch.tensor(labels))
         kept = {(int(a), int(b)) for a, b in zip(a1, p, strict=True)} | {
             (int(a), int(b)) for a, b in zip(a2, n, strict=True)
         }
         assert ((0, 1) in kept) == (epsilon > 0.25) and ((0, 2) in kept) == (epsilon > 0.25)
-        theirs = pml_value_and_grad(pml_losses.MultiSimilarityLoss(distance=_dot()), x, labels, miner=miner)
+        theirs = pml_value_and_grad(pml_losses.MultiSimilarityLoss(distance=pml_dot()), x, labels, miner=miner)
         ours = ml.multi_similarity_loss(x, labels, mining=True, epsilon=epsilon, similarity="dot")
         assert_same(ours, theirs, np.float64)
         assert ours[0] == pytest.approx(
@@ -199,14 +186,14 @@ def test_pml_returns_zero_when_each_index_array_has_one_element_and_we_do_not(lo
 @pytest.mark.parametrize(("m", "gamma"), [(0.25, 256.0), (0.4, 80.0), (0.25, 128.0), (0.0, 32.0)])
 def test_circle_per_anchor_equals_pml_circle_loss(dtype, m, gamma):
     """Detached α, the rows without a positive or a negative zeroed, AvgNonZeroReducer: the defaults here."""
-    x, labels = _batch(np.random.default_rng(6), dtype)
+    x, labels = batch_with_a_singleton(np.random.default_rng(6), dtype)
     theirs = pml_value_and_grad(pml_losses.CircleLoss(m=m, gamma=gamma), x, labels)
     assert_same(ml.circle_loss(x, labels, m=m, gamma=gamma), theirs, dtype)
 
 
 @pytest.mark.parametrize(("reducer", "reduction"), [("MeanReducer", "mean"), ("SumReducer", "sum")])
 def test_circle_pml_reducers_are_reductions(reducer, reduction):
-    x, labels = _batch(np.random.default_rng(7), np.float64)
+    x, labels = batch_with_a_singleton(np.random.default_rng(7), np.float64)
     loss = pml_losses.CircleLoss(m=0.25, gamma=256, reducer=getattr(pml_reducers, reducer)())
     assert_same(ml.circle_loss(x, labels, reduction=reduction), pml_value_and_grad(loss, x, labels), np.float64)
 
@@ -214,7 +201,7 @@ def test_circle_pml_reducers_are_reductions(reducer, reduction):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_circle_per_anchor_with_references_equals_pml(dtype):
     rng = np.random.default_rng(8)
-    x, labels = _batch(rng, dtype, n=10)
+    x, labels = batch_with_a_singleton(rng, dtype, n=10)
     refs, ref_labels = rng.standard_normal((14, 8)).astype(dtype), rng.integers(0, 6, 14)
     theirs = pml_value_and_grad(pml_losses.CircleLoss(m=0.25, gamma=256), x, labels, refs, ref_labels)
     assert_same(ml.circle_loss(x, labels, ref_embeddings=refs, ref_labels=ref_labels), theirs, dtype)
@@ -246,7 +233,7 @@ def reference_all_pairs(x, labels, m, gamma, detach=True):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("m", "gamma"), [(0.25, 256.0), (0.4, 80.0), (0.1, 16.0)])
 def test_circle_all_pairs_equals_the_reference_code(dtype, m, gamma):
-    x, labels = _batch(np.random.default_rng(9), dtype)
+    x, labels = batch_with_a_singleton(np.random.default_rng(9), dtype)
     theirs = reference_all_pairs(x, labels, m, gamma)
     assert_same(ml.circle_loss(x, labels, m=m, gamma=gamma, form="all_pairs"), theirs, dtype)
 
@@ -256,7 +243,7 @@ def test_the_gradient_holds_alpha_constant_and_detach_weights_false_differentiat
     """Detached (the default): the gradient is PML's and the reference code's (autograd through .detach()), and is
     not the derivative of the value (central differences disagree by far); detach_weights=False: the derivative
     of the value, which the undetached transcription's autograd gives too."""
-    x, labels = _batch(np.random.default_rng(10), np.float64)
+    x, labels = batch_with_a_singleton(np.random.default_rng(10), np.float64)
     m, gamma = 0.25, 64.0
     detached = ml.circle_loss(x, labels, m=m, gamma=gamma, form=form)
     full = ml.circle_loss(x, labels, m=m, gamma=gamma, form=form, detach_weights=False)
