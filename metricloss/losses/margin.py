@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from .._batch import labelled_batch
+from .._batch import NO_SELF, labelled_batch
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import (
     check_class_indices,
@@ -18,7 +18,6 @@ from .._validation import (
     check_scalar,
     finite_or_refused,
 )
-from ..mining import candidate_masks
 
 
 @finite_or_refused
@@ -189,29 +188,50 @@ def margin_loss(
     return value, (*grads, grad_beta.astype(beta_array.dtype))
 
 
+_BLOCK_ELEMENTS = 1 << 16  # entries of D per block of anchors: the float64 temporaries stay ≪ B²
+
+
 def _all_triplets(batch, margin, beta64, beta_class, reduction):
     """Every triplet, as counts: anchor a holds each positive pair N_a times and each negative pair P_a times.
     Returns (value, grads, β's part): β's part is (the hinges' ∂L/∂β, w, the number of triplets per entry of β),
-    None where there is no triplet."""
-    same, other = candidate_masks(batch)
-    n_pos = same.sum(axis=1).astype(np.float64)  # P_a
-    n_neg = other.sum(axis=1).astype(np.float64)  # N_a
+    None where there is no triplet. Works through blocks of anchors, so that its peak memory is D and the
+    cotangent g (both B×R in the embeddings' dtype) and small float64 blocks."""
+    ref_class, anchor_class, _, class_starts = batch.classes
+    n_anchors, n_refs = batch.d.shape
+    has_class = anchor_class >= 0
+    class_size = np.where(has_class, np.diff(class_starts)[np.maximum(anchor_class, 0)], 0)
+    within = batch.self_offset != NO_SELF  # an anchor is not its own positive
+    n_pos = (class_size - (within & has_class)).astype(np.float64)  # P_a
+    n_neg = (n_refs - class_size).astype(np.float64)  # N_a
     n_triplets = n_pos * n_neg
     if not n_triplets.any():
         return 0.0, batch.zeros(), None
-    d = batch.d.astype(np.float64)
-    beta_a = beta64[beta_class][:, None]
-    h_pos = np.where(same, margin + d - beta_a, 0.0)  # [α + d_ap − β_a]₊ on the positive pairs
-    h_neg = np.where(other, margin + beta_a - d, 0.0)  # [α + β_a − d_an]₊ on the negative pairs
-    on_pos, on_neg = h_pos > 0, h_neg > 0
-    # Anchors without positives or without negatives hold no triplet: their counts N_a or P_a are 0 there.
-    pos_active = on_pos.sum(axis=1) * n_neg  # active positive terms of anchor a, each counted N_a times
-    neg_active = on_neg.sum(axis=1) * n_pos
+    g = np.empty_like(batch.d)
+    total = 0.0
+    pos_active = np.zeros(n_anchors)  # active positive terms of anchor a, each counted N_a times
+    neg_active = np.zeros(n_anchors)
+    step = max(1, _BLOCK_ELEMENTS // max(n_refs, 1))
+    for start in range(0, n_anchors, step):
+        rows = slice(start, min(start + step, n_anchors))
+        same = (anchor_class[rows, None] == ref_class[None, :]) & has_class[rows, None]
+        other = ~same
+        if within:  # anchor a's own column, a + self_offset
+            own = np.arange(rows.start, rows.stop)
+            same[own - rows.start, own + batch.self_offset] = False
+            other[own - rows.start, own + batch.self_offset] = False
+        d = batch.d[rows].astype(np.float64)
+        beta_a = beta64[beta_class[rows]][:, None]
+        h_pos = np.where(same, margin + d - beta_a, 0.0)  # [α + d_ap − β_a]₊ on the positive pairs
+        h_neg = np.where(other, margin + beta_a - d, 0.0)  # [α + β_a − d_an]₊ on the negative pairs
+        on_pos, on_neg = h_pos > 0, h_neg > 0
+        # Anchors without positives or without negatives hold no triplet: their counts N_a or P_a are 0 there.
+        pos_active[rows] = on_pos.sum(axis=1) * n_neg[rows]
+        neg_active[rows] = on_neg.sum(axis=1) * n_pos[rows]
+        total += n_neg[rows] @ np.maximum(h_pos, 0).sum(axis=1) + n_pos[rows] @ np.maximum(h_neg, 0).sum(axis=1)
+        # ∂L/∂d_ap = w N_a 1[active], ∂L/∂d_an = −w P_a 1[active]; ∂L/∂β_a = w (P_a #active⁻ − N_a #active⁺).
+        g[rows] = on_pos * n_neg[rows, None] - on_neg * n_pos[rows, None]
     weight = weight_from_counts(reduction, 2 * n_triplets.sum(), pos_active.sum() + neg_active.sum())
-    total = n_neg @ np.where(on_pos, h_pos, 0.0).sum(axis=1) + n_pos @ np.where(on_neg, h_neg, 0.0).sum(axis=1)
-    # ∂L/∂d_ap = w N_a 1[active], ∂L/∂d_an = −w P_a 1[active]; ∂L/∂β_a = w (P_a #active⁻ − N_a #active⁺).
-    g = on_pos * n_neg[:, None] - on_neg * n_pos[:, None]
-    grads = batch.pull(g.astype(batch.x.dtype), weight)
+    grads = batch.pull(g, weight)
     size = beta64.size
     grad_beta = weight * np.bincount(beta_class, weights=neg_active - pos_active, minlength=size)
     counts = np.bincount(beta_class, weights=n_triplets, minlength=size)
