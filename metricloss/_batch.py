@@ -101,6 +101,16 @@ class LabelledBatch:
             return grads.astype(self._dtypes[0], copy=False)
         return tuple(g.astype(dtype, copy=False) for g, dtype in zip(grads, self._dtypes, strict=True))
 
+    def candidate_counts(self):
+        """Per anchor, its numbers of positives P_a and negatives N_a among the references (an anchor is not its
+        own positive within one batch; an anchor whose class no reference has has P_a = 0 and every reference as
+        a negative)."""
+        ref_class, anchor_class, _, class_starts = self.classes
+        has_class = anchor_class >= 0
+        class_size = np.where(has_class, np.diff(class_starts)[np.maximum(anchor_class, 0)], 0)
+        n_positives = class_size - has_class if self.self_offset != NO_SELF else class_size
+        return n_positives, ref_class.size - class_size
+
     def zeros(self):
         """The gradients of a batch where nothing is valid."""
         if self.ref is None:

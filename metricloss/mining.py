@@ -515,13 +515,8 @@ def semihard_triplets(batch):
     """FaceNet's semi-hard triplets as TF-Addons mines them, as index arrays (a, p, n): per positive pair (a, p),
     the closest negative farther than p (d_an > d_ap), or where there is none the farthest negative; pairs whose
     anchor has no negative are left out."""
-    _, anchor_class, _, class_starts = batch.classes
     d, self_offset = batch.d, batch.self_offset
-    class_sizes = np.diff(class_starts)
-    has_class = anchor_class >= 0
-    n_positives = np.where(has_class, class_sizes[np.maximum(anchor_class, 0)], 0)
-    if self_offset != NO_SELF:
-        n_positives = np.maximum(n_positives - has_class, 0)
+    n_positives, _ = batch.candidate_counts()
     offsets = np.concatenate([[0], np.cumsum(n_positives)])
     positives = np.empty(offsets[-1], dtype=np.int64)
     negatives = np.empty(offsets[-1], dtype=np.int64)
@@ -634,14 +629,17 @@ def distance_weighted_negatives(
     return tuple(np.concatenate(part).astype(np.int64) for part in zip(*mined, strict=True))
 
 
-def candidate_masks(batch):
-    """B×R boolean masks of each anchor's positives and negatives (not itself, within one batch)."""
+def candidate_masks(batch, rows=slice(None)):
+    """Boolean masks of the positives and negatives of the anchors ``rows`` (a slice; every anchor by default),
+    a row per anchor over the references (not the anchor itself, within one batch)."""
     ref_class, anchor_class, _, _ = batch.classes
-    same = (anchor_class[:, None] == ref_class[None, :]) & (anchor_class[:, None] >= 0)
+    anchors = np.arange(anchor_class.size)[rows]
+    same = (anchor_class[anchors, None] == ref_class[None, :]) & (anchor_class[anchors, None] >= 0)
     other = ~same
-    if batch.self_offset != NO_SELF:
-        np.fill_diagonal(same, False)
-        np.fill_diagonal(other, False)
+    if batch.self_offset != NO_SELF:  # anchor a's own column, a + self_offset
+        own = (np.arange(anchors.size), anchors + batch.self_offset)
+        same[own] = False
+        other[own] = False
     return same, other
 
 

@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from .._batch import NO_SELF, labelled_batch
+from .._batch import labelled_batch
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import (
     check_class_indices,
@@ -18,6 +18,7 @@ from .._validation import (
     check_scalar,
     finite_or_refused,
 )
+from ..mining import candidate_masks
 
 
 @finite_or_refused
@@ -196,13 +197,8 @@ def _all_triplets(batch, margin, beta64, beta_class, reduction):
     Returns (value, grads, β's part): β's part is (the hinges' ∂L/∂β, w, the number of triplets per entry of β),
     None where there is no triplet. Works through blocks of anchors, so that its peak memory is D and the
     cotangent g (both B×R in the embeddings' dtype) and small float64 blocks."""
-    ref_class, anchor_class, _, class_starts = batch.classes
     n_anchors, n_refs = batch.d.shape
-    has_class = anchor_class >= 0
-    class_size = np.where(has_class, np.diff(class_starts)[np.maximum(anchor_class, 0)], 0)
-    within = batch.self_offset != NO_SELF  # an anchor is not its own positive
-    n_pos = (class_size - (within & has_class)).astype(np.float64)  # P_a
-    n_neg = (n_refs - class_size).astype(np.float64)  # N_a
+    n_pos, n_neg = (count.astype(np.float64) for count in batch.candidate_counts())  # P_a, N_a
     n_triplets = n_pos * n_neg
     if not n_triplets.any():
         return 0.0, batch.zeros(), None
@@ -213,12 +209,7 @@ def _all_triplets(batch, margin, beta64, beta_class, reduction):
     step = max(1, _BLOCK_ELEMENTS // max(n_refs, 1))
     for start in range(0, n_anchors, step):
         rows = slice(start, min(start + step, n_anchors))
-        same = (anchor_class[rows, None] == ref_class[None, :]) & has_class[rows, None]
-        other = ~same
-        if within:  # anchor a's own column, a + self_offset
-            own = np.arange(rows.start, rows.stop)
-            same[own - rows.start, own + batch.self_offset] = False
-            other[own - rows.start, own + batch.self_offset] = False
+        same, other = candidate_masks(batch, rows)
         d = batch.d[rows].astype(np.float64)
         beta_a = beta64[beta_class[rows]][:, None]
         h_pos = np.where(same, margin + d - beta_a, 0.0)  # [α + d_ap − β_a]₊ on the positive pairs
