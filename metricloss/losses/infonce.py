@@ -32,8 +32,9 @@ from .._validation import (
     promote,
 )
 from ..distances import SIMILARITIES, _pairwise_similarities_vjp
+from ..mining import candidate_masks
 from ._logsumexp import flush_subnormal, logsumexp_rows, masked, softmax_cross_entropy_rows
-from .softmax import MAX_SCALE, _check_scale, _pair_masks
+from .softmax import MAX_SCALE, _check_scale
 
 
 def _check_temperature(value):
@@ -151,7 +152,7 @@ def ntxent_loss(
         ref_labels=ref_labels,
         backend=backend,
     )
-    positive, negative = _pair_masks(batch)
+    positive, negative = candidate_masks(batch)
     n_pairs = np.count_nonzero(positive)
     if n_pairs == 0:
         return 0.0, batch.zeros()
@@ -287,7 +288,7 @@ def supcon_loss(
         ref_labels=ref_labels,
         backend=backend,
     )
-    positive, _ = _pair_masks(batch)
+    positive, _ = candidate_masks(batch)
     counts = np.count_nonzero(positive, axis=1)
     anchors = counts > 0
     if not anchors.any():

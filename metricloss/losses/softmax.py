@@ -16,6 +16,7 @@ import numpy as np
 from .._batch import labelled_batch
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import MAX_MARGIN, check_bool, check_option, check_scalar, finite_or_refused
+from ..mining import candidate_masks
 from ._logsumexp import flush_subnormal, logsumexp_rows, masked
 
 CIRCLE_FORMS = ("per_anchor", "all_pairs")
@@ -32,17 +33,6 @@ def _check_scale(value, name):
     return check_scalar(
         value, name, low=0.0, low_inclusive=False, high=MAX_SCALE, why=" (a scale of the similarities' exponents)"
     )
-
-
-def _pair_masks(batch):
-    """(positive, negative): B×R boolean masks of the anchors' positives (same class; within one batch, not the
-    anchor itself) and negatives (another class)."""
-    ref_class, anchor_class = batch.classes[:2]
-    positive = anchor_class[:, None] == ref_class[None, :]  # -1 (a class no reference has) matches nothing
-    negative = ~positive
-    if batch.ref is None:
-        np.fill_diagonal(positive, False)
-    return positive, negative
 
 
 def _lse(top, rest):
@@ -180,7 +170,7 @@ def multi_similarity_loss(
         backend=backend,
     )
     s = batch.s  # the pullback does not read it: it becomes the negatives' logits, then the cotangent
-    positive, negative = _pair_masks(batch)
+    positive, negative = candidate_masks(batch)
     pos_logits = np.empty_like(s)
     if mining:  # both rules against the unmined sets; an empty set's extreme (±inf) keeps nothing of the other
         hardest_positive = np.where(positive, s, np.inf).min(axis=1)  # (pos_logits is the scratch of the other)
@@ -379,7 +369,7 @@ def circle_loss(
         ref_labels=ref_labels,
         backend=backend,
     )
-    positive, negative = _pair_masks(batch)
+    positive, negative = candidate_masks(batch)
     if form == "all_pairs" and batch.ref is None:  # each unordered pair once: the upper triangle
         positive, negative = np.triu(positive, 1), np.triu(negative, 1)
     pos_logits, neg_logits = _circle_logits(batch.s, m, gamma)
