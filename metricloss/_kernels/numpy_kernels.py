@@ -225,6 +225,20 @@ def pull_distance_pairs(x, y, rows, cols, g, squared, grad_x, grad_y):
 _PAIR_CHUNK_ELEMENTS = 1 << 16  # entries of d per block of rows in the pair kernels: temporaries stay ≪ B²
 
 
+def _row_blocks(n_anchors, n_refs):
+    """The pair kernels' blocks of anchor rows (index arrays) of about _PAIR_CHUNK_ELEMENTS entries each."""
+    step = max(1, _PAIR_CHUNK_ELEMENTS // n_refs)
+    for start in range(0, n_anchors, step):
+        yield np.arange(start, min(start + step, n_anchors))
+
+
+def _own_entries(rows, self_offset, n_refs):
+    """(block row, column) of each anchor's own column, rows + self_offset, where it lies inside the matrix."""
+    own = rows + self_offset
+    inside = (own >= 0) & (own < n_refs)
+    return np.flatnonzero(inside), own[inside]
+
+
 def contrastive_pairs(d, ref_class, anchor_class, self_offset, margin, pos_margin, form, out, divide):
     """Every pair (a, j) of anchor and candidate reference, each h = [d − m⁺]₊ if same class (similar) else
     [m − d]₊ (dissimilar), its term ℓ = ½h² (``form`` 0, Hadsell), h² (1) or h (2), computed in float64.
@@ -242,15 +256,11 @@ def contrastive_pairs(d, ref_class, anchor_class, self_offset, margin, pos_margi
     values = np.zeros((n_anchors, 2))
     n_active = np.zeros((n_anchors, 2), dtype=np.int64)
     n_pairs = np.zeros((n_anchors, 2), dtype=np.int64)
-    step = max(1, _PAIR_CHUNK_ELEMENTS // n_refs)
-    for start in range(0, n_anchors, step):
-        rows = np.arange(start, min(start + step, n_anchors))
+    for rows in _row_blocks(n_anchors, n_refs):
         block = d[rows].astype(np.float64)
         similar = ref_class[None, :] == anchor_class[rows, None]
         candidate = np.ones(block.shape, dtype=bool)
-        own = rows + self_offset
-        inside = (own >= 0) & (own < n_refs)
-        candidate[np.flatnonzero(inside), own[inside]] = False
+        candidate[_own_entries(rows, self_offset, n_refs)] = False
         h = np.maximum(np.where(similar, block - pos_margin, margin - block), 0.0)
         term, dterm_dh = (c2 * h + c1) * h, 2 * c2 * h + c1
         live = candidate & (term > 0)
@@ -292,9 +302,7 @@ def negative_softmax(d, ref_class, anchor_class, margin, out, divide):
     positive distances then stay readable.
     """
     lse = np.empty(d.shape[0])
-    step = max(1, _PAIR_CHUNK_ELEMENTS // d.shape[1])
-    for start in range(0, d.shape[0], step):
-        rows = slice(start, min(start + step, d.shape[0]))
+    for rows in _row_blocks(*d.shape):
         block = d[rows].astype(np.float64)
         negative = ref_class[None, :] != anchor_class[rows, None]
         exponents = np.where(negative, margin - block, -np.inf)
@@ -309,9 +317,7 @@ def negative_softmax(d, ref_class, anchor_class, margin, out, divide):
 def _positive_mask(ref_class, anchor_class, rows, self_offset, n_refs):
     """positive[r, j]: reference j is of anchor rows[r]'s class and is not the anchor itself."""
     positive = ref_class[None, :] == anchor_class[rows, None]
-    own = rows + self_offset
-    inside = (own >= 0) & (own < n_refs)
-    positive[np.flatnonzero(inside), own[inside]] = False
+    positive[_own_entries(rows, self_offset, n_refs)] = False
     return positive
 
 
@@ -337,9 +343,7 @@ def lifted_pairs(d, ref_class, anchor_class, class_order, class_starts, self_off
     n_anchors, n_refs = d.shape
     values, coef = np.zeros(n_anchors), np.zeros(n_anchors)
     n_pairs, n_active = np.zeros(n_anchors, np.int64), np.zeros(n_anchors, np.int64)
-    step = max(1, _PAIR_CHUNK_ELEMENTS // n_refs)
-    for start in range(0, n_anchors, step):
-        rows = np.arange(start, min(start + step, n_anchors))
+    for rows in _row_blocks(n_anchors, n_refs):
         positive = _positive_mask(ref_class, anchor_class, rows, self_offset, n_refs)
         hinge, share = _lifted_hinge(d[rows].astype(np.float64), row_lse[rows], col_lse, positive)
         values[rows] = 0.5 * np.sum(hinge * hinge, axis=1)
@@ -377,9 +381,7 @@ def lifted_cotangent(
     positive entries with ``divide`` over d (0 where d = 0), the Euclidean VJP's scale.
     """
     n_anchors, n_refs = d.shape
-    step = max(1, _PAIR_CHUNK_ELEMENTS // n_refs)
-    for start in range(0, n_anchors, step):
-        rows = np.arange(start, min(start + step, n_anchors))
+    for rows in _row_blocks(n_anchors, n_refs):
         block = d[rows].astype(np.float64)
         positive = _positive_mask(ref_class, anchor_class, rows, self_offset, n_refs)
         negative = ref_class[None, :] != anchor_class[rows, None]
@@ -410,9 +412,7 @@ def generalized_lifted_rows(
     n_anchors, n_refs = d.shape
     terms, complete = np.zeros(n_anchors), np.zeros(n_anchors, dtype=bool)
     empty = 0.0 if keep_incomplete else -np.inf
-    step = max(1, _PAIR_CHUNK_ELEMENTS // n_refs)
-    for start in range(0, n_anchors, step):
-        rows = np.arange(start, min(start + step, n_anchors))
+    for rows in _row_blocks(n_anchors, n_refs):
         block = d[rows].astype(np.float64)
         positive = _positive_mask(ref_class, anchor_class, rows, self_offset, n_refs)
         negative = ref_class[None, :] != anchor_class[rows, None]
