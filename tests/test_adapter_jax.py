@@ -107,6 +107,11 @@ def test_errors_are_raised_in_the_callers_frame_not_in_the_callback():
         jax.jit(loss)(jnp.zeros((4, 2)), jnp.array([0, 0, 1]))
     with pytest.raises(ValueError, match="form must be one of"):
         wrap(ml.contrastive_loss, form="cubic")(jnp.zeros((4, 2)), jnp.array([0, 0, 1, 1]))
+    # a hyper-parameter given to the wrapped function instead of to wrap: named, with the fix
+    with pytest.raises(
+        TypeError, match=r"symmetric=True is a hyper-parameter.*wrap\(multiple_negatives_ranking_loss, symmetric=True\)"
+    ):
+        wrap(ml.multiple_negatives_ranking_loss)(jnp.zeros((4, 2)), jnp.ones((4, 2)), symmetric=True)
 
 
 def test_a_float_target_is_checked_by_its_values_not_refused_as_a_stand_in():

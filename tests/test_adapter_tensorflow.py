@@ -104,6 +104,11 @@ def test_errors_are_raised_in_the_callers_frame():
     loss = wrap(ml.triplet_loss)
     with pytest.raises(ValueError, match=r"labels must have shape \(4,\) to match embeddings; got \(3,\)"):
         loss(tf.zeros((4, 2)), tf.constant([0, 0, 1]))
+    # a hyper-parameter given to the wrapped function instead of to wrap: named, with the fix
+    with pytest.raises(
+        TypeError, match=r"symmetric=True is a hyper-parameter.*wrap\(multiple_negatives_ranking_loss, symmetric=True\)"
+    ):
+        wrap(ml.multiple_negatives_ranking_loss)(tf.zeros((4, 2)), tf.ones((4, 2)), symmetric=True)
 
 
 def test_a_float_target_with_shapes_unknown_until_it_runs():

@@ -174,6 +174,11 @@ def test_errors_are_raised_in_the_callers_frame():
         loss(torch.randn(4, 2), torch.tensor([0, 0, 1]))
     with pytest.raises(TypeError, match=r"argument 0 must be a torch\.Tensor; got ndarray"):
         loss(np.zeros((4, 2)), torch.tensor([0, 0, 1, 1]))
+    # a hyper-parameter given to the wrapped function instead of to wrap: named, with the fix
+    with pytest.raises(
+        TypeError, match=r"symmetric=True is a hyper-parameter.*wrap\(multiple_negatives_ranking_loss, symmetric=True\)"
+    ):
+        wrap(ml.multiple_negatives_ranking_loss)(torch.randn(4, 2), torch.randn(4, 2), symmetric=True)
 
 
 def test_double_backward_is_refused():

@@ -20,6 +20,17 @@ def check_hyperparameters(loss_fn, hyperparameters):
         raise TypeError(f"{loss_fn.__name__}: {error}") from None
 
 
+def refuse_hyperparameters_at_call(loss_fn, keywords):
+    """Raise a TypeError naming a keyword given to the wrapped function that is a plain Python value (a bool,
+    number, string or None) rather than an array: hyper-parameters are bound once, by ``wrap``."""
+    for name, value in keywords.items():
+        if value is None or isinstance(value, (bool, int, float, str)):
+            raise TypeError(
+                f"{loss_fn.__name__}: {name}={value!r} is a hyper-parameter; the wrapped function takes arrays only, "
+                f"so bind it once with wrap({loss_fn.__name__}, {name}={value!r})"
+            )
+
+
 def _signature_order(loss_fn, n_positional, keywords):
     """The indices of the call's arrays (positional, then ``keywords`` as given) in the order of the loss's
     parameters, so that keywords given out of order still meet their gradients."""

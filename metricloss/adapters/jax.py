@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - exercised only without jax
 
 import numpy as np
 
-from ._common import call_loss, check_hyperparameters, check_on_stand_ins
+from ._common import call_loss, check_hyperparameters, check_on_stand_ins, refuse_hyperparameters_at_call
 
 
 def wrap(loss_fn, **hyperparameters):
@@ -43,6 +43,7 @@ def wrap(loss_fn, **hyperparameters):
     check_hyperparameters(loss_fn, hyperparameters)
 
     def loss(*arrays, **array_keywords):
+        refuse_hyperparameters_at_call(loss_fn, array_keywords)
         n_positional, names = len(arrays), tuple(array_keywords)
         inputs = [jnp.asarray(a) for a in (*arrays, *array_keywords.values())]
         floats = [a for a in inputs if jnp.issubdtype(a.dtype, jnp.floating)]

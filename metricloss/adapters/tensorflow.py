@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - exercised only without TensorFlow
 
 import numpy as np
 
-from ._common import call_loss, check_hyperparameters, check_on_stand_ins
+from ._common import call_loss, check_hyperparameters, check_on_stand_ins, refuse_hyperparameters_at_call
 
 
 def wrap(loss_fn, **hyperparameters):
@@ -44,6 +44,7 @@ def wrap(loss_fn, **hyperparameters):
     check_hyperparameters(loss_fn, hyperparameters)
 
     def loss(*tensors, **tensor_keywords):
+        refuse_hyperparameters_at_call(loss_fn, tensor_keywords)
         n_positional, names = len(tensors), tuple(tensor_keywords)
         inputs = [tf.convert_to_tensor(t) for t in (*tensors, *tensor_keywords.values())]
         floats = [t for t in inputs if t.dtype.is_floating]

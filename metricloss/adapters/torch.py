@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - exercised only without torch
 
 import numpy as np
 
-from ._common import call_loss, check_hyperparameters
+from ._common import call_loss, check_hyperparameters, refuse_hyperparameters_at_call
 
 _op_numbers = itertools.count()
 
@@ -106,6 +106,7 @@ def wrap(loss_fn, **hyperparameters):
     ops = {}
 
     def loss(*tensors, **tensor_keywords):
+        refuse_hyperparameters_at_call(loss_fn, tensor_keywords)
         key = (len(tensors), tuple(tensor_keywords))
         if key not in ops:
             ops[key] = _make_op(loss_fn, hyperparameters, *key)
