@@ -116,6 +116,37 @@ def _unit_rows(x):
     return scaled * inv_scaled[:, None], inv_norm
 
 
+def _cosine_similarity_pullback(x, y, x_unit, x_inv_norm, y_unit, y_inv_norm, self_pairs, kernels, names):
+    """The pullback ``(g, weight=1, symmetric=False) ↦ ∂L/∂x`` (``self_pairs``: y is x) or ``(∂L/∂x, ∂L/∂y)`` of
+    the cosine similarities S_ij = x̂_i·ŷ_j for the cotangent ``weight · g``, from the unit rows and inverse norms
+    of :func:`_unit_rows`; overwrites g. ``symmetric`` (self pairs): g already holds G + Gᵀ.
+
+    ∂S_ij/∂x_i = (ŷ_j − S_ij x̂_i)/‖x_i‖, and Σ_j g_ij S_ij = x̂_i·Σ_j g_ij ŷ_j, so with P = G Ŷ
+    ∂L/∂x_i = (P_i − (x̂_i·P_i) x̂_i)/‖x_i‖: P's part orthogonal to x̂_i, one GEMM, and S itself not read (a loss
+    may have written its cotangent over it). Within one batch both ends of a pair move: G + Gᵀ, one GEMM."""
+
+    def pull_rows(g, a_unit, a_inv_norm, b_unit, a, name):
+        pulled = g @ b_unit
+        pulled -= np.einsum("ij,ij->i", pulled, a_unit)[:, None] * a_unit
+        with np.errstate(over="ignore", invalid="ignore"):  # 1/‖a_i‖ is inf for rows below 1/finfo.max
+            pulled *= a_inv_norm[:, None]
+        refuse_overflow(pulled, math.inf, (a,), (name,), "cosine gradients (1/norm)")
+        return pulled
+
+    def pullback(g, weight=1.0, symmetric=False):
+        g *= weight
+        if self_pairs:
+            if not symmetric:
+                kernels.symmetrize(g)
+            return pull_rows(g, x_unit, x_inv_norm, y_unit, x, names[0])
+        return (
+            pull_rows(g, x_unit, x_inv_norm, y_unit, x, names[0]),
+            pull_rows(g.T, y_unit, y_inv_norm, x_unit, y, names[1]),
+        )
+
+    return pullback
+
+
 def _pairwise_distances_vjp(x, y, distance, kernels, names=("embeddings", "ref_embeddings"), defer=False):
     """D(x, y) and its pullback ``(g, weight=1) ↦ ∂L/∂x`` (y None: distances within x) or ``(∂L/∂x, ∂L/∂y)``,
     for the cotangent ``weight · g``. The pullback overwrites g (callers hand it a cotangent they own) and keeps
@@ -137,31 +168,12 @@ def _pairwise_distances_vjp(x, y, distance, kernels, names=("embeddings", "ref_e
         d[x_inv_norm == 0, :] = 1
         d[:, y_inv_norm == 0] = 1
         np.clip(d, 0, 2, out=d)
-
-        def pull_rows(g, a_unit, a_inv_norm, b_unit, g_dot_cos, a, name):
-            # ∂D_ij/∂a_i = −(b̂_j − c_ij â_i)/‖a_i‖  ⇒  ∂L/∂a_i = −(1/‖a_i‖) (Σ_j g_ij b̂_j − (Σ_j g_ij c_ij) â_i)
-            pulled = g @ b_unit
-            pulled -= g_dot_cos[:, None] * a_unit
-            with np.errstate(over="ignore", invalid="ignore"):  # 1/‖a_i‖ is inf for rows below 1/finfo.max
-                pulled *= -a_inv_norm[:, None]
-            refuse_overflow(pulled, math.inf, (a,), (name,), "cosine gradients (1/norm)")
-            return pulled
+        similarity_pullback = _cosine_similarity_pullback(
+            x, other, x_unit, x_inv_norm, y_unit, y_inv_norm, self_pairs, kernels, names
+        )
 
         def pullback(g, weight=1.0, divided=False, symmetric=False):
-            g *= weight
-            # Σ_j g_ij c_ij = Σ_j g_ij − Σ_j g_ij d_ij, without forming c = 1 − d
-            rows = g.sum(axis=1) - np.einsum("ij,ij->i", g, d)
-            if symmetric:  # g = S + Sᵀ already: the rule for rows and the rule for columns in one
-                return pull_rows(g, x_unit, x_inv_norm, y_unit, rows, x, names[0])
-            cols = g.sum(axis=0) - np.einsum("ij,ij->j", g, d)
-            if self_pairs:
-                return pull_rows(g, x_unit, x_inv_norm, y_unit, rows, x, names[0]) + pull_rows(
-                    g.T, x_unit, x_inv_norm, y_unit, cols, x, names[0]
-                )
-            return (
-                pull_rows(g, x_unit, x_inv_norm, y_unit, rows, x, names[0]),
-                pull_rows(g.T, y_unit, y_inv_norm, x_unit, cols, other, names[1]),
-            )
+            return similarity_pullback(g, -weight, symmetric)  # D = 1 − S: ∂L/∂D = −∂L/∂S
 
         return (d, pullback, None) if defer else (d, pullback)
 
@@ -424,15 +436,17 @@ def _pairwise_similarities_vjp(x, y, similarity, kernels, names=("embeddings", "
     """S(x, y) and its pullback ``(g, weight=1) ↦ ∂L/∂x`` (y None: within x) or ``(∂L/∂x, ∂L/∂y)``, for the
     cotangent ``weight · g``; overwrites g. Trusts its inputs."""
     self_pairs = y is None
-    if similarity == "cosine":  # x̂·ŷ = 1 − D, so ∂L/∂D = −∂L/∂S
-        d, distance_pullback = _pairwise_distances_vjp(x, y, "cosine", kernels, names)
-
-        def pullback(g, weight=1.0):
-            return distance_pullback(g, -weight)
-
-        return 1 - d, pullback
-
     other = x.copy() if self_pairs else y  # a separate buffer, for the GEMM
+    if similarity == "cosine":  # x̂·ŷ, a zero row's 0; clipped to [−1, 1] (a rounding past ±1 is no similarity)
+        x_unit, x_inv_norm = _unit_rows(x)
+        y_unit, y_inv_norm = (x_unit.copy(), x_inv_norm) if self_pairs else _unit_rows(other)
+        s = x_unit @ y_unit.T
+        np.clip(s, -1, 1, out=s)
+        pullback = _cosine_similarity_pullback(
+            x, other, x_unit, x_inv_norm, y_unit, y_inv_norm, self_pairs, kernels, names
+        )
+        return s, pullback
+
     k = _scale_exponent(x, other)
     if k:  # x·y = 2^2k (2^-k x)·(2^-k y): scaled so that the products neither overflow nor underflow
         s = np.ldexp(x, -k) @ np.ldexp(other, -k).T
