@@ -111,6 +111,20 @@ class LabelledBatch:
         n_positives = class_size - has_class if self.self_offset != NO_SELF else class_size
         return n_positives, ref_class.size - class_size
 
+    def positive_entries(self):
+        """The entries (rows[k], cols[k]) of every anchor's positives, in row-major order (``np.nonzero`` of the
+        positive mask's order), from the class lists: O(number of positives), no B×R pass."""
+        _, anchor_class, class_order, class_starts = self.classes
+        n_positives, _ = self.candidate_counts()
+        with_self = n_positives + (anchor_class >= 0) if self.self_offset != NO_SELF else n_positives
+        rows = np.repeat(np.arange(anchor_class.size), with_self)  # every anchor against its whole class
+        within = np.arange(rows.size) - np.repeat(np.cumsum(with_self) - with_self, with_self)
+        cols = class_order[class_starts[anchor_class[rows]] + within]
+        if self.self_offset != NO_SELF:  # not the anchor itself
+            other = cols != rows + self.self_offset
+            rows, cols = rows[other], cols[other]
+        return rows, cols
+
     def zeros(self):
         """The gradients of a batch where nothing is valid."""
         if self.ref is None:

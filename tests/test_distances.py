@@ -175,3 +175,20 @@ def test_a_zero_row_has_cosine_similarity_zero_and_no_gradient():
     s, vjp = ml.pairwise_similarities_vjp(x, similarity="cosine")
     np.testing.assert_array_equal(s, [[0.0, 0.0], [0.0, 1.0]])
     np.testing.assert_array_equal(vjp(np.ones((2, 2)))[0], [0.0, 0.0])
+
+
+@pytest.mark.parametrize("threads", ["serial", "parallel"])
+@pytest.mark.parametrize("n", [1, 5, 16, 17, 33, 100])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_symmetrize_kernel_is_s_plus_its_transpose_exactly(dtype, n, threads, monkeypatch):
+    """The pullback's s ← s + sᵀ, both kernel modules, on sizes that are and are not multiples of the Numba
+    kernel's tile (16), on one thread and in parallel: each entry is one rounded sum, so equal bit for bit."""
+    from metricloss._kernels import numba_kernels, numpy_kernels
+
+    monkeypatch.setattr(numba_kernels, "SERIAL_BELOW", 0)
+    monkeypatch.setattr(numba_kernels, "THREADS", threads)
+    s = np.random.default_rng(n).standard_normal((n, n)).astype(dtype)
+    for kernels in (numpy_kernels, numba_kernels):
+        out = s.copy()
+        kernels.symmetrize(out)
+        np.testing.assert_array_equal(out, s + s.T)

@@ -323,3 +323,26 @@ def test_mining_compares_labels_of_any_integer_dtypes_exactly(query_dtype, ref_d
             assert got == expected
         else:
             np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("with_references", [False, True])
+def test_positive_entries_are_the_positive_mask_in_row_major_order(with_references):
+    """LabelledBatch.positive_entries builds the (anchor, positive) entries from the class lists; they are exactly
+    np.nonzero of candidate_masks' positive mask (the anchor itself excluded within one batch; query classes that
+    no reference has give no entry), over random batches with singletons and one-class batches."""
+    from metricloss._batch import labelled_batch
+    from metricloss.mining import candidate_masks
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        n = int(rng.integers(1, 30))
+        x, labels = rng.standard_normal((n, 3)), rng.integers(0, int(rng.integers(1, 8)), n)
+        references = {}
+        if with_references:
+            m = int(rng.integers(1, 20))
+            references = {"ref_embeddings": rng.standard_normal((m, 3)), "ref_labels": rng.integers(0, 6, m)}
+        batch = labelled_batch(x, labels, similarity="dot", **references)
+        rows, cols = batch.positive_entries()
+        expected_rows, expected_cols = np.nonzero(candidate_masks(batch)[0])
+        np.testing.assert_array_equal(rows, expected_rows)
+        np.testing.assert_array_equal(cols, expected_cols)

@@ -18,7 +18,8 @@ import numpy as np
 # Per anchor, batch-all sweeps the row once per positive (O(P·R), vectorised) while P is at most this, and
 # otherwise sorts the negatives once and binary-searches each positive's threshold (O(R log R)).
 SWEEP_MAX_POSITIVES = 24
-_TILE = 32  # the side of the square tiles that symmetrize transposes (32: fastest measured here)
+_TILE = 32  # the side of the square tiles that lifted_cotangent transposes (32: fastest measured here)
+_SYMMETRIZE_TILE = 16  # symmetrize's (16: fastest measured here, against 8, 32 and 64)
 
 
 def _njit(**options):
@@ -135,31 +136,43 @@ def pair_scale(g, d, squared):
 @_rows_kernel
 def symmetrize(s):
     n = s.shape[0]
-    n_tiles = (n + _TILE - 1) // _TILE
+    n_tiles = (n + _SYMMETRIZE_TILE - 1) // _SYMMETRIZE_TILE
     # Tile row t owns the tiles (t, u) and (u, t) for u >= t: no element has two writers. Pairing tile rows t and
     # n_tiles − 1 − t gives every iteration the same number of tiles.
     for t in numba.prange((n_tiles + 1) // 2):
-        transposed = np.empty((_TILE, _TILE), dtype=s.dtype)
-        _symmetrize_tile_row(s, t, n_tiles, n, transposed)
+        tile = np.empty((_SYMMETRIZE_TILE, _SYMMETRIZE_TILE), dtype=s.dtype)
+        mirror = np.empty_like(tile)
+        _symmetrize_tile_row(s, t, n_tiles, n, tile, mirror)
         if n_tiles - 1 - t != t:
-            _symmetrize_tile_row(s, n_tiles - 1 - t, n_tiles, n, transposed)
+            _symmetrize_tile_row(s, n_tiles - 1 - t, n_tiles, n, tile, mirror)
 
 
 @_njit()
-def _symmetrize_tile_row(s, t, n_tiles, n, transposed):
-    """Tiles (t, u) ← (t, u) + (u, t)ᵀ and (u, t) ← its transpose, for u >= t; rows are read contiguously."""
-    i0, i1 = t * _TILE, min(n, (t + 1) * _TILE)
+def _symmetrize_tile_row(s, t, n_tiles, n, tile, mirror):
+    """Tiles (t, u) and (u, t) ← (t, u) + (u, t)ᵀ and its transpose, for u >= t. A full tile is copied out first
+    (tile = (t, u), mirror = (u, t)), so that every loop has a constant trip count and compiles to SIMD shuffles
+    (12 against 30 ms for transposing in place, measured here at B = 4096 in float32); the last, partial tiles go
+    element by element."""
+    i0 = t * _SYMMETRIZE_TILE
     for u in range(t, n_tiles):
-        j0, j1 = u * _TILE, min(n, (u + 1) * _TILE)
-        for j in range(j0, j1):
-            for i in range(i0, i1):
-                transposed[i - i0, j - j0] = s[j, i]
-        for i in range(i0, i1):
-            for j in range(j0, j1):
-                s[i, j] += transposed[i - i0, j - j0]
-        for j in range(j0, j1):
-            for i in range(i0, i1):
-                s[j, i] = s[i, j]
+        j0 = u * _SYMMETRIZE_TILE
+        if i0 + _SYMMETRIZE_TILE > n or j0 + _SYMMETRIZE_TILE > n:
+            for i in range(i0, min(n, i0 + _SYMMETRIZE_TILE)):
+                for j in range(max(j0, i) if u == t else j0, min(n, j0 + _SYMMETRIZE_TILE)):
+                    total = s[i, j] + s[j, i]
+                    s[i, j] = total
+                    s[j, i] = total
+            continue
+        for i in range(_SYMMETRIZE_TILE):
+            for j in range(_SYMMETRIZE_TILE):
+                tile[i, j] = s[i0 + i, j0 + j]
+                mirror[i, j] = s[j0 + i, i0 + j]
+        for i in range(_SYMMETRIZE_TILE):
+            for j in range(_SYMMETRIZE_TILE):
+                s[i0 + i, j0 + j] = tile[i, j] + mirror[j, i]
+        for i in range(_SYMMETRIZE_TILE):
+            for j in range(_SYMMETRIZE_TILE):
+                s[j0 + i, i0 + j] = tile[j, i] + mirror[i, j]
 
 
 @_njit()

@@ -152,36 +152,31 @@ def ntxent_loss(
         ref_labels=ref_labels,
         backend=backend,
     )
-    positive, negative = candidate_masks(batch)
-    n_pairs = np.count_nonzero(positive)
+    rows, cols = batch.positive_entries()  # the positive pairs (a, p)
+    n_pairs = rows.size
     if n_pairs == 0:
         return 0.0, batch.zeros()
-    z = batch.s  # the pullback does not read it: it becomes the logits, then x, then −σ(x)
+    z = batch.s  # the pullback does not read it: it becomes the logits, then the negatives' weights, then G
     z /= temperature
-    weights = np.where(negative, z, -np.inf)  # the negatives' logits, then their softmax weights w
-    del negative
+    positive_logits = z[rows, cols]
+    weights = masked(z, candidate_masks(batch)[1])  # the negatives' logits, then their softmax weights w
     top, rest = logsumexp_rows(weights)  # per anchor: log Σ_n e^{z_an} = top + log1p(rest) (−inf without negatives)
     # x_ap = (top_a − z_ap) + log1p(rest_a): top_a − z_ap is a difference of two floats of z's dtype, rounded once;
     # no LSE of size ~1/τ is formed and then cancelled against z_ap.
-    x = z
-    np.subtract(top.astype(x.dtype)[:, None], x, out=x)
-    x += np.log1p(rest).astype(x.dtype)[:, None]
-    masked(x, positive)  # −inf off the positives: softplus 0, σ 0 there
-    del positive
-    terms = np.logaddexp(0, x)  # ℓ_ap = softplus(x_ap) >= 0
+    x = top.astype(z.dtype)[rows] - positive_logits
+    x += np.log1p(rest).astype(z.dtype)[rows]
+    terms = np.logaddexp(0, x)  # ℓ_ap = softplus(x_ap) >= 0 (0 where the anchor has no negative: x = −inf)
     flush_subnormal(terms)  # as under flush-to-zero (jax, TensorFlow): a term below the dtype's range is 0
     total = float(terms.sum(dtype=np.float64))
     if total == 0:  # no anchor with both a positive and a negative (or every term underflows)
         return 0.0, batch.zeros()
     weight = weight_from_counts(reduction, n_pairs, np.count_nonzero(terms))
-    sigma = terms
-    np.subtract(x, terms, out=sigma)
-    np.exp(sigma, out=sigma)  # σ(x) = e^{x − softplus(x)}: in (0, 1], 0 off the positives
+    sigma = np.exp(x - terms)  # σ(x) = e^{x − softplus(x)}: in (0, 1]
     flush_subnormal(sigma)
-    # G_an = w_an Σ_p σ(x_ap) on the negatives, G_ap = −σ(x_ap) on the positives (disjoint entries).
+    # G_an = w_an Σ_p σ(x_ap) on the negatives, G_ap = −σ(x_ap) on the positives (disjoint entries; w is 0 there).
     cotangent = weights
-    cotangent *= sigma.sum(axis=1, dtype=np.float64).astype(cotangent.dtype)[:, None]
-    cotangent -= sigma
+    cotangent *= np.bincount(rows, weights=sigma, minlength=z.shape[0]).astype(cotangent.dtype)[:, None]
+    cotangent[rows, cols] = -sigma
     flush_subnormal(cotangent)
     return weight * total, batch.pull(cotangent, weight / temperature)
 
@@ -288,13 +283,11 @@ def supcon_loss(
         ref_labels=ref_labels,
         backend=backend,
     )
-    positive, _ = candidate_masks(batch)
-    counts = np.count_nonzero(positive, axis=1)
+    rows, cols = batch.positive_entries()
+    counts = np.bincount(rows, minlength=batch.x.shape[0])
     anchors = counts > 0
     if not anchors.any():
         return 0.0, batch.zeros()
-    rows, cols = np.nonzero(positive)
-    del positive
     z = batch.s  # the pullback does not read it: it becomes the logits, then the cotangent
     z /= temperature
     if batch.ref is None:
