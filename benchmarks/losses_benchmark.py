@@ -1,7 +1,7 @@
 """Benchmark the pair-based family beyond the triplet loss (value and gradient): contrastive, triplet-center,
 N-pair, quadruplet, lifted structure, generalized lifted structure, WARP, multi-similarity, circle, margin loss,
-NT-Xent and SupCon — metricloss's Numba kernels and NumPy reference against pytorch-metric-learning on the CPU
-where it has the loss, and the two-GEMM floor.
+NT-Xent, SupCon and multiple-negatives ranking — metricloss's Numba kernels and NumPy reference against
+pytorch-metric-learning on the CPU where it has the loss, and the two-GEMM floor.
 
 Every cell runs in its own process (its peak memory growth is its own), with the environment the user has: no
 threading variables are set. Ratios are taken between cells of the same run; times are medians.
@@ -83,6 +83,8 @@ def _centers(x, labels):
 # name: (metricloss: (x, labels, backend) -> call, or with backend None for a loss without kernels;
 #        PML: a factory of (x, labels) -> call, or None; PML's peak memory estimate in bytes for B, or None)
 def _losses():
+    import numpy as np
+
     import metricloss as ml
 
     def ours(loss, **options):
@@ -108,6 +110,23 @@ def _losses():
 
     def pml(name, **options):
         return lambda x, labels: _pml(getattr(pml_losses()[0], name)(**options))(x, labels)
+
+    def partners(x):
+        """Each sample's candidate: the other sample of its pair within the class (classes of K = 4)."""
+        return x[np.arange(x.shape[0]) ^ 1]
+
+    def ranking(x, labels, backend):
+        options = {} if backend is None else {"backend": backend}
+        return lambda: ml.multiple_negatives_ranking_loss(x, partners(x), **options)
+
+    def pml_ranking(x, labels):
+        # One positive per query, every other candidate a negative, the mean over queries: NT-Xent with τ = 1/20
+        # on (query, candidate) labels 0..B-1 is the multiple-negatives ranking loss at scale 20.
+        def references(x, labels):
+            return partners(x), np.arange(x.shape[0])
+
+        loss = pml_losses()[0].NTXentLoss(temperature=1 / 20)
+        return _pml(loss, references=references)(x, np.arange(x.shape[0]))
 
     def pml_multi_similarity_mined(x, labels):
         losses, miners = pml_losses()
@@ -162,6 +181,12 @@ def _losses():
             True,
         ),
         "SupCon (τ = 0.1)": (ours(ml.supcon_loss), pml("SupConLoss", temperature=0.1), None, True),
+        "multiple-negatives ranking (B queries × B candidates, scale 20)": (
+            ranking,
+            pml_ranking,
+            lambda size: 16 * size**3,  # PML's NT-Xent: (B positive pairs) × (B(B−1) negative pairs) arrays
+            True,
+        ),
         "circle (per anchor, m = 0.4, γ = 80)": (
             ours(ml.circle_loss, m=0.4, gamma=80.0),
             pml("CircleLoss", m=0.4, gamma=80),
@@ -279,7 +304,7 @@ def main(argv=None):
     if write:
         text = (
             "## The pair-based family: contrastive, triplet-center, N-pair, quadruplet, lifted, WARP, "
-            "multi-similarity, circle, margin, NT-Xent, SupCon\n\n"
+            "multi-similarity, circle, margin, NT-Xent, SupCon, multiple-negatives ranking\n\n"
             f"Written by `python benchmarks/losses_benchmark.py` on {machine_line('default threading')}.\n\n"
             f"Value and gradient on float32 unit-norm embeddings of dimension {DIM} with P×K labels (K = {K}). Times "
             "are medians of 3 to 50 calls (a second of them) after warm-up, each cell in its own process, with no "
@@ -294,7 +319,9 @@ def main(argv=None):
             "pair per class from the labelled batch (`npair_loss(x, labels=labels)`, `NPairsLoss`). Triplet-center: "
             "PML's twin is `TripletMarginLoss(margin=5, distance=LpDistance(power=2))` after `BatchHardMiner`, "
             "against the centres (`ref_emb`); metricloss's `halved=False, distance='sqeuclidean', "
-            "reduction='mean_nonzero'`. Generalized lifted: `incomplete_anchors='keep'`, as PML.\n\n"
+            "reduction='mean_nonzero'`. Generalized lifted: `incomplete_anchors='keep'`, as PML. Multiple-negatives "
+            "ranking: each query's candidate is the other sample of its pair within its class; PML's twin is "
+            "`NTXentLoss(temperature=1/20)` with the candidates as `ref_emb` and labels 0..B−1 on both sides.\n\n"
             + header
             + "\n"
             + "\n".join(rows)
