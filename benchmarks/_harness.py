@@ -135,3 +135,35 @@ def write_section(name, text, path=DOCS):
     path.parent.mkdir(exist_ok=True)
     path.write_text(page)
     print(f"\nwritten to {path}")
+
+
+def update_rows(name, rows, note, path=DOCS):
+    """Put a partial run's ``rows`` into the first table of the docs page's section ``name``: each replaces the
+    row with the same first two cells (what, B), or goes after the last row with the same first cell (else at the
+    table's end); ``note`` (what was re-measured, when, on what) replaces the section's "Re-measured" paragraph,
+    written just before the table."""
+    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    page = path.read_text()
+    start, stop = page.index(begin), page.index(end)
+    lines = [line for line in page[start:stop].split("\n") if not line.startswith("Re-measured")]
+    header = next(i for i, line in enumerate(lines) if line.startswith("| loss"))
+    lines[header:header] = [note, ""]
+    first = header + 4  # the note, a blank line, the header and its |---| line
+    last = first
+    while last < len(lines) and lines[last].startswith("|"):
+        last += 1
+
+    def key(line):
+        return tuple(cell.strip() for cell in line.split("|")[1:3])
+
+    for row in rows:
+        keys = [key(line) for line in lines[first:last]]
+        if key(row) in keys:
+            lines[first + keys.index(key(row))] = row
+            continue
+        kin = [i for i, k in enumerate(keys) if k[0] == key(row)[0]]
+        at = first + (kin[-1] + 1 if kin else len(keys))
+        lines.insert(at, row)
+        last += 1
+    path.write_text(page[:start] + "\n".join(lines) + page[stop:])
+    print(f"\nrows updated in {path}")

@@ -9,6 +9,7 @@ threading variables are set. Ratios are taken between cells of the same run; tim
     python benchmarks/losses_benchmark.py                    # the full table, written into docs/benchmarks.md
     python benchmarks/losses_benchmark.py --sizes 256 1024   # a quick look, nothing written
     python benchmarks/losses_benchmark.py --losses lifted    # some losses only
+    python benchmarks/losses_benchmark.py --losses lifted --update  # and their rows replaced in the docs
 """
 
 import argparse
@@ -23,6 +24,7 @@ from _harness import (
     measure,
     measure_cell,
     ratio,
+    update_rows,
     write_section,
 )
 
@@ -247,6 +249,9 @@ def main(argv=None):
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--losses", nargs="+", default=None, help="names (or parts of names) of the losses to run")
     parser.add_argument("--write", action="store_true", help="write the table even for a partial run")
+    parser.add_argument(
+        "--update", action="store_true", help="put a partial run's rows into the written table, in place of theirs"
+    )
     parser.add_argument("--cell", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cell:
@@ -301,7 +306,14 @@ def main(argv=None):
                 f"| {what} | {format_time(result, 'median')} | {format_time(result)} | {format_memory(result)} |"
             )
             print(warp_rows[-1], flush=True)
-    if write:
+    if args.update:
+        what = ", ".join(dict.fromkeys(row.split("|")[1].strip() for row in rows))
+        note = (
+            f"Re-measured with `--losses ... --update` on {machine_line('default threading')}: {what} "
+            f"(B = {', '.join(map(str, args.sizes))}); the other rows are from the full run above."
+        )
+        update_rows("losses", rows, note)
+    elif write:
         text = (
             "## The pair-based family: contrastive, triplet-center, N-pair, quadruplet, lifted, WARP, "
             "multi-similarity, circle, margin, NT-Xent, SupCon, multiple-negatives ranking\n\n"
