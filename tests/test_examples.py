@@ -39,7 +39,7 @@ def test_training_demo_defaults_learn_a_2d_map_better_than_pca_and_write_the_png
     assert _recall(rows, "trained", 16) > _recall(rows, "untrained", 16) + 0.1
     assert _recall(rows, "trained", 16) >= _recall(rows, "pca", 16) - 0.005
     out = capsys.readouterr().out
-    assert "Recall@1" in out and "raw features" in out and "network, contrastive" in out
+    assert "Recall@1" in out and "raw pixels" in out and "network, contrastive" in out
     assert f"{_recall(rows, 'trained', 2):.4f}" in out
     image = matplotlib.image.imread(output)  # a PNG that reads back: the 2-D pictures, loss curves, table
     assert image.shape[0] > 500 and image.shape[1] > 500
@@ -184,7 +184,26 @@ def test_check_torch_gradient_example_passes_autograd_and_catches_the_bug(capsys
     assert "passes" in out and "check_grad finds the bug" in out and "gradient check failed" in out
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_the_four_notebooks_are_there():
+    assert [path.name[:3] for path in NOTEBOOKS] == ["01_", "02_", "03_", "04_"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_saved_with_its_outputs(path):
+    """The documentation shows the saved outputs without re-running the notebooks: every code cell was executed,
+    in order, none raised, and there is at least one picture."""
+    notebook = nbformat.read(path, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1))
+    outputs = [output for cell in code for output in cell.outputs]
+    assert not [output for output in outputs if output.output_type == "error"]
+    assert any("image/png" in output.get("data", {}) for output in outputs)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_executes(path):
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
