@@ -326,7 +326,9 @@ class Loss(NamedTuple):
     summary: str  # for --help
     margin: float | None = None  # the margin this demo uses by default (None: the loss has none to set here)
     minings: tuple = ()  # the --mining choices, the first the default
-    sphere: bool = False  # the network's output is L2-normalised before the loss (and for retrieval)
+    # The network's output is L2-normalised before the loss and for retrieval: the margin loss's setting, and the
+    # losses on cosine similarities (for them it changes no gradient; it makes retrieval use the angles they train).
+    sphere: bool = False
 
 
 _ORDER = (_order_activity, "misordered")
@@ -347,7 +349,9 @@ LOSSES = {
         _triplet_center, "shuffled", _row_activity, "active", "He et al. 2018, against learnable class centres", 1.0
     ),
     "npair": Loss(_npair, "pairs", *_ORDER, "Sohn 2016, one positive per anchor, softmax over the batch"),
-    "mnrl": Loss(_mnrl, "pairs", *_ORDER, "multiple negatives ranking loss, in-batch negatives, cosine × 20"),
+    "mnrl": Loss(
+        _mnrl, "pairs", *_ORDER, "multiple negatives ranking loss, in-batch negatives, cosine × 20", sphere=True
+    ),
     "quadruplet": Loss(
         _quadruplet, "classes", _triplet_activity, "active", "Chen et al. 2017", 1.0, ml.QUADRUPLET_MININGS
     ),
@@ -364,10 +368,12 @@ LOSSES = {
         ("distance-weighted", "all"),
         sphere=True,
     ),
-    "multi-similarity": Loss(_multi_similarity, "classes", *_ORDER, "Wang et al. 2019", minings=("pairs", "none")),
-    "circle": Loss(_circle, "classes", *_ORDER, "Sun et al. 2020, m = 0.4, γ = 80"),
-    "ntxent": Loss(_ntxent, "classes", *_ORDER, "NT-Xent with labels, τ = 0.1"),
-    "supcon": Loss(_supcon, "classes", *_ORDER, "Khosla et al. 2020, τ = 0.1"),
+    "multi-similarity": Loss(
+        _multi_similarity, "classes", *_ORDER, "Wang et al. 2019", minings=("pairs", "none"), sphere=True
+    ),
+    "circle": Loss(_circle, "classes", *_ORDER, "Sun et al. 2020, m = 0.4, γ = 80", sphere=True),
+    "ntxent": Loss(_ntxent, "classes", *_ORDER, "NT-Xent with labels, τ = 0.1", sphere=True),
+    "supcon": Loss(_supcon, "classes", *_ORDER, "Khosla et al. 2020, τ = 0.1", sphere=True),
 }
 MINING_HELP = {
     "hard": "batch-hard: per anchor the farthest positive and the nearest negative (Hermans et al. 2017); "
