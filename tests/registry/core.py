@@ -38,9 +38,12 @@ class LossCase:
     arg_names: tuple
     arg_kinds: tuple
     oracle: object  # (*float64 arrays) -> float
-    make_inputs: object  # (rng, dtype) -> list of arrays, valid and away from kinks
+    # (rng, dtype) -> list of arrays, valid and away from kinks: test_contract's
+    # test_inputs_are_away_from_kinks holds the finite-difference rung's inputs to it
+    make_inputs: object
     literals: tuple = ()  # (arrays, value, grads or None), computed by hand
     inactive: tuple = ()  # (description, arrays): nothing active, so (0.0, zeros)
+    no_inactive: str = ""  # where ``inactive`` is empty: why no input of this configuration has nothing active
     translation_invariant: bool = False
     rotation_invariant: bool = False
     bad_hyper: tuple = ()  # (kwargs, exception, text the message must contain)

@@ -218,6 +218,7 @@ def _mnrl(id, hyper, literals=(), hard_negatives=False):
         mnrl_oracle,
         _pairs_and_hard_negatives,
         row_groups=(0, 0, 1),
+        no_inactive="each query's softmax has its candidate and a hard negative in it: every term is > 0",
         **options,
     )
 

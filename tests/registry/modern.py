@@ -305,7 +305,7 @@ _CIRCLE_BAD = (
 
 
 def _similarity_case(
-    family, id, loss, oracle, hyper, *, inactive, bad_hyper, literals=(), references=False, frozen=None
+    family, id, loss, oracle, hyper, *, inactive, bad_hyper, literals=(), references=False, frozen=None, no_inactive=""
 ):
     """A loss on the similarity matrix of a labelled batch (``family[id]``) or of a query-vs-reference batch
     (``family_references[id]``): kernels' backends (for the similarities) and rotation invariance; never
@@ -314,6 +314,7 @@ def _similarity_case(
         "hyper": hyper,
         "literals": literals,
         "inactive": inactive,
+        "no_inactive": no_inactive,
         "rotation_invariant": True,
         "bad_hyper": bad_hyper,
         "backends": True,
@@ -349,6 +350,7 @@ def _multi_similarity(id, hyper, literals=(), references=False):
         multi_similarity_oracle,
         hyper,
         inactive=inactive,
+        no_inactive="" if inactive else "without mining, every reference is a query's positive or negative: each costs",
         bad_hyper=_MS_BAD,
         literals=literals,
         references=references,
