@@ -6,8 +6,9 @@ Messages name the argument, say what was expected and what was got, and where it
 
 Dtype policy: floating-point inputs must be float32 or float64 and keep that dtype (float32 in, float32 out).
 float16 is refused rather than silently upcast, because the returned gradient must have the input's dtype and
-float16 has too little range for squared distances. Integer, boolean and complex arrays are refused for
-differentiable inputs.
+float16 has too little range for squared distances. Integer, boolean and complex arrays are refused where a float
+array is expected (differentiable inputs, and given distances such as ``classify_triplets``'), with the conversion
+to make.
 """
 
 import functools
@@ -35,7 +36,7 @@ def check_float_array(value, name, *, ndim=None):
         if array.dtype == np.float16:
             fix = f"convert it with {name}.astype(np.float32)"
         elif array.dtype.kind in "iub":
-            fix = f"embeddings and scores are differentiable inputs; convert with {name}.astype(np.float64)"
+            fix = f"convert it with {name}.astype(np.float64)"
         else:
             fix = "pass an array of float32 or float64 numbers"
         raise TypeError(f"{name} must be a float32 or float64 array; got dtype {array.dtype}: {fix}")

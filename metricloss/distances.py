@@ -150,7 +150,10 @@ def _cosine_similarity_pullback(x, y, x_unit, x_inv_norm, y_unit, y_inv_norm, se
 def _pairwise_distances_vjp(x, y, distance, kernels, names=("embeddings", "ref_embeddings"), defer=False):
     """D(x, y) and its pullback ``(g, weight=1) ↦ ∂L/∂x`` (y None: distances within x) or ``(∂L/∂x, ∂L/∂y)``,
     for the cotangent ``weight · g``. The pullback overwrites g (callers hand it a cotangent they own) and keeps
-    no B×B temporary, so a loss's peak memory is D and g. Trusts its inputs.
+    no B×B array of its own with the Numba kernels (``pair_scale`` and ``symmetrize`` work on g in place, tile by
+    tile); the NumPy reference kernels allocate two more for clarity (the boolean mask of d = 0 in ``pair_scale``
+    and the copy of gᵀ in ``symmetrize``). A loss's peak memory is D and g plus what its own code allocates
+    (docs/benchmarks.md measures each loss's peak). Trusts its inputs.
 
     ``defer`` (within one batch): ``(matrix, pullback, conversion)``, where for the Euclidean distances the matrix
     may still be the Gram matrix, which the caller's kernel turns into D with ``conversion`` (see
@@ -269,7 +272,7 @@ def pairwise_distances(x, y=None, *, distance="euclidean", backend=None):
     x : array of shape (n, d), float32 or float64
     y : array of shape (m, d), optional
         Defaults to ``x``; the diagonal is then exactly 0.
-    distance : {"euclidean", "sqeuclidean", "cosine"}
+    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
     backend : {"numpy", "numba"}, optional
         The kernel module; default ``"numba"``.
 
@@ -302,6 +305,22 @@ def pairwise_distances_vjp(x, y=None, *, distance="euclidean", backend=None):
     Returns ``(d, vjp)`` where ``d = pairwise_distances(x, y, distance=distance)`` and ``vjp(g)``, for a cotangent
     ``g = ∂L/∂d`` of the shape of ``d``, returns ``∂L/∂x`` when ``y`` is None, else the pair
     ``(∂L/∂x, ∂L/∂y)``. The rules are in this module's docstring.
+
+    Parameters
+    ----------
+    x : array of shape (n, d), float32 or float64
+    y : array of shape (m, d), optional
+        Defaults to ``x`` (both ends of every pair then move with x).
+    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    backend : {"numpy", "numba"}, optional
+        The kernel module; default ``"numba"``.
+
+    Returns
+    -------
+    d : array of shape (n, m)
+        ``pairwise_distances(x, y, distance=distance)``.
+    vjp : callable
+        ``vjp(g)`` for g of shape (n, m): ``∂L/∂x``, or ``(∂L/∂x, ∂L/∂y)`` when ``y`` is given. It copies g.
 
     Examples
     --------
@@ -417,6 +436,16 @@ def _paired_distances_vjp(x1, x2, distance, names=("x1", "x2")):
 def paired_distances(x1, x2, *, distance="euclidean"):
     """Distances between corresponding rows, d_i = D(x1_i, x2_i), for the distances of :func:`pairwise_distances`.
 
+    Parameters
+    ----------
+    x1 : array of shape (n, d), float32 or float64
+    x2 : array of shape (n, d), float32 or float64
+    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+
+    Returns
+    -------
+    d : array of shape (n,), the dtype of the inputs (float64 if they are mixed)
+
     Examples
     --------
     >>> import numpy as np
@@ -495,7 +524,7 @@ def pairwise_similarities(x, y=None, *, similarity="dot", backend=None):
     x : array of shape (n, d), float32 or float64
     y : array of shape (m, d), optional
         Defaults to ``x``.
-    similarity : {"dot", "cosine"}
+    similarity : {"dot", "cosine"}, default "dot"
     backend : {"numpy", "numba"}, optional
         The kernel module; default ``"numba"``.
 
@@ -519,6 +548,22 @@ def pairwise_similarities(x, y=None, *, similarity="dot", backend=None):
 def pairwise_similarities_vjp(x, y=None, *, similarity="dot", backend=None):
     """The similarity matrix and its vector-Jacobian product, like ``jax.vjp``: ``(s, vjp)`` with ``vjp(g)``
     returning ``∂L/∂x`` when ``y`` is None, else ``(∂L/∂x, ∂L/∂y)``. The rules are in this module's docstring.
+
+    Parameters
+    ----------
+    x : array of shape (n, d), float32 or float64
+    y : array of shape (m, d), optional
+        Defaults to ``x`` (both ends of every pair then move with x).
+    similarity : {"dot", "cosine"}, default "dot"
+    backend : {"numpy", "numba"}, optional
+        The kernel module; default ``"numba"``.
+
+    Returns
+    -------
+    s : array of shape (n, m)
+        ``pairwise_similarities(x, y, similarity=similarity)``.
+    vjp : callable
+        ``vjp(g)`` for g of shape (n, m): ``∂L/∂x``, or ``(∂L/∂x, ∂L/∂y)`` when ``y`` is given. It copies g.
 
     Examples
     --------

@@ -63,6 +63,20 @@ def classify_triplets(d_ap, d_an, *, margin=1.0):
     """The kind of each triplet from its two distances: 0 easy, 1 semi-hard, 2 hard (indices into
     ``TRIPLET_KINDS``), for colouring or counting.
 
+    Parameters
+    ----------
+    d_ap : float32 or float64 array, any shape
+        Each triplet's anchor-positive distance.
+    d_an : float32 or float64 array, the shape of ``d_ap``
+        Each triplet's anchor-negative distance.
+    margin : float >= 0, default 1.0
+        m of the module docstring's table: the triplet is active iff d_an < d_ap + m.
+
+    Returns
+    -------
+    kinds : int8 array, the shape of ``d_ap``
+        0 (easy), 1 (semi-hard) or 2 (hard).
+
     Examples
     --------
     >>> import numpy as np
@@ -87,6 +101,26 @@ def triplet_counts(
 ):
     """How many of a batch's valid triplets are easy, semi-hard and hard, and the fraction that is active
     (semi-hard or hard: the ones batch-all averages over). O(B² log B) time, O(B²) memory.
+
+    Parameters
+    ----------
+    embeddings : array of shape (B, F), float32 or float64
+    labels : int array of shape (B,)
+    margin : float >= 0, default 1.0
+        m: a triplet is active iff d_an < d_ap + m.
+    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    ref_embeddings : array of shape (R, F), optional
+        A reference set: the anchors are the embeddings, positives and negatives the references (p and n index
+        them). Give ``ref_labels`` with it.
+    ref_labels : int array of shape (R,), optional
+    backend : {"numpy", "numba"}, optional
+        The kernel module; default ``"numba"``.
+
+    Returns
+    -------
+    counts : dict
+        ``"valid"``, ``"easy"``, ``"semihard"``, ``"hard"`` (ints; a valid triplet has an anchor, a positive
+        other than itself and a negative) and ``"active_fraction"`` (a float; 0.0 without a valid triplet).
 
     Examples
     --------
@@ -151,6 +185,29 @@ def mine_triplets(
     Per anchor, the negatives' distances are sorted once and each positive's band is a slice of them, so the
     work is O(B² log B) plus the output, and memory is O(B²) plus the output: with a cap, O(B · cap) however many
     triplets the batch holds. The result is sorted by anchor, then positive, then negative distance.
+
+    Parameters
+    ----------
+    embeddings : array of shape (B, F), float32 or float64
+    labels : int array of shape (B,)
+    kind : {"all", "active", "easy", "semihard", "hard"}, default "all"
+    margin : float >= 0, default 1.0
+        m of the kinds' conditions.
+    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    max_per_anchor : int >= 1, optional
+        At most this many triplets per anchor, sampled uniformly without replacement; None keeps them all.
+    rng : numpy.random.Generator, int seed >= 0, or None
+        The sampler of the cap (module docstring); unused without ``max_per_anchor``.
+    ref_embeddings : array of shape (R, F), optional
+        A reference set: p and n index it. Give ``ref_labels`` with it.
+    ref_labels : int array of shape (R,), optional
+    backend : {"numpy", "numba"}, optional
+        The kernel module of the distances; default ``"numba"``.
+
+    Returns
+    -------
+    anchors, positives, negatives : int64 arrays of one length
+        The triplets, empty where there is none.
 
     Notes
     -----
@@ -217,7 +274,28 @@ def batch_triplets(
     ``positive``: ``"hardest"`` (farthest), ``"easiest"`` (closest), or ``"semihard"`` (the farthest positive
     closer than the chosen negative). ``negative``: ``"hardest"`` (closest), ``"easiest"`` (farthest), or
     ``"semihard"`` (the closest negative farther than the chosen positive). Not both semi-hard. Ties go to the
-    lowest index.
+    lowest index. A semi-hard choice that does not exist (no negative farther than the positive, no positive
+    closer than the negative) leaves its anchor out: there is no fallback, unlike
+    ``triplet_loss(mining="semihard")``, which then takes the farthest negative.
+
+    Parameters
+    ----------
+    embeddings : array of shape (B, F), float32 or float64
+    labels : int array of shape (B,)
+    positive : {"hardest", "easiest", "semihard"}, default "hardest"
+    negative : {"hardest", "easiest", "semihard"}, default "hardest"
+    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    ref_embeddings : array of shape (R, F), optional
+        A reference set: the anchors are the embeddings, positives and negatives the references (p and n index
+        them). Give ``ref_labels`` with it.
+    ref_labels : int array of shape (R,), optional
+    backend : {"numpy", "numba"}, optional
+        The kernel module; default ``"numba"``.
+
+    Returns
+    -------
+    anchors, positives, negatives : int64 arrays of one length
+        One triplet per anchor that has a valid choice, by increasing anchor.
 
     Notes
     -----
@@ -262,15 +340,38 @@ def mine_dataset(
     """Offline mining over a whole dataset: for every sample, its hardest (farthest) positive and its hardest
     (closest) or semi-hard negative (the closest negative farther than that positive; FaceNet's choice).
 
+    "Semi-hard" here is FaceNet's rule without a fallback: a sample whose negatives are all closer than its
+    hardest positive gets -1. ``triplet_loss(mining="semihard")`` (TF-Addons' form of the same rule) takes the
+    farthest negative instead in that case.
+
     Distances are computed ``chunk_size`` anchors at a time, so memory is O(N · chunk_size), not O(N²).
     ``progress(done, total)`` is called after each chunk. With ``use_faiss=True`` (the ``[faiss]`` extra) the
     negatives come from faiss's exact flat index, searching ``n_neighbours`` neighbours and falling back to the
     exact scan for anchors whose neighbours hold no suitable negative; the positives are always exact (within
     each class). Both paths give the same indices, up to exact ties and float32 rounding in faiss.
 
+    Parameters
+    ----------
+    embeddings : array of shape (N, F), float32 or float64
+        The whole dataset.
+    labels : int array of shape (N,)
+    negative : {"hardest", "semihard"}, default "hardest"
+    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    chunk_size : int >= 1, default 1024
+        Anchors per block of distances.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each chunk.
+    use_faiss : bool, default False
+        Search the negatives with faiss (``pip install 'metricloss[faiss]'``).
+    n_neighbours : int >= 1, default 64
+        With faiss: how many neighbours are searched for a negative before the exact scan.
+    backend : {"numpy", "numba"}, optional
+        The kernel module of the exact scan; default ``"numba"``.
+
     Returns
     -------
-    positives, negatives : int arrays of shape (N,), -1 where a sample has none
+    positives, negatives : int64 arrays of shape (N,)
+        Indices into the dataset; -1 where a sample has none.
 
     Examples
     --------
@@ -374,6 +475,24 @@ def pk_batches(labels, *, p, k, n_batches=None, rng=None):
     are grouped by class: k indices of one class, then k of the next. ``n_batches`` defaults to
     ``len(labels) // (p * k)``, about one epoch. The arguments are checked at the call, not at the first batch.
 
+    Parameters
+    ----------
+    labels : int array of shape (N,)
+        The dataset's labels.
+    p : int >= 1
+        Classes per batch, at most the number of classes.
+    k : int >= 1
+        Samples per class.
+    n_batches : int >= 1, optional
+        How many batches; default ``max(1, len(labels) // (p * k))``.
+    rng : numpy.random.Generator, int seed >= 0, or None
+        The sampler (module docstring).
+
+    Returns
+    -------
+    batches : generator of int64 arrays of shape (p * k,)
+        Indices into ``labels``.
+
     Examples
     --------
     >>> import numpy as np
@@ -403,6 +522,20 @@ def _pk_batches(members, p, k, n_batches, rng):
 
 def random_negatives(query_labels, ref_labels, *, n, rng=None):
     """For each query, ``n`` distinct references of another class, drawn uniformly: shape (Q, n).
+
+    Parameters
+    ----------
+    query_labels : int array of shape (Q,)
+    ref_labels : int array of shape (R,)
+    n : int >= 1
+        Negatives per query, at most the number of references outside each query's class.
+    rng : numpy.random.Generator, int seed >= 0, or None
+        The sampler (module docstring).
+
+    Returns
+    -------
+    negatives : int64 array of shape (Q, n)
+        Indices into the references.
 
     Examples
     --------
@@ -448,6 +581,30 @@ def rank_window_negatives(
     of its retrieval list, nearest first: shape (Q, n). With labels, references of the query's own class are
     removed from the list first. Ranks 101–500 are Facebook's embedding-based retrieval (Huang et al. 2020):
     hard enough to teach, far enough down to be rarely a missed positive. Memory O(chunk_size · R).
+
+    Parameters
+    ----------
+    query_embeddings : array of shape (Q, F), float32 or float64
+    ref_embeddings : array of shape (R, F), float32 or float64
+    n : int >= 1
+        Negatives per query, at most ``hi − lo + 1``.
+    lo, hi : int >= 1, default 101 and 500
+        The window of ranks, 1-based and inclusive; ``hi`` at most the number of candidate references.
+    query_labels : int array of shape (Q,), optional
+    ref_labels : int array of shape (R,), optional
+        Given together with ``query_labels``: each query's own class is removed from its list.
+    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    chunk_size : int >= 1, default 1024
+        Queries per block of distances.
+    rng : numpy.random.Generator, int seed >= 0, or None
+        The sampler (module docstring).
+    backend : {"numpy", "numba"}, optional
+        The kernel module of the distances; default ``"numba"``.
+
+    Returns
+    -------
+    negatives : int64 array of shape (Q, n)
+        Indices into the references. Ties in distance are ranked by index.
 
     Examples
     --------
@@ -514,7 +671,8 @@ def hardest_triplets(batch, incomplete_anchors="drop"):
 def semihard_triplets(batch):
     """FaceNet's semi-hard triplets as TF-Addons mines them, as index arrays (a, p, n): per positive pair (a, p),
     the closest negative farther than p (d_an > d_ap), or where there is none the farthest negative; pairs whose
-    anchor has no negative are left out."""
+    anchor has no negative are left out. (:func:`mine_dataset` and :func:`batch_triplets` have no such
+    fallback: their semi-hard choice is -1 or left out where no negative is farther than the positive.)"""
     d, self_offset = batch.d, batch.self_offset
     n_positives, _ = batch.candidate_counts()
     offsets = np.concatenate([[0], np.cumsum(n_positives)])
@@ -570,9 +728,12 @@ def distance_weighted_negatives(
     nonzero_loss_cutoff : float > 0, default 1.4
         τ, the paper's (β + α = 1.2 + 0.2 of its margin loss).
     rng : numpy.random.Generator, int seed >= 0, or None
-    ref_embeddings, ref_labels : optional
+        The sampler (module docstring).
+    ref_embeddings : array of shape (R, F), optional
         A reference set: anchors are the embeddings, positives and negatives the references.
+    ref_labels : int array of shape (R,), optional
     backend : {"numpy", "numba"}, optional
+        The kernel module of the distances; default ``"numba"``.
 
     Returns
     -------

@@ -14,7 +14,8 @@ TOLERANCES = {
     np.dtype(np.float32): 1e-4,
 }
 
-# The smallest relative step that moves every float64 input: x + eps·max(1, |x|) != x for eps >= 2⁻⁵².
+# The smallest relative step that moves every float64 input: x + eps·s != x for eps >= 2⁻⁵² and s >= max(1, |x|),
+# which both steps satisfy (s = max(1, |x|) entry by entry, s = max(1, max |x| over all inputs) along directions).
 _MIN_EPS = float(np.finfo(np.float64).eps)
 
 
@@ -23,6 +24,21 @@ def assert_close(actual, expected, *, rtol=None, err_msg=""):
 
     Entries near zero are compared at the scale of the whole array, ``|a − e| <= rtol · max(|e|, 1e-30)``;
     ``rtol`` defaults to ``TOLERANCES`` for the coarser of the two dtypes.
+
+    Parameters
+    ----------
+    actual : array-like
+    expected : array-like
+        Of the shape of ``actual``.
+    rtol : float, optional
+        The relative tolerance; default ``TOLERANCES`` of the coarser dtype (float64's for non-float arrays).
+    err_msg : str, default ""
+        Appended to the failure's message.
+
+    Raises
+    ------
+    AssertionError
+        If the shapes differ or an entry differs by more than ``rtol · max(max |expected|, 1e-30)``.
 
     Examples
     --------
@@ -207,14 +223,17 @@ def check_grad(fun, *arrays, rtol=1e-6, atol=1e-8, eps=1e-6, max_full_size=600, 
     Parameters
     ----------
     fun : callable
-    *arrays : array-likes, the inputs that are differentiated
+        ``fun(*arrays) -> (value, grad)``, grad a tuple for several arrays.
+    *arrays : array-likes
+        The inputs that are differentiated (float32, float64 or integer; integers are converted to float64).
     rtol : float in (0, 0.1]
         The largest acceptable relative error.
     atol : float > 0
         Floor of the errors' denominators, so that exactly zero gradients compare to finite-difference noise:
         gradients smaller than ``atol`` are in effect compared to ``rtol · atol`` absolutely.
     eps : float in [2⁻⁵², 1]
-        Relative finite-difference step (at least float64's resolution, so that every step moves its input).
+        Relative finite-difference step: ``eps · max(1, |x|)`` entry by entry, ``eps · max(1, max |x|)`` along
+        directions (at least float64's resolution, so that every step moves its input).
     max_full_size : int >= 0
         Largest total input size checked entry by entry.
     n_directions : int >= 1

@@ -39,6 +39,19 @@ def wrap(loss_fn, **hyperparameters):
     signature at once. Eagerly the loss runs once, on the arrays themselves, and raises in the caller's frame;
     under ``jit`` or ``vmap`` argument errors (shapes, dtypes, options) are raised while tracing, from the loss's
     own checks run on stand-ins of the arrays' shapes and dtypes.
+
+    Parameters
+    ----------
+    loss_fn : callable
+        A metricloss loss: ``loss_fn(*arrays, **hyperparameters) -> (value, grad)``.
+    **hyperparameters
+        Keyword arguments of ``loss_fn`` bound once (``margin=0.5``, ``mining="hard"``); refused at the call.
+
+    Returns
+    -------
+    loss : callable
+        ``loss(*arrays, **array_keywords)``: the loss as a 0-d JAX array, of the first floating-point argument's
+        dtype.
     """
     check_hyperparameters(loss_fn, hyperparameters)
 

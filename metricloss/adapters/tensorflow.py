@@ -40,6 +40,19 @@ def wrap(loss_fn, **hyperparameters):
     in {−1, 1} get None). Hyper-parameters are checked against the loss's signature here; wrong shapes, dtypes or
     options raise in the caller's frame: eagerly from the one call of the loss on the tensors' values, inside a
     ``tf.function`` from the loss's own checks run on stand-ins of the arguments' shapes (where they are known).
+
+    Parameters
+    ----------
+    loss_fn : callable
+        A metricloss loss: ``loss_fn(*arrays, **hyperparameters) -> (value, grad)``.
+    **hyperparameters
+        Keyword arguments of ``loss_fn`` bound once (``margin=0.5``, ``mining="hard"``); refused at the call.
+
+    Returns
+    -------
+    loss : callable
+        ``loss(*tensors, **tensor_keywords)``: the loss as a 0-d tensor, of the first floating-point argument's
+        dtype.
     """
     check_hyperparameters(loss_fn, hyperparameters)
 

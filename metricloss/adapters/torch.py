@@ -101,6 +101,18 @@ def wrap(loss_fn, **hyperparameters):
     gradient flows to every tensor argument the loss differentiates, positional or keyword (``ref_embeddings=``);
     float targets (``y`` in {−1, 1} or {0, 1}) get none.
     Hyper-parameters are bound once, here, and checked against the loss's signature at once.
+
+    Parameters
+    ----------
+    loss_fn : callable
+        A metricloss loss: ``loss_fn(*arrays, **hyperparameters) -> (value, grad)``.
+    **hyperparameters
+        Keyword arguments of ``loss_fn`` bound once (``margin=0.5``, ``mining="hard"``); refused at the call.
+
+    Returns
+    -------
+    loss : callable
+        ``loss(*tensors, **tensor_keywords)``: the loss as a 0-d tensor.
     """
     check_hyperparameters(loss_fn, hyperparameters)
     ops = {}
@@ -146,6 +158,21 @@ def gather_across_ranks(tensor):
 
     Differentiable for floating-point tensors: each rank computes the loss on the whole gathered batch, so the
     gradient it keeps is that of its own rows, as pytorch-metric-learning's ``DistributedLossWrapper`` does.
+
+    Parameters
+    ----------
+    tensor : torch.Tensor
+        This rank's rows; the same shape on every rank.
+
+    Returns
+    -------
+    gathered : torch.Tensor
+        The rows of all ranks, rank 0's first.
+
+    Raises
+    ------
+    RuntimeError
+        If ``torch.distributed`` is not initialised.
     """
     import torch.distributed as dist
 
@@ -166,6 +193,18 @@ def distributed(loss_fn, **hyperparameters):
     the value and gradients equal those of one process holding the concatenated batch. Under
     ``DistributedDataParallel``, which averages parameter gradients over ranks, multiply the loss by the world size
     to train on the full-batch gradient.
+
+    Parameters
+    ----------
+    loss_fn : callable
+        A metricloss loss on ``(embeddings, labels)``.
+    **hyperparameters
+        Keyword arguments of ``loss_fn``, bound once as in :func:`wrap`.
+
+    Returns
+    -------
+    distributed_loss : callable
+        ``distributed_loss(embeddings, labels)``: the loss over all ranks' rows, a 0-d tensor.
     """
     loss = wrap(loss_fn, **hyperparameters)
 

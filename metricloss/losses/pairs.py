@@ -76,19 +76,6 @@ def _check_contrastive_options(margin, pos_margin, form, distance, reduction, sp
     check_bool(split_reduction, "split_reduction")
 
 
-_CONTRASTIVE_NOTES = """
-    ``form`` picks the per-pair loss, with h the hinge above:
-
-    ===========  ====================================================  =====================================
-    form         similar pair                dissimilar pair           used by
-    ===========  ====================================================  =====================================
-    "hadsell"    ½ [d − m⁺]₊²                ½ [m − d]₊²               Hadsell, Chopra & LeCun (2006)
-    "squared"    [d − m⁺]₊²                  [m − d]₊²                 TensorFlow Addons ``contrastive_loss``
-    "linear"     [d − m⁺]₊                   [m − d]₊                  most tutorials; pytorch-metric-learning
-    ===========  ====================================================  =====================================
-"""
-
-
 @finite_or_refused
 def contrastive_loss(
     embeddings,
@@ -246,9 +233,23 @@ def contrastive_pair_loss(
 
     Parameters
     ----------
-    x1, x2 : arrays of shape (N, F), float32 or float64
+    x1 : array of shape (N, F), float32 or float64
+        The pairs' first rows.
+    x2 : array of shape (N, F), float32 or float64
+        The pairs' second rows.
     y : array of shape (N,) with values in {0, 1}
         1 for a similar pair, 0 for a dissimilar one (Hadsell et al. write Y = 0 for similar: flip it).
+    margin : float >= 0, default 1.0
+        m: dissimilar pairs closer than m contribute.
+    pos_margin : float >= 0, default 0.0
+        m⁺: similar pairs farther than m⁺ contribute.
+    form : {"hadsell", "squared", "linear"}, default "hadsell"
+        The per-pair loss; see Notes.
+    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    reduction : {"mean", "sum", "mean_nonzero"}, default "mean"
+        Over the N pairs.
+    split_reduction : bool, default False
+        Reduce the similar pairs and the dissimilar pairs separately and add the two results.
 
     Returns
     -------
@@ -257,7 +258,16 @@ def contrastive_pair_loss(
 
     Notes
     -----
-    {notes}
+    ``form`` picks the per-pair loss, as in :func:`contrastive_loss`:
+
+    ===========  ===============  =================  =======================================
+    form         similar pair     dissimilar pair    used by
+    ===========  ===============  =================  =======================================
+    "hadsell"    ½ [d − m⁺]₊²     ½ [m − d]₊²        Hadsell, Chopra & LeCun (2006)
+    "squared"    [d − m⁺]₊²       [m − d]₊²          TensorFlow Addons ``contrastive_loss``
+    "linear"     [d − m⁺]₊        [m − d]₊           most tutorials; pytorch-metric-learning
+    ===========  ===============  =================  =======================================
+
     *TensorFlow Addons*: ``tfa.losses.contrastive_loss(y, d, margin)`` with d the row distances, averaged
     (Keras' default reduction), equals ``form="squared"`` here.
 
@@ -280,9 +290,6 @@ def contrastive_pair_loss(
     value, g = _contrastive_reduce(terms, dterms, similar, reduction, split_reduction)
     g1, g2 = pullback(g)
     return value, (g1.astype(x1.dtype, copy=False), g2.astype(x2.dtype, copy=False))
-
-
-contrastive_pair_loss.__doc__ = contrastive_pair_loss.__doc__.replace("{notes}", _CONTRASTIVE_NOTES.strip())
 
 
 @finite_or_refused

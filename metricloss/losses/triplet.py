@@ -158,7 +158,7 @@ def triplet_loss(
                         negative (batch-hard, Hermans et al. 2017)
     ``"semihard"``      per positive pair (a, p), the closest negative farther    ``"mean"``
                         than p (d_an > d_ap), else the farthest negative
-                        (FaceNet, as TF-Addons mines it)
+                        (FaceNet, as TF-Addons mines it; see Notes)
     ``"all_semihard"``  every semi-hard triplet, d_ap <= d_an < d_ap + m          ``"mean_nonzero"``
                         (pytorch-metric-learning's semi-hard miner)
     ==================  ========================================================  ==================
@@ -186,6 +186,8 @@ def triplet_loss(
         Batch-hard anchors that have no positive or no negative: dropped (pytorch-metric-learning), or kept with
         d⁺ = 0 where there is no positive and d⁻ = the row's largest distance where there is no negative
         (TF-Addons, omoindrot, sentence-transformers). A lone sample has neither and is always dropped.
+        ``"keep"`` needs ``mining="hard"`` (a ValueError otherwise): batch-all and the semi-hard minings take
+        only triplets with a real positive and negative.
     ref_embeddings : array of shape (R, F), optional
         A reference set for query-vs-reference (cross-modal) batches: anchors are the rows of ``embeddings``,
         positives and negatives are taken from the references. Give ``ref_labels`` with it.
@@ -208,9 +210,18 @@ def triplet_loss(
     *pytorch-metric-learning* (``distance=LpDistance(normalize_embeddings=False)``): ``TripletMarginLoss(margin)``
     alone is ``mining="all"``; with ``BatchHardMiner()`` it is ``mining="hard", reduction="mean_nonzero"``;
     with ``TripletMarginMiner(margin, type_of_triplets="semihard")`` it is ``mining="all_semihard"`` (PML's
-    band is d_ap < d_an <= d_ap + m: the two differ only at exact ties). ``smooth_loss=True`` is ``soft=True``
-    with the margin kept. ``LpDistance(power=2)`` is ``distance="sqeuclidean"``. PML normalises embeddings by
-    default.
+    band is d_ap < d_an <= d_ap + m: the two differ only at exact ties). ``smooth_loss=True`` after
+    ``BatchHardMiner()`` is ``mining="hard", soft=True, reduction="mean_nonzero"`` with the margin given
+    (``margin=m``; soft's default is 0; tests/test_triplet.py pins it);
+    PML's default with ``smooth_loss=True`` (no miner: softplus on every triplet) has no counterpart here:
+    ``soft=True`` is refused unless ``mining`` is ``"hard"`` or ``"semihard"``. ``LpDistance(power=2)`` is
+    ``distance="sqeuclidean"``.
+    PML normalises embeddings by default.
+
+    *Two semi-hard rules.* FaceNet's semi-hard negative is the closest negative farther than the positive.
+    ``mining="semihard"`` follows TF-Addons where an anchor has no such negative: it takes the farthest negative
+    (``triplet_semihard_loss``'s fallback). :func:`metricloss.mining.mine_dataset` with ``negative="semihard"``
+    and :func:`metricloss.mining.batch_triplets` have no fallback: there the sample gets -1 (or is left out).
 
     *TensorFlow Addons*: ``triplet_semihard_loss(y, x, margin)`` is ``mining="semihard"`` (it returns NaN for a
     batch without a positive pair, tensorflow/addons#1676; this returns 0, and it gives a pair whose anchor has no
@@ -242,6 +253,11 @@ def triplet_loss(
     margin = (0.0 if soft else 1.0) if margin is None else check_margin(margin)
     reduction = _DEFAULT_REDUCTION[mining] if reduction is None else check_option(reduction, "reduction", REDUCTIONS)
     check_option(incomplete_anchors, "incomplete_anchors", INCOMPLETE_ANCHORS)
+    if incomplete_anchors == "keep" and mining != "hard":
+        raise ValueError(
+            "incomplete_anchors='keep' needs mining='hard' (only batch-hard keeps anchors without a positive or a "
+            f"negative); got mining={mining!r}"
+        )
     batch = labelled_batch(
         embeddings,
         labels,

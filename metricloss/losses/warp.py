@@ -272,8 +272,18 @@ def warp_embedding_loss(
         Y (the paper's label embeddings; LightFM's item representations).
     relevance : bool array of shape (Q, N)
         True where item j is a positive of query q.
-    margin, sampling, max_trials, weighting, reduction, rng, backend
+    margin : float >= 0, default 1.0
+        m, as in :func:`warp_loss`.
+    sampling : {"random", "index", "exact"}, default "random"
         As in :func:`warp_loss`.
+    max_trials : int >= 1, optional
+        As in :func:`warp_loss`.
+    weighting : {"harmonic", "log"}, default "harmonic"
+    reduction : {"sum", "mean", "mean_nonzero"}, default "sum"
+    rng : numpy.random.Generator, int or None
+        As in :func:`warp_loss`.
+    backend : {"numpy", "numba"}, optional
+        The kernel module; default ``"numba"``.
 
     Returns
     -------

@@ -562,6 +562,10 @@ _TRIPLET_BAD = (
     ({"mining": "batch_hard"}, ValueError, "mining must be one of 'all', 'hard', 'semihard', 'all_semihard'"),
     ({"mining": "all", "soft": True}, ValueError, "soft=True needs mining='hard' or 'semihard'"),
     ({"incomplete_anchors": "skip"}, ValueError, "incomplete_anchors must be one of 'drop', 'keep'"),
+    *(
+        ({"mining": m, "soft": False, "incomplete_anchors": "keep"}, ValueError, "incomplete_anchors='keep' needs")
+        for m in ("all", "semihard", "all_semihard")
+    ),
     ({"distance": "l1"}, ValueError, "distance must be one of"),
     ({"backend": "cuda"}, ValueError, "backend must be one of 'numpy', 'numba'"),
 )
