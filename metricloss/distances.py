@@ -150,10 +150,10 @@ def _cosine_similarity_pullback(x, y, x_unit, x_inv_norm, y_unit, y_inv_norm, se
 def _pairwise_distances_vjp(x, y, distance, kernels, names=("embeddings", "ref_embeddings"), defer=False):
     """D(x, y) and its pullback ``(g, weight=1) ↦ ∂L/∂x`` (y None: distances within x) or ``(∂L/∂x, ∂L/∂y)``,
     for the cotangent ``weight · g``. The pullback overwrites g (callers hand it a cotangent they own) and keeps
-    no B×B array of its own with the Numba kernels (``pair_scale`` and ``symmetrize`` work on g in place, tile by
-    tile); the NumPy reference kernels allocate two more for clarity (the boolean mask of d = 0 in ``pair_scale``
-    and the copy of gᵀ in ``symmetrize``). A loss's peak memory is D and g plus what its own code allocates
-    (docs/benchmarks.md measures each loss's peak). Trusts its inputs.
+    no B×B array of its own with the Numba kernels (``pair_scale`` and ``symmetrize`` work on g in place,
+    ``symmetrize`` through 16×16 tiles); the NumPy reference kernels allocate two more for clarity (the boolean
+    mask of d = 0 in ``pair_scale`` and the copy of gᵀ in ``symmetrize``). A loss's peak memory is D and g plus
+    what its own code allocates (docs/benchmarks.md measures each loss's peak). Trusts its inputs.
 
     ``defer`` (within one batch): ``(matrix, pullback, conversion)``, where for the Euclidean distances the matrix
     may still be the Gram matrix, which the caller's kernel turns into D with ``conversion`` (see
