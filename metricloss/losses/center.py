@@ -110,8 +110,9 @@ def triplet_center_loss(
     References
     ----------
     X. He, Y. Zhou, Z. Zhou, S. Bai, X. Bai. Triplet-Center Loss for Multi-View 3D Object Retrieval. CVPR 2018.
-    Y. Wen, K. Zhang, Z. Li, Y. Qiao. A Discriminative Feature Learning Approach for Deep Face Recognition.
-    ECCV 2016 (centre loss).
+
+    The centre loss: Y. Wen, K. Zhang, Z. Li, Y. Qiao. A Discriminative Feature Learning Approach for Deep Face
+    Recognition. ECCV 2016.
 
     Examples
     --------

@@ -204,7 +204,7 @@ def supcon_loss(
     P(a) the anchor's positives (same label, not itself), A the anchors with at least one positive (the others are
     left out, of the sum and of the mean's count), S the cosine similarity by default. The denominator runs over
     every other sample, positives included. Each anchor's term is the softmax cross-entropy of its row of logits
-    z = S/τ (itself left out) against the target spread evenly over its positives, t_ap = 1/|P(a)|.
+    z = S/τ (itself left out) against the target spread evenly over its positives, t_ap = 1/``|P(a)|``.
 
     Gradient: the cross-entropy's, ∂ℓ_a/∂z_ak = softmax(z_a)_k − t_ak, from the shared
     :func:`softmax_cross_entropy_rows` (which the N-pair loss uses too); ∂L/∂S = (ρ/τ) G with ρ the reduction's
@@ -219,7 +219,7 @@ def supcon_loss(
     similarity : {"cosine", "dot"}, default "cosine"
         S; the paper normalises the projections (cosine).
     reduction : {"mean", "sum", "mean_nonzero"}, default "mean"
-        Over the anchors with a positive: ``"mean"`` divides by their number |A|; ``"mean_nonzero"`` (PML's
+        Over the anchors with a positive: ``"mean"`` divides by their number ``|A|``; ``"mean_nonzero"`` (PML's
         default) by the number whose term is > 0 (an anchor's term is 0 only when all its candidates are
         positives with equal similarities, e.g. one positive and no negative).
     ref_embeddings : array of shape (R, F), optional
@@ -239,7 +239,7 @@ def supcon_loss(
     -----
     No anchor with a positive (one sample, every class a singleton) gives ``(0.0, zeros)``. A batch of one class
     costs > 0 (each anchor's positives compete among themselves): log(B − 1) when all rows are equal. Each term is
-    computed as log1p(Σ_{k ≠ top} e^{z_ak − m_a}) + (1/|P(a)|) Σ_p (m_a − z_ap) with m_a the row's largest logit,
+    computed as log1p(Σ_{k ≠ top} e^{z_ak − m_a}) + (1/``|P(a)|``) Σ_p (m_a − z_ap) with m_a the row's largest logit,
     two non-negative parts: no overflow at any τ, and a small loss keeps its digits.
 
     *pytorch-metric-learning*: ``SupConLoss(temperature)`` with its default ``CosineSimilarity()`` is this loss

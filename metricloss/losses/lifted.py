@@ -55,7 +55,7 @@ def lifted_structure_loss(
     distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
         D; the paper's is Euclidean.
     reduction : {"mean", "sum", "mean_nonzero"}, default "mean"
-        Over the terms ½[J_ij]₊², one per unordered positive pair; ``"mean"`` is the paper's 1/(2|P|) Σ [J]₊².
+        Over the terms ½[J_ij]₊², one per unordered positive pair; ``"mean"`` is the paper's 1/(2 ``|P|``) Σ [J]₊².
     ref_embeddings : array of shape (R, F), optional
         A reference set (query-vs-reference batches): the positive pairs are (query i, reference j) of one
         class, J_ij's negatives are query i's row (references of another class than i) and reference j's column
@@ -73,7 +73,7 @@ def lifted_structure_loss(
     Notes
     -----
     A hinge is active iff J_ij > 0. A pair whose two ends have no negative (a batch of one class) has an empty
-    sum: its log is −∞, so [J_ij]₊ = 0 and the pair costs nothing, with zero gradient (it still counts in |P|
+    sum: its log is −∞, so [J_ij]₊ = 0 and the pair costs nothing, with zero gradient (it still counts in ``|P|``
     for ``"mean"``). No positive pair, or one class only: ``(0.0, zeros)``.
 
     The paper, *pytorch-metric-learning* and *TensorFlow Addons* agree on this loss, including its normalisation:
@@ -88,7 +88,7 @@ def lifted_structure_loss(
       i and j (it compares a reference index with query indices), where this takes query i's row and
       reference j's column.
     * TensorFlow Addons: ``lifted_struct_loss(labels, embeddings, margin)`` (Euclidean distances, 0.25 Σ over
-      ordered pairs / |P|: the same value) equals the default; for a batch of one class it returns NaN (0 here).
+      ordered pairs / ``|P|``: the same value) equals the default; for a batch of one class it returns NaN (0 here).
 
     References
     ----------

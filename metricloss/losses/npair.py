@@ -124,7 +124,8 @@ def npair_loss(embeddings, positives=None, labels=None, *, l2_reg=0.0, reduction
                                                 (Sohn's N-pair-mc)
     ``npair_loss(anchors, positives, labels)``  labels (N,): class ids, soft targets over     (g_anchors, g_pos)
                                                 same-class positives; labels (N, C) of 0/1:
-                                                label sets, t_ij ∝ |labels(i) ∩ labels(j)|
+                                                label sets, t_ij ∝ the number of labels i
+                                                and j share
     ``npair_loss(embeddings, labels=labels)``   a labelled batch: each class with two         g_embeddings
                                                 samples or more gives one pair, its first
                                                 two (pytorch-metric-learning's choice)

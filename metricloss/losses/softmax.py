@@ -315,7 +315,7 @@ def circle_loss(
     Notes
     -----
     Stable for every accepted γ (up to 1e18): each log-sum-exp is shifted by its largest logit
-    (|logit| <= γ (2 + m)(2 − m) < 4γ), and the softplus and σ are computed in float64 from x
+    (``|logit| <= γ (2 + m)(2 − m) < 4γ``), and the softplus and σ are computed in float64 from x
     (softplus(x) = logaddexp(0, x), σ(x) = e^{x − softplus(x)}); at γ = 256 in float32, identical or opposite rows
     give finite, correct values and gradients. Nothing valid (no positive pair, or no negative pair, or one sample)
     gives ``(0.0, zeros)``.

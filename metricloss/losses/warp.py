@@ -128,7 +128,7 @@ def warp_loss(
         \qquad L(k) = \sum_{j=1}^{k} \frac{1}{j},
         \qquad \mathcal{L} = \sum_q \sum_{p \in P_q} \ell_{qp} \;\; (\text{reduction } \texttt{"sum"})
 
-    where P_q is query q's set of positive items, n_q = N − |P_q| its number of negatives, v the first negative
+    where P_q is query q's set of positive items, n_q = N − ``|P_q|`` its number of negatives, v the first negative
     drawn with s_qv > s_qp − m and T_qp the number of negatives drawn, v included. ⌊n_q/T⌋ estimates the number of
     violating negatives (the paper's ⌊(Y − 1)/N⌋: with one positive per query, n_q = Y − 1). A pair whose draws
     find no violator (none exists, or ``max_trials`` draws pass first) contributes 0. ``"mean"`` divides by the
@@ -144,7 +144,7 @@ def warp_loss(
     ``"index"``   increasing item index: deterministic, for tests and teaching
     ``"exact"``   no sampling: the rank is the number r of violators, and the loss is the paper's expectation
                   over a uniformly chosen violator, ℓ_qp = L(r)/r · Σ_{j ∉ P_q} [m − s_qp + s_qj]₊ (0 if r = 0).
-                  O(|P_q|·N) per query: for small problems
+                  O(N) per positive of each query: for small problems
     ============  ==========================================================================================
 
     Gradient, with the rank held constant (it is piecewise constant in the scores; this is the paper's
