@@ -118,8 +118,19 @@ def _list_further_pages(app, docname, source):
         source[0] = source[0].replace("further-pages-placeholder", "\n".join(FURTHER_PAGES))
 
 
+def _link_public_names(app, env, node, contnode):
+    """A docstring's :func:`mine_dataset` or :func:`metricloss.mining.mine_dataset` links to the top-level name
+    that the API page documents (``metricloss.mine_dataset``), wherever the function is defined."""
+    name = node.get("reftarget", "").rsplit(".", 1)[-1]
+    if node.get("refdomain") != "py" or name not in metricloss.__all__:
+        return None
+    target = f"metricloss.{name}"
+    return env.get_domain("py").resolve_xref(env, node["refdoc"], app.builder, node["reftype"], target, node, contnode)
+
+
 def setup(app):
     app.connect("source-read", _list_further_pages)
+    app.connect("missing-reference", _link_public_names)
 
 
 _copy_notebooks()
