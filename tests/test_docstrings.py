@@ -6,10 +6,9 @@ import importlib
 import inspect
 
 import pytest
+from numpydoc.validate import validate  # the [docs] extra, which [test] includes
 
 import metricloss
-
-validate = pytest.importorskip("numpydoc.validate").validate
 
 # numpydoc's codes that this project holds every public docstring to (numpydoc.validate.ERROR_MSGS has them all):
 CHECKED = {
