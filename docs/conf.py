@@ -44,8 +44,9 @@ numpydoc_xref_param_type = False
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3
 nb_execution_mode = "off"
-# a notebook saved without language metadata is shown without highlighting rather than failing the build
-suppress_warnings = ["myst.header", "myst-nb.lexer"]
+# a notebook saved without language metadata is shown without highlighting, and an output of a type that a static
+# page cannot show (a live widget without a text form) is left out, rather than failing the build
+suppress_warnings = ["myst.header", "myst-nb.lexer", "mystnb.unknown_mime_type"]
 
 html_theme = "alabaster"
 html_theme_options = {"description": "Metric-learning losses with analytic gradients", "fixed_sidebar": True}
