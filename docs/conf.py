@@ -49,8 +49,13 @@ nb_execution_mode = "off"
 suppress_warnings = ["myst.header", "myst-nb.lexer", "mystnb.unknown_mime_type"]
 
 html_theme = "alabaster"
-html_theme_options = {"description": "Metric-learning losses with analytic gradients", "fixed_sidebar": True}
-html_static_path = []
+html_theme_options = {
+    "description": "Metric-learning losses with analytic gradients",
+    "fixed_sidebar": True,
+    "page_width": "1240px",
+}
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 
 
 def _copy_notebooks():
