@@ -1,5 +1,6 @@
-"""The documentation site's pages cite tests that exist: every ``tests/<file>.py::<test>`` in docs/ (and every
-``::<test>`` after one, which names a test of the same file) is a function defined in that file."""
+"""The documentation says what is there: every ``tests/<file>.py::<test>`` the site's pages cite in docs/ (and every
+``::<test>`` after one, which names a test of the same file) is a function defined in that file, and the README's
+test command is the one CI runs."""
 
 import re
 from pathlib import Path
@@ -31,3 +32,12 @@ def test_every_cited_test_exists(page):
         if path is None or not re.search(rf"^\s*def {test}\(", (ROOT / path).read_text(encoding="utf-8"), re.M):
             missing.append(f"{path}::{test}")
     assert not missing, f"{page.name} cites tests that do not exist: {missing}"
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    """.ci/run's command line is the README's second command, character for character, so that what the README
+    tells a user to run is what CI runs."""
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"```bash\n\s*(.+?)\n\s*```", readme)
+    ci_command = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert ci_command in commands
