@@ -56,6 +56,15 @@ def test_soft_batch_hard_equals_pml_smooth_loss_which_keeps_the_margin(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_soft_batch_all_equals_pml_smooth_loss_without_a_miner(dtype):
+    """PML's TripletMarginLoss(smooth_loss=True) alone: softplus(d_ap − d_an + m) on every triplet, averaged by
+    its AvgNonZeroReducer (every softplus is > 0: the mean over all triplets)."""
+    x, labels = pk_batch(np.random.default_rng(7), dtype)
+    theirs = pml_value_and_grad(pml_losses.TripletMarginLoss(margin=0.3, smooth_loss=True, distance=lp()), x, labels)
+    assert_same(ml.triplet_loss(x, labels, mining="all", soft=True, margin=0.3), theirs, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_all_semihard_equals_pml_triplet_margin_miner_semihard(dtype):
     x, labels = pk_batch(np.random.default_rng(3), dtype)
     miner = pml_miners.TripletMarginMiner(margin=0.6, type_of_triplets="semihard", distance=lp())

@@ -244,6 +244,43 @@ def batch_all_triplets(
     return values, n_active, n_valid
 
 
+@_rows_kernel
+def soft_all_triplets(d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, out, divide):
+    n_anchors, n_refs = d.shape
+    values, n_nonzero = np.zeros(n_anchors), np.zeros(n_anchors, np.int64)
+    n_valid = np.zeros(n_anchors, np.int64)
+    for a in numba.prange(n_anchors):
+        c = anchor_class[a]
+        own = a + self_offset
+        row = d[a].astype(np.float64)  # read before out[a], which may be d[a], is written
+        g = np.zeros(n_refs)
+        n_positives = 0
+        if c >= 0:
+            n_negatives = n_refs - (class_starts[c + 1] - class_starts[c])
+            for k in range(class_starts[c], class_starts[c + 1]):
+                p = class_order[k]
+                if p == own:
+                    continue
+                n_positives += 1
+                threshold = row[p] + margin
+                slope_sum = 0.0
+                for j in range(n_refs):
+                    if ref_class[j] != c:
+                        z = threshold - row[j]
+                        e = np.exp(-abs(z))  # <= 1: neither form overflows
+                        term = max(z, 0.0) + np.log1p(e)  # softplus(z)
+                        slope = (1.0 if z >= 0 else e) / (1.0 + e)  # σ(z)
+                        values[a] += term
+                        n_nonzero[a] += term > 0
+                        slope_sum += slope
+                        g[j] -= slope
+                g[p] += slope_sum
+            n_valid[a] = n_positives * n_negatives
+        for j in range(n_refs):
+            out[a, j] = _scaled(g[j], row[j], divide)
+    return values, n_nonzero, n_valid
+
+
 def batch_all_symmetric(
     d, ref_class, anchor_class, class_order, class_starts, margin, semihard_only, out, divide, gram=None
 ):

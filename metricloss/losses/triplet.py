@@ -167,7 +167,9 @@ def triplet_loss(
     ∂L/∂d_ap += w·s and ∂L/∂d_an −= w·s, with w the reduction's weight; that B×R cotangent is pulled back through
     the distance matrix (:func:`metricloss.pairwise_distances_vjp`). No B³ array is formed: batch-all counts,
     per anchor, the active negatives of every positive with a vectorised sweep of the row (few positives) or one
-    sort and binary searches (many), so O(B² log B) time at worst and O(B²) memory.
+    sort and binary searches (many), so O(B² log B) time at worst and O(B²) memory. Batch-all with ``soft``
+    has every triplet active (a softplus is never 0): one softplus and one sigmoid per triplet, O(B·P·N) time,
+    O(B²) memory.
 
     Parameters
     ----------
@@ -181,7 +183,8 @@ def triplet_loss(
         Default per ``mining``, as in the table. ``"mean"`` divides by the number of triplets that enter (all
         valid ones for batch-all; the kept anchors for batch-hard; the positive pairs for semi-hard).
     soft : bool, default False
-        softplus instead of the hinge; with ``mining="hard"`` or ``"semihard"`` (one term per anchor or pair).
+        softplus instead of the hinge; with ``mining="all"``, ``"hard"`` or ``"semihard"`` (``"all_semihard"``
+        selects by the margin's band, which a softplus does not have: a ValueError).
     incomplete_anchors : {"drop", "keep"}, default "drop"
         Batch-hard anchors that have no positive or no negative: dropped (pytorch-metric-learning), or kept with
         d⁺ = 0 where there is no positive and d⁻ = the row's largest distance where there is no negative
@@ -213,8 +216,9 @@ def triplet_loss(
     band is d_ap < d_an <= d_ap + m: the two differ only at exact ties). ``smooth_loss=True`` after
     ``BatchHardMiner()`` is ``mining="hard", soft=True, reduction="mean_nonzero"`` with the margin given
     (``margin=m``; soft's default is 0; tests/test_triplet.py pins it);
-    PML's default with ``smooth_loss=True`` (no miner: softplus on every triplet) has no counterpart here:
-    ``soft=True`` is refused unless ``mining`` is ``"hard"`` or ``"semihard"``. ``LpDistance(power=2)`` is
+    ``smooth_loss=True`` with no miner (softplus on every triplet) is ``mining="all", soft=True, margin=m``
+    (its ``AvgNonZeroReducer`` is the default ``"mean_nonzero"``, the mean over every triplet unless a softplus
+    underflows; tests/test_triplet.py pins it). ``LpDistance(power=2)`` is
     ``distance="sqeuclidean"``.
     PML normalises embeddings by default.
 
@@ -248,8 +252,11 @@ def triplet_loss(
     """
     check_option(mining, "mining", MININGS)
     soft = check_bool(soft, "soft")
-    if soft and mining not in ("hard", "semihard"):
-        raise ValueError(f"soft=True needs mining='hard' or 'semihard' (one triplet per term); got mining={mining!r}")
+    if soft and mining == "all_semihard":
+        raise ValueError(
+            "soft=True needs mining='all', 'hard' or 'semihard': a softplus has no margin band for 'all_semihard' "
+            "to select in; got mining='all_semihard'"
+        )
     margin = (0.0 if soft else 1.0) if margin is None else check_margin(margin)
     reduction = _DEFAULT_REDUCTION[mining] if reduction is None else check_option(reduction, "reduction", REDUCTIONS)
     check_option(incomplete_anchors, "incomplete_anchors", INCOMPLETE_ANCHORS)
@@ -265,9 +272,19 @@ def triplet_loss(
         ref_embeddings=ref_embeddings,
         ref_labels=ref_labels,
         backend=backend,
-        defer_distances=mining in ("all", "all_semihard"),  # the batch-all kernel converts the Gram matrix's rows
+        defer_distances=mining in ("all", "all_semihard") and not soft,  # the batch-all kernel converts the rows
     )
     d = batch.d
+
+    if mining == "all" and soft:
+        # The kernel writes the cotangent over d (Euclidean: g/d), every triplet with its slope σ(z).
+        divide = distance == "euclidean"
+        g = np.empty_like(d) if distance == "cosine" else d
+        sums, n_nonzero, n_valid = batch.kernels.soft_all_triplets(
+            d, *batch.classes, batch.self_offset, margin, g, divide
+        )
+        weight = weight_from_counts(reduction, n_valid.sum(), n_nonzero.sum())
+        return weight * float(np.sum(sums)), batch.pull(g, weight, divided=divide)
 
     if mining in ("all", "all_semihard"):
         # The kernel writes the cotangent over d itself where the VJP no longer needs d (Euclidean: g/d).

@@ -560,7 +560,7 @@ _TRIPLET_BAD = (
     _NEGATIVE_MARGIN,
     _BAD_REDUCTION,
     ({"mining": "batch_hard"}, ValueError, "mining must be one of 'all', 'hard', 'semihard', 'all_semihard'"),
-    ({"mining": "all", "soft": True}, ValueError, "soft=True needs mining='hard' or 'semihard'"),
+    ({"mining": "all_semihard", "soft": True}, ValueError, "soft=True needs mining='all', 'hard' or 'semihard'"),
     ({"incomplete_anchors": "skip"}, ValueError, "incomplete_anchors must be one of 'drop', 'keep'"),
     *(
         ({"mining": m, "soft": False, "incomplete_anchors": "keep"}, ValueError, "incomplete_anchors='keep' needs")
@@ -683,6 +683,8 @@ CASES = [
 CASES += [
     _triplet("all", {}, literals=(([_ABCD, _ABCD_LABELS], (11.2 - 2 * _R - _S_) / 6, None),)),
     _triplet("all-sqeuclidean-mean", {"distance": "sqeuclidean", "reduction": "mean", "margin": 0.5}),
+    _triplet("all-soft", {"soft": True, "margin": 0.2}),
+    _triplet("all-soft-cosine-sum", {"soft": True, "distance": "cosine", "reduction": "sum"}),
     _triplet("hard", {"mining": "hard"}, literals=(([_ABCD, _ABCD_LABELS], (4.8 - _R) / 4, (_ABCD_HARD_GRAD,)),)),
     _triplet("hard-keep-soft", {"mining": "hard", "incomplete_anchors": "keep", "soft": True}),
     _triplet("hard-keep-margin", {"mining": "hard", "incomplete_anchors": "keep", "margin": 0.3}),
@@ -693,6 +695,7 @@ CASES += [
     _triplet("semihard-soft-sum", {"mining": "semihard", "soft": True, "margin": 0.1, "reduction": "sum"}),
     _triplet("all_semihard", {"mining": "all_semihard"}),
     _triplet_with_references("all", {}),
+    _triplet_with_references("all-soft-sqeuclidean", {"soft": True, "distance": "sqeuclidean"}),
     _triplet_with_references("hard-keep", {"mining": "hard", "incomplete_anchors": "keep"}),
     _triplet_with_references("semihard-sqeuclidean", {"mining": "semihard", "distance": "sqeuclidean"}),
 ]
