@@ -259,8 +259,10 @@ _SHARED_PARAMETERS = """embeddings : array of shape (n_queries, n_features), flo
         Queries per chunk: memory is O(chunk_size · n_references). Default: about 2²¹ distances per chunk.
         Results do not depend on it.
     use_faiss : bool, default False
-        Find the nearest neighbours with faiss's exact flat index (float32; the ``[faiss]`` extra) instead of
-        NumPy; an ImportError names the extra where faiss is missing."""
+        Find the nearest neighbours with faiss's exact flat index (the ``[faiss]`` extra; an ImportError names it
+        where faiss is missing) instead of NumPy. faiss ranks in float32 and breaks ties by the lowest index too,
+        so the results are the same except between distances closer than float32's rounding (cosine distances
+        tied in real arithmetic, such as to parallel rows, included)."""
 
 
 def _shared_parameters(function):
