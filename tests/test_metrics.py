@@ -266,3 +266,23 @@ def test_bad_input_is_refused_naming_the_argument():
     for function in FUNCTIONS.values():
         with pytest.raises(ValueError, match=r"^average must be one of"):
             function(x, labels, average="micro")
+
+
+@pytest.mark.parametrize("use_faiss", [False, True])
+def test_hand_checked_identical_rows_skip_the_query_itself_not_a_copy(use_faiss):
+    """Five identical rows, classes 1, 0, 1, 0, 0: every distance is 0, so each query ranks the others by index.
+
+    - q0 (class 1, R=1): 1 (0), 2 (1), ...: P@1 0, R-prec 0, AP@R 0, first relevant at rank 2;
+    - q1 (class 0, R=2): 0 (1), 2 (1), 3 (0): R-prec 0, AP@R 0, first at 3;
+    - q2 (class 1, R=1): 0 (1): all 1;
+    - q3 and q4 (class 0, R=2): 0 (1), 1 (0), ...: P@1 0, R-prec 1/2, AP@R (1/2)/2 = 1/4, first at 2.
+
+    Means: P@1 1/5, R-prec 2/5, MAP@R 3/10, MRR (1/2 + 1/3 + 1 + 1/2 + 1/2)/5 = 17/30. For q3 and q4, faiss's
+    k + 1 = 3 nearest are rows 0, 1, 2 and miss the query itself: the last is dropped (as PML does), not the first,
+    which would give them AP@R 1/2."""
+    if use_faiss:
+        pytest.importorskip("faiss", reason="faiss-cpu is in the test extra; this runs where it is installed")
+    got = ml.retrieval_metrics(np.ones((5, 2), dtype=np.float32), np.array([1, 0, 1, 0, 0]), use_faiss=use_faiss)
+    expected = {"precision_at_1": 1 / 5, "r_precision": 2 / 5, "mean_average_precision_at_r": 3 / 10}
+    expected["mean_reciprocal_rank"] = 17 / 30
+    np.testing.assert_allclose([got[name] for name in expected], list(expected.values()), rtol=1e-15)
