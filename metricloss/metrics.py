@@ -15,14 +15,14 @@ A query's **relevant** references are those of its class; their number is :math:
 With :math:`\mathrm{rel}_i(j) = 1` when the ``j``-th nearest reference of query ``i`` is relevant, and
 :math:`\mathrm{first}_i` the rank of its nearest relevant reference (over the whole ranking):
 
-=============================  =====================================================================================
-``precision_at_1``             :math:`\mathrm{rel}_i(1)`
-``recall_at_{k}``              :math:`[\mathrm{first}_i \le k]`: a relevant reference among the ``k`` nearest
-``r_precision``                :math:`\frac{1}{R_i} \sum_{j \le R_i} \mathrm{rel}_i(j)`
+===============================  ===================================================================================
+``precision_at_1``               :math:`\mathrm{rel}_i(1)`
+``recall_at_{k}``                :math:`[\mathrm{first}_i \le k]`: a relevant reference among the ``k`` nearest
+``r_precision``                  :math:`\frac{1}{R_i} \sum_{j \le R_i} \mathrm{rel}_i(j)`
 ``mean_average_precision_at_r``  :math:`\frac{1}{R_i} \sum_{j \le R_i} \mathrm{rel}_i(j) \, P_i(j)`, with
-                               :math:`P_i(j) = \frac{1}{j} \sum_{l \le j} \mathrm{rel}_i(l)`
-``mean_reciprocal_rank``       :math:`1 / \mathrm{first}_i`
-=============================  =====================================================================================
+                                 :math:`P_i(j) = \frac{1}{j} \sum_{l \le j} \mathrm{rel}_i(l)`
+``mean_reciprocal_rank``         :math:`1 / \mathrm{first}_i`
+===============================  ===================================================================================
 
 each averaged over the queries (``average="queries"``) or over the queries' classes of the per-class means
 (``average="classes"``, PML's ``avg_of_avgs=True``). A query with no relevant reference (:math:`R_i = 0`: its class
@@ -237,21 +237,22 @@ def _evaluate(
     return metrics
 
 
-_SHARED_PARAMETERS = """embeddings : array of shape (n_queries, n_features), float32 or float64
+_DATA_PARAMETERS = """embeddings : array of shape (n_queries, n_features), float32 or float64
         The queries (and, without ``ref_embeddings``, also the references: leave-one-out).
-    labels : array of shape (n_queries,), integer
+    labels : array of shape (n_queries,), int
         The queries' classes.
     ref_embeddings : array of shape (n_references, n_features), optional
         The references each query is ranked against; default: ``embeddings`` themselves, each query skipping its
         own row. Given with ``ref_labels``.
-    ref_labels : array of shape (n_references,), integer, optional
+    ref_labels : array of shape (n_references,), int, optional
         The references' classes; given with ``ref_embeddings``.
     ref_includes_query : bool, default False
         With ``ref_embeddings``: whether its first ``n_queries`` rows (and ``ref_labels``' first entries) are the
         queries themselves, which are then skipped (query ``i`` skips reference ``i``) and not counted in R;
-        checked, a ValueError where they differ. Ignored without ``ref_embeddings`` (leave-one-out always skips).
-    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
-        The distance ranking the references (``"euclidean"`` and ``"sqeuclidean"`` rank alike).
+        checked, a ValueError where they differ. Ignored without ``ref_embeddings`` (leave-one-out always skips)."""
+
+_OPTION_PARAMETERS = """distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+        The distance ranking the references (``"euclidean"`` and ``"sqeuclidean"`` rank alike, but for rounding).
     average : {"queries", "classes"}, default "queries"
         ``"queries"``: the mean over the queries; ``"classes"``: the mean over the queries' classes of each
         class's mean (PML's ``avg_of_avgs=True``). Queries with no relevant reference are left out of both.
@@ -266,7 +267,9 @@ _SHARED_PARAMETERS = """embeddings : array of shape (n_queries, n_features), flo
 
 
 def _shared_parameters(function):
-    function.__doc__ = function.__doc__.replace("{shared_parameters}", _SHARED_PARAMETERS)
+    """Write the parameters every metric shares into ``function``'s docstring."""
+    doc = function.__doc__.replace("{data_parameters}", _DATA_PARAMETERS)
+    function.__doc__ = doc.replace("{option_parameters}", _OPTION_PARAMETERS)
     return function
 
 
@@ -294,9 +297,10 @@ def retrieval_metrics(
 
     Parameters
     ----------
-    {shared_parameters}
+    {data_parameters}
     k : int or sequence of int, default 1
         The K of each Recall@K to report, each in [1, the number of references a query is ranked against].
+    {option_parameters}
 
     Returns
     -------
@@ -343,11 +347,11 @@ def recall_at_k(
     embeddings,
     labels,
     *,
-    k=1,
-    distance="euclidean",
     ref_embeddings=None,
     ref_labels=None,
     ref_includes_query=False,
+    k=1,
+    distance="euclidean",
     average="queries",
     chunk_size=None,
     use_faiss=False,
@@ -359,9 +363,10 @@ def recall_at_k(
 
     Parameters
     ----------
-    {shared_parameters}
+    {data_parameters}
     k : int, default 1
         How many nearest references count, in [1, the number of references a query is ranked against].
+    {option_parameters}
 
     Returns
     -------
@@ -401,7 +406,8 @@ def precision_at_1(
 
     Parameters
     ----------
-    {shared_parameters}
+    {data_parameters}
+    {option_parameters}
 
     Returns
     -------
@@ -445,7 +451,8 @@ def r_precision(
 
     Parameters
     ----------
-    {shared_parameters}
+    {data_parameters}
+    {option_parameters}
 
     Returns
     -------
@@ -489,7 +496,8 @@ def mean_average_precision_at_r(
 
     Parameters
     ----------
-    {shared_parameters}
+    {data_parameters}
+    {option_parameters}
 
     Returns
     -------
@@ -534,7 +542,8 @@ def mean_reciprocal_rank(
 
     Parameters
     ----------
-    {shared_parameters}
+    {data_parameters}
+    {option_parameters}
 
     Returns
     -------
