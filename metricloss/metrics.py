@@ -133,15 +133,21 @@ def _precision_at_r(hits, r):
     return r_precision, average_precision
 
 
+def _relevant_counts(labels, ref_labels, self_excluded):
+    """(ref_class, query_class, r): the classes numbered by :func:`class_index` (query_class -1 where no reference
+    has the query's class) and each query's number R of relevant references (0 for a lone query)."""
+    ref_class, query_class = class_index(labels, ref_labels)[:2]
+    counts = np.bincount(ref_class)
+    r = np.where(query_class >= 0, counts[np.maximum(query_class, 0)] - int(self_excluded), 0)
+    return ref_class, query_class, r
+
+
 def _per_query_scores(x, labels, ref, ref_labels, self_excluded, distance, chunk_size, use_faiss):
     """The shared neighbour computation: per query, R (relevant references), the rank of the first relevant
     reference, R-precision and average precision at R. Queries with R = 0 get zeros (the callers leave them out).
     Trusts its inputs; ``self_excluded``: query i is reference i and skips it."""
     n_queries, n_refs = x.shape[0], ref.shape[0]
-    ref_class, query_class = class_index(labels, ref_labels)[:2]
-    counts = np.bincount(ref_class)
-    r = np.where(query_class >= 0, counts[np.maximum(query_class, 0)], 0) - int(self_excluded)
-    r = np.maximum(r, 0)
+    ref_class, query_class, r = _relevant_counts(labels, ref_labels, self_excluded)
     first = np.zeros(n_queries, dtype=np.int64)
     r_precision, average_precision = np.zeros(n_queries), np.zeros(n_queries)
     if chunk_size is None:
@@ -214,16 +220,16 @@ def _evaluate(
     )
     use_faiss = check_bool(use_faiss, "use_faiss")
     k = _check_k_values(k, ref.shape[0] - int(self_excluded))
+    _, query_class, r = _relevant_counts(labels, ref_labels, self_excluded)
+    if not (r > 0).any():
+        which = "another sample of its class" if ref_embeddings is None else "a reference of its class, in ref_labels"
+        raise ValueError(
+            f"labels must give some query a relevant reference ({which}); got none, so every retrieval metric is "
+            "undefined"
+        )
     r, first, r_precision, average_precision = _per_query_scores(
         x, labels, ref, ref_labels, self_excluded, distance, chunk_size, use_faiss
     )
-    if not (r > 0).any():
-        where = "among the other samples" if ref_embeddings is None else "in ref_labels"
-        raise ValueError(
-            f"labels must give some query a relevant reference (another sample of its class {where}); got none, "
-            "so every retrieval metric is undefined"
-        )
-    query_class = class_index(labels, labels)[1]
 
     def mean(values):
         return _average(values.astype(np.float64), r, query_class, average)
