@@ -154,6 +154,8 @@ def _per_query_scores(x, labels, ref, ref_labels, self_excluded, distance, chunk
         chunk_size = max(1, _CHUNK_ENTRIES // n_refs)
     kernels = get_kernels(None)
     search = _faiss_search(ref, distance) if use_faiss else None
+    if ref is x:  # a separate buffer: numpy sends x @ x.T to SYRK, several times slower here than GEMM
+        ref = x.copy()
 
     def exact(rows):
         """Distances and relevance of the queries ``rows`` (a slice or index array) to every reference."""
