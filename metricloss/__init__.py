@@ -39,7 +39,14 @@ from .losses.quadruplet import QUADRUPLET_MININGS, quadruplet_loss, quadruplet_m
 from .losses.softmax import CIRCLE_FORMS, CIRCLE_SIMILARITIES, circle_loss, multi_similarity_loss
 from .losses.triplet import INCOMPLETE_ANCHORS, MININGS, triplet_loss, triplet_margin_loss
 from .losses.warp import WARP_SAMPLINGS, WARP_WEIGHTINGS, relevance_matrix, warp_embedding_loss, warp_loss
-from .metrics import recall_at_k
+from .metrics import (
+    mean_average_precision_at_r,
+    mean_reciprocal_rank,
+    precision_at_1,
+    r_precision,
+    recall_at_k,
+    retrieval_metrics,
+)
 from .mining import (
     MINED_TRIPLETS,
     SELECTIONS,
@@ -85,6 +92,8 @@ __all__ = [
     "lifted_structure_loss",
     "margin_loss",
     "margin_ranking_loss",
+    "mean_average_precision_at_r",
+    "mean_reciprocal_rank",
     "mine_dataset",
     "mine_triplets",
     "multi_similarity_loss",
@@ -97,12 +106,15 @@ __all__ = [
     "pairwise_similarities",
     "pairwise_similarities_vjp",
     "pk_batches",
+    "precision_at_1",
     "quadruplet_loss",
     "quadruplet_margin_loss",
+    "r_precision",
     "random_negatives",
     "rank_window_negatives",
     "recall_at_k",
     "relevance_matrix",
+    "retrieval_metrics",
     "supcon_loss",
     "triplet_center_loss",
     "triplet_counts",
