@@ -446,9 +446,12 @@ def train(x_train, y_train, *, loss, network, options, p, k, epochs, learning_ra
     return params, history
 
 
-# One column per metric: name → function(embeddings, labels) → float, leave-one-out on the held-out split.
+# One column per metric: its name in the table → its key in metricloss.retrieval_metrics's dict (leave-one-out on the
+# held-out split, pytorch-metric-learning's AccuracyCalculator definitions).
 METRICS = {
-    "Recall@1": lambda embeddings, labels: ml.recall_at_k(embeddings, labels, k=1),
+    "Recall@1": "recall_at_1",
+    "R-precision": "r_precision",
+    "MAP@R": "mean_average_precision_at_r",
 }
 
 
@@ -460,7 +463,8 @@ class Row(NamedTuple):
 
 
 def score(kind, label, embeddings, labels):
-    return Row(kind, label, embeddings.shape[1], {name: f(embeddings, labels) for name, f in METRICS.items()})
+    metrics = ml.retrieval_metrics(embeddings, labels)
+    return Row(kind, label, embeddings.shape[1], {name: metrics[key] for name, key in METRICS.items()})
 
 
 def format_table(rows, title):
