@@ -37,7 +37,7 @@ Examples
 >>> def my_hinge_embedding(x, y):  # torch's HingeEmbeddingLoss, by hand, with the sign of the gradient wrong
 ...     similar = y == 1
 ...     terms = np.where(similar, x, np.maximum(1.0 - x, 0.0))
-...     grad = np.where(similar, 1.0, -(1.0 - x > 0)) / x.size
+...     grad = np.where(similar, 1.0, np.where(1.0 - x > 0, -1.0, 0.0)) / x.size
 ...     return terms.mean(), -grad
 >>> report = check(my_hinge_embedding, "hinge_embedding_loss")
 >>> report.agrees
