@@ -675,7 +675,7 @@ class Report:
             lines.append(f"{o.case.name:<30}{o.case.dtype.name:<9}{o.kind:<12}{error:>11}  {o.case.description}")
             if o.kind != "agrees":
                 lines.append(f"{'':<62}→ {o.detail}")
-        return "\n".join(lines)
+        return "\n".join(line.rstrip() for line in lines)
 
     __str__ = table
 
