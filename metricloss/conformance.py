@@ -307,7 +307,23 @@ def _score_cases(settings, rng, convention):
     return cases
 
 
-def bank(reference, *, seed=0, references=True, **settings):
+def _cast(case, dtype):
+    """``case`` with its float arrays in ``dtype`` (an array passed twice stays one object)."""
+    converted = {}
+
+    def cast(a):
+        if np.asarray(a).dtype.kind != "f":
+            return a
+        if id(a) not in converted:
+            converted[id(a)] = np.asarray(a).astype(dtype)
+        return converted[id(a)]
+
+    args = tuple(cast(a) for a in case.args)
+    kwargs = {k: cast(v) for k, v in case.kwargs.items()}
+    return Case(case.name, case.description, args, kwargs, case.convention)
+
+
+def bank(reference, *, seed=0, references=True, dtype=None, **settings):
     """The seeded bank of cases for ``reference`` (a metricloss loss or its name) with ``settings`` (the margin
     places the kink cases): a list of :class:`Case`, each saying in words what it tests.
 
@@ -316,15 +332,26 @@ def bank(reference, *, seed=0, references=True, **settings):
     >>> from metricloss.conformance import bank
     >>> [case.name for case in bank("margin_ranking_loss")][:3]
     ['random scores', 'random scores, float32', 'one score']
+
+    ``dtype`` casts every case to one dtype, for an implementation that computes in float32 only (the cases that
+    are the float32 copies of others are then dropped).
     """
     fn, convention = _reference(reference)
     rng = np.random.default_rng(seed)
     if convention == "batch":
         takes_refs = "ref_embeddings" in inspect.signature(fn).parameters
-        return _batch_cases(settings, rng, references and takes_refs)
-    if convention in ("ranked_scores", "signed_scores"):
-        return _score_cases(settings, rng, convention)
-    return _row_cases(settings, rng, convention)
+        cases = _batch_cases(settings, rng, references and takes_refs)
+    elif convention in ("ranked_scores", "signed_scores"):
+        cases = _score_cases(settings, rng, convention)
+    else:
+        cases = _row_cases(settings, rng, convention)
+    if dtype is None:
+        return cases
+    dtype = np.dtype(dtype)
+    if dtype not in TOLERANCES:
+        raise ValueError(f"dtype must be float32 or float64; got {dtype}")
+    copies = ", float32"
+    return [_cast(c, dtype) for c in cases if not (dtype == np.float32 and c.name.endswith(copies))]
 
 
 def _reference(reference):
@@ -361,7 +388,7 @@ def _detect_framework(candidate):
     for framework, names in (("torch", {"torch", "pytorch_metric_learning"}), ("jax", {"jax", "jaxlib"})):
         if roots & names:
             return framework
-    if "tensorflow" in roots or "keras" in roots:
+    if any(root.startswith(("tensorflow", "keras")) for root in roots):
         return "tensorflow"
     fn = inspect.unwrap(candidate) if callable(candidate) else candidate
     code = getattr(fn, "__code__", None)
@@ -382,7 +409,7 @@ def _detect_framework(candidate):
             found.add("torch")
         elif root in ("jax", "jaxlib"):
             found.add("jax")
-        elif root in ("tensorflow", "keras"):
+        elif root.startswith(("tensorflow", "keras")):  # tensorflow_addons too
             found.add("tensorflow")
     if len(found) > 1:
         raise ValueError(f"the candidate's code uses {sorted(found)}; say which computes it with framework=")
@@ -596,7 +623,8 @@ def _run(call, case):
     try:
         return True, call(case)
     except Exception as error:  # a candidate's failure of any kind is a finding, not a crash of the checker
-        text = str(error).splitlines()[0] if str(error) else ""
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [""]
+        text = lines[-1] if lines[0].endswith(":") else lines[0]  # "in user code:" and the like: the cause is last
         return False, f"{type(error).__name__}: {text[:160]}"
 
 
@@ -706,14 +734,14 @@ class Report:
 class _Checker:
     """A candidate and a reference on one bank; the candidate's results are computed once per case."""
 
-    def __init__(self, candidate, reference, framework, seed, references, bank_settings):
+    def __init__(self, candidate, reference, framework, seed, references, dtype, bank_settings):
         self.fn, self.convention = _reference(reference)
         self.differentiable = _CALLING[self.convention][1]
         caller, self.framework = _as_caller(candidate, framework)
         self.name = _candidate_name(candidate)
         if references is None:
             references = _takes_references(candidate)
-        self.cases = bank(self.fn, seed=seed, references=references, **bank_settings)
+        self.cases = bank(self.fn, seed=seed, references=references, dtype=dtype, **bank_settings)
         self._call = caller
         self._results = {}
 
@@ -731,7 +759,7 @@ class _Checker:
         return Report(self.name, self.framework, self.fn.__name__, dict(settings), outcomes)
 
 
-def check(candidate, reference, *, framework=None, seed=0, references=None, rtol=None, **settings):
+def check(candidate, reference, *, framework=None, seed=0, references=None, dtype=None, rtol=None, **settings):
     """Run ``candidate`` against the metricloss loss ``reference`` with ``settings`` over the bank of cases.
 
     Parameters
@@ -747,6 +775,9 @@ def check(candidate, reference, *, framework=None, seed=0, references=None, rtol
     references : bool, optional
         Include the query-vs-reference cases (batch losses only); default: if the candidate takes
         ``ref_embeddings`` (pytorch-metric-learning losses do, through ``ref_emb``).
+    dtype : {"float32", "float64"}, optional
+        Cast every case to this dtype (for an implementation that computes in float32 only, as TF-Addons');
+        default: the bank's mix of float64 and float32 cases.
     rtol : float, optional
         Relative tolerance; default ``TOLERANCES`` of each case's dtype.
     **settings
@@ -768,7 +799,7 @@ def check(candidate, reference, *, framework=None, seed=0, references=None, rtol
     """
     fn, _ = _reference(reference)
     _check_settings(fn, settings)
-    checker = _Checker(candidate, fn, framework, seed, references, settings)
+    checker = _Checker(candidate, fn, framework, seed, references, dtype, settings)
     return checker.report(settings, rtol=rtol)
 
 
@@ -885,7 +916,7 @@ class Identification:
         return "\n".join(lines)
 
 
-def identify(candidate, reference_family, *, framework=None, seed=0, references=None, rtol=None, **fixed):
+def identify(candidate, reference_family, *, framework=None, seed=0, references=None, dtype=None, rtol=None, **fixed):
     """Search the documented options of ``reference_family`` for the settings that reproduce ``candidate``.
 
     Every combination of the family's options (mining, soft margin, incomplete anchors, distance, reduction,
@@ -895,7 +926,7 @@ def identify(candidate, reference_family, *, framework=None, seed=0, references=
 
     Parameters
     ----------
-    candidate, framework, seed, references, rtol
+    candidate, framework, seed, references, dtype, rtol
         As for :func:`check`.
     reference_family : str
         The metricloss loss whose options are searched.
@@ -919,7 +950,7 @@ def identify(candidate, reference_family, *, framework=None, seed=0, references=
     _check_settings(fn, fixed)
     space = [{**{k: v for k, v in s.items() if k not in fixed}, **fixed} for s in _search_space(fn.__name__)]
     space = list({tuple(sorted(s.items(), key=lambda kv: kv[0])): s for s in space}.values())  # fixed keys repeat
-    checker = _Checker(candidate, fn, framework, seed, references, fixed)
+    checker = _Checker(candidate, fn, framework, seed, references, dtype, fixed)
     screening = [c for c in checker.cases if c.name.startswith("random")]
     survivors = [s for s in space if checker.report(s, screening, rtol).agrees]
     reports = [checker.report(s, rtol=rtol) for s in survivors]
@@ -996,13 +1027,14 @@ def main(argv=None):
     parser.add_argument("--framework", choices=FRAMEWORKS, help="what computes the candidate (default: detected)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rtol", type=float)
+    parser.add_argument("--dtype", choices=("float32", "float64"), help="cast every case to this dtype")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--identify", action="store_true", help="search the reference's options instead")
     args, extra = parser.parse_known_args(argv)
     try:
         settings = _parse_settings(extra)
         candidate = load(args.candidate)
-        common = {"framework": args.framework, "seed": args.seed, "rtol": args.rtol}
+        common = {"framework": args.framework, "seed": args.seed, "rtol": args.rtol, "dtype": args.dtype}
         if args.identify:
             found = identify(candidate, args.against, **common, **settings)
             if args.json:
