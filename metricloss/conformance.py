@@ -74,8 +74,7 @@ FRAMEWORKS = ("numpy", "torch", "jax", "tensorflow")
 TOLERANCES = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 1e-3}
 FLOORS = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 1e-4}
 
-# How each reference is called: (names of its positional arrays, which of them are differentiable, the values of
-# its targets, whether it takes a reference set).
+# How each reference is called: (the names of its positional arrays, the positions of the differentiable ones).
 _CALLING = {
     "batch": (("embeddings", "labels"), (0,)),
     "triplets": (("anchor", "positive", "negative"), (0, 1, 2)),
@@ -380,8 +379,9 @@ def _root(obj):
 
 
 def _detect_framework(candidate):
-    """Which framework computes ``candidate``: from its type (an ``nn.Module``, a jitted or ``tf.function``), or
-    from the modules its code names (``torch.``, ``jnp.``, ``tf.``); NumPy otherwise."""
+    """Which framework computes ``candidate``: from its type (an ``nn.Module``, a jitted or ``tf.function``), from
+    its module (a loss wrapped by ``metricloss.adapters``), or from the modules its code names (``torch.``,
+    ``jnp.``, ``tf.``); NumPy otherwise."""
     if isinstance(candidate, tuple):
         return "torch"  # a (loss, miner) pair of pytorch-metric-learning
     roots = {_root(cls) for cls in type(candidate).__mro__}
@@ -391,11 +391,14 @@ def _detect_framework(candidate):
     if any(root.startswith(("tensorflow", "keras")) for root in roots):
         return "tensorflow"
     fn = inspect.unwrap(candidate) if callable(candidate) else candidate
+    adapter = getattr(fn, "__module__", None) or ""
+    if adapter.startswith("metricloss.adapters."):  # a metricloss loss wrapped for a framework
+        return adapter.rpartition(".")[2]
     code = getattr(fn, "__code__", None)
     if code is None:
         return "numpy"
     closure = inspect.getclosurevars(fn)
-    scope = {**closure.globals, **closure.nonlocals, **getattr(fn, "__globals__", {})}
+    scope = {**getattr(fn, "__globals__", {}), **closure.globals, **closure.nonlocals}
     names, stack = set(), [code]
     while stack:
         current = stack.pop()

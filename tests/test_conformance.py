@@ -175,6 +175,17 @@ def test_a_tensorflow_function_is_differentiated_by_its_gradient_tape():
     assert report.agrees, report.table()
 
 
+@pytest.mark.parametrize("adapter", ["torch", "jax", "tensorflow"])
+def test_metricloss_wrapped_by_each_adapter_agrees_with_itself(adapter):
+    """The adapters' wrap(loss) as a candidate: detected as that framework and differentiated by it, references
+    included (a query-vs-reference batch passes ref_embeddings= through the wrapped function)."""
+    module = pytest.importorskip(f"metricloss.adapters.{adapter}")
+    candidate = module.wrap(ml.triplet_loss, mining="hard", margin=0.5)
+    report = check(candidate, "triplet_loss", mining="hard", margin=0.5, references=True)
+    assert report.framework == adapter
+    assert report.agrees and kinds(report) == {}, report.table()
+
+
 # --- broken candidates ------------------------------------------------------------------------------------------
 
 
