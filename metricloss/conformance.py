@@ -83,6 +83,8 @@ _CALLING = {
     "ranked_scores": (("x1", "x2", "y"), (0, 1)),
     "signed_scores": (("x", "y"), (0,)),
 }
+# The batch losses whose kink and tie cases are conventions: a hinge at the margin m, a hardest candidate.
+_HINGED_BATCH_LOSSES = ("triplet_loss", "contrastive_loss")
 _CONVENTIONS = {
     "triplet_margin_loss": "triplets",
     "cosine_embedding_loss": "signed_pairs",
@@ -340,6 +342,8 @@ def bank(reference, *, seed=0, references=True, dtype=None, **settings):
     if convention == "batch":
         takes_refs = "ref_embeddings" in inspect.signature(fn).parameters
         cases = _batch_cases(settings, rng, references and takes_refs)
+        if fn.__name__ not in _HINGED_BATCH_LOSSES:  # no hinge at the margin, no hardest candidate: plain cases
+            cases = [Case(c.name, c.description, c.args, c.kwargs) for c in cases]
     elif convention in ("ranked_scores", "signed_scores"):
         cases = _score_cases(settings, rng, convention)
     else:

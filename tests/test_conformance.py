@@ -14,7 +14,7 @@ from pytorch_metric_learning import miners as pml_miners
 from support import lp
 
 import metricloss as ml
-from metricloss.conformance import KINDS, bank, check, identify
+from metricloss.conformance import KINDS, bank, check, identify, main
 
 
 def kinds(report):
@@ -397,3 +397,33 @@ def test_the_command_prints_a_table_and_exits_by_the_verdict(tmp_path):
 def test_the_command_refuses_a_bad_setting_with_status_2(tmp_path):
     run = _command(tmp_path, "plain", "--against", "triplet_loss", "--minning", "hard")
     assert run.returncode == 2 and "minning" in run.stderr
+
+
+def test_the_command_identifies_settings_as_json(tmp_path, capsys):
+    """--identify --json, in process: the settings of PML's batch-hard configuration, exit status 0."""
+    module = tmp_path / "candidates.py"
+    module.write_text(_CANDIDATES)
+    status = main([f"{module}:batch_hard", "--against", "triplet_loss", "--identify", "--json", "--margin", "0.5"])
+    data = json.loads(capsys.readouterr().out)
+    assert status == 0
+    best = data["matches"][0]
+    assert best["differs_on"] == []
+    assert {k: best["settings"][k] for k in ("mining", "reduction", "margin")} == {
+        "mining": "hard",
+        "reduction": "mean_nonzero",
+        "margin": 0.5,
+    }
+
+
+def test_other_batch_losses_are_checked_without_conventions():
+    """A batch loss without a hinge at the margin (multi-similarity) is checked on the same bank, its kink and tie
+    cases plain cases; PML's MultiSimilarityLoss agrees on the random batches."""
+    report = check(
+        pml_losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5),
+        "multi_similarity_loss",
+        alpha=2.0,
+        beta=50.0,
+        base=0.5,
+    )
+    assert report.counts["convention"] == 0
+    assert all(o.kind == "agrees" for o in report.outcomes if o.case.name.startswith("random"))
