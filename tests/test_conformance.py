@@ -253,6 +253,19 @@ def test_the_report_separates_every_kind_and_serialises():
     assert all(case["description"] for case in data["cases"])
 
 
+def test_bad_arguments_are_refused_by_name():
+    with pytest.raises(ValueError, match="reference must be the name of a metricloss loss"):
+        check(wrong_sign, "batch_hard_loss")
+    with pytest.raises(TypeError, match="triplet_loss has no such setting"):
+        check(wrong_sign, "triplet_loss", minning="hard")
+    with pytest.raises(ValueError, match="framework must be one of 'numpy', 'torch', 'jax', 'tensorflow'"):
+        check(wrong_sign, "triplet_loss", framework="mxnet")
+    with pytest.raises(TypeError, match="candidate must be callable"):
+        check(42, "triplet_loss")
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        check(wrong_sign, "triplet_loss", dtype="float16")
+
+
 # --- identify ---------------------------------------------------------------------------------------------------
 
 
