@@ -650,7 +650,8 @@ class Report:
     """The outcome of every case of a check, and a summary per kind.
 
     ``agrees`` is True when every case agrees or differs only at a convention. ``counts[kind]`` is the number of
-    cases of each kind; ``summary()`` gives, per kind, the worst relative error and the smallest case;
+    cases of each kind; ``summary()`` gives, per kind, the worst relative error and the smallest case (and for a
+    disagreement, that case shrunk: ``shrunk[kind]``, a :class:`Case` with as few rows as still fail that way);
     ``table()`` the text the command prints; ``to_json()`` a dict of plain values.
     """
 
@@ -659,6 +660,9 @@ class Report:
     reference: str
     settings: dict
     outcomes: list
+    # per kind of disagreement, the smallest failing case with rows removed while it still fails that way
+    shrunk: dict = field(default_factory=dict)
+    arg_names: tuple = ()
 
     @property
     def counts(self):
@@ -685,7 +689,24 @@ class Report:
                 "worst_relative_error": max(errors) if errors else None,
                 "smallest_case": smallest.case.name,
             }
+            if kind in self.shrunk:
+                out[kind]["shrunk"] = {name: array.tolist() for name, array in self._named(self.shrunk[kind])}
         return out
+
+    def _named(self, case):
+        names = self.arg_names or tuple(f"arg{i}" for i in range(len(case.args)))
+        return [*zip(names, case.args, strict=False), *case.kwargs.items()]
+
+    def _shrunk_lines(self):
+        lines = []
+        for kind, case in self.shrunk.items():
+            n, refs = _rows(case, "args"), _rows(case, "kwargs")
+            rows = f"{n} row{'s' * (n != 1)}" + (f" and {refs} reference{'s' * (refs != 1)}" if refs else "")
+            lines += ["", f"smallest input that {KIND_TITLES[kind]} ({case.name}, shrunk to {rows}):"]
+            for name, array in self._named(case):
+                text = np.array2string(np.asarray(array), precision=6, separator=", ", max_line_width=100)
+                lines.append(f"  {name} = " + text.replace("\n", "\n" + " " * (5 + len(name))))
+        return lines
 
     def call(self):
         args = "".join(f", {k}={v!r}" for k, v in self.settings.items())
@@ -704,6 +725,7 @@ class Report:
             worst = "" if row["worst_relative_error"] is None else f"{row['worst_relative_error']:.3g}"
             smallest = "" if kind == "agrees" else row["smallest_case"]
             lines.append(f"{KIND_TITLES[kind]:<26}{row['cases']:>6}  {worst:>16}  {smallest}")
+        lines += self._shrunk_lines()
         lines += ["", f"{'case':<30}{'dtype':<9}{'result':<12}{'rel. error':>11}  what it tests / detail"]
         for o in self.outcomes:
             error = "" if math.isnan(o.error) else f"{o.error:.2g}"
@@ -763,10 +785,72 @@ class _Checker:
             _outcome(case, _run(reference, case), self.candidate(case), rtol)
             for case in (self.cases if cases is None else cases)
         ]
-        return Report(self.name, self.framework, self.fn.__name__, dict(settings), outcomes)
+        names = _CALLING[self.convention][0]
+        return Report(self.name, self.framework, self.fn.__name__, dict(settings), outcomes, arg_names=names)
+
+    def shrink(self, report, rtol=None):
+        """For each kind of disagreement, its smallest case with rows removed, one at a time from the last, while
+        the case still fails in that kind (queries and references separately), until no row can go."""
+        reference = _reference_call(self.fn, report.settings, self.differentiable)
+        for kind in ("value", "gradient", "nonfinite", "raises"):
+            chosen = [o for o in report.outcomes if o.kind == kind]
+            if not chosen:
+                continue
+            case = min(chosen, key=lambda o: (o.case.size, o.case.name)).case
+            changed = True
+            while changed:
+                changed = False
+                for group in ("args", "kwargs"):
+                    i = _rows(case, group) - 1
+                    while i >= 0:
+                        smaller = _without_row(case, group, i)
+                        if smaller is not None:
+                            candidate = _run(lambda c: self._call(c, self.differentiable), smaller)
+                            if _outcome(smaller, _run(reference, smaller), candidate, rtol).kind == kind:
+                                case, changed = smaller, True
+                        i -= 1
+            report.shrunk[kind] = case
+        return report
 
 
-def check(candidate, reference, *, framework=None, seed=0, references=None, dtype=None, rtol=None, **settings):
+def _separate(case):
+    """The keyword arrays that are not also positional ones (a reference set distinct from the queries)."""
+    given = {id(a) for a in case.args}
+    return [k for k, v in case.kwargs.items() if id(v) not in given]
+
+
+def _rows(case, group):
+    if group == "args":
+        return len(case.args[0])
+    keys = _separate(case)
+    return len(case.kwargs[keys[0]]) if keys else 0
+
+
+def _without_row(case, group, i):
+    """``case`` without row ``i`` of its positional arrays (and of keyword arrays that are the same objects), or of
+    its separate keyword arrays; None where that would leave no row."""
+    if _rows(case, group) <= 1:
+        return None
+    removed = {}
+
+    def drop(a):
+        if id(a) not in removed:
+            removed[id(a)] = np.delete(a, i, axis=0)
+        return removed[id(a)]
+
+    separate = _separate(case)
+    if group == "args":
+        args = tuple(drop(a) for a in case.args)
+        kwargs = {k: v if k in separate else removed[id(v)] for k, v in case.kwargs.items()}
+    else:
+        args = case.args
+        kwargs = {k: drop(v) if k in separate else v for k, v in case.kwargs.items()}
+    return Case(case.name, case.description, args, kwargs, case.convention)
+
+
+def check(
+    candidate, reference, *, framework=None, seed=0, references=None, dtype=None, rtol=None, shrink=True, **settings
+):
     """Run ``candidate`` against the metricloss loss ``reference`` with ``settings`` over the bank of cases.
 
     Parameters
@@ -787,6 +871,9 @@ def check(candidate, reference, *, framework=None, seed=0, references=None, dtyp
         default: the bank's mix of float64 and float32 cases.
     rtol : float, optional
         Relative tolerance; default ``TOLERANCES`` of each case's dtype.
+    shrink : bool, default True
+        For each kind of disagreement, shrink its smallest case: remove rows while it still fails that way
+        (``Report.shrunk``; printed under the summary).
     **settings
         The reference's hyper-parameters (``mining="hard"``, ``margin=0.5``, ...).
 
@@ -807,7 +894,8 @@ def check(candidate, reference, *, framework=None, seed=0, references=None, dtyp
     fn, _ = _reference(reference)
     _check_settings(fn, settings)
     checker = _Checker(candidate, fn, framework, seed, references, dtype, settings)
-    return checker.report(settings, rtol=rtol)
+    report = checker.report(settings, rtol=rtol)
+    return checker.shrink(report, rtol) if shrink else report
 
 
 def _check_settings(fn, settings):

@@ -129,6 +129,9 @@ def test_pml_identity_exclusion_is_found_on_references_equal_to_queries():
     report = check(pml_losses.TripletMarginLoss(margin=1.0, distance=lp()), "triplet_loss")
     assert kinds(report) == {"references equal to queries": "value"}
     assert report.summary()["value"]["smallest_case"] == "references equal to queries"
+    shrunk = report.shrunk["value"]  # two queries of two classes, passed again as the references, still differ
+    assert len(shrunk.args[0]) == 2 and shrunk.kwargs["ref_embeddings"] is shrunk.args[0]
+    assert "shrunk to 2 rows" in report.table()
 
 
 def test_pml_semihard_miner_differs_only_at_exact_ties():
@@ -232,6 +235,11 @@ def test_a_broken_candidate_is_caught_and_named(candidate, reference, kind, case
     assert not report.agrees
     assert kinds(report)[case] == kind
     assert kind in report.table() and case in report.table()
+    shrunk = report.shrunk[kind]
+    assert shrunk.size <= min(o.case.size for o in report.outcomes if o.kind == kind)
+    if kind == "nonfinite":  # what is left still holds a duplicated row
+        x = shrunk.args[0]
+        assert len(np.unique(x, axis=0)) < len(x)
 
 
 def test_a_candidate_that_raises_is_reported_not_propagated():
