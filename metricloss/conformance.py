@@ -68,6 +68,12 @@ KIND_TITLES = {
     "raises": "raises",
     "convention": "differs at a convention",
 }
+_SHRUNK_TITLES = {
+    "value": "that differs in value",
+    "gradient": "that differs in gradient only",
+    "nonfinite": "that gives NaN / inf",
+    "raises": "on which one side raises",
+}
 FRAMEWORKS = ("numpy", "torch", "jax", "tensorflow")
 # The tolerance of a comparison by the case's dtype: relative to the reference's value, and to the largest entry of
 # each of its gradients; FLOORS bounds those scales from below, so that zeros compare to rounding noise.
@@ -702,7 +708,7 @@ class Report:
         for kind, case in self.shrunk.items():
             n, refs = _rows(case, "args"), _rows(case, "kwargs")
             rows = f"{n} row{'s' * (n != 1)}" + (f" and {refs} reference{'s' * (refs != 1)}" if refs else "")
-            lines += ["", f"smallest input that {KIND_TITLES[kind]} ({case.name}, shrunk to {rows}):"]
+            lines += ["", f"smallest input {_SHRUNK_TITLES[kind]} ({case.name}, shrunk to {rows}):"]
             for name, array in self._named(case):
                 text = np.array2string(np.asarray(array), precision=6, separator=", ", max_line_width=100)
                 lines.append(f"  {name} = " + text.replace("\n", "\n" + " " * (5 + len(name))))
