@@ -1117,7 +1117,9 @@ def _parse_settings(extra):
 
 def main(argv=None):
     """``python -m metricloss.conformance module:candidate --against LOSS [--SETTING VALUE ...]``: exit status 0
-    when the candidate agrees (or differs only at a convention), 1 when it disagrees, 2 on a usage error."""
+    when the candidate agrees (or differs only at a convention), 1 when it disagrees, 2 on a usage error (an
+    unknown setting, a candidate that cannot be loaded). With ``--identify``: 0 when some settings reproduce the
+    candidate on every case, 1 otherwise."""
     parser = argparse.ArgumentParser(
         prog="python -m metricloss.conformance",
         description="Run a loss against metricloss over a bank of cases that break losses. Any other --name value "
@@ -1153,7 +1155,7 @@ def main(argv=None):
                 print(found)
             return 0 if found.matches and found.matches[0].agrees else 1
         report = check(candidate, args.against, **common, **settings)
-    except (ValueError, TypeError, ImportError, AttributeError) as error:
+    except (ValueError, TypeError, ImportError, AttributeError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(report.to_json(), indent=2) if args.json else report.table())
