@@ -315,14 +315,15 @@ def _score_cases(settings, rng, convention):
 
 
 def _cast(case, dtype):
-    """``case`` with its float arrays in ``dtype`` (an array passed twice stays one object)."""
+    """``case`` with its float arrays copied into ``dtype`` (None: their own; an array passed twice stays one
+    object)."""
     converted = {}
 
     def cast(a):
         if np.asarray(a).dtype.kind != "f":
             return a
         if id(a) not in converted:
-            converted[id(a)] = np.asarray(a).astype(dtype)
+            converted[id(a)] = np.asarray(a).astype(dtype or np.asarray(a).dtype)
         return converted[id(a)]
 
     args = tuple(cast(a) for a in case.args)
@@ -470,6 +471,7 @@ def _merge(grads, keyed, distinct):
 
 
 def _call_numpy(fn, case, differentiable):
+    case = _cast(case, None)  # copies, so that a candidate writing into its inputs cannot change the bank
     keyed, distinct = _unique(case, differentiable)
     value, grads = fn(*case.args, **case.kwargs)
     grads = grads if isinstance(grads, tuple | list) else (grads,)
