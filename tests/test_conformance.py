@@ -1,0 +1,450 @@
+"""metricloss.conformance: the checker run against the real installed references (torch.nn, pytorch-metric-learning,
+JAX and TensorFlow functions), the known divergences it finds, deliberately broken candidates each caught and named,
+identify() recovering the reference-library configurations of the docstrings' Notes, and the command."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from pytorch_metric_learning import losses as pml_losses
+from pytorch_metric_learning import miners as pml_miners
+from support import lp
+
+import metricloss as ml
+from metricloss.conformance import KINDS, bank, check, identify, main
+
+
+def kinds(report):
+    """{case name: kind} for the cases that do not simply agree."""
+    return {o.case.name: o.kind for o in report.outcomes if o.kind != "agrees"}
+
+
+# --- the bank --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["triplet_loss", "contrastive_loss", "triplet_margin_loss", "cosine_embedding_loss", "margin_ranking_loss"],
+)
+def test_the_bank_is_seeded_described_and_valid_for_the_reference(reference):
+    """Every case has a unique name and a description, the same seed gives the same arrays, float32 and float64 both
+    occur, and metricloss itself returns a finite value on every case (so the checker of metricloss agrees)."""
+    first, again = bank(reference, seed=3), bank(reference, seed=3)
+    assert len({c.name for c in first}) == len(first) and all(c.description for c in first)
+    for a, b in zip(first, again, strict=True):
+        for x, y in zip(a.args, b.args, strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert {c.dtype for c in first} == {np.dtype(np.float32), np.dtype(np.float64)}
+    assert any(c.convention == "kink" for c in first)
+    report = check(getattr(ml, reference), reference, references=True)
+    assert report.agrees and report.counts["agrees"] == len(report.outcomes)
+
+
+def test_the_batch_bank_holds_the_cases_that_break_losses():
+    names = {c.name for c in bank("triplet_loss")}
+    for expected in (
+        "duplicated rows",
+        "lone sample",
+        "one class",
+        "all distinct classes",
+        "anchors without positive",
+        "all-zero rows",
+        "norms ~1e-30",
+        "norms ~1e+06",
+        "ties",
+        "at the kink",
+        "references equal to queries",
+        "query without negative",
+    ):
+        assert expected in names
+
+
+# --- torch.nn ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("module", "reference", "settings", "conventions"),
+    [
+        (torch.nn.CosineEmbeddingLoss(), "cosine_embedding_loss", {}, {"at the kink"}),
+        (torch.nn.CosineEmbeddingLoss(margin=-0.3), "cosine_embedding_loss", {"margin": -0.3}, set()),
+        (torch.nn.MarginRankingLoss(), "margin_ranking_loss", {}, {"at the kink", "equal scores"}),
+        (torch.nn.HingeEmbeddingLoss(margin=2.0), "hinge_embedding_loss", {"margin": 2.0}, {"at the kink"}),
+        (torch.nn.TripletMarginLoss(eps=0.0), "triplet_margin_loss", {"eps": 0.0}, {"at the kink"}),
+        (torch.nn.TripletMarginLoss(p=1), "triplet_margin_loss", {"p": 1}, {"at the kink"}),
+    ],
+)
+def test_torch_losses_agree_under_the_documented_settings_except_at_the_kink(module, reference, settings, conventions):
+    """torch's clamp passes the gradient at a hinge of exactly 0 (metricloss's is 0): reported as a convention."""
+    report = check(module, reference, **settings)
+    assert report.framework == "torch"
+    assert report.agrees, report.table()
+    assert {name for name, kind in kinds(report).items() if kind == "convention"} == conventions
+
+
+def test_torch_triplet_margin_eps_inside_the_norm_is_found_against_the_exact_distance():
+    """torch's default ε = 1e-6 is added to the difference before the norm: against eps=0 identical rows (distance
+    ε√F for torch, 0 here) and the random rows' values differ."""
+    report = check(torch.nn.TripletMarginLoss(), "triplet_margin_loss", eps=0.0)
+    assert not report.agrees
+    found = kinds(report)
+    assert found["random rows"] == "value"
+    assert found["identical rows, float32"] == "gradient"
+
+
+def test_torch_swap_ties_appear_where_eps_dominates_the_differences():
+    """With swap=True torch splits the gradient where d(p, n) = d(a, n); rows 1e-30 apart are all ε apart, so every
+    row is such a tie: the bank finds it outside the case built for it."""
+    report = check(torch.nn.TripletMarginLoss(swap=True), "triplet_margin_loss", swap=True)
+    assert kinds(report).get("norms ~1e-30") == "gradient"
+
+
+# --- pytorch-metric-learning ------------------------------------------------------------------------------------
+
+
+def test_pml_contrastive_loss_agrees_with_its_documented_settings():
+    report = check(
+        pml_losses.ContrastiveLoss(pos_margin=0.1, neg_margin=0.8, distance=lp()),
+        "contrastive_loss",
+        form="linear",
+        pos_margin=0.1,
+        margin=0.8,
+        reduction="mean_nonzero",
+        split_reduction=True,
+    )
+    assert report.agrees and kinds(report) == {}, report.table()
+
+
+def test_pml_batch_hard_agrees_everywhere_including_references():
+    candidate = (pml_losses.TripletMarginLoss(margin=0.5, distance=lp()), pml_miners.BatchHardMiner(distance=lp()))
+    report = check(candidate, "triplet_loss", mining="hard", margin=0.5, reduction="mean_nonzero")
+    assert "references equal to queries" in {o.case.name for o in report.outcomes}
+    assert report.agrees and kinds(report) == {}, report.table()
+
+
+def test_pml_identity_exclusion_is_found_on_references_equal_to_queries():
+    """PML drops the pairs (i, i) when ref_labels *is* labels (its issue #488); metricloss counts them."""
+    report = check(pml_losses.TripletMarginLoss(margin=1.0, distance=lp()), "triplet_loss")
+    assert kinds(report) == {"references equal to queries": "value"}
+    assert report.summary()["value"]["smallest_case"] == "references equal to queries"
+    shrunk = report.shrunk["value"]  # two queries of two classes, passed again as the references, still differ
+    assert len(shrunk.args[0]) == 2 and shrunk.kwargs["ref_embeddings"] is shrunk.args[0]
+    assert "shrunk to 2 rows" in report.table()
+
+
+def test_pml_semihard_miner_differs_only_at_exact_ties():
+    """PML's semi-hard band is d_ap < d_an <= d_ap + m, metricloss's d_ap <= d_an < d_ap + m: zero distances
+    (duplicated rows, zero rows of different classes) and the identity exclusion are where they part."""
+    miner = pml_miners.TripletMarginMiner(margin=0.6, type_of_triplets="semihard", distance=lp())
+    report = check(
+        (pml_losses.TripletMarginLoss(margin=0.6, distance=lp()), miner),
+        "triplet_loss",
+        mining="all_semihard",
+        margin=0.6,
+    )
+    assert kinds(report) == {
+        "duplicated rows": "value",
+        "duplicated rows, float32": "value",
+        "all-zero rows": "value",
+        "references equal to queries": "value",
+    }
+
+
+# --- JAX and TensorFlow candidates ------------------------------------------------------------------------------
+
+
+def test_a_jax_function_is_differentiated_by_jax_in_float64():
+    jnp = pytest.importorskip("jax.numpy")
+
+    def jax_hinge_embedding(x, y):
+        return jnp.mean(jnp.where(y == 1, x, jnp.maximum(1.0 - x, 0.0)))
+
+    report = check(jax_hinge_embedding, "hinge_embedding_loss")
+    assert report.framework == "jax"
+    assert report.agrees, report.table()
+    assert max(o.error for o in report.outcomes if o.case.dtype == np.float64 and o.kind == "agrees") < 1e-12
+
+
+def test_a_tensorflow_function_is_differentiated_by_its_gradient_tape():
+    tf = pytest.importorskip("tensorflow")
+
+    def tf_margin_ranking(x1, x2, y):
+        return tf.reduce_mean(tf.maximum(-y * (x1 - x2) + 0.5, 0.0))
+
+    report = check(tf_margin_ranking, "margin_ranking_loss", margin=0.5)
+    assert report.framework == "tensorflow"
+    assert report.agrees, report.table()
+
+
+@pytest.mark.parametrize("adapter", ["torch", "jax", "tensorflow"])
+def test_metricloss_wrapped_by_each_adapter_agrees_with_itself(adapter):
+    """The adapters' wrap(loss) as a candidate: detected as that framework and differentiated by it, references
+    included (a query-vs-reference batch passes ref_embeddings= through the wrapped function)."""
+    module = pytest.importorskip(f"metricloss.adapters.{adapter}")
+    candidate = module.wrap(ml.triplet_loss, mining="hard", margin=0.5)
+    report = check(candidate, "triplet_loss", mining="hard", margin=0.5, references=True)
+    assert report.framework == adapter
+    assert report.agrees and kinds(report) == {}, report.table()
+
+
+# --- broken candidates ------------------------------------------------------------------------------------------
+
+
+def _hard(x, labels, **kw):
+    return ml.triplet_loss(x, labels, mining="hard", **kw)
+
+
+def wrong_sign(x, labels):
+    value, grad = _hard(x, labels)
+    return value, -grad
+
+
+def missing_factor_two(x1, x2, y):
+    """The 'squared' contrastive form (TF-Addons') without its factor: half of it."""
+    value, (g1, g2) = ml.contrastive_pair_loss(x1, x2, y, form="squared")
+    return value / 2, (g1 / 2, g2 / 2)
+
+
+def dropped_reduction(x, labels):
+    return _hard(x, labels, reduction="sum")
+
+
+def nan_on_ties(x, labels):
+    value, grad = _hard(x, labels)
+    if len(np.unique(x, axis=0)) < len(x):  # d = 0 somewhere: a gradient of √d at 0
+        return value, np.full_like(grad, np.nan)
+    return value, grad
+
+
+@pytest.mark.parametrize(
+    ("candidate", "reference", "kind", "case"),
+    [
+        (wrong_sign, "triplet_loss", "gradient", "random P×K"),
+        (missing_factor_two, "contrastive_pair_loss", "value", "random rows"),
+        (dropped_reduction, "triplet_loss", "value", "random P×K"),
+        (nan_on_ties, "triplet_loss", "nonfinite", "duplicated rows"),
+    ],
+    ids=["wrong sign", "missing factor 2", "dropped reduction", "NaN on ties"],
+)
+def test_a_broken_candidate_is_caught_and_named(candidate, reference, kind, case):
+    settings = {"form": "squared"} if reference == "contrastive_pair_loss" else {"mining": "hard"}
+    report = check(candidate, reference, **settings)
+    assert report.framework == "numpy"
+    assert not report.agrees
+    assert kinds(report)[case] == kind
+    assert kind in report.table() and case in report.table()
+    shrunk = report.shrunk[kind]
+    assert shrunk.size <= min(o.case.size for o in report.outcomes if o.kind == kind)
+    if kind == "nonfinite":  # what is left still holds a duplicated row
+        x = shrunk.args[0]
+        assert len(np.unique(x, axis=0)) < len(x)
+
+
+def test_a_candidate_that_raises_is_reported_not_propagated():
+    def refuses_singletons(x, labels):
+        if np.min(np.unique(labels, return_counts=True)[1]) < 2:
+            raise ValueError("every class needs two samples")
+        return _hard(x, labels)
+
+    report = check(refuses_singletons, "triplet_loss", mining="hard")
+    assert kinds(report)["lone sample"] == "raises"
+    assert "every class needs two samples" in next(o.detail for o in report.outcomes if o.case.name == "lone sample")
+
+
+def test_the_report_separates_every_kind_and_serialises():
+    report = check(wrong_sign, "triplet_loss", mining="hard")
+    data = json.loads(json.dumps(report.to_json()))
+    assert set(data["counts"]) == set(KINDS)
+    assert data["agrees"] is False and len(data["cases"]) == len(report.outcomes)
+    assert all(case["description"] for case in data["cases"])
+
+
+def test_bad_arguments_are_refused_by_name():
+    with pytest.raises(ValueError, match="reference must be the name of a metricloss loss"):
+        check(wrong_sign, "batch_hard_loss")
+    with pytest.raises(TypeError, match="triplet_loss has no such setting"):
+        check(wrong_sign, "triplet_loss", minning="hard")
+    with pytest.raises(ValueError, match="framework must be one of 'numpy', 'torch', 'jax', 'tensorflow'"):
+        check(wrong_sign, "triplet_loss", framework="mxnet")
+    with pytest.raises(TypeError, match="candidate must be callable"):
+        check(42, "triplet_loss")
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        check(wrong_sign, "triplet_loss", dtype="float16")
+
+
+# --- identify ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("candidate", "family", "expected", "differs_on"),
+    [
+        (
+            lambda: pml_losses.TripletMarginLoss(margin=0.2, distance=lp()),
+            "triplet_loss",
+            {"mining": "all", "reduction": "mean_nonzero", "distance": "euclidean", "margin": 0.2},
+            ["references equal to queries"],
+        ),
+        (
+            lambda: pml_losses.TripletMarginLoss(margin=0.5, distance=lp(power=2)),
+            "triplet_loss",
+            {"mining": "all", "distance": "sqeuclidean", "margin": 0.5},
+            ["references equal to queries"],
+        ),
+        (
+            lambda: (pml_losses.TripletMarginLoss(margin=0.2, distance=lp()), pml_miners.BatchHardMiner(distance=lp())),
+            "triplet_loss",
+            {"mining": "hard", "reduction": "mean_nonzero", "incomplete_anchors": "drop", "soft": False, "margin": 0.2},
+            [],
+        ),
+        (
+            lambda: (
+                pml_losses.TripletMarginLoss(margin=0.2, smooth_loss=True, distance=lp()),
+                pml_miners.BatchHardMiner(distance=lp()),
+            ),
+            "triplet_loss",
+            {"mining": "hard", "soft": True, "margin": 0.2},
+            [],
+        ),
+        (
+            lambda: (
+                pml_losses.TripletMarginLoss(margin=0.2, distance=lp()),
+                pml_miners.TripletMarginMiner(margin=0.2, type_of_triplets="semihard", distance=lp()),
+            ),
+            "triplet_loss",
+            {"mining": "all_semihard", "margin": 0.2, "reduction": "mean_nonzero"},
+            ["duplicated rows", "duplicated rows, float32", "all-zero rows", "references equal to queries"],
+        ),
+        (
+            lambda: pml_losses.ContrastiveLoss(pos_margin=0.0, neg_margin=0.5, distance=lp()),
+            "contrastive_loss",
+            {"form": "linear", "reduction": "mean_nonzero", "split_reduction": True, "margin": 0.5},
+            [],
+        ),
+        (
+            lambda: torch.nn.TripletMarginLoss(margin=0.5, p=1),
+            "triplet_margin_loss",
+            {"p": 1, "eps": 1e-6, "swap": False, "margin": 0.5, "reduction": "mean"},
+            [],
+        ),
+        (
+            lambda: torch.nn.CosineEmbeddingLoss(margin=0.2, reduction="sum"),
+            "cosine_embedding_loss",
+            {"margin": 0.2, "reduction": "sum"},
+            [],
+        ),
+        (
+            lambda: torch.nn.MarginRankingLoss(margin=0.5),
+            "margin_ranking_loss",
+            {"margin": 0.5, "reduction": "mean"},
+            [],
+        ),
+    ],
+    ids=[
+        "pml-triplet",
+        "pml-triplet-power2",
+        "pml-batch-hard",
+        "pml-smooth-batch-hard",
+        "pml-semihard-miner",
+        "pml-contrastive",
+        "torch-triplet-margin",
+        "torch-cosine",
+        "torch-margin-ranking",
+    ],
+)
+def test_identify_recovers_the_settings_the_notes_document(candidate, family, expected, differs_on):
+    found = identify(candidate(), family)
+    assert found.matches, str(found)
+    # the first match, or one that ties with it (mean and mean_nonzero coincide where every term is > 0)
+    best = next((m for m in found.matches if {k: m.settings[k] for k in expected} == expected), None)
+    assert best is not None, str(found)
+    assert best.differing() == differs_on
+    assert "your loss is " + family in str(found)
+
+
+def test_identify_says_when_nothing_reproduces_the_candidate():
+    """PML's smooth_loss on all triplets (no miner) has no metricloss equivalent yet (soft=True needs a miner)."""
+    found = identify(pml_losses.TripletMarginLoss(margin=0.2, smooth_loss=True, distance=lp()), "triplet_loss")
+    assert found.matches == [] and found.settings is None
+    assert "no settings of triplet_loss" in str(found)
+
+
+# --- the command --------------------------------------------------------------------------------------------------
+
+_CANDIDATES = """
+import torch
+from pytorch_metric_learning import distances, losses, miners
+
+lp = distances.LpDistance(normalize_embeddings=False)
+batch_hard = (losses.TripletMarginLoss(margin=0.5, distance=lp), miners.BatchHardMiner(distance=lp))
+plain = losses.TripletMarginLoss(margin=0.5, distance=lp)
+"""
+
+
+def _command(tmp_path, *args):
+    module = tmp_path / "candidates.py"
+    module.write_text(_CANDIDATES)
+    return subprocess.run(
+        [sys.executable, "-m", "metricloss.conformance", f"{module}:{args[0]}", *args[1:]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_command_prints_a_table_and_exits_by_the_verdict(tmp_path):
+    agrees = _command(
+        tmp_path,
+        "batch_hard",
+        "--against",
+        "triplet_loss",
+        "--mining",
+        "hard",
+        "--margin",
+        "0.5",
+        "--reduction",
+        "mean_nonzero",
+    )
+    assert agrees.returncode == 0, agrees.stderr
+    assert "AGREES" in agrees.stdout and "duplicated rows" in agrees.stdout
+    differs = _command(tmp_path, "plain", "--against", "triplet_loss", "--margin=0.5", "--json")
+    assert differs.returncode == 1, differs.stderr
+    data = json.loads(differs.stdout)
+    assert data["agrees"] is False and data["settings"] == {"margin": 0.5}
+    assert [c["name"] for c in data["cases"] if c["kind"] == "value"] == ["references equal to queries"]
+
+
+def test_the_command_refuses_a_bad_setting_with_status_2(tmp_path):
+    run = _command(tmp_path, "plain", "--against", "triplet_loss", "--minning", "hard")
+    assert run.returncode == 2 and "minning" in run.stderr
+
+
+def test_the_command_identifies_settings_as_json(tmp_path, capsys):
+    """--identify --json, in process: the settings of PML's batch-hard configuration, exit status 0."""
+    module = tmp_path / "candidates.py"
+    module.write_text(_CANDIDATES)
+    status = main([f"{module}:batch_hard", "--against", "triplet_loss", "--identify", "--json", "--margin", "0.5"])
+    data = json.loads(capsys.readouterr().out)
+    assert status == 0
+    best = data["matches"][0]
+    assert best["differs_on"] == []
+    assert {k: best["settings"][k] for k in ("mining", "reduction", "margin")} == {
+        "mining": "hard",
+        "reduction": "mean_nonzero",
+        "margin": 0.5,
+    }
+
+
+def test_other_batch_losses_are_checked_without_conventions():
+    """A batch loss without a hinge at the margin (multi-similarity) is checked on the same bank, its kink and tie
+    cases plain cases; PML's MultiSimilarityLoss agrees on the random batches."""
+    report = check(
+        pml_losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5),
+        "multi_similarity_loss",
+        alpha=2.0,
+        beta=50.0,
+        base=0.5,
+    )
+    assert report.counts["convention"] == 0
+    assert all(o.kind == "agrees" for o in report.outcomes if o.case.name.startswith("random"))
