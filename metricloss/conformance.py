@@ -934,7 +934,7 @@ def _search_space(name):
     if name == "triplet_loss":
         out = []
         for mining in metricloss.MININGS:
-            softs = (False, True) if mining in ("hard", "semihard") else (False,)
+            softs = (False,) if mining == "all_semihard" else (False, True)
             for soft in softs:
                 space = {"mining": (mining,), "soft": (soft,)}
                 if mining == "hard":

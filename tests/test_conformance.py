@@ -308,6 +308,12 @@ def test_bad_arguments_are_refused_by_name():
             [],
         ),
         (
+            lambda: pml_losses.TripletMarginLoss(margin=0.2, smooth_loss=True, distance=lp()),
+            "triplet_loss",
+            {"mining": "all", "soft": True, "margin": 0.2},
+            ["references equal to queries"],
+        ),
+        (
             lambda: (
                 pml_losses.TripletMarginLoss(margin=0.2, distance=lp()),
                 pml_miners.TripletMarginMiner(margin=0.2, type_of_triplets="semihard", distance=lp()),
@@ -346,6 +352,7 @@ def test_bad_arguments_are_refused_by_name():
         "pml-triplet-power2",
         "pml-batch-hard",
         "pml-smooth-batch-hard",
+        "pml-smooth-all-triplets",
         "pml-semihard-miner",
         "pml-contrastive",
         "torch-triplet-margin",
@@ -364,8 +371,9 @@ def test_identify_recovers_the_settings_the_notes_document(candidate, family, ex
 
 
 def test_identify_says_when_nothing_reproduces_the_candidate():
-    """PML's smooth_loss on all triplets (no miner) has no metricloss equivalent yet (soft=True needs a miner)."""
-    found = identify(pml_losses.TripletMarginLoss(margin=0.2, smooth_loss=True, distance=lp()), "triplet_loss")
+    """PML's swap=True (the negative distance min(d_an, d_pn), Balntas et al.) on all triplets has no metricloss
+    equivalent among triplet_loss's options (only triplet_margin_loss on explicit rows has swap)."""
+    found = identify(pml_losses.TripletMarginLoss(margin=0.2, swap=True, distance=lp()), "triplet_loss")
     assert found.matches == [] and found.settings is None
     assert "no settings of triplet_loss" in str(found)
 

@@ -64,6 +64,26 @@ def test_soft_batch_all_equals_pml_smooth_loss_without_a_miner(dtype):
     assert_same(ml.triplet_loss(x, labels, mining="all", soft=True, margin=0.3), theirs, dtype)
 
 
+def test_soft_terms_that_round_to_zero_in_float32_are_not_counted_as_pml_computes_them():
+    """float32 rows of norm ~1e6 (found by metricloss.conformance's bank): anchor 4's one triplet has
+    z = d_ap − d_an + m ≈ −269, whose softplus, e^−269, is 0 in float32. PML computes it so and its AvgNonZeroReducer
+    leaves it out; metricloss, computing in float64, must not count it either (else the mean is over 4 terms, not 3)."""
+    x = np.array(
+        [
+            [75438.13, -79262.92, 384253.6],
+            [782400.0, 568248.56, -422241.16],
+            [-439360.4, -326555.38, -189780.1],
+            [-553035.25, -274635.5, 132117.08],
+            [-605770.94, -125505.34, -95535.01],
+        ],
+        dtype=np.float32,
+    )
+    labels = np.array([0, 0, 1, 3, 3])
+    theirs = pml_value_and_grad(pml_losses.TripletMarginLoss(margin=0.2, smooth_loss=True, distance=lp()), x, labels)
+    for backend in ("numpy", "numba"):
+        assert_same(ml.triplet_loss(x, labels, soft=True, margin=0.2, backend=backend), theirs, np.float32)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_all_semihard_equals_pml_triplet_margin_miner_semihard(dtype):
     x, labels = pk_batch(np.random.default_rng(3), dtype)

@@ -245,7 +245,9 @@ def batch_all_triplets(
 
 
 @_rows_kernel
-def soft_all_triplets(d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, out, divide):
+def soft_all_triplets(
+    d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, smallest, out, divide
+):
     n_anchors, n_refs = d.shape
     values, n_nonzero = np.zeros(n_anchors), np.zeros(n_anchors, np.int64)
     n_valid = np.zeros(n_anchors, np.int64)
@@ -269,9 +271,11 @@ def soft_all_triplets(d, ref_class, anchor_class, class_order, class_starts, sel
                         z = threshold - row[j]
                         e = np.exp(-abs(z))  # <= 1: neither form overflows
                         term = max(z, 0.0) + np.log1p(e)  # softplus(z)
+                        if term <= smallest:  # it rounds to 0 in the input dtype, and so does its slope
+                            continue
                         slope = (1.0 if z >= 0 else e) / (1.0 + e)  # σ(z)
                         values[a] += term
-                        n_nonzero[a] += term > 0
+                        n_nonzero[a] += 1
                         slope_sum += slope
                         g[j] -= slope
                 g[p] += slope_sum

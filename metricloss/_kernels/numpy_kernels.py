@@ -111,15 +111,18 @@ def batch_all_triplets(
     return values, n_active, n_valid
 
 
-def soft_all_triplets(d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, out, divide):
+def soft_all_triplets(
+    d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, smallest, out, divide
+):
     """Every valid triplet (a, p, n), each softplus(d_ap − d_an + m) (the soft margin of Hermans et al. on all
     triplets: never 0, so every triplet has a slope, σ(z) = ∂softplus(z)/∂z).
 
     Writes every element of ``out`` (the shape of d; it may be d itself: row a of d is read before row a of out is
     written) with the unweighted cotangent g = ∂(Σ terms)/∂d: g[a, p] = Σ_n σ(z_apn), g[a, n] = −Σ_p σ(z_apn);
-    with ``divide``, g / d (0 where d = 0). Returns per anchor the sum of the terms, the number of terms that are
-    not 0 (a softplus underflows only for z below about −745) and the number of valid triplets, like
-    :func:`batch_all_triplets`.
+    with ``divide``, g / d (0 where d = 0). A term at most ``smallest`` (half the input dtype's smallest
+    subnormal number, so that the term rounds to 0 in that dtype: a softplus of z below about −104 in float32) is
+    0, and so is its slope, as they would be computed in that dtype. Returns per anchor the sum of the terms, the
+    number of terms that are not 0 and the number of valid triplets, like :func:`batch_all_triplets`.
 
     Per anchor one P×N matrix of z (O(B R) memory, no B³ array); softplus(z) = max(z, 0) + log1p(e^−|z|) and
     σ(z) = e^{z − softplus(z)}, neither overflowing for any z.
@@ -135,6 +138,8 @@ def soft_all_triplets(d, ref_class, anchor_class, class_order, class_starts, sel
             z = row[positives][:, None] - row[negatives][None, :] + margin
             terms = np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
             slopes = np.exp(z - terms)
+            below = terms <= smallest
+            terms[below], slopes[below] = 0.0, 0.0
             values[a], n_nonzero[a] = terms.sum(), np.count_nonzero(terms)
             g[positives] = slopes.sum(axis=1)
             g[negatives] = -slopes.sum(axis=0)

@@ -208,7 +208,9 @@ def triplet_loss(
     Nothing valid (no anchor with both a positive and a negative) gives ``(0.0, zeros)``. Within one batch an
     anchor is never its own positive; with a reference set no pair is excluded (the query and reference sets
     are different objects, even when equal: pytorch-metric-learning decides by object identity, its issue
-    #488). Ties between candidates go to the lowest index. A triplet is active iff d_an < d_ap + m.
+    #488). Ties between candidates go to the lowest index. A triplet is active iff d_an < d_ap + m. With ``soft``
+    a term that rounds to 0 in the input dtype (softplus(z) for z below about −104 in float32, −745 in float64) is
+    0, slope included, as it would be computed in that dtype: ``"mean_nonzero"`` does not count it.
 
     *pytorch-metric-learning* (``distance=LpDistance(normalize_embeddings=False)``): ``TripletMarginLoss(margin)``
     alone is ``mining="all"``; with ``BatchHardMiner()`` it is ``mining="hard", reduction="mean_nonzero"``;
@@ -280,8 +282,9 @@ def triplet_loss(
         # The kernel writes the cotangent over d (Euclidean: g/d), every triplet with its slope σ(z).
         divide = distance == "euclidean"
         g = np.empty_like(d) if distance == "cosine" else d
+        smallest = float(np.finfo(batch.x.dtype).smallest_subnormal) / 2  # a term at most this rounds to 0
         sums, n_nonzero, n_valid = batch.kernels.soft_all_triplets(
-            d, *batch.classes, batch.self_offset, margin, g, divide
+            d, *batch.classes, batch.self_offset, margin, smallest, g, divide
         )
         weight = weight_from_counts(reduction, n_valid.sum(), n_nonzero.sum())
         return weight * float(np.sum(sums)), batch.pull(g, weight, divided=divide)
@@ -309,5 +312,8 @@ def triplet_loss(
         anchors, positives, negatives = semihard_triplets(batch)
     d_pos = np.where(positives >= 0, d[anchors, np.maximum(positives, 0)], 0).astype(np.float64)
     values, slopes = _triplet_terms(d_pos + margin, d[anchors, negatives].astype(np.float64), soft)
+    if soft:  # a softplus that rounds to 0 in the input dtype is 0 (so is its slope), as computed in that dtype
+        below = values <= float(np.finfo(d.dtype).smallest_subnormal) / 2
+        values[below], slopes[below] = 0.0, 0.0
     weight = weight_from_counts(reduction, values.size, np.count_nonzero(values > 0))
     return weight * float(np.sum(values)), batch.pull_triplets(anchors, positives, negatives, slopes, weight)
