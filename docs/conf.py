@@ -134,8 +134,14 @@ def _link_public_names(app, env, node, contnode):
     return env.get_domain("py").resolve_xref(env, node["refdoc"], app.builder, node["reftype"], target, node, contnode)
 
 
+def _reread_index(app, env, added, changed, removed):
+    """index.md's contents depend on which pages exist, not on its own text: read it again on every build."""
+    return ["index"]
+
+
 def setup(app):
     app.connect("source-read", _list_further_pages)
+    app.connect("env-get-outdated", _reread_index)
     app.connect("missing-reference", _link_public_names)
 
 
