@@ -47,3 +47,25 @@ def test_cuda_backend_is_listed_and_refuses_kernels_it_lacks():
     x, labels = _batch(5, np.float64)
     with pytest.raises(NotImplementedError, match="contrastive_pairs"):
         contrastive_loss(x, labels, backend="cuda")
+
+
+def test_missing_numba_cuda_names_the_extra(monkeypatch):
+    """Without the numba-cuda package, backend="cuda" raises an ImportError naming pip install metricloss[cuda]."""
+    from metricloss._kernels import _cuda
+
+    real = _cuda.importlib.util.find_spec
+    monkeypatch.setattr(_cuda.importlib.util, "find_spec", lambda name: None if name == "numba_cuda" else real(name))
+    with pytest.raises(ImportError, match=r"pip install metricloss\[cuda\]"):
+        get_kernels("cuda")
+
+
+def test_no_gpu_without_simulator_is_refused(monkeypatch):
+    """With no usable GPU and the simulator off, backend="cuda" raises a RuntimeError saying so and how to proceed."""
+    from numba import cuda
+
+    from metricloss._kernels import _cuda
+
+    monkeypatch.setattr(_cuda, "simulator_enabled", lambda: False)
+    monkeypatch.setattr(cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"no usable CUDA GPU.*NUMBA_ENABLE_CUDASIM=1"):
+        get_kernels("cuda")
