@@ -560,7 +560,7 @@ _TRIPLET_BAD = (
     ({"mining": "all", "soft": True}, ValueError, "soft=True needs mining='hard' or 'semihard'"),
     ({"incomplete_anchors": "skip"}, ValueError, "incomplete_anchors must be one of 'drop', 'keep'"),
     ({"distance": "l1"}, ValueError, "distance must be one of"),
-    ({"backend": "cuda"}, ValueError, "backend must be one of 'numpy', 'numba'"),
+    ({"backend": "gpu"}, ValueError, "backend must be one of 'numpy', 'numba'"),
 )
 
 
