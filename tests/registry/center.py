@@ -123,7 +123,7 @@ _BAD = (
     _BAD_REDUCTION,
     ({"distance": "manhattan"}, ValueError, "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'"),
     ({"halved": 1}, TypeError, "halved must be True or False"),
-    ({"backend": "cuda"}, ValueError, "backend must be one of 'numpy', 'numba'"),
+    ({"backend": "gpu"}, ValueError, "backend must be one of 'numpy', 'numba'"),
 )
 
 

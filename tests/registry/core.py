@@ -567,7 +567,7 @@ _TRIPLET_BAD = (
         for m in ("all", "semihard", "all_semihard")
     ),
     ({"distance": "l1"}, ValueError, "distance must be one of"),
-    ({"backend": "cuda"}, ValueError, "backend must be one of 'numpy', 'numba'"),
+    ({"backend": "gpu"}, ValueError, "backend must be one of 'numpy', 'numba'"),
 )
 
 

@@ -123,7 +123,7 @@ _MNRL_HARD_VALUE = math.log(_E + 1 + math.exp(1 / math.sqrt(2))) - 1
 _BAD_TEMPERATURE = "temperature must be >= 1e-18 and <= 1e+18"
 _BATCH_BAD = (
     _BAD_REDUCTION,
-    ({"backend": "cuda"}, ValueError, "backend must be one of 'numpy', 'numba'"),
+    ({"backend": "gpu"}, ValueError, "backend must be one of 'numpy', 'numba'"),
     ({"temperature": 0.0}, ValueError, _BAD_TEMPERATURE),
     ({"temperature": -0.1}, ValueError, _BAD_TEMPERATURE),
     ({"temperature": 1e19}, ValueError, _BAD_TEMPERATURE),
@@ -182,7 +182,7 @@ def _with_hard_negatives(queries, candidates, hard_negatives, **hyper):
 _ONE_PAIR = ("one query and its candidate: −log 1", [np.array([[0.3, -0.2, 0.1]]), np.array([[1.0, 2.0, 0.5]])])
 _MNRL_BAD = (
     _BAD_REDUCTION,
-    ({"backend": "cuda"}, ValueError, "backend must be one of 'numpy', 'numba'"),
+    ({"backend": "gpu"}, ValueError, "backend must be one of 'numpy', 'numba'"),
     ({"scale": 0.0}, ValueError, "scale must be > 0.0 and <= 1e+18"),
     ({"scale": 1e19}, ValueError, "scale must be > 0.0 and <= 1e+18"),
     ({"scale": "20"}, TypeError, "scale must be a real number"),

@@ -144,7 +144,7 @@ def _bad(with_incomplete_anchors):
         _NEGATIVE_MARGIN,
         _BAD_REDUCTION,
         ({"distance": "manhattan"}, ValueError, "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'"),
-        ({"backend": "cuda"}, ValueError, "backend must be one of 'numpy', 'numba'"),
+        ({"backend": "gpu"}, ValueError, "backend must be one of 'numpy', 'numba'"),
     ]
     if with_incomplete_anchors:
         bad.append(({"incomplete_anchors": "skip"}, ValueError, "incomplete_anchors must be one of 'drop', 'keep'"))

@@ -121,7 +121,7 @@ _BAD = (
     _BAD_REDUCTION,
     ({"distance": "manhattan"}, ValueError, "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'"),
     ({"nu": -0.1}, ValueError, "nu must be >= 0"),
-    ({"backend": "cuda"}, ValueError, "backend must be one of 'numpy', 'numba'"),
+    ({"backend": "gpu"}, ValueError, "backend must be one of 'numpy', 'numba'"),
 )
 _BAD_CONSTANT = (*_BAD, ({"nu": 0.1}, ValueError, "nu must be 0 when beta is a float"))
 

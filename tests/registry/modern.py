@@ -278,7 +278,7 @@ _UNMATCHED = (
 _BAD_SCALE = "must be > 0.0 and <= 1e+18"
 _COMMON_BAD = (
     _BAD_REDUCTION,
-    ({"backend": "cuda"}, ValueError, "backend must be one of 'numpy', 'numba'"),
+    ({"backend": "gpu"}, ValueError, "backend must be one of 'numpy', 'numba'"),
 )
 _MS_BAD = (
     *_COMMON_BAD,

@@ -197,7 +197,7 @@ def _quadruplet(id, hyper, literals=()):
         inactive=tuple(inactive),
         translation_invariant=hyper.get("distance") != "cosine",
         rotation_invariant=True,
-        bad_hyper=(*_BAD, ({"backend": "cuda"}, ValueError, "backend must be one of 'numpy', 'numba'")),
+        bad_hyper=(*_BAD, ({"backend": "gpu"}, ValueError, "backend must be one of 'numpy', 'numba'")),
         backends=True,
     )
 

@@ -203,7 +203,7 @@ _WARP_BAD = (
     ({"max_trials": 2.5}, TypeError, "max_trials must be an integer"),
     ({"sampling": "exact", "max_trials": 3}, ValueError, "sampling='exact' draws none"),
     ({"sampling": "random", "rng": "seed"}, TypeError, "rng must be a numpy.random.Generator, an int seed or None"),
-    ({"backend": "cuda"}, ValueError, "backend must be one of 'numpy', 'numba'"),
+    ({"backend": "gpu"}, ValueError, "backend must be one of 'numpy', 'numba'"),
 )
 
 

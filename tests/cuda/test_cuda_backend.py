@@ -1,0 +1,71 @@
+"""backend="cuda" end to end on host arrays (copied in and out), in Numba's CUDA simulator: the same value and
+gradient as backend="numpy", and a clear refusal, never a CPU fallback, where a kernel has no CUDA version."""
+
+import numpy as np
+import pytest
+
+from metricloss._kernels import BACKENDS, get_kernels
+from metricloss.losses.pairs import contrastive_loss
+from metricloss.losses.triplet import triplet_loss
+
+
+def _batch(size, dtype):
+    rng = np.random.default_rng(size)
+    return rng.standard_normal((size, 6)).astype(dtype), rng.integers(0, 4, size)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mining", ["all", "all_semihard", "hard", "semihard"])
+@pytest.mark.parametrize("distance", ["euclidean", "sqeuclidean"])
+def test_triplet_loss_cuda_equals_numpy(mining, dtype, distance):
+    """Value and gradient of triplet_loss with backend="cuda" equal backend="numpy"'s; float32 in, float32 out."""
+    x, labels = _batch(17, dtype)
+    value, grad = triplet_loss(x, labels, mining=mining, distance=distance, backend="numpy")
+    got_value, got_grad = triplet_loss(x, labels, mining=mining, distance=distance, backend="cuda")
+    assert got_grad.dtype == dtype
+    tolerance = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-12}
+    np.testing.assert_allclose(got_value, value, **tolerance)
+    np.testing.assert_allclose(got_grad, grad, **tolerance)
+
+
+def test_triplet_loss_cuda_with_reference_set_equals_numpy():
+    """Anchors against a separate reference set (self_offset NO_SELF): the non-symmetric batch-all path."""
+    x, labels = _batch(9, np.float64)
+    ref, ref_labels = _batch(17, np.float64)
+    kwargs = {"ref_embeddings": ref, "ref_labels": ref_labels, "mining": "all"}
+    value, grads = triplet_loss(x, labels, backend="numpy", **kwargs)
+    got_value, got_grads = triplet_loss(x, labels, backend="cuda", **kwargs)
+    np.testing.assert_allclose(got_value, value, rtol=1e-10)
+    for a, b in zip(got_grads, grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_cuda_backend_is_listed_and_refuses_kernels_it_lacks():
+    """ "cuda" is a backend; a loss whose kernel has no CUDA version raises NotImplementedError naming it."""
+    assert "cuda" in BACKENDS
+    assert get_kernels("cuda").__name__.endswith("cuda_kernels")
+    x, labels = _batch(5, np.float64)
+    with pytest.raises(NotImplementedError, match="contrastive_pairs"):
+        contrastive_loss(x, labels, backend="cuda")
+
+
+def test_missing_numba_cuda_names_the_extra(monkeypatch):
+    """Without the numba-cuda package, backend="cuda" raises an ImportError naming pip install metricloss[cuda]."""
+    from metricloss._kernels import _cuda
+
+    real = _cuda.importlib.util.find_spec
+    monkeypatch.setattr(_cuda.importlib.util, "find_spec", lambda name: None if name == "numba_cuda" else real(name))
+    with pytest.raises(ImportError, match=r"pip install metricloss\[cuda\]"):
+        get_kernels("cuda")
+
+
+def test_no_gpu_without_simulator_is_refused(monkeypatch):
+    """With no usable GPU and the simulator off, backend="cuda" raises a RuntimeError saying so and how to proceed."""
+    from numba import cuda
+
+    from metricloss._kernels import _cuda
+
+    monkeypatch.setattr(_cuda, "simulator_enabled", lambda: False)
+    monkeypatch.setattr(cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"no usable CUDA GPU.*NUMBA_ENABLE_CUDASIM=1"):
+        get_kernels("cuda")
