@@ -195,8 +195,9 @@ def triplet_loss(
         A reference set for query-vs-reference (cross-modal) batches: anchors are the rows of ``embeddings``,
         positives and negatives are taken from the references. Give ``ref_labels`` with it.
     ref_labels : int array of shape (R,), optional
-    backend : {"numpy", "numba"}, optional
-        The kernel module; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels of every
+        ``mining`` on an NVIDIA GPU, not yet those of ``soft=True`` with ``mining="all"`` (a NotImplementedError).
 
     Returns
     -------
