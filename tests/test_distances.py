@@ -130,7 +130,7 @@ def test_errors_name_the_argument():
         ml.pairwise_distances_vjp(x)[1](np.ones(3))
     with pytest.raises(ValueError, match="x2 must have the same shape as x1"):
         ml.paired_distances(x, np.ones((2, 2)))
-    with pytest.raises(ValueError, match="backend must be one of 'numpy', 'numba'; got 'gpu'"):
+    with pytest.raises(ValueError, match="backend must be one of 'numpy', 'numba', 'cuda'; got 'gpu'"):
         ml.pairwise_distances(x, backend="gpu")
 
 
