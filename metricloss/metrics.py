@@ -245,43 +245,6 @@ def _evaluate(
     return metrics
 
 
-_DATA_PARAMETERS = """embeddings : array of shape (n_queries, n_features), float32 or float64
-        The queries (and, without ``ref_embeddings``, also the references: leave-one-out).
-    labels : array of shape (n_queries,), int
-        The queries' classes.
-    ref_embeddings : array of shape (n_references, n_features), optional
-        The references each query is ranked against; default: ``embeddings`` themselves, each query skipping its
-        own row. Given with ``ref_labels``.
-    ref_labels : array of shape (n_references,), int, optional
-        The references' classes; given with ``ref_embeddings``.
-    ref_includes_query : bool, default False
-        With ``ref_embeddings``: whether its first ``n_queries`` rows (and ``ref_labels``' first entries) are the
-        queries themselves, which are then skipped (query ``i`` skips reference ``i``) and not counted in R;
-        checked, a ValueError where they differ. Ignored without ``ref_embeddings`` (leave-one-out always skips)."""
-
-_OPTION_PARAMETERS = """distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
-        The distance ranking the references (``"euclidean"`` and ``"sqeuclidean"`` rank alike, but for rounding).
-    average : {"queries", "classes"}, default "queries"
-        ``"queries"``: the mean over the queries; ``"classes"``: the mean over the queries' classes of each
-        class's mean (PML's ``avg_of_avgs=True``). Queries with no relevant reference are left out of both.
-    chunk_size : int, optional
-        Queries per chunk: memory is O(chunk_size · n_references). Default: about 2²¹ distances per chunk.
-        Results do not depend on it.
-    use_faiss : bool, default False
-        Find the nearest neighbours with faiss's exact flat index (the ``[faiss]`` extra; an ImportError names it
-        where faiss is missing) instead of NumPy. faiss ranks in float32 and breaks ties by the lowest index too,
-        so the results are the same except between distances closer than float32's rounding (cosine distances
-        tied in real arithmetic, such as to parallel rows, included)."""
-
-
-def _shared_parameters(function):
-    """Write the parameters every metric shares into ``function``'s docstring."""
-    doc = function.__doc__.replace("{data_parameters}", _DATA_PARAMETERS)
-    function.__doc__ = doc.replace("{option_parameters}", _OPTION_PARAMETERS)
-    return function
-
-
-@_shared_parameters
 @refuse_renamed(metric="distance")
 def retrieval_metrics(
     embeddings,
@@ -305,10 +268,35 @@ def retrieval_metrics(
 
     Parameters
     ----------
-    {data_parameters}
+    embeddings : array of shape (n_queries, n_features), float32 or float64
+        The queries (and, without ``ref_embeddings``, also the references: leave-one-out).
+    labels : array of shape (n_queries,), int
+        The queries' classes.
+    ref_embeddings : array of shape (n_references, n_features), optional
+        The references each query is ranked against; default: ``embeddings`` themselves, each query skipping its
+        own row. Given with ``ref_labels``.
+    ref_labels : array of shape (n_references,), int, optional
+        The references' classes; given with ``ref_embeddings``.
+    ref_includes_query : bool, default False
+        With ``ref_embeddings``: whether its first ``n_queries`` rows (and ``ref_labels``' first entries) are the
+        queries themselves, which are then skipped (query ``i`` skips reference ``i``) and not counted in R;
+        checked, a ValueError where they differ. Ignored without ``ref_embeddings`` (leave-one-out always skips).
     k : int or sequence of int, default 1
         The K of each Recall@K to report, each in [1, the number of references a query is ranked against].
-    {option_parameters}
+    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+        The distance ranking the references (``"euclidean"`` and ``"sqeuclidean"`` rank alike, but for rounding).
+    average : {"queries", "classes"}, default "queries"
+        ``"queries"``: the mean over the queries; ``"classes"``: the mean over the queries' classes of each
+        class's mean (PML's ``avg_of_avgs=True``). Queries with no relevant reference are left out of both.
+    chunk_size : int, optional
+        Queries per chunk: memory is O(chunk_size · n_references). Default: about 2²¹ distances per chunk.
+        Results do not depend on it.
+    use_faiss : bool, default False
+        Find the nearest neighbours with faiss's exact flat index (the ``[faiss]`` extra; an ImportError names it
+        where faiss is missing) instead of NumPy. faiss ranks in float32; its L2 index (the Euclidean distances)
+        breaks ties by the lowest index too, so the results are the same except between distances closer than
+        float32's rounding. For ``"cosine"`` faiss's inner-product index is used, which may order exact ties
+        differently (tests/test_metrics.py checks cosine on data without ties).
 
     Returns
     -------
@@ -349,7 +337,6 @@ def _one_metric(name, embeddings, labels, options, k=1):
     return _evaluate(embeddings, labels, *options[:3], k, *options[3:])[name]
 
 
-@_shared_parameters
 @refuse_renamed(metric="distance")
 def recall_at_k(
     embeddings,
@@ -371,10 +358,12 @@ def recall_at_k(
 
     Parameters
     ----------
-    {data_parameters}
+    embeddings, labels, ref_embeddings, ref_labels, ref_includes_query : arrays and bool
+        The queries and references, as for :func:`retrieval_metrics`.
     k : int, default 1
         How many nearest references count, in [1, the number of references a query is ranked against].
-    {option_parameters}
+    distance, average, chunk_size, use_faiss : options
+        As for :func:`retrieval_metrics`.
 
     Returns
     -------
@@ -393,7 +382,6 @@ def recall_at_k(
     return _one_metric(f"recall_at_{k}", embeddings, labels, options, k)
 
 
-@_shared_parameters
 @refuse_renamed(metric="distance")
 def precision_at_1(
     embeddings,
@@ -414,8 +402,10 @@ def precision_at_1(
 
     Parameters
     ----------
-    {data_parameters}
-    {option_parameters}
+    embeddings, labels, ref_embeddings, ref_labels, ref_includes_query : arrays and bool
+        The queries and references, as for :func:`retrieval_metrics`.
+    distance, average, chunk_size, use_faiss : options
+        As for :func:`retrieval_metrics`.
 
     Returns
     -------
@@ -438,7 +428,6 @@ def precision_at_1(
     return _one_metric("precision_at_1", embeddings, labels, options)
 
 
-@_shared_parameters
 @refuse_renamed(metric="distance")
 def r_precision(
     embeddings,
@@ -459,8 +448,10 @@ def r_precision(
 
     Parameters
     ----------
-    {data_parameters}
-    {option_parameters}
+    embeddings, labels, ref_embeddings, ref_labels, ref_includes_query : arrays and bool
+        The queries and references, as for :func:`retrieval_metrics`.
+    distance, average, chunk_size, use_faiss : options
+        As for :func:`retrieval_metrics`.
 
     Returns
     -------
@@ -483,7 +474,6 @@ def r_precision(
     return _one_metric("r_precision", embeddings, labels, options)
 
 
-@_shared_parameters
 @refuse_renamed(metric="distance")
 def mean_average_precision_at_r(
     embeddings,
@@ -504,8 +494,10 @@ def mean_average_precision_at_r(
 
     Parameters
     ----------
-    {data_parameters}
-    {option_parameters}
+    embeddings, labels, ref_embeddings, ref_labels, ref_includes_query : arrays and bool
+        The queries and references, as for :func:`retrieval_metrics`.
+    distance, average, chunk_size, use_faiss : options
+        As for :func:`retrieval_metrics`.
 
     Returns
     -------
@@ -529,7 +521,6 @@ def mean_average_precision_at_r(
     return _one_metric("mean_average_precision_at_r", embeddings, labels, options)
 
 
-@_shared_parameters
 @refuse_renamed(metric="distance")
 def mean_reciprocal_rank(
     embeddings,
@@ -550,8 +541,10 @@ def mean_reciprocal_rank(
 
     Parameters
     ----------
-    {data_parameters}
-    {option_parameters}
+    embeddings, labels, ref_embeddings, ref_labels, ref_includes_query : arrays and bool
+        The queries and references, as for :func:`retrieval_metrics`.
+    distance, average, chunk_size, use_faiss : options
+        As for :func:`retrieval_metrics`.
 
     Returns
     -------
