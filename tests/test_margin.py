@@ -66,6 +66,7 @@ def _assert_matches(ours, theirs, dtype):
 CONFIGS = [
     ("fixed", {}, {}),
     ("fixed-margin", {"margin": 0.5, "beta": 0.9}, {"margin": 0.5, "beta": 0.9}),
+    ("negative-beta", {"beta": -0.3}, {"beta": -0.3}),  # accepted as PML accepts it: every positive pair active
     ("shared", {"beta": "shared"}, {"learn_beta": True}),
     ("shared-nu", {"beta": "shared", "nu": 0.1}, {"learn_beta": True, "nu": 0.1}),
     ("per-class", {"beta": "per-class"}, {"learn_beta": True, "num_classes": 4}),

@@ -80,7 +80,9 @@ def margin_loss(
         α, the paper's.
     beta : float, or array of shape (1,) or (C,), float32 or float64; default 1.2
         β, the boundary (1.2: the paper's and pytorch-metric-learning's). A float is held constant; an array is
-        learnable.
+        learnable. Any finite value is accepted, negative ones too: a learned β can cross 0 during training, and
+        the loss and its gradients stay exact there (with β < 0 every positive pair is active, as
+        pytorch-metric-learning computes it too, which does not bound β either).
     nu : float >= 0, default 0.0
         ν, the regularisation of a learnable β (0: none, pytorch-metric-learning's default).
     triplets : tuple of three int arrays (a, p, n) of equal length, optional
