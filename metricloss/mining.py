@@ -109,6 +109,11 @@ def triplet_counts(
     margin : float >= 0, default 1.0
         m: a triplet is active iff d_an < d_ap + m.
     distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    positive_range : tuple (low, high) of floats, optional
+        Only positives at a distance in [low, high] are candidates (pytorch-metric-learning's
+        ``allowed_pos_range``); an anchor with none is left out. Default: every positive.
+    negative_range : tuple (low, high) of floats, optional
+        The same for the negatives (``allowed_neg_range``).
     ref_embeddings : array of shape (R, F), optional
         A reference set: the anchors are the embeddings, positives and negatives the references (p and n index
         them). Give ``ref_labels`` with it.
@@ -265,6 +270,8 @@ def batch_triplets(
     positive="hardest",
     negative="hardest",
     distance="euclidean",
+    positive_range=None,
+    negative_range=None,
     ref_embeddings=None,
     ref_labels=None,
     backend=None,
@@ -285,6 +292,11 @@ def batch_triplets(
     positive : {"hardest", "easiest", "semihard"}, default "hardest"
     negative : {"hardest", "easiest", "semihard"}, default "hardest"
     distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    positive_range : tuple (low, high) of floats, optional
+        Only positives at a distance in [low, high] are candidates (pytorch-metric-learning's
+        ``allowed_pos_range``); an anchor with none is left out. Default: every positive.
+    negative_range : tuple (low, high) of floats, optional
+        The same for the negatives (``allowed_neg_range``).
     ref_embeddings : array of shape (R, F), optional
         A reference set: the anchors are the embeddings, positives and negatives the references (p and n index
         them). Give ``ref_labels`` with it.
@@ -300,8 +312,10 @@ def batch_triplets(
     Notes
     -----
     pytorch-metric-learning's ``BatchHardMiner()`` is the default (hardest, hardest);
-    ``BatchEasyHardMiner(pos_strategy, neg_strategy)`` is the same names with "hard" for "hardest" and "easy"
-    for "easiest" (its defaults: ``positive="easiest", negative="semihard"``, Xuan et al. 2020).
+    ``BatchEasyHardMiner(pos_strategy, neg_strategy, allowed_pos_range, allowed_neg_range)`` is the same names
+    with "hard" for "hardest" and "easy" for "easiest" and the ranges as ``positive_range`` and
+    ``negative_range`` (its defaults: ``positive="easiest", negative="semihard"``, Xuan et al. 2020;
+    tests/test_mining.py pins it); its ``"all"`` strategies are the triplet losses' ``mining="all"``.
 
     Examples
     --------
@@ -318,11 +332,44 @@ def batch_triplets(
         embeddings, labels, distance=distance, ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
     )
     ref_class, anchor_class, _, _ = batch.classes
+    d = batch.d
+    ranges = (_check_range(positive_range, "positive_range"), _check_range(negative_range, "negative_range"))
+    if ranges != (None, None):
+        d = _outside_ranges_never_chosen(batch, positive, negative, *ranges)
     p, n = batch.kernels.select_per_anchor(
-        batch.d, ref_class, anchor_class, batch.self_offset, _MODE[positive], _MODE[negative]
+        d, ref_class, anchor_class, batch.self_offset, _MODE[positive], _MODE[negative]
     )
-    anchors = np.flatnonzero((p >= 0) & (n >= 0))
+    chosen = (p >= 0) & (n >= 0)
+    rows = np.flatnonzero(chosen)
+    chosen[rows] = np.isfinite(d[rows, p[rows]]) & np.isfinite(d[rows, n[rows]])  # not a candidate out of range
+    anchors = np.flatnonzero(chosen)
     return anchors, p[anchors].astype(np.int64), n[anchors].astype(np.int64)
+
+
+def _check_range(value, name):
+    """A (low, high) pair of floats with low <= high (either may be ±inf), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise TypeError(f"{name} must be a pair (low, high) of distances; got {value!r}")
+    low = check_scalar(value[0], f"{name}[0]", low=-np.inf)
+    high = check_scalar(value[1], f"{name}[1]", low=low, why=f" (at least {name}[0])")
+    return low, high
+
+
+def _outside_ranges_never_chosen(batch, positive, negative, positive_range, negative_range):
+    """A copy of the distances in which each candidate outside its range is ±inf, the value its selection rule
+    takes last (−inf for a largest-distance rule, +inf for a smallest-distance one); a choice that is still ±inf
+    is then no choice. Semi-hard rules pick the farthest positive below a threshold and the closest negative above
+    one: −inf and +inf too."""
+    positives, negatives = candidate_masks(batch)
+    d = batch.d.astype(np.float64)
+    last_positive = np.inf if positive == "easiest" else -np.inf  # easiest: the closest positive
+    last_negative = -np.inf if negative == "easiest" else np.inf  # easiest: the farthest negative
+    for mask, bounds, last in ((positives, positive_range, last_positive), (negatives, negative_range, last_negative)):
+        if bounds is not None:
+            d[mask & ((d < bounds[0]) | (d > bounds[1]))] = last
+    return d
 
 
 def mine_dataset(

@@ -143,6 +143,51 @@ def test_batch_triplets_equals_pml_batch_easy_hard_miner(batch, pos_strategy, ne
     assert as_set(ours) == as_set((a, p, n))
 
 
+@pytest.mark.parametrize(
+    ("pos_strategy", "neg_strategy", "positive", "negative"),
+    [
+        ("easy", "semihard", "easiest", "semihard"),
+        ("easy", "hard", "easiest", "hardest"),
+        ("hard", "easy", "hardest", "easiest"),
+        ("semihard", "hard", "semihard", "hardest"),
+    ],
+)
+def test_batch_triplets_with_distance_ranges_equals_pml_allowed_ranges(
+    batch, pos_strategy, neg_strategy, positive, negative
+):
+    """BatchEasyHardMiner's allowed_pos_range / allowed_neg_range are positive_range / negative_range: ranges cut
+    from the batch's own positive and negative distances, so that some candidates are out of range and some
+    anchors have none left (and are left out by both)."""
+    x, labels = batch
+    d = ml.pairwise_distances(x)
+    same = labels[:, None] == labels[None, :]
+    np.fill_diagonal(same, False)
+    other = labels[:, None] != labels[None, :]
+    positive_range = tuple(float(q) for q in np.quantile(d[same], [0.3, 0.7]))
+    negative_range = tuple(float(q) for q in np.quantile(d[other], [0.05, 0.5]))
+    miner = pml_miners.BatchEasyHardMiner(
+        pos_strategy=pos_strategy,
+        neg_strategy=neg_strategy,
+        allowed_pos_range=positive_range,
+        allowed_neg_range=negative_range,
+        distance=pml_lp(),
+    )
+    a, p, a2, n = miner(torch.tensor(x), torch.as_tensor(labels))
+    assert torch.equal(a, a2)
+    ours = ml.batch_triplets(
+        x, labels, positive=positive, negative=negative, positive_range=positive_range, negative_range=negative_range
+    )
+    assert 0 < len(ours[0]) < len(x)  # the ranges leave some anchors out, not all
+    assert as_set(ours) == as_set((a, p, n))
+
+
+def test_batch_triplets_refuses_a_range_that_is_not_a_pair_low_high(batch):
+    with pytest.raises(TypeError, match="positive_range must be a pair"):
+        ml.batch_triplets(*batch, positive_range=0.5)
+    with pytest.raises(ValueError, match=r"negative_range\[1\]"):
+        ml.batch_triplets(*batch, negative_range=(0.5, 0.2))
+
+
 def test_batch_triplets_refuses_two_semihard_sides(batch):
     with pytest.raises(ValueError, match="positive and negative cannot both be 'semihard'"):
         ml.batch_triplets(*batch, positive="semihard", negative="semihard")
