@@ -109,11 +109,6 @@ def triplet_counts(
     margin : float >= 0, default 1.0
         m: a triplet is active iff d_an < d_ap + m.
     distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
-    positive_range : tuple (low, high) of floats, optional
-        Only positives at a distance in [low, high] are candidates (pytorch-metric-learning's
-        ``allowed_pos_range``); an anchor with none is left out. Default: every positive.
-    negative_range : tuple (low, high) of floats, optional
-        The same for the negatives (``allowed_neg_range``).
     ref_embeddings : array of shape (R, F), optional
         A reference set: the anchors are the embeddings, positives and negatives the references (p and n index
         them). Give ``ref_labels`` with it.
