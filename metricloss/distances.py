@@ -116,14 +116,18 @@ def _unit_rows(x):
     return scaled * inv_scaled[:, None], inv_norm
 
 
-def _cosine_similarity_pullback(x, y, x_unit, x_inv_norm, y_unit, y_inv_norm, self_pairs, kernels, names):
-    """The pullback ``(g, weight=1, symmetric=False) ↦ ∂L/∂x`` (``self_pairs``: y is x) or ``(∂L/∂x, ∂L/∂y)`` of
-    the cosine similarities S_ij = x̂_i·ŷ_j for the cotangent ``weight · g``, from the unit rows and inverse norms
-    of :func:`_unit_rows`; overwrites g. ``symmetric`` (self pairs): g already holds G + Gᵀ.
+def _cosine_parts(x, y, kernels, names):
+    """The unit rows x̂ and ŷ (y None: within x, ŷ a copy of x̂ for the GEMM) and the pullback
+    ``(g, weight=1, symmetric=False) ↦ ∂L/∂x`` (y None) or ``(∂L/∂x, ∂L/∂y)`` of the cosine similarities
+    S_ij = x̂_i·ŷ_j for the cotangent ``weight · g``; the pullback overwrites g. ``symmetric`` (within x): g
+    already holds G + Gᵀ. The cosine distance 1 − S pulls back through it with −weight.
 
     ∂S_ij/∂x_i = (ŷ_j − S_ij x̂_i)/‖x_i‖, and Σ_j g_ij S_ij = x̂_i·Σ_j g_ij ŷ_j, so with P = G Ŷ
     ∂L/∂x_i = (P_i − (x̂_i·P_i) x̂_i)/‖x_i‖: P's part orthogonal to x̂_i, one GEMM, and S itself not read (a loss
     may have written its cotangent over it). Within one batch both ends of a pair move: G + Gᵀ, one GEMM."""
+    self_pairs = y is None
+    x_unit, x_inv_norm = _unit_rows(x)
+    y_unit, y_inv_norm = (x_unit.copy(), x_inv_norm) if self_pairs else _unit_rows(y)
 
     def pull_rows(g, a_unit, a_inv_norm, b_unit, a, name):
         pulled = g @ b_unit
@@ -144,7 +148,7 @@ def _cosine_similarity_pullback(x, y, x_unit, x_inv_norm, y_unit, y_inv_norm, se
             pull_rows(g.T, y_unit, y_inv_norm, x_unit, y, names[1]),
         )
 
-    return pullback
+    return x_unit, y_unit, pullback
 
 
 def _pairwise_distances_vjp(x, y, distance, kernels, names=("embeddings", "ref_embeddings"), defer=False):
@@ -158,28 +162,23 @@ def _pairwise_distances_vjp(x, y, distance, kernels, names=("embeddings", "ref_e
     ``defer`` (within one batch): ``(matrix, pullback, conversion)``, where for the Euclidean distances the matrix
     may still be the Gram matrix, which the caller's kernel turns into D with ``conversion`` (see
     :func:`_euclidean_from_gram`; None where D is already done)."""
-    self_pairs = y is None
-    other = x.copy() if self_pairs else y  # a separate buffer, for the GEMM
-    conversion = None
-
     if distance == "cosine":
-        x_unit, x_inv_norm = _unit_rows(x)
-        y_unit, y_inv_norm = (x_unit.copy(), x_inv_norm) if self_pairs else _unit_rows(other)
+        x_unit, y_unit, similarity_pullback = _cosine_parts(x, y, kernels, names)
         # 1 − x̂·ŷ = ½‖x̂ − ŷ‖²: the squared form is accurate for nearly parallel rows.
         d = _euclidean_from_gram(x_unit, y_unit, kernels, root=False)
         d *= 0.5
-        d[x_inv_norm == 0, :] = 1
-        d[:, y_inv_norm == 0] = 1
+        d[~x_unit.any(axis=1), :] = 1  # a zero row's cosine distance to anything
+        d[:, ~y_unit.any(axis=1)] = 1
         np.clip(d, 0, 2, out=d)
-        similarity_pullback = _cosine_similarity_pullback(
-            x, other, x_unit, x_inv_norm, y_unit, y_inv_norm, self_pairs, kernels, names
-        )
 
         def pullback(g, weight=1.0, divided=False, symmetric=False):
             return similarity_pullback(g, -weight, symmetric)  # D = 1 − S: ∂L/∂D = −∂L/∂S
 
         return (d, pullback, None) if defer else (d, pullback)
 
+    self_pairs = y is None
+    other = x.copy() if self_pairs else y  # a separate buffer, for the GEMM
+    conversion = None
     squared = distance == "sqeuclidean"
     if defer and self_pairs:
         d, conversion = _euclidean_from_gram(x, other, kernels, not squared, names, defer=True)
@@ -464,18 +463,14 @@ def paired_distances(x1, x2, *, distance="euclidean"):
 def _pairwise_similarities_vjp(x, y, similarity, kernels, names=("embeddings", "ref_embeddings")):
     """S(x, y) and its pullback ``(g, weight=1) ↦ ∂L/∂x`` (y None: within x) or ``(∂L/∂x, ∂L/∂y)``, for the
     cotangent ``weight · g``; overwrites g. Trusts its inputs."""
-    self_pairs = y is None
-    other = x.copy() if self_pairs else y  # a separate buffer, for the GEMM
     if similarity == "cosine":  # x̂·ŷ, a zero row's 0; clipped to [−1, 1] (a rounding past ±1 is no similarity)
-        x_unit, x_inv_norm = _unit_rows(x)
-        y_unit, y_inv_norm = (x_unit.copy(), x_inv_norm) if self_pairs else _unit_rows(other)
+        x_unit, y_unit, pullback = _cosine_parts(x, y, kernels, names)
         s = x_unit @ y_unit.T
         np.clip(s, -1, 1, out=s)
-        pullback = _cosine_similarity_pullback(
-            x, other, x_unit, x_inv_norm, y_unit, y_inv_norm, self_pairs, kernels, names
-        )
         return s, pullback
 
+    self_pairs = y is None
+    other = x.copy() if self_pairs else y  # a separate buffer, for the GEMM
     k = _scale_exponent(x, other)
     if k:  # x·y = 2^2k (2^-k x)·(2^-k y): scaled so that the products neither overflow nor underflow
         s = np.ldexp(x, -k) @ np.ldexp(other, -k).T
