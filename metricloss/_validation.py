@@ -139,14 +139,23 @@ def check_scalar(value, name, *, low=None, high=None, low_inclusive=True, high_i
 MAX_MARGIN = 1e18
 
 
-def check_margin(value, name="margin"):
-    """A margin: a finite real in [0, MAX_MARGIN] (0 is legitimate; a negative margin would reward wrong orderings,
-    a larger one would overflow the loss to inf)."""
-    value = check_scalar(value, name, low=0.0, why=" (a negative margin rewards wrongly ordered pairs)")
-    if value > MAX_MARGIN:
+def check_margin(value, name="margin", *, signed=False):
+    """A margin: a finite real in [0, MAX_MARGIN] (0 is legitimate; a larger one would overflow the loss to inf).
+
+    A loss's margin below 0 lets wrongly ordered pairs or triplets cost nothing (the loss is then minimal on
+    embeddings that rank a negative above a positive), so losses refuse it. ``signed``: a threshold that only
+    selects (a miner's margin), or whose loss keeps its minimum at the right ordering, may be negative too, down
+    to −MAX_MARGIN."""
+    if signed:
+        value = check_scalar(value, name)
+    else:
+        value = check_scalar(
+            value, name, low=0.0, why=" (below 0 a wrongly ordered pair or triplet would cost nothing)"
+        )
+    if abs(value) > MAX_MARGIN:
         raise ValueError(
-            f"{name} must be <= {MAX_MARGIN:g} (margins are on the scale of the distances; a larger one makes the "
-            f"loss's terms and gradients overflow to inf); got {value:g}"
+            f"{name} must be {'within ±' if signed else '<= '}{MAX_MARGIN:g} (margins are on the scale of the "
+            f"distances; a larger one makes the loss's terms and gradients overflow to inf); got {value:g}"
         )
     return value
 

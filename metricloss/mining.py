@@ -13,13 +13,18 @@
 Kinds of triplets (a, p, n), with margin m and the convention of the losses (a triplet is active iff
 d_an < d_ap + m):
 
-==============  ===========================  ============================================================
-kind            condition                    in words
-==============  ===========================  ============================================================
-``"easy"``      d_an >= d_ap + m             already satisfied: no loss
-``"semihard"``  d_ap <= d_an < d_ap + m      negative farther than the positive, but inside the margin
-``"hard"``      d_an < d_ap                  negative closer than the positive
-==============  ===========================  ============================================================
+==============  ================================  ============================================================
+kind            condition                         in words
+==============  ================================  ============================================================
+``"easy"``      d_an >= d_ap + m                  already satisfied: no loss
+``"semihard"``  d_ap <= d_an < d_ap + m           negative farther than the positive, but inside the margin
+``"hard"``      d_an < d_ap and d_an < d_ap + m   active, and the negative closer than the positive
+==============  ================================  ============================================================
+
+The three kinds split the valid triplets for every m. The miners here take m < 0 too, as
+pytorch-metric-learning's ``TripletMarginMiner`` does: the active triplets are then the ones wrong by more than
+|m| (d_an < d_ap − |m|), all of them hard, and none is semi-hard. For m >= 0 a hard triplet is simply one with
+d_an < d_ap. The losses refuse m < 0, where a wrongly ordered triplet would cost nothing.
 
 Randomness comes from a ``numpy.random.Generator``: every function that samples takes ``rng``, a Generator or an
 int seed >= 0 (None: fresh entropy, as ``numpy.random.default_rng``); anything else is refused, naming ``rng``.
@@ -69,8 +74,8 @@ def classify_triplets(d_ap, d_an, *, margin=1.0):
         Each triplet's anchor-positive distance.
     d_an : float32 or float64 array, the shape of ``d_ap``
         Each triplet's anchor-negative distance.
-    margin : float >= 0, default 1.0
-        m of the module docstring's table: the triplet is active iff d_an < d_ap + m.
+    margin : float, default 1.0
+        m of the module docstring's table: the triplet is active iff d_an < d_ap + m (m < 0: see there).
 
     Returns
     -------
@@ -88,11 +93,12 @@ def classify_triplets(d_ap, d_an, *, margin=1.0):
     d_ap = check_float_array(d_ap, "d_ap")
     d_an = check_float_array(d_an, "d_an")
     check_same_shape(d_an, "d_an", d_ap, "d_ap")
-    margin = check_margin(margin)
+    margin = check_margin(margin, signed=True)
     d_ap, d_an = d_ap.astype(np.float64), d_an.astype(np.float64)
+    active = d_an < d_ap + margin
     kinds = np.zeros(d_ap.shape, dtype=np.int8)
-    kinds[d_an < d_ap + margin] = 1
-    kinds[d_an < d_ap] = 2
+    kinds[active] = 1
+    kinds[active & (d_an < d_ap)] = 2
     return kinds
 
 
@@ -106,8 +112,8 @@ def triplet_counts(
     ----------
     embeddings : array of shape (B, F), float32 or float64
     labels : int array of shape (B,)
-    margin : float >= 0, default 1.0
-        m: a triplet is active iff d_an < d_ap + m.
+    margin : float, default 1.0
+        m: a triplet is active iff d_an < d_ap + m (m < 0: the module docstring says what the kinds become).
     distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
     ref_embeddings : array of shape (R, F), optional
         A reference set: the anchors are the embeddings, positives and negatives the references (p and n index
@@ -129,7 +135,7 @@ def triplet_counts(
     >>> triplet_counts(np.array([[0.0], [0.5], [0.8], [3.0]]), np.array([0, 0, 1, 1]))
     {'valid': 8, 'easy': 2, 'semihard': 3, 'hard': 3, 'active_fraction': 0.75}
     """
-    margin = check_margin(margin)
+    margin = check_margin(margin, signed=True)
     batch = labelled_batch(
         embeddings, labels, distance=distance, ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
     )
@@ -156,7 +162,7 @@ def _band(neg_sorted, d_ap, margin, kind):
     lo, hi = {
         "all": (zeros, ends),
         "active": (zeros, inside_margin),
-        "hard": (zeros, closer),
+        "hard": (zeros, np.minimum(closer, inside_margin)),  # m < 0: only the active ones
         "semihard": (closer, inside_margin),
         "easy": (inside_margin, ends),
     }[kind]
@@ -191,8 +197,8 @@ def mine_triplets(
     embeddings : array of shape (B, F), float32 or float64
     labels : int array of shape (B,)
     kind : {"all", "active", "easy", "semihard", "hard"}, default "all"
-    margin : float >= 0, default 1.0
-        m of the kinds' conditions.
+    margin : float, default 1.0
+        m of the kinds' conditions (m < 0: the module docstring says what the kinds become).
     distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
     max_per_anchor : int >= 1, optional
         At most this many triplets per anchor, sampled uniformly without replacement; None keeps them all.
@@ -212,8 +218,9 @@ def mine_triplets(
     Notes
     -----
     pytorch-metric-learning's ``TripletMarginMiner(margin, type_of_triplets=t)`` mines ``kind="active"`` for
-    t = "all", and "easy", "semihard", "hard" alike; its boundaries differ at exact ties (its hard triplets
-    include d_an = d_ap, its semi-hard ones d_an = d_ap + m). It has no cap per anchor (its issues #193, #645).
+    t = "all", and "easy", "semihard", "hard" alike, for negative margins too; its boundaries differ at exact ties
+    (its hard triplets include d_an = d_ap, its semi-hard ones d_an = d_ap + m). It has no cap per anchor (its
+    issues #193, #645).
 
     Examples
     --------
@@ -224,7 +231,7 @@ def mine_triplets(
     (array([1, 2, 2]), array([0, 3, 3]), array([2, 1, 0]))
     """
     check_option(kind, "kind", MINED_TRIPLETS)
-    margin = check_margin(margin)
+    margin = check_margin(margin, signed=True)
     if max_per_anchor is not None:
         max_per_anchor = check_count(max_per_anchor, "max_per_anchor")
     rng = _rng(rng)

@@ -27,7 +27,7 @@ def brute_force_triplets(x, labels, kind, margin):
             "active": d_an < d_ap + margin,
             "easy": d_an >= d_ap + margin,
             "semihard": d_ap <= d_an < d_ap + margin,
-            "hard": d_an < d_ap,
+            "hard": d_an < d_ap and d_an < d_ap + margin,
         }[kind]
         if is_kind:
             found.add((a, p, n))
@@ -51,21 +51,31 @@ def test_classify_triplets_by_the_stated_conditions():
     assert [TRIPLET_KINDS[k] for k in kinds] == ["easy", "semihard", "semihard", "hard", "easy"]
 
 
-def test_triplet_counts_match_brute_force(batch):
+def test_a_negative_margin_leaves_only_triplets_wrong_by_more_than_it_active_and_all_hard():
+    d_ap = np.ones(4)
+    d_an = np.array([0.5, 0.8, 1.2, 0.69])
+    kinds = ml.classify_triplets(d_ap, d_an, margin=-0.3)
+    assert [TRIPLET_KINDS[k] for k in kinds] == ["hard", "easy", "easy", "hard"]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("margin", [0.8, -0.3])
+def test_triplet_counts_match_brute_force(batch, margin, backend):
     x, labels = batch
-    counts = ml.triplet_counts(x, labels, margin=0.8)
+    counts = ml.triplet_counts(x, labels, margin=margin, backend=backend)
     for kind in TRIPLET_KINDS:
-        assert counts[kind] == len(brute_force_triplets(x, labels, kind, 0.8))
-    assert counts["valid"] == len(brute_force_triplets(x, labels, "all", 0.8))
+        assert counts[kind] == len(brute_force_triplets(x, labels, kind, margin))
+    assert counts["valid"] == len(brute_force_triplets(x, labels, "all", margin))
     assert counts["active_fraction"] == (counts["semihard"] + counts["hard"]) / counts["valid"]
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("margin", [0.8, -0.3])
 @pytest.mark.parametrize("kind", ml.MINED_TRIPLETS)
-def test_mine_triplets_finds_exactly_the_brute_force_set(batch, kind, backend):
+def test_mine_triplets_finds_exactly_the_brute_force_set(batch, kind, margin, backend):
     x, labels = batch
-    mined = ml.mine_triplets(x, labels, kind=kind, margin=0.8, backend=backend)
-    assert as_set(mined) == brute_force_triplets(x, labels, kind, 0.8)
+    mined = ml.mine_triplets(x, labels, kind=kind, margin=margin, backend=backend)
+    assert as_set(mined) == brute_force_triplets(x, labels, kind, margin)
     assert len(mined[0]) == len(as_set(mined))  # no duplicates
 
 
@@ -108,14 +118,18 @@ def pml_lp():
     return pml_distances.LpDistance(normalize_embeddings=False)
 
 
+@pytest.mark.parametrize("margin", [0.8, -0.3])
 @pytest.mark.parametrize(
     ("pml_type", "kind"), [("all", "active"), ("semihard", "semihard"), ("hard", "hard"), ("easy", "easy")]
 )
-def test_mine_triplets_equals_pml_triplet_margin_miner(batch, pml_type, kind):
+def test_mine_triplets_equals_pml_triplet_margin_miner(batch, pml_type, kind, margin):
+    """Negative margins included: PML's miner accepts them, and its four types keep mapping onto the kinds."""
     x, labels = batch
-    miner = pml_miners.TripletMarginMiner(margin=0.8, type_of_triplets=pml_type, distance=pml_lp())
+    miner = pml_miners.TripletMarginMiner(margin=margin, type_of_triplets=pml_type, distance=pml_lp())
     theirs = miner(torch.tensor(x), torch.as_tensor(labels))
-    assert as_set(ml.mine_triplets(x, labels, kind=kind, margin=0.8)) == as_set(theirs)
+    ours = ml.mine_triplets(x, labels, kind=kind, margin=margin)
+    assert as_set(ours) == as_set(theirs)
+    assert margin > 0 or kind != "semihard" or not as_set(ours)  # below 0 the semi-hard band is empty
 
 
 def test_batch_triplets_equals_pml_batch_hard_miner(batch):

@@ -238,6 +238,27 @@ def test_query_vs_reference_contrastive_equals_pml_with_ref_emb(rng, dtype):
     assert_same(ours, theirs, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pml_cosine_similarity_margins_above_one_are_negative_cosine_distance_margins(rng, dtype):
+    """PML on cosine similarity s charges [m⁺ − s]₊ and [s − m]₊; here d = 1 − s, so its margins are 1 − them:
+    ``pos_margin=1.2`` (every similar pair charged, some PML users' setting) is ``pos_margin=-0.2``."""
+    x = rng.standard_normal((40, 8)).astype(dtype)
+    labels = rng.integers(0, 5, size=40)
+    loss = pml_losses.ContrastiveLoss(pos_margin=1.2, neg_margin=0.3, distance=pml_distances.CosineSimilarity())
+    theirs = pml_value_and_grad(loss, x, labels)
+    ours = ml.contrastive_loss(
+        x,
+        labels,
+        form="linear",
+        distance="cosine",
+        pos_margin=1 - 1.2,
+        margin=1 - 0.3,
+        reduction="mean_nonzero",
+        split_reduction=True,
+    )
+    assert_same(ours, theirs, dtype)
+
+
 def test_pml_counts_ordered_pairs_so_its_sum_is_twice_ours(rng):
     x = rng.standard_normal((20, 4))
     labels = rng.integers(0, 3, size=20)

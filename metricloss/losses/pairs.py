@@ -69,7 +69,7 @@ def _check_pair_inputs(x1, x2, y, *, rows, allowed):
 
 def _check_contrastive_options(margin, pos_margin, form, distance, reduction, split_reduction):
     check_margin(margin, "margin")
-    check_margin(pos_margin, "pos_margin")
+    check_margin(pos_margin, "pos_margin", signed=True)
     check_option(form, "form", CONTRASTIVE_FORMS)
     check_option(distance, "distance", DISTANCES)
     check_option(reduction, "reduction", REDUCTIONS)
@@ -114,9 +114,11 @@ def contrastive_loss(
     embeddings : array of shape (B, F), float32 or float64
     labels : int array of shape (B,)
     margin : float >= 0, default 1.0
-        m: dissimilar pairs closer than m contribute.
-    pos_margin : float >= 0, default 0.0
-        m⁺: similar pairs farther than m⁺ contribute (Hadsell et al.: 0).
+        m: dissimilar pairs closer than m contribute (below 0 none could: the distances are >= 0).
+    pos_margin : float, default 0.0
+        m⁺: similar pairs farther than m⁺ contribute (Hadsell et al.: 0). Below 0 every similar pair does, and the
+        loss is still least where they coincide: pytorch-metric-learning's ``pos_margin`` above 1 on
+        ``CosineSimilarity`` is ``distance="cosine", pos_margin=1 − it`` here.
     form : {"hadsell", "squared", "linear"}, default "hadsell"
         The per-pair loss; see Notes.
     distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
@@ -240,9 +242,9 @@ def contrastive_pair_loss(
     y : array of shape (N,) with values in {0, 1}
         1 for a similar pair, 0 for a dissimilar one (Hadsell et al. write Y = 0 for similar: flip it).
     margin : float >= 0, default 1.0
-        m: dissimilar pairs closer than m contribute.
-    pos_margin : float >= 0, default 0.0
-        m⁺: similar pairs farther than m⁺ contribute.
+        m: dissimilar pairs closer than m contribute (below 0 none could: the distances are >= 0).
+    pos_margin : float, default 0.0
+        m⁺: similar pairs farther than m⁺ contribute; below 0, every similar pair (see :func:`contrastive_loss`).
     form : {"hadsell", "squared", "linear"}, default "hadsell"
         The per-pair loss; see Notes.
     distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"

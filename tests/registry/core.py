@@ -421,14 +421,14 @@ def _batch_case(family, id, loss, oracle, hyper, *, inactive, bad_hyper, literal
 _CONTRASTIVE_BAD = (
     _NEGATIVE_MARGIN,
     _BAD_REDUCTION,
-    ({"pos_margin": -1.0}, ValueError, "pos_margin must be >= 0"),
+    ({"pos_margin": -2e18}, ValueError, "pos_margin must be within ±1e+18"),
     ({"form": "hinge"}, ValueError, "form must be one of 'hadsell', 'squared', 'linear'"),
     ({"distance": "manhattan"}, ValueError, "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'"),
     ({"split_reduction": "yes"}, TypeError, "split_reduction must be True or False"),
 )
 
 
-def _contrastive(id, hyper, literals=()):
+def _contrastive(id, hyper, literals=(), inactive=(_ONE_SAMPLE, _DUPLICATES_ONE_CLASS, _FAR_APART)):
     return _batch_case(
         "contrastive",
         id,
@@ -436,7 +436,7 @@ def _contrastive(id, hyper, literals=()):
         contrastive_oracle,
         hyper,
         literals=literals,
-        inactive=(_ONE_SAMPLE, _DUPLICATES_ONE_CLASS, _FAR_APART),
+        inactive=inactive,
         bad_hyper=(*_CONTRASTIVE_BAD, ({"backend": "cupy"}, ValueError, "backend must be one of 'numpy', 'numba'")),
     )
 
@@ -621,6 +621,17 @@ CASES = [
         literals=(([_ABC, _ABC_LABELS], _ABC_PML, None),),
     ),
     _contrastive("squared-cosine-sum", {"form": "squared", "distance": "cosine", "margin": 0.5, "reduction": "sum"}),
+    _contrastive(  # PML's pos_margin = 1.2 on cosine similarity: every similar pair costs, coinciding ones too
+        "linear-cosine-negative-pos-margin",
+        {
+            "form": "linear",
+            "distance": "cosine",
+            "pos_margin": -0.2,
+            "reduction": "mean_nonzero",
+            "split_reduction": True,
+        },
+        inactive=(_ONE_SAMPLE, _FAR_APART),
+    ),
     _contrastive(
         "linear-sqeuclidean-sum",
         {"form": "linear", "distance": "sqeuclidean", "pos_margin": 0.1, "margin": 0.5, "reduction": "sum"},
