@@ -147,6 +147,37 @@ class LabelledBatch:
         grads = _pull_entries(self.x, self.ref, rows, cols, g, self._paired_vjp, self._pullback, self.kernels)
         return self.finish(grads)
 
+    def given_triplets(self, triplets):
+        """``triplets`` checked as the batch's triplets (a, p, n): three 1-D integer arrays of one length, a
+        indexing the embeddings, p and n the references (the batch itself without them), p of a's class and not
+        a, n of another class; returned as int64 arrays. TypeError or ValueError naming ``triplets`` otherwise."""
+        if not isinstance(triplets, tuple | list) or len(triplets) != 3:
+            raise TypeError(f"triplets must be a tuple of three index arrays (a, p, n); got {type(triplets).__name__}")
+        arrays = [np.asarray(t) for t in triplets]
+        for name, t in zip("apn", arrays, strict=True):
+            if t.ndim != 1 or (t.size and t.dtype.kind not in "iu"):
+                raise TypeError(
+                    f"triplets must hold 1-D integer index arrays; got {name} of dtype {t.dtype} and shape {t.shape}"
+                )
+        if not arrays[0].size == arrays[1].size == arrays[2].size:
+            raise ValueError(f"triplets must hold arrays of one length; got {[t.size for t in arrays]}")
+        a, p, n = (t.astype(np.int64) for t in arrays)
+        n_rows, n_refs = self.d.shape
+        for name, t, size in (("a", a, n_rows), ("p", p, n_refs), ("n", n, n_refs)):
+            if t.size and (t.min() < 0 or t.max() >= size):
+                raise ValueError(f"triplets' {name} must index [0, {size}); got values in [{t.min()}, {t.max()}]")
+        ref_class, anchor_class, _, _ = self.classes
+        bad = (anchor_class[a] != ref_class[p]) | (anchor_class[a] < 0) | (anchor_class[a] == ref_class[n])
+        if self.self_offset == 0:
+            bad |= a == p
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise ValueError(
+                f"triplets must have p of a's class (p != a) and n of another class; got triplet {k}: "
+                f"({a[k]}, {p[k]}, {n[k]})"
+            )
+        return a, p, n
+
     def pull_triplets(self, anchors, positives, negatives, slopes, weight):
         """The gradients for triplet terms ℓ(d_ap − d_an) with slopes s = ∂ℓ/∂d_ap = −∂ℓ/∂d_an, reduced with the
         weight w: +w·s on d[a, p] and −w·s on d[a, n]. A positive index of -1 stands for d⁺ = 0 (a kept

@@ -2,6 +2,8 @@
 
 * :func:`classify_triplets` and :func:`triplet_counts`: easy, semi-hard and hard triplets;
 * :func:`mine_triplets`: every triplet of a kind in a batch, optionally capped per anchor;
+* :func:`mine_pairs`: the positive and negative pairs (all, or the contrastive loss's active ones), and
+  :func:`pairs_to_triplets`, the triplets they hold, for a triplet loss;
 * :func:`batch_triplets`: one triplet per anchor (batch-hard, batch-easy-hard);
 * :func:`mine_dataset`: the hardest positive and a hard or semi-hard negative for every sample of a dataset,
   in chunks (memory O(N · chunk)), optionally with faiss;
@@ -55,6 +57,7 @@ from .distances import DISTANCES, _paired_distances_vjp, _pairwise_distances_vjp
 
 TRIPLET_KINDS = ("easy", "semihard", "hard")
 MINED_TRIPLETS = ("all", "active", "easy", "semihard", "hard")
+MINED_PAIRS = ("all", "active")
 SELECTIONS = ("hardest", "easiest", "semihard")
 _MODE = {"hardest": 0, "easiest": 1, "semihard": 2}
 
@@ -263,6 +266,135 @@ def mine_triplets(
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty.copy(), empty.copy()
     return tuple(np.concatenate(part).astype(np.int64) for part in zip(*mined, strict=True))
+
+
+def mine_pairs(
+    embeddings,
+    labels,
+    *,
+    kind="active",
+    margin=1.0,
+    pos_margin=0.0,
+    distance="euclidean",
+    ref_embeddings=None,
+    ref_labels=None,
+    backend=None,
+):
+    """Index arrays (a1, p, a2, n) of a batch's positive pairs (a1, p) and negative pairs (a2, n): all of them, or
+    (``kind="active"``) the ones :func:`metricloss.contrastive_loss` charges with these margins, positive pairs
+    farther than m⁺ and negative pairs closer than m.
+
+    Pairs are ordered, (i, j) and (j, i) both, never (i, i); with references, a1 and a2 index the embeddings and
+    p and n the references. Each array is sorted by anchor, then by the other index. O(B·R) time and memory.
+
+    Parameters
+    ----------
+    embeddings : array of shape (B, F), float32 or float64
+    labels : int array of shape (B,)
+    kind : {"all", "active"}, default "active"
+    margin : float, default 1.0
+        m: with ``kind="active"``, the negative pairs with d < m.
+    pos_margin : float, default 0.0
+        m⁺: with ``kind="active"``, the positive pairs with d > m⁺.
+    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    ref_embeddings : array of shape (R, F), optional
+        A reference set: p and n index it. Give ``ref_labels`` with it.
+    ref_labels : int array of shape (R,), optional
+    backend : {"numpy", "numba"}, optional
+        The kernel module of the distances; default ``"numba"``.
+
+    Returns
+    -------
+    a1, p, a2, n : int64 arrays
+        The positive pairs (a1[k], p[k]) and the negative pairs (a2[k], n[k]); empty where there is none.
+
+    Notes
+    -----
+    pytorch-metric-learning's ``PairMarginMiner(pos_margin, neg_margin)`` is ``kind="active", pos_margin=pos_margin,
+    margin=neg_margin`` (tests/test_mining.py pins it); like its miners, these take margins of either sign (they
+    only select). A triplet loss takes pairs through :func:`pairs_to_triplets`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss.mining import mine_pairs
+    >>> a1, p, a2, n = mine_pairs(np.array([[0.0], [0.5], [0.8], [3.0]]), np.array([0, 0, 1, 1]), pos_margin=1.0)
+    >>> a1, p  # only C and D (2.2 apart) are a positive pair farther than 1
+    (array([2, 3]), array([3, 2]))
+    >>> a2, n  # negative pairs closer than 1: A–C (0.8), B–C (0.3)
+    (array([0, 1, 2, 2]), array([2, 2, 0, 1]))
+    """
+    check_option(kind, "kind", MINED_PAIRS)
+    margin = check_margin(margin, signed=True)
+    pos_margin = check_margin(pos_margin, "pos_margin", signed=True)
+    batch = labelled_batch(
+        embeddings, labels, distance=distance, ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
+    )
+    positive, negative = candidate_masks(batch)
+    if kind == "active":
+        positive &= batch.d > pos_margin
+        negative &= batch.d < margin
+    return (*np.nonzero(positive), *np.nonzero(negative))
+
+
+def pairs_to_triplets(positive_anchors, positives, negative_anchors, negatives):
+    """The triplets (a, p, n) of pairs: every positive pair (a, p) with every negative pair (a, n) of the same
+    anchor, ordered by positive pair, then by negative pair.
+
+    This is what pytorch-metric-learning does when a pair miner (index tuples (a1, p, a2, n): ``PairMarginMiner``,
+    ``MultiSimilarityMiner``, :func:`mine_pairs`) feeds a triplet loss (``convert_to_triplets``), without its
+    P×N comparison matrix: the negative pairs are sorted by anchor once and each positive pair takes a slice, so
+    O((P + N) log N) time plus the output.
+
+    Parameters
+    ----------
+    positive_anchors : int array of shape (P,)
+        a1, the positive pairs' anchors.
+    positives : int array of shape (P,)
+        p, their positives.
+    negative_anchors : int array of shape (N,)
+        a2, the negative pairs' anchors.
+    negatives : int array of shape (N,)
+        n, their negatives.
+
+    Returns
+    -------
+    anchors, positives, negatives : int64 arrays of one length
+        The triplets, for ``triplet_loss(..., triplets=...)``; empty where no anchor has both kinds of pair.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metricloss.mining import pairs_to_triplets
+    >>> pairs_to_triplets(np.array([0, 1, 0]), np.array([1, 0, 4]), np.array([0, 0, 2]), np.array([2, 3, 0]))
+    (array([0, 0, 0, 0]), array([1, 1, 4, 4]), array([2, 3, 2, 3]))
+    """
+    a1, p = _index_vectors((positive_anchors, positives), ("positive_anchors", "positives"))
+    a2, n = _index_vectors((negative_anchors, negatives), ("negative_anchors", "negatives"))
+    order = np.argsort(a2, kind="stable")
+    lo = np.searchsorted(a2[order], a1, side="left")
+    counts = np.searchsorted(a2[order], a1, side="right") - lo
+    pair = np.repeat(np.arange(a1.size), counts)  # the positive pair of each triplet
+    starts = np.cumsum(counts) - counts
+    negative_pair = order[np.repeat(lo - starts, counts) + np.arange(counts.sum())]
+    return a1[pair], p[pair], n[negative_pair]
+
+
+def _index_vectors(arrays, names):
+    """Two 1-D arrays of non-negative integer indices of one length, as int64."""
+    checked = []
+    for array, name in zip(arrays, names, strict=True):
+        array = np.asarray(array)
+        if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
+            raise TypeError(f"{name} must be a 1-D integer index array; got dtype {array.dtype}, shape {array.shape}")
+        if array.size and array.min() < 0:
+            raise ValueError(f"{name} must hold indices >= 0; got {array.min()}")
+        checked.append(array.astype(np.int64))
+    if checked[0].size != checked[1].size:
+        raise ValueError(
+            f"{names[1]} must have one entry per {names[0][:-1]}: {checked[0].size}; got {checked[1].size}"
+        )
+    return checked
 
 
 def batch_triplets(

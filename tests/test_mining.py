@@ -132,6 +132,28 @@ def test_mine_triplets_equals_pml_triplet_margin_miner(batch, pml_type, kind, ma
     assert margin > 0 or kind != "semihard" or not as_set(ours)  # below 0 the semi-hard band is empty
 
 
+@pytest.mark.parametrize("margins", [(0.3, 1.1), (-0.5, 0.9)])
+def test_mine_pairs_equals_pml_pair_margin_miner(batch, margins):
+    """PML's PairMarginMiner(pos_margin, neg_margin): the same pairs in the same order, negative margins too."""
+    x, labels = batch
+    pos_margin, neg_margin = margins
+    miner = pml_miners.PairMarginMiner(pos_margin=pos_margin, neg_margin=neg_margin, distance=pml_lp())
+    theirs = miner(torch.tensor(x), torch.as_tensor(labels))
+    ours = ml.mine_pairs(x, labels, pos_margin=pos_margin, margin=neg_margin)
+    assert ours[0].size and ours[2].size
+    for mine, their in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(mine, their.numpy())
+
+
+def test_mine_pairs_with_references_and_all_pairs():
+    x, labels = np.array([[0.0], [1.0]]), np.array([0, 1])
+    refs, ref_labels = np.array([[0.0], [0.5], [4.0]]), np.array([0, 1, 1])
+    a1, p, a2, n = ml.mine_pairs(x, labels, kind="all", ref_embeddings=refs, ref_labels=ref_labels)
+    assert (a1.tolist(), p.tolist(), a2.tolist(), n.tolist()) == ([0, 1, 1], [0, 1, 2], [0, 0, 1], [1, 2, 0])
+    a1, p, a2, n = ml.mine_pairs(x, labels, ref_embeddings=refs, ref_labels=ref_labels)  # d > 0, d < 1
+    assert (a1.tolist(), p.tolist(), a2.tolist(), n.tolist()) == ([1, 1], [1, 2], [0], [1])
+
+
 def test_batch_triplets_equals_pml_batch_hard_miner(batch):
     x, labels = batch
     labels[0] = 77  # an anchor without positives is left out by both

@@ -116,6 +116,83 @@ def test_references_equal_to_the_batch_keep_the_self_pairs():
     assert against_copy != within
 
 
+def _pml_pairs(miner, x, labels):
+    import torch
+
+    return tuple(t.numpy() for t in miner(torch.tensor(x), torch.as_tensor(labels)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize(
+    "miner",
+    [
+        pml_miners.PairMarginMiner(pos_margin=0.4, neg_margin=1.2, distance=lp()),
+        pml_miners.MultiSimilarityMiner(epsilon=0.1, distance=lp()),
+    ],
+    ids=["pair-margin", "multi-similarity"],
+)
+def test_a_pair_miner_feeding_pml_triplet_loss_is_given_triplets_of_pairs_to_triplets(dtype, soft, miner):
+    """PML turns a pair miner's (a1, p, a2, n) into every triplet of a positive and a negative pair sharing an
+    anchor; triplets=pairs_to_triplets(...) gives the same value and gradients."""
+    x, labels = pk_batch(np.random.default_rng(5), dtype)
+    pairs = _pml_pairs(miner, x, labels)
+    loss = pml_losses.TripletMarginLoss(margin=0.3, smooth_loss=soft, distance=lp())
+    theirs = pml_value_and_grad(loss, x, labels, miner=miner)
+    triplets = ml.pairs_to_triplets(*pairs)
+    assert triplets[0].size > 10  # the case has triplets to compare
+    assert_same(ml.triplet_loss(x, labels, margin=0.3, soft=soft, triplets=triplets), theirs, dtype)
+
+
+def test_pairs_to_triplets_equals_pml_convert_to_triplets_in_its_order():
+    import torch
+    from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
+
+    rng = np.random.default_rng(6)
+    a1, p, a2, n = (rng.integers(0, 9, size=size) for size in (40, 40, 55, 55))
+    theirs = lmu.convert_to_triplets(tuple(torch.as_tensor(t) for t in (a1, p, a2, n)), torch.zeros(9))
+    ours = ml.pairs_to_triplets(a1, p, a2, n)
+    for mine, their in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(mine, their.numpy())
+
+
+def test_given_triplets_are_the_batch_all_kernel_s_triplets_when_all_of_them_are_given():
+    """Two independent paths: the kernel's sweep over every triplet, and those triplets enumerated and given."""
+    x, labels = pk_batch(np.random.default_rng(7), np.float64)
+    everything = ml.mine_triplets(x, labels, kind="all")
+    for soft in (False, True):
+        given_value, given_grad = ml.triplet_loss(x, labels, soft=soft, triplets=everything)
+        kernel_value, kernel_grad = ml.triplet_loss(x, labels, soft=soft)
+        assert given_value == pytest.approx(kernel_value, rel=1e-12)
+        assert_close(given_grad, kernel_grad)
+
+
+def test_given_triplets_gradient_matches_finite_differences():
+    from metricloss.testing import check_grad
+
+    x, labels = pk_batch(np.random.default_rng(8), np.float64, p=3, k=3)
+    a, p, n = ml.mine_triplets(x, labels, kind="all", max_per_anchor=4, rng=0)
+    triplets = (np.concatenate([a, a[:3]]), np.concatenate([p, p[:3]]), np.concatenate([n, n[:3]]))  # repeats
+    check_grad(lambda e: ml.triplet_loss(e, labels, margin=0.7, triplets=triplets, reduction="sum"), x)
+    refs = np.random.default_rng(9).standard_normal((7, x.shape[1]))
+    ref_labels = np.array([0, 0, 1, 1, 2, 2, 2])
+    given = (np.array([0, 3, 3]), np.array([1, 2, 3]), np.array([6, 0, 5]))
+    check_grad(
+        lambda e, r: ml.triplet_loss(e, labels, triplets=given, ref_embeddings=r, ref_labels=ref_labels), x, refs
+    )
+
+
+def test_given_triplets_that_are_not_triplets_of_the_batch_are_refused_by_name():
+    x, labels = pk_batch(np.random.default_rng(10), np.float64, p=2, k=2)  # labels 0 0 1 1
+    with pytest.raises(ValueError, match=r"triplets must have p of a's class .*got triplet 1: \(1, 1, 2\)"):
+        ml.triplet_loss(x, labels, triplets=(np.array([0, 1]), np.array([1, 1]), np.array([2, 2])))
+    with pytest.raises(ValueError, match="leave mining at 'all'; got 'hard'"):
+        ml.triplet_loss(x, labels, mining="hard", triplets=(np.array([0]), np.array([1]), np.array([2])))
+    empty = np.zeros(0, dtype=np.int64)
+    value, grad = ml.triplet_loss(x, labels, triplets=(empty, empty, empty))
+    assert value == 0.0 and not grad.any()
+
+
 # --- kernels: both paths, both backends, the oracle -----------------------------------------------------------
 
 

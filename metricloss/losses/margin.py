@@ -172,7 +172,7 @@ def margin_loss(
     if triplets is None:
         value, grads, beta_part = _all_triplets(batch, margin, beta64, beta_class, reduction)
     else:
-        a, p, n = _check_triplets(triplets, batch)
+        a, p, n = batch.given_triplets(triplets)
         value, grads, beta_part = _given_triplets(batch, a, p, n, margin, beta64, beta_class, reduction)
     if not learnable:
         return value, grads
@@ -249,34 +249,3 @@ def _given_triplets(batch, a, p, n, margin, beta64, beta_class, reduction):
     grad_beta = weight * np.bincount(beta_class[a], weights=on_neg * 1.0 - on_pos, minlength=size)
     counts = np.bincount(beta_class[a], minlength=size).astype(np.float64)
     return weight * total, grads, (grad_beta, weight, counts)
-
-
-def _check_triplets(triplets, batch):
-    """(a, p, n): three 1-D integer arrays of one length, a indexing the embeddings, p and n the references (the
-    batch itself without them), p of a's class and not a, n of another class."""
-    if not isinstance(triplets, tuple | list) or len(triplets) != 3:
-        raise TypeError(f"triplets must be a tuple of three index arrays (a, p, n); got {type(triplets).__name__}")
-    arrays = [np.asarray(t) for t in triplets]
-    for name, t in zip("apn", arrays, strict=True):
-        if t.ndim != 1 or (t.size and t.dtype.kind not in "iu"):
-            raise TypeError(
-                f"triplets must hold 1-D integer index arrays; got {name} of dtype {t.dtype} and shape {t.shape}"
-            )
-    if not arrays[0].size == arrays[1].size == arrays[2].size:
-        raise ValueError(f"triplets must hold arrays of one length; got {[t.size for t in arrays]}")
-    a, p, n = (t.astype(np.int64) for t in arrays)
-    n_rows, n_refs = batch.d.shape
-    for name, t, size in (("a", a, n_rows), ("p", p, n_refs), ("n", n, n_refs)):
-        if t.size and (t.min() < 0 or t.max() >= size):
-            raise ValueError(f"triplets' {name} must index [0, {size}); got values in [{t.min()}, {t.max()}]")
-    ref_class, anchor_class, _, _ = batch.classes
-    bad = (anchor_class[a] != ref_class[p]) | (anchor_class[a] < 0) | (anchor_class[a] == ref_class[n])
-    if batch.self_offset == 0:
-        bad |= a == p
-    if bad.any():
-        k = int(np.argmax(bad))
-        raise ValueError(
-            f"triplets must have p of a's class (p != a) and n of another class; got triplet {k}: "
-            f"({a[k]}, {p[k]}, {n[k]})"
-        )
-    return a, p, n

@@ -127,6 +127,32 @@ def _triplet_terms(thresholds, d_neg, soft):
 
 
 @finite_or_refused
+def _batch_all(batch, distance, margin, semihard_only, soft, reduction):
+    """Every valid triplet of the batch (``semihard_only``: the semi-hard ones), summed by a kernel that writes the
+    cotangent over d itself where the VJP no longer needs d (Euclidean: g/d)."""
+    d = batch.d
+    divide = distance == "euclidean"
+    g = np.empty_like(d) if distance == "cosine" else d
+    if soft:  # every triplet with its slope σ(z)
+        smallest = float(np.finfo(batch.x.dtype).smallest_subnormal) / 2  # a term at most this rounds to 0
+        sums, n_nonzero, n_valid = batch.kernels.soft_all_triplets(
+            d, *batch.classes, batch.self_offset, margin, smallest, g, divide
+        )
+        weight = weight_from_counts(reduction, n_valid.sum(), n_nonzero.sum())
+        return weight * float(np.sum(sums)), batch.pull(g, weight, divided=divide)
+    symmetric = batch.ref is None  # within one batch the kernel writes g + gᵀ, which the pullback needs
+    if symmetric:
+        sums, n_active, n_valid = batch.kernels.batch_all_symmetric(
+            d, *batch.classes, margin, semihard_only, g, divide, gram=batch.gram
+        )
+    else:
+        sums, n_active, n_valid = batch.kernels.batch_all_triplets(
+            d, *batch.classes, batch.self_offset, margin, semihard_only, g, divide
+        )
+    weight = weight_from_counts(reduction, (n_active if semihard_only else n_valid).sum(), n_active.sum())
+    return weight * float(np.sum(sums)), batch.pull(g, weight, divided=divide, symmetric=symmetric)
+
+
 def triplet_loss(
     embeddings,
     labels,
@@ -137,6 +163,7 @@ def triplet_loss(
     reduction=None,
     soft=False,
     incomplete_anchors="drop",
+    triplets=None,
     ref_embeddings=None,
     ref_labels=None,
     backend=None,
@@ -162,6 +189,10 @@ def triplet_loss(
     ``"all_semihard"``  every semi-hard triplet, d_ap <= d_an < d_ap + m          ``"mean_nonzero"``
                         (pytorch-metric-learning's semi-hard miner)
     ==================  ========================================================  ==================
+
+    or ``triplets=(a, p, n)`` gives them: any miner's output (:func:`metricloss.mine_triplets`,
+    :func:`metricloss.batch_triplets`, a pair miner's through :func:`metricloss.pairs_to_triplets`), each
+    triplet a term as often as it is given, reduced as batch-all's (default ``"mean_nonzero"``).
 
     Gradient: each term's slope s (1 where the hinge is active; the sigmoid for ``soft``) goes to
     ∂L/∂d_ap += w·s and ∂L/∂d_an −= w·s, with w the reduction's weight; that B×R cotangent is pulled back through
@@ -191,6 +222,9 @@ def triplet_loss(
         (TF-Addons, omoindrot, sentence-transformers). A lone sample has neither and is always dropped.
         ``"keep"`` needs ``mining="hard"`` (a ValueError otherwise): batch-all and the semi-hard minings take
         only triplets with a real positive and negative.
+    triplets : tuple of three int arrays (a, p, n) of equal length, optional
+        The triplets, instead of mining them (p and n index ``ref_embeddings`` when given): p of a's class and
+        not a, n of another class (a ValueError naming the first that is not). Leave ``mining`` at "all".
     ref_embeddings : array of shape (R, F), optional
         A reference set for query-vs-reference (cross-modal) batches: anchors are the rows of ``embeddings``,
         positives and negatives are taken from the references. Give ``ref_labels`` with it.
@@ -222,7 +256,9 @@ def triplet_loss(
     ``smooth_loss=True`` with no miner (softplus on every triplet) is ``mining="all", soft=True, margin=m``
     (its ``AvgNonZeroReducer`` is the default ``"mean_nonzero"``, the mean over every triplet unless a softplus
     underflows; tests/test_triplet.py pins it). ``LpDistance(power=2)`` is
-    ``distance="sqeuclidean"``.
+    ``distance="sqeuclidean"``. With a pair miner (``PairMarginMiner``, ``MultiSimilarityMiner``: index tuples
+    (a1, p, a2, n)) PML makes every triplet of a positive and a negative pair sharing an anchor: that is
+    ``triplets=pairs_to_triplets(a1, p, a2, n)`` (tests/test_triplet.py pins it).
     PML normalises embeddings by default.
 
     *Two semi-hard rules.* FaceNet's semi-hard negative is the closest negative farther than the positive.
@@ -255,6 +291,11 @@ def triplet_loss(
     """
     check_option(mining, "mining", MININGS)
     soft = check_bool(soft, "soft")
+    given = triplets is not None
+    if given and mining != "all":
+        raise ValueError(
+            f"triplets= gives the triplets, which mining would choose: leave mining at 'all'; got {mining!r}"
+        )
     if soft and mining == "all_semihard":
         raise ValueError(
             "soft=True needs mining='all', 'hard' or 'semihard': a softplus has no margin band for 'all_semihard' "
@@ -275,39 +316,15 @@ def triplet_loss(
         ref_embeddings=ref_embeddings,
         ref_labels=ref_labels,
         backend=backend,
-        defer_distances=mining in ("all", "all_semihard") and not soft,  # the batch-all kernel converts the rows
+        defer_distances=mining in ("all", "all_semihard") and not soft and not given,  # batch-all converts rows
     )
     d = batch.d
 
-    if mining == "all" and soft:
-        # The kernel writes the cotangent over d (Euclidean: g/d), every triplet with its slope σ(z).
-        divide = distance == "euclidean"
-        g = np.empty_like(d) if distance == "cosine" else d
-        smallest = float(np.finfo(batch.x.dtype).smallest_subnormal) / 2  # a term at most this rounds to 0
-        sums, n_nonzero, n_valid = batch.kernels.soft_all_triplets(
-            d, *batch.classes, batch.self_offset, margin, smallest, g, divide
-        )
-        weight = weight_from_counts(reduction, n_valid.sum(), n_nonzero.sum())
-        return weight * float(np.sum(sums)), batch.pull(g, weight, divided=divide)
-
-    if mining in ("all", "all_semihard"):
-        # The kernel writes the cotangent over d itself where the VJP no longer needs d (Euclidean: g/d).
-        divide = distance == "euclidean"
-        g = np.empty_like(d) if distance == "cosine" else d
-        semihard_only = mining == "all_semihard"
-        symmetric = batch.ref is None  # within one batch the kernel writes g + gᵀ, which the pullback needs
-        if symmetric:
-            sums, n_active, n_valid = batch.kernels.batch_all_symmetric(
-                d, *batch.classes, margin, semihard_only, g, divide, gram=batch.gram
-            )
-        else:
-            sums, n_active, n_valid = batch.kernels.batch_all_triplets(
-                d, *batch.classes, batch.self_offset, margin, semihard_only, g, divide
-            )
-        weight = weight_from_counts(reduction, (n_active if semihard_only else n_valid).sum(), n_active.sum())
-        return weight * float(np.sum(sums)), batch.pull(g, weight, divided=divide, symmetric=symmetric)
-
-    if mining == "hard":
+    if given:
+        anchors, positives, negatives = batch.given_triplets(triplets)
+    elif mining in ("all", "all_semihard"):
+        return _batch_all(batch, distance, margin, mining == "all_semihard", soft, reduction)
+    elif mining == "hard":
         anchors, positives, negatives = hardest_triplets(batch, incomplete_anchors)
     else:
         anchors, positives, negatives = semihard_triplets(batch)

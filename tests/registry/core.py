@@ -592,6 +592,27 @@ def _triplet(id, hyper, literals=()):
     )
 
 
+def triplet_of_all_pairs(x, labels, *, distance="euclidean", backend=None, **hyper):
+    """triplet_loss on the triplets that every positive and negative pair of the batch make together: mine_pairs
+    (kind="all") through pairs_to_triplets, given as ``triplets=``; batch-all by another path."""
+    pairs = ml.mine_pairs(x, labels, kind="all", distance=distance, backend=backend)
+    triplets = ml.pairs_to_triplets(*pairs)
+    return ml.triplet_loss(x, labels, triplets=triplets, distance=distance, backend=backend, **hyper)
+
+
+def _triplet_of_pairs(id, hyper):
+    inactive = (_ONE_SAMPLE, _DUPLICATES_ONE_CLASS, _FAR_APART) + (() if hyper.get("soft") else (_SEPARATED,))
+    bad_hyper = (
+        _NEGATIVE_MARGIN,
+        _BAD_REDUCTION,
+        ({"mining": "hard"}, ValueError, "triplets= gives the triplets, which mining would choose"),
+        ({"distance": "l1"}, ValueError, "distance must be one of"),
+    )
+    return _batch_case(
+        "triplet_of_pairs", id, triplet_of_all_pairs, triplet_oracle, hyper, inactive=inactive, bad_hyper=bad_hyper
+    )
+
+
 def _triplet_with_references(id, hyper):
     unmatched = (
         "no reference shares a query's class",
@@ -705,6 +726,8 @@ CASES += [
     _triplet("semihard", {"mining": "semihard"}, literals=(([_ABCD, _ABCD_LABELS], (5.6 - 2 * _R) / 4, None),)),
     _triplet("semihard-soft-sum", {"mining": "semihard", "soft": True, "margin": 0.1, "reduction": "sum"}),
     _triplet("all_semihard", {"mining": "all_semihard"}),
+    _triplet_of_pairs("all", {}),
+    _triplet_of_pairs("all-soft-sqeuclidean-sum", {"soft": True, "distance": "sqeuclidean", "reduction": "sum"}),
     _triplet_with_references("all", {}),
     _triplet_with_references("all-soft-sqeuclidean", {"soft": True, "distance": "sqeuclidean"}),
     _triplet_with_references("hard-keep", {"mining": "hard", "incomplete_anchors": "keep"}),
