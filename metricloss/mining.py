@@ -449,7 +449,10 @@ def batch_triplets(
     ``BatchEasyHardMiner(pos_strategy, neg_strategy, allowed_pos_range, allowed_neg_range)`` is the same names
     with "hard" for "hardest" and "easy" for "easiest" and the ranges as ``positive_range`` and
     ``negative_range`` (its defaults: ``positive="easiest", negative="semihard"``, Xuan et al. 2020;
-    tests/test_mining.py pins it); its ``"all"`` strategies are the triplet losses' ``mining="all"``.
+    tests/test_mining.py pins it). Its ``"all"`` strategy returns pairs, which its triplet loss pairs up: both
+    ``"all"`` is every triplet (``mining="all"``); ``pos_strategy="all"`` is
+    ``pairs_to_triplets(*mine_pairs(x, labels, kind="all")[:2], a, n)`` with (a, _, n) from this function's
+    negative choice, and the other way round for ``neg_strategy="all"``; PML applies no range to the "all" side.
 
     Examples
     --------

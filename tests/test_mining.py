@@ -180,6 +180,45 @@ def test_batch_triplets_equals_pml_batch_easy_hard_miner(batch, pos_strategy, ne
 
 
 @pytest.mark.parametrize(
+    ("pos_strategy", "neg_strategy"),
+    [("all", "hard"), ("all", "easy"), ("easy", "all"), ("hard", "all"), ("all", "all")],
+)
+def test_pml_batch_easy_hard_all_strategies_are_pairs_to_triplets(batch, pos_strategy, neg_strategy):
+    """BatchEasyHardMiner with an "all" side returns pairs, which PML's triplet loss turns into triplets: every
+    pair of that side (no range applies to it in PML) with the other side's one choice per anchor. Here that is
+    pairs_to_triplets of mine_pairs(kind="all") and batch_triplets' choice."""
+    from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
+
+    x, labels = batch
+    ranges = {"positive_range": (0.4, 2.0), "negative_range": (0.3, 1.6)}
+    miner = pml_miners.BatchEasyHardMiner(
+        pos_strategy=pos_strategy,
+        neg_strategy=neg_strategy,
+        allowed_pos_range=ranges["positive_range"],
+        allowed_neg_range=ranges["negative_range"],
+        distance=pml_lp(),
+    )
+    target = torch.as_tensor(labels)
+    theirs = lmu.convert_to_triplets(miner(torch.tensor(x), target), target)
+    a1, p, a2, n = ml.mine_pairs(x, labels, kind="all")
+    chosen = {"hard": "hardest", "easy": "easiest"}
+    if pos_strategy == neg_strategy == "all":
+        ours = ml.mine_triplets(x, labels, kind="all")
+    elif pos_strategy == "all":
+        a, _, negatives = ml.batch_triplets(
+            x, labels, negative=chosen[neg_strategy], negative_range=ranges["negative_range"]
+        )
+        ours = ml.pairs_to_triplets(a1, p, a, negatives)
+    else:
+        a, positives, _ = ml.batch_triplets(
+            x, labels, positive=chosen[pos_strategy], positive_range=ranges["positive_range"]
+        )
+        ours = ml.pairs_to_triplets(a, positives, a2, n)
+    assert len(ours[0]) > len(x)
+    assert as_set(ours) == as_set(theirs)
+
+
+@pytest.mark.parametrize(
     ("pos_strategy", "neg_strategy", "positive", "negative"),
     [
         ("easy", "semihard", "easiest", "semihard"),
