@@ -370,6 +370,19 @@ def test_identify_recovers_the_settings_the_notes_document(candidate, family, ex
     assert "your loss is " + family in str(found)
 
 
+def test_identify_maps_pml_cosine_similarity_margins_with_a_negative_pos_margin():
+    """PML's ContrastiveLoss on cosine similarity with pos_margin above 1: given pos_margin = 1 − 1.2, identify
+    finds the rest, and the bank finds the two known differences, PML's ε in its normalisation (zero and tiny
+    rows) and its identity exclusion of references equal to the queries (#488)."""
+    from pytorch_metric_learning import distances as pml_distances
+
+    candidate = pml_losses.ContrastiveLoss(pos_margin=1.2, neg_margin=0.5, distance=pml_distances.CosineSimilarity())
+    found = identify(candidate, "contrastive_loss", pos_margin=1 - 1.2)
+    expected = {"form": "linear", "distance": "cosine", "split_reduction": True, "margin": 0.5}
+    assert {k: found.settings[k] for k in expected} == expected, str(found)
+    assert found.matches[0].differing() == ["all-zero rows", "norms ~1e-30", "references equal to queries"]
+
+
 def test_identify_says_when_nothing_reproduces_the_candidate():
     """PML's swap=True (the negative distance min(d_an, d_pn), Balntas et al.) on all triplets has no metricloss
     equivalent among triplet_loss's options (only triplet_margin_loss on explicit rows has swap)."""
