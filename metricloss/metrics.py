@@ -213,38 +213,6 @@ def _average(values, r, query_class, average):
     return float(np.mean(per_class))
 
 
-def _evaluate(
-    embeddings, labels, ref_embeddings, ref_labels, ref_includes_query, k, distance, average, chunk_size, use_faiss
-):
-    """Every metric, as a dict, for the public functions (which pick from it)."""
-    x, labels, ref, ref_labels, self_excluded, chunk_size = _check_inputs(
-        embeddings, labels, ref_embeddings, ref_labels, ref_includes_query, distance, average, chunk_size
-    )
-    use_faiss = check_bool(use_faiss, "use_faiss")
-    k = _check_k_values(k, ref.shape[0] - int(self_excluded))
-    _, query_class, r = _relevant_counts(labels, ref_labels, self_excluded)
-    if not (r > 0).any():
-        which = "another sample of its class" if ref_embeddings is None else "a reference of its class, in ref_labels"
-        raise ValueError(
-            f"labels must give some query a relevant reference ({which}); got none, so every retrieval metric is "
-            "undefined"
-        )
-    r, first, r_precision, average_precision = _per_query_scores(
-        x, labels, ref, ref_labels, self_excluded, distance, chunk_size, use_faiss
-    )
-
-    def mean(values):
-        return _average(values.astype(np.float64), r, query_class, average)
-
-    reciprocal = np.divide(1.0, first, out=np.zeros(first.size), where=first > 0)
-    metrics = {"precision_at_1": mean(first == 1)}
-    metrics.update({f"recall_at_{v}": mean((first >= 1) & (first <= v)) for v in k})
-    metrics["r_precision"] = mean(r_precision)
-    metrics["mean_average_precision_at_r"] = mean(average_precision)
-    metrics["mean_reciprocal_rank"] = mean(reciprocal)
-    return metrics
-
-
 @refuse_renamed(metric="distance")
 def retrieval_metrics(
     embeddings,
@@ -328,13 +296,37 @@ def retrieval_metrics(
     {'precision_at_1': 0.4, 'recall_at_1': 0.4, 'recall_at_2': 0.8, 'r_precision': 0.2,
      'mean_average_precision_at_r': 0.2, 'mean_reciprocal_rank': 0.6667}
     """
-    return _evaluate(
-        embeddings, labels, ref_embeddings, ref_labels, ref_includes_query, k, distance, average, chunk_size, use_faiss
+    x, labels, ref, ref_labels, self_excluded, chunk_size = _check_inputs(
+        embeddings, labels, ref_embeddings, ref_labels, ref_includes_query, distance, average, chunk_size
+    )
+    use_faiss = check_bool(use_faiss, "use_faiss")
+    k = _check_k_values(k, ref.shape[0] - int(self_excluded))
+    _, query_class, r = _relevant_counts(labels, ref_labels, self_excluded)
+    if not (r > 0).any():
+        which = "another sample of its class" if ref_embeddings is None else "a reference of its class, in ref_labels"
+        raise ValueError(
+            f"labels must give some query a relevant reference ({which}); got none, so every retrieval metric is "
+            "undefined"
+        )
+    r, first, r_precision, average_precision = _per_query_scores(
+        x, labels, ref, ref_labels, self_excluded, distance, chunk_size, use_faiss
     )
 
+    def mean(values):
+        return _average(values.astype(np.float64), r, query_class, average)
 
-def _one_metric(name, embeddings, labels, options, k=1):
-    return _evaluate(embeddings, labels, *options[:3], k, *options[3:])[name]
+    reciprocal = np.divide(1.0, first, out=np.zeros(first.size), where=first > 0)
+    metrics = {"precision_at_1": mean(first == 1)}
+    metrics.update({f"recall_at_{v}": mean((first >= 1) & (first <= v)) for v in k})
+    metrics["r_precision"] = mean(r_precision)
+    metrics["mean_average_precision_at_r"] = mean(average_precision)
+    metrics["mean_reciprocal_rank"] = mean(reciprocal)
+    return metrics
+
+
+def _one_metric(name, embeddings, labels, **options):
+    """The metric ``name`` of :func:`retrieval_metrics` with these options."""
+    return retrieval_metrics(embeddings, labels, **options)[name]
 
 
 @refuse_renamed(metric="distance")
@@ -378,8 +370,19 @@ def recall_at_k(
     0.6666666666666666
     """
     k = check_count(k, "k")
-    options = (ref_embeddings, ref_labels, ref_includes_query, distance, average, chunk_size, use_faiss)
-    return _one_metric(f"recall_at_{k}", embeddings, labels, options, k)
+    return _one_metric(
+        f"recall_at_{k}",
+        embeddings,
+        labels,
+        k=k,
+        ref_embeddings=ref_embeddings,
+        ref_labels=ref_labels,
+        ref_includes_query=ref_includes_query,
+        distance=distance,
+        average=average,
+        chunk_size=chunk_size,
+        use_faiss=use_faiss,
+    )
 
 
 @refuse_renamed(metric="distance")
@@ -424,8 +427,18 @@ def precision_at_1(
     >>> round(precision_at_1(x, labels), 4)
     0.4
     """
-    options = (ref_embeddings, ref_labels, ref_includes_query, distance, average, chunk_size, use_faiss)
-    return _one_metric("precision_at_1", embeddings, labels, options)
+    return _one_metric(
+        "precision_at_1",
+        embeddings,
+        labels,
+        ref_embeddings=ref_embeddings,
+        ref_labels=ref_labels,
+        ref_includes_query=ref_includes_query,
+        distance=distance,
+        average=average,
+        chunk_size=chunk_size,
+        use_faiss=use_faiss,
+    )
 
 
 @refuse_renamed(metric="distance")
@@ -470,8 +483,18 @@ def r_precision(
     >>> round(r_precision(x, labels), 4)
     0.2
     """
-    options = (ref_embeddings, ref_labels, ref_includes_query, distance, average, chunk_size, use_faiss)
-    return _one_metric("r_precision", embeddings, labels, options)
+    return _one_metric(
+        "r_precision",
+        embeddings,
+        labels,
+        ref_embeddings=ref_embeddings,
+        ref_labels=ref_labels,
+        ref_includes_query=ref_includes_query,
+        distance=distance,
+        average=average,
+        chunk_size=chunk_size,
+        use_faiss=use_faiss,
+    )
 
 
 @refuse_renamed(metric="distance")
@@ -517,8 +540,18 @@ def mean_average_precision_at_r(
     >>> round(mean_average_precision_at_r(x, labels), 4)
     0.2
     """
-    options = (ref_embeddings, ref_labels, ref_includes_query, distance, average, chunk_size, use_faiss)
-    return _one_metric("mean_average_precision_at_r", embeddings, labels, options)
+    return _one_metric(
+        "mean_average_precision_at_r",
+        embeddings,
+        labels,
+        ref_embeddings=ref_embeddings,
+        ref_labels=ref_labels,
+        ref_includes_query=ref_includes_query,
+        distance=distance,
+        average=average,
+        chunk_size=chunk_size,
+        use_faiss=use_faiss,
+    )
 
 
 @refuse_renamed(metric="distance")
@@ -564,5 +597,15 @@ def mean_reciprocal_rank(
     >>> round(mean_reciprocal_rank(x, labels), 4)
     0.6667
     """
-    options = (ref_embeddings, ref_labels, ref_includes_query, distance, average, chunk_size, use_faiss)
-    return _one_metric("mean_reciprocal_rank", embeddings, labels, options)
+    return _one_metric(
+        "mean_reciprocal_rank",
+        embeddings,
+        labels,
+        ref_embeddings=ref_embeddings,
+        ref_labels=ref_labels,
+        ref_includes_query=ref_includes_query,
+        distance=distance,
+        average=average,
+        chunk_size=chunk_size,
+        use_faiss=use_faiss,
+    )

@@ -25,8 +25,8 @@ kind            condition                         in words
 
 The three kinds split the valid triplets for every m. The miners here take m < 0 too, as
 pytorch-metric-learning's ``TripletMarginMiner`` does: the active triplets are then the ones whose negative is
-closer than the positive by more than −m, all of them hard, and none is semi-hard. For m >= 0 a hard triplet is simply one with
-d_an < d_ap. The losses refuse m < 0, where a wrongly ordered triplet would cost nothing.
+closer than the positive by more than −m, all of them hard, and none is semi-hard. For m >= 0 a hard triplet is
+simply one with d_an < d_ap. The losses refuse m < 0, where a wrongly ordered triplet would cost nothing.
 
 Randomness comes from a ``numpy.random.Generator``: every function that samples takes ``rng``, a Generator or an
 int seed >= 0 (None: fresh entropy, as ``numpy.random.default_rng``); anything else is refused, naming ``rng``.
