@@ -600,7 +600,7 @@ def triplet_of_all_pairs(x, labels, *, distance="euclidean", backend=None, **hyp
     return ml.triplet_loss(x, labels, triplets=triplets, distance=distance, backend=backend, **hyper)
 
 
-def _triplet_of_pairs(id, hyper):
+def _triplet_of_pairs(id, hyper, literals=()):
     inactive = (_ONE_SAMPLE, _DUPLICATES_ONE_CLASS, _FAR_APART) + (() if hyper.get("soft") else (_SEPARATED,))
     bad_hyper = (
         _NEGATIVE_MARGIN,
@@ -609,7 +609,14 @@ def _triplet_of_pairs(id, hyper):
         ({"distance": "l1"}, ValueError, "distance must be one of"),
     )
     return _batch_case(
-        "triplet_of_pairs", id, triplet_of_all_pairs, triplet_oracle, hyper, inactive=inactive, bad_hyper=bad_hyper
+        "triplet_of_pairs",
+        id,
+        triplet_of_all_pairs,
+        triplet_oracle,
+        hyper,
+        literals=literals,
+        inactive=inactive,
+        bad_hyper=bad_hyper,
     )
 
 
@@ -726,7 +733,7 @@ CASES += [
     _triplet("semihard", {"mining": "semihard"}, literals=(([_ABCD, _ABCD_LABELS], (5.6 - 2 * _R) / 4, None),)),
     _triplet("semihard-soft-sum", {"mining": "semihard", "soft": True, "margin": 0.1, "reduction": "sum"}),
     _triplet("all_semihard", {"mining": "all_semihard"}),
-    _triplet_of_pairs("all", {}),
+    _triplet_of_pairs("all", {}, literals=(([_ABCD, _ABCD_LABELS], (11.2 - 2 * _R - _S_) / 6, None),)),  # batch-all's
     _triplet_of_pairs("all-soft-sqeuclidean-sum", {"soft": True, "distance": "sqeuclidean", "reduction": "sum"}),
     _triplet_with_references("all", {}),
     _triplet_with_references("all-soft-sqeuclidean", {"soft": True, "distance": "sqeuclidean"}),
