@@ -126,7 +126,6 @@ def _triplet_terms(thresholds, d_neg, soft):
     return np.where(active, thresholds - d_neg, 0.0), active.astype(np.float64)
 
 
-@finite_or_refused
 def _batch_all(batch, distance, margin, semihard_only, soft, reduction):
     """Every valid triplet of the batch (``semihard_only``: the semi-hard ones), summed by a kernel that writes the
     cotangent over d itself where the VJP no longer needs d (Euclidean: g/d)."""
@@ -153,6 +152,7 @@ def _batch_all(batch, distance, margin, semihard_only, soft, reduction):
     return weight * float(np.sum(sums)), batch.pull(g, weight, divided=divide, symmetric=symmetric)
 
 
+@finite_or_refused
 def triplet_loss(
     embeddings,
     labels,
