@@ -447,7 +447,7 @@ def pml_triplet_center(margin):
             {"incomplete_anchors": "keep", "distance": "euclidean", "reduction": "mean", "margin": 1.0},
             ["references equal to queries"],
         ),
-        (  # PML's β is a float32 parameter: see test_identify_finds_pml_margin_loss_beta_in_float32
+        (  # PML's β is a float32 tensor: see test_identify_finds_pml_margin_loss_beta_in_float32
             lambda: pml_losses.MarginLoss(margin=0.2, beta=1.2, distance=lp()),
             "margin_loss",
             {"distance": "euclidean", "reduction": "mean_nonzero", "margin": 0.2, "beta": 1.2},
@@ -525,9 +525,10 @@ def test_identify_maps_pml_cosine_similarity_margins_with_a_negative_pos_margin(
 
 
 def test_identify_finds_pml_margin_loss_beta_in_float32():
-    """PML keeps β in a float32 parameter: 1.2 is 1.2000000477 there, which moves each active negative term by
-    4.8e-8, past the float64 tolerance on the kink case's batch (whose terms are 0.4); fixed at float32(1.2) β
-    reproduces PML on every case, and a β exact in float32 is found on every case from the grid."""
+    """PML keeps β in a float32 tensor (torch.tensor([float(beta)]), cast to the embeddings' dtype after): 1.2 is
+    1.2000000477 there, which moves each active pair term by 4.8e-8 (up on negative pairs, down on positive
+    ones), past the float64 tolerance on the kink case's batch, whose one active term is 0.4. With β fixed at
+    float32(1.2) PML agrees on every case, and a β exact in float32 is found on every case from the grid."""
     candidate = pml_losses.MarginLoss(margin=0.2, beta=1.2, distance=lp())
     beta32 = float(np.float32(1.2))
     found = identify(candidate, "margin_loss", beta=beta32)
