@@ -2,6 +2,7 @@
 JAX and TensorFlow functions), the known divergences it finds, deliberately broken candidates each caught and named,
 identify() recovering the reference-library configurations of the docstrings' Notes, and the command."""
 
+import functools
 import json
 import math
 import subprocess
@@ -568,6 +569,49 @@ def test_identify_takes_off_grid_hyper_parameters_as_fixed(candidate, family, fi
     found = identify(candidate(), family, **fixed)
     assert found.matches, str(found)
     assert {k: found.settings[k] for k in {**expected, **fixed}} == {**expected, **fixed}
+
+
+def _npair_sum(embeddings, labels):
+    return ml.npair_loss(embeddings, labels=labels, reduction="sum")
+
+
+@pytest.mark.parametrize(
+    ("family", "settings"),
+    [
+        (
+            "multi_similarity_loss",
+            {
+                "mining": True,
+                "epsilon": 0.1,
+                "similarity": "dot",
+                "reduction": "mean_nonzero",
+                "alpha": 2.0,
+                "beta": 40.0,
+                "base": 1.0,
+            },
+        ),
+        ("circle_loss", {"form": "all_pairs", "detach_weights": False, "m": 0.4, "gamma": 128.0}),
+        ("ntxent_loss", {"temperature": 0.2, "similarity": "dot", "reduction": "sum"}),
+        ("supcon_loss", {"temperature": 0.5, "similarity": "cosine", "reduction": "sum"}),
+        ("lifted_structure_loss", {"distance": "cosine", "reduction": "sum", "margin": 0.5}),
+        (
+            "generalized_lifted_structure_loss",
+            {"incomplete_anchors": "drop", "distance": "sqeuclidean", "reduction": "mean_nonzero", "margin": 0.1},
+        ),
+        ("margin_loss", {"distance": "sqeuclidean", "reduction": "sum", "margin": 0.1, "beta": 1.0}),
+        ("npair_loss", {"reduction": "sum"}),
+        ("triplet_center_loss", {"distance": "cosine", "halved": True, "reduction": "mean", "margin": 0.2}),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_identify_tells_apart_the_options_of_each_family(family, settings):
+    """metricloss's own loss at settings away from the defaults is identified as exactly those settings, alone
+    and on every case: the bank separates each option searched (the reference-code forms too: circle's all_pairs
+    without .detach())."""
+    candidate = _npair_sum if family == "npair_loss" else functools.partial(getattr(ml, family), **settings)
+    found = identify(candidate, family)
+    assert [m.settings for m in found.matches] == [settings], str(found)
+    assert found.matches[0].differing() == []
 
 
 def test_every_search_space_holds_settings_its_loss_accepts():
