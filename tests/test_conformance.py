@@ -575,35 +575,35 @@ def _npair_sum(embeddings, labels):
     return ml.npair_loss(embeddings, labels=labels, reduction="sum")
 
 
-@pytest.mark.parametrize(
-    ("family", "settings"),
-    [
-        (
-            "multi_similarity_loss",
-            {
-                "mining": True,
-                "epsilon": 0.1,
-                "similarity": "dot",
-                "reduction": "mean_nonzero",
-                "alpha": 2.0,
-                "beta": 40.0,
-                "base": 1.0,
-            },
-        ),
-        ("circle_loss", {"form": "all_pairs", "detach_weights": False, "m": 0.4, "gamma": 128.0}),
-        ("ntxent_loss", {"temperature": 0.2, "similarity": "dot", "reduction": "sum"}),
-        ("supcon_loss", {"temperature": 0.5, "similarity": "cosine", "reduction": "sum"}),
-        ("lifted_structure_loss", {"distance": "cosine", "reduction": "sum", "margin": 0.5}),
-        (
-            "generalized_lifted_structure_loss",
-            {"incomplete_anchors": "drop", "distance": "sqeuclidean", "reduction": "mean_nonzero", "margin": 0.1},
-        ),
-        ("margin_loss", {"distance": "sqeuclidean", "reduction": "sum", "margin": 0.1, "beta": 1.0}),
-        ("npair_loss", {"reduction": "sum"}),
-        ("triplet_center_loss", {"distance": "cosine", "halved": True, "reduction": "mean", "margin": 0.2}),
-    ],
-    ids=lambda v: v if isinstance(v, str) else "",
-)
+# A point of each new family's search space away from its defaults.
+_AWAY_FROM_DEFAULTS = [
+    (
+        "multi_similarity_loss",
+        {
+            "mining": True,
+            "epsilon": 0.1,
+            "similarity": "dot",
+            "reduction": "mean_nonzero",
+            "alpha": 2.0,
+            "beta": 40.0,
+            "base": 1.0,
+        },
+    ),
+    ("circle_loss", {"form": "all_pairs", "detach_weights": False, "m": 0.4, "gamma": 128.0}),
+    ("ntxent_loss", {"temperature": 0.2, "similarity": "dot", "reduction": "sum"}),
+    ("supcon_loss", {"temperature": 0.5, "similarity": "cosine", "reduction": "sum"}),
+    ("lifted_structure_loss", {"distance": "cosine", "reduction": "sum", "margin": 0.5}),
+    (
+        "generalized_lifted_structure_loss",
+        {"incomplete_anchors": "drop", "distance": "sqeuclidean", "reduction": "mean_nonzero", "margin": 0.1},
+    ),
+    ("margin_loss", {"distance": "sqeuclidean", "reduction": "sum", "margin": 0.1, "beta": 1.0}),
+    ("npair_loss", {"reduction": "sum"}),
+    ("triplet_center_loss", {"distance": "cosine", "halved": True, "reduction": "mean", "margin": 0.2}),
+]
+
+
+@pytest.mark.parametrize(("family", "settings"), _AWAY_FROM_DEFAULTS, ids=[f for f, _ in _AWAY_FROM_DEFAULTS])
 def test_identify_tells_apart_the_options_of_each_family(family, settings):
     """metricloss's own loss at settings away from the defaults is identified as exactly those settings, alone
     and on every case: the bank separates each option searched (the reference-code forms too: circle's all_pairs
