@@ -946,7 +946,7 @@ _CONTRASTIVE = {
 }
 _TEMPERATURE_SCALED = {"similarity": _SIMILARITIES, "reduction": _REDUCTIONS}
 
-# What identify searches: for each reference family, a tuple of option spaces (option → values, the defaults first);
+# What identify searches: for each reference family, a tuple of option spaces (option → values, in the order tried);
 # the family's settings are every combination within each space, space after space. Options that only some
 # combinations have (incomplete_anchors with hard mining, epsilon with mining) make separate spaces.
 SEARCH_SPACES = {
@@ -976,7 +976,8 @@ SEARCH_SPACES = {
     "cosine_embedding_loss": ({"reduction": _REDUCTIONS, "margin": (0.0, -0.5, 0.1, 0.2, 0.5)},),
     "margin_ranking_loss": ({"reduction": _REDUCTIONS, "margin": (0.0, *_MARGINS)},),
     "hinge_embedding_loss": ({"reduction": _REDUCTIONS, "margin": _first(1.0, _MARGINS)},),
-    # α = 2; β = 50 (PML's default) or 40 (the paper's code); λ = 0.5 (both) or 1; the paper's ε = 0.1
+    # α = 2 and λ = 0.5 (PML's defaults and the paper's code's), or λ = 1; β = 50 (PML's) or 40 (the paper's code's);
+    # ε = 0.1 (the paper's code's)
     "multi_similarity_loss": tuple(
         {
             "mining": (mining,),
@@ -1042,7 +1043,7 @@ def _product(space):
 
 
 def _search_space(name):
-    """The documented options of a reference, as a list of settings, the defaults first."""
+    """The documented options of a reference, as a list of settings, in the order tried."""
     if name not in SEARCH_SPACES:
         raise ValueError(f"identify knows the options of {', '.join(SEARCH_SPACES)}; got {name}")
     return [settings for space in SEARCH_SPACES[name] for settings in _product(space)]
