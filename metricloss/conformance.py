@@ -22,9 +22,11 @@ TensorFlow function returning a scalar, differentiated by ``jax.value_and_grad``
 framework is imported lazily, only for a candidate written in it, and computes in the case's dtype (float64
 cases in float64: JAX under ``jax.experimental.enable_x64``). The calling convention is the reference's: a batch
 loss is called as ``candidate(embeddings, labels)`` (and, for query-vs-reference cases, with
-``ref_embeddings=`` and ``ref_labels=`` keywords, if its signature takes them); ``triplet_margin_loss`` as
-``candidate(anchor, positive, negative)``; the pair losses as ``candidate(x1, x2, y)`` (``y`` a float array in
-{−1, 1}, or in {0, 1} for ``contrastive_pair_loss``); ``hinge_embedding_loss`` as ``candidate(x, y)``.
+``ref_embeddings=`` and ``ref_labels=`` keywords, if its signature takes them), ``npair_loss`` too (its
+labelled-batch form ``npair_loss(embeddings, labels=labels)``, pytorch-metric-learning's ``NPairsLoss``);
+``triplet_margin_loss`` as ``candidate(anchor, positive, negative)``; the pair losses as ``candidate(x1, x2, y)``
+(``y`` a float array in {−1, 1}, or in {0, 1} for ``contrastive_pair_loss``); ``hinge_embedding_loss`` as
+``candidate(x, y)``.
 
 :func:`identify` searches the reference's documented options for the settings that reproduce a candidate.
 ``python -m metricloss.conformance module:candidate --against triplet_loss --mining hard`` prints the report and
@@ -83,6 +85,7 @@ FLOORS = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 1e-4}
 # How each reference is called: (the names of its positional arrays, the positions of the differentiable ones).
 _CALLING = {
     "batch": (("embeddings", "labels"), (0,)),
+    "batch_labels_by_name": (("embeddings", "labels"), (0,)),  # a batch loss whose labels are a keyword argument
     "triplets": (("anchor", "positive", "negative"), (0, 1, 2)),
     "signed_pairs": (("x1", "x2", "y"), (0, 1)),
     "binary_pairs": (("x1", "x2", "y"), (0, 1)),
@@ -97,7 +100,9 @@ _CONVENTIONS = {
     "contrastive_pair_loss": "binary_pairs",
     "margin_ranking_loss": "ranked_scores",
     "hinge_embedding_loss": "signed_scores",
+    "npair_loss": "batch_labels_by_name",  # its labelled-batch form, npair_loss(embeddings, labels=labels)
 }
+_BATCH_CONVENTIONS = ("batch", "batch_labels_by_name")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -346,7 +351,7 @@ def bank(reference, *, seed=0, references=True, dtype=None, **settings):
     """
     fn, convention = _reference(reference)
     rng = np.random.default_rng(seed)
-    if convention == "batch":
+    if convention in _BATCH_CONVENTIONS:
         takes_refs = "ref_embeddings" in inspect.signature(fn).parameters
         cases = _batch_cases(settings, rng, references and takes_refs)
         if fn.__name__ not in _HINGED_BATCH_LOSSES:  # no hinge at the margin, no hardest candidate: plain cases
@@ -643,9 +648,12 @@ def _run(call, case):
         return False, f"{type(error).__name__}: {text[:160]}"
 
 
-def _reference_call(fn, settings, differentiable):
+def _reference_call(fn, convention, settings, differentiable):
     def call(case):
-        value, grads = fn(*case.args, **case.kwargs, **settings)
+        args, kwargs = case.args, case.kwargs
+        if convention == "batch_labels_by_name":
+            args, kwargs = args[:1], {"labels": args[1], **kwargs}
+        value, grads = fn(*args, **kwargs, **settings)
         keyed, distinct = _unique(case, differentiable)
         grads = grads if isinstance(grads, tuple) else (grads,)
         return value, _merge(grads, keyed, distinct)
@@ -788,7 +796,7 @@ class _Checker:
         return self._results[id(case)]
 
     def report(self, settings, cases=None, rtol=None):
-        reference = _reference_call(self.fn, settings, self.differentiable)
+        reference = _reference_call(self.fn, self.convention, settings, self.differentiable)
         outcomes = [
             _outcome(case, _run(reference, case), self.candidate(case), rtol)
             for case in (self.cases if cases is None else cases)
@@ -799,7 +807,7 @@ class _Checker:
     def shrink(self, report, rtol=None):
         """For each kind of disagreement, its smallest case with rows removed, one at a time from the last, while
         the case still fails in that kind (queries and references separately), until no row can go."""
-        reference = _reference_call(self.fn, report.settings, self.differentiable)
+        reference = _reference_call(self.fn, self.convention, report.settings, self.differentiable)
         for kind in ("value", "gradient", "nonfinite", "raises"):
             chosen = [o for o in report.outcomes if o.kind == kind]
             if not chosen:
@@ -916,7 +924,114 @@ def _check_settings(fn, settings):
 # ---------------------------------------------------------------------------------------------------------------
 # Identifying a candidate's settings
 
+
+def _first(default, values):
+    """``values`` with ``default`` first (the documented default is tried first)."""
+    return (default, *(v for v in values if v != default))
+
+
+# The grids of the continuous hyper-parameters: the documented defaults and the values the papers and
+# pytorch-metric-learning use; pass any other value as a fixed setting.
 _MARGINS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+_TEMPERATURES = (0.05, 0.07, 0.1, 0.2, 0.5, 1.0)  # PML's NT-Xent 0.07, SupCon 0.1; SimCLR's Table 5 0.05 to 1
+_REDUCTIONS = metricloss.REDUCTIONS
+_DISTANCES = metricloss.DISTANCES
+_SIMILARITIES = _first("cosine", metricloss.SIMILARITIES)
+_CONTRASTIVE = {
+    "form": metricloss.CONTRASTIVE_FORMS,
+    "split_reduction": (False, True),
+    "distance": _DISTANCES,
+    "reduction": _REDUCTIONS,
+    "margin": _MARGINS,
+}
+_TEMPERATURE_SCALED = {"similarity": _SIMILARITIES, "reduction": _REDUCTIONS}
+
+# What identify searches: for each reference family, a tuple of option spaces (option → values, in the order tried);
+# the family's settings are every combination within each space, space after space. Options that only some
+# combinations have (incomplete_anchors with hard mining, epsilon with mining) make separate spaces.
+SEARCH_SPACES = {
+    "triplet_loss": tuple(
+        {
+            "mining": (mining,),
+            "soft": (soft,),
+            **({"incomplete_anchors": metricloss.INCOMPLETE_ANCHORS} if mining == "hard" else {}),
+            "distance": _DISTANCES,
+            "reduction": _REDUCTIONS,
+            "margin": ((0.0,) if soft else ()) + _MARGINS,
+        }
+        for mining in metricloss.MININGS
+        for soft in ((False,) if mining == "all_semihard" else (False, True))
+    ),
+    "contrastive_loss": (_CONTRASTIVE,),
+    "contrastive_pair_loss": (_CONTRASTIVE,),
+    "triplet_margin_loss": (
+        {
+            "p": (2, 1, 3),
+            "eps": (1e-6, 0.0),
+            "swap": (False, True),
+            "reduction": _REDUCTIONS,
+            "margin": _first(1.0, _MARGINS),
+        },
+    ),
+    "cosine_embedding_loss": ({"reduction": _REDUCTIONS, "margin": (0.0, -0.5, 0.1, 0.2, 0.5)},),
+    "margin_ranking_loss": ({"reduction": _REDUCTIONS, "margin": (0.0, *_MARGINS)},),
+    "hinge_embedding_loss": ({"reduction": _REDUCTIONS, "margin": _first(1.0, _MARGINS)},),
+    # α = 2 and λ = 0.5 (PML's defaults and the paper's code's), or λ = 1; β = 50 (PML's) or 40 (the paper's code's);
+    # ε = 0.1 (the paper's code's)
+    "multi_similarity_loss": tuple(
+        {
+            "mining": (mining,),
+            **({"epsilon": (0.1,)} if mining else {}),
+            "similarity": _SIMILARITIES,
+            "reduction": _REDUCTIONS,
+            "alpha": (2.0,),
+            "beta": (50.0, 40.0),
+            "base": (0.5, 1.0),
+        }
+        for mining in (False, True)
+    ),
+    # the paper's (m, γ): (0.25, 256), (0.25, 128), (0.4, 80) (PML's default); one term for "all_pairs"
+    "circle_loss": tuple(
+        {
+            "form": (form,),
+            "detach_weights": (True, False),
+            **({"reduction": _first("mean_nonzero", _REDUCTIONS)} if form == "per_anchor" else {}),
+            "m": (0.25, 0.4),
+            "gamma": (256.0, 128.0, 80.0),
+        }
+        for form in metricloss.CIRCLE_FORMS
+    ),
+    "ntxent_loss": ({"temperature": _first(0.07, _TEMPERATURES), **_TEMPERATURE_SCALED},),
+    "supcon_loss": ({"temperature": _first(0.1, _TEMPERATURES), **_TEMPERATURE_SCALED},),
+    "lifted_structure_loss": ({"distance": _DISTANCES, "reduction": _REDUCTIONS, "margin": _first(1.0, _MARGINS)},),
+    "generalized_lifted_structure_loss": (
+        {
+            "incomplete_anchors": metricloss.INCOMPLETE_ANCHORS,
+            "distance": _DISTANCES,
+            "reduction": _REDUCTIONS,
+            "margin": _first(1.0, _MARGINS),
+        },
+    ),
+    # α = 0.2 and β = 1.2, the paper's and PML's; a constant β (a learnable one is an array: pass it as fixed)
+    "margin_loss": (
+        {
+            "distance": _DISTANCES,
+            "reduction": _first("mean_nonzero", _REDUCTIONS),
+            "margin": _first(0.2, _MARGINS),
+            "beta": (1.2, 1.0),
+        },
+    ),
+    "npair_loss": ({"reduction": _REDUCTIONS},),
+    # the batch's class means as the centres (learnable ones are not among the bank's inputs)
+    "triplet_center_loss": (
+        {
+            "distance": _first("sqeuclidean", _DISTANCES),
+            "halved": (True, False),
+            "reduction": ("sum", "mean", "mean_nonzero"),
+            "margin": (5.0, *_MARGINS),
+        },
+    ),
+}
 
 
 def _product(space):
@@ -928,62 +1043,10 @@ def _product(space):
 
 
 def _search_space(name):
-    """The documented options of a reference, as a list of settings, the defaults first."""
-    reductions = ("mean", "sum", "mean_nonzero")
-    distances = ("euclidean", "sqeuclidean", "cosine")
-    if name == "triplet_loss":
-        out = []
-        for mining in metricloss.MININGS:
-            softs = (False,) if mining == "all_semihard" else (False, True)
-            for soft in softs:
-                space = {"mining": (mining,), "soft": (soft,)}
-                if mining == "hard":
-                    space["incomplete_anchors"] = ("drop", "keep")
-                space["distance"] = distances
-                space["reduction"] = reductions
-                space["margin"] = ((0.0,) if soft else ()) + _MARGINS
-                out += _product(space)
-        return out
-    if name == "contrastive_loss":
-        return _product(
-            {
-                "form": metricloss.CONTRASTIVE_FORMS,
-                "split_reduction": (False, True),
-                "distance": distances,
-                "reduction": reductions,
-                "margin": _MARGINS,
-            }
-        )
-    if name == "contrastive_pair_loss":
-        return _product(
-            {
-                "form": metricloss.CONTRASTIVE_FORMS,
-                "split_reduction": (False, True),
-                "distance": distances,
-                "reduction": reductions,
-                "margin": _MARGINS,
-            }
-        )
-    if name == "triplet_margin_loss":
-        return _product(
-            {
-                "p": (2, 1, 3),
-                "eps": (1e-6, 0.0),
-                "swap": (False, True),
-                "reduction": reductions,
-                "margin": (1.0, *(m for m in _MARGINS if m != 1.0)),
-            }
-        )
-    if name == "cosine_embedding_loss":
-        return _product({"reduction": reductions, "margin": (0.0, -0.5, 0.1, 0.2, 0.5)})
-    if name == "margin_ranking_loss":
-        return _product({"reduction": reductions, "margin": (0.0, *_MARGINS)})
-    if name == "hinge_embedding_loss":
-        return _product({"reduction": reductions, "margin": (1.0, *(m for m in _MARGINS if m != 1.0))})
-    raise ValueError(
-        f"identify knows the options of triplet_loss, contrastive_loss, contrastive_pair_loss, triplet_margin_loss, "
-        f"cosine_embedding_loss, margin_ranking_loss and hinge_embedding_loss; got {name}"
-    )
+    """The documented options of a reference, as a list of settings, in the order tried."""
+    if name not in SEARCH_SPACES:
+        raise ValueError(f"identify knows the options of {', '.join(SEARCH_SPACES)}; got {name}")
+    return [settings for space in SEARCH_SPACES[name] for settings in _product(space)]
 
 
 @dataclass
@@ -1022,23 +1085,48 @@ class Identification:
 def identify(candidate, reference_family, *, framework=None, seed=0, references=None, dtype=None, rtol=None, **fixed):
     """Search the documented options of ``reference_family`` for the settings that reproduce ``candidate``.
 
-    Every combination of the family's options (mining, soft margin, incomplete anchors, distance, reduction,
-    form, p, eps, swap, and the margin among 0.05, 0.1, 0.2, 0.5, 1, 2 unless ``fixed``) is first compared on the
-    bank's random cases; the combinations that agree there are run on the whole bank, and those that differ on the
-    fewest cases (then at the fewest conventions) are returned, each with the cases where they still differ.
+    Every combination of the family's documented options (``SEARCH_SPACES[reference_family]``, the options given
+    in ``fixed`` left out) is first compared on the bank's random cases; the combinations that agree there are run
+    on the whole bank, and those that differ on the fewest cases (then at the fewest conventions) are returned,
+    each with the cases where they still differ. The continuous hyper-parameters are searched on a small grid of
+    the documented defaults and the values the papers and pytorch-metric-learning use (the margins among 0.05,
+    0.1, 0.2, 0.5, 1, 2; the temperatures among 0.05, 0.07, 0.1, 0.2, 0.5, 1): pass any other value in ``fixed``.
+    The families and their options:
+
+    * ``triplet_loss``: mining, soft (with margin 0 too), incomplete_anchors (hard mining), distance, reduction,
+      margin;
+    * ``contrastive_loss``, ``contrastive_pair_loss``: form, split_reduction, distance, reduction, margin;
+    * ``triplet_margin_loss``: p in {2, 1, 3}, eps in {1e-6, 0}, swap, reduction, margin;
+    * ``cosine_embedding_loss``, ``margin_ranking_loss``, ``hinge_embedding_loss``: reduction, margin;
+    * ``multi_similarity_loss``: mining (with epsilon 0.1), similarity, reduction, alpha 2, beta in {50, 40},
+      base in {0.5, 1};
+    * ``circle_loss``: form, detach_weights, reduction (``"per_anchor"``: ``"all_pairs"`` is one term), m in
+      {0.25, 0.4}, gamma in {256, 128, 80};
+    * ``ntxent_loss``, ``supcon_loss``: temperature, similarity, reduction;
+    * ``lifted_structure_loss``: distance, reduction, margin; ``generalized_lifted_structure_loss`` also
+      incomplete_anchors;
+    * ``margin_loss``: distance, reduction, margin, beta in {1.2, 1} (a constant β);
+    * ``npair_loss`` (its labelled-batch form): reduction;
+    * ``triplet_center_loss`` (the batch's class means as the centres): distance, halved, reduction, margin
+      (5 too).
 
     Parameters
     ----------
     candidate, framework, seed, references, dtype, rtol
         As for :func:`check`.
     reference_family : str
-        The metricloss loss whose options are searched.
+        The metricloss loss whose options are searched, a key of ``SEARCH_SPACES``.
     **fixed
         Settings known in advance (``margin=0.3``): not searched.
 
     Returns
     -------
     Identification
+
+    Raises
+    ------
+    ValueError
+        For a loss without a search space (the message lists the families).
 
     Examples
     --------

@@ -2,7 +2,9 @@
 JAX and TensorFlow functions), the known divergences it finds, deliberately broken candidates each caught and named,
 identify() recovering the reference-library configurations of the docstrings' Notes, and the command."""
 
+import functools
 import json
+import math
 import subprocess
 import sys
 
@@ -11,10 +13,11 @@ import pytest
 import torch
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
-from support import lp
+from pytorch_metric_learning import reducers as pml_reducers
+from support import lp, pml_dot
 
 import metricloss as ml
-from metricloss.conformance import KINDS, bank, check, identify, main
+from metricloss.conformance import KINDS, SEARCH_SPACES, _search_space, bank, check, identify, main
 
 
 def kinds(report):
@@ -276,6 +279,26 @@ def test_bad_arguments_are_refused_by_name():
 
 # --- identify ---------------------------------------------------------------------------------------------------
 
+# The differences the bank finds between PML's losses on cosine similarities and metricloss's: PML's
+# CosineSimilarity normalises by max(‖x‖, 1e-12), so a zero row's gradient is huge and rows of norm 1e-30 are no
+# longer directions (metricloss: gradient 0 at a zero row, a 1e-30 row a direction; the kink case holds a zero row),
+# and its identity exclusion of references equal to the queries (#488).
+_PML_COSINE = ["all-zero rows", "norms ~1e-30", "at the kink", "references equal to queries"]
+
+
+def pml_triplet_center(margin):
+    """The triplet-center loss in PML as its Notes give it: TripletMarginLoss after BatchHardMiner, both on squared
+    Euclidean distances, against the batch's class means (computed in torch, so autograd goes through them)."""
+    loss = pml_losses.TripletMarginLoss(margin=margin, distance=lp(power=2))
+    miner = pml_miners.BatchHardMiner(distance=lp(power=2))
+
+    def pml_batch_centres(embeddings, labels):
+        classes = torch.unique(labels)
+        means = torch.stack([embeddings[labels == c].mean(dim=0) for c in classes])
+        return loss(embeddings, labels, miner(embeddings, labels, means, classes), means, classes)
+
+    return pml_batch_centres
+
 
 @pytest.mark.parametrize(
     ("candidate", "family", "expected", "differs_on"),
@@ -346,6 +369,109 @@ def test_bad_arguments_are_refused_by_name():
             {"margin": 0.5, "reduction": "mean"},
             [],
         ),
+        (
+            lambda: pml_losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5),
+            "multi_similarity_loss",
+            {"mining": False, "similarity": "cosine", "reduction": "mean", "alpha": 2.0, "beta": 50.0, "base": 0.5},
+            _PML_COSINE,
+        ),
+        (
+            lambda: (
+                pml_losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5),
+                pml_miners.MultiSimilarityMiner(epsilon=0.1),
+            ),
+            "multi_similarity_loss",
+            {"mining": True, "epsilon": 0.1, "similarity": "cosine", "reduction": "mean", "beta": 50.0},
+            _PML_COSINE,
+        ),
+        (
+            lambda: pml_losses.MultiSimilarityLoss(
+                alpha=2, beta=40, base=1.0, distance=pml_dot(), reducer=pml_reducers.SumReducer()
+            ),
+            "multi_similarity_loss",
+            {"mining": False, "similarity": "dot", "reduction": "sum", "beta": 40.0, "base": 1.0},
+            ["references equal to queries"],
+        ),
+        (
+            lambda: pml_losses.CircleLoss(m=0.4, gamma=80),
+            "circle_loss",
+            {"form": "per_anchor", "detach_weights": True, "reduction": "mean_nonzero", "m": 0.4, "gamma": 80.0},
+            _PML_COSINE,
+        ),
+        (
+            lambda: pml_losses.CircleLoss(m=0.25, gamma=256, reducer=pml_reducers.MeanReducer()),
+            "circle_loss",
+            {"form": "per_anchor", "reduction": "mean", "m": 0.25, "gamma": 256.0},
+            _PML_COSINE,
+        ),
+        (
+            lambda: pml_losses.NTXentLoss(temperature=0.07),
+            "ntxent_loss",
+            {"temperature": 0.07, "similarity": "cosine", "reduction": "mean"},
+            _PML_COSINE,
+        ),
+        (  # PML's log(ratio + tiny) saturates where a pair's probability underflows: the large norms
+            lambda: pml_losses.NTXentLoss(temperature=0.5, distance=pml_dot()),
+            "ntxent_loss",
+            {"temperature": 0.5, "similarity": "dot", "reduction": "mean"},
+            ["norms ~1000", "norms ~1e+06", "norms ~1e+06, float32", "references equal to queries"],
+        ),
+        (  # PML returns 0 for a batch of one class
+            lambda: pml_losses.SupConLoss(temperature=0.1),
+            "supcon_loss",
+            {"temperature": 0.1, "similarity": "cosine", "reduction": "mean_nonzero"},
+            ["one class", *_PML_COSINE],
+        ),
+        (
+            lambda: pml_losses.SupConLoss(temperature=0.07, distance=pml_dot()),
+            "supcon_loss",
+            {"temperature": 0.07, "similarity": "dot", "reduction": "mean_nonzero"},
+            ["one class", "references equal to queries"],
+        ),
+        (  # with ref_emb= PML takes a pair's negatives from query rows i and j
+            lambda: pml_losses.LiftedStructureLoss(neg_margin=1, pos_margin=0, distance=lp()),
+            "lifted_structure_loss",
+            {"distance": "euclidean", "reduction": "mean", "margin": 1.0},
+            ["query-vs-reference", "references equal to queries", "query without negative"],
+        ),
+        (
+            lambda: pml_losses.LiftedStructureLoss(
+                neg_margin=0.5, pos_margin=0, distance=lp(power=2), reducer=pml_reducers.AvgNonZeroReducer()
+            ),
+            "lifted_structure_loss",
+            {"distance": "sqeuclidean", "reduction": "mean_nonzero", "margin": 0.5},
+            ["query-vs-reference", "references equal to queries", "query without negative"],
+        ),
+        (
+            lambda: pml_losses.GeneralizedLiftedStructureLoss(neg_margin=1, pos_margin=0, distance=lp()),
+            "generalized_lifted_structure_loss",
+            {"incomplete_anchors": "keep", "distance": "euclidean", "reduction": "mean", "margin": 1.0},
+            ["references equal to queries"],
+        ),
+        (  # PML's β is a float32 tensor: see test_identify_finds_pml_margin_loss_beta_in_float32
+            lambda: pml_losses.MarginLoss(margin=0.2, beta=1.2, distance=lp()),
+            "margin_loss",
+            {"distance": "euclidean", "reduction": "mean_nonzero", "margin": 0.2, "beta": 1.2},
+            ["at the kink"],
+        ),
+        (
+            lambda: pml_losses.NPairsLoss(distance=pml_dot()),
+            "npair_loss",
+            {"reduction": "mean"},
+            [],
+        ),
+        (
+            lambda: pml_losses.NPairsLoss(distance=pml_dot(), reducer=pml_reducers.SumReducer()),
+            "npair_loss",
+            {"reduction": "sum"},
+            [],
+        ),
+        (
+            lambda: pml_triplet_center(0.5),
+            "triplet_center_loss",
+            {"distance": "sqeuclidean", "halved": False, "reduction": "mean_nonzero", "margin": 0.5},
+            [],
+        ),
     ],
     ids=[
         "pml-triplet",
@@ -358,6 +484,22 @@ def test_bad_arguments_are_refused_by_name():
         "torch-triplet-margin",
         "torch-cosine",
         "torch-margin-ranking",
+        "pml-multi-similarity",
+        "pml-multi-similarity-miner",
+        "pml-multi-similarity-dot-sum",
+        "pml-circle",
+        "pml-circle-mean",
+        "pml-ntxent",
+        "pml-ntxent-dot",
+        "pml-supcon",
+        "pml-supcon-dot",
+        "pml-lifted",
+        "pml-lifted-squared-nonzero",
+        "pml-generalized-lifted",
+        "pml-margin",
+        "pml-npairs",
+        "pml-npairs-sum",
+        "pml-triplet-center",
     ],
 )
 def test_identify_recovers_the_settings_the_notes_document(candidate, family, expected, differs_on):
@@ -381,6 +523,123 @@ def test_identify_maps_pml_cosine_similarity_margins_with_a_negative_pos_margin(
     expected = {"form": "linear", "distance": "cosine", "split_reduction": True, "margin": 0.5}
     assert {k: found.settings[k] for k in expected} == expected, str(found)
     assert found.matches[0].differing() == ["all-zero rows", "norms ~1e-30", "references equal to queries"]
+
+
+def test_identify_finds_pml_margin_loss_beta_in_float32():
+    """PML keeps β in a float32 tensor (torch.tensor([float(beta)]), cast to the embeddings' dtype after): 1.2 is
+    1.2000000477 there, which moves each active pair term by 4.8e-8 (up on negative pairs, down on positive
+    ones), past the float64 tolerance on the kink case's batch, whose one active term is 0.4. With β fixed at
+    float32(1.2) PML agrees on every case, and a β exact in float32 is found on every case from the grid."""
+    candidate = pml_losses.MarginLoss(margin=0.2, beta=1.2, distance=lp())
+    beta32 = float(np.float32(1.2))
+    found = identify(candidate, "margin_loss", beta=beta32)
+    assert found.settings == {"distance": "euclidean", "reduction": "mean_nonzero", "margin": 0.2, "beta": beta32}
+    assert found.matches[0].differing() == []
+    exact = identify(pml_losses.MarginLoss(margin=0.2, beta=1.0, distance=lp()), "margin_loss")
+    assert exact.settings["beta"] == 1.0 and exact.matches[0].differing() == []
+
+
+@pytest.mark.parametrize(
+    ("candidate", "family", "fixed", "expected"),
+    [
+        (
+            lambda: pml_losses.CircleLoss(m=0.3, gamma=64),
+            "circle_loss",
+            {"m": 0.3, "gamma": 64.0},
+            {"form": "per_anchor", "detach_weights": True, "reduction": "mean_nonzero"},
+        ),
+        (
+            lambda: pml_losses.NTXentLoss(temperature=0.3, distance=pml_dot()),
+            "ntxent_loss",
+            {"temperature": 0.3},
+            {"similarity": "dot", "reduction": "mean"},
+        ),
+        (
+            lambda: pml_losses.MultiSimilarityLoss(alpha=3, beta=30, base=0.6, distance=pml_dot()),
+            "multi_similarity_loss",
+            {"alpha": 3.0, "beta": 30.0, "base": 0.6},
+            {"mining": False, "similarity": "dot"},
+        ),
+    ],
+    ids=["circle", "ntxent", "multi-similarity"],
+)
+def test_identify_takes_off_grid_hyper_parameters_as_fixed(candidate, family, fixed, expected):
+    """Values off the grid are not found by the search (no match), and found with the rest when fixed."""
+    assert identify(candidate(), family).matches == []
+    found = identify(candidate(), family, **fixed)
+    assert found.matches, str(found)
+    assert {k: found.settings[k] for k in {**expected, **fixed}} == {**expected, **fixed}
+
+
+def _npair_sum(embeddings, labels):
+    return ml.npair_loss(embeddings, labels=labels, reduction="sum")
+
+
+# A point of each new family's search space away from its defaults.
+_AWAY_FROM_DEFAULTS = [
+    (
+        "multi_similarity_loss",
+        {
+            "mining": True,
+            "epsilon": 0.1,
+            "similarity": "dot",
+            "reduction": "mean_nonzero",
+            "alpha": 2.0,
+            "beta": 40.0,
+            "base": 1.0,
+        },
+    ),
+    ("circle_loss", {"form": "all_pairs", "detach_weights": False, "m": 0.4, "gamma": 128.0}),
+    ("ntxent_loss", {"temperature": 0.2, "similarity": "dot", "reduction": "sum"}),
+    ("supcon_loss", {"temperature": 0.5, "similarity": "cosine", "reduction": "sum"}),
+    ("lifted_structure_loss", {"distance": "cosine", "reduction": "sum", "margin": 0.5}),
+    (
+        "generalized_lifted_structure_loss",
+        {"incomplete_anchors": "drop", "distance": "sqeuclidean", "reduction": "mean_nonzero", "margin": 0.1},
+    ),
+    ("margin_loss", {"distance": "sqeuclidean", "reduction": "sum", "margin": 0.1, "beta": 1.0}),
+    ("npair_loss", {"reduction": "sum"}),
+    ("triplet_center_loss", {"distance": "cosine", "halved": True, "reduction": "mean", "margin": 0.2}),
+]
+
+
+@pytest.mark.parametrize(("family", "settings"), _AWAY_FROM_DEFAULTS, ids=[f for f, _ in _AWAY_FROM_DEFAULTS])
+def test_identify_tells_apart_the_options_of_each_family(family, settings):
+    """metricloss's own loss at settings away from the defaults is identified as exactly those settings, alone
+    and on every case: the bank separates each option searched (the reference-code forms too: circle's all_pairs
+    without .detach())."""
+    candidate = _npair_sum if family == "npair_loss" else functools.partial(getattr(ml, family), **settings)
+    found = identify(candidate, family)
+    assert [m.settings for m in found.matches] == [settings], str(found)
+    assert found.matches[0].differing() == []
+
+
+def test_every_search_space_holds_settings_its_loss_accepts():
+    """Each family of SEARCH_SPACES is a reference the checker calls, its identify docstring names it, and every
+    setting it searches is accepted by the loss (a finite value on the bank's first batch)."""
+    for family in SEARCH_SPACES:
+        assert f"``{family}``" in identify.__doc__
+        case = bank(family)[0]
+        for settings in _search_space(family):
+            args = case.args if family != "npair_loss" else case.args[:1]
+            kwargs = {"labels": case.args[1]} if family == "npair_loss" else {}
+            value, _ = getattr(ml, family)(*args, **kwargs, **settings)
+            assert math.isfinite(value), (family, settings)
+
+
+def test_identify_refuses_a_family_without_options_and_lists_those_it_knows():
+    with pytest.raises(ValueError, match="identify knows the options of triplet_loss, ") as error:
+        identify(wrong_sign, "quadruplet_loss")
+    assert all(family in str(error.value) for family in SEARCH_SPACES)
+
+
+def test_npair_loss_is_checked_as_a_batch_loss_with_its_labels_by_name():
+    """npair_loss's labelled-batch form is called npair_loss(embeddings, labels=labels); a candidate gets
+    (embeddings, labels) like every batch loss, and no query-vs-reference case (npair_loss takes none)."""
+    report = check(lambda x, labels: ml.npair_loss(x, labels=labels), "npair_loss", references=True)
+    assert report.agrees and kinds(report) == {}, report.table()
+    assert "query-vs-reference" not in {o.case.name for o in report.outcomes}
+    assert report.arg_names == ("embeddings", "labels")
 
 
 def test_identify_says_when_nothing_reproduces_the_candidate():
