@@ -260,8 +260,8 @@ def _snr_ratio_squared(numerator, inv_norm, arrays, names):
         raise ValueError(
             f"{names[0]} has rows so nearly constant (a variance so small against the other rows' differences) that "
             f"their SNR distances Var(b − a) / Var(a) exceed {d.dtype}'s largest finite number, "
-            f"{float(np.finfo(d.dtype).max):.3g}; make those rows exactly constant (distance 1 by convention) or "
-            f"rescale them{wider}"
+            f"{float(np.finfo(d.dtype).max):.3g}, so they are not representable; make those rows exactly constant "
+            f"(distance 1 by convention) or rescale them{wider}"
         )
     return d
 
@@ -535,7 +535,7 @@ def _paired_distances_vjp(x1, x2, distance, names=("x1", "x2")):
     """Row-wise distances d_i = D(x1_i, x2_i) and the pullback g ↦ (∂L/∂x1, ∂L/∂x2). Trusts inputs."""
     if distance == "dot":
         s, similarity_pullback = _paired_similarities_vjp(x1, x2, "dot")
-        refuse_overflow(s, norm_bound(x1) * norm_bound(x2), (x1, x2), names, "dot products")
+        refuse_overflow(s, math.inf, (x1, x2), names, "dot products")
         return -s, lambda g: similarity_pullback(-g)
     if distance == "snr":
         return _snr_rows(x1, x2, names)
