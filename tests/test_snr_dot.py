@@ -14,7 +14,7 @@ from support import assert_same, pk_batch, pml_dot, pml_value_and_grad
 
 import metricloss as ml
 from metricloss.distances import _paired_distances_vjp
-from metricloss.mining import batch_triplets, mine_dataset, mine_triplets, triplet_counts
+from metricloss.mining import batch_triplets, mine_dataset, mine_triplets, rank_window_negatives, triplet_counts
 from metricloss.testing import assert_close, check_grad
 
 DTYPES = [np.float32, np.float64]
@@ -433,6 +433,16 @@ def test_mine_dataset_and_retrieval_metrics_rank_by_the_distance(rng, distance):
         assert ml.precision_at_1(x, labels, distance="dot", use_faiss=True) == pytest.approx(
             np.mean(labels[nearest] == labels)
         )
+
+
+@pytest.mark.parametrize("distance", NEW)
+def test_rank_window_negatives_draw_from_the_window_of_the_distance_ranking(rng, distance):
+    """Every draw lies in ranks lo..hi of the query's list ordered by PML's matrix (the query the SNR anchor)."""
+    queries, refs = rng.standard_normal((6, 5)), rng.standard_normal((30, 5))
+    drawn = rank_window_negatives(queries, refs, n=4, lo=3, hi=9, distance=distance, rng=0)
+    ranked = np.argsort(pml_matrix(distance, queries, refs), axis=1, kind="stable")
+    for row, window in zip(drawn, ranked[:, 2:9], strict=True):
+        assert set(row) <= set(window) and len(set(row)) == 4
 
 
 # --- refusals ---------------------------------------------------------------------------------------------------
