@@ -16,6 +16,7 @@ from ._version import __version__
 from .distances import (
     DISTANCES,
     SIMILARITIES,
+    SYMMETRIC_DISTANCES,
     paired_distances,
     pairwise_distances,
     pairwise_distances_vjp,
@@ -79,6 +80,7 @@ __all__ = [
     "REDUCTIONS",
     "SELECTIONS",
     "SIMILARITIES",
+    "SYMMETRIC_DISTANCES",
     "TRIPLET_KINDS",
     "WARP_SAMPLINGS",
     "WARP_WEIGHTINGS",

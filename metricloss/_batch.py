@@ -199,10 +199,12 @@ def labelled_batch(
     backend=None,
     ref_name="ref_embeddings",
     defer_distances=False,
+    distances=DISTANCES,
 ):
     """Check a labelled batch (and its reference set, if any) and build its :class:`LabelledBatch` with the
-    pairwise ``distance`` (one of ``DISTANCES``) or, for losses on similarities, ``similarity`` (one of
-    ``SIMILARITIES``): exactly one of the two is given. ``ref_name`` is what the caller calls its references, for
+    pairwise ``distance`` (one of ``distances``, by default ``DISTANCES``: a loss built on symmetric distances >= 0
+    passes ``SYMMETRIC_DISTANCES``, which the error then lists) or, for losses on similarities, ``similarity`` (one
+    of ``SIMILARITIES``): exactly one of the two is given. ``ref_name`` is what the caller calls its references, for
     the errors that name an argument (a loss whose references are class centres: ``"centers"``).
     ``defer_distances``: within one batch, the Euclidean distances may be left as the Gram matrix with the
     arguments of their conversion in ``gram``, for a kernel that converts each row while it has it in cache."""
@@ -219,13 +221,14 @@ def labelled_batch(
         x, ref = promote(x, ref)
     names = ("embeddings", "embeddings" if ref is None else ref_name)
     if similarity is None:
-        check_option(distance, "distance", DISTANCES)
+        check_option(distance, "distance", distances)
         if defer_distances:
             d, pullback, gram = _pairwise_distances_vjp(x, ref, distance, kernels, names, defer=True)
         else:
             (d, pullback), gram = _pairwise_distances_vjp(x, ref, distance, kernels, names), None
         s = None  # the Euclidean distances are pulled back pair by pair by a kernel, given their name
-        paired = distance if distance != "cosine" else lambda a, b: _paired_distances_vjp(a, b, distance, names)
+        euclidean = distance in ("euclidean", "sqeuclidean")
+        paired = distance if euclidean else lambda a, b: _paired_distances_vjp(a, b, distance, names)
     else:
         check_option(similarity, "similarity", SIMILARITIES)
         s, pullback = _pairwise_similarities_vjp(x, ref, similarity, kernels, names)

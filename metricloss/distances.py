@@ -11,11 +11,29 @@ distance           D_ij                            ∂L/∂x_i (given g_ij = ∂
 ``euclidean``      ‖x_i − y_j‖                     Σ_j (g_ij / D_ij) (x_i − y_j), terms with D_ij = 0
                                                    contribute 0 (the subgradient at 0, by a branch)
 ``cosine``         1 − x̂_i·ŷ_j, x̂ = x/‖x‖          −(1/‖x_i‖) Σ_j g_ij (ŷ_j − c_ij x̂_i), c = 1 − D
+``dot``            −x_i·y_j                        −Σ_j g_ij y_j           (matrix form: −G Y, one GEMM)
+``snr``            ‖ỹ_j − x̃_i‖² / ‖x̃_i‖²,          Σ_j g_ij (2/‖x̃_i‖²)((1 − D_ij) x̃_i − ỹ_j), then centred
+                   x̃ = x − mean(x) (per row)       (its mean over the features subtracted); see below
 =================  ==============================  ================================================
 
 In matrix form, with S the per-pair scale (2g or g/D), ∂L/∂X = diag(S·1) X − S Y: one GEMM. ∂L/∂Y is the same
 rule applied to gᵀ with the roles of X and Y swapped; when Y is X (distances within one batch) both apply to the
 same rows, and since D is symmetric that is the rule for X with g + gᵀ.
+
+Two distances are not metrics, and losses that need one refuse them (each lists the distances it takes):
+
+* ``"dot"``, D_ij = −x_i·y_j, is pytorch-metric-learning's ``DotProductSimilarity`` used as a dissimilarity (as
+  ``"cosine"`` is its ``CosineSimilarity``). It may be negative, and D_ii is not 0. A triplet margin m is the same
+  under it (s_an − s_ap + m = d_ap − d_an + m); a margin m on similarities is −m on D.
+* ``"snr"`` is the signal-to-noise-ratio distance of Yuan et al. (CVPR 2019), pytorch-metric-learning's
+  ``SNRDistance``: D_ij = Var(y_j − x_i) / Var(x_i), the variances over the features; the row x_i is the anchor
+  (the query), so D is **not symmetric** (D_ij ≠ D_ji), and within one batch both rules apply to every row, as
+  rows (anchors) and as columns (references), with no g + gᵀ shortcut. Both variances have the same
+  normalisation, which cancels. It is invariant to adding a constant to a row and to scaling all rows by one
+  factor, not to rotations. A constant anchor row (Var(x_i) = 0) has no signal: its distance to anything,
+  itself included, is defined as 1 (the distance of any anchor to a constant row), with gradient 0, the way a
+  zero row's cosine distance is 1; rows that are not exactly constant, however close, have their true (large)
+  distances, or a ValueError where those exceed the dtype's range.
 
 Similarities, for the losses defined on them (N-pair, lifted structure's exponentials, softmax losses):
 
@@ -33,6 +51,9 @@ Numerical care:
   rounding; so the diagonal and duplicated rows are exactly 0 and close pairs are as accurate as ``cdist``.
 * a row of zeros has no direction: its cosine similarity with anything (itself included) is defined as 0, so its
   cosine distance is 1, and its gradient is 0 (as torch's ``cosine_similarity``, which divides by max(‖x‖‖y‖, ε)).
+* SNR distances are computed on the rows scaled by one power of two (exact; D is invariant to a common scale),
+  centred (a constant row exactly 0), as (‖ỹ_j − x̃_i‖ / ‖x̃_i‖)²: the Euclidean distances of the centred rows
+  (close pairs recomputed directly, as above) over the norms, so nothing overflows that D itself does not.
 """
 
 import math
@@ -42,7 +63,10 @@ import numpy as np
 from ._kernels import get_kernels
 from ._validation import check_embeddings, check_option, norm_bound, promote, refuse_overflow, refuse_renamed
 
-DISTANCES = ("euclidean", "sqeuclidean", "cosine")
+DISTANCES = ("euclidean", "sqeuclidean", "cosine", "dot", "snr")
+# The distances that are symmetric, >= 0 and 0 between a row and itself: what losses built on those properties
+# take (the others refuse "dot" and "snr", naming this tuple in their error).
+SYMMETRIC_DISTANCES = ("euclidean", "sqeuclidean", "cosine")
 SIMILARITIES = ("dot", "cosine")
 
 # Pairs with ‖x − y‖² <= ratio · (‖x‖² + ‖y‖²) are recomputed by direct differences. The GEMM form's error is
@@ -162,6 +186,9 @@ def _pairwise_distances_vjp(x, y, distance, kernels, names=("embeddings", "ref_e
     ``defer`` (within one batch): ``(matrix, pullback, conversion)``, where for the Euclidean distances the matrix
     may still be the Gram matrix, which the caller's kernel turns into D with ``conversion`` (see
     :func:`_euclidean_from_gram`; None where D is already done)."""
+    if distance in ("dot", "snr"):
+        d, pullback = (_dot_distances_vjp if distance == "dot" else _snr_distances_vjp)(x, y, kernels, names)
+        return (d, pullback, None) if defer else (d, pullback)
     if distance == "cosine":
         x_unit, y_unit, similarity_pullback = _cosine_parts(x, y, kernels, names)
         # 1 − x̂·ŷ = ½‖x̂ − ŷ‖²: the squared form is accurate for nearly parallel rows.
@@ -199,6 +226,104 @@ def _pairwise_distances_vjp(x, y, distance, kernels, names=("embeddings", "ref_e
         return _scaled_pull(g, x, other, factor, names[0]), _scaled_pull(g.T, other, x, factor, names[1])
 
     return (d, pullback, conversion) if defer else (d, pullback)
+
+
+def _dot_distances_vjp(x, y, kernels, names):
+    """D = −X Yᵀ and its pullback: the dot similarity's with the weight negated (∂L/∂S = −∂L/∂D), −G Y and −Gᵀ X,
+    or within one batch −(G + Gᵀ) X (``symmetric``: g already holds G + Gᵀ). Neither reads D."""
+    d, similarity_pullback = _pairwise_similarities_vjp(x, y, "dot", kernels, names)
+    np.negative(d, out=d)
+
+    def pullback(g, weight=1.0, divided=False, symmetric=False):
+        return similarity_pullback(g, -weight, symmetric)
+
+    return d, pullback
+
+
+def _centred_rows(x):
+    """Each row minus its mean (accumulated in float64), a constant row exactly 0; and the mask of constant rows."""
+    constant = np.all(x == x[:, :1], axis=1)
+    centred = x - np.mean(x, axis=1, keepdims=True, dtype=np.float64).astype(x.dtype)
+    centred[constant] = 0
+    return centred, constant
+
+
+def _snr_ratio_squared(numerator, inv_norm, arrays, names):
+    """(numerator · inv_norm)², in place, the SNR distances from ‖ỹ − x̃‖ and 1/‖x̃‖; a ValueError naming the argument
+    where they exceed the dtype's range (an anchor row nearly constant relative to the others)."""
+    d = numerator  # in place: no second matrix
+    with np.errstate(over="ignore", invalid="ignore"):
+        d *= inv_norm
+        d *= d
+    if not math.isfinite(float(d.max(initial=0))):  # d >= 0: its largest entry is inf (or NaN) if any is
+        wider = " or pass float64" if d.dtype == np.float32 else ""
+        raise ValueError(
+            f"{names[0]} has rows so nearly constant (a variance so small against the other rows' differences) that "
+            f"their SNR distances Var(b − a) / Var(a) exceed {d.dtype}'s largest finite number, "
+            f"{float(np.finfo(d.dtype).max):.3g}, so they are not representable; make those rows exactly constant "
+            f"(distance 1 by convention) or rescale them{wider}"
+        )
+    return d
+
+
+def _snr_distances_vjp(x, y, kernels, names):
+    """The SNR distances D_ij = ‖ỹ_j − x̃_i‖² / ‖x̃_i‖² (x̃ the centred rows; see the module docstring) and their
+    pullback ``(g, weight=1) ↦ ∂L/∂x`` (y None: within x, every row both an anchor and a reference) or
+    ``(∂L/∂x, ∂L/∂y)``. The pullback overwrites g and does not read D.
+
+    Derivation, with n_i = ‖x̃_i‖², m_j = ‖ỹ_j‖² and e_ij = ỹ_j − x̃_i (so D_ij = ‖e_ij‖² / n_i):
+
+        ∂D_ij/∂x̃_i = −2 e_ij / n_i − ‖e_ij‖² · 2 x̃_i / n_i² = (2/n_i) ((1 − D_ij) x̃_i − ỹ_j),
+        ∂D_ij/∂ỹ_j = 2 e_ij / n_i.
+
+    Summed against g, with 1 − D_ij = (2 x̃_i·ỹ_j − m_j) / n_i (so D is not read), P = G Ỹ and q = G m (one GEMM,
+    G [Ỹ | m]):  ∂L/∂x̃_i = (2/n_i) (((2 x̃_i·P_i − q_i) / n_i) x̃_i − P_i);  and with H = diag(1/n) G:
+    ∂L/∂Ỹ = 2 (diag(Hᵀ 1) Ỹ − Hᵀ X̃), the squared Euclidean rule (:func:`_scaled_pull`). The centring
+    x̃ = (I − 11ᵀ/F) x is a symmetric projection, so ∂L/∂x = ∂L/∂x̃ minus its mean over the features. Within one
+    batch a row gets both parts (as an anchor, from its row of g; as a reference, from its column). Constant
+    anchors: D_i· = 1 whatever the rows, so their rows of g contribute nothing. The rows were scaled by 2^-k
+    first (D(2^-k x, 2^-k y) = D(x, y)), so the gradients are those at the scaled rows times 2^-k."""
+    self_pairs = y is None
+    k = _scale_exponent(x) if self_pairs else _scale_exponent(x, y)
+    x_centred, x_constant = _centred_rows(np.ldexp(x, -k) if k else x)
+    # y None: a separate buffer, for the GEMM
+    y_centred = x_centred.copy() if self_pairs else _centred_rows(np.ldexp(y, -k) if k else y)[0]
+    x_norm = _scaled_row_norms(x_centred, np.abs(x_centred))
+    with np.errstate(divide="ignore"):
+        inv_norm = np.divide(1, x_norm, out=np.zeros_like(x_norm), where=~x_constant)
+    d = _euclidean_from_gram(x_centred, y_centred, kernels, root=True)
+    d = _snr_ratio_squared(d, inv_norm[:, None], (x, x if self_pairs else y), names)
+    d[x_constant, :] = 1  # a constant anchor's distance to anything, by convention
+
+    def centred_and_unscaled(grad, a, name):
+        grad -= np.mean(grad, axis=1, keepdims=True, dtype=np.float64).astype(grad.dtype)
+        if k:
+            with np.errstate(over="ignore"):
+                np.ldexp(grad, -k, out=grad)
+        refuse_overflow(grad, math.inf, (a,), (name,), "SNR gradients")
+        return grad
+
+    def pullback(g, weight=1.0, divided=False, symmetric=False):
+        if symmetric:  # D is not symmetric: the batch kernels must not fold g + gᵀ for it
+            raise ValueError("the SNR distances are not symmetric: their cotangent cannot come folded as g + gᵀ")
+        g *= weight
+        g[x_constant, :] = 0
+        inv_n = inv_norm * inv_norm
+        with np.errstate(over="ignore", invalid="ignore"):
+            pq = g @ np.hstack([y_centred, _row_sq_norms(y_centred)[:, None]])
+            p, q = pq[:, :-1], pq[:, -1]
+            coef = inv_n * (2 * np.einsum("ij,ij->i", x_centred, p) - q)
+            grad_x = coef[:, None] * x_centred
+            grad_x -= p
+            grad_x *= 2 * inv_n[:, None]
+            g *= inv_n[:, None]  # H = diag(1/n) G
+        grad_y = _scaled_pull(g.T, y_centred, x_centred, 2.0, names[1])
+        if self_pairs:
+            grad_x += grad_y
+            return centred_and_unscaled(grad_x, x, names[0])
+        return centred_and_unscaled(grad_x, x, names[0]), centred_and_unscaled(grad_y, y, names[1])
+
+    return d, pullback
 
 
 def _scaled_pull(scale, a, b, factor, name="embeddings"):
@@ -261,17 +386,20 @@ def pairwise_distances(x, y=None, *, distance="euclidean", backend=None):
 
     .. math::
 
-        D_{ij} = \|x_i - y_j\|_2, \quad \|x_i - y_j\|_2^2, \quad\text{or}\quad
-        1 - \frac{x_i \cdot y_j}{\|x_i\| \|y_j\|}
+        D_{ij} = \|x_i - y_j\|_2, \quad \|x_i - y_j\|_2^2, \quad
+        1 - \frac{x_i \cdot y_j}{\|x_i\| \|y_j\|}, \quad -x_i \cdot y_j
+        \quad\text{or}\quad \frac{\operatorname{Var}(y_j - x_i)}{\operatorname{Var}(x_i)}
 
-    for ``distance="euclidean"``, ``"sqeuclidean"`` and ``"cosine"``.
+    for ``distance="euclidean"``, ``"sqeuclidean"``, ``"cosine"``, ``"dot"`` and ``"snr"`` (the variances over
+    the features; not symmetric: row i of ``x`` is the anchor).
 
     Parameters
     ----------
     x : array of shape (n, d), float32 or float64
     y : array of shape (m, d), optional
-        Defaults to ``x``; the diagonal is then exactly 0.
-    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+        Defaults to ``x``; the diagonal is then exactly 0 (except for ``"dot"``, −‖x_i‖², and a constant row's
+        ``"snr"`` distance, 1).
+    distance : {"euclidean", "sqeuclidean", "cosine", "dot", "snr"}, default "euclidean"
     backend : {"numpy", "numba"}, optional
         The kernel module; default ``"numba"``.
 
@@ -283,7 +411,12 @@ def pairwise_distances(x, y=None, *, distance="euclidean", backend=None):
     -----
     Equals ``scipy.spatial.distance.cdist`` to float rounding, including rows 1e-7 apart: pairs that are close
     relative to their norms are recomputed by direct differences after the GEMM. A zero row's cosine distance
-    to anything is 1 (see the module docstring).
+    to anything is 1, and so is a constant row's SNR distance (see the module docstring).
+
+    *pytorch-metric-learning*: ``DotProductSimilarity(normalize_embeddings=False)(x, y)`` is −``"dot"``'s D, and
+    ``SNRDistance(normalize_embeddings=False)(x, y)`` is ``"snr"``'s where no row of ``x`` is constant (PML
+    divides by its zero variance); both classes normalise the embeddings by default, metricloss never does. PML's
+    variances are unbiased (``torch.var``) in numerator and denominator alike, so the normalisation cancels.
 
     Examples
     --------
@@ -292,6 +425,9 @@ def pairwise_distances(x, y=None, *, distance="euclidean", backend=None):
     >>> pairwise_distances(np.array([[0.0, 0.0], [3.0, 4.0]]))
     array([[0., 5.],
            [5., 0.]])
+    >>> pairwise_distances(np.array([[0.0, 2.0], [0.0, 1.0]]), distance="snr")  # Var(b − a) / Var(a): asymmetric
+    array([[0.  , 0.25],
+           [1.  , 0.  ]])
     """
     x, y = _check_pair_of_embeddings(x, y, distance, "distance", DISTANCES)
     return _pairwise_distances_vjp(x, y, distance, get_kernels(backend), ("x", "y"))[0]
@@ -310,7 +446,7 @@ def pairwise_distances_vjp(x, y=None, *, distance="euclidean", backend=None):
     x : array of shape (n, d), float32 or float64
     y : array of shape (m, d), optional
         Defaults to ``x`` (both ends of every pair then move with x).
-    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    distance : {"euclidean", "sqeuclidean", "cosine", "dot", "snr"}, default "euclidean"
     backend : {"numpy", "numba"}, optional
         The kernel module; default ``"numba"``.
 
@@ -397,6 +533,12 @@ def _scaled_row_norms(u, magnitude, squared=False):
 
 def _paired_distances_vjp(x1, x2, distance, names=("x1", "x2")):
     """Row-wise distances d_i = D(x1_i, x2_i) and the pullback g ↦ (∂L/∂x1, ∂L/∂x2). Trusts inputs."""
+    if distance == "dot":
+        s, similarity_pullback = _paired_similarities_vjp(x1, x2, "dot")
+        refuse_overflow(s, math.inf, (x1, x2), names, "dot products")
+        return -s, lambda g: similarity_pullback(-g)
+    if distance == "snr":
+        return _snr_rows(x1, x2, names)
     if distance == "euclidean":
         d, pullback = _lp_distance_rows(x1, x2, p=2)
         refuse_overflow(d, np.inf, (x1, x2), names, "distances")
@@ -431,6 +573,34 @@ def _paired_distances_vjp(x1, x2, distance, names=("x1", "x2")):
     return d, pullback
 
 
+def _snr_rows(x1, x2, names):
+    """Row-wise SNR distances d_i = ‖x̃2_i − x̃1_i‖² / ‖x̃1_i‖² (x1 the anchors) and their pullback, by the rules of
+    :func:`_snr_distances_vjp` for one pair per row: with n = ‖x̃1‖² and e = x̃2 − x̃1,
+    ∂d/∂x̃1 = (2/n)((1 − d) x̃1 − x̃2) and ∂d/∂x̃2 = 2e/n, each then centred. Each pair is scaled by its own power
+    of two first (d is invariant to scaling both rows of a pair). A constant x1 row: d = 1, gradient 0."""
+    k = _row_exponents(np.abs(np.hstack([x1, x2])))[:, None]
+    a, constant = _centred_rows(np.ldexp(x1, -k))
+    b = _centred_rows(np.ldexp(x2, -k))[0]
+    diff = b - a
+    norm = _scaled_row_norms(a, np.abs(a))
+    with np.errstate(divide="ignore"):
+        inv_norm = np.divide(1, norm, out=np.zeros_like(norm), where=~constant)
+    d = _snr_ratio_squared(_scaled_row_norms(diff, np.abs(diff)), inv_norm, (x1, x2), names)
+    d[constant] = 1
+
+    def pullback(g):
+        scale = (2 * np.where(constant, 0, g) * inv_norm * inv_norm)[:, None]
+        grads = [scale * ((1 - d)[:, None] * a - b), scale * diff]
+        for grad, x, name in zip(grads, (x1, x2), names, strict=True):
+            grad -= np.mean(grad, axis=1, keepdims=True, dtype=np.float64).astype(grad.dtype)
+            with np.errstate(over="ignore"):
+                np.ldexp(grad, -k, out=grad)
+            refuse_overflow(grad, math.inf, (x,), (name,), "SNR gradients")
+        return tuple(grads)
+
+    return d, pullback
+
+
 @refuse_renamed(metric="distance")
 def paired_distances(x1, x2, *, distance="euclidean"):
     """Distances between corresponding rows, d_i = D(x1_i, x2_i), for the distances of :func:`pairwise_distances`.
@@ -438,8 +608,9 @@ def paired_distances(x1, x2, *, distance="euclidean"):
     Parameters
     ----------
     x1 : array of shape (n, d), float32 or float64
+        The first rows (the anchors, for the asymmetric ``"snr"``).
     x2 : array of shape (n, d), float32 or float64
-    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    distance : {"euclidean", "sqeuclidean", "cosine", "dot", "snr"}, default "euclidean"
 
     Returns
     -------
@@ -480,11 +651,13 @@ def _pairwise_similarities_vjp(x, y, similarity, kernels, names=("embeddings", "
     else:
         s = x @ other.T
 
-    def pullback(g, weight=1.0):
-        # ∂(x_i·y_j)/∂x_i = y_j  ⇒  ∂L/∂X = G Y and ∂L/∂Y = Gᵀ X; within one batch both: (G + Gᵀ) X.
+    def pullback(g, weight=1.0, symmetric=False):
+        # ∂(x_i·y_j)/∂x_i = y_j  ⇒  ∂L/∂X = G Y and ∂L/∂Y = Gᵀ X; within one batch both: (G + Gᵀ) X
+        # (``symmetric``: g already holds G + Gᵀ).
         g *= weight
         if self_pairs:
-            kernels.symmetrize(g)
+            if not symmetric:
+                kernels.symmetrize(g)
             return g @ x
         return g @ other, g.T @ x
 

@@ -251,8 +251,9 @@ def retrieval_metrics(
         checked, a ValueError where they differ. Ignored without ``ref_embeddings`` (leave-one-out always skips).
     k : int or sequence of int, default 1
         The K of each Recall@K to report, each in [1, the number of references a query is ranked against].
-    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
-        The distance ranking the references (``"euclidean"`` and ``"sqeuclidean"`` rank alike, but for rounding).
+    distance : {"euclidean", "sqeuclidean", "cosine", "dot", "snr"}, default "euclidean"
+        The distance ranking the references (``"euclidean"`` and ``"sqeuclidean"`` rank alike, but for rounding;
+        ``"dot"`` ranks by the largest inner product; ``"snr"`` by Var(reference − query) / Var(query)).
     average : {"queries", "classes"}, default "queries"
         ``"queries"``: the mean over the queries; ``"classes"``: the mean over the queries' classes of each
         class's mean (PML's ``avg_of_avgs=True``). Queries with no relevant reference are left out of both.
@@ -264,7 +265,8 @@ def retrieval_metrics(
         where faiss is missing) instead of NumPy. faiss ranks in float32; its L2 index (the Euclidean distances)
         breaks ties by the lowest index too, so the results are the same except between distances closer than
         float32's rounding. For ``"cosine"`` faiss's inner-product index is used, which may order exact ties
-        differently (tests/test_metrics.py checks cosine on data without ties).
+        differently (tests/test_metrics.py checks cosine on data without ties); so is it for ``"dot"``, on the
+        rows as they are. ``"snr"`` has no faiss index: a ValueError.
 
     Returns
     -------

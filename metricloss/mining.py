@@ -117,7 +117,7 @@ def triplet_counts(
     labels : int array of shape (B,)
     margin : float, default 1.0
         m: a triplet is active iff d_an < d_ap + m (m < 0: the module docstring says what the kinds become).
-    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    distance : {"euclidean", "sqeuclidean", "cosine", "dot", "snr"}, default "euclidean"
     ref_embeddings : array of shape (R, F), optional
         A reference set: the anchors are the embeddings, positives and negatives the references (p and n index
         them). Give ``ref_labels`` with it.
@@ -202,7 +202,7 @@ def mine_triplets(
     kind : {"all", "active", "easy", "semihard", "hard"}, default "all"
     margin : float, default 1.0
         m of the kinds' conditions (m < 0: the module docstring says what the kinds become).
-    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    distance : {"euclidean", "sqeuclidean", "cosine", "dot", "snr"}, default "euclidean"
     max_per_anchor : int >= 1, optional
         At most this many triplets per anchor, sampled uniformly without replacement; None keeps them all.
     rng : numpy.random.Generator, int seed >= 0, or None
@@ -296,7 +296,7 @@ def mine_pairs(
         m: with ``kind="active"``, the negative pairs with d < m.
     pos_margin : float, default 0.0
         m⁺: with ``kind="active"``, the positive pairs with d > m⁺.
-    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    distance : {"euclidean", "sqeuclidean", "cosine", "dot", "snr"}, default "euclidean"
     ref_embeddings : array of shape (R, F), optional
         A reference set: p and n index it. Give ``ref_labels`` with it.
     ref_labels : int array of shape (R,), optional
@@ -425,7 +425,7 @@ def batch_triplets(
     labels : int array of shape (B,)
     positive : {"hardest", "easiest", "semihard"}, default "hardest"
     negative : {"hardest", "easiest", "semihard"}, default "hardest"
-    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    distance : {"euclidean", "sqeuclidean", "cosine", "dot", "snr"}, default "euclidean"
     positive_range : tuple (low, high) of floats, optional
         Only positives at a distance in [low, high] are candidates (pytorch-metric-learning's
         ``allowed_pos_range``); an anchor with none is left out. Default: every positive.
@@ -540,13 +540,15 @@ def mine_dataset(
         The whole dataset.
     labels : int array of shape (N,)
     negative : {"hardest", "semihard"}, default "hardest"
-    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    distance : {"euclidean", "sqeuclidean", "cosine", "dot", "snr"}, default "euclidean"
     chunk_size : int >= 1, default 1024
         Anchors per block of distances.
     progress : callable, optional
         Called as ``progress(done, total)`` after each chunk.
     use_faiss : bool, default False
-        Search the negatives with faiss (``pip install 'metricloss[faiss]'``).
+        Search the negatives with faiss (``pip install 'metricloss[faiss]'``): its L2 index, its inner-product
+        index on the unit rows for ``"cosine"`` and on the rows as they are for ``"dot"``; ``"snr"`` has no faiss
+        index (a ValueError).
     n_neighbours : int >= 1, default 64
         With faiss: how many neighbours are searched for a negative before the exact scan.
     backend : {"numpy", "numba"}, optional
@@ -623,7 +625,13 @@ def mine_dataset(
 
 
 def _faiss_search(x, distance):
-    """A function (queries, k) -> (distances, indices), nearest first, from faiss's exact flat index."""
+    """A function (queries, k) -> (distances, indices), nearest first, from faiss's exact flat index: L2 for the
+    Euclidean distances, inner product for ``"cosine"`` (on the unit rows) and ``"dot"``; none for ``"snr"``."""
+    if distance == "snr":
+        raise ValueError(
+            "use_faiss=True cannot search distance='snr': faiss has no index for the SNR distance (it is not a "
+            "metric, nor an inner product); pass use_faiss=False for the exact search"
+        )
     try:
         import faiss
     except ImportError:
@@ -632,6 +640,8 @@ def _faiss_search(x, distance):
     if distance == "cosine":
         norms = np.linalg.norm(data, axis=1, keepdims=True)
         data = np.divide(data, norms, out=np.zeros_like(data), where=norms > 0)
+        index = faiss.IndexFlatIP(data.shape[1])
+    elif distance == "dot":  # the largest inner products are the nearest under −x·y
         index = faiss.IndexFlatIP(data.shape[1])
     else:
         index = faiss.IndexFlatL2(data.shape[1])
@@ -644,6 +654,9 @@ def _faiss_search(x, distance):
             queries = np.divide(queries, norms, out=np.zeros_like(queries), where=norms > 0)
             similarity, indices = index.search(queries, k)
             return 1.0 - similarity.astype(np.float64), indices
+        if distance == "dot":
+            similarity, indices = index.search(queries, k)
+            return -similarity.astype(np.float64), indices
         squared, indices = index.search(queries, k)
         squared = np.maximum(squared.astype(np.float64), 0)
         return (squared if distance == "sqeuclidean" else np.sqrt(squared)), indices
@@ -777,7 +790,7 @@ def rank_window_negatives(
     query_labels : int array of shape (Q,), optional
     ref_labels : int array of shape (R,), optional
         Given together with ``query_labels``: each query's own class is removed from its list.
-    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    distance : {"euclidean", "sqeuclidean", "cosine", "dot", "snr"}, default "euclidean"
     chunk_size : int >= 1, default 1024
         Queries per block of distances.
     rng : numpy.random.Generator, int seed >= 0, or None

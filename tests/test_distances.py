@@ -122,7 +122,8 @@ def test_paired_distances_equal_the_diagonal_of_pairwise(metric, dtype):
 
 def test_errors_name_the_argument():
     x = np.ones((3, 2))
-    with pytest.raises(ValueError, match="distance must be one of 'euclidean', 'sqeuclidean', 'cosine'; got 'l2'"):
+    expected = "distance must be one of 'euclidean', 'sqeuclidean', 'cosine', 'dot', 'snr'; got 'l2'"
+    with pytest.raises(ValueError, match=expected):
         ml.pairwise_distances(x, distance="l2")
     with pytest.raises(ValueError, match="y must have 2 features to match x; got shape"):
         ml.pairwise_distances(x, np.ones((3, 5)))

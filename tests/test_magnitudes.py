@@ -175,7 +175,7 @@ def _distance(case):
 def _squares(case):
     """Whether the case's loss is built on squared distances or dot products (degree 2 in the rows)."""
     dot = case.hyper.get("similarity") == "dot"
-    return dot or _distance(case) == "sqeuclidean" or case.id.startswith(("npair", "warp"))
+    return dot or _distance(case) in ("sqeuclidean", "dot") or case.id.startswith(("npair", "warp"))
 
 
 def _promised_decades(case):

@@ -311,12 +311,13 @@ def test_the_numba_kernels_are_valid_python_under_numba_disable_jit():
         np.array([0.0, -0.0, 1e-310, 5e-324, 1e300, 0.0, 2.0, -0.0, 1e-310]),  # zeros, subnormals, the top
         np.array([3.0]),
         np.array([], dtype=np.float64),
+        np.random.default_rng(14).standard_normal(2000) * 50,  # both signs (the dot-product distance −x·y)
+        np.array([-0.0, -5e-324, 5e-324, 0.0, -1e300, -2.0, -2.0, 1e-310, -1e-310, 0.0, -0.0]),  # around zero, ties
+        np.repeat(-np.random.default_rng(15).random(40), 7),  # negative ties: stability decides
     ],
-    ids=["one-scale", "float32-data", "ties", "zeros-subnormals", "one", "empty"],
+    ids=["one-scale", "float32-data", "ties", "zeros-subnormals", "one", "empty", "both-signs", "signed-zeros", "neg"],
 )
 def test_the_radix_argsort_equals_numpys_stable_argsort(values):
-    """The kernels' radix sort of non-negative distances (both zeros, subnormals and ties included) gives exactly the
+    """The kernels' radix sort of distances of any sign (both zeros, subnormals and ties included) gives exactly the
     permutation np.argsort(kind="stable") gives."""
-    np.testing.assert_array_equal(
-        numba_kernels._argsort_nonnegative(values), np.argsort(np.where(values == 0, 0.0, values), kind="stable")
-    )
+    np.testing.assert_array_equal(numba_kernels._argsort_floats(values), np.argsort(values, kind="stable"))

@@ -454,18 +454,24 @@ def _weighted_sum(weights, row):
 
 
 @_njit()
-def _argsort_nonnegative(values):
-    """The stable argsort of non-negative float64 values: a least-significant-digit radix sort of their bit
-    patterns, which order as the values do for x >= 0 (both zeros given the key 0), one byte per pass, the eight
-    bytes' counts taken in one read. A pass whose byte every key shares is skipped (the low mantissa bytes of
-    float32 data, the exponent of distances of one scale). Several times faster than np.argsort at a few hundred
-    to a few thousand values."""
+def _argsort_floats(values):
+    """The stable argsort of float64 values of any sign (no NaN): a least-significant-digit radix sort of keys
+    that order as the values do, the bit pattern with its sign bit set for x >= 0 and all bits flipped for
+    x < 0 (both zeros given the key of +0), one byte per pass, the eight bytes' counts taken in one read. A pass
+    whose byte every key shares is skipped (the low mantissa bytes of float32 data, the exponent of distances of
+    one scale). Several times faster than np.argsort at a few hundred to a few thousand values."""
     n = values.size
     bits = values.view(np.uint64)
     keys = np.empty(n, dtype=np.uint64)
     counts = np.zeros((8, 256), dtype=np.int64)
+    sign = np.uint64(1) << np.uint64(63)
     for i in range(n):
-        key = bits[i] if values[i] != 0 else np.uint64(0)
+        if values[i] > 0:
+            key = bits[i] | sign
+        elif values[i] < 0:
+            key = ~bits[i]
+        else:
+            key = sign
         keys[i] = key
         for byte in range(8):
             counts[byte, (key >> np.uint64(8 * byte)) & np.uint64(255)] += 1
@@ -511,8 +517,8 @@ def _batch_all_sorted(row, ref_class, c, class_order, class_starts, self_column,
             positives[i] = class_order[m]
             pos_d[i] = row[class_order[m]]
             i += 1
-    neg_order = _argsort_nonnegative(neg_d)
-    pos_order = _argsort_nonnegative(pos_d)
+    neg_order = _argsort_floats(neg_d)
+    pos_order = _argsort_floats(pos_d)
     neg_sorted = neg_d[neg_order]
     pos_sorted = pos_d[pos_order]
     # Positives in increasing d_ap: the negatives with d_an < d_ap + m (hi of them) and, for semi-hard, those with
@@ -569,7 +575,7 @@ def semihard_negatives(
         pos_d = np.empty(n_pos)
         for i in range(n_pos):
             pos_d[i] = row[pos[i]]
-        order = _argsort_nonnegative(pos_d)  # stable: equal distances in index order
+        order = _argsort_floats(pos_d)  # stable: equal distances in index order
         sorted_d = pos_d[order]
         if n_pos <= SWEEP_MAX_POSITIVES:
             bucket_best, farthest = _semihard_buckets_by_sweep(row, ref_class, c, sorted_d)
@@ -622,7 +628,7 @@ def _semihard_buckets_by_sorting(row, ref_class, c, sorted_d):
     neg_d = np.empty(negatives.size)
     for t in range(negatives.size):
         neg_d[t] = row[negatives[t]]
-    neg_order = _argsort_nonnegative(neg_d)
+    neg_order = _argsort_floats(neg_d)
     bucket_best = np.full(n_pos + 1, -1, dtype=np.int64)
     k = 0
     for t in range(negatives.size):

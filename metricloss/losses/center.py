@@ -17,6 +17,7 @@ from .._validation import (
     check_option,
     finite_or_refused,
 )
+from ..distances import SYMMETRIC_DISTANCES
 from ..mining import hardest_triplets
 from .triplet import _triplet_terms
 
@@ -66,7 +67,7 @@ def triplet_center_loss(
     margin : float >= 0, default 5.0
         m, on the scale of D (5 with D = ½‖f − c‖²: the default of reimplementations of the paper's formula).
     distance : {"sqeuclidean", "euclidean", "cosine"}, default "sqeuclidean"
-        d, as in :func:`metricloss.pairwise_distances`.
+        d, as in :func:`metricloss.pairwise_distances`; ``"dot"`` and ``"snr"`` are not taken (a ValueError).
     halved : bool, default True
         D = ½ d, as the paper writes it (then ∂D/∂f = f − c for the squared distance); False: D = d.
     reduction : {"sum", "mean", "mean_nonzero"}, default "sum"
@@ -154,6 +155,7 @@ def triplet_center_loss(
         ref_labels=np.arange(centers.shape[0]),
         backend=backend,
         ref_name="centers",
+        distances=SYMMETRIC_DISTANCES,
     )
     return _to_own_and_nearest_centre(batch, margin, halved, reduction)
 
@@ -191,6 +193,7 @@ def _with_batch_centers(x, labels, margin, distance, halved, reduction, backend)
         ref_labels=np.arange(counts.size),
         backend=backend,
         ref_name="embeddings",  # the means are the embeddings' own: a refusal names them
+        distances=SYMMETRIC_DISTANCES,
     )
     value, (grad_x, grad_means) = _to_own_and_nearest_centre(batch, margin, halved, reduction)
     # c_y = (1/n_y) Σ_{k in y} f_k  ⇒  ∂L/∂f_k += (1/n_{y_k}) ∂L/∂c_{y_k}

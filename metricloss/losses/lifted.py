@@ -13,6 +13,7 @@ from .._batch import class_index, labelled_batch
 from .._kernels import NO_SELF
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import check_margin, check_option, finite_or_refused
+from ..distances import SYMMETRIC_DISTANCES
 from .triplet import INCOMPLETE_ANCHORS
 
 
@@ -53,6 +54,7 @@ def lifted_structure_loss(
     margin : float >= 0, default 1.0
         m (the paper's α).
     distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+        ``"dot"`` and ``"snr"`` are refused (a ValueError): the loss's kernels assume a symmetric distance >= 0.
         D; the paper's is Euclidean.
     reduction : {"mean", "sum", "mean_nonzero"}, default "mean"
         Over the terms ½[J_ij]₊², one per unordered positive pair; ``"mean"`` is the paper's 1/(2 ``|P|``) Σ [J]₊².
@@ -109,7 +111,13 @@ def lifted_structure_loss(
     check_margin(margin)
     check_option(reduction, "reduction", REDUCTIONS)
     batch = labelled_batch(
-        embeddings, labels, distance=distance, ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
+        embeddings,
+        labels,
+        distance=distance,
+        ref_embeddings=ref_embeddings,
+        ref_labels=ref_labels,
+        backend=backend,
+        distances=SYMMETRIC_DISTANCES,
     )
     d, kernels, classes = batch.d, batch.kernels, batch.classes
     g = np.empty_like(d) if distance == "cosine" else d  # the cosine VJP reads d; the others do not
@@ -178,6 +186,7 @@ def generalized_lifted_structure_loss(
     margin : float >= 0, default 1.0
         m.
     distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+        ``"dot"`` and ``"snr"`` are refused (a ValueError): the loss's kernels assume a symmetric distance >= 0.
     reduction : {"mean", "sum", "mean_nonzero"}, default "mean"
     incomplete_anchors : {"drop", "keep"}, default "drop"
         Anchors without a positive or without a negative: dropped (the log of an empty sum is −∞, so the term
@@ -231,7 +240,13 @@ def generalized_lifted_structure_loss(
     check_option(reduction, "reduction", REDUCTIONS)
     check_option(incomplete_anchors, "incomplete_anchors", INCOMPLETE_ANCHORS)
     batch = labelled_batch(
-        embeddings, labels, distance=distance, ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
+        embeddings,
+        labels,
+        distance=distance,
+        ref_embeddings=ref_embeddings,
+        ref_labels=ref_labels,
+        backend=backend,
+        distances=SYMMETRIC_DISTANCES,
     )
     d = batch.d
     keep = incomplete_anchors == "keep"

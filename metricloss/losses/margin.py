@@ -18,6 +18,7 @@ from .._validation import (
     check_scalar,
     finite_or_refused,
 )
+from ..distances import SYMMETRIC_DISTANCES
 from ..mining import candidate_masks
 
 
@@ -88,7 +89,8 @@ def margin_loss(
     triplets : tuple of three int arrays (a, p, n) of equal length, optional
         The triplets T (p and n index ``ref_embeddings`` when given). Default: every triplet of the batch.
     distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
-        d, as in :func:`metricloss.pairwise_distances` (the paper's is Euclidean).
+        d, as in :func:`metricloss.pairwise_distances` (the paper's is Euclidean); ``"dot"`` and ``"snr"`` are
+        refused (a ValueError): the boundary β is a distance on the sphere's scale, >= 0.
     reduction : {"mean_nonzero", "mean", "sum"}, default "mean_nonzero"
     ref_embeddings, ref_labels : optional
         A reference set (query-vs-reference batch): anchors are the embeddings, positives and negatives the
@@ -164,7 +166,13 @@ def margin_loss(
             )
     check_option(reduction, "reduction", REDUCTIONS)
     batch = labelled_batch(
-        x, labels, distance=distance, ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
+        x,
+        labels,
+        distance=distance,
+        ref_embeddings=ref_embeddings,
+        ref_labels=ref_labels,
+        backend=backend,
+        distances=SYMMETRIC_DISTANCES,
     )
     # β_a for every anchor (row): β[y_a] per class, else the one β. Labels index β only when it is per class.
     per_class = beta64.size > 1

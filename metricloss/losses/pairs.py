@@ -68,10 +68,12 @@ def _check_pair_inputs(x1, x2, y, *, rows, allowed):
 
 
 def _check_contrastive_options(margin, pos_margin, form, distance, reduction, split_reduction):
-    check_margin(margin, "margin")
+    check_option(distance, "distance", DISTANCES)
+    # −x·y takes any sign, and so may its margins (a similarity margin m is −m on it); elsewhere d >= 0, and a
+    # margin below 0 would leave every dissimilar pair uncharged. Below 0 pos_margin charges every similar pair.
+    check_margin(margin, "margin", signed=distance == "dot")
     check_margin(pos_margin, "pos_margin", signed=True)
     check_option(form, "form", CONTRASTIVE_FORMS)
-    check_option(distance, "distance", DISTANCES)
     check_option(reduction, "reduction", REDUCTIONS)
     check_bool(split_reduction, "split_reduction")
 
@@ -113,15 +115,20 @@ def contrastive_loss(
     ----------
     embeddings : array of shape (B, F), float32 or float64
     labels : int array of shape (B,)
-    margin : float >= 0, default 1.0
-        m: dissimilar pairs closer than m contribute (below 0 none could: the distances are >= 0).
+    margin : float, default 1.0
+        m: dissimilar pairs closer than m contribute; >= 0 (below 0 none could, the distances being >= 0) but with
+        ``distance="dot"``, where any real number.
     pos_margin : float, default 0.0
         m⁺: similar pairs farther than m⁺ contribute (Hadsell et al.: 0). Below 0 every similar pair does, and the
         loss is still least where they coincide: pytorch-metric-learning's ``pos_margin`` above 1 on
         ``CosineSimilarity`` is ``distance="cosine", pos_margin=1 − it`` here.
     form : {"hadsell", "squared", "linear"}, default "hadsell"
         The per-pair loss; see Notes.
-    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    distance : {"euclidean", "sqeuclidean", "cosine", "dot", "snr"}, default "euclidean"
+        As in :func:`metricloss.pairwise_distances`. ``"dot"`` (−x·y) may be negative, hence its margins may be
+        too; every form stays meaningful, since each squares the hinge h >= 0, never d. ``"snr"`` is not
+        symmetric: within one batch the pairs are then the B(B − 1) ordered pairs (i, j), i ≠ j, each with its
+        own d_ij (row i the anchor), so ``"sum"`` adds both directions of every pair.
     reduction : {"mean", "sum", "mean_nonzero"}, default "mean"
     split_reduction : bool, default False
         Reduce the similar pairs and the dissimilar pairs separately and add the two results.
@@ -158,6 +165,10 @@ def contrastive_loss(
     distance=LpDistance(normalize_embeddings=False))`` equals ``form="linear", pos_margin=a, margin=b,
     reduction="mean_nonzero", split_reduction=True``. PML counts ordered pairs (both (i, j) and (j, i)), which
     changes nothing for the mean reductions and doubles ``"sum"``; ``LpDistance(power=2)`` is ``"sqeuclidean"``.
+    ``distance=DotProductSimilarity(normalize_embeddings=False)`` with ``pos_margin=a, neg_margin=b`` (margins on
+    the similarity: similar pairs below a and dissimilar pairs above b contribute) is ``distance="dot",
+    pos_margin=-a, margin=-b``, and ``SNRDistance(normalize_embeddings=False)`` is ``distance="snr"`` with the
+    margins as they are (tests/test_snr_dot.py pins both).
     PML normalises embeddings by default; metricloss never does. With ``ref_emb=`` PML pairs every query with
     every reference, as here.
 
@@ -193,8 +204,10 @@ def contrastive_loss(
     )
     # Within one batch every unordered pair appears twice, as (i, j) and (j, i): halve the sums and counts. The
     # pullback needs (g + gᵀ)/2 there, and g is symmetric (g_ij depends on d_ij and on whether i and j share a class
-    # only; D is symmetric up to the GEMM's rounding), so g itself is passed as the folded cotangent.
-    copies = 2 if batch.ref is None else 1
+    # only; D is symmetric up to the GEMM's rounding), so g itself is passed as the folded cotangent. The SNR
+    # distances are not symmetric: there every ordered pair is a term of its own, and g goes back unfolded.
+    folded = batch.ref is None and distance != "snr"
+    copies = 2 if folded else 1
     sum_similar, sum_dissimilar = sums.sum(axis=0) / copies
     n_active, n_pairs = n_active.sum(axis=0) // copies, n_pairs.sum(axis=0) // copies
     if split_reduction:
@@ -208,7 +221,7 @@ def contrastive_loss(
     weight = w_dissimilar if w_dissimilar else w_similar
     if weight and w_similar != weight:
         kernels.scale_same_class(g, ref_class, anchor_class, class_order, class_starts, w_similar / weight)
-    return value, batch.pull(g, weight, divided=divide, symmetric=batch.ref is None)
+    return value, batch.pull(g, weight, divided=divide, symmetric=folded)
 
 
 @finite_or_refused
@@ -241,13 +254,14 @@ def contrastive_pair_loss(
         The pairs' second rows.
     y : array of shape (N,) with values in {0, 1}
         1 for a similar pair, 0 for a dissimilar one (Hadsell et al. write Y = 0 for similar: flip it).
-    margin : float >= 0, default 1.0
-        m: dissimilar pairs closer than m contribute (below 0 none could: the distances are >= 0).
+    margin : float, default 1.0
+        m: dissimilar pairs closer than m contribute; >= 0 but with ``distance="dot"`` (see :func:`contrastive_loss`).
     pos_margin : float, default 0.0
         m⁺: similar pairs farther than m⁺ contribute; below 0, every similar pair (see :func:`contrastive_loss`).
     form : {"hadsell", "squared", "linear"}, default "hadsell"
         The per-pair loss; see Notes.
-    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    distance : {"euclidean", "sqeuclidean", "cosine", "dot", "snr"}, default "euclidean"
+        As in :func:`metricloss.paired_distances` (``"snr"``: x1 is the anchor).
     reduction : {"mean", "sum", "mean_nonzero"}, default "mean"
         Over the N pairs.
     split_reduction : bool, default False

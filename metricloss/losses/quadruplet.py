@@ -15,7 +15,7 @@ from .._validation import (
     finite_or_refused,
     promote,
 )
-from ..distances import DISTANCES, _paired_distances_vjp
+from ..distances import SYMMETRIC_DISTANCES, _paired_distances_vjp
 
 QUADRUPLET_MININGS = ("all", "hard")
 _ROWS = ("anchor", "positive", "negative", "negative2")
@@ -24,7 +24,7 @@ _ROWS = ("anchor", "positive", "negative", "negative2")
 def _check_options(margin, margin2, mining, distance, reduction, split_reduction):
     """The checked hyper-parameters: (margin, margin2, split_reduction) as Python numbers."""
     check_option(mining, "mining", QUADRUPLET_MININGS)
-    check_option(distance, "distance", DISTANCES)
+    check_option(distance, "distance", SYMMETRIC_DISTANCES)  # its kernels assume symmetric distances >= 0
     check_option(reduction, "reduction", REDUCTIONS)
     return check_margin(margin), check_margin(margin2, "margin2"), check_bool(split_reduction, "split_reduction")
 

@@ -139,7 +139,9 @@ def _batch_all(batch, distance, margin, semihard_only, soft, reduction):
         )
         weight = weight_from_counts(reduction, n_valid.sum(), n_nonzero.sum())
         return weight * float(np.sum(sums)), batch.pull(g, weight, divided=divide)
-    symmetric = batch.ref is None  # within one batch the kernel writes g + gᵀ, which the pullback needs
+    # Within one batch the kernel writes g + gᵀ, which the pullback needs, where D is symmetric; the SNR distances
+    # are not (d_ij ≠ d_ji), so there the per-anchor kernel writes g and the pullback takes both ends.
+    symmetric = batch.ref is None and distance != "snr"
     if symmetric:
         sums, n_active, n_valid = batch.kernels.batch_all_symmetric(
             d, *batch.classes, margin, semihard_only, g, divide, gram=batch.gram
@@ -209,7 +211,9 @@ def triplet_loss(
     mining : {"all", "hard", "semihard", "all_semihard"}, default "all"
     margin : float >= 0, optional
         m. Default 1.0, or 0.0 with ``soft=True`` (Hermans et al.'s soft margin, softplus(d_ap − d_an)).
-    distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
+    distance : {"euclidean", "sqeuclidean", "cosine", "dot", "snr"}, default "euclidean"
+        As in :func:`metricloss.pairwise_distances`; ``"snr"`` is not symmetric, and d_ap, d_an have the anchor
+        as their first argument.
     reduction : {"mean", "sum", "mean_nonzero"}, optional
         Default per ``mining``, as in the table. ``"mean"`` divides by the number of triplets that enter (all
         valid ones for batch-all; the kept anchors for batch-hard; the positive pairs for semi-hard).
@@ -256,9 +260,13 @@ def triplet_loss(
     ``smooth_loss=True`` with no miner (softplus on every triplet) is ``mining="all", soft=True, margin=m``
     (its ``AvgNonZeroReducer`` is the default ``"mean_nonzero"``, the mean over every triplet unless a softplus
     underflows; tests/test_triplet.py pins it). ``LpDistance(power=2)`` is
-    ``distance="sqeuclidean"``. With a pair miner (``PairMarginMiner``, ``MultiSimilarityMiner``: index tuples
-    (a1, p, a2, n)) PML makes every triplet of a positive and a negative pair sharing an anchor: that is
-    ``triplets=pairs_to_triplets(a1, p, a2, n)`` (tests/test_triplet.py pins it).
+    ``distance="sqeuclidean"``. ``distance=DotProductSimilarity(normalize_embeddings=False)`` is
+    ``distance="dot"`` with the same margin (PML's similarity triplet term [s_an − s_ap + m]₊ is
+    [d_ap − d_an + m]₊ for d = −s), and ``distance=SNRDistance(normalize_embeddings=False)`` is ``distance="snr"``
+    (tests/test_snr_dot.py pins both, with and without the two miners above). With a pair miner
+    (``PairMarginMiner``, ``MultiSimilarityMiner``: index tuples (a1, p, a2, n)) PML makes every triplet of a
+    positive and a negative pair sharing an anchor: that is ``triplets=pairs_to_triplets(a1, p, a2, n)``
+    (tests/test_triplet.py pins it).
     PML normalises embeddings by default.
 
     *Two semi-hard rules.* FaceNet's semi-hard negative is the closest negative farther than the positive.

@@ -16,7 +16,7 @@ def _batch(size, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mining", ["all", "all_semihard", "hard", "semihard"])
-@pytest.mark.parametrize("distance", ["euclidean", "sqeuclidean"])
+@pytest.mark.parametrize("distance", ["euclidean", "sqeuclidean", "dot", "snr"])
 def test_triplet_loss_cuda_equals_numpy(mining, dtype, distance):
     """Value and gradient of triplet_loss with backend="cuda" equal backend="numpy"'s; float32 in, float32 out."""
     x, labels = _batch(17, dtype)

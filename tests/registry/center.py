@@ -122,6 +122,16 @@ _BAD = (
     _NEGATIVE_MARGIN,
     _BAD_REDUCTION,
     ({"distance": "manhattan"}, ValueError, "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'"),
+    (  # −x·y may be negative: refused, naming the distances it takes
+        {"distance": "dot"},
+        ValueError,
+        "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'; got 'dot'",
+    ),
+    (  # not symmetric: refused, naming the distances it takes
+        {"distance": "snr"},
+        ValueError,
+        "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'; got 'snr'",
+    ),
     ({"halved": 1}, TypeError, "halved must be True or False"),
     ({"backend": "gpu"}, ValueError, "backend must be one of 'numpy', 'numba'"),
 )

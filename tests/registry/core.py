@@ -83,7 +83,19 @@ class LossCase:
 # Oracles: slow loops in float64.
 
 
+def _variance(values):
+    mean = sum(values) / len(values)
+    return sum((a - mean) ** 2 for a in values) / len(values)
+
+
 def _distance(u, v, metric):
+    """D(u, v), u the anchor (for the asymmetric SNR distance)."""
+    if metric == "dot":
+        return -sum(a * b for a, b in zip(u, v, strict=True))
+    if metric == "snr":  # Var(v − u) / Var(u); a constant anchor's distance is 1 by convention
+        if all(a == u[0] for a in u):
+            return 1.0
+        return _variance([b - a for a, b in zip(u, v, strict=True)]) / _variance(list(u))
     if metric == "cosine":
         nu, nv = math.sqrt(sum(a * a for a in u)), math.sqrt(sum(b * b for b in v))
         if nu == 0 or nv == 0:
@@ -123,11 +135,15 @@ def contrastive_oracle(
     reduction="mean",
     split_reduction=False,
 ):
-    """Every unordered pair of the batch; ``rest`` is (labels) or, for every (query, reference) pair,
-    (ref_embeddings, labels, ref_labels)."""
+    """Every unordered pair of the batch (for the asymmetric SNR distance, every ordered pair (i, j), i ≠ j);
+    ``rest`` is (labels) or, for every (query, reference) pair, (ref_embeddings, labels, ref_labels)."""
     if len(rest) == 1:
         labels = rest[0]
-        pairs = [(x[i], x[j], labels[i] == labels[j]) for i in range(len(x)) for j in range(i + 1, len(x))]
+        n = len(x)
+        ordered = distance == "snr"
+        pairs = [
+            (x[i], x[j], labels[i] == labels[j]) for i in range(n) for j in range(n) if (j != i if ordered else j > i)
+        ]
     else:
         refs, labels, ref_labels = rest
         pairs = [(u, v, a == b) for u, a in zip(x, labels, strict=True) for v, b in zip(refs, ref_labels, strict=True)]
@@ -307,6 +323,21 @@ _ABC_SQ_LINEAR_SUM = 0.15 + 0.14
 _PAIRS = [np.zeros((2, 2)), np.array([[0.6, 0.8], [0.3, 0.4]]), np.array([1, 0])]
 _PAIRS_GRAD_X1 = np.array([[-0.3, -0.4], [0.15, 0.2]])
 
+# SNR pairs, hadsell, margin 1.5, mean: d = Var(x2 − x1) / Var(x1) (population variances; the normalisation cancels).
+#   Pair 0 (similar): x1 = (0, 2), x2 = (0, 1): x̃1 = (−1, 1), n = ‖x̃1‖² = 2, x̃2 = (−0.5, 0.5), d = 0.25 / 1 = 0.25;
+#     ℓ = ½·0.25², ∂L/∂d = 0.25 / 2 = 0.125. ∂d/∂x̃1 = (2/n)((1 − d) x̃1 − x̃2) = 0.75·(−1, 1) − (−0.5, 0.5)
+#     = (−0.25, 0.25), ∂d/∂x̃2 = 2(x̃2 − x̃1)/n = (0.5, −0.5); both already have mean 0 (the centring changes nothing).
+#   Pair 1 (dissimilar): x1 = (0, 1), x2 = (0, 2): x̃1 = (−0.5, 0.5), n = 0.5, x̃2 = (−1, 1), d = 0.25 / 0.25 = 1;
+#     h = 1.5 − 1 = 0.5, ℓ = ½·0.5², ∂L/∂d = −0.5 / 2 = −0.25. ∂d/∂x̃1 = (2/0.5)(0·x̃1 − x̃2) = (4, −4),
+#     ∂d/∂x̃2 = 2·(−0.5, 0.5)/0.5 = (−2, 2).
+#   Value (½·0.0625 + ½·0.25) / 2 = 0.078125; ∂L/∂x1 = (0.125·(−0.25, 0.25), −0.25·(4, −4)),
+#   ∂L/∂x2 = (0.125·(0.5, −0.5), −0.25·(−2, 2)).
+_SNR_PAIRS = [np.array([[0.0, 2.0], [0.0, 1.0]]), np.array([[0.0, 1.0], [0.0, 2.0]]), np.array([1, 0])]
+_SNR_PAIRS_GRADS = (
+    np.array([[-0.03125, 0.03125], [-1.0, 1.0]]),
+    np.array([[0.0625, -0.0625], [0.5, -0.5]]),
+)
+
 # Margin ranking, margin 0.5, sum: terms [−1·(2 − 1) + 0.5]₊ = 0 and [−1·(0 − 1) + 0.5]₊ = 1.5, sum 1.5;
 #   the second term's gradient: ∂/∂x1 = −y = −1, ∂/∂x2 = +y = +1.
 _RANKING = [np.array([2.0, 0.0]), np.array([1.0, 1.0]), np.array([1, 1])]
@@ -373,6 +404,16 @@ _SATISFIED_TRIPLETS = (
 )
 
 
+def _invariances(distance):
+    """Translation: only the Euclidean distances (the cosine and the dot product depend on the origin; the SNR
+    distance is invariant to adding a constant to each row, not to a shift along a general direction). Rotation:
+    all but the SNR distance (its centring subtracts the mean of the coordinates, which a rotation does not keep)."""
+    return {
+        "translation_invariant": distance in ("euclidean", "sqeuclidean"),
+        "rotation_invariant": distance != "snr",
+    }
+
+
 def _case(id, loss, arg_names, arg_kinds, oracle, make_inputs, **options):
     hyper = options.pop("hyper", {})
     bound_oracle = functools.partial(oracle, **hyper)
@@ -391,14 +432,12 @@ def _references_first(loss):
 
 def _batch_case(family, id, loss, oracle, hyper, *, inactive, bad_hyper, literals=(), references=False):
     """A loss on a labelled batch, ``family[id]``, or with ``references`` on a query-vs-reference batch,
-    ``family_references[id]``: the kernels' backends, rotation invariance, and translation invariance unless the
-    distance is the cosine."""
+    ``family_references[id]``: the kernels' backends, and the invariances of its distance."""
     options = {
         "hyper": hyper,
         "literals": literals,
         "inactive": inactive,
-        "translation_invariant": hyper.get("distance", "euclidean") != "cosine",
-        "rotation_invariant": True,
+        **_invariances(hyper.get("distance", "euclidean")),
         "bad_hyper": bad_hyper,
         "backends": True,
     }
@@ -418,14 +457,31 @@ def _batch_case(family, id, loss, oracle, hyper, *, inactive, bad_hyper, literal
     )
 
 
-_CONTRASTIVE_BAD = (
-    _NEGATIVE_MARGIN,
+_CONTRASTIVE_OPTIONS_BAD = (
     _BAD_REDUCTION,
-    ({"pos_margin": -2e18}, ValueError, "pos_margin must be within ±1e+18"),
     ({"form": "hinge"}, ValueError, "form must be one of 'hadsell', 'squared', 'linear'"),
-    ({"distance": "manhattan"}, ValueError, "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'"),
+    (
+        {"distance": "manhattan"},
+        ValueError,
+        "distance must be one of 'euclidean', 'sqeuclidean', 'cosine', 'dot', 'snr'; got 'manhattan'",
+    ),
     ({"split_reduction": "yes"}, TypeError, "split_reduction must be True or False"),
 )
+_CONTRASTIVE_BAD = (
+    _NEGATIVE_MARGIN,
+    ({"pos_margin": -2e18}, ValueError, "pos_margin must be within ±1e+18"),
+    *_CONTRASTIVE_OPTIONS_BAD,
+)
+# With distance="dot" (−x·y, of any sign) the margins may be negative, within ±MAX_MARGIN.
+_CONTRASTIVE_DOT_BAD = (
+    ({"margin": -2e18}, ValueError, "margin must be within ±1e+18"),
+    ({"pos_margin": 2e18}, ValueError, "pos_margin must be within ±1e+18"),
+    *_CONTRASTIVE_OPTIONS_BAD,
+)
+
+
+def _contrastive_bad(hyper):
+    return _CONTRASTIVE_DOT_BAD if hyper.get("distance") == "dot" else _CONTRASTIVE_BAD
 
 
 def _contrastive(id, hyper, literals=(), inactive=(_ONE_SAMPLE, _DUPLICATES_ONE_CLASS, _FAR_APART)):
@@ -437,13 +493,24 @@ def _contrastive(id, hyper, literals=(), inactive=(_ONE_SAMPLE, _DUPLICATES_ONE_
         hyper,
         literals=literals,
         inactive=inactive,
-        bad_hyper=(*_CONTRASTIVE_BAD, ({"backend": "cupy"}, ValueError, "backend must be one of 'numpy', 'numba'")),
+        bad_hyper=(
+            *_contrastive_bad(hyper),
+            ({"backend": "cupy"}, ValueError, "backend must be one of 'numpy', 'numba'"),
+        ),
     )
 
 
 def _contrastive_pair(id, hyper, literals=()):
-    identical = ("identical similar pairs", [np.ones((3, 2)), np.ones((3, 2)), np.array([1, 1, 1])])
-    distant = ("distant dissimilar pairs", [np.zeros((2, 2)), np.full((2, 2), 3.0), np.array([0, 0])])
+    # rows that are not constant: a constant anchor's SNR distance is 1 by convention, not 0
+    identical = (
+        "identical similar pairs",
+        [np.tile([[1.0, 2.0]], (3, 1)), np.tile([[1.0, 2.0]], (3, 1)), np.ones(3, int)],
+    )
+    # far apart under every distance: Euclidean 5, cosine > 1, dot 3, SNR Var((−4, 3)) / Var((1, 0)) = 49
+    distant = (
+        "distant dissimilar pairs",
+        [np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[-3.0, 3.0], [3.0, -3.0]]), np.array([0, 0])],
+    )
     return _case(
         f"contrastive_pair[{id}]",
         ml.contrastive_pair_loss,
@@ -454,9 +521,8 @@ def _contrastive_pair(id, hyper, literals=()):
         hyper=hyper,
         literals=literals,
         inactive=(identical, distant),
-        translation_invariant=hyper.get("distance", "euclidean") != "cosine",
-        rotation_invariant=True,
-        bad_hyper=_CONTRASTIVE_BAD,
+        **_invariances(hyper.get("distance", "euclidean")),
+        bad_hyper=_contrastive_bad(hyper),
     )
 
 
@@ -472,7 +538,7 @@ def _contrastive_references(id, hyper):
         contrastive_oracle,
         hyper,
         inactive=(unmatched,),
-        bad_hyper=_CONTRASTIVE_BAD,
+        bad_hyper=_contrastive_bad(hyper),
         references=True,
     )
 
@@ -578,7 +644,8 @@ def _triplet(id, hyper, literals=()):
         inactive.append(_DUPLICATES_ONE_CLASS)
     if not (keep and soft):  # no positive pairs (soft and kept: d⁺ = 0 still costs softplus(−d⁻))
         inactive.append(_FAR_APART)
-    if not soft and hyper.get("distance") != "cosine":  # every triplet beyond the margin (softplus never is 0)
+    if not soft and hyper.get("distance", "euclidean") in ("euclidean", "sqeuclidean"):  # every triplet beyond the
+        # margin (softplus never is 0; the cosine, dot and SNR distances do not see these classes as far apart)
         inactive.append(_SEPARATED)
     return _batch_case(
         "triplet",
@@ -677,6 +744,34 @@ CASES = [
         },
     ),
     _contrastive_references("squared-cosine-sum", {"form": "squared", "distance": "cosine", "reduction": "sum"}),
+    # PML's ContrastiveLoss(pos_margin=0.3, neg_margin=0.1, distance=DotProductSimilarity()): margins −0.3, −0.1
+    _contrastive(
+        "linear-pml-dot",
+        {
+            "form": "linear",
+            "distance": "dot",
+            "pos_margin": -0.3,
+            "margin": -0.1,
+            "reduction": "mean_nonzero",
+            "split_reduction": True,
+        },
+    ),
+    _contrastive("hadsell-snr", {"distance": "snr", "pos_margin": 0.5}),
+    # linear: the squared forms on dot products are of degree 4 in the rows, whose float32 gradients underflow inside
+    # the range test_magnitudes promises for degree 2 (tests/test_snr_dot.py checks every form by differences)
+    _contrastive_references(
+        "linear-dot-sum", {"form": "linear", "distance": "dot", "margin": -0.2, "reduction": "sum"}
+    ),
+    _contrastive_references(
+        "linear-pml-snr",
+        {"form": "linear", "distance": "snr", "pos_margin": 0.4, "reduction": "mean_nonzero", "split_reduction": True},
+    ),
+    _contrastive_pair("linear-dot", {"form": "linear", "distance": "dot", "pos_margin": -0.5, "margin": -0.2}),
+    _contrastive_pair(
+        "hadsell-snr",
+        {"distance": "snr", "margin": 1.5},
+        literals=((_SNR_PAIRS, 0.078125, _SNR_PAIRS_GRADS),),
+    ),
     _contrastive_pair("hadsell", {}, literals=((_PAIRS, 0.3125, (_PAIRS_GRAD_X1, -_PAIRS_GRAD_X1)),)),
     _contrastive_pair("squared-tfa", {"form": "squared", "margin": 1.2}),
     _contrastive_pair(
@@ -739,4 +834,28 @@ CASES += [
     _triplet_with_references("all-soft-sqeuclidean", {"soft": True, "distance": "sqeuclidean"}),
     _triplet_with_references("hard-keep", {"mining": "hard", "incomplete_anchors": "keep"}),
     _triplet_with_references("semihard-sqeuclidean", {"mining": "semihard", "distance": "sqeuclidean"}),
+]
+
+# The dot-product distance −x·y (PML's DotProductSimilarity) and the asymmetric SNR distance (PML's SNRDistance):
+# within one batch the SNR distances take the per-anchor (not the symmetric) batch-all kernel.
+CASES += [
+    _triplet("all-dot", {"distance": "dot", "margin": 0.5}),
+    _triplet("all-snr", {"distance": "snr", "margin": 0.5}),
+    # "mean", not the default "mean_nonzero": SNR distances reach ~150 here (an anchor of small variance), whose
+    # softplus(−150) rounds to 0 in float32 and is then not counted, as documented, so float32 would count fewer terms
+    _triplet("all-soft-snr", {"soft": True, "distance": "snr", "reduction": "mean"}),
+    _triplet("all-soft-dot-sum", {"soft": True, "distance": "dot", "margin": 0.2, "reduction": "sum"}),
+    _triplet(
+        "hard-dot-mean_nonzero", {"mining": "hard", "distance": "dot", "reduction": "mean_nonzero", "margin": 0.3}
+    ),
+    _triplet("hard-snr", {"mining": "hard", "distance": "snr"}),
+    _triplet("hard-keep-snr", {"mining": "hard", "incomplete_anchors": "keep", "distance": "snr"}),
+    _triplet("semihard-snr", {"mining": "semihard", "distance": "snr"}),
+    _triplet("semihard-dot", {"mining": "semihard", "distance": "dot"}),
+    _triplet("all_semihard-dot", {"mining": "all_semihard", "distance": "dot"}),
+    _triplet("all_semihard-snr", {"mining": "all_semihard", "distance": "snr", "margin": 0.8}),
+    _triplet_with_references("all-snr", {"distance": "snr"}),
+    _triplet_with_references("hard-dot", {"mining": "hard", "distance": "dot"}),
+    _triplet_with_references("semihard-snr", {"mining": "semihard", "distance": "snr"}),
+    _triplet_with_references("all-soft-dot", {"soft": True, "distance": "dot"}),
 ]

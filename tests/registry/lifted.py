@@ -144,6 +144,16 @@ def _bad(with_incomplete_anchors):
         _NEGATIVE_MARGIN,
         _BAD_REDUCTION,
         ({"distance": "manhattan"}, ValueError, "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'"),
+        (  # −x·y may be negative: refused, naming the distances it takes
+            {"distance": "dot"},
+            ValueError,
+            "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'; got 'dot'",
+        ),
+        (  # not symmetric: refused, naming the distances it takes
+            {"distance": "snr"},
+            ValueError,
+            "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'; got 'snr'",
+        ),
         ({"backend": "gpu"}, ValueError, "backend must be one of 'numpy', 'numba'"),
     ]
     if with_incomplete_anchors:

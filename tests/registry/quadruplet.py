@@ -177,6 +177,16 @@ _BAD = (
     ({"margin2": -0.5}, ValueError, "margin2 must be >= 0"),
     ({"mining": "semihard"}, ValueError, "mining must be one of 'all', 'hard'"),
     ({"distance": "manhattan"}, ValueError, "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'"),
+    (  # −x·y may be negative: refused, naming the distances it takes
+        {"distance": "dot"},
+        ValueError,
+        "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'; got 'dot'",
+    ),
+    (  # not symmetric: refused, naming the distances it takes
+        {"distance": "snr"},
+        ValueError,
+        "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'; got 'snr'",
+    ),
     ({"split_reduction": 1}, TypeError, "split_reduction must be True or False"),
 )
 
