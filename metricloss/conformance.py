@@ -935,7 +935,8 @@ def _first(default, values):
 _MARGINS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 _TEMPERATURES = (0.05, 0.07, 0.1, 0.2, 0.5, 1.0)  # PML's NT-Xent 0.07, SupCon 0.1; SimCLR's Table 5 0.05 to 1
 _REDUCTIONS = metricloss.REDUCTIONS
-_DISTANCES = metricloss.DISTANCES
+_DISTANCES = metricloss.DISTANCES  # the triplet and contrastive losses take every distance
+_SYMMETRIC = metricloss.SYMMETRIC_DISTANCES  # the lifted, margin and triplet-center losses these only
 _SIMILARITIES = _first("cosine", metricloss.SIMILARITIES)
 _CONTRASTIVE = {
     "form": metricloss.CONTRASTIVE_FORMS,
@@ -1003,11 +1004,11 @@ SEARCH_SPACES = {
     ),
     "ntxent_loss": ({"temperature": _first(0.07, _TEMPERATURES), **_TEMPERATURE_SCALED},),
     "supcon_loss": ({"temperature": _first(0.1, _TEMPERATURES), **_TEMPERATURE_SCALED},),
-    "lifted_structure_loss": ({"distance": _DISTANCES, "reduction": _REDUCTIONS, "margin": _first(1.0, _MARGINS)},),
+    "lifted_structure_loss": ({"distance": _SYMMETRIC, "reduction": _REDUCTIONS, "margin": _first(1.0, _MARGINS)},),
     "generalized_lifted_structure_loss": (
         {
             "incomplete_anchors": metricloss.INCOMPLETE_ANCHORS,
-            "distance": _DISTANCES,
+            "distance": _SYMMETRIC,
             "reduction": _REDUCTIONS,
             "margin": _first(1.0, _MARGINS),
         },
@@ -1015,7 +1016,7 @@ SEARCH_SPACES = {
     # α = 0.2 and β = 1.2, the paper's and PML's; a constant β (a learnable one is an array: pass it as fixed)
     "margin_loss": (
         {
-            "distance": _DISTANCES,
+            "distance": _SYMMETRIC,
             "reduction": _first("mean_nonzero", _REDUCTIONS),
             "margin": _first(0.2, _MARGINS),
             "beta": (1.2, 1.0),
@@ -1025,7 +1026,7 @@ SEARCH_SPACES = {
     # the batch's class means as the centres (learnable ones are not among the bank's inputs)
     "triplet_center_loss": (
         {
-            "distance": _first("sqeuclidean", _DISTANCES),
+            "distance": _first("sqeuclidean", _SYMMETRIC),
             "halved": (True, False),
             "reduction": ("sum", "mean", "mean_nonzero"),
             "margin": (5.0, *_MARGINS),

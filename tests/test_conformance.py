@@ -642,6 +642,29 @@ def test_npair_loss_is_checked_as_a_batch_loss_with_its_labels_by_name():
     assert report.arg_names == ("embeddings", "labels")
 
 
+@pytest.mark.parametrize(
+    ("distance", "differs_on"),
+    [
+        # PML's SNRDistance divides by the anchor's variance: a constant row (a zero row here, in both cases) gives
+        # it NaN gradients, where metricloss's convention is d = 1 with no gradient.
+        ("snr", ["all-zero rows", "ties"]),
+        ("dot", ["references equal to queries"]),  # PML's identity exclusion (#488)
+    ],
+)
+def test_identify_finds_the_dot_and_snr_distances_of_pml_batch_hard(distance, differs_on):
+    from pytorch_metric_learning import distances as pml_distances
+
+    pml_distance = pml_dot() if distance == "dot" else pml_distances.SNRDistance(normalize_embeddings=False)
+    candidate = (
+        pml_losses.TripletMarginLoss(margin=0.2, distance=pml_distance),
+        pml_miners.BatchHardMiner(distance=pml_distance),
+    )
+    found = identify(candidate, "triplet_loss")
+    expected = {"mining": "hard", "soft": False, "distance": distance, "margin": 0.2}
+    assert {k: found.settings[k] for k in expected} == expected, str(found)
+    assert found.matches[0].differing() == differs_on
+
+
 def test_identify_says_when_nothing_reproduces_the_candidate():
     """PML's swap=True (the negative distance min(d_an, d_pn), Balntas et al.) on all triplets has no metricloss
     equivalent among triplet_loss's options (only triplet_margin_loss on explicit rows has swap)."""

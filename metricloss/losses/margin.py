@@ -114,8 +114,10 @@ def margin_loss(
     (its ``DivisorReducer`` divides by the number of active pair terms): ``learn_beta=False`` is a float β (or an
     array whose gradient is ignored, with ν = 0: PML ignores ν then), ``learn_beta=True`` an array of shape (1,)
     (``num_classes=None``) or (C,) (``num_classes=C``). Called with ``indices_tuple=(a, p, n)`` it is
-    ``triplets=(a, p, n)``. Its default ``LpDistance()`` normalises the embeddings first; normalise them before
-    calling this loss to reproduce it. Its ``triplets_per_anchor=k`` (k random triplets per anchor, drawn with
+    ``triplets=(a, p, n)``. It keeps β in a float32 tensor whatever the embeddings' dtype, so in float64 it computes
+    with float32(β) (β = 1.2 is 1.2000000477): pass ``beta=float(np.float32(β))`` to reproduce it to the last
+    digit. Its default ``LpDistance()`` normalises the embeddings first; normalise them before calling this loss to
+    reproduce it. Its ``triplets_per_anchor=k`` (k random triplets per anchor, drawn with
     torch's generator) has no counterpart here: pass ``triplets=mine_triplets(x, labels, max_per_anchor=k,
     rng=...)`` (k distinct triplets per anchor). Its ``DistanceWeightedMiner`` is
     :func:`metricloss.mining.distance_weighted_negatives`, with the differences listed there.
