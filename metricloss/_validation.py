@@ -153,9 +153,10 @@ def check_margin(value, name="margin", *, signed=False):
             value, name, low=0.0, why=" (below 0 a wrongly ordered pair or triplet would cost nothing)"
         )
     if abs(value) > MAX_MARGIN:
+        bounds = f">= {-MAX_MARGIN:g} and <= {MAX_MARGIN:g}" if signed else f"<= {MAX_MARGIN:g}"
         raise ValueError(
-            f"{name} must be {'within ±' if signed else '<= '}{MAX_MARGIN:g} (margins are on the scale of the "
-            f"distances; a larger one makes the loss's terms and gradients overflow to inf); got {value:g}"
+            f"{name} must be {bounds} (margins are on the scale of the distances; a larger one makes the loss's "
+            f"terms and gradients overflow to inf); got {value:g}"
         )
     return value
 

@@ -469,13 +469,13 @@ _CONTRASTIVE_OPTIONS_BAD = (
 )
 _CONTRASTIVE_BAD = (
     _NEGATIVE_MARGIN,
-    ({"pos_margin": -2e18}, ValueError, "pos_margin must be within ±1e+18"),
+    ({"pos_margin": -2e18}, ValueError, "pos_margin must be >= -1e+18 and <= 1e+18"),
     *_CONTRASTIVE_OPTIONS_BAD,
 )
 # With distance="dot" (−x·y, of any sign) the margins may be negative, within ±MAX_MARGIN.
 _CONTRASTIVE_DOT_BAD = (
-    ({"margin": -2e18}, ValueError, "margin must be within ±1e+18"),
-    ({"pos_margin": 2e18}, ValueError, "pos_margin must be within ±1e+18"),
+    ({"margin": -2e18}, ValueError, "margin must be >= -1e+18 and <= 1e+18"),
+    ({"pos_margin": 2e18}, ValueError, "pos_margin must be >= -1e+18 and <= 1e+18"),
     *_CONTRASTIVE_OPTIONS_BAD,
 )
 
