@@ -12,6 +12,7 @@ from .core import (
     _DUPLICATES_ONE_CLASS,
     _NEGATIVE_MARGIN,
     _ONE_SAMPLE,
+    _SYMMETRIC_DISTANCES_ONLY,
     CENTERS,
     EMBEDDINGS,
     LABELS,
@@ -121,17 +122,7 @@ def _far_classes(far):
 _BAD = (
     _NEGATIVE_MARGIN,
     _BAD_REDUCTION,
-    ({"distance": "manhattan"}, ValueError, "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'"),
-    (  # −x·y may be negative: refused, naming the distances it takes
-        {"distance": "dot"},
-        ValueError,
-        "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'; got 'dot'",
-    ),
-    (  # not symmetric: refused, naming the distances it takes
-        {"distance": "snr"},
-        ValueError,
-        "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'; got 'snr'",
-    ),
+    *_SYMMETRIC_DISTANCES_ONLY,
     ({"halved": 1}, TypeError, "halved must be True or False"),
     ({"backend": "gpu"}, ValueError, "backend must be one of 'numpy', 'numba'"),
 )

@@ -284,6 +284,12 @@ def _hinge_scores(rng, dtype, n=9):
     return [np.abs(1.5 * rng.standard_normal(n)).astype(dtype), rng.choice([-1, 1], size=n)]
 
 
+# A loss that needs a symmetric distance >= 0 refuses the others ("dot" may be negative, "snr" is not symmetric),
+# naming the distances it takes.
+_SYMMETRIC_DISTANCES_ONLY = tuple(
+    ({"distance": name}, ValueError, f"distance must be one of 'euclidean', 'sqeuclidean', 'cosine'; got {name!r}")
+    for name in ("manhattan", "dot", "snr")
+)
 _NEGATIVE_MARGIN = ({"margin": -0.5}, ValueError, "margin must be >= 0")
 _BAD_REDUCTION = (
     {"reduction": "average"},

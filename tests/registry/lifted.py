@@ -14,6 +14,7 @@ from .core import (
     _FAR_APART,
     _NEGATIVE_MARGIN,
     _ONE_SAMPLE,
+    _SYMMETRIC_DISTANCES_ONLY,
     _batch_case,
     _distance,
     _reduce,
@@ -143,17 +144,7 @@ def _bad(with_incomplete_anchors):
     bad = [
         _NEGATIVE_MARGIN,
         _BAD_REDUCTION,
-        ({"distance": "manhattan"}, ValueError, "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'"),
-        (  # −x·y may be negative: refused, naming the distances it takes
-            {"distance": "dot"},
-            ValueError,
-            "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'; got 'dot'",
-        ),
-        (  # not symmetric: refused, naming the distances it takes
-            {"distance": "snr"},
-            ValueError,
-            "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'; got 'snr'",
-        ),
+        *_SYMMETRIC_DISTANCES_ONLY,
         ({"backend": "gpu"}, ValueError, "backend must be one of 'numpy', 'numba'"),
     ]
     if with_incomplete_anchors:

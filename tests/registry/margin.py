@@ -11,6 +11,7 @@ from .core import (
     _DUPLICATES_ONE_CLASS,
     _NEGATIVE_MARGIN,
     _ONE_SAMPLE,
+    _SYMMETRIC_DISTANCES_ONLY,
     CLASS_PARAMS,
     EMBEDDINGS,
     LABELS,
@@ -119,17 +120,7 @@ _ONE_SAMPLE_BETA = ("one sample", [np.array([[0.3, -0.2, 0.1]]), np.array([1.0])
 _BAD = (
     _NEGATIVE_MARGIN,
     _BAD_REDUCTION,
-    ({"distance": "manhattan"}, ValueError, "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'"),
-    (  # −x·y may be negative: refused, naming the distances it takes
-        {"distance": "dot"},
-        ValueError,
-        "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'; got 'dot'",
-    ),
-    (  # not symmetric: refused, naming the distances it takes
-        {"distance": "snr"},
-        ValueError,
-        "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'; got 'snr'",
-    ),
+    *_SYMMETRIC_DISTANCES_ONLY,
     ({"nu": -0.1}, ValueError, "nu must be >= 0"),
     ({"backend": "gpu"}, ValueError, "backend must be one of 'numpy', 'numba'"),
 )

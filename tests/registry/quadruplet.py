@@ -12,6 +12,7 @@ from .core import (
     _FAR_APART,
     _NEGATIVE_MARGIN,
     _ONE_SAMPLE,
+    _SYMMETRIC_DISTANCES_ONLY,
     EMBEDDINGS,
     LABELS,
     _case,
@@ -176,17 +177,7 @@ _BAD = (
     _BAD_REDUCTION,
     ({"margin2": -0.5}, ValueError, "margin2 must be >= 0"),
     ({"mining": "semihard"}, ValueError, "mining must be one of 'all', 'hard'"),
-    ({"distance": "manhattan"}, ValueError, "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'"),
-    (  # −x·y may be negative: refused, naming the distances it takes
-        {"distance": "dot"},
-        ValueError,
-        "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'; got 'dot'",
-    ),
-    (  # not symmetric: refused, naming the distances it takes
-        {"distance": "snr"},
-        ValueError,
-        "distance must be one of 'euclidean', 'sqeuclidean', 'cosine'; got 'snr'",
-    ),
+    *_SYMMETRIC_DISTANCES_ONLY,
     ({"split_reduction": 1}, TypeError, "split_reduction must be True or False"),
 )
 
