@@ -23,6 +23,13 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _as_array(value, name):
+    if hasattr(value, "__cuda_array_interface__") and not isinstance(value, np.ndarray):
+        # numba's device arrays would copy themselves to the host here, and the loss would run on the CPU unseen
+        raise TypeError(
+            f"{name} must be a host array; got a GPU array ({type(value).__name__}, with __cuda_array_interface__), "
+            "which metricloss does not copy to the host unasked: copy it yourself (numba: .copy_to_host(), CuPy: "
+            ".get(), torch: .cpu()); backend='cuda' then runs the kernels on the GPU"
+        )
     try:
         return np.asarray(value)
     except (TypeError, ValueError) as error:

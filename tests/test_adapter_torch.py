@@ -117,6 +117,14 @@ def test_references_as_keywords_in_any_order(loss_fn):
     np.testing.assert_array_equal(refs.grad.numpy(), grefs)
 
 
+def test_a_tensor_off_the_cpu_is_refused_with_the_way_to_move_it():
+    """A tensor on another device (here "meta", which needs no GPU) is refused before the loss runs: the adapter
+    takes CPU tensors, and says how to move one."""
+    loss = wrap(ml.triplet_loss)
+    with pytest.raises(ValueError, match=r"argument 0 is on meta; the PyTorch adapter takes CPU tensors .*\.cpu\(\)"):
+        loss(torch.empty((4, 2), device="meta"), torch.tensor([0, 0, 1, 1]))
+
+
 def test_opcheck_passes_for_one_and_several_differentiable_inputs():
     x = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])

@@ -181,3 +181,25 @@ def test_centre_labels_of_any_unsigned_dtype_index_the_centres_or_are_refused_wi
         ml.triplet_center_loss(x, np.array([0, 1, 2**64 - 1, 0], dtype=np.uint64), centers=centers)
     with pytest.raises(ValueError, match=r"got 18446744073709551615 at index 2 \(1 out of range\)"):
         ml.init_centers(x, np.array([0, 1, 2**64 - 1, 0], dtype=np.uint64), n_classes=2)
+
+
+class _DeviceArray:
+    """Like numba's DeviceNDArray: it exposes __cuda_array_interface__ and would copy itself to the host in
+    __array__, so that numpy.asarray alone would run the loss on the CPU unseen."""
+
+    def __init__(self, host):
+        self.host = host
+        self.__cuda_array_interface__ = {"shape": host.shape, "typestr": host.dtype.str, "data": (0, False)}
+
+    def __array__(self, dtype=None, copy=None):
+        return self.host
+
+
+def test_a_gpu_array_is_refused_by_name_rather_than_copied_to_the_host_unasked():
+    x, labels = np.random.default_rng(0).standard_normal((6, 3)), np.array([0, 0, 1, 1, 2, 2])
+    with pytest.raises(TypeError, match=r"^embeddings must be a host array; got a GPU array \(_DeviceArray"):
+        ml.triplet_loss(_DeviceArray(x), labels)
+    with pytest.raises(TypeError, match=r"^labels must be a host array; .*\.copy_to_host\(\)"):
+        ml.contrastive_loss(x, _DeviceArray(labels))
+    with pytest.raises(TypeError, match=r"^x must be a host array"):
+        ml.pairwise_distances(_DeviceArray(x))

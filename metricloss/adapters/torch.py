@@ -15,8 +15,9 @@ NumPy views (CPU tensors, no copy) and returns the value and the analytic gradie
 multiplies the saved gradients by the incoming cotangent, and ``register_fake`` gives shapes to ``torch.compile``
 (``fullgraph=True`` works). Supported: CPU tensors, float32 and float64; a gradient for each input the loss
 differentiates (integer labels, boolean relevance and float targets such as ``y`` in {−1, 1} get none). Not
-supported: CUDA tensors (metricloss has no CUDA backend yet: move them to the CPU), and double backward (the
-gradient is computed analytically once; ``create_graph=True`` raises).
+supported: CUDA tensors (metricloss's ``backend="cuda"`` takes host arrays and copies them to the GPU and back; it
+does not yet take device tensors in place: move them with ``.cpu()``), and double backward (the gradient is computed
+analytically once; ``create_graph=True`` raises).
 """
 
 import itertools
@@ -38,8 +39,8 @@ def _as_array(tensor, where):
         raise TypeError(f"{where} must be a torch.Tensor; got {type(tensor).__name__}")
     if tensor.device.type != "cpu":
         raise ValueError(
-            f"{where} is on {tensor.device}; metricloss has no CUDA backend yet, so the PyTorch adapter takes CPU "
-            "tensors: move it with .cpu()"
+            f"{where} is on {tensor.device}; the PyTorch adapter takes CPU tensors (metricloss's backend='cuda' copies "
+            "host arrays to the GPU and back; device tensors in place are not supported yet): move it with .cpu()"
         )
     return tensor.detach().numpy()
 
