@@ -78,3 +78,22 @@ def results_with_one_and_two_numba_threads(script):
         run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
         results.append(json.loads(run.stdout))
     return results
+
+
+MINED_PER_BATCH_IDS = ["margin-distance-weighted", "triplet-of-pairs"]
+
+
+def mined_per_batch(dtype):
+    """(loss, hyper-parameters, embeddings, labels, triplets) with index arrays mined for the batch, as a training
+    loop passes them at each step: the margin loss's distance-weighted triplets (on unit rows), and the triplets of
+    a pair miner's pairs for the triplet loss."""
+    import metricloss as ml
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((16, 6)).astype(dtype)
+    labels = np.repeat(np.arange(4), 4)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return [
+        (ml.margin_loss, {}, unit, labels, ml.distance_weighted_negatives(unit, labels, rng=0)),
+        (ml.triplet_loss, {"margin": 0.3}, x, labels, ml.pairs_to_triplets(*ml.mine_pairs(x, labels, kind="all"))),
+    ]

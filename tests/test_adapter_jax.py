@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 from registry import BINARY, DIFFERENTIABLE, LABELS, REGISTRY, REGISTRY_IDS, RELEVANCE, SIGNS
+from support import MINED_PER_BATCH_IDS, mined_per_batch
 
 import metricloss as ml
 from metricloss.adapters.jax import wrap
@@ -153,3 +154,21 @@ def test_eagerly_the_loss_runs_once_on_the_data_and_under_jit_stand_ins_have_dis
     norms = (stand_in**2).sum(-1)
     off_diagonal = ~np.eye(len(stand_in), dtype=bool)
     assert (squared > 0.1 * (norms[:, None] + norms[None]))[off_diagonal].all()  # float32's cancellation ratio
+
+
+@pytest.mark.parametrize("jitted", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("at", range(2), ids=MINED_PER_BATCH_IDS)
+def test_index_arrays_mined_for_each_batch_pass_as_a_tuple_keyword(at, jitted):
+    """triplets=(a, p, n) as a tuple of arrays at each call, eagerly and under jit (where the loss's checks run on
+    stand-ins, the index arrays empty): the value and gradient are metricloss's own."""
+    loss_fn, hyper, x, labels, triplets = mined_per_batch(np.float32)[at]
+    loss = wrap(loss_fn, **hyper)
+
+    def value_and_grad(embeddings, labels, triplets):
+        return jax.value_and_grad(lambda e: loss(e, labels, triplets=triplets))(embeddings)
+
+    run = jax.jit(value_and_grad) if jitted else value_and_grad
+    value, grad = run(jnp.asarray(x), jnp.asarray(labels), tuple(jnp.asarray(t) for t in triplets))
+    expected_value, expected_grad = loss_fn(x, labels, triplets=triplets, **hyper)
+    assert float(value) == pytest.approx(expected_value, rel=1e-6)
+    np.testing.assert_array_equal(np.asarray(grad), expected_grad)

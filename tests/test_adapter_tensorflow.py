@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from registry import BINARY, DIFFERENTIABLE, LABELS, REGISTRY, REGISTRY_IDS, RELEVANCE, SIGNS
+from support import MINED_PER_BATCH_IDS, mined_per_batch
 
 import metricloss as ml
 from metricloss.adapters.tensorflow import wrap
@@ -132,3 +133,24 @@ def test_a_float_target_with_shapes_unknown_until_it_runs():
         np.testing.assert_array_equal(got.numpy(), expected)
     with pytest.raises(ValueError, match=r"y must contain only the values \(-1, 1\)"):
         wrap(ml.margin_ranking_loss)(tf.constant(x1), tf.constant(x2), tf.constant([1.0, 0.5, 1.0, 1.0], tf.float64))
+
+
+@pytest.mark.parametrize("in_graph", [False, True], ids=["eager", "tf.function"])
+@pytest.mark.parametrize("at", range(2), ids=MINED_PER_BATCH_IDS)
+def test_index_arrays_mined_for_each_batch_pass_as_a_tuple_keyword(at, in_graph):
+    """triplets=(a, p, n) as a tuple of tensors at each call, eagerly and in a tf.function (where the loss's checks
+    run on stand-ins, the index tensors empty): the value and gradient are metricloss's own."""
+    loss_fn, hyper, x, labels, triplets = mined_per_batch(np.float32)[at]
+    loss = wrap(loss_fn, **hyper)
+
+    def value_and_grad(embeddings, labels, triplets):
+        with tf.GradientTape() as tape:
+            tape.watch(embeddings)
+            value = loss(embeddings, labels, triplets=triplets)
+        return value, tape.gradient(value, embeddings)
+
+    run = tf.function(value_and_grad) if in_graph else value_and_grad
+    value, grad = run(tf.constant(x), tf.constant(labels), tuple(tf.constant(t) for t in triplets))
+    expected_value, expected_grad = loss_fn(x, labels, triplets=triplets, **hyper)
+    assert float(value) == pytest.approx(expected_value, rel=1e-6)
+    np.testing.assert_array_equal(grad.numpy(), expected_grad)

@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from registry import BINARY, DIFFERENTIABLE, LABELS, REGISTRY, REGISTRY_IDS, RELEVANCE, SIGNS
+from support import MINED_PER_BATCH_IDS, mined_per_batch
 
 import metricloss as ml
 from metricloss.adapters.torch import distributed, wrap
@@ -115,6 +116,26 @@ def test_references_as_keywords_in_any_order(loss_fn):
     assert value.item() == expected_value
     np.testing.assert_array_equal(x.grad.numpy(), gx)
     np.testing.assert_array_equal(refs.grad.numpy(), grefs)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("at", range(2), ids=MINED_PER_BATCH_IDS)
+def test_index_arrays_mined_for_each_batch_pass_as_a_tuple_keyword(at, compiled):
+    """triplets=(a, p, n) as a tuple of tensors at each call, eagerly and under torch.compile(fullgraph=True) (its
+    op made by an eager call first, as a compiled region cannot register one): the value and gradient are
+    metricloss's own."""
+    loss_fn, hyper, x, labels, triplets = mined_per_batch(np.float64)[at]
+    loss = wrap(loss_fn, **hyper)
+    given = (torch.as_tensor(labels), tuple(torch.as_tensor(t) for t in triplets))
+    if compiled:
+        loss(torch.tensor(x), given[0], triplets=given[1])
+        loss = torch.compile(loss, fullgraph=True, backend="aot_eager")
+    embeddings = torch.tensor(x, requires_grad=True)
+    value = loss(embeddings, given[0], triplets=given[1])
+    value.backward()
+    expected_value, expected_grad = loss_fn(x, labels, triplets=triplets, **hyper)
+    assert value.item() == expected_value
+    np.testing.assert_array_equal(embeddings.grad.numpy(), expected_grad)
 
 
 def test_a_tensor_off_the_cpu_is_refused_with_the_way_to_move_it():

@@ -5,6 +5,10 @@ callback.
 Which arguments get a gradient is learned from the loss itself, not from dtypes: a loss returns one gradient per
 argument it differentiates, in argument order, and those are its first floating-point arguments (a target such as
 ``y`` in {−1, 1} given as a float tensor comes after them and gets none).
+
+A keyword whose value is a tuple or list of arrays (``triplets=(a, p, n)``, mined for each batch) travels as its
+elements, each one more input of the framework's operation, and is regrouped for the loss: ``keywords`` below is
+the calling structure :func:`flatten_keywords` returns, a (name, None) for an array and a (name, k) for a group of k.
 """
 
 import inspect
@@ -31,25 +35,49 @@ def refuse_hyperparameters_at_call(loss_fn, keywords):
             )
 
 
+def flatten_keywords(keywords):
+    """The calling structure of the keyword arguments and their arrays in one flat list: a tuple or list value
+    (``triplets=(a, p, n)``) is a group of arrays, (name, its length); any other value is one array, (name, None)."""
+    structure, flat = [], []
+    for name, value in keywords.items():
+        if isinstance(value, tuple | list):
+            structure.append((name, len(value)))
+            flat.extend(value)
+        else:
+            structure.append((name, None))
+            flat.append(value)
+    return tuple(structure), flat
+
+
+def _regrouped(items, n_positional, keywords):
+    """``items`` (one per array of the call) as the loss takes them: the positional ones, and a dict of the keyword
+    ones, a group's items as a tuple."""
+    named, at = {}, n_positional
+    for name, size in keywords:
+        named[name] = items[at] if size is None else tuple(items[at : at + size])
+        at += 1 if size is None else size
+    return items[:n_positional], named
+
+
 def _signature_order(loss_fn, n_positional, keywords):
     """The indices of the call's arrays (positional, then ``keywords`` as given) in the order of the loss's
     parameters, so that keywords given out of order still meet their gradients."""
-    indices = list(range(n_positional + len(keywords)))
+    indices = list(range(n_positional + sum(1 if size is None else size for _, size in keywords)))
+    positional, named = _regrouped(indices, n_positional, keywords)
     try:
-        bound = inspect.signature(loss_fn).bind_partial(
-            *indices[:n_positional], **dict(zip(keywords, indices[n_positional:], strict=True))
-        )
+        bound = inspect.signature(loss_fn).bind_partial(*positional, **named)
     except (TypeError, ValueError):  # no signature, or a call the loss itself will refuse
         return indices
     order = []
     for name, value in bound.arguments.items():
         kind = bound.signature.parameters[name].kind
-        if kind is inspect.Parameter.VAR_POSITIONAL:
-            order.extend(value)
-        elif kind is inspect.Parameter.VAR_KEYWORD:
-            order.extend(value.values())
-        else:
-            order.append(value)
+        values = (
+            value
+            if kind is inspect.Parameter.VAR_POSITIONAL
+            else (value.values() if kind is inspect.Parameter.VAR_KEYWORD else (value,))
+        )
+        for item in values:
+            order.extend(item if isinstance(item, tuple) else (item,))
     return order
 
 
@@ -60,8 +88,8 @@ def is_floating(dtype):
 def call_loss(loss_fn, hyperparameters, arrays, n_positional, keywords):
     """``loss_fn`` on host arrays (the first ``n_positional`` positional, the rest named ``keywords``): the value,
     and for each array its gradient, or None for an array the loss does not differentiate."""
-    named = dict(zip(keywords, arrays[n_positional:], strict=True))
-    value, grads = loss_fn(*arrays[:n_positional], **named, **hyperparameters)
+    positional, named = _regrouped(arrays, n_positional, keywords)
+    value, grads = loss_fn(*positional, **named, **hyperparameters)
     grads = grads if isinstance(grads, tuple) else (grads,)
     owners = [i for i in _signature_order(loss_fn, n_positional, keywords) if is_floating(arrays[i].dtype)]
     if len(grads) > len(owners) or any(np.shape(g) != arrays[i].shape for g, i in zip(grads, owners, strict=False)):
@@ -92,10 +120,23 @@ def check_on_stand_ins(loss_fn, hyperparameters, specs, n_positional, keywords):
 
     Floating-point stand-ins are first random (cheap for every distance); a loss that refuses them (a float target
     must be in {−1, 1} or {0, 1}) is called again on ones, which every target accepts, and its error then stands.
+    Integer arrays of a group (index arrays such as ``triplets=(a, p, n)``) stand in empty: no stand-in indices
+    could be valid for every loss, and none index nothing.
     """
+    in_group = [False] * n_positional + [
+        flag for _, size in keywords for flag in [size is not None] * (1 if size is None else size)
+    ]
+
+    def stand_ins(floats_as_ones):
+        return [
+            np.zeros((0, *shape[1:]), dtype)
+            if group and not is_floating(dtype)
+            else stand_in(shape, dtype, floats_as_ones=floats_as_ones)
+            for (shape, dtype), group in zip(specs, in_group, strict=True)
+        ]
+
     try:
-        _, grads = call_loss(loss_fn, hyperparameters, [stand_in(*s) for s in specs], n_positional, keywords)
+        _, grads = call_loss(loss_fn, hyperparameters, stand_ins(False), n_positional, keywords)
     except ValueError:
-        arrays = [stand_in(*s, floats_as_ones=True) for s in specs]
-        _, grads = call_loss(loss_fn, hyperparameters, arrays, n_positional, keywords)
+        _, grads = call_loss(loss_fn, hyperparameters, stand_ins(True), n_positional, keywords)
     return [g is not None for g in grads]

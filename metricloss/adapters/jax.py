@@ -27,7 +27,13 @@ except ImportError:  # pragma: no cover - exercised only without jax
 
 import numpy as np
 
-from ._common import call_loss, check_hyperparameters, check_on_stand_ins, refuse_hyperparameters_at_call
+from ._common import (
+    call_loss,
+    check_hyperparameters,
+    check_on_stand_ins,
+    flatten_keywords,
+    refuse_hyperparameters_at_call,
+)
 
 
 def wrap(loss_fn, **hyperparameters):
@@ -35,7 +41,8 @@ def wrap(loss_fn, **hyperparameters):
 
     ``wrap(loss_fn, **hyperparameters)(*arrays, **array_keywords)`` returns the loss as a 0-d array; gradients
     flow to the arguments the loss differentiates (integer labels, boolean relevance and float targets such as
-    ``y`` in {−1, 1} get a zero cotangent). Hyper-parameters are bound once, here, and checked against the loss's
+    ``y`` in {−1, 1} get a zero cotangent). A keyword may be a tuple or list of arrays, such as index arrays mined
+    for the batch (``triplets=(a, p, n)``). Hyper-parameters are bound once, here, and checked against the loss's
     signature at once. Eagerly the loss runs once, on the arrays themselves, and raises in the caller's frame;
     under ``jit`` or ``vmap`` argument errors (shapes, dtypes, options) are raised while tracing, from the loss's
     own checks run on stand-ins of the arrays' shapes and dtypes.
@@ -57,8 +64,8 @@ def wrap(loss_fn, **hyperparameters):
 
     def loss(*arrays, **array_keywords):
         refuse_hyperparameters_at_call(loss_fn, array_keywords)
-        n_positional, names = len(arrays), tuple(array_keywords)
-        inputs = [jnp.asarray(a) for a in (*arrays, *array_keywords.values())]
+        n_positional, (names, keyword_arrays) = len(arrays), flatten_keywords(array_keywords)
+        inputs = [jnp.asarray(a) for a in (*arrays, *keyword_arrays)]
         floats = [a for a in inputs if jnp.issubdtype(a.dtype, jnp.floating)]
         if not floats:
             raise TypeError(f"{loss_fn.__name__} needs at least one floating-point array to differentiate")

@@ -29,7 +29,13 @@ except ImportError:  # pragma: no cover - exercised only without TensorFlow
 
 import numpy as np
 
-from ._common import call_loss, check_hyperparameters, check_on_stand_ins, refuse_hyperparameters_at_call
+from ._common import (
+    call_loss,
+    check_hyperparameters,
+    check_on_stand_ins,
+    flatten_keywords,
+    refuse_hyperparameters_at_call,
+)
 
 
 def wrap(loss_fn, **hyperparameters):
@@ -37,7 +43,8 @@ def wrap(loss_fn, **hyperparameters):
 
     ``wrap(loss_fn, **hyperparameters)(*tensors, **tensor_keywords)`` returns the loss as a 0-d tensor; gradients
     flow to the arguments the loss differentiates (integer labels, boolean relevance and float targets such as ``y``
-    in {−1, 1} get None). Hyper-parameters are checked against the loss's signature here; wrong shapes, dtypes or
+    in {−1, 1} get None). A keyword may be a tuple or list of tensors, such as index arrays mined for the batch
+    (``triplets=(a, p, n)``). Hyper-parameters are checked against the loss's signature here; wrong shapes, dtypes or
     options raise in the caller's frame: eagerly from the one call of the loss on the tensors' values, inside a
     ``tf.function`` from the loss's own checks run on stand-ins of the arguments' shapes (where they are known).
 
@@ -58,8 +65,8 @@ def wrap(loss_fn, **hyperparameters):
 
     def loss(*tensors, **tensor_keywords):
         refuse_hyperparameters_at_call(loss_fn, tensor_keywords)
-        n_positional, names = len(tensors), tuple(tensor_keywords)
-        inputs = [tf.convert_to_tensor(t) for t in (*tensors, *tensor_keywords.values())]
+        n_positional, (names, keyword_tensors) = len(tensors), flatten_keywords(tensor_keywords)
+        inputs = [tf.convert_to_tensor(t) for t in (*tensors, *keyword_tensors)]
         floats = [t for t in inputs if t.dtype.is_floating]
         if not floats:
             raise TypeError(f"{loss_fn.__name__} needs at least one floating-point tensor to differentiate")

@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - exercised only without torch
 
 import numpy as np
 
-from ._common import call_loss, check_hyperparameters, refuse_hyperparameters_at_call
+from ._common import call_loss, check_hyperparameters, flatten_keywords, refuse_hyperparameters_at_call
 
 _op_numbers = itertools.count()
 
@@ -100,7 +100,8 @@ def wrap(loss_fn, **hyperparameters):
 
     ``wrap(loss_fn, **hyperparameters)(*tensors, **tensor_keywords)`` returns the loss as a 0-d tensor; its
     gradient flows to every tensor argument the loss differentiates, positional or keyword (``ref_embeddings=``);
-    float targets (``y`` in {−1, 1} or {0, 1}) get none.
+    float targets (``y`` in {−1, 1} or {0, 1}) get none. A keyword may be a tuple or list of tensors, such as index
+    arrays mined for the batch (``triplets=(a, p, n)``).
     Hyper-parameters are bound once, here, and checked against the loss's signature at once.
 
     Parameters
@@ -120,10 +121,11 @@ def wrap(loss_fn, **hyperparameters):
 
     def loss(*tensors, **tensor_keywords):
         refuse_hyperparameters_at_call(loss_fn, tensor_keywords)
-        key = (len(tensors), tuple(tensor_keywords))
+        structure, keyword_tensors = flatten_keywords(tensor_keywords)
+        key = (len(tensors), structure)
         if key not in ops:
             ops[key] = _make_op(loss_fn, hyperparameters, *key)
-        inputs = [*tensors, *tensor_keywords.values()]
+        inputs = [*tensors, *keyword_tensors]
         for i, t in enumerate(inputs):
             _as_array(t, f"argument {i}")  # device and type errors here, in the caller's frame
         if not any(_is_float(t) for t in inputs):
