@@ -71,12 +71,13 @@ def _signature_order(loss_fn, n_positional, keywords):
     order = []
     for name, value in bound.arguments.items():
         kind = bound.signature.parameters[name].kind
-        values = (
-            value
-            if kind is inspect.Parameter.VAR_POSITIONAL
-            else (value.values() if kind is inspect.Parameter.VAR_KEYWORD else (value,))
-        )
-        for item in values:
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            items = value
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            items = value.values()
+        else:
+            items = (value,)
+        for item in items:  # a group's indices come as a tuple
             order.extend(item if isinstance(item, tuple) else (item,))
     return order
 
@@ -123,9 +124,9 @@ def check_on_stand_ins(loss_fn, hyperparameters, specs, n_positional, keywords):
     Integer arrays of a group (index arrays such as ``triplets=(a, p, n)``) stand in empty: no stand-in indices
     could be valid for every loss, and none index nothing.
     """
-    in_group = [False] * n_positional + [
-        flag for _, size in keywords for flag in [size is not None] * (1 if size is None else size)
-    ]
+    in_group = [False] * n_positional
+    for _, size in keywords:
+        in_group += [False] if size is None else [True] * size
 
     def stand_ins(floats_as_ones):
         return [
