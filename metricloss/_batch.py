@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._kernels import NO_SELF, get_kernels
-from ._validation import check_embeddings, check_labels, check_option, check_references, promote
+from ._validation import check_embeddings, check_index_vector, check_labels, check_option, check_references, promote
 from .distances import (
     DISTANCES,
     SIMILARITIES,
@@ -153,15 +153,9 @@ class LabelledBatch:
         a, n of another class; returned as int64 arrays. TypeError or ValueError naming ``triplets`` otherwise."""
         if not isinstance(triplets, tuple | list) or len(triplets) != 3:
             raise TypeError(f"triplets must be a tuple of three index arrays (a, p, n); got {type(triplets).__name__}")
-        arrays = [np.asarray(t) for t in triplets]
-        for name, t in zip("apn", arrays, strict=True):
-            if t.ndim != 1 or (t.size and t.dtype.kind not in "iu"):
-                raise TypeError(
-                    f"triplets must hold 1-D integer index arrays; got {name} of dtype {t.dtype} and shape {t.shape}"
-                )
-        if not arrays[0].size == arrays[1].size == arrays[2].size:
-            raise ValueError(f"triplets must hold arrays of one length; got {[t.size for t in arrays]}")
-        a, p, n = (t.astype(np.int64) for t in arrays)
+        a, p, n = (check_index_vector(t, f"triplets' {name}") for name, t in zip("apn", triplets, strict=True))
+        if not a.size == p.size == n.size:
+            raise ValueError(f"triplets must hold arrays of one length; got {[a.size, p.size, n.size]}")
         n_rows, n_refs = self.d.shape
         for name, t, size in (("a", a, n_rows), ("p", p, n_refs), ("n", n, n_refs)):
             if t.size and (t.min() < 0 or t.max() >= size):

@@ -265,6 +265,15 @@ def check_relevance(value, shape, name="relevance", *, against="scores"):
     return relevance
 
 
+def check_index_vector(value, name):
+    """A 1-D array of integer indices (an empty one of any dtype) as int64, or a TypeError naming ``name``. Bounds
+    are the caller's to check: they depend on what the indices index."""
+    array = _as_array(value, name)
+    if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
+        raise TypeError(f"{name} must be a 1-D integer index array; got dtype {array.dtype} and shape {array.shape}")
+    return array.astype(np.int64)
+
+
 def check_index_lists(value, n_items, name="positives"):
     """Each query's item indices, as a list of 1-D integer arrays or a 2-D integer array padded with -1: returned
     as a list of 1-D int64 arrays of indices in [0, n_items), padding dropped."""

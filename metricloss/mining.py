@@ -44,6 +44,7 @@ from ._validation import (
     check_count,
     check_embeddings,
     check_float_array,
+    check_index_vector,
     check_label_vector,
     check_labels,
     check_margin,
@@ -382,14 +383,10 @@ def pairs_to_triplets(positive_anchors, positives, negative_anchors, negatives):
 
 def _index_vectors(arrays, names):
     """Two 1-D arrays of non-negative integer indices of one length, as int64."""
-    checked = []
-    for array, name in zip(arrays, names, strict=True):
-        array = np.asarray(array)
-        if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
-            raise TypeError(f"{name} must be a 1-D integer index array; got dtype {array.dtype}, shape {array.shape}")
+    checked = [check_index_vector(array, name) for array, name in zip(arrays, names, strict=True)]
+    for array, name in zip(checked, names, strict=True):
         if array.size and array.min() < 0:
             raise ValueError(f"{name} must hold indices >= 0; got {array.min()}")
-        checked.append(array.astype(np.int64))
     if checked[0].size != checked[1].size:
         raise ValueError(
             f"{names[1]} must have one entry per {names[0][:-1]}: {checked[0].size}; got {checked[1].size}"

@@ -145,6 +145,20 @@ def test_mine_pairs_equals_pml_pair_margin_miner(batch, margins):
         np.testing.assert_array_equal(mine, their.numpy())
 
 
+def test_pairs_to_triplets_refuses_what_is_not_pairs_of_indices_by_name():
+    one = np.array([0])
+    with pytest.raises(TypeError, match=r"^positives must be a 1-D integer index array; got dtype float64"):
+        ml.pairs_to_triplets(one, np.array([1.0]), one, one)
+    with pytest.raises(TypeError, match=r"^negative_anchors must be a 1-D integer index array; .*shape \(1, 1\)"):
+        ml.pairs_to_triplets(one, one, np.array([[0]]), one)
+    with pytest.raises(ValueError, match=r"^negatives must hold indices >= 0; got -2"):
+        ml.pairs_to_triplets(one, one, one, np.array([-2]))
+    with pytest.raises(ValueError, match=r"^positives must have one entry per positive_anchor: 1; got 2"):
+        ml.pairs_to_triplets(one, np.array([1, 2]), one, one)
+    empty = ml.pairs_to_triplets([], [], one, one)  # no positive pair: no triplet
+    assert all(t.size == 0 and t.dtype == np.int64 for t in empty)
+
+
 def test_mine_pairs_with_references_and_all_pairs():
     x, labels = np.array([[0.0], [1.0]]), np.array([0, 1])
     refs, ref_labels = np.array([[0.0], [0.5], [4.0]]), np.array([0, 1, 1])

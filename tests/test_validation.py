@@ -203,3 +203,6 @@ def test_a_gpu_array_is_refused_by_name_rather_than_copied_to_the_host_unasked()
         ml.contrastive_loss(x, _DeviceArray(labels))
     with pytest.raises(TypeError, match=r"^x must be a host array"):
         ml.pairwise_distances(_DeviceArray(x))
+    one = np.array([0])
+    with pytest.raises(TypeError, match=r"^triplets' a must be a host array"):
+        ml.triplet_loss(x, labels, triplets=(_DeviceArray(one), one + 1, one + 2))
