@@ -175,15 +175,16 @@ def test_batch_triplets_equals_pml_batch_hard_miner(batch):
     assert as_set(ml.batch_triplets(x, labels)) == as_set(theirs)
 
 
-@pytest.mark.parametrize(
-    ("pos_strategy", "neg_strategy", "positive", "negative"),
-    [
-        ("easy", "semihard", "easiest", "semihard"),
-        ("easy", "hard", "easiest", "hardest"),
-        ("hard", "easy", "hardest", "easiest"),
-        ("semihard", "hard", "semihard", "hardest"),
-    ],
-)
+# BatchEasyHardMiner's (pos_strategy, neg_strategy) and batch_triplets' (positive, negative) for the same choice
+EASY_HARD_STRATEGIES = [
+    ("easy", "semihard", "easiest", "semihard"),
+    ("easy", "hard", "easiest", "hardest"),
+    ("hard", "easy", "hardest", "easiest"),
+    ("semihard", "hard", "semihard", "hardest"),
+]
+
+
+@pytest.mark.parametrize(("pos_strategy", "neg_strategy", "positive", "negative"), EASY_HARD_STRATEGIES)
 def test_batch_triplets_equals_pml_batch_easy_hard_miner(batch, pos_strategy, neg_strategy, positive, negative):
     x, labels = batch
     miner = pml_miners.BatchEasyHardMiner(pos_strategy=pos_strategy, neg_strategy=neg_strategy, distance=pml_lp())
@@ -232,15 +233,7 @@ def test_pml_batch_easy_hard_all_strategies_are_pairs_to_triplets(batch, pos_str
     assert as_set(ours) == as_set(theirs)
 
 
-@pytest.mark.parametrize(
-    ("pos_strategy", "neg_strategy", "positive", "negative"),
-    [
-        ("easy", "semihard", "easiest", "semihard"),
-        ("easy", "hard", "easiest", "hardest"),
-        ("hard", "easy", "hardest", "easiest"),
-        ("semihard", "hard", "semihard", "hardest"),
-    ],
-)
+@pytest.mark.parametrize(("pos_strategy", "neg_strategy", "positive", "negative"), EASY_HARD_STRATEGIES)
 def test_batch_triplets_with_distance_ranges_equals_pml_allowed_ranges(
     batch, pos_strategy, neg_strategy, positive, negative
 ):
