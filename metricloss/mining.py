@@ -373,8 +373,9 @@ def pairs_to_triplets(positive_anchors, positives, negative_anchors, negatives):
     a1, p = _index_vectors((positive_anchors, positives), ("positive_anchors", "positives"))
     a2, n = _index_vectors((negative_anchors, negatives), ("negative_anchors", "negatives"))
     order = np.argsort(a2, kind="stable")
-    lo = np.searchsorted(a2[order], a1, side="left")
-    counts = np.searchsorted(a2[order], a1, side="right") - lo
+    sorted_anchors = a2[order]
+    lo = np.searchsorted(sorted_anchors, a1, side="left")
+    counts = np.searchsorted(sorted_anchors, a1, side="right") - lo
     pair = np.repeat(np.arange(a1.size), counts)  # the positive pair of each triplet
     starts = np.cumsum(counts) - counts
     negative_pair = order[np.repeat(lo - starts, counts) + np.arange(counts.sum())]
