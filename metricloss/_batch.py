@@ -17,15 +17,26 @@ Classes come as the arrays :func:`class_index` builds (the kernels' shared conve
 reference set every reference is (``self_offset`` ``NO_SELF``).
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._kernels import NO_SELF, get_kernels
-from ._validation import check_embeddings, check_index_vector, check_labels, check_option, check_references, promote
+from ._validation import (
+    check_embeddings,
+    check_gpu_embeddings,
+    check_index_vector,
+    check_labels,
+    check_option,
+    check_references,
+    is_gpu_array,
+    promote,
+)
 from .distances import (
     DISTANCES,
     SIMILARITIES,
+    _gpu_euclidean_distances_vjp,
     _paired_distances_vjp,
     _paired_similarities_vjp,
     _pairwise_distances_vjp,
@@ -94,6 +105,19 @@ class LabelledBatch:
     # (x, sq_norm, ratio, root) while ``d`` still holds the Gram matrix, for a kernel to turn into distances row
     # by row as it reads it (a batch built with ``defer_distances=True``); None once d holds the distances.
     gram: tuple | None = None
+
+    def value(self, value):
+        """The loss value as the loss returns it: a Python float."""
+        return float(value)
+
+    def entries(self, rows, cols):
+        """The matrix's entries (rows[k], cols[k]) as a float64 array."""
+        matrix = self.d if self.s is None else self.s
+        return matrix[rows, cols].astype(np.float64)
+
+    def row(self, a):
+        """Row a of the distance matrix as a float64 array."""
+        return self.d[a].astype(np.float64)
 
     def finish(self, grads):
         """Gradients in the inputs' dtypes: one array, or (grad_embeddings, grad_ref_embeddings)."""
@@ -182,6 +206,78 @@ class LabelledBatch:
         return self.pull_pairs(rows, cols, weight * np.concatenate([slopes[has_positive], -slopes]))
 
 
+@dataclass
+class GpuLabelledBatch(LabelledBatch):
+    """A :class:`LabelledBatch` whose embeddings, matrix, cotangents and gradients live on a GPU (numba views; the
+    classes are on the host): the kernels are the CUDA ones on the input library's stream, the value and the
+    gradients come back as arrays of the input's kind (:class:`metricloss._kernels._gpu.GpuArrays`), and only
+    O(B) numbers (totals, indices, gathered entries) cross to the host."""
+
+    arrays: object = None
+
+    def value(self, value):
+        """The loss value as a 0-d array of the input's kind, on its device; a ValueError where it is not finite
+        (a sum past float64's largest number: the host losses' :func:`finite_or_refused` check)."""
+        if not math.isfinite(value):
+            raise ValueError(
+                f"embeddings are so large that the loss value exceeds float64's largest finite number, "
+                f"{float(np.finfo(np.float64).max):.3g}; rescale embeddings"
+            )
+        return self.arrays.scalar(float(value), self.x.dtype)
+
+    def entries(self, rows, cols):
+        return self.kernels.gather_entries(self.d, rows, cols)
+
+    def row(self, a):
+        return self.d[a].copy_to_host().astype(np.float64)
+
+    def finish(self, grads):
+        return self.arrays.wrap(grads)
+
+    def zeros(self):
+        return self.arrays.wrap(self.arrays.zeros(self.x.shape, self.x.dtype))
+
+    def pull_pairs(self, rows, cols, g):
+        """Through a dense cotangent (the pairs scattered into a B×B device matrix) and the GEMM pullback."""
+        dense = self.arrays.zeros(self.d.shape, self.x.dtype)
+        self.kernels.scatter_add_entries(dense, rows, cols, np.asarray(g, dtype=self.x.dtype))
+        return self.pull(dense)
+
+
+GPU_DISTANCES = ("euclidean", "sqeuclidean")
+
+
+def _gpu_labelled_batch(embeddings, labels, distance, ref_embeddings, backend, defer_distances, distances):
+    """:func:`labelled_batch` for GPU embeddings (see :mod:`metricloss._kernels._gpu`): within one batch, with a
+    Euclidean distance, on the CUDA kernels; anything else is refused by name, never run on the CPU."""
+    if backend not in (None, "cuda"):
+        raise TypeError(
+            f"embeddings is a GPU array ({type(embeddings).__name__}), which backend={backend!r} (the CPU) does not "
+            "take: leave backend at None (or 'cuda') to run on the GPU, or copy it to the host yourself"
+        )
+    check_option(distance, "distance", distances)
+    if distance not in GPU_DISTANCES or ref_embeddings is not None:
+        raise NotImplementedError(
+            f"GPU arrays run within one batch with distance in {GPU_DISTANCES} so far; got distance={distance!r}"
+            + (" with ref_embeddings" if ref_embeddings is not None else "")
+            + ": copy the arrays to the host (backend='cuda' then copies them to the GPU per kernel)"
+        )
+    get_kernels("cuda")  # numba-cuda installed, a GPU (or the simulator) usable: else a clear error
+    from ._kernels._gpu import GpuArrays
+
+    arrays = GpuArrays(embeddings)
+    kernels = arrays.kernels()
+    x = check_gpu_embeddings(arrays, embeddings)
+    labels = check_labels(arrays.to_host(labels) if is_gpu_array(labels) else labels, x.shape[0])
+    (labels,) = comparable_labels(labels)
+    d, pullback, gram = _gpu_euclidean_distances_vjp(arrays, x, distance, kernels, defer=defer_distances)
+    batch = GpuLabelledBatch(
+        x, None, labels, labels, d, None, class_index(labels, labels), 0, kernels, pullback, distance, (x.dtype,)
+    )
+    batch.gram, batch.arrays = gram, arrays
+    return batch
+
+
 def labelled_batch(
     embeddings,
     labels,
@@ -194,6 +290,7 @@ def labelled_batch(
     ref_name="ref_embeddings",
     defer_distances=False,
     distances=DISTANCES,
+    gpu_arrays=False,
 ):
     """Check a labelled batch (and its reference set, if any) and build its :class:`LabelledBatch` with the
     pairwise ``distance`` (one of ``distances``, by default ``DISTANCES``: a loss built on symmetric distances >= 0
@@ -201,7 +298,11 @@ def labelled_batch(
     of ``SIMILARITIES``): exactly one of the two is given. ``ref_name`` is what the caller calls its references, for
     the errors that name an argument (a loss whose references are class centres: ``"centers"``).
     ``defer_distances``: within one batch, the Euclidean distances may be left as the Gram matrix with the
-    arguments of their conversion in ``gram``, for a kernel that converts each row while it has it in cache."""
+    arguments of their conversion in ``gram``, for a kernel that converts each row while it has it in cache.
+    ``gpu_arrays``: the loss takes GPU embeddings in place (a :class:`GpuLabelledBatch`); other losses refuse them
+    by name (:func:`metricloss._validation.check_embeddings`)."""
+    if gpu_arrays and is_gpu_array(embeddings):
+        return _gpu_labelled_batch(embeddings, labels, distance, ref_embeddings, backend, defer_distances, distances)
     x = check_embeddings(embeddings)
     labels = check_labels(labels, x.shape[0])
     ref, ref_labels = check_references(x, ref_embeddings, ref_labels)

@@ -22,13 +22,22 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _as_array(value, name):
+def is_gpu_array(value):
+    """Whether ``value`` lives on a GPU: it exposes ``__cuda_array_interface__`` (a torch CUDA tensor, a CuPy array,
+    a numba device array) or, in Numba's CUDA simulator, it is one of the simulator's device arrays."""
     if hasattr(value, "__cuda_array_interface__") and not isinstance(value, np.ndarray):
+        return True
+    return type(value).__name__ == "FakeCUDAArray" and type(value).__module__.startswith("numba.cuda.simulator")
+
+
+def _as_array(value, name):
+    if is_gpu_array(value):
         # numba's device arrays would copy themselves to the host here, and the loss would run on the CPU unseen
         raise TypeError(
-            f"{name} must be a host array; got a GPU array ({type(value).__name__}, with __cuda_array_interface__), "
-            "which metricloss does not copy to the host unasked: copy it yourself (numba: .copy_to_host(), CuPy: "
-            ".get(), torch: .cpu()); backend='cuda' then runs the kernels on the GPU"
+            f"{name} must be a host array here; got a GPU array ({type(value).__name__}, with "
+            "__cuda_array_interface__), which metricloss does not copy to the host unasked: copy it yourself "
+            "(numba: .copy_to_host(), CuPy: .get(), torch: .cpu()); backend='cuda' then runs the kernels on the GPU. "
+            "(triplet_loss takes GPU embeddings in place: see docs/cuda.md)"
         )
     try:
         return np.asarray(value)
@@ -64,6 +73,22 @@ def check_float_array(value, name, *, ndim=None):
 def check_embeddings(value, name="embeddings"):
     """A finite float32/float64 array of shape (n_samples, n_features)."""
     return check_float_array(value, name, ndim=2)
+
+
+def check_gpu_embeddings(arrays, value, name="embeddings"):
+    """A GPU array checked as :func:`check_embeddings` checks a host one (finiteness by one reduction on the
+    device), returned as a numba view of its memory; ``arrays`` is its library's
+    :class:`metricloss._kernels._gpu.GpuArrays`."""
+    x = arrays.view(value)
+    if np.dtype(x.dtype) not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a float32 or float64 array; got dtype {np.dtype(x.dtype)}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features); got shape {tuple(x.shape)}")
+    if not x.is_c_contiguous():
+        raise ValueError(f"{name} must be C-contiguous on the GPU (the kernels index rows); make it so first")
+    if not arrays.all_finite(x):
+        raise ValueError(f"{name} must be finite; got NaN or Inf on the GPU")
+    return x
 
 
 def promote(*arrays):
@@ -374,6 +399,8 @@ def finite_or_refused(loss):
         with np.errstate(over="ignore", invalid="ignore"):
             value, grads = loss(*args, **kwargs)
         arrays = grads if isinstance(grads, tuple) else (grads,)
+        if is_gpu_array(value):  # a loss on GPU arrays, which checked its value and gradients as it made them
+            return value, grads
         if math.isfinite(value) and all(np.isfinite(grad).all() for grad in arrays):
             return value, grads
         given = signature.bind(*args, **kwargs).arguments

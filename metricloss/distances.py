@@ -228,6 +228,56 @@ def _pairwise_distances_vjp(x, y, distance, kernels, names=("embeddings", "ref_e
     return (d, pullback, conversion) if defer else (d, pullback)
 
 
+def _gpu_euclidean_distances_vjp(arrays, x, distance, kernels, name="embeddings", defer=False):
+    """:func:`_pairwise_distances_vjp` for ``"euclidean"`` or ``"sqeuclidean"`` within one batch of GPU rows ``x``
+    (a numba view; ``arrays`` the :class:`metricloss._kernels._gpu.GpuArrays` of its library, ``kernels`` the CUDA
+    kernels on its stream), all on the device: the Gram matrix and the pullback's S X are the library's GEMMs
+    (cuBLAS), the conversion, the scale, the symmetrize and diag(S·1) X − S X are CUDA kernels. The same rules as
+    on the host: close pairs recomputed directly, rows too large or too small for the squared norms scaled by an
+    exact power of two first (a ValueError where the distances are not representable), g/d = 0 where d = 0."""
+    squared, dtype = distance == "sqeuclidean", np.dtype(x.dtype)
+    largest = arrays.largest_magnitude(x)
+    k = int(np.frexp(largest)[1]) if largest > 0 else 0
+    k = 0 if -_SAFE_EXPONENT < k <= _SAFE_EXPONENT else k
+    rows = x
+    if k:
+        rows = arrays.copy(x)
+        kernels.scale(rows, 2.0**-k)  # exact
+    sq_norms = arrays.empty((x.shape[0],), dtype)
+    kernels.row_sq_norms(rows, sq_norms)
+    d = arrays.matmul(rows, rows, transpose_b=True)
+    conversion = (rows, sq_norms, _CANCELLATION_RATIO[dtype], not squared)
+    if not defer or k:
+        kernels.gram_to_distances(d, rows, rows, sq_norms, sq_norms, *conversion[2:])
+        conversion = None
+    if k:
+        kernels.scale(d, 2.0 ** (k if not squared else 2 * k))
+        if not arrays.all_finite(d):
+            raise ValueError(
+                f"{name} has entries up to {largest:.3g}: their {'squared ' if squared else ''}distances exceed "
+                f"{dtype}'s largest finite number, {float(np.finfo(dtype).max):.3g}, so they are not representable; "
+                f"rescale {name}" + (" or pass float64" if dtype == np.float32 else "")
+            )
+
+    def pullback(g, weight=1.0, divided=False, symmetric=False):
+        # ∂L/∂x_i = factor · (diag(S·1) X − S X)_i with S = g + gᵀ (2wg squared, wg/d Euclidean): as on the host.
+        if not divided:
+            kernels.pair_scale(g, d, squared)
+        if not symmetric:
+            kernels.symmetrize(g)
+        grad = arrays.empty(x.shape, dtype)
+        kernels.scaled_pull(grad, g, x, arrays.matmul(g, x), weight * (2.0 if squared else 1.0))
+        if not arrays.all_finite(grad):
+            raise ValueError(
+                f"{name} has entries up to {largest:.3g}: their gradients exceed {dtype}'s largest finite number, "
+                f"{float(np.finfo(dtype).max):.3g}, so they are not representable; rescale {name}"
+                + (" or pass float64" if dtype == np.float32 else "")
+            )
+        return grad
+
+    return d, pullback, conversion
+
+
 def _dot_distances_vjp(x, y, kernels, names):
     """D = −X Yᵀ and its pullback: the dot similarity's with the weight negated (∂L/∂S = −∂L/∂D), −G Y and −Gᵀ X,
     or within one batch −(G + Gᵀ) X (``symmetric``: g already holds G + Gᵀ). Neither reads D."""

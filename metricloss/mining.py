@@ -855,7 +855,7 @@ def hardest_triplets(batch, incomplete_anchors="drop"):
     else:
         kept = (positive >= 0) | (negative >= 0)
         for a in np.flatnonzero(kept & (negative < 0)):
-            row = d[a].astype(np.float64)
+            row = batch.row(a)
             if self_offset != NO_SELF:
                 row[a + self_offset] = -np.inf
             negative[a] = np.argmax(row)

@@ -197,12 +197,26 @@ class _DeviceArray:
 
 def test_a_gpu_array_is_refused_by_name_rather_than_copied_to_the_host_unasked():
     x, labels = np.random.default_rng(0).standard_normal((6, 3)), np.array([0, 0, 1, 1, 2, 2])
-    with pytest.raises(TypeError, match=r"^embeddings must be a host array; got a GPU array \(_DeviceArray"):
-        ml.triplet_loss(_DeviceArray(x), labels)
-    with pytest.raises(TypeError, match=r"^labels must be a host array; .*\.copy_to_host\(\)"):
+    with pytest.raises(TypeError, match=r"^embeddings must be a host array here; got a GPU array \(_DeviceArray"):
+        ml.contrastive_loss(_DeviceArray(x), labels)
+    with pytest.raises(TypeError, match=r"^labels must be a host array here; .*\.copy_to_host\(\)"):
         ml.contrastive_loss(x, _DeviceArray(labels))
     with pytest.raises(TypeError, match=r"^x must be a host array"):
         ml.pairwise_distances(_DeviceArray(x))
     one = np.array([0])
     with pytest.raises(TypeError, match=r"^triplets' a must be a host array"):
         ml.triplet_loss(x, labels, triplets=(_DeviceArray(one), one + 1, one + 2))
+
+
+def test_gpu_embeddings_without_a_usable_gpu_are_refused_not_run_on_the_cpu():
+    """triplet_loss takes GPU embeddings in place; on a machine with no usable GPU (and no simulator) that is a
+    RuntimeError saying so, never a silent copy to the host (this suite runs without the CUDA simulator)."""
+    x, labels = np.random.default_rng(0).standard_normal((6, 3)), np.array([0, 0, 1, 1, 2, 2])
+    try:
+        from numba import cuda
+    except ImportError:
+        pytest.skip("numba-cuda is not installed")
+    if cuda.is_available():
+        pytest.skip("a GPU is usable here")
+    with pytest.raises(RuntimeError, match=r"no usable CUDA GPU"):
+        ml.triplet_loss(_DeviceArray(x), labels)

@@ -24,6 +24,7 @@ for each negative its active positives by a loop over the anchor's class (``clas
 classes of K references, no sort and no B³ array.
 """
 
+import contextlib
 import math
 
 import numpy as np
@@ -43,10 +44,26 @@ THREADS, _TILE = (8, 4) if simulator_enabled() else (128, 16)
 _launch_log = None
 
 
+# The stream kernels are launched on and copies made on: 0, numba's default stream, or within ``launching_on`` the
+# current stream of the library a GPU input came from (``_gpu.GpuArrays.stream``).
+_stream = 0
+
+
 def _launch(kernel, grid, block, *args):
     if _launch_log is not None:
         _launch_log.append((kernel_name(kernel), tuple(_type_string(a) for a in args)))
-    kernel[grid, block](*args)
+    kernel[grid, block, _stream](*args)
+
+
+@contextlib.contextmanager
+def launching_on(stream):
+    """Launch the kernels (and make the copies) of the block on ``stream``."""
+    global _stream
+    previous, _stream = _stream, stream
+    try:
+        yield
+    finally:
+        _stream = previous
 
 
 def kernel_name(kernel):
@@ -70,8 +87,35 @@ def _grid2(n_rows, n_cols):
     return (max(1, -(-n_rows // _TILE)), max(1, -(-n_cols // _TILE))), (_TILE, _TILE)
 
 
+def _is_host(a):
+    return isinstance(a, np.ndarray)
+
+
 def _to_device(a):
-    return cuda.to_device(np.ascontiguousarray(a))
+    """A host array copied to the device; a device array as it is (no copy)."""
+    return cuda.to_device(np.ascontiguousarray(a), stream=_stream) if _is_host(a) else a
+
+
+def _to_host(d_a):
+    """A (small) device result copied to a new host array."""
+    host = d_a.copy_to_host(stream=_stream)
+    if _stream:  # an asynchronous copy (on stream 0 it is synchronous)
+        _stream.synchronize()
+    return host
+
+
+def _host_indices(a):
+    """Index arrays (class lists, pairs: O(B) or O(pairs), built on the host) as C-contiguous int64."""
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _store(target, d_result):
+    """The device result into the caller's array: copied back to a host array; into a device array on the device
+    (nothing to do where the kernels wrote it in place)."""
+    if _is_host(target):
+        target[...] = _to_host(d_result)
+    elif d_result is not target:
+        target.copy_to_device(d_result, stream=_stream)
 
 
 # --- device code ---------------------------------------------------------------------------------------------------
@@ -121,6 +165,14 @@ def _scatter_pull_kernel(out, order, starts, index_values, sign):
         for k in range(starts[i], starts[i + 1]):
             acc += sign * index_values[order[k], f]
         out[i, f] = acc
+
+
+@cuda.jit
+def _add_entries_kernel(out, rows, cols, sums):
+    """out[rows[k], cols[k]] += sums[k], one thread per entry (the entries are distinct)."""
+    k = cuda.grid(1)
+    if k < rows.shape[0]:
+        out[rows[k], cols[k]] = out[rows[k], cols[k]] + sums[k]
 
 
 @cuda.jit
@@ -318,15 +370,69 @@ def _semihard_kernel(d, ref_class, anchor_class, class_order, class_starts, self
         chosen[offsets[a] + rank, 1] = farther if farther >= 0 else farthest
 
 
+@cuda.jit
+def _row_sq_norms_kernel(x, out):
+    """out[i] = ‖x_i‖², accumulated in float64 (one thread per row)."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        total = 0.0
+        for f in range(x.shape[1]):
+            total += float(x[i, f]) * float(x[i, f])
+        out[i] = total
+
+
+@cuda.jit
+def _scale_kernel(a, factor):
+    """a *= factor, elementwise (an exact power of two where the GPU path rescales)."""
+    i, j = cuda.grid(2)
+    if i < a.shape[0] and j < a.shape[1]:
+        a[i, j] = a[i, j] * factor
+
+
+@cuda.jit
+def _gather_kernel(m, rows, cols, out):
+    """out[k] = m[rows[k], cols[k]] in float64 (one thread per entry)."""
+    k = cuda.grid(1)
+    if k < rows.shape[0]:
+        out[k] = float(m[rows[k], cols[k]])
+
+
+@cuda.jit
+def _scaled_pull_kernel(grad, s, a, s_b, factor):
+    """Block i: grad[i] = factor · ((Σ_j s[i, j]) a[i] − (S B)[i]), the row sum by a shared-memory tree
+    reduction in float64 (the GEMM S B is cuBLAS's, given as s_b)."""
+    i = cuda.blockIdx.x
+    t = cuda.threadIdx.x
+    row_sum = cuda.shared.array(THREADS, dtype=np.float64)
+    total = 0.0
+    for j in range(t, s.shape[1], THREADS):
+        total += float(s[i, j])
+    row_sum[t] = total
+    cuda.syncthreads()
+    step = THREADS // 2
+    while step > 0:
+        if t < step:
+            row_sum[t] += row_sum[t + step]
+        cuda.syncthreads()
+        step //= 2
+    for f in range(t, a.shape[1], THREADS):
+        grad[i, f] = factor * (row_sum[0] * float(a[i, f]) - float(s_b[i, f]))
+
+
 KERNELS = (
     _gram_kernel,
     _pair_scale_kernel,
     _symmetrize_kernel,
     _scatter_pull_kernel,
+    _add_entries_kernel,
     _pair_terms_kernel,
     _batch_all_kernel,
     _select_kernel,
     _semihard_kernel,
+    _row_sq_norms_kernel,
+    _scale_kernel,
+    _gather_kernel,
+    _scaled_pull_kernel,
 )
 
 
@@ -343,7 +449,7 @@ def gram_to_distances(gram, x, y, sq_norm_x, sq_norm_y, ratio, root):
     """:func:`numpy_kernels.gram_to_distances` on the GPU (one thread per entry)."""
     d_gram = _to_device(gram)
     _gram_on_device(d_gram, x, y, sq_norm_x, sq_norm_y, ratio, root)
-    gram[...] = d_gram.copy_to_host()
+    _store(gram, d_gram)
 
 
 def pair_scale(g, d, squared):
@@ -352,7 +458,7 @@ def pair_scale(g, d, squared):
         return
     d_g = _to_device(g)
     _launch(_pair_scale_kernel, *_grid2(*g.shape), d_g, _to_device(d))
-    g[...] = d_g.copy_to_host()
+    _store(g, d_g)
 
 
 def _symmetrize_on_device(d_s):
@@ -363,12 +469,12 @@ def symmetrize(s):
     """:func:`numpy_kernels.symmetrize` on the GPU (one thread per pair of entries)."""
     d_s = _to_device(s)
     _symmetrize_on_device(d_s)
-    s[...] = d_s.copy_to_host()
+    _store(s, d_s)
 
 
 def _scatter_pull(d_out, index, d_values, sign):
     """d_out[index[k]] += sign · values[k] (2-D device arrays) as a pull: pairs sorted by target, stably."""
-    index = np.asarray(index, dtype=np.int64)
+    index = _host_indices(index)
     order = np.argsort(index, kind="stable")
     starts = np.zeros(d_out.shape[0] + 1, dtype=np.int64)
     np.cumsum(np.bincount(index, minlength=d_out.shape[0]), out=starts[1:])
@@ -377,29 +483,36 @@ def _scatter_pull(d_out, index, d_values, sign):
 
 def scatter_add_rows(out, index, values):
     """:func:`numpy_kernels.scatter_add_rows` on the GPU, deterministic (a pull, no atomics)."""
-    shape = out.shape
-    d_out = _to_device(out.reshape(shape[0], -1))
-    _scatter_pull(d_out, index, _to_device(np.asarray(values).reshape(len(index), -1)), 1.0)
-    out[...] = d_out.copy_to_host().reshape(shape)
+    d_out = _to_device(out)
+    _scatter_pull(d_out.reshape(out.shape[0], -1), index, _to_device(values).reshape(len(index), -1), 1.0)
+    _store(out, d_out)
 
 
 def scatter_add_entries(out, rows, cols, values):
-    """:func:`numpy_kernels.scatter_add_entries` on the GPU, deterministic (a pull, no atomics)."""
-    flat = np.asarray(rows, dtype=np.int64) * out.shape[1] + np.asarray(cols, dtype=np.int64)
-    d_out = _to_device(out.reshape(-1, 1))
-    _scatter_pull(d_out, flat, _to_device(np.asarray(values).reshape(-1, 1)), 1.0)
-    out[...] = d_out.copy_to_host().reshape(out.shape)
+    """:func:`numpy_kernels.scatter_add_entries` on the GPU, deterministic and without atomics: repeated entries
+    are summed on the host first (in float64, in order; ``values`` are host values, O(pairs)), then one thread
+    per distinct entry adds its sum. Only the pairs cross to the device, never the B×R matrix."""
+    flat = _host_indices(rows) * out.shape[1] + _host_indices(cols)
+    entries, which = np.unique(flat, return_inverse=True)
+    sums = np.bincount(which.reshape(-1), weights=np.asarray(values, dtype=np.float64), minlength=entries.size)
+    d_out = _to_device(out)
+    if entries.size:
+        args = (_to_device(entries // out.shape[1]), _to_device(entries % out.shape[1]), _to_device(sums))
+        _launch(_add_entries_kernel, -(-entries.size // THREADS), THREADS, d_out, *args)
+    _store(out, d_out)
 
 
 def pull_distance_pairs(x, y, rows, cols, g, squared, grad_x, grad_y):
     """:func:`numpy_kernels.pull_distance_pairs` on the GPU: the pairs' float64 terms (one thread per pair, a K×F
     temporary), then two pulls, into grad_x by ``rows`` and out of grad_y by ``cols``."""
-    rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+    rows, cols = _host_indices(rows), _host_indices(cols)
     d_terms = cuda.device_array((rows.size, x.shape[1]), dtype=np.float64)
     if rows.size:
         blocks = -(-rows.size // THREADS)
         args = (_to_device(x), _to_device(y), _to_device(rows), _to_device(cols))
-        _launch(_pair_terms_kernel, blocks, THREADS, *args, _to_device(g.astype(np.float64)), bool(squared), d_terms)
+        _launch(
+            _pair_terms_kernel, blocks, THREADS, *args, _to_device(np.asarray(g, np.float64)), bool(squared), d_terms
+        )
     d_grad_x = _to_device(grad_x)
     _scatter_pull(d_grad_x, rows, d_terms, 1.0)
     if grad_y is grad_x:
@@ -407,14 +520,20 @@ def pull_distance_pairs(x, y, rows, cols, g, squared, grad_x, grad_y):
     else:
         d_grad_y = _to_device(grad_y)
         _scatter_pull(d_grad_y, cols, d_terms, -1.0)
-        grad_y[...] = d_grad_y.copy_to_host()
-    grad_x[...] = d_grad_x.copy_to_host()
+        _store(grad_y, d_grad_y)
+    _store(grad_x, d_grad_x)
+
+
+def _output_buffer(out, d):
+    """Where a per-anchor kernel writes its B×R output: ``out`` itself if it is a device array other than d (which
+    the kernel reads while it writes), else a new device array."""
+    if _is_host(out) or out is d:
+        return cuda.device_array(out.shape, dtype=out.dtype)
+    return out
 
 
 def _class_arrays(ref_class, anchor_class, class_order, class_starts):
-    return tuple(
-        _to_device(np.asarray(a, dtype=np.int64)) for a in (ref_class, anchor_class, class_order, class_starts)
-    )
+    return tuple(_to_device(_host_indices(a)) for a in (ref_class, anchor_class, class_order, class_starts))
 
 
 def _batch_all_on_device(d_d, classes, self_offset, margin, semihard_only, d_out, divide):
@@ -422,7 +541,7 @@ def _batch_all_on_device(d_d, classes, self_offset, margin, semihard_only, d_out
     if d_d.shape[0]:
         args = (d_d, *classes, int(self_offset), float(margin), bool(semihard_only), d_out, bool(divide), totals)
         _launch(_batch_all_kernel, d_d.shape[0], THREADS, *args)
-    totals = totals.copy_to_host()
+    totals = _to_host(totals)
     return totals[:, 0].copy(), totals[:, 1].astype(np.int64), totals[:, 2].astype(np.int64)
 
 
@@ -431,10 +550,10 @@ def batch_all_triplets(
 ):
     """:func:`numpy_kernels.batch_all_triplets` on the GPU (one block per anchor; out may be d)."""
     d_d = _to_device(d)
-    d_out = cuda.device_array(out.shape, dtype=out.dtype)
+    d_out = _output_buffer(out, d)
     classes = _class_arrays(ref_class, anchor_class, class_order, class_starts)
     totals = _batch_all_on_device(d_d, classes, self_offset, margin, semihard_only, d_out, divide)
-    out[...] = d_out.copy_to_host()
+    _store(out, d_out)
     return totals
 
 
@@ -446,13 +565,13 @@ def batch_all_symmetric(
     d_d = _to_device(d)
     if gram is not None:
         _gram_on_device(d_d, gram[0], gram[0], gram[1], gram[1], gram[2], gram[3])
-    d_out = cuda.device_array(out.shape, dtype=out.dtype)
+    d_out = _output_buffer(out, d)
     classes = _class_arrays(ref_class, anchor_class, class_order, class_starts)
     totals = _batch_all_on_device(d_d, classes, 0, margin, semihard_only, d_out, divide)
     _symmetrize_on_device(d_out)
     if gram is not None and out is not d:
-        d[...] = d_d.copy_to_host()
-    out[...] = d_out.copy_to_host()
+        _store(d, d_d)
+    _store(out, d_out)
     return totals
 
 
@@ -460,10 +579,10 @@ def select_per_anchor(d, ref_class, anchor_class, self_offset, positive_mode, ne
     """:func:`numpy_kernels.select_per_anchor` on the GPU (one block per anchor, shared-memory arg-reductions)."""
     chosen = cuda.device_array((d.shape[0], 2), dtype=np.int64)
     if d.shape[0]:
-        ref_class, anchor_class = (_to_device(np.asarray(a, dtype=np.int64)) for a in (ref_class, anchor_class))
+        ref_class, anchor_class = (_to_device(_host_indices(a)) for a in (ref_class, anchor_class))
         args = (_to_device(d), ref_class, anchor_class, int(self_offset), int(positive_mode), int(negative_mode))
         _launch(_select_kernel, d.shape[0], THREADS, *args, chosen)
-    chosen = chosen.copy_to_host()
+    chosen = _to_host(chosen)
     return chosen[:, 0].copy(), chosen[:, 1].copy()
 
 
@@ -474,11 +593,41 @@ def semihard_negatives(
     chosen = cuda.device_array((positives.size, 2), dtype=np.int64)
     if positives.size:
         classes = _class_arrays(ref_class, anchor_class, class_order, class_starts)
-        args = (_to_device(d), *classes, int(self_offset), _to_device(np.asarray(offsets, dtype=np.int64)), chosen)
+        args = (_to_device(d), *classes, int(self_offset), _to_device(_host_indices(offsets)), chosen)
         _launch(_semihard_kernel, d.shape[0], THREADS, *args)
-    chosen = chosen.copy_to_host()
+    chosen = _to_host(chosen)
     positives[...] = chosen[:, 0]
     negatives[...] = chosen[:, 1]
+
+
+# --- the GPU path's own steps (no numpy_kernels twin: on host arrays NumPy does them, in metricloss.distances) ---
+
+
+def row_sq_norms(x, out):
+    """out[i] = ‖x_i‖² for device arrays (float64 sums, stored in out's dtype)."""
+    if x.shape[0]:
+        _launch(_row_sq_norms_kernel, -(-x.shape[0] // THREADS), THREADS, x, out)
+
+
+def scale(a, factor):
+    """a *= factor in place, for a 2-D device array."""
+    _launch(_scale_kernel, *_grid2(*a.shape), a, float(factor))
+
+
+def gather_entries(m, rows, cols):
+    """m[rows[k], cols[k]] for a device matrix m and host index arrays: a host float64 array of len(rows)."""
+    rows, cols = _host_indices(rows), _host_indices(cols)
+    out = cuda.device_array(rows.size, dtype=np.float64)
+    if rows.size:
+        _launch(_gather_kernel, -(-rows.size // THREADS), THREADS, m, _to_device(rows), _to_device(cols), out)
+    return _to_host(out)
+
+
+def scaled_pull(grad, s, a, s_b, factor):
+    """grad = factor · (diag(S·1) A − S B) for device arrays, S B given (the GEMM, done by the input's library):
+    one block per row."""
+    if grad.shape[0]:
+        _launch(_scaled_pull_kernel, grad.shape[0], THREADS, grad, s, a, s_b, float(factor))
 
 
 IMPLEMENTED = (

@@ -14,10 +14,11 @@ How it works: the wrapped loss is a ``torch.library.custom_op`` whose forward ru
 NumPy views (CPU tensors, no copy) and returns the value and the analytic gradients; ``register_autograd``'s backward
 multiplies the saved gradients by the incoming cotangent, and ``register_fake`` gives shapes to ``torch.compile``
 (``fullgraph=True`` works). Supported: CPU tensors, float32 and float64; a gradient for each input the loss
-differentiates (integer labels, boolean relevance and float targets such as ``y`` in {−1, 1} get none). Not
-supported: CUDA tensors (metricloss's ``backend="cuda"`` takes host arrays and copies them to the GPU and back; it
-does not yet take device tensors in place: move them with ``.cpu()``), and double backward (the gradient is computed
-analytically once; ``create_graph=True`` raises).
+differentiates (integer labels, boolean relevance and float targets such as ``y`` in {−1, 1} get none). CUDA
+tensors go to the loss as numba views of their memory (no copy; the ``[cuda]`` extra): a loss that takes GPU arrays
+(``triplet_loss``, see docs/cuda.md) runs on the GPU on torch's current stream and its gradients come back as CUDA
+tensors over the memory it wrote; any other loss refuses them by name. Not supported: double backward (the gradient
+is computed analytically once; ``create_graph=True`` raises).
 """
 
 import itertools
@@ -35,14 +36,24 @@ _op_numbers = itertools.count()
 
 
 def _as_array(tensor, where):
+    """A CPU tensor's NumPy view, a CUDA tensor's numba view (both without a copy)."""
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"{where} must be a torch.Tensor; got {type(tensor).__name__}")
+    if tensor.device.type == "cuda":
+        from metricloss._kernels._gpu import as_numba
+
+        return as_numba(tensor)
     if tensor.device.type != "cpu":
-        raise ValueError(
-            f"{where} is on {tensor.device}; the PyTorch adapter takes CPU tensors (metricloss's backend='cuda' copies "
-            "host arrays to the GPU and back; device tensors in place are not supported yet): move it with .cpu()"
-        )
+        raise ValueError(f"{where} is on {tensor.device}; the PyTorch adapter takes CPU and CUDA tensors")
     return tensor.detach().numpy()
+
+
+def _as_tensor(array, like):
+    """A loss's result (a float, a NumPy array, a numba device array) as a tensor of ``like``'s dtype and device;
+    a device array is viewed, not copied."""
+    if isinstance(array, np.ndarray | np.generic | float):
+        return torch.as_tensor(np.ascontiguousarray(array) if np.ndim(array) else array, dtype=like.dtype)
+    return torch.as_tensor(array, device=like.device).to(like.dtype)
 
 
 def _is_float(tensor):
@@ -66,9 +77,8 @@ def _make_op(loss_fn, hyperparameters, n_positional, keywords):
         value, grads = call_loss(loss_fn, hyperparameters, arrays, n_positional, keywords)
         differentiated[tuple(_is_float(t) for t in tensors)] = tuple(g is not None for g in grads)
         floats = [(t, g) for t, g in zip(tensors, grads, strict=True) if _is_float(t)]
-        return torch.tensor(value, dtype=floats[0][0].dtype), [
-            torch.zeros_like(t) if g is None else torch.from_numpy(np.ascontiguousarray(g)).to(t.dtype)
-            for t, g in floats
+        return _as_tensor(value, floats[0][0]), [
+            torch.zeros_like(t) if g is None else _as_tensor(g, t) for t, g in floats
         ]
 
     @op.register_fake

@@ -138,7 +138,7 @@ def _batch_all(batch, distance, margin, semihard_only, soft, reduction):
             d, *batch.classes, batch.self_offset, margin, smallest, g, divide
         )
         weight = weight_from_counts(reduction, n_valid.sum(), n_nonzero.sum())
-        return weight * float(np.sum(sums)), batch.pull(g, weight, divided=divide)
+        return batch.value(weight * float(np.sum(sums))), batch.pull(g, weight, divided=divide)
     # Within one batch the kernel writes g + gᵀ, which the pullback needs, where D is symmetric; the SNR distances
     # are not (d_ij ≠ d_ji), so there the per-anchor kernel writes g and the pullback takes both ends.
     symmetric = batch.ref is None and distance != "snr"
@@ -151,7 +151,7 @@ def _batch_all(batch, distance, margin, semihard_only, soft, reduction):
             d, *batch.classes, batch.self_offset, margin, semihard_only, g, divide
         )
     weight = weight_from_counts(reduction, (n_active if semihard_only else n_valid).sum(), n_active.sum())
-    return weight * float(np.sum(sums)), batch.pull(g, weight, divided=divide, symmetric=symmetric)
+    return batch.value(weight * float(np.sum(sums))), batch.pull(g, weight, divided=divide, symmetric=symmetric)
 
 
 @finite_or_refused
@@ -325,8 +325,8 @@ def triplet_loss(
         ref_labels=ref_labels,
         backend=backend,
         defer_distances=mining in ("all", "all_semihard") and not soft and not given,  # batch-all converts rows
+        gpu_arrays=True,
     )
-    d = batch.d
 
     if given:
         anchors, positives, negatives = batch.given_triplets(triplets)
@@ -336,10 +336,11 @@ def triplet_loss(
         anchors, positives, negatives = hardest_triplets(batch, incomplete_anchors)
     else:
         anchors, positives, negatives = semihard_triplets(batch)
-    d_pos = np.where(positives >= 0, d[anchors, np.maximum(positives, 0)], 0).astype(np.float64)
-    values, slopes = _triplet_terms(d_pos + margin, d[anchors, negatives].astype(np.float64), soft)
+    d_pos = np.where(positives >= 0, batch.entries(anchors, np.maximum(positives, 0)), 0.0)
+    values, slopes = _triplet_terms(d_pos + margin, batch.entries(anchors, negatives), soft)
     if soft:  # a softplus that rounds to 0 in the input dtype is 0 (so is its slope), as computed in that dtype
-        below = values <= float(np.finfo(d.dtype).smallest_subnormal) / 2
+        below = values <= float(np.finfo(batch.x.dtype).smallest_subnormal) / 2
         values[below], slopes[below] = 0.0, 0.0
     weight = weight_from_counts(reduction, values.size, np.count_nonzero(values > 0))
-    return weight * float(np.sum(values)), batch.pull_triplets(anchors, positives, negatives, slopes, weight)
+    value = batch.value(weight * float(np.sum(values)))
+    return value, batch.pull_triplets(anchors, positives, negatives, slopes, weight)

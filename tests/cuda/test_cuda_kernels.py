@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import test_cuda_gpu_arrays  # beside this file (pytest puts tests/cuda on sys.path)
 
 from metricloss._batch import class_index
 from metricloss._kernels import NO_SELF, get_kernels, numpy_kernels
@@ -180,6 +181,7 @@ def test_every_launched_signature_compiles_to_ptx(tmp_path):
             test_batch_all_matches_reference(5, dtype, True)
             test_select_per_anchor_matches_reference(5, dtype, (2, 0))
             test_semihard_negatives_matches_reference(5, dtype)
+            test_cuda_gpu_arrays.record_launches(dtype)
     finally:
         cuda_kernels._launch_log = None
     signatures = sorted(set(log))

@@ -1,0 +1,194 @@
+"""GPU arrays taken in place: the one place that knows the array libraries whose device arrays metricloss reads.
+
+An array exposing ``__cuda_array_interface__`` (a torch CUDA tensor, a CuPy array, a numba device array) is a GPU
+array. A loss that takes GPU arrays (see ``docs/cuda.md`` for which) runs its kernels on numba views of their
+memory (no copy), computes its GEMMs with the library the input came from (cuBLAS, through ``torch.matmul`` or
+``cupy.matmul``; a numba device array borrows torch, else CuPy, for them, viewing the same memory), and returns
+its value and gradients as arrays of the input's kind on the input's device. Only O(B) things cross to the host:
+the labels (the class lists are built there) and the per-anchor totals and indices the kernels return.
+
+Streams: kernels are launched on the library's current stream (torch's, CuPy's; numba's default stream for numba
+arrays), so they are ordered with the library's own work without a synchronisation; the numba views keep the
+arrays they view alive (numba holds the owner of the memory it was given).
+
+In Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) the simulator's device arrays (``cuda.to_device``) are the
+GPU arrays, and their GEMM is NumPy's on the simulated device memory, the simulator's stand-in for cuBLAS; the
+rest of the path (kernels on the device arrays, no host copies but the O(B) ones) is the one a GPU runs.
+"""
+
+import numpy as np
+
+from ._cuda import cuda_module
+
+
+def as_numba(a):
+    """A numba device array over the GPU array ``a``'s memory (no copy); a numba device array as it is."""
+    if not hasattr(a, "__cuda_array_interface__"):  # already a numba device array (the simulator's)
+        return a
+    if hasattr(a, "detach"):  # a torch tensor that requires grad exports no interface
+        a = a.detach()
+    # sync=False: the kernels run on the library's current stream, after the work that produced ``a``
+    return cuda_module().as_cuda_array(a, sync=False)
+
+
+def _kind(value):
+    module = type(value).__module__.split(".")[0]
+    if module == "torch":
+        return "torch"
+    if module == "cupy":
+        return "cupy"
+    return "simulator" if type(value).__name__ == "FakeCUDAArray" else "numba"
+
+
+def _gemm_library(kind):
+    """The library whose matmul (cuBLAS) a GPU array of ``kind`` uses: its own, or for numba arrays torch, else
+    CuPy (both view numba's memory through ``__cuda_array_interface__``)."""
+    if kind in ("torch", "cupy", "simulator"):
+        return kind
+    for name in ("torch", "cupy"):
+        try:
+            __import__(name)
+        except ImportError:
+            continue
+        return name
+    raise ImportError(
+        "a numba device array's GEMMs run on cuBLAS through torch or CuPy, and neither is installed: "
+        "pip install torch (or cupy-cuda12x), or pass a torch CUDA tensor or a CuPy array"
+    )
+
+
+class GpuArrays:
+    """The few array operations the GPU path needs, done by the library a GPU input came from.
+
+    ``view`` and ``wrap`` convert between that library's arrays and numba device arrays without copying; ``empty``
+    allocates with the library's allocator (torch's caching allocator, CuPy's pool); ``matmul`` is the library's
+    (cuBLAS); ``stream`` is the numba stream the kernels are launched on, the library's current one.
+    """
+
+    def __init__(self, like):
+        self.cuda = cuda_module()
+        self.kind = _kind(like)
+        self.gemm = _gemm_library(self.kind)
+        self.device = getattr(like, "device", None)
+        if self.gemm == "torch":
+            import torch
+
+            self._lib = torch
+            device = self.device if self.kind == "torch" else torch.device("cuda", self.cuda.get_current_device().id)
+            self._torch_device = device
+            self.stream = self.cuda.external_stream(torch.cuda.current_stream(device).cuda_stream)
+        elif self.gemm == "cupy":
+            import cupy
+
+            self._lib = cupy
+            self.stream = self.cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+        else:
+            self._lib = np
+            self.stream = self.cuda.default_stream()
+
+    # --- between the input's kind and numba views ------------------------------------------------------------
+
+    def view(self, a):
+        """A numba device array over the GPU array ``a``'s memory (no copy)."""
+        return as_numba(a)
+
+    def to_host(self, a):
+        """The GPU array ``a`` copied to a new NumPy array (for O(B) things: labels)."""
+        view = self.view(a)
+        host = view.copy_to_host(stream=self.stream)
+        self.stream.synchronize()
+        return host
+
+    def wrap(self, view):
+        """``view`` (a numba device array) as an array of the input's kind, on its device (no copy)."""
+        if self.kind in ("numba", "simulator"):
+            return view
+        if self.kind == "torch":
+            return self._lib.as_tensor(view, device=self.device)
+        return self._lib.asarray(view)
+
+    def _library_array(self, view):
+        """``view`` as an array of the GEMM library (for numba arrays: torch or CuPy over the same memory)."""
+        if self.gemm == "simulator":
+            return view.copy_to_host()  # the simulator's device memory is host memory: NumPy stands in for cuBLAS
+        if self.gemm == "torch":
+            return self._lib.as_tensor(view, device=self._torch_device)
+        return self._lib.asarray(view)
+
+    def _as_view(self, array):
+        if self.gemm == "simulator":
+            return self.cuda.to_device(array)
+        return self.cuda.as_cuda_array(array, sync=False)
+
+    # --- the library's operations -----------------------------------------------------------------------------
+
+    def empty(self, shape, dtype):
+        """A new device array (a numba view of a library allocation)."""
+        if self.gemm == "simulator":
+            return self.cuda.device_array(shape, dtype=dtype)
+        if self.gemm == "torch":
+            dtype = {np.dtype(np.float32): self._lib.float32, np.dtype(np.float64): self._lib.float64}[np.dtype(dtype)]
+            return self._as_view(self._lib.empty(shape, dtype=dtype, device=self._torch_device))
+        return self._as_view(self._lib.empty(shape, dtype=dtype))
+
+    def zeros(self, shape, dtype):
+        """A new device array of zeros."""
+        if self.gemm == "simulator":
+            return self.cuda.to_device(np.zeros(shape, dtype=dtype))
+        view = self.empty(shape, dtype)
+        self._library_array(view)[...] = 0
+        return view
+
+    def copy(self, a):
+        """A new device array equal to the view ``a``."""
+        if self.gemm == "simulator":
+            return self.cuda.to_device(a.copy_to_host())
+        return self._as_view(self._library_array(a).copy() if self.gemm == "cupy" else self._library_array(a).clone())
+
+    def kernels(self):
+        """The CUDA kernel module, each of its functions launching on this library's stream."""
+        from . import cuda_kernels
+
+        return _OnStream(cuda_kernels, self.stream)
+
+    def matmul(self, a, b, transpose_b=False):
+        """a @ b (or a @ bᵀ) for numba views, on cuBLAS through the library: a new device array."""
+        left, right = self._library_array(a), self._library_array(b)
+        return self._as_view(left @ (right.T if transpose_b else right))
+
+    def largest_magnitude(self, a):
+        """max |a| as a Python float (one number to the host)."""
+        if a.size == 0:
+            return 0.0
+        array = self._library_array(a)
+        return float(abs(array).max())
+
+    def all_finite(self, a):
+        """Whether every entry of the numba view ``a`` is finite (one boolean to the host)."""
+        return bool(self._lib.isfinite(self._library_array(a)).all())
+
+    def scalar(self, value, dtype):
+        """The Python float ``value`` as a 0-d array of the input's kind and ``dtype`` on its device."""
+        if self.kind == "torch":
+            return self._lib.tensor(value, dtype=getattr(self._lib, np.dtype(dtype).name), device=self.device)
+        if self.kind == "cupy":
+            return self._lib.asarray(value, dtype=dtype)
+        return self.cuda.to_device(np.array(value, dtype=dtype), stream=self.stream)
+
+
+class _OnStream:
+    """A kernel module whose functions run within ``module.launching_on(stream)``."""
+
+    def __init__(self, module, stream):
+        self._module, self._stream = module, stream
+
+    def __getattr__(self, name):
+        function = getattr(self._module, name)
+        if not callable(function):
+            return function
+
+        def on_stream(*args, **kwargs):
+            with self._module.launching_on(self._stream):
+                return function(*args, **kwargs)
+
+        return on_stream

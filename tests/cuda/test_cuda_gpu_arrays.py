@@ -1,0 +1,132 @@
+"""GPU arrays taken in place (``metricloss._kernels._gpu``), in Numba's CUDA simulator, whose device arrays
+(``cuda.to_device``) stand for a GPU input: triplet_loss on them equals the NumPy reference, returns device arrays,
+moves only O(B) numbers between host and device, and refuses what it does not run on the GPU by name."""
+
+import numpy as np
+import pytest
+from numba import cuda
+
+import metricloss as ml
+from metricloss._kernels import cuda_kernels
+
+MININGS = ("all", "all_semihard", "hard", "semihard")
+
+
+def _batch(size, dtype, n_features=6, seed=0):
+    rng = np.random.default_rng(seed + size)
+    x = rng.standard_normal((size, n_features)).astype(dtype)
+    x[1] = x[2]  # a duplicate row: zero distances and ties
+    labels = rng.integers(0, 4, size)
+    labels[0] = 9  # a class of one
+    return x, labels
+
+
+def _tolerance(dtype):
+    return {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-12}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mining", MININGS)
+@pytest.mark.parametrize("distance", ["euclidean", "sqeuclidean"])
+def test_triplet_loss_on_device_arrays_equals_numpy(mining, distance, dtype, size=17, scale=1.0):
+    """Value and gradient on device embeddings (labels on the device too) equal backend="numpy"'s on host
+    arrays; both come back as device arrays of the input's dtype, the value 0-d."""
+    x, labels = _batch(size, dtype)
+    x *= dtype(scale)
+    value, grad = ml.triplet_loss(x, labels, mining=mining, distance=distance, backend="numpy")
+    got_value, got_grad = ml.triplet_loss(cuda.to_device(x), cuda.to_device(labels), mining=mining, distance=distance)
+    assert ml._validation.is_gpu_array(got_value) and ml._validation.is_gpu_array(got_grad)
+    assert got_value.shape == () and got_value.dtype == dtype and got_grad.dtype == dtype
+    np.testing.assert_allclose(got_value.copy_to_host(), value, **_tolerance(dtype))
+    np.testing.assert_allclose(got_grad.copy_to_host(), grad, **_tolerance(dtype) | {"atol": 1e-5 * scale})
+
+
+@pytest.mark.parametrize("mining", MININGS)
+def test_rows_too_large_for_the_squared_norms_are_rescaled_on_the_device(mining):
+    """Entries near 1e6 in float32 (squared norms past 2^32): rescaled by an exact power of two, as on the host."""
+    test_triplet_loss_on_device_arrays_equals_numpy(mining, "euclidean", np.float32, scale=1e6)
+
+
+def test_options_that_do_not_change_the_device_path_agree_too():
+    """Soft batch-hard, kept incomplete anchors, explicit triplets and the other reductions."""
+    x, labels = _batch(13, np.float64)
+    options = [
+        {"mining": "hard", "soft": True},
+        {"mining": "hard", "incomplete_anchors": "keep"},
+        {"mining": "all", "reduction": "sum"},
+        {"mining": "semihard", "reduction": "mean_nonzero"},
+        {"triplets": (np.array([1, 2, 3]), np.array([2, 1, 1]), np.array([0, 0, 4]))},
+    ]
+    labels[:5] = [9, 1, 1, 1, 2]
+    for kwargs in options:
+        value, grad = ml.triplet_loss(x, labels, backend="numpy", **kwargs)
+        got_value, got_grad = ml.triplet_loss(cuda.to_device(x), labels, **kwargs)
+        np.testing.assert_allclose(got_value.copy_to_host(), value, rtol=1e-10, err_msg=str(kwargs))
+        np.testing.assert_allclose(got_grad.copy_to_host(), grad, rtol=1e-10, atol=1e-12, err_msg=str(kwargs))
+
+
+@pytest.mark.parametrize("labels", [np.zeros(5, int), np.arange(5), np.zeros(1, int)])
+def test_nothing_valid_gives_zero_and_zero_gradients_on_the_device(labels):
+    """One class, all classes distinct, one sample: value 0 and a zero gradient, as device arrays."""
+    x = np.random.default_rng(0).standard_normal((labels.size, 3))
+    for mining in MININGS:
+        value, grad = ml.triplet_loss(cuda.to_device(x), labels, mining=mining)
+        assert float(value.copy_to_host()) == 0.0
+        np.testing.assert_array_equal(grad.copy_to_host(), np.zeros_like(x))
+
+
+@pytest.mark.parametrize("mining", MININGS)
+def test_only_small_arrays_cross_between_host_and_device(monkeypatch, mining):
+    """No host round trip: every copy the kernels' wrappers make between host and device is an O(B) array (class
+    lists, per-anchor totals, chosen indices), never the B×F embeddings, the B×B matrices or the gradient."""
+    size, n_features = 17, 32
+    x, labels = _batch(size, np.float64, n_features=n_features)
+    copied = []
+    to_device, to_host = cuda_kernels._to_device, cuda_kernels._to_host
+
+    def recording_to_device(a):
+        if cuda_kernels._is_host(a):
+            copied.append(("to device", np.shape(a)))
+        return to_device(a)
+
+    def recording_to_host(d_a):
+        copied.append(("to host", d_a.shape))
+        return to_host(d_a)
+
+    monkeypatch.setattr(cuda_kernels, "_to_device", recording_to_device)
+    monkeypatch.setattr(cuda_kernels, "_to_host", recording_to_host)
+    ml.triplet_loss(cuda.to_device(x), labels, mining=mining)
+    assert copied  # the recording saw the wrappers' copies
+    for direction, shape in copied:
+        assert np.prod(shape) <= 2 * 3 * size, (direction, shape)  # at most the positive pairs' (a, p) or B×3
+
+
+def test_gpu_arrays_refuse_what_does_not_run_on_the_gpu_by_name():
+    """The CPU backends, the other distances, a reference set and the losses without a GPU path refuse device
+    embeddings with the reason; bad device input is refused as host input is."""
+    x, labels = _batch(6, np.float64)
+    d_x = cuda.to_device(x)
+    with pytest.raises(TypeError, match=r"embeddings is a GPU array .*backend='numba'"):
+        ml.triplet_loss(d_x, labels, backend="numba")
+    with pytest.raises(NotImplementedError, match=r"distance='cosine'"):
+        ml.triplet_loss(d_x, labels, distance="cosine")
+    with pytest.raises(NotImplementedError, match=r"with ref_embeddings"):
+        ml.triplet_loss(d_x, labels, ref_embeddings=d_x, ref_labels=labels)
+    with pytest.raises(TypeError, match=r"^embeddings must be a host array here; got a GPU array \(FakeCUDAArray"):
+        ml.contrastive_loss(d_x, labels)
+    with pytest.raises(ValueError, match=r"^embeddings must be finite"):
+        ml.triplet_loss(cuda.to_device(np.where(np.eye(6, 6, dtype=bool), np.nan, x)), labels)
+    with pytest.raises(TypeError, match=r"^embeddings must be a float32 or float64 array; got dtype int64"):
+        ml.triplet_loss(cuda.to_device(np.ones((6, 3), np.int64)), labels)
+    with pytest.raises(ValueError, match=r"^embeddings must be a 2-D array"):
+        ml.triplet_loss(cuda.to_device(x[:, 0].copy()), labels)
+    with pytest.raises(ValueError, match=r"^labels must have shape \(6,\)"):
+        ml.triplet_loss(d_x, labels[:5])
+    with pytest.raises(ValueError, match=r"^distance must be one of"):
+        ml.triplet_loss(d_x, labels, distance="manhattan")
+
+
+def record_launches(dtype):
+    """Every kernel of the GPU path launched once in ``dtype`` (for the compile-to-PTX test)."""
+    test_triplet_loss_on_device_arrays_equals_numpy("all", "euclidean", dtype, size=5, scale=1e6)
+    test_triplet_loss_on_device_arrays_equals_numpy("hard", "euclidean", dtype, size=5)
