@@ -543,7 +543,7 @@ def _negative_softmax_kernel(d, ref_class, anchor_class, margin, out, divide, ls
 
 @cuda.jit
 def _lifted_pairs_kernel(d, anchor_class, class_order, class_starts, self_offset, row_lse, col_lse, totals):
-    """Block a, a thread per positive of a's class: totals[a] = (Σ_p ½[J_ap]₊², #pairs, #{J > 0}, Σ_p [J_ap]₊ σ_ap),
+    """Block a, threads strided over a's class: totals[a] = (Σ_p ½[J_ap]₊², #pairs, #{J > 0}, Σ_p [J_ap]₊ σ_ap),
     J_ap = logaddexp(row_lse[a], col_lse[p]) + d_ap and σ_ap = e^{row_lse[a] − logaddexp(...)}."""
     a = cuda.blockIdx.x
     t = cuda.threadIdx.x
@@ -734,7 +734,7 @@ def negative_softmax(d, ref_class, anchor_class, margin, out, divide):
 
 
 def lifted_pairs(d, ref_class, anchor_class, class_order, class_starts, self_offset, row_lse, col_lse):
-    """:func:`numpy_kernels.lifted_pairs` on the GPU (one block per anchor, a thread per positive)."""
+    """:func:`numpy_kernels.lifted_pairs` on the GPU (one block per anchor, threads strided over its class)."""
     totals = np.zeros((d.shape[0], 4))
     if d.shape[0]:
         d_totals = cuda.device_array(totals.shape, dtype=np.float64)
