@@ -1,15 +1,9 @@
 """Every CUDA kernel (``metricloss._kernels.cuda_kernels``) against the NumPy reference, in Numba's CUDA
-simulator, at batch sizes that are not multiples of the block size, in float32 and float64; and each launched
-signature compiled to PTX by the real compiler (in a subprocess without the simulator)."""
-
-import json
-import os
-import subprocess
-import sys
+simulator, at batch sizes that are not multiples of the block size, in float32 and float64 (test_cuda_ptx.py
+compiles every launched signature to PTX)."""
 
 import numpy as np
 import pytest
-import test_cuda_gpu_arrays  # beside this file (pytest puts tests/cuda on sys.path)
 
 from metricloss._batch import class_index
 from metricloss._kernels import NO_SELF, get_kernels, numpy_kernels
@@ -167,38 +161,13 @@ def test_semihard_negatives_matches_reference(size, dtype):
             np.testing.assert_array_equal(a, b)
 
 
-def test_every_launched_signature_compiles_to_ptx(tmp_path):
-    """Run every host wrapper once per dtype with the launches recorded, then compile each recorded (kernel,
-    signature) with cuda.compile_ptx in a process without the simulator: typing errors the simulator cannot see."""
-    cuda_kernels._launch_log = log = []
-    try:
-        for dtype in DTYPES:
-            test_gram_to_distances_matches_reference(5, dtype, True)
-            test_pair_scale_and_symmetrize_match_reference(5, dtype)
-            test_scatter_adds_match_reference(5, dtype)
-            test_pull_distance_pairs_matches_reference(5, dtype, False)
-            test_pull_distance_pairs_matches_reference(5, dtype, True)
-            test_batch_all_matches_reference(5, dtype, True)
-            test_select_per_anchor_matches_reference(5, dtype, (2, 0))
-            test_semihard_negatives_matches_reference(5, dtype)
-            test_cuda_gpu_arrays.record_launches(dtype)
-    finally:
-        cuda_kernels._launch_log = None
-    signatures = sorted(set(log))
-    launched = {name for name, _ in signatures}
-    assert launched == {cuda_kernels.kernel_name(k) for k in cuda_kernels.KERNELS}
-    path = tmp_path / "signatures.json"
-    path.write_text(json.dumps(signatures))
-    script = (
-        "import json, sys\n"
-        "from numba import cuda\n"
-        "from metricloss._kernels import cuda_kernels as k\n"
-        "kernels = {k.kernel_name(f): f for f in k.KERNELS}\n"
-        "for name, types in json.load(open(sys.argv[1])):\n"
-        "    cuda.compile_ptx(kernels[name].py_func, f\"void({', '.join(types)})\", cc=(9, 0))\n"
-        "print('compiled', sys.argv[1])\n"
-    )
-    env = {key: value for key, value in os.environ.items() if key != "NUMBA_ENABLE_CUDASIM"}
-    result = subprocess.run([sys.executable, "-c", script, str(path)], env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert len(signatures) >= 2 * len(cuda_kernels.KERNELS)  # each kernel in float32 and in float64
+def record_launches(dtype):
+    """Every kernel of this file launched once in ``dtype`` (for test_cuda_ptx.py)."""
+    test_gram_to_distances_matches_reference(5, dtype, True)
+    test_pair_scale_and_symmetrize_match_reference(5, dtype)
+    test_scatter_adds_match_reference(5, dtype)
+    test_pull_distance_pairs_matches_reference(5, dtype, False)
+    test_pull_distance_pairs_matches_reference(5, dtype, True)
+    test_batch_all_matches_reference(5, dtype, True)
+    test_select_per_anchor_matches_reference(5, dtype, (2, 0))
+    test_semihard_negatives_matches_reference(5, dtype)
