@@ -84,7 +84,9 @@ def _type_string(arg):
 
 
 def _grid2(n_rows, n_cols):
-    return (max(1, -(-n_rows // _TILE)), max(1, -(-n_cols // _TILE))), (_TILE, _TILE)
+    """A launch over the entries of an n_rows × n_cols array, the x index (consecutive threads) along the columns,
+    so that the threads of a warp read and write consecutive entries of a row: ``j, i = cuda.grid(2)``."""
+    return (max(1, -(-n_cols // _TILE)), max(1, -(-n_rows // _TILE))), (_TILE, _TILE)
 
 
 def _is_host(a):
@@ -123,7 +125,7 @@ def _store(target, d_result):
 
 @cuda.jit
 def _gram_kernel(gram, x, y, sq_x, sq_y, ratio, root):
-    i, j = cuda.grid(2)
+    j, i = cuda.grid(2)
     if i < gram.shape[0] and j < gram.shape[1]:
         total = float(sq_x[i]) + float(sq_y[j])
         v = total - 2.0 * float(gram[i, j])
@@ -139,7 +141,7 @@ def _gram_kernel(gram, x, y, sq_x, sq_y, ratio, root):
 
 @cuda.jit
 def _pair_scale_kernel(g, d):
-    i, j = cuda.grid(2)
+    j, i = cuda.grid(2)
     if i < g.shape[0] and j < g.shape[1]:
         if d[i, j] == 0:
             g[i, j] = 0
@@ -149,7 +151,7 @@ def _pair_scale_kernel(g, d):
 
 @cuda.jit
 def _symmetrize_kernel(s):
-    i, j = cuda.grid(2)
+    j, i = cuda.grid(2)
     if i < s.shape[0] and j < s.shape[1] and i <= j:
         total = s[i, j] + s[j, i]
         s[i, j] = total
@@ -159,7 +161,7 @@ def _symmetrize_kernel(s):
 @cuda.jit
 def _scatter_pull_kernel(out, order, starts, index_values, sign):
     """out[i, f] += sign · values[order[k], f] for k in starts[i]:starts[i + 1], in that order."""
-    i, f = cuda.grid(2)
+    f, i = cuda.grid(2)
     if i < out.shape[0] and f < out.shape[1]:
         acc = out[i, f]
         for k in range(starts[i], starts[i + 1]):
@@ -384,7 +386,7 @@ def _row_sq_norms_kernel(x, out):
 @cuda.jit
 def _scale_kernel(a, factor):
     """a *= factor, elementwise (an exact power of two where the GPU path rescales)."""
-    i, j = cuda.grid(2)
+    j, i = cuda.grid(2)
     if i < a.shape[0] and j < a.shape[1]:
         a[i, j] = a[i, j] * factor
 
@@ -919,7 +921,7 @@ def lifted_cotangent(
     d_col_weights = _to_device(col_weights) if np.any(col_coef) else d_out
     floats = (_to_device(np.asarray(v, dtype=np.float64)) for v in (row_lse, col_lse, row_coef, col_coef))
     args = (d_d, *_int64_to_device(ref_class, anchor_class), int(self_offset), *floats, d_col_weights, d_out)
-    _launch(_lifted_cotangent_kernel, *_grid2(d.shape[1], d.shape[0]), *args, bool(divide))
+    _launch(_lifted_cotangent_kernel, *_grid2(*d.shape), *args, bool(divide))
     out[...] = d_out.copy_to_host()
 
 
@@ -945,7 +947,7 @@ def transposed(m):
     if m.size == 0:
         return np.empty((m.shape[1], m.shape[0]), dtype=m.dtype)
     d_out = cuda.device_array((m.shape[1], m.shape[0]), dtype=m.dtype)
-    _launch(_transpose_kernel, *_grid2(*m.shape), _to_device(m), d_out)
+    _launch(_transpose_kernel, *_grid2(*d_out.shape), _to_device(m), d_out)
     return d_out.copy_to_host()
 
 
