@@ -5,14 +5,13 @@ against backend="numpy" end to end."""
 
 import numpy as np
 import pytest
+from test_cuda_kernels import DTYPES, SIZES, _batch, _tolerance
 
 from metricloss._batch import class_index
 from metricloss._kernels import NO_SELF, get_kernels, numpy_kernels
 from metricloss.losses.pairs import contrastive_loss
 from metricloss.losses.quadruplet import quadruplet_loss
 from metricloss.losses.triplet import triplet_loss
-
-from test_cuda_kernels import DTYPES, SIZES, _batch, _tolerance
 
 cuda_kernels = get_kernels("cuda")
 
