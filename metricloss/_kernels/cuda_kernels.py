@@ -504,11 +504,11 @@ def _quadruplet_fill_kernel(
 
 
 @cuda.jit
-def _bitonic_kernel(keys, values, j, k):
-    """One step (k, j) of a bitonic sort of (keys, values) pairs, lexicographically: each thread compares and
-    swaps the pairs of slots (low, low + j) it owns, low with bit j clear, ascending where low & k is 0."""
-    stride = cuda.gridDim.x * cuda.blockDim.x
-    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, keys.shape[0] // 2, stride):
+def _bitonic_kernel(keys, values, j, k, stride):
+    """One step (k, j) of a bitonic sort of (keys, values) pairs, lexicographically: thread q (of ``stride``, the
+    launch's threads) compares and swaps the pairs of slots (low, low + j), low with bit j clear, numbered q,
+    q + stride, ...; ascending where low & k is 0."""
+    for q in range(cuda.grid(1), keys.shape[0] // 2, stride):
         low = 2 * j * (q // j) + q % j
         high = low + j
         greater = keys[low] > keys[high] or (keys[low] == keys[high] and values[low] > values[high])
@@ -830,7 +830,7 @@ def _bitonic_sort(keys, values):
     while k <= size:
         j = k // 2
         while j >= 1:
-            _launch(_bitonic_kernel, blocks, THREADS, keys, values, j, k)
+            _launch(_bitonic_kernel, blocks, THREADS, keys, values, j, k, blocks * THREADS)
             j //= 2
         k *= 2
 
