@@ -421,6 +421,288 @@ def _scaled_pull_kernel(grad, s, a, s_b, factor):
         grad[i, f] = factor * (row_sum[0] * float(a[i, f]) - float(s_b[i, f]))
 
 
+# --- device code: contrastive pairs, soft-margin batch-all, quadruplet pairs ---------------------------------------
+
+
+@cuda.jit
+def _contrastive_kernel(d, ref_class, anchor_class, self_offset, margin, pos_margin, c1, c2, out, divide, totals):
+    """Block a: row a of out (the slopes ±(2c₂h + c₁) of the terms ℓ = (c₂h + c₁)h > 0), and totals[a] = (Σ ℓ
+    similar, Σ ℓ dissimilar, #active similar, #active dissimilar, #similar pairs, #dissimilar pairs)."""
+    a = cuda.blockIdx.x
+    t = cuda.threadIdx.x
+    partial = cuda.shared.array((6, THREADS), np.float64)
+    c = anchor_class[a]
+    own = a + self_offset
+    value_similar = 0.0
+    value_dissimilar = 0.0
+    active_similar = 0.0
+    active_dissimilar = 0.0
+    pairs_similar = 0.0
+    pairs_dissimilar = 0.0
+    for j in range(t, d.shape[1], THREADS):
+        d_aj = float(d[a, j])
+        similar = ref_class[j] == c
+        h = max(d_aj - pos_margin if similar else margin - d_aj, 0.0)
+        term = (c2 * h + c1) * h
+        g = 0.0
+        if j != own:
+            if similar:
+                pairs_similar += 1.0
+            else:
+                pairs_dissimilar += 1.0
+            if term > 0:
+                g = 2.0 * c2 * h + c1
+                if similar:
+                    value_similar += term
+                    active_similar += 1.0
+                else:
+                    value_dissimilar += term
+                    active_dissimilar += 1.0
+                    g = -g
+        if divide:
+            g = g / d_aj if d_aj > 0 else 0.0
+        out[a, j] = g
+    partial[0, t] = value_similar
+    partial[1, t] = value_dissimilar
+    partial[2, t] = active_similar
+    partial[3, t] = active_dissimilar
+    partial[4, t] = pairs_similar
+    partial[5, t] = pairs_dissimilar
+    cuda.syncthreads()
+    step = THREADS // 2
+    while step > 0:
+        if t < step:
+            for r in range(6):
+                partial[r, t] += partial[r, t + step]
+        cuda.syncthreads()
+        step //= 2
+    if t == 0:
+        for r in range(6):
+            totals[a, r] = partial[r, 0]
+
+
+@cuda.jit
+def _scale_same_class_kernel(out, anchor_class, class_order, class_starts, factor):
+    """Block a, a thread per member j of a's class: out[a, j] *= factor."""
+    a = cuda.blockIdx.x
+    c = anchor_class[a]
+    if c >= 0:
+        for k in range(class_starts[c] + cuda.threadIdx.x, class_starts[c + 1], THREADS):
+            j = class_order[k]
+            out[a, j] = out[a, j] * factor
+
+
+@cuda.jit
+def _soft_all_kernel(
+    d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, smallest, out, divide, totals
+):
+    """Block a: row a of out, and totals[a] = (Σ terms, #terms > 0, #valid triplets). A positive sums σ(z) over
+    the anchor's negatives (and adds the terms), a negative −σ(z) over the anchor's class, z = d_ap − d_an + m."""
+    a = cuda.blockIdx.x
+    t = cuda.threadIdx.x
+    value_sum = cuda.shared.array(THREADS, np.float64)
+    nonzero_sum = cuda.shared.array(THREADS, np.float64)
+    n_refs = d.shape[1]
+    c = anchor_class[a]
+    own = a + self_offset
+    start = 0
+    stop = 0
+    if c >= 0:
+        start = class_starts[c]
+        stop = class_starts[c + 1]
+    value = 0.0
+    nonzero = 0.0
+    for j in range(t, n_refs, THREADS):
+        d_aj = float(d[a, j])
+        g = 0.0
+        if j != own:
+            if ref_class[j] == c:  # a positive: its terms with every negative
+                for n in range(n_refs):
+                    if n != own and ref_class[n] != c:
+                        z = (d_aj - float(d[a, n])) + margin
+                        term = max(z, 0.0) + math.log1p(math.exp(-abs(z)))  # softplus(z), no overflow
+                        if term > smallest:  # else it rounds to 0 in the input dtype, and so does its slope
+                            g += math.exp(z - term)  # σ(z)
+                            value += term
+                            nonzero += 1.0
+            else:  # a negative: its slopes with every positive
+                for k in range(start, stop):
+                    p = class_order[k]
+                    if p != own:
+                        z = (float(d[a, p]) - d_aj) + margin
+                        term = max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+                        if term > smallest:
+                            g -= math.exp(z - term)
+        if divide:
+            g = g / d_aj if d_aj > 0 else 0.0
+        out[a, j] = g
+    value_sum[t] = value
+    nonzero_sum[t] = nonzero
+    cuda.syncthreads()
+    step = THREADS // 2
+    while step > 0:
+        if t < step:
+            value_sum[t] += value_sum[t + step]
+            nonzero_sum[t] += nonzero_sum[t + step]
+        cuda.syncthreads()
+        step //= 2
+    if t == 0:
+        n_positive = 0.0
+        for k in range(start, stop):
+            if class_order[k] != own:
+                n_positive += 1.0
+        n_own = 1.0 if 0 <= own < n_refs else 0.0
+        n_negative = n_refs - (stop - start) - (n_own if n_positive == stop - start else 0.0)
+        totals[a, 0] = value_sum[0]
+        totals[a, 1] = nonzero_sum[0]
+        totals[a, 2] = n_positive * n_negative
+
+
+@cuda.jit
+def _quadruplet_fill_kernel(
+    d, ref_class, class_order, class_starts, rank, pair_starts, starts, row_upper_start, margin2, keys, values
+):
+    """Block i: row i's entries into the (key, value) lists that :func:`_bitonic_kernel` sorts, each slot written
+    by one thread. Keys, in the order of their slots: c (0 <= c < C), the ordered negative entries (l, k) of rows l
+    of class c, row by row in class order; C, the negative pairs (l, k), l < k, row by row; C + 1 + c, the
+    thresholds T = d_ij + margin2 of class c's positive pairs (i, j), i < j, in pair order; 2C + 1, all the
+    thresholds again; 2C + 2 (value +inf), the padding up to a power of two."""
+    i = cuda.blockIdx.x
+    t = cuda.threadIdx.x
+    n = d.shape[0]
+    n_classes = class_starts.shape[0] - 1
+    c = ref_class[i]
+    first = class_starts[c]
+    n_c = class_starts[c + 1] - first
+    r = rank[i]
+    n_pairs = pair_starts[n_classes]
+    own_base = starts[c] + r * (n - n_c)
+    upper_base = starts[n_classes] + row_upper_start[i]
+    threshold_base = starts[n_classes + 1] + pair_starts[c] + r * n_c - r * (r + 1) // 2 - r - 1
+    for k in range(t, n, THREADS):
+        if ref_class[k] != c:
+            lo = first  # below: class c's members < k (class_order is increasing within a class)
+            hi = first + n_c
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if class_order[mid] < k:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            below = lo - first
+            keys[own_base + k - below] = c
+            values[own_base + k - below] = float(d[i, k])
+            if k > i:  # after row i's upper negatives left of k: (k − i − 1) columns less the members in (i, k)
+                keys[upper_base + k - i - below + r] = n_classes
+                values[upper_base + k - i - below + r] = float(d[i, k])
+        elif k > i:  # the positive pair (i, k), member rank[k] of the class
+            threshold = float(d[i, k]) + margin2
+            keys[threshold_base + rank[k]] = n_classes + 1 + c
+            values[threshold_base + rank[k]] = threshold
+            keys[threshold_base + rank[k] + n_pairs] = 2 * n_classes + 1
+            values[threshold_base + rank[k] + n_pairs] = threshold
+    for q in range(starts[n_classes + 1] + 2 * n_pairs + i * THREADS + t, keys.shape[0], n * THREADS):
+        keys[q] = 2 * n_classes + 2
+        values[q] = math.inf
+
+
+@cuda.jit
+def _bitonic_kernel(keys, values, j, k, stride):
+    """One step (k, j) of a bitonic sort of (keys, values) pairs, lexicographically: thread q (of ``stride``, the
+    launch's threads) compares and swaps the pairs of slots (low, low + j), low with bit j clear, numbered q,
+    q + stride, ...; ascending where low & k is 0."""
+    for q in range(cuda.grid(1), keys.shape[0] // 2, stride):
+        low = 2 * j * (q // j) + q % j
+        high = low + j
+        greater = keys[low] > keys[high] or (keys[low] == keys[high] and values[low] > values[high])
+        if greater == ((low & k) == 0):
+            key = keys[low]
+            keys[low] = keys[high]
+            keys[high] = key
+            value = values[low]
+            values[low] = values[high]
+            values[high] = value
+
+
+@cuda.jit
+def _quadruplet_rows_kernel(d, ref_class, class_starts, pair_starts, starts, values, margin2, out, divide, totals):
+    """Block i: row i of out from the sorted lists, and totals[i] = (Σ_k g[i, k]·d[i, k], Σ of its positive pairs'
+    counts). Negative entry (i, k): H_c = #{T of i's class c > d} on k < i, H_c − G, G = #{T > d}, on k > i;
+    positive pair (i, k), k > i: #{negative pairs below T} − #{those of rows of class c below T}, T = d_ik + m2.
+    Each count is a binary search in its sorted segment."""
+    i = cuda.blockIdx.x
+    t = cuda.threadIdx.x
+    row_sum = cuda.shared.array(THREADS, np.float64)
+    active_sum = cuda.shared.array(THREADS, np.float64)
+    n_classes = class_starts.shape[0] - 1
+    c = ref_class[i]
+    n_pairs = pair_starts[n_classes]
+    thresholds = starts[n_classes + 1]
+    value = 0.0
+    active = 0.0
+    for k in range(t, d.shape[0], THREADS):
+        d_ik = float(d[i, k])
+        g = 0.0
+        if ref_class[k] != c:
+            lo = thresholds + pair_starts[c]  # H_c: class c's thresholds above d_ik
+            hi = thresholds + pair_starts[c + 1]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if values[mid] <= d_ik:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            g = float(thresholds + pair_starts[c + 1] - lo)
+            if k > i:
+                lo = thresholds + n_pairs  # G: all thresholds above d_ik
+                hi = thresholds + 2 * n_pairs
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if values[mid] <= d_ik:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                g -= float(thresholds + 2 * n_pairs - lo)
+        elif k > i:
+            threshold = d_ik + margin2
+            lo = starts[n_classes]  # every negative pair below T
+            hi = thresholds
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if values[mid] < threshold:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            g = float(lo - starts[n_classes])
+            lo = starts[c]  # less those of the rows of class c (with an end in class c) below T
+            hi = starts[c + 1]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if values[mid] < threshold:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            g -= float(lo - starts[c])
+            active += g
+        value += g * d_ik
+        if divide:
+            g = g / d_ik if d_ik > 0 else 0.0
+        out[i, k] = g
+    row_sum[t] = value
+    active_sum[t] = active
+    cuda.syncthreads()
+    step = THREADS // 2
+    while step > 0:
+        if t < step:
+            row_sum[t] += row_sum[t + step]
+            active_sum[t] += active_sum[t + step]
+        cuda.syncthreads()
+        step //= 2
+    if t == 0:
+        totals[i, 0] = row_sum[0]
+        totals[i, 1] = active_sum[0]
+
+
 KERNELS = (
     _gram_kernel,
     _pair_scale_kernel,
@@ -435,6 +717,12 @@ KERNELS = (
     _scale_kernel,
     _gather_kernel,
     _scaled_pull_kernel,
+    _contrastive_kernel,
+    _scale_same_class_kernel,
+    _soft_all_kernel,
+    _quadruplet_fill_kernel,
+    _bitonic_kernel,
+    _quadruplet_rows_kernel,
 )
 
 
@@ -600,6 +888,123 @@ def semihard_negatives(
     chosen = _to_host(chosen)
     positives[...] = chosen[:, 0]
     negatives[...] = chosen[:, 1]
+
+
+# --- host wrappers: contrastive pairs, soft-margin batch-all, quadruplet pairs -------------------------------------
+
+# Blocks of the bitonic sort's launches, each a grid-stride loop over its pairs of slots: on a GPU enough to give
+# every pair a thread; in the simulator two, so that the stride is exercised and a launch stays cheap.
+_MAX_SORT_BLOCKS = 2 if simulator_enabled() else 1 << 30
+
+
+def contrastive_pairs(d, ref_class, anchor_class, self_offset, margin, pos_margin, form, out, divide):
+    """:func:`numpy_kernels.contrastive_pairs` on the GPU: one block per anchor, a thread per column (strided),
+    the six per-anchor totals by shared-memory tree reductions. O(B·R) time; out may be d."""
+    c1 = 1.0 if form == 2 else 0.0  # ℓ = (c₂h + c₁)h, as in the reference
+    c2 = 0.5 if form == 0 else (1.0 if form == 1 else 0.0)
+    totals = np.zeros((d.shape[0], 6))
+    if d.shape[0]:
+        d_totals = cuda.device_array(totals.shape, dtype=np.float64)
+        d_out = cuda.device_array(out.shape, dtype=out.dtype)
+        ref_class, anchor_class = (_to_device(np.asarray(a, dtype=np.int64)) for a in (ref_class, anchor_class))
+        args = (_to_device(d), ref_class, anchor_class, int(self_offset), float(margin), float(pos_margin), c1, c2)
+        _launch(_contrastive_kernel, d.shape[0], THREADS, *args, d_out, bool(divide), d_totals)
+        out[...] = d_out.copy_to_host()
+        totals = d_totals.copy_to_host()
+    return totals[:, 0:2].copy(), totals[:, 2:4].astype(np.int64), totals[:, 4:6].astype(np.int64)
+
+
+def scale_same_class(out, ref_class, anchor_class, class_order, class_starts, factor):
+    """:func:`numpy_kernels.scale_same_class` on the GPU: one block per anchor, a thread per member of its class
+    (strided). O(B·K)."""
+    if out.shape[0]:
+        d_out = _to_device(out)
+        classes = (_to_device(np.asarray(a, dtype=np.int64)) for a in (anchor_class, class_order, class_starts))
+        _launch(_scale_same_class_kernel, out.shape[0], THREADS, d_out, *classes, float(factor))
+        out[...] = d_out.copy_to_host()
+
+
+def soft_all_triplets(
+    d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, smallest, out, divide
+):
+    """:func:`numpy_kernels.soft_all_triplets` on the GPU, laid out as :func:`batch_all_triplets`: one block per
+    anchor, a thread per column; a positive sums its slopes over the anchor's negatives (and its terms), a negative
+    over the anchor's class. O(B·R·K) time (each term's softplus computed twice), no sort; out may be d."""
+    totals = np.zeros((d.shape[0], 3))
+    if d.shape[0]:
+        d_totals = cuda.device_array(totals.shape, dtype=np.float64)
+        d_out = cuda.device_array(out.shape, dtype=out.dtype)
+        classes = _class_arrays(ref_class, anchor_class, class_order, class_starts)
+        args = (_to_device(d), *classes, int(self_offset), float(margin), float(smallest), d_out, bool(divide))
+        _launch(_soft_all_kernel, d.shape[0], THREADS, *args, d_totals)
+        out[...] = d_out.copy_to_host()
+        totals = d_totals.copy_to_host()
+    return totals[:, 0].copy(), totals[:, 1].astype(np.int64), totals[:, 2].astype(np.int64)
+
+
+def _bitonic_sort(keys, values):
+    """Sort the device arrays (keys, values), of a power-of-two length, by key then value, in place: a bitonic
+    network, one launch per step, log₂N·(log₂N + 1)/2 launches of O(N) work each."""
+    size = keys.shape[0]
+    blocks = max(1, min(-(-size // 2 // THREADS), _MAX_SORT_BLOCKS))
+    k = 2
+    while k <= size:
+        j = k // 2
+        while j >= 1:
+            _launch(_bitonic_kernel, blocks, THREADS, keys, values, j, k, blocks * THREADS)
+            j //= 2
+        k *= 2
+
+
+def quadruplet_pairs(d, ref_class, class_order, class_starts, margin2, out, divide):
+    """:func:`numpy_kernels.quadruplet_pairs` on the GPU, by the same counts (never the quadruplets).
+
+    Three steps, all on the device: (1) one block per row writes, in float64, each class's ordered negative
+    entries (rows of the class, columns of other classes), every negative pair once (its upper entry), each class's
+    positive-pair thresholds T = d_ij + margin2 and all thresholds once more, into one list of (segment, value)
+    slots whose places follow from the class sizes alone (computed here from ``class_starts``); (2) a bitonic sort
+    of that list by (segment, value), one launch per step, each thread owning the pairs of slots it compares;
+    (3) one block per row, a thread per column: a negative entry's slope is a binary search in its class's sorted
+    thresholds (and, above the diagonal, in all of them), a positive pair's count two binary searches in the sorted
+    negatives (all pairs, less those with an end in its class); the row's Σ g·d and its pairs' counts by
+    shared-memory tree reductions. About 1.5·(B² − Σ n_c²) + 2P slots (P positive pairs), padded to a power of
+    two N: O(N log² N) = O(B² log² B) work in O(log² B) launches, O(B²) memory, no B³ array, no atomics. out may
+    be d.
+    """
+    n = d.shape[0]
+    class_order = np.asarray(class_order, dtype=np.int64)
+    class_starts = np.asarray(class_starts, dtype=np.int64)
+    ref_class = np.asarray(ref_class, dtype=np.int64)
+    sizes = np.diff(class_starts)
+    rank = np.empty(n, dtype=np.int64)  # each sample's place in its class
+    rank[class_order] = np.arange(n) - np.repeat(class_starts[:-1], sizes)
+    pair_starts = np.concatenate([[0], np.cumsum(sizes * (sizes - 1) // 2)])
+    n_pairs = int(pair_starts[-1])
+    upper = (n - 1 - np.arange(n)) - (sizes[ref_class] - 1 - rank)  # each row's negatives right of the diagonal
+    n_negative = int(upper.sum())
+    touching = sizes * (n - sizes)  # negative pairs with an end in each class
+    starts = np.concatenate([[0], np.cumsum(touching), [touching.sum() + n_negative]])
+    n_terms = int(np.sum((pair_starts[1:] - pair_starts[:-1]) * (n_negative - touching)))
+    if n == 0:
+        return 0.0, 0, n_terms
+    size = 1 << max(int(starts[-1]) + 2 * n_pairs - 1, 0).bit_length()  # the slots, padded to a power of two
+    keys = cuda.device_array(size, dtype=np.int64)
+    values = cuda.device_array(size, dtype=np.float64)
+    d_d = _to_device(d)
+    d_class, d_order, d_starts = (_to_device(a) for a in (ref_class, class_order, class_starts))
+    d_pair_starts, d_segments = _to_device(pair_starts), _to_device(starts)
+    row_upper_start = _to_device(np.concatenate([[0], np.cumsum(upper)[:-1]]))
+    args = (d_d, d_class, d_order, d_starts, _to_device(rank), d_pair_starts, d_segments, row_upper_start)
+    _launch(_quadruplet_fill_kernel, n, THREADS, *args, float(margin2), keys, values)
+    _bitonic_sort(keys, values)
+    d_out = cuda.device_array(out.shape, dtype=out.dtype)
+    totals = cuda.device_array((n, 2), dtype=np.float64)
+    args = (d_d, d_class, d_starts, d_pair_starts, d_segments, values, float(margin2), d_out, bool(divide), totals)
+    _launch(_quadruplet_rows_kernel, n, THREADS, *args)
+    out[...] = d_out.copy_to_host()
+    totals = totals.copy_to_host()
+    n_active = int(np.sum(totals[:, 1]))
+    return float(margin2 * n_active + np.sum(totals[:, 0])), n_active, n_terms
 
 
 # --- the GPU path's own steps (no numpy_kernels twin: on host arrays NumPy does them, in metricloss.distances) ---
@@ -967,6 +1372,10 @@ IMPLEMENTED = (
     "lifted_cotangent",
     "generalized_lifted_rows",
     "transposed",
+    "contrastive_pairs",
+    "scale_same_class",
+    "soft_all_triplets",
+    "quadruplet_pairs",
 )
 
 

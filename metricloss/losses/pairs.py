@@ -136,8 +136,8 @@ def contrastive_loss(
         A reference set (query-vs-reference, cross-modal batches): the pairs are (embeddings_i, ref_j), all of
         them. Give ``ref_labels`` with it.
     ref_labels : int array of shape (R,), optional
-    backend : {"numpy", "numba"}, optional
-        The kernel module; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU.
 
     Returns
     -------

@@ -233,8 +233,8 @@ def quadruplet_loss(
     reduction : {"mean", "sum", "mean_nonzero"}, default "mean"
     split_reduction : bool, default True
         Reduce each term on its own and add the two (True), or reduce all terms as one set.
-    backend : {"numpy", "numba"}, optional
-        The kernel module; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU.
 
     Returns
     -------

@@ -235,7 +235,7 @@ def triplet_loss(
     ref_labels : int array of shape (R,), optional
     backend : {"numpy", "numba", "cuda"}, optional
         The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels of every
-        ``mining`` on an NVIDIA GPU, not yet those of ``soft=True`` with ``mining="all"`` (a NotImplementedError).
+        ``mining``, ``soft`` or not, on an NVIDIA GPU.
 
     Returns
     -------

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from metricloss._kernels import BACKENDS, get_kernels
-from metricloss.losses.pairs import contrastive_loss
 from metricloss.losses.triplet import triplet_loss
 
 
@@ -40,13 +39,19 @@ def test_triplet_loss_cuda_with_reference_set_equals_numpy():
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
-def test_cuda_backend_is_listed_and_refuses_kernels_it_lacks():
-    """ "cuda" is a backend; a loss whose kernel has no CUDA version raises NotImplementedError naming it."""
+def test_cuda_backend_is_listed_and_refuses_kernels_it_lacks(monkeypatch):
+    """ "cuda" is a backend; a kernel of the reference without a CUDA version (here one added to numpy_kernels for
+    the test) raises NotImplementedError naming it, never runs on the CPU."""
+    from metricloss._kernels import numpy_kernels
+
     assert "cuda" in BACKENDS
-    assert get_kernels("cuda").__name__.endswith("cuda_kernels")
-    x, labels = _batch(5, np.float64)
-    with pytest.raises(NotImplementedError, match="contrastive_pairs"):
-        contrastive_loss(x, labels, backend="cuda")
+    cuda_kernels = get_kernels("cuda")
+    assert cuda_kernels.__name__.endswith("cuda_kernels")
+    monkeypatch.setattr(numpy_kernels, "a_kernel_without_cuda", numpy_kernels.symmetrize, raising=False)
+    with pytest.raises(NotImplementedError, match=r"no CUDA version of the kernel 'a_kernel_without_cuda'"):
+        cuda_kernels.a_kernel_without_cuda(np.zeros((2, 2)))
+    for name in cuda_kernels.IMPLEMENTED:
+        assert callable(getattr(cuda_kernels, name))
 
 
 def test_missing_numba_cuda_names_the_extra(monkeypatch):
