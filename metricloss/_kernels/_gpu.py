@@ -146,10 +146,11 @@ class GpuArrays:
         return self._as_view(self._library_array(a).copy() if self.gemm == "cupy" else self._library_array(a).clone())
 
     def kernels(self):
-        """The CUDA kernel module, each of its functions launching on this library's stream."""
+        """The CUDA kernel module, each of its functions launching on this library's stream and allocating with
+        its allocator."""
         from . import cuda_kernels
 
-        return _OnStream(cuda_kernels, self.stream)
+        return _OnStream(cuda_kernels, self.stream, self.empty)
 
     def matmul(self, a, b, transpose_b=False):
         """a @ b (or a @ bᵀ) for numba views, on cuBLAS through the library: a new device array."""
@@ -177,10 +178,10 @@ class GpuArrays:
 
 
 class _OnStream:
-    """A kernel module whose functions run within ``module.launching_on(stream)``."""
+    """A kernel module whose functions run within ``module.launching_on(stream, allocate)``."""
 
-    def __init__(self, module, stream):
-        self._module, self._stream = module, stream
+    def __init__(self, module, stream, allocate):
+        self._module, self._stream, self._allocate = module, stream, allocate
 
     def __getattr__(self, name):
         function = getattr(self._module, name)
@@ -188,7 +189,7 @@ class _OnStream:
             return function
 
         def on_stream(*args, **kwargs):
-            with self._module.launching_on(self._stream):
+            with self._module.launching_on(self._stream, self._allocate):
                 return function(*args, **kwargs)
 
         return on_stream

@@ -55,15 +55,26 @@ def _launch(kernel, grid, block, *args):
     kernel[grid, block, _stream](*args)
 
 
+# What allocates the wrappers' device arrays: numba, or within ``launching_on`` the library a GPU input came from
+# (torch's caching allocator, CuPy's pool), so that its memory accounting sees them.
+_allocate = None
+
+
+def _device_array(shape, dtype):
+    return cuda.device_array(shape, dtype=dtype) if _allocate is None else _allocate(shape, dtype)
+
+
 @contextlib.contextmanager
-def launching_on(stream):
-    """Launch the kernels (and make the copies) of the block on ``stream``."""
-    global _stream
-    previous, _stream = _stream, stream
+def launching_on(stream, allocate=None):
+    """Launch the kernels (and make the copies) of the block on ``stream``; allocate with ``allocate(shape, dtype)``
+    (returning a numba device array), if given."""
+    global _stream, _allocate
+    previous = _stream, _allocate
+    _stream, _allocate = stream, allocate
     try:
         yield
     finally:
-        _stream = previous
+        _stream, _allocate = previous
 
 
 def kernel_name(kernel):
@@ -796,7 +807,7 @@ def pull_distance_pairs(x, y, rows, cols, g, squared, grad_x, grad_y):
     """:func:`numpy_kernels.pull_distance_pairs` on the GPU: the pairs' float64 terms (one thread per pair, a K×F
     temporary), then two pulls, into grad_x by ``rows`` and out of grad_y by ``cols``."""
     rows, cols = _host_indices(rows), _host_indices(cols)
-    d_terms = cuda.device_array((rows.size, x.shape[1]), dtype=np.float64)
+    d_terms = _device_array((rows.size, x.shape[1]), np.float64)
     if rows.size:
         blocks = -(-rows.size // THREADS)
         args = (_to_device(x), _to_device(y), _to_device(rows), _to_device(cols))
@@ -818,7 +829,7 @@ def _output_buffer(out, d):
     """Where a per-anchor kernel writes its B×R output: ``out`` itself if it is a device array other than d (which
     the kernel reads while it writes), else a new device array."""
     if _is_host(out) or out is d:
-        return cuda.device_array(out.shape, dtype=out.dtype)
+        return _device_array(out.shape, out.dtype)
     return out
 
 
@@ -827,7 +838,7 @@ def _class_arrays(ref_class, anchor_class, class_order, class_starts):
 
 
 def _batch_all_on_device(d_d, classes, self_offset, margin, semihard_only, d_out, divide):
-    totals = cuda.device_array((d_d.shape[0], 3), dtype=np.float64)
+    totals = _device_array((d_d.shape[0], 3), np.float64)
     if d_d.shape[0]:
         args = (d_d, *classes, int(self_offset), float(margin), bool(semihard_only), d_out, bool(divide), totals)
         _launch(_batch_all_kernel, d_d.shape[0], THREADS, *args)
@@ -867,7 +878,7 @@ def batch_all_symmetric(
 
 def select_per_anchor(d, ref_class, anchor_class, self_offset, positive_mode, negative_mode):
     """:func:`numpy_kernels.select_per_anchor` on the GPU (one block per anchor, shared-memory arg-reductions)."""
-    chosen = cuda.device_array((d.shape[0], 2), dtype=np.int64)
+    chosen = _device_array((d.shape[0], 2), np.int64)
     if d.shape[0]:
         ref_class, anchor_class = (_to_device(_host_indices(a)) for a in (ref_class, anchor_class))
         args = (_to_device(d), ref_class, anchor_class, int(self_offset), int(positive_mode), int(negative_mode))
@@ -880,7 +891,7 @@ def semihard_negatives(
     d, ref_class, anchor_class, class_order, class_starts, self_offset, offsets, positives, negatives
 ):
     """:func:`numpy_kernels.semihard_negatives` on the GPU (one block per anchor, one thread per positive)."""
-    chosen = cuda.device_array((positives.size, 2), dtype=np.int64)
+    chosen = _device_array((positives.size, 2), np.int64)
     if positives.size:
         classes = _class_arrays(ref_class, anchor_class, class_order, class_starts)
         args = (_to_device(d), *classes, int(self_offset), _to_device(_host_indices(offsets)), chosen)
@@ -904,8 +915,8 @@ def contrastive_pairs(d, ref_class, anchor_class, self_offset, margin, pos_margi
     c2 = 0.5 if form == 0 else (1.0 if form == 1 else 0.0)
     totals = np.zeros((d.shape[0], 6))
     if d.shape[0]:
-        d_totals = cuda.device_array(totals.shape, dtype=np.float64)
-        d_out = cuda.device_array(out.shape, dtype=out.dtype)
+        d_totals = _device_array(totals.shape, np.float64)
+        d_out = _device_array(out.shape, out.dtype)
         ref_class, anchor_class = (_to_device(np.asarray(a, dtype=np.int64)) for a in (ref_class, anchor_class))
         args = (_to_device(d), ref_class, anchor_class, int(self_offset), float(margin), float(pos_margin), c1, c2)
         _launch(_contrastive_kernel, d.shape[0], THREADS, *args, d_out, bool(divide), d_totals)
@@ -932,8 +943,8 @@ def soft_all_triplets(
     over the anchor's class. O(B·R·K) time (each term's softplus computed twice), no sort; out may be d."""
     totals = np.zeros((d.shape[0], 3))
     if d.shape[0]:
-        d_totals = cuda.device_array(totals.shape, dtype=np.float64)
-        d_out = cuda.device_array(out.shape, dtype=out.dtype)
+        d_totals = _device_array(totals.shape, np.float64)
+        d_out = _device_array(out.shape, out.dtype)
         classes = _class_arrays(ref_class, anchor_class, class_order, class_starts)
         args = (_to_device(d), *classes, int(self_offset), float(margin), float(smallest), d_out, bool(divide))
         _launch(_soft_all_kernel, d.shape[0], THREADS, *args, d_totals)
@@ -988,8 +999,8 @@ def quadruplet_pairs(d, ref_class, class_order, class_starts, margin2, out, divi
     if n == 0:
         return 0.0, 0, n_terms
     size = 1 << max(int(starts[-1]) + 2 * n_pairs - 1, 0).bit_length()  # the slots, padded to a power of two
-    keys = cuda.device_array(size, dtype=np.int64)
-    values = cuda.device_array(size, dtype=np.float64)
+    keys = _device_array(size, np.int64)
+    values = _device_array(size, np.float64)
     d_d = _to_device(d)
     d_class, d_order, d_starts = (_to_device(a) for a in (ref_class, class_order, class_starts))
     d_pair_starts, d_segments = _to_device(pair_starts), _to_device(starts)
@@ -997,8 +1008,8 @@ def quadruplet_pairs(d, ref_class, class_order, class_starts, margin2, out, divi
     args = (d_d, d_class, d_order, d_starts, _to_device(rank), d_pair_starts, d_segments, row_upper_start)
     _launch(_quadruplet_fill_kernel, n, THREADS, *args, float(margin2), keys, values)
     _bitonic_sort(keys, values)
-    d_out = cuda.device_array(out.shape, dtype=out.dtype)
-    totals = cuda.device_array((n, 2), dtype=np.float64)
+    d_out = _device_array(out.shape, out.dtype)
+    totals = _device_array((n, 2), np.float64)
     args = (d_d, d_class, d_starts, d_pair_starts, d_segments, values, float(margin2), d_out, bool(divide), totals)
     _launch(_quadruplet_rows_kernel, n, THREADS, *args)
     out[...] = d_out.copy_to_host()
@@ -1024,7 +1035,7 @@ def scale(a, factor):
 def gather_entries(m, rows, cols):
     """m[rows[k], cols[k]] for a device matrix m and host index arrays: a host float64 array of len(rows)."""
     rows, cols = _host_indices(rows), _host_indices(cols)
-    out = cuda.device_array(rows.size, dtype=np.float64)
+    out = _device_array(rows.size, np.float64)
     if rows.size:
         _launch(_gather_kernel, -(-rows.size // THREADS), THREADS, m, _to_device(rows), _to_device(cols), out)
     return _to_host(out)
@@ -1282,7 +1293,7 @@ def negative_softmax(d, ref_class, anchor_class, margin, out, divide):
         return np.empty(0)
     d_d = _to_device(d)
     d_out = d_d if out is d else _to_device(out)  # copied in: its entries other than the negatives are kept
-    lse = cuda.device_array(d.shape[0], dtype=np.float64)
+    lse = _device_array(d.shape[0], np.float64)
     args = (d_d, *_int64_to_device(ref_class, anchor_class), float(margin), d_out, bool(divide), lse)
     _launch(_negative_softmax_kernel, d.shape[0], THREADS, *args)
     out[...] = d_out.copy_to_host()
@@ -1293,7 +1304,7 @@ def lifted_pairs(d, ref_class, anchor_class, class_order, class_starts, self_off
     """:func:`numpy_kernels.lifted_pairs` on the GPU (one block per anchor, threads strided over its class)."""
     totals = np.zeros((d.shape[0], 4))
     if d.shape[0]:
-        d_totals = cuda.device_array(totals.shape, dtype=np.float64)
+        d_totals = _device_array(totals.shape, np.float64)
         lse = (_to_device(np.asarray(row_lse, dtype=np.float64)), _to_device(np.asarray(col_lse, dtype=np.float64)))
         classes = _int64_to_device(anchor_class, class_order, class_starts)
         _launch(_lifted_pairs_kernel, d.shape[0], THREADS, _to_device(d), *classes, int(self_offset), *lse, d_totals)
@@ -1337,8 +1348,8 @@ def generalized_lifted_rows(
     totals = np.zeros((d.shape[0], 2))
     if d.shape[0]:
         d_d = _to_device(d)
-        d_out = d_d if out is d else cuda.device_array(out.shape, dtype=out.dtype)  # every element is written
-        d_totals = cuda.device_array(totals.shape, dtype=np.float64)
+        d_out = d_d if out is d else _device_array(out.shape, out.dtype)  # every element is written
+        d_totals = _device_array(totals.shape, np.float64)
         classes = _int64_to_device(ref_class, anchor_class)
         args = (d_d, *classes, int(self_offset), float(margin), bool(keep_incomplete), d_out, bool(divide), d_totals)
         _launch(_generalized_lifted_kernel, d.shape[0], THREADS, *args)
@@ -1351,7 +1362,7 @@ def transposed(m):
     """:func:`numpy_kernels.transposed` on the GPU (one thread per entry): mᵀ as a new C-contiguous array."""
     if m.size == 0:
         return np.empty((m.shape[1], m.shape[0]), dtype=m.dtype)
-    d_out = cuda.device_array((m.shape[1], m.shape[0]), dtype=m.dtype)
+    d_out = _device_array((m.shape[1], m.shape[0]), m.dtype)
     _launch(_transpose_kernel, *_grid2(*d_out.shape), _to_device(m), d_out)
     return d_out.copy_to_host()
 
