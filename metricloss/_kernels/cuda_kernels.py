@@ -714,29 +714,6 @@ def _quadruplet_rows_kernel(d, ref_class, class_starts, pair_starts, starts, val
         totals[i, 1] = active_sum[0]
 
 
-KERNELS = (
-    _gram_kernel,
-    _pair_scale_kernel,
-    _symmetrize_kernel,
-    _scatter_pull_kernel,
-    _add_entries_kernel,
-    _pair_terms_kernel,
-    _batch_all_kernel,
-    _select_kernel,
-    _semihard_kernel,
-    _row_sq_norms_kernel,
-    _scale_kernel,
-    _gather_kernel,
-    _scaled_pull_kernel,
-    _contrastive_kernel,
-    _scale_same_class_kernel,
-    _soft_all_kernel,
-    _quadruplet_fill_kernel,
-    _bitonic_kernel,
-    _quadruplet_rows_kernel,
-)
-
-
 # --- host wrappers: the numpy_kernels contracts ---------------------------------------------------------------------
 
 
@@ -920,8 +897,8 @@ def contrastive_pairs(d, ref_class, anchor_class, self_offset, margin, pos_margi
         ref_class, anchor_class = (_to_device(np.asarray(a, dtype=np.int64)) for a in (ref_class, anchor_class))
         args = (_to_device(d), ref_class, anchor_class, int(self_offset), float(margin), float(pos_margin), c1, c2)
         _launch(_contrastive_kernel, d.shape[0], THREADS, *args, d_out, bool(divide), d_totals)
-        out[...] = d_out.copy_to_host()
-        totals = d_totals.copy_to_host()
+        _store(out, d_out)
+        totals = _to_host(d_totals)
     return totals[:, 0:2].copy(), totals[:, 2:4].astype(np.int64), totals[:, 4:6].astype(np.int64)
 
 
@@ -932,7 +909,7 @@ def scale_same_class(out, ref_class, anchor_class, class_order, class_starts, fa
         d_out = _to_device(out)
         classes = (_to_device(np.asarray(a, dtype=np.int64)) for a in (anchor_class, class_order, class_starts))
         _launch(_scale_same_class_kernel, out.shape[0], THREADS, d_out, *classes, float(factor))
-        out[...] = d_out.copy_to_host()
+        _store(out, d_out)
 
 
 def soft_all_triplets(
@@ -948,8 +925,8 @@ def soft_all_triplets(
         classes = _class_arrays(ref_class, anchor_class, class_order, class_starts)
         args = (_to_device(d), *classes, int(self_offset), float(margin), float(smallest), d_out, bool(divide))
         _launch(_soft_all_kernel, d.shape[0], THREADS, *args, d_totals)
-        out[...] = d_out.copy_to_host()
-        totals = d_totals.copy_to_host()
+        _store(out, d_out)
+        totals = _to_host(d_totals)
     return totals[:, 0].copy(), totals[:, 1].astype(np.int64), totals[:, 2].astype(np.int64)
 
 
@@ -1012,10 +989,234 @@ def quadruplet_pairs(d, ref_class, class_order, class_starts, margin2, out, divi
     totals = _device_array((n, 2), np.float64)
     args = (d_d, d_class, d_starts, d_pair_starts, d_segments, values, float(margin2), d_out, bool(divide), totals)
     _launch(_quadruplet_rows_kernel, n, THREADS, *args)
-    out[...] = d_out.copy_to_host()
-    totals = totals.copy_to_host()
+    _store(out, d_out)
+    totals = _to_host(totals)
     n_active = int(np.sum(totals[:, 1]))
     return float(margin2 * n_active + np.sum(totals[:, 0])), n_active, n_terms
+
+
+# --- WARP (metricloss.losses.warp): device code and host wrappers ---------------------------------------------------
+#
+# The sampling scheme is numpy_kernels' (read it there): pair k's trials are its query's negatives in the order of a
+# Fisher–Yates shuffle drawn step by step from a counter-based hash of (seeds[k], step). One block per query, its
+# pairs one after another, each in chunks of THREADS steps: the threads hash the chunk's positions r_s in parallel,
+# thread 0 applies the chunk's swaps in order to the query's row of a Q×N scratch list of items (the only serial
+# part: a few loads and stores per step), the threads score the chunk's items in parallel, and thread 0 scans them
+# in order for the first violator or the trial limit. The list is then put back to 0..N−1 by undoing the swaps,
+# chunk by chunk in reverse, for the query's next pair. The hash is written out inside the kernel (no device function,
+# see the module docstring; numba's register_jitable compiles one too) in the same int64 arithmetic as the CPU
+# kernels, below 2⁶³: the same draws bit for bit.
+
+_M32 = 0xFFFFFFFF
+_TWO_TO_MINUS_53 = 2.0**-53
+
+
+@cuda.jit
+def _warp_violators_kernel(
+    a, b, dot, relevance, offsets, positives, seeds, margin, max_trials, shuffle, order, violators, trials, hinges
+):
+    """Block q: violators, trials and hinges of query q's pairs (order: the Q×N scratch list, used if shuffle)."""
+    q = cuda.blockIdx.x
+    t = cuda.threadIdx.x
+    draws = cuda.shared.array(THREADS, np.int64)  # the chunk's Fisher–Yates positions r_s
+    drawn = cuda.shared.array(THREADS, np.int64)  # the item taken at each of the chunk's steps
+    hinge = cuda.shared.array(THREADS, np.float64)  # its z (negatives only)
+    done = cuda.shared.array(1, np.int64)
+    n_items = relevance.shape[1]
+    if shuffle:
+        for j in range(t, n_items, THREADS):
+            order[q, j] = j
+    limit = min(max_trials, n_items - (offsets[q + 1] - offsets[q]))
+    for k in range(offsets[q], offsets[q + 1]):
+        p = positives[k]
+        score = 0.0
+        if dot:
+            for f in range(a.shape[1]):
+                score += float(a[q, f]) * float(b[p, f])
+        else:
+            score = float(a[q, p])
+        slack = margin - score  # z = slack + s⁻
+        n_trials = 0  # thread 0's tally: negatives drawn, the violator and its z
+        found = -1
+        found_z = 0.0
+        cuda.syncthreads()  # every thread is done with the previous pair's shared state
+        if t == 0:
+            done[0] = 1 if limit <= 0 else 0
+        cuda.syncthreads()
+        if done[0] != 0:
+            if t == 0:
+                violators[k] = -1
+                trials[k] = 0
+                hinges[k] = 0.0
+            continue
+        s0 = 0  # the chunk's first step
+        undoing = False
+        while s0 >= 0:
+            steps = min(THREADS, n_items - s0)
+            s = s0 + t
+            if shuffle and t < steps:  # r_s = s + ⌊u_s·(N − s)⌋: numpy_kernels._warp_draw, one hash per thread
+                step = s + 1
+                high = 0  # fmix32 of the seed's low half: u's high 32 bits
+                low = 0  # fmix32 of its high half: u's low 21 bits
+                for half in range(2):
+                    if half == 0:
+                        h = ((seeds[k] & _M32) + step * 0x9E3779B9) & _M32
+                    else:
+                        h = ((seeds[k] >> 32) + step * 0x85EBCA77) & _M32
+                    h = h ^ (h >> 16)  # MurmurHash3's fmix32, each product mod 2³² by 16-bit halves
+                    h = (h * (0x85EBCA6B & 0xFFFF) + (((h * (0x85EBCA6B >> 16)) & 0xFFFF) << 16)) & _M32
+                    h = h ^ (h >> 13)
+                    h = (h * (0xC2B2AE35 & 0xFFFF) + (((h * (0xC2B2AE35 >> 16)) & 0xFFFF) << 16)) & _M32
+                    h = h ^ (h >> 16)
+                    if half == 0:
+                        high = h
+                    else:
+                        low = h
+                u = float((high << 21) | (low >> 11)) * _TWO_TO_MINUS_53  # 53 bits: exact, u < 1
+                draws[t] = s + min(int(u * (n_items - s)), n_items - s - 1)
+            cuda.syncthreads()
+            if undoing:  # put the list back: the chunk's swaps in reverse
+                if t == 0:
+                    for i in range(steps - 1, -1, -1):
+                        r = draws[i]
+                        held = order[q, r]
+                        order[q, r] = order[q, s0 + i]
+                        order[q, s0 + i] = held
+                cuda.syncthreads()
+                s0 -= THREADS
+                continue
+            if t == 0:  # the chunk's swaps, in order: step s takes the item at position s after its swap
+                for i in range(steps):
+                    if shuffle:
+                        r = draws[i]
+                        held = order[q, r]
+                        order[q, r] = order[q, s0 + i]
+                        order[q, s0 + i] = held
+                        drawn[i] = held
+                    else:
+                        drawn[i] = s0 + i
+            cuda.syncthreads()
+            if t < steps:
+                c = drawn[t]
+                if not relevance[q, c]:
+                    score = 0.0
+                    if dot:
+                        for f in range(a.shape[1]):
+                            score += float(a[q, f]) * float(b[c, f])
+                    else:
+                        score = float(a[q, c])
+                    hinge[t] = slack + score
+            cuda.syncthreads()
+            if t == 0:  # the chunk's trials in order, up to the first violator or the limit
+                for i in range(steps):
+                    c = drawn[i]
+                    if relevance[q, c]:
+                        continue
+                    n_trials += 1
+                    if hinge[i] > 0:
+                        found = c
+                        found_z = hinge[i]
+                        break
+                    if n_trials >= limit:
+                        break
+                done[0] = 1 if found >= 0 or n_trials >= limit or s0 + steps >= n_items else 0
+            cuda.syncthreads()
+            if done[0] != 0:
+                if not shuffle:
+                    break
+                undoing = True  # the same chunk again, undone
+            else:
+                s0 += THREADS
+        if t == 0:
+            violators[k] = found
+            trials[k] = n_trials
+            hinges[k] = found_z
+
+
+@cuda.jit
+def _warp_exact_kernel(scores, relevance, offsets, positives, margin, weights, ranks, hinge_sums, out):
+    """Block q: row q of out, and ranks and hinge_sums of query q's pairs, each pair's count and sum reduced in
+    shared memory in a fixed tree order; each thread owns the columns j ≡ t (mod THREADS) of out."""
+    q = cuda.blockIdx.x
+    t = cuda.threadIdx.x
+    count = cuda.shared.array(THREADS, np.int64)
+    total = cuda.shared.array(THREADS, np.float64)
+    n_items = scores.shape[1]
+    for j in range(t, n_items, THREADS):
+        out[q, j] = 0.0
+    for k in range(offsets[q], offsets[q + 1]):
+        p = positives[k]
+        slack = margin - float(scores[q, p])
+        r = 0
+        z_sum = 0.0
+        for j in range(t, n_items, THREADS):
+            z = slack + float(scores[q, j])
+            if z > 0 and not relevance[q, j]:
+                r += 1
+                z_sum += z
+        count[t] = r
+        total[t] = z_sum
+        cuda.syncthreads()
+        step = THREADS // 2
+        while step > 0:
+            if t < step:
+                count[t] += count[t + step]
+                total[t] += total[t + step]
+            cuda.syncthreads()
+            step //= 2
+        r = count[0]
+        if t == 0:
+            ranks[k] = r
+            hinge_sums[k] = total[0]
+        if r > 0:  # −L(r) at the positive, +L(r)/r at each violator (a positive is never a violator)
+            weight = weights[r]
+            per_violator = weight / r
+            for j in range(t, n_items, THREADS):
+                if j == p:
+                    out[q, j] -= weight
+                elif slack + float(scores[q, j]) > 0 and not relevance[q, j]:
+                    out[q, j] += per_violator
+        cuda.syncthreads()  # everyone has read count[0] before the next pair overwrites it
+
+
+def warp_violators(
+    a, b, dot, relevance, offsets, positives, seeds, margin, max_trials, shuffle, violators, trials, hinges
+):
+    """:func:`numpy_kernels.warp_violators` on the GPU (one block per query, the draws in chunks of THREADS steps;
+    with ``shuffle``, a Q×N int64 scratch list of items on the device)."""
+    n_queries, n_items = relevance.shape
+    n_pairs = positives.size
+    if n_pairs == 0:
+        return
+    d_a = _to_device(a)
+    d_b = d_a if b is a else _to_device(b)
+    order = _device_array((n_queries, n_items) if shuffle else (1, 1), np.int64)
+    d_seeds = _to_device(np.asarray(seeds if shuffle else np.zeros(1), dtype=np.int64))
+    outputs = (
+        _device_array(n_pairs, np.int64),
+        _device_array(n_pairs, np.int64),
+        _device_array(n_pairs, np.float64),
+    )
+    index = tuple(_to_device(np.asarray(v, dtype=np.int64)) for v in (offsets, positives))
+    args = (d_a, d_b, bool(dot), _to_device(relevance), *index, d_seeds, float(margin), int(max_trials), bool(shuffle))
+    _launch(_warp_violators_kernel, n_queries, THREADS, *args, order, *outputs)
+    for host, device in zip((violators, trials, hinges), outputs, strict=True):
+        _store(host, device)
+
+
+def warp_exact(scores, relevance, offsets, positives, margin, weights, ranks, hinge_sums, out):
+    """:func:`numpy_kernels.warp_exact` on the GPU (one block per query, one shared-memory reduction per pair)."""
+    n_pairs = positives.size
+    d_out = _device_array(out.shape, np.float64)
+    d_ranks = _device_array(n_pairs, np.int64)
+    d_sums = _device_array(n_pairs, np.float64)
+    if scores.shape[0]:
+        index = tuple(_to_device(np.asarray(v, dtype=np.int64)) for v in (offsets, positives))
+        args = (_to_device(scores), _to_device(relevance), *index, float(margin), _to_device(weights))
+        _launch(_warp_exact_kernel, scores.shape[0], THREADS, *args, d_ranks, d_sums, d_out)
+    _store(out, d_out)
+    _store(ranks, d_ranks)
+    _store(hinge_sums, d_sums)
 
 
 # --- the GPU path's own steps (no numpy_kernels twin: on host arrays NumPy does them, in metricloss.distances) ---
@@ -1274,15 +1475,6 @@ def _transpose_kernel(m, out):
         out[j, i] = m[i, j]
 
 
-KERNELS += (
-    _negative_softmax_kernel,
-    _lifted_pairs_kernel,
-    _lifted_cotangent_kernel,
-    _generalized_lifted_kernel,
-    _transpose_kernel,
-)
-
-
 def _int64_to_device(*arrays):
     return tuple(_to_device(np.asarray(a, dtype=np.int64)) for a in arrays)
 
@@ -1296,8 +1488,8 @@ def negative_softmax(d, ref_class, anchor_class, margin, out, divide):
     lse = _device_array(d.shape[0], np.float64)
     args = (d_d, *_int64_to_device(ref_class, anchor_class), float(margin), d_out, bool(divide), lse)
     _launch(_negative_softmax_kernel, d.shape[0], THREADS, *args)
-    out[...] = d_out.copy_to_host()
-    return lse.copy_to_host()
+    _store(out, d_out)
+    return _to_host(lse)
 
 
 def lifted_pairs(d, ref_class, anchor_class, class_order, class_starts, self_offset, row_lse, col_lse):
@@ -1308,7 +1500,7 @@ def lifted_pairs(d, ref_class, anchor_class, class_order, class_starts, self_off
         lse = (_to_device(np.asarray(row_lse, dtype=np.float64)), _to_device(np.asarray(col_lse, dtype=np.float64)))
         classes = _int64_to_device(anchor_class, class_order, class_starts)
         _launch(_lifted_pairs_kernel, d.shape[0], THREADS, _to_device(d), *classes, int(self_offset), *lse, d_totals)
-        totals = d_totals.copy_to_host()
+        totals = _to_host(d_totals)
     return totals[:, 0].copy(), totals[:, 1].astype(np.int64), totals[:, 2].astype(np.int64), totals[:, 3].copy()
 
 
@@ -1338,7 +1530,7 @@ def lifted_cotangent(
     floats = (_to_device(np.asarray(v, dtype=np.float64)) for v in (row_lse, col_lse, row_coef, col_coef))
     args = (d_d, *_int64_to_device(ref_class, anchor_class), int(self_offset), *floats, d_col_weights, d_out)
     _launch(_lifted_cotangent_kernel, *_grid2(*d.shape), *args, bool(divide))
-    out[...] = d_out.copy_to_host()
+    _store(out, d_out)
 
 
 def generalized_lifted_rows(
@@ -1353,8 +1545,8 @@ def generalized_lifted_rows(
         classes = _int64_to_device(ref_class, anchor_class)
         args = (d_d, *classes, int(self_offset), float(margin), bool(keep_incomplete), d_out, bool(divide), d_totals)
         _launch(_generalized_lifted_kernel, d.shape[0], THREADS, *args)
-        out[...] = d_out.copy_to_host()
-        totals = d_totals.copy_to_host()
+        _store(out, d_out)
+        totals = _to_host(d_totals)
     return totals[:, 0].copy(), totals[:, 1] > 0
 
 
@@ -1364,7 +1556,38 @@ def transposed(m):
         return np.empty((m.shape[1], m.shape[0]), dtype=m.dtype)
     d_out = _device_array((m.shape[1], m.shape[0]), m.dtype)
     _launch(_transpose_kernel, *_grid2(*d_out.shape), _to_device(m), d_out)
-    return d_out.copy_to_host()
+    return _to_host(d_out)
+
+
+# Every kernel (the compile-to-PTX test compiles each with every signature it is launched with).
+KERNELS = (
+    _gram_kernel,
+    _pair_scale_kernel,
+    _symmetrize_kernel,
+    _scatter_pull_kernel,
+    _add_entries_kernel,
+    _pair_terms_kernel,
+    _batch_all_kernel,
+    _select_kernel,
+    _semihard_kernel,
+    _row_sq_norms_kernel,
+    _scale_kernel,
+    _gather_kernel,
+    _scaled_pull_kernel,
+    _contrastive_kernel,
+    _scale_same_class_kernel,
+    _soft_all_kernel,
+    _quadruplet_fill_kernel,
+    _bitonic_kernel,
+    _quadruplet_rows_kernel,
+    _warp_violators_kernel,
+    _warp_exact_kernel,
+    _negative_softmax_kernel,
+    _lifted_pairs_kernel,
+    _lifted_cotangent_kernel,
+    _generalized_lifted_kernel,
+    _transpose_kernel,
+)
 
 
 IMPLEMENTED = (
@@ -1387,6 +1610,8 @@ IMPLEMENTED = (
     "scale_same_class",
     "soft_all_triplets",
     "quadruplet_pairs",
+    "warp_violators",
+    "warp_exact",
 )
 
 

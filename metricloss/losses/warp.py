@@ -171,8 +171,9 @@ def warp_loss(
     rng : numpy.random.Generator, int or None
         The randomness of ``sampling="random"``: a Generator (advanced by one draw of one seed per pair), an int
         seed (the same draws at every call), or None (fresh entropy). Unused by the other samplings.
-    backend : {"numpy", "numba"}, optional
-        The kernel module; default ``"numba"``. Both give identical draws.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the sampling and the exact
+        ranks on an NVIDIA GPU, with the same draws. Both give identical draws.
 
     Returns
     -------
@@ -282,8 +283,9 @@ def warp_embedding_loss(
     reduction : {"sum", "mean", "mean_nonzero"}, default "sum"
     rng : numpy.random.Generator, int or None
         As in :func:`warp_loss`.
-    backend : {"numpy", "numba"}, optional
-        The kernel module; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the sampling and the exact
+        ranks on an NVIDIA GPU, with the same draws.
 
     Returns
     -------

@@ -13,10 +13,17 @@ import test_cuda_gpu_arrays
 import test_cuda_kernels
 import test_cuda_lifted_kernels
 import test_cuda_pair_kernels
+import test_cuda_warp_kernels
 
 from metricloss._kernels import cuda_kernels
 
-KERNEL_TESTS = (test_cuda_kernels, test_cuda_gpu_arrays, test_cuda_lifted_kernels, test_cuda_pair_kernels)
+KERNEL_TESTS = (
+    test_cuda_kernels,
+    test_cuda_gpu_arrays,
+    test_cuda_lifted_kernels,
+    test_cuda_pair_kernels,
+    test_cuda_warp_kernels,
+)
 
 
 def test_every_launched_signature_compiles_to_ptx(tmp_path):
