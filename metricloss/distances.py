@@ -450,8 +450,9 @@ def pairwise_distances(x, y=None, *, distance="euclidean", backend=None):
         Defaults to ``x``; the diagonal is then exactly 0 (except for ``"dot"``, −‖x_i‖², and a constant row's
         ``"snr"`` distance, 1).
     distance : {"euclidean", "sqeuclidean", "cosine", "dot", "snr"}, default "euclidean"
-    backend : {"numpy", "numba"}, optional
-        The kernel module; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
+        host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------
@@ -497,8 +498,9 @@ def pairwise_distances_vjp(x, y=None, *, distance="euclidean", backend=None):
     y : array of shape (m, d), optional
         Defaults to ``x`` (both ends of every pair then move with x).
     distance : {"euclidean", "sqeuclidean", "cosine", "dot", "snr"}, default "euclidean"
-    backend : {"numpy", "numba"}, optional
-        The kernel module; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
+        host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------
@@ -743,8 +745,9 @@ def pairwise_similarities(x, y=None, *, similarity="dot", backend=None):
     y : array of shape (m, d), optional
         Defaults to ``x``.
     similarity : {"dot", "cosine"}, default "dot"
-    backend : {"numpy", "numba"}, optional
-        The kernel module; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
+        host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------
@@ -773,8 +776,9 @@ def pairwise_similarities_vjp(x, y=None, *, similarity="dot", backend=None):
     y : array of shape (m, d), optional
         Defaults to ``x`` (both ends of every pair then move with x).
     similarity : {"dot", "cosine"}, default "dot"
-    backend : {"numpy", "numba"}, optional
-        The kernel module; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
+        host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------

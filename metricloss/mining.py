@@ -123,8 +123,9 @@ def triplet_counts(
         A reference set: the anchors are the embeddings, positives and negatives the references (p and n index
         them). Give ``ref_labels`` with it.
     ref_labels : int array of shape (R,), optional
-    backend : {"numpy", "numba"}, optional
-        The kernel module; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
+        host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------
@@ -211,8 +212,9 @@ def mine_triplets(
     ref_embeddings : array of shape (R, F), optional
         A reference set: p and n index it. Give ``ref_labels`` with it.
     ref_labels : int array of shape (R,), optional
-    backend : {"numpy", "numba"}, optional
-        The kernel module of the distances; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module of the distances; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs them on an
+        NVIDIA GPU, host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------
@@ -301,8 +303,9 @@ def mine_pairs(
     ref_embeddings : array of shape (R, F), optional
         A reference set: p and n index it. Give ``ref_labels`` with it.
     ref_labels : int array of shape (R,), optional
-    backend : {"numpy", "numba"}, optional
-        The kernel module of the distances; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module of the distances; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs them on an
+        NVIDIA GPU, host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------
@@ -433,8 +436,9 @@ def batch_triplets(
         A reference set: the anchors are the embeddings, positives and negatives the references (p and n index
         them). Give ``ref_labels`` with it.
     ref_labels : int array of shape (R,), optional
-    backend : {"numpy", "numba"}, optional
-        The kernel module; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
+        host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------
@@ -549,8 +553,9 @@ def mine_dataset(
         index (a ValueError).
     n_neighbours : int >= 1, default 64
         With faiss: how many neighbours are searched for a negative before the exact scan.
-    backend : {"numpy", "numba"}, optional
-        The kernel module of the exact scan; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module of the exact scan; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs them on an
+        NVIDIA GPU, host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------
@@ -793,8 +798,9 @@ def rank_window_negatives(
         Queries per block of distances.
     rng : numpy.random.Generator, int seed >= 0, or None
         The sampler (module docstring).
-    backend : {"numpy", "numba"}, optional
-        The kernel module of the distances; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module of the distances; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs them on an
+        NVIDIA GPU, host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------
@@ -927,8 +933,9 @@ def distance_weighted_negatives(
     ref_embeddings : array of shape (R, F), optional
         A reference set: anchors are the embeddings, positives and negatives the references.
     ref_labels : int array of shape (R,), optional
-    backend : {"numpy", "numba"}, optional
-        The kernel module of the distances; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module of the distances; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs them on an
+        NVIDIA GPU, host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------

@@ -123,21 +123,21 @@ class GpuArrays:
     # --- the library's operations -----------------------------------------------------------------------------
 
     def empty(self, shape, dtype):
-        """A new device array (a numba view of a library allocation)."""
-        if self.gemm == "simulator":
-            return self.cuda.device_array(shape, dtype=dtype)
-        if self.gemm == "torch":
-            dtype = {np.dtype(np.float32): self._lib.float32, np.dtype(np.float64): self._lib.float64}[np.dtype(dtype)]
-            return self._as_view(self._lib.empty(shape, dtype=dtype, device=self._torch_device))
-        return self._as_view(self._lib.empty(shape, dtype=dtype))
+        """A new device array (a numba view of a library allocation) of any NumPy ``dtype``."""
+        return self._new(shape, dtype, zeros=False)
 
     def zeros(self, shape, dtype):
         """A new device array of zeros."""
+        return self._new(shape, dtype, zeros=True)
+
+    def _new(self, shape, dtype, zeros):
+        dtype = np.dtype(dtype)
         if self.gemm == "simulator":
-            return self.cuda.to_device(np.zeros(shape, dtype=dtype))
-        view = self.empty(shape, dtype)
-        self._library_array(view)[...] = 0
-        return view
+            return self.cuda.to_device(np.zeros(shape, dtype)) if zeros else self.cuda.device_array(shape, dtype)
+        make = self._lib.zeros if zeros else self._lib.empty
+        if self.gemm == "torch":  # torch names its dtypes as NumPy does: torch.float32, torch.int64, torch.bool
+            return self._as_view(make(shape, dtype=getattr(self._lib, dtype.name), device=self._torch_device))
+        return self._as_view(make(shape, dtype=dtype))
 
     def copy(self, a):
         """A new device array equal to the view ``a``."""

@@ -72,8 +72,9 @@ def triplet_center_loss(
         D = ½ d, as the paper writes it (then ∂D/∂f = f − c for the squared distance); False: D = d.
     reduction : {"sum", "mean", "mean_nonzero"}, default "sum"
         The paper sums over the batch.
-    backend : {"numpy", "numba"}, optional
-        The kernel module; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
+        host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------

@@ -91,8 +91,9 @@ def ntxent_loss(
         A reference set (query-vs-reference batches): the pairs are (query, reference), every reference a
         candidate. Give ``ref_labels`` with it.
     ref_labels : int array of shape (R,), optional
-    backend : {"numpy", "numba"}, optional
-        The kernel module of the similarity matrix; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
+        host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------
@@ -226,8 +227,9 @@ def supcon_loss(
         A reference set: the anchors are the queries, P(a) the references of their label, and the denominator
         runs over every reference. Give ``ref_labels`` with it.
     ref_labels : int array of shape (R,), optional
-    backend : {"numpy", "numba"}, optional
-        The kernel module of the similarity matrix; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
+        host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------
@@ -348,8 +350,9 @@ def multiple_negatives_ranking_loss(
         Average with the candidate → query direction (above).
     reduction : {"mean", "sum", "mean_nonzero"}, default "mean"
         Over the N queries (and, symmetric, separately over the N candidates, then averaged).
-    backend : {"numpy", "numba"}, optional
-        The kernel module of the similarity matrix; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
+        host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------

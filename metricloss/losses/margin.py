@@ -95,8 +95,9 @@ def margin_loss(
     ref_embeddings, ref_labels : optional
         A reference set (query-vs-reference batch): anchors are the embeddings, positives and negatives the
         references. β is indexed by the anchors' labels.
-    backend : {"numpy", "numba"}, optional
-        The kernel module; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
+        host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------

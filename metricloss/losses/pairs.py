@@ -137,7 +137,8 @@ def contrastive_loss(
         them. Give ``ref_labels`` with it.
     ref_labels : int array of shape (R,), optional
     backend : {"numpy", "numba", "cuda"}, optional
-        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU.
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
+        host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------

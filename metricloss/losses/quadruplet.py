@@ -234,7 +234,8 @@ def quadruplet_loss(
     split_reduction : bool, default True
         Reduce each term on its own and add the two (True), or reduce all terms as one set.
     backend : {"numpy", "numba", "cuda"}, optional
-        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU.
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
+        host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------

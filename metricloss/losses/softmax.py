@@ -105,8 +105,9 @@ def multi_similarity_loss(
         A reference set (query-vs-reference batches): anchors are the rows of ``embeddings``, their positives and
         negatives the references (every reference, none excluded as "itself"). Give ``ref_labels`` with it.
     ref_labels : int array of shape (R,), optional
-    backend : {"numpy", "numba"}, optional
-        The kernel module of the similarity matrix; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
+        host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------
@@ -303,8 +304,9 @@ def circle_loss(
         A reference set (query-vs-reference batches): anchors are the rows of ``embeddings``, their positives and
         negatives the references. Give ``ref_labels`` with it.
     ref_labels : int array of shape (R,), optional
-    backend : {"numpy", "numba"}, optional
-        The kernel module of the similarity matrix; default ``"numba"``.
+    backend : {"numpy", "numba", "cuda"}, optional
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
+        host arrays copied in and out (``docs/cuda.md``).
 
     Returns
     -------

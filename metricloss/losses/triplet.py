@@ -234,8 +234,10 @@ def triplet_loss(
         positives and negatives are taken from the references. Give ``ref_labels`` with it.
     ref_labels : int array of shape (R,), optional
     backend : {"numpy", "numba", "cuda"}, optional
-        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels of every
-        ``mining``, ``soft`` or not, on an NVIDIA GPU.
+        The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
+        host arrays copied in and out. GPU embeddings (a torch CUDA tensor, a CuPy or numba device array) run on
+        the GPU where they live, the value and gradient returned there (Euclidean distances within one batch;
+        ``docs/cuda.md``).
 
     Returns
     -------

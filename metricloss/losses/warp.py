@@ -173,7 +173,7 @@ def warp_loss(
         seed (the same draws at every call), or None (fresh entropy). Unused by the other samplings.
     backend : {"numpy", "numba", "cuda"}, optional
         The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the sampling and the exact
-        ranks on an NVIDIA GPU, with the same draws. Both give identical draws.
+        ranks on an NVIDIA GPU, with the same draws (``docs/cuda.md``).
 
     Returns
     -------
@@ -285,7 +285,7 @@ def warp_embedding_loss(
         As in :func:`warp_loss`.
     backend : {"numpy", "numba", "cuda"}, optional
         The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the sampling and the exact
-        ranks on an NVIDIA GPU, with the same draws.
+        ranks on an NVIDIA GPU, with the same draws (``docs/cuda.md``).
 
     Returns
     -------
