@@ -48,10 +48,12 @@ def test_rows_too_large_for_the_squared_norms_are_rescaled_on_the_device(mining)
 
 
 def test_options_that_do_not_change_the_device_path_agree_too():
-    """Soft batch-hard, kept incomplete anchors, explicit triplets and the other reductions."""
+    """Soft margins, kept incomplete anchors, explicit triplets and the other reductions."""
     x, labels = _batch(13, np.float64)
     options = [
         {"mining": "hard", "soft": True},
+        {"mining": "all", "soft": True},
+        {"mining": "semihard", "soft": True, "distance": "sqeuclidean"},
         {"mining": "hard", "incomplete_anchors": "keep"},
         {"mining": "all", "reduction": "sum"},
         {"mining": "semihard", "reduction": "mean_nonzero"},
