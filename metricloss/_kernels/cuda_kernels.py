@@ -216,13 +216,29 @@ def _pair_terms_kernel(x, y, rows, cols, g, squared, terms):
 
 @cuda.jit
 def _batch_all_kernel(
-    d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, semihard_only, out, divide, totals
+    d,
+    ref_class,
+    anchor_class,
+    class_order,
+    class_starts,
+    self_offset,
+    margin,
+    semihard_only,
+    soft,
+    smallest,
+    out,
+    divide,
+    totals,
 ):
-    """Block a: row a of out, and totals[a] = (Σ terms, #active, #valid)."""
+    """Block a: row a of out, and totals[a] = (Σ terms, #terms counted, #valid triplets), z = d_ap − d_an + m.
+    Hinge: a positive counts its active negatives (d_an < d_ap + m; semi-hard: and d_an >= d_ap), a negative its
+    active positives, each a slope ±1. ``soft``: every term softplus(z), the slopes ±σ(z), a term counted (and
+    given a slope) unless it rounds to 0 in the input dtype (at most ``smallest``). A positive scans the anchor's
+    negatives, a negative the anchor's class: O(R·K) per anchor."""
     a = cuda.blockIdx.x
     t = cuda.threadIdx.x
     value_sum = cuda.shared.array(THREADS, np.float64)
-    active_sum = cuda.shared.array(THREADS, np.float64)
+    counted_sum = cuda.shared.array(THREADS, np.float64)
     n_refs = d.shape[1]
     c = anchor_class[a]
     own = a + self_offset
@@ -232,38 +248,49 @@ def _batch_all_kernel(
         start = class_starts[c]
         stop = class_starts[c + 1]
     value = 0.0
-    active = 0.0
+    counted = 0.0
     for j in range(t, n_refs, THREADS):
         d_aj = float(d[a, j])
         g = 0.0
         if j != own:
-            if ref_class[j] == c:  # a positive: count its active negatives
-                threshold = d_aj + margin
+            if ref_class[j] == c:  # a positive: its terms with the anchor's negatives
                 for n in range(n_refs):
                     if n != own and ref_class[n] != c:
                         d_an = float(d[a, n])
-                        if d_an < threshold and (not semihard_only or d_an >= d_aj):
+                        if soft:
+                            z = (d_aj - d_an) + margin
+                            term = max(z, 0.0) + math.log1p(math.exp(-abs(z)))  # softplus(z), no overflow
+                            if term > smallest:
+                                g += math.exp(z - term)  # σ(z)
+                                value += term
+                                counted += 1.0
+                        elif d_an < d_aj + margin and (not semihard_only or d_an >= d_aj):
                             g += 1.0
-                            value += threshold - d_an
-                active += g
-            else:  # a negative: count the positives with which it is active
+                            value += (d_aj + margin) - d_an
+                            counted += 1.0
+            else:  # a negative: its slopes with the anchor's positives
                 for k in range(start, stop):
                     p = class_order[k]
                     if p != own:
                         d_ap = float(d[a, p])
-                        if d_aj < d_ap + margin and (not semihard_only or d_aj >= d_ap):
+                        if soft:
+                            z = (d_ap - d_aj) + margin
+                            term = max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+                            if term > smallest:
+                                g -= math.exp(z - term)
+                        elif d_aj < d_ap + margin and (not semihard_only or d_aj >= d_ap):
                             g -= 1.0
         if divide:
             g = g / d_aj if d_aj > 0 else 0.0
         out[a, j] = g
     value_sum[t] = value
-    active_sum[t] = active
+    counted_sum[t] = counted
     cuda.syncthreads()
     step = THREADS // 2
     while step > 0:
         if t < step:
             value_sum[t] += value_sum[t + step]
-            active_sum[t] += active_sum[t + step]
+            counted_sum[t] += counted_sum[t + step]
         cuda.syncthreads()
         step //= 2
     if t == 0:
@@ -274,7 +301,7 @@ def _batch_all_kernel(
         n_own = 1.0 if 0 <= own < n_refs else 0.0
         n_negative = n_refs - (stop - start) - (n_own if n_positive == stop - start else 0.0)
         totals[a, 0] = value_sum[0]
-        totals[a, 1] = active_sum[0]
+        totals[a, 1] = counted_sum[0]
         totals[a, 2] = n_positive * n_negative
 
 
@@ -501,72 +528,6 @@ def _scale_same_class_kernel(out, anchor_class, class_order, class_starts, facto
         for k in range(class_starts[c] + cuda.threadIdx.x, class_starts[c + 1], THREADS):
             j = class_order[k]
             out[a, j] = out[a, j] * factor
-
-
-@cuda.jit
-def _soft_all_kernel(
-    d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, smallest, out, divide, totals
-):
-    """Block a: row a of out, and totals[a] = (Σ terms, #terms > 0, #valid triplets). A positive sums σ(z) over
-    the anchor's negatives (and adds the terms), a negative −σ(z) over the anchor's class, z = d_ap − d_an + m."""
-    a = cuda.blockIdx.x
-    t = cuda.threadIdx.x
-    value_sum = cuda.shared.array(THREADS, np.float64)
-    nonzero_sum = cuda.shared.array(THREADS, np.float64)
-    n_refs = d.shape[1]
-    c = anchor_class[a]
-    own = a + self_offset
-    start = 0
-    stop = 0
-    if c >= 0:
-        start = class_starts[c]
-        stop = class_starts[c + 1]
-    value = 0.0
-    nonzero = 0.0
-    for j in range(t, n_refs, THREADS):
-        d_aj = float(d[a, j])
-        g = 0.0
-        if j != own:
-            if ref_class[j] == c:  # a positive: its terms with every negative
-                for n in range(n_refs):
-                    if n != own and ref_class[n] != c:
-                        z = (d_aj - float(d[a, n])) + margin
-                        term = max(z, 0.0) + math.log1p(math.exp(-abs(z)))  # softplus(z), no overflow
-                        if term > smallest:  # else it rounds to 0 in the input dtype, and so does its slope
-                            g += math.exp(z - term)  # σ(z)
-                            value += term
-                            nonzero += 1.0
-            else:  # a negative: its slopes with every positive
-                for k in range(start, stop):
-                    p = class_order[k]
-                    if p != own:
-                        z = (float(d[a, p]) - d_aj) + margin
-                        term = max(z, 0.0) + math.log1p(math.exp(-abs(z)))
-                        if term > smallest:
-                            g -= math.exp(z - term)
-        if divide:
-            g = g / d_aj if d_aj > 0 else 0.0
-        out[a, j] = g
-    value_sum[t] = value
-    nonzero_sum[t] = nonzero
-    cuda.syncthreads()
-    step = THREADS // 2
-    while step > 0:
-        if t < step:
-            value_sum[t] += value_sum[t + step]
-            nonzero_sum[t] += nonzero_sum[t + step]
-        cuda.syncthreads()
-        step //= 2
-    if t == 0:
-        n_positive = 0.0
-        for k in range(start, stop):
-            if class_order[k] != own:
-                n_positive += 1.0
-        n_own = 1.0 if 0 <= own < n_refs else 0.0
-        n_negative = n_refs - (stop - start) - (n_own if n_positive == stop - start else 0.0)
-        totals[a, 0] = value_sum[0]
-        totals[a, 1] = nonzero_sum[0]
-        totals[a, 2] = n_positive * n_negative
 
 
 @cuda.jit
@@ -814,10 +775,11 @@ def _class_arrays(ref_class, anchor_class, class_order, class_starts):
     return tuple(_to_device(_host_indices(a)) for a in (ref_class, anchor_class, class_order, class_starts))
 
 
-def _batch_all_on_device(d_d, classes, self_offset, margin, semihard_only, d_out, divide):
+def _batch_all_on_device(d_d, classes, self_offset, margin, semihard_only, d_out, divide, soft=False, smallest=0.0):
     totals = _device_array((d_d.shape[0], 3), np.float64)
     if d_d.shape[0]:
-        args = (d_d, *classes, int(self_offset), float(margin), bool(semihard_only), d_out, bool(divide), totals)
+        flags = (bool(semihard_only), bool(soft), float(smallest))
+        args = (d_d, *classes, int(self_offset), float(margin), *flags, d_out, bool(divide), totals)
         _launch(_batch_all_kernel, d_d.shape[0], THREADS, *args)
     totals = _to_host(totals)
     return totals[:, 0].copy(), totals[:, 1].astype(np.int64), totals[:, 2].astype(np.int64)
@@ -915,19 +877,14 @@ def scale_same_class(out, ref_class, anchor_class, class_order, class_starts, fa
 def soft_all_triplets(
     d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, smallest, out, divide
 ):
-    """:func:`numpy_kernels.soft_all_triplets` on the GPU, laid out as :func:`batch_all_triplets`: one block per
-    anchor, a thread per column; a positive sums its slopes over the anchor's negatives (and its terms), a negative
-    over the anchor's class. O(B·R·K) time (each term's softplus computed twice), no sort; out may be d."""
-    totals = np.zeros((d.shape[0], 3))
-    if d.shape[0]:
-        d_totals = _device_array(totals.shape, np.float64)
-        d_out = _device_array(out.shape, out.dtype)
-        classes = _class_arrays(ref_class, anchor_class, class_order, class_starts)
-        args = (_to_device(d), *classes, int(self_offset), float(margin), float(smallest), d_out, bool(divide))
-        _launch(_soft_all_kernel, d.shape[0], THREADS, *args, d_totals)
-        _store(out, d_out)
-        totals = _to_host(d_totals)
-    return totals[:, 0].copy(), totals[:, 1].astype(np.int64), totals[:, 2].astype(np.int64)
+    """:func:`numpy_kernels.soft_all_triplets` on the GPU: the batch-all kernel with softplus terms and σ slopes
+    (each term's softplus computed twice, by its positive and by its negative); out may be d."""
+    d_d = _to_device(d)
+    d_out = _output_buffer(out, d)
+    classes = _class_arrays(ref_class, anchor_class, class_order, class_starts)
+    totals = _batch_all_on_device(d_d, classes, self_offset, margin, False, d_out, divide, True, smallest)
+    _store(out, d_out)
+    return totals
 
 
 def _bitonic_sort(keys, values):
@@ -1576,7 +1533,6 @@ KERNELS = (
     _scaled_pull_kernel,
     _contrastive_kernel,
     _scale_same_class_kernel,
-    _soft_all_kernel,
     _quadruplet_fill_kernel,
     _bitonic_kernel,
     _quadruplet_rows_kernel,
