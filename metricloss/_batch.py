@@ -229,7 +229,7 @@ class GpuLabelledBatch(LabelledBatch):
         return self.kernels.gather_entries(self.d, rows, cols)
 
     def row(self, a):
-        return self.d[a].copy_to_host().astype(np.float64)
+        return self.arrays.to_host(self.d[a]).astype(np.float64)
 
     def finish(self, grads):
         return self.arrays.wrap(grads)

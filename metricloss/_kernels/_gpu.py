@@ -45,14 +45,21 @@ def _gemm_library(kind):
     CuPy (both view numba's memory through ``__cuda_array_interface__``)."""
     if kind in ("torch", "cupy", "simulator"):
         return kind
-    for name in ("torch", "cupy"):
-        try:
-            __import__(name)
-        except ImportError:
-            continue
-        return name
+    try:
+        import torch
+
+        if torch.cuda.is_available():  # a CPU-only build of torch has no cuBLAS
+            return "torch"
+    except ImportError:
+        pass
+    try:
+        import cupy  # noqa: F401
+
+        return "cupy"
+    except ImportError:
+        pass
     raise ImportError(
-        "a numba device array's GEMMs run on cuBLAS through torch or CuPy, and neither is installed: "
+        "a numba device array's GEMMs run on cuBLAS through torch (a CUDA build) or CuPy, and neither is installed: "
         "pip install torch (or cupy-cuda12x), or pass a torch CUDA tensor or a CuPy array"
     )
 

@@ -132,3 +132,17 @@ def record_launches(dtype):
     """Every kernel of the GPU path launched once in ``dtype`` (for the compile-to-PTX test)."""
     test_triplet_loss_on_device_arrays_equals_numpy("all", "euclidean", dtype, size=5, scale=1e6)
     test_triplet_loss_on_device_arrays_equals_numpy("hard", "euclidean", dtype, size=5)
+
+
+def test_a_numba_device_array_without_a_cublas_library_is_refused_by_name():
+    """A numba device array's GEMMs borrow torch's or CuPy's cuBLAS; with a CPU-only torch and no CuPy (this
+    machine) that is an ImportError naming both, not a GEMM on the CPU."""
+    import importlib.util
+
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available() or importlib.util.find_spec("cupy"):
+        pytest.skip("a cuBLAS library is installed here")
+    from metricloss._kernels._gpu import _gemm_library
+
+    with pytest.raises(ImportError, match=r"torch \(a CUDA build\) or CuPy"):
+        _gemm_library("numba")
