@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._kernels import NO_SELF, get_kernels
+from ._kernels._gpu import gpu_rows
 from ._validation import (
     check_embeddings,
-    check_gpu_embeddings,
     check_index_vector,
     check_labels,
     check_option,
@@ -42,6 +42,7 @@ from .distances import (
     _pairwise_distances_vjp,
     _pairwise_similarities_vjp,
     _pull_entries,
+    _refuse_on_gpu_unless_supported,
 )
 
 _INT64_MAX = np.iinfo(np.int64).max
@@ -244,32 +245,15 @@ class GpuLabelledBatch(LabelledBatch):
         return self.pull(dense)
 
 
-GPU_DISTANCES = ("euclidean", "sqeuclidean")
-
-
-def _gpu_labelled_batch(embeddings, labels, distance, ref_embeddings, backend, defer_distances, distances):
+def _gpu_labelled_batch(embeddings, labels, distance, ref_embeddings, backend, ref_name, defer_distances, distances):
     """:func:`labelled_batch` for GPU embeddings (see :mod:`metricloss._kernels._gpu`): within one batch, with a
     Euclidean distance, on the CUDA kernels; anything else is refused by name, never run on the CPU."""
-    if backend not in (None, "cuda"):
-        raise TypeError(
-            f"embeddings is a GPU array ({type(embeddings).__name__}), which backend={backend!r} (the CPU) does not "
-            "take: leave backend at None (or 'cuda') to run on the GPU, or copy it to the host yourself"
-        )
     check_option(distance, "distance", distances)
-    if distance not in GPU_DISTANCES or ref_embeddings is not None:
-        raise NotImplementedError(
-            f"GPU arrays run within one batch with distance in {GPU_DISTANCES} so far; got distance={distance!r}"
-            + (" with ref_embeddings" if ref_embeddings is not None else "")
-            + ": copy the arrays to the host (backend='cuda' then copies them to the GPU per kernel)"
-        )
-    get_kernels("cuda")  # numba-cuda installed, a GPU (or the simulator) usable: else a clear error
-    from ._kernels._gpu import GpuArrays
-
-    arrays = GpuArrays(embeddings)
-    kernels = arrays.kernels()
-    x = check_gpu_embeddings(arrays, embeddings)
+    _refuse_on_gpu_unless_supported(distance, ref_embeddings, ("embeddings", ref_name))
+    arrays, x = gpu_rows(embeddings, backend)
     labels = check_labels(arrays.to_host(labels) if is_gpu_array(labels) else labels, x.shape[0])
     (labels,) = comparable_labels(labels)
+    kernels = arrays.kernels()
     d, pullback, gram = _gpu_euclidean_distances_vjp(arrays, x, distance, kernels, defer=defer_distances)
     batch = GpuLabelledBatch(
         x, None, labels, labels, d, None, class_index(labels, labels), 0, kernels, pullback, distance, (x.dtype,)
@@ -302,7 +286,9 @@ def labelled_batch(
     ``gpu_arrays``: the loss takes GPU embeddings in place (a :class:`GpuLabelledBatch`); other losses refuse them
     by name (:func:`metricloss._validation.check_embeddings`)."""
     if gpu_arrays and is_gpu_array(embeddings):
-        return _gpu_labelled_batch(embeddings, labels, distance, ref_embeddings, backend, defer_distances, distances)
+        return _gpu_labelled_batch(
+            embeddings, labels, distance, ref_embeddings, backend, ref_name, defer_distances, distances
+        )
     x = check_embeddings(embeddings)
     labels = check_labels(labels, x.shape[0])
     ref, ref_labels = check_references(x, ref_embeddings, ref_labels)

@@ -61,7 +61,16 @@ import math
 import numpy as np
 
 from ._kernels import get_kernels
-from ._validation import check_embeddings, check_option, norm_bound, promote, refuse_overflow, refuse_renamed
+from ._kernels._gpu import gpu_rows
+from ._validation import (
+    check_embeddings,
+    check_option,
+    is_gpu_array,
+    norm_bound,
+    promote,
+    refuse_overflow,
+    refuse_renamed,
+)
 
 DISTANCES = ("euclidean", "sqeuclidean", "cosine", "dot", "snr")
 # The distances that are symmetric, >= 0 and 0 between a row and itself: what losses built on those properties
@@ -226,6 +235,18 @@ def _pairwise_distances_vjp(x, y, distance, kernels, names=("embeddings", "ref_e
         return _scaled_pull(g, x, other, factor, names[0]), _scaled_pull(g.T, other, x, factor, names[1])
 
     return (d, pullback, conversion) if defer else (d, pullback)
+
+
+GPU_DISTANCES = ("euclidean", "sqeuclidean")  # the distances GPU arrays run with (within one batch) so far
+
+
+def _refuse_on_gpu_unless_supported(distance, y, names):
+    if distance not in GPU_DISTANCES or y is not None:
+        raise NotImplementedError(
+            f"GPU arrays run within one batch with distance in {GPU_DISTANCES} so far; got distance={distance!r}"
+            + (f" with {names[1]}" if y is not None else "")
+            + ": copy the arrays to the host (backend='cuda' then copies them to the GPU per kernel)"
+        )
 
 
 def _gpu_euclidean_distances_vjp(arrays, x, distance, kernels, name="embeddings", defer=False):
@@ -446,6 +467,8 @@ def pairwise_distances(x, y=None, *, distance="euclidean", backend=None):
     Parameters
     ----------
     x : array of shape (n, d), float32 or float64
+        Or a GPU array (a torch CUDA tensor, a CuPy or numba device array; ``"euclidean"`` or ``"sqeuclidean"``,
+        ``y`` None): D is then computed on the GPU and returned there, as an array of x's kind (``docs/cuda.md``).
     y : array of shape (m, d), optional
         Defaults to ``x``; the diagonal is then exactly 0 (except for ``"dot"``, −‖x_i‖², and a constant row's
         ``"snr"`` distance, 1).
@@ -480,6 +503,9 @@ def pairwise_distances(x, y=None, *, distance="euclidean", backend=None):
     array([[0.  , 0.25],
            [1.  , 0.  ]])
     """
+    if is_gpu_array(x):
+        arrays, d, _ = _gpu_distances_vjp(x, y, distance, backend)
+        return arrays.wrap(d)
     x, y = _check_pair_of_embeddings(x, y, distance, "distance", DISTANCES)
     return _pairwise_distances_vjp(x, y, distance, get_kernels(backend), ("x", "y"))[0]
 
@@ -495,6 +521,8 @@ def pairwise_distances_vjp(x, y=None, *, distance="euclidean", backend=None):
     Parameters
     ----------
     x : array of shape (n, d), float32 or float64
+        Or a GPU array, as in :func:`pairwise_distances`: d, ``vjp(g)`` (for g on the GPU) and its result are then
+        GPU arrays of x's kind.
     y : array of shape (m, d), optional
         Defaults to ``x`` (both ends of every pair then move with x).
     distance : {"euclidean", "sqeuclidean", "cosine", "dot", "snr"}, default "euclidean"
@@ -519,6 +547,9 @@ def pairwise_distances_vjp(x, y=None, *, distance="euclidean", backend=None):
     array([[-0.6, -0.8],
            [ 0.6,  0.8]])
     """
+    if is_gpu_array(x):
+        arrays, d, pullback = _gpu_distances_vjp(x, y, distance, backend)
+        return arrays.wrap(d), _gpu_public_vjp(arrays, d, pullback)
     x, y = _check_pair_of_embeddings(x, y, distance, "distance", DISTANCES)
     return _public_vjp(*_pairwise_distances_vjp(x, y, distance, get_kernels(backend), ("x", "y")), "distance")
 
@@ -533,6 +564,33 @@ def _public_vjp(matrix, pullback, what):
         return pullback(g)
 
     return matrix, vjp
+
+
+def _gpu_distances_vjp(x, y, distance, backend):
+    """The public distance functions on GPU rows x: (their GpuArrays, D as a numba view, its pullback)."""
+    check_option(distance, "distance", DISTANCES)
+    _refuse_on_gpu_unless_supported(distance, y, ("x", "y"))
+    arrays, x = gpu_rows(x, backend, "x")
+    d, pullback, _ = _gpu_euclidean_distances_vjp(arrays, x, distance, arrays.kernels(), "x")
+    return arrays, d, pullback
+
+
+def _gpu_public_vjp(arrays, matrix, pullback):
+    """:func:`_public_vjp` on the GPU: ``vjp(g)`` for a GPU cotangent g, copied on the device, the gradient
+    returned as the input's kind."""
+
+    def vjp(g):
+        if not is_gpu_array(g):
+            raise TypeError(f"g must be a GPU array, as x is; got {type(g).__name__}")
+        g = arrays.view(g)
+        if tuple(g.shape) != tuple(matrix.shape) or np.dtype(g.dtype) != np.dtype(matrix.dtype):
+            raise ValueError(
+                f"g must have the shape and dtype of the distance matrix, {tuple(matrix.shape)} {matrix.dtype}; got "
+                f"{tuple(g.shape)} {g.dtype}"
+            )
+        return arrays.wrap(pullback(arrays.copy(g)))
+
+    return vjp
 
 
 def _lp_distance_rows(x1, x2, p, eps=0.0):

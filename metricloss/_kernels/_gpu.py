@@ -31,6 +31,29 @@ def as_numba(a):
     return cuda_module().as_cuda_array(a, sync=False)
 
 
+def gpu_rows(value, backend, name="embeddings"):
+    """A GPU array of rows (embeddings) given as ``name``: its :class:`GpuArrays` and its checked numba view.
+
+    Raises
+    ------
+    TypeError
+        If ``backend`` names a CPU backend (GPU arrays run on the GPU: None or "cuda").
+    ImportError, RuntimeError
+        Without numba-cuda, or without a usable GPU (and no simulator).
+    """
+    if backend not in (None, "cuda"):
+        raise TypeError(
+            f"{name} is a GPU array ({type(value).__name__}), which backend={backend!r} (the CPU) does not take: "
+            "leave backend at None (or 'cuda') to run on the GPU, or copy it to the host yourself"
+        )
+    from .. import _validation
+    from . import get_kernels
+
+    get_kernels("cuda")  # numba-cuda installed, a GPU (or the simulator) usable: else a clear error
+    arrays = GpuArrays(value)
+    return arrays, _validation.check_gpu_embeddings(arrays, value, name)
+
+
 def _kind(value):
     module = type(value).__module__.split(".")[0]
     if module == "torch":

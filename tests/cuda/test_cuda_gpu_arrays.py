@@ -146,3 +146,28 @@ def test_a_numba_device_array_without_a_cublas_library_is_refused_by_name():
 
     with pytest.raises(ImportError, match=r"torch \(a CUDA build\) or CuPy"):
         _gemm_library("numba")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("distance", ["euclidean", "sqeuclidean"])
+def test_pairwise_distances_and_their_vjp_on_device_arrays_equal_numpy(distance, dtype):
+    """The distance matrix and its VJP on device rows: device arrays out, equal to the NumPy reference (the
+    duplicate rows' zero distances included); the cotangent is copied, not overwritten."""
+    x, _ = _batch(17, dtype)
+    g = np.random.default_rng(1).standard_normal((17, 17)).astype(dtype)
+    expected_d, expected_vjp = ml.pairwise_distances_vjp(x, distance=distance, backend="numpy")
+    got = ml.pairwise_distances(cuda.to_device(x), distance=distance)
+    got_d, got_vjp = ml.pairwise_distances_vjp(cuda.to_device(x), distance=distance)
+    d_g = cuda.to_device(g)
+    got_grad = got_vjp(d_g)
+    assert ml._validation.is_gpu_array(got) and ml._validation.is_gpu_array(got_grad)
+    for a in (got, got_d):
+        np.testing.assert_allclose(a.copy_to_host(), expected_d, **_tolerance(dtype))
+    np.testing.assert_allclose(got_grad.copy_to_host(), expected_vjp(g), **_tolerance(dtype))
+    np.testing.assert_array_equal(d_g.copy_to_host(), g)
+    with pytest.raises(TypeError, match=r"^g must be a GPU array, as x is"):
+        got_vjp(g)
+    with pytest.raises(ValueError, match=r"^g must have the shape and dtype of the distance matrix"):
+        got_vjp(cuda.to_device(g[:5]))
+    with pytest.raises(NotImplementedError, match=r"with y"):
+        ml.pairwise_distances(cuda.to_device(x), cuda.to_device(x))
