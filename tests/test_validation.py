@@ -202,14 +202,14 @@ def test_a_gpu_array_is_refused_by_name_rather_than_copied_to_the_host_unasked()
     with pytest.raises(TypeError, match=r"^labels must be a host array here; .*\.copy_to_host\(\)"):
         ml.contrastive_loss(x, _DeviceArray(labels))
     with pytest.raises(TypeError, match=r"^x must be a host array"):
-        ml.pairwise_distances(_DeviceArray(x))
+        ml.pairwise_similarities(_DeviceArray(x))
     one = np.array([0])
     with pytest.raises(TypeError, match=r"^triplets' a must be a host array"):
         ml.triplet_loss(x, labels, triplets=(_DeviceArray(one), one + 1, one + 2))
 
 
 def test_gpu_embeddings_without_a_usable_gpu_are_refused_not_run_on_the_cpu():
-    """triplet_loss takes GPU embeddings in place; on a machine with no usable GPU (and no simulator) that is a
+    """triplet_loss and pairwise_distances take GPU rows in place; on a machine with no usable GPU (and no simulator) that is a
     RuntimeError saying so, never a silent copy to the host (this suite runs without the CUDA simulator)."""
     x, labels = np.random.default_rng(0).standard_normal((6, 3)), np.array([0, 0, 1, 1, 2, 2])
     try:
@@ -220,3 +220,5 @@ def test_gpu_embeddings_without_a_usable_gpu_are_refused_not_run_on_the_cpu():
         pytest.skip("a GPU is usable here")
     with pytest.raises(RuntimeError, match=r"no usable CUDA GPU"):
         ml.triplet_loss(_DeviceArray(x), labels)
+    with pytest.raises(RuntimeError, match=r"no usable CUDA GPU"):
+        ml.pairwise_distances(_DeviceArray(x))
