@@ -37,7 +37,8 @@ def _as_array(value, name):
             f"{name} must be a host array here; got a GPU array ({type(value).__name__}, with "
             "__cuda_array_interface__), which metricloss does not copy to the host unasked: copy it yourself "
             "(numba: .copy_to_host(), CuPy: .get(), torch: .cpu()); backend='cuda' then runs the kernels on the GPU. "
-            "(triplet_loss takes GPU embeddings in place: see docs/cuda.md)"
+            "(triplet_loss, contrastive_loss, the lifted structure losses and pairwise_distances take GPU rows in "
+            "place: see docs/cuda.md)"
         )
     try:
         return np.asarray(value)

@@ -198,7 +198,7 @@ class _DeviceArray:
 def test_a_gpu_array_is_refused_by_name_rather_than_copied_to_the_host_unasked():
     x, labels = np.random.default_rng(0).standard_normal((6, 3)), np.array([0, 0, 1, 1, 2, 2])
     with pytest.raises(TypeError, match=r"^embeddings must be a host array here; got a GPU array \(_DeviceArray"):
-        ml.contrastive_loss(_DeviceArray(x), labels)
+        ml.quadruplet_loss(_DeviceArray(x), labels)
     with pytest.raises(TypeError, match=r"^labels must be a host array here; .*\.copy_to_host\(\)"):
         ml.contrastive_loss(x, _DeviceArray(labels))
     with pytest.raises(TypeError, match=r"^x must be a host array"):
@@ -209,8 +209,8 @@ def test_a_gpu_array_is_refused_by_name_rather_than_copied_to_the_host_unasked()
 
 
 def test_gpu_embeddings_without_a_usable_gpu_are_refused_not_run_on_the_cpu():
-    """triplet_loss and pairwise_distances take GPU rows in place; on a machine with no usable GPU (and no simulator) that is a
-    RuntimeError saying so, never a silent copy to the host (this suite runs without the CUDA simulator)."""
+    """The losses and distances that take GPU rows in place: on a machine with no usable GPU (and no simulator)
+    that is a RuntimeError saying so, never a silent copy to the host (this suite runs without the simulator)."""
     x, labels = np.random.default_rng(0).standard_normal((6, 3)), np.array([0, 0, 1, 1, 2, 2])
     try:
         from numba import cuda
@@ -220,5 +220,6 @@ def test_gpu_embeddings_without_a_usable_gpu_are_refused_not_run_on_the_cpu():
         pytest.skip("a GPU is usable here")
     with pytest.raises(RuntimeError, match=r"no usable CUDA GPU"):
         ml.triplet_loss(_DeviceArray(x), labels)
-    with pytest.raises(RuntimeError, match=r"no usable CUDA GPU"):
-        ml.pairwise_distances(_DeviceArray(x))
+    for call in (ml.pairwise_distances, ml.contrastive_loss, ml.lifted_structure_loss):
+        with pytest.raises(RuntimeError, match=r"no usable CUDA GPU"):
+            call(_DeviceArray(x), *(() if call is ml.pairwise_distances else (labels,)))

@@ -65,7 +65,9 @@ def lifted_structure_loss(
     ref_labels : int array of shape (R,), optional
     backend : {"numpy", "numba", "cuda"}, optional
         The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
-        host arrays copied in and out (``docs/cuda.md``).
+        host arrays copied in and out. GPU embeddings (a torch CUDA tensor, a CuPy or numba device array) run on
+        the GPU where they live, the value and gradient returned there (Euclidean distances within one batch;
+        ``docs/cuda.md``).
 
     Returns
     -------
@@ -119,6 +121,7 @@ def lifted_structure_loss(
         ref_labels=ref_labels,
         backend=backend,
         distances=SYMMETRIC_DISTANCES,
+        gpu_arrays=True,
     )
     d, kernels, classes = batch.d, batch.kernels, batch.classes
     g = np.empty_like(d) if distance == "cosine" else d  # the cosine VJP reads d; the others do not
@@ -150,7 +153,7 @@ def lifted_structure_loss(
         d, *classes, batch.self_offset, row_lse, col_lse, row_coef, col_coef, col_weights, g, divide
     )
     del col_weights
-    return value, batch.pull(g, weight / copies, divided=divide)
+    return batch.value(value), batch.pull(g, weight / copies, divided=divide)
 
 
 @finite_or_refused
@@ -199,7 +202,9 @@ def generalized_lifted_structure_loss(
     ref_labels : int array of shape (R,), optional
     backend : {"numpy", "numba", "cuda"}, optional
         The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
-        host arrays copied in and out (``docs/cuda.md``).
+        host arrays copied in and out. GPU embeddings (a torch CUDA tensor, a CuPy or numba device array) run on
+        the GPU where they live, the value and gradient returned there (Euclidean distances within one batch;
+        ``docs/cuda.md``).
 
     Returns
     -------
@@ -249,6 +254,7 @@ def generalized_lifted_structure_loss(
         ref_labels=ref_labels,
         backend=backend,
         distances=SYMMETRIC_DISTANCES,
+        gpu_arrays=True,
     )
     d = batch.d
     keep = incomplete_anchors == "keep"
@@ -259,4 +265,4 @@ def generalized_lifted_structure_loss(
     )
     n_terms = terms.size if keep else np.count_nonzero(complete)
     weight = weight_from_counts(reduction, n_terms, np.count_nonzero(terms > 0))
-    return weight * float(np.sum(terms)), batch.pull(g, weight, divided=divide)
+    return batch.value(weight * float(np.sum(terms))), batch.pull(g, weight, divided=divide)

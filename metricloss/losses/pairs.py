@@ -138,7 +138,9 @@ def contrastive_loss(
     ref_labels : int array of shape (R,), optional
     backend : {"numpy", "numba", "cuda"}, optional
         The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
-        host arrays copied in and out (``docs/cuda.md``).
+        host arrays copied in and out. GPU embeddings (a torch CUDA tensor, a CuPy or numba device array) run on
+        the GPU where they live, the value and gradient returned there (Euclidean distances within one batch;
+        ``docs/cuda.md``).
 
     Returns
     -------
@@ -193,7 +195,13 @@ def contrastive_loss(
     """
     _check_contrastive_options(margin, pos_margin, form, distance, reduction, split_reduction)
     batch = labelled_batch(
-        embeddings, labels, distance=distance, ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
+        embeddings,
+        labels,
+        distance=distance,
+        ref_embeddings=ref_embeddings,
+        ref_labels=ref_labels,
+        backend=backend,
+        gpu_arrays=True,
     )
     d, kernels = batch.d, batch.kernels
     ref_class, anchor_class, class_order, class_starts = batch.classes
@@ -222,7 +230,7 @@ def contrastive_loss(
     weight = w_dissimilar if w_dissimilar else w_similar
     if weight and w_similar != weight:
         kernels.scale_same_class(g, ref_class, anchor_class, class_order, class_starts, w_similar / weight)
-    return value, batch.pull(g, weight, divided=divide, symmetric=folded)
+    return batch.value(value), batch.pull(g, weight, divided=divide, symmetric=folded)
 
 
 @finite_or_refused

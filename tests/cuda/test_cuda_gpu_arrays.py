@@ -77,12 +77,41 @@ def test_nothing_valid_gives_zero_and_zero_gradients_on_the_device(labels):
         np.testing.assert_array_equal(grad.copy_to_host(), np.zeros_like(x))
 
 
-@pytest.mark.parametrize("mining", MININGS)
-def test_only_small_arrays_cross_between_host_and_device(monkeypatch, mining):
+# The losses that take GPU embeddings, each with the options that change its path on the device.
+GPU_LOSSES = {
+    **{f"triplet {mining}": (ml.triplet_loss, {"mining": mining}) for mining in MININGS},
+    "contrastive": (ml.contrastive_loss, {}),
+    "contrastive, split weights": (ml.contrastive_loss, {"form": "linear", "split_reduction": True, "pos_margin": 0.2}),
+    "lifted structure": (ml.lifted_structure_loss, {}),
+    "generalized lifted, kept anchors": (ml.generalized_lifted_structure_loss, {"incomplete_anchors": "keep"}),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("distance", ["euclidean", "sqeuclidean"])
+@pytest.mark.parametrize("name", [name for name in GPU_LOSSES if not name.startswith("triplet")])
+def test_the_other_losses_on_device_arrays_equal_numpy(name, distance, dtype):
+    """Contrastive and the two lifted structure losses on device embeddings: device arrays out, equal to the NumPy
+    reference."""
+    loss, kwargs = GPU_LOSSES[name]
+    x, labels = _batch(17, dtype)
+    value, grad = loss(x, labels, distance=distance, backend="numpy", **kwargs)
+    got_value, got_grad = loss(cuda.to_device(x), cuda.to_device(labels), distance=distance, **kwargs)
+    assert ml._validation.is_gpu_array(got_value) and ml._validation.is_gpu_array(got_grad)
+    assert got_value.dtype == dtype and got_grad.dtype == dtype
+    np.testing.assert_allclose(got_value.copy_to_host(), value, **_tolerance(dtype))
+    np.testing.assert_allclose(got_grad.copy_to_host(), grad, **_tolerance(dtype))
+
+
+@pytest.mark.parametrize("name", GPU_LOSSES)
+def test_only_small_arrays_cross_between_host_and_device(monkeypatch, name):
     """No host round trip: every copy the kernels' wrappers make between host and device is an O(B) array (class
-    lists, per-anchor totals, chosen indices), never the B×F embeddings, the B×B matrices or the gradient."""
+    lists, per-anchor totals and log-sum-exps, chosen indices) or one per positive pair (semi-hard's choices),
+    never the B×F embeddings, the B×B matrices or the gradient."""
     size, n_features = 17, 32
     x, labels = _batch(size, np.float64, n_features=n_features)
+    loss, kwargs = GPU_LOSSES[name]
+    n_positive_pairs = int(np.sum(labels[:, None] == labels[None, :])) - size
     copied = []
     to_device, to_host = cuda_kernels._to_device, cuda_kernels._to_host
 
@@ -97,10 +126,10 @@ def test_only_small_arrays_cross_between_host_and_device(monkeypatch, mining):
 
     monkeypatch.setattr(cuda_kernels, "_to_device", recording_to_device)
     monkeypatch.setattr(cuda_kernels, "_to_host", recording_to_host)
-    ml.triplet_loss(cuda.to_device(x), labels, mining=mining)
+    loss(cuda.to_device(x), labels, **kwargs)
     assert copied  # the recording saw the wrappers' copies
     for direction, shape in copied:
-        assert np.prod(shape) <= 2 * 3 * size, (direction, shape)  # at most the positive pairs' (a, p) or B×3
+        assert np.prod(shape) <= max(6 * size, 2 * n_positive_pairs), (direction, shape)
 
 
 def test_gpu_arrays_refuse_what_does_not_run_on_the_gpu_by_name():
@@ -115,7 +144,7 @@ def test_gpu_arrays_refuse_what_does_not_run_on_the_gpu_by_name():
     with pytest.raises(NotImplementedError, match=r"with ref_embeddings"):
         ml.triplet_loss(d_x, labels, ref_embeddings=d_x, ref_labels=labels)
     with pytest.raises(TypeError, match=r"^embeddings must be a host array here; got a GPU array \(FakeCUDAArray"):
-        ml.contrastive_loss(d_x, labels)
+        ml.quadruplet_loss(d_x, labels)
     with pytest.raises(ValueError, match=r"^embeddings must be finite"):
         ml.triplet_loss(cuda.to_device(np.where(np.eye(6, 6, dtype=bool), np.nan, x)), labels)
     with pytest.raises(TypeError, match=r"^embeddings must be a float32 or float64 array; got dtype int64"):
