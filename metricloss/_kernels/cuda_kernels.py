@@ -122,6 +122,11 @@ def _host_indices(a):
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
+def _indices_to_device(*arrays):
+    """Host index arrays (class lists, pairs) on the device as int64, in a tuple."""
+    return tuple(_to_device(_host_indices(a)) for a in arrays)
+
+
 def _store(target, d_result):
     """The device result into the caller's array: copied back to a host array; into a device array on the device
     (nothing to do where the kernels wrote it in place)."""
@@ -771,10 +776,6 @@ def _output_buffer(out, d):
     return out
 
 
-def _class_arrays(ref_class, anchor_class, class_order, class_starts):
-    return tuple(_to_device(_host_indices(a)) for a in (ref_class, anchor_class, class_order, class_starts))
-
-
 def _batch_all_on_device(d_d, classes, self_offset, margin, semihard_only, d_out, divide, soft=False, smallest=0.0):
     totals = _device_array((d_d.shape[0], 3), np.float64)
     if d_d.shape[0]:
@@ -791,7 +792,7 @@ def batch_all_triplets(
     """:func:`numpy_kernels.batch_all_triplets` on the GPU (one block per anchor; out may be d)."""
     d_d = _to_device(d)
     d_out = _output_buffer(out, d)
-    classes = _class_arrays(ref_class, anchor_class, class_order, class_starts)
+    classes = _indices_to_device(ref_class, anchor_class, class_order, class_starts)
     totals = _batch_all_on_device(d_d, classes, self_offset, margin, semihard_only, d_out, divide)
     _store(out, d_out)
     return totals
@@ -806,7 +807,7 @@ def batch_all_symmetric(
     if gram is not None:
         _gram_on_device(d_d, gram[0], gram[0], gram[1], gram[1], gram[2], gram[3])
     d_out = _output_buffer(out, d)
-    classes = _class_arrays(ref_class, anchor_class, class_order, class_starts)
+    classes = _indices_to_device(ref_class, anchor_class, class_order, class_starts)
     totals = _batch_all_on_device(d_d, classes, 0, margin, semihard_only, d_out, divide)
     _symmetrize_on_device(d_out)
     if gram is not None and out is not d:
@@ -819,7 +820,7 @@ def select_per_anchor(d, ref_class, anchor_class, self_offset, positive_mode, ne
     """:func:`numpy_kernels.select_per_anchor` on the GPU (one block per anchor, shared-memory arg-reductions)."""
     chosen = _device_array((d.shape[0], 2), np.int64)
     if d.shape[0]:
-        ref_class, anchor_class = (_to_device(_host_indices(a)) for a in (ref_class, anchor_class))
+        ref_class, anchor_class = _indices_to_device(ref_class, anchor_class)
         args = (_to_device(d), ref_class, anchor_class, int(self_offset), int(positive_mode), int(negative_mode))
         _launch(_select_kernel, d.shape[0], THREADS, *args, chosen)
     chosen = _to_host(chosen)
@@ -832,8 +833,8 @@ def semihard_negatives(
     """:func:`numpy_kernels.semihard_negatives` on the GPU (one block per anchor, one thread per positive)."""
     chosen = _device_array((positives.size, 2), np.int64)
     if positives.size:
-        classes = _class_arrays(ref_class, anchor_class, class_order, class_starts)
-        args = (_to_device(d), *classes, int(self_offset), _to_device(_host_indices(offsets)), chosen)
+        classes = _indices_to_device(ref_class, anchor_class, class_order, class_starts)
+        args = (_to_device(d), *classes, int(self_offset), *_indices_to_device(offsets), chosen)
         _launch(_semihard_kernel, d.shape[0], THREADS, *args)
     chosen = _to_host(chosen)
     positives[...] = chosen[:, 0]
@@ -856,7 +857,7 @@ def contrastive_pairs(d, ref_class, anchor_class, self_offset, margin, pos_margi
     if d.shape[0]:
         d_totals = _device_array(totals.shape, np.float64)
         d_out = _device_array(out.shape, out.dtype)
-        ref_class, anchor_class = (_to_device(np.asarray(a, dtype=np.int64)) for a in (ref_class, anchor_class))
+        ref_class, anchor_class = _indices_to_device(ref_class, anchor_class)
         args = (_to_device(d), ref_class, anchor_class, int(self_offset), float(margin), float(pos_margin), c1, c2)
         _launch(_contrastive_kernel, d.shape[0], THREADS, *args, d_out, bool(divide), d_totals)
         _store(out, d_out)
@@ -869,7 +870,7 @@ def scale_same_class(out, ref_class, anchor_class, class_order, class_starts, fa
     (strided). O(B·K)."""
     if out.shape[0]:
         d_out = _to_device(out)
-        classes = (_to_device(np.asarray(a, dtype=np.int64)) for a in (anchor_class, class_order, class_starts))
+        classes = _indices_to_device(anchor_class, class_order, class_starts)
         _launch(_scale_same_class_kernel, out.shape[0], THREADS, d_out, *classes, float(factor))
         _store(out, d_out)
 
@@ -881,7 +882,7 @@ def soft_all_triplets(
     (each term's softplus computed twice, by its positive and by its negative); out may be d."""
     d_d = _to_device(d)
     d_out = _output_buffer(out, d)
-    classes = _class_arrays(ref_class, anchor_class, class_order, class_starts)
+    classes = _indices_to_device(ref_class, anchor_class, class_order, class_starts)
     totals = _batch_all_on_device(d_d, classes, self_offset, margin, False, d_out, divide, True, smallest)
     _store(out, d_out)
     return totals
@@ -917,9 +918,7 @@ def quadruplet_pairs(d, ref_class, class_order, class_starts, margin2, out, divi
     be d.
     """
     n = d.shape[0]
-    class_order = np.asarray(class_order, dtype=np.int64)
-    class_starts = np.asarray(class_starts, dtype=np.int64)
-    ref_class = np.asarray(ref_class, dtype=np.int64)
+    ref_class, class_order, class_starts = (_host_indices(a) for a in (ref_class, class_order, class_starts))
     sizes = np.diff(class_starts)
     rank = np.empty(n, dtype=np.int64)  # each sample's place in its class
     rank[class_order] = np.arange(n) - np.repeat(class_starts[:-1], sizes)
@@ -1154,7 +1153,7 @@ def warp_violators(
         _device_array(n_pairs, np.int64),
         _device_array(n_pairs, np.float64),
     )
-    index = tuple(_to_device(np.asarray(v, dtype=np.int64)) for v in (offsets, positives))
+    index = _indices_to_device(offsets, positives)
     args = (d_a, d_b, bool(dot), _to_device(relevance), *index, d_seeds, float(margin), int(max_trials), bool(shuffle))
     _launch(_warp_violators_kernel, n_queries, THREADS, *args, order, *outputs)
     for host, device in zip((violators, trials, hinges), outputs, strict=True):
@@ -1168,7 +1167,7 @@ def warp_exact(scores, relevance, offsets, positives, margin, weights, ranks, hi
     d_ranks = _device_array(n_pairs, np.int64)
     d_sums = _device_array(n_pairs, np.float64)
     if scores.shape[0]:
-        index = tuple(_to_device(np.asarray(v, dtype=np.int64)) for v in (offsets, positives))
+        index = _indices_to_device(offsets, positives)
         args = (_to_device(scores), _to_device(relevance), *index, float(margin), _to_device(weights))
         _launch(_warp_exact_kernel, scores.shape[0], THREADS, *args, d_ranks, d_sums, d_out)
     _store(out, d_out)
@@ -1432,10 +1431,6 @@ def _transpose_kernel(m, out):
         out[j, i] = m[i, j]
 
 
-def _int64_to_device(*arrays):
-    return tuple(_to_device(np.asarray(a, dtype=np.int64)) for a in arrays)
-
-
 def negative_softmax(d, ref_class, anchor_class, margin, out, divide):
     """:func:`numpy_kernels.negative_softmax` on the GPU (one block per anchor; out may be d)."""
     if d.shape[0] == 0:
@@ -1443,7 +1438,7 @@ def negative_softmax(d, ref_class, anchor_class, margin, out, divide):
     d_d = _to_device(d)
     d_out = d_d if out is d else _to_device(out)  # copied in: its entries other than the negatives are kept
     lse = _device_array(d.shape[0], np.float64)
-    args = (d_d, *_int64_to_device(ref_class, anchor_class), float(margin), d_out, bool(divide), lse)
+    args = (d_d, *_indices_to_device(ref_class, anchor_class), float(margin), d_out, bool(divide), lse)
     _launch(_negative_softmax_kernel, d.shape[0], THREADS, *args)
     _store(out, d_out)
     return _to_host(lse)
@@ -1455,7 +1450,7 @@ def lifted_pairs(d, ref_class, anchor_class, class_order, class_starts, self_off
     if d.shape[0]:
         d_totals = _device_array(totals.shape, np.float64)
         lse = (_to_device(np.asarray(row_lse, dtype=np.float64)), _to_device(np.asarray(col_lse, dtype=np.float64)))
-        classes = _int64_to_device(anchor_class, class_order, class_starts)
+        classes = _indices_to_device(anchor_class, class_order, class_starts)
         _launch(_lifted_pairs_kernel, d.shape[0], THREADS, _to_device(d), *classes, int(self_offset), *lse, d_totals)
         totals = _to_host(d_totals)
     return totals[:, 0].copy(), totals[:, 1].astype(np.int64), totals[:, 2].astype(np.int64), totals[:, 3].copy()
@@ -1485,7 +1480,7 @@ def lifted_cotangent(
     col_coef = np.asarray(col_coef, dtype=np.float64)
     d_col_weights = _to_device(col_weights) if np.any(col_coef) else d_out
     floats = (_to_device(np.asarray(v, dtype=np.float64)) for v in (row_lse, col_lse, row_coef, col_coef))
-    args = (d_d, *_int64_to_device(ref_class, anchor_class), int(self_offset), *floats, d_col_weights, d_out)
+    args = (d_d, *_indices_to_device(ref_class, anchor_class), int(self_offset), *floats, d_col_weights, d_out)
     _launch(_lifted_cotangent_kernel, *_grid2(*d.shape), *args, bool(divide))
     _store(out, d_out)
 
@@ -1499,7 +1494,7 @@ def generalized_lifted_rows(
         d_d = _to_device(d)
         d_out = d_d if out is d else _device_array(out.shape, out.dtype)  # every element is written
         d_totals = _device_array(totals.shape, np.float64)
-        classes = _int64_to_device(ref_class, anchor_class)
+        classes = _indices_to_device(ref_class, anchor_class)
         args = (d_d, *classes, int(self_offset), float(margin), bool(keep_incomplete), d_out, bool(divide), d_totals)
         _launch(_generalized_lifted_kernel, d.shape[0], THREADS, *args)
         _store(out, d_out)
