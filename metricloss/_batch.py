@@ -26,6 +26,8 @@ from ._kernels import NO_SELF, get_kernels
 from ._kernels._gpu import gpu_rows
 from ._validation import (
     check_embeddings,
+    check_given_together,
+    check_gpu_references,
     check_index_vector,
     check_labels,
     check_option,
@@ -233,10 +235,14 @@ class GpuLabelledBatch(LabelledBatch):
         return self.arrays.to_host(self.d[a]).astype(np.float64)
 
     def finish(self, grads):
-        return self.arrays.wrap(grads)
+        if self.ref is None:
+            return self.arrays.wrap(grads)
+        return tuple(self.arrays.wrap(grad) for grad in grads)
 
     def zeros(self):
-        return self.arrays.wrap(self.arrays.zeros(self.x.shape, self.x.dtype))
+        if self.ref is None:
+            return self.finish(self.arrays.zeros(self.x.shape, self.x.dtype))
+        return self.finish(tuple(self.arrays.zeros(a.shape, a.dtype) for a in (self.x, self.ref)))
 
     def pull_pairs(self, rows, cols, g):
         """Through a dense cotangent (the pairs scattered into a B×B device matrix) and the GEMM pullback."""
@@ -245,18 +251,34 @@ class GpuLabelledBatch(LabelledBatch):
         return self.pull(dense)
 
 
-def _gpu_labelled_batch(embeddings, labels, distance, ref_embeddings, backend, ref_name, defer_distances, distances):
-    """:func:`labelled_batch` for GPU embeddings (see :mod:`metricloss._kernels._gpu`): within one batch, with a
-    Euclidean distance, on the CUDA kernels; anything else is refused by name, never run on the CPU."""
+def _gpu_labelled_batch(embeddings, labels, distance, ref_embeddings, ref_labels, backend, ref_name, defer, distances):
+    """:func:`labelled_batch` for GPU embeddings (see :mod:`metricloss._kernels._gpu`): with a Euclidean distance,
+    within one batch or against GPU references, on the CUDA kernels; anything else is refused by name, never run on
+    the CPU."""
     check_option(distance, "distance", distances)
-    _refuse_on_gpu_unless_supported(distance, ref_embeddings, ("embeddings", ref_name))
+    _refuse_on_gpu_unless_supported(distance)
     arrays, x = gpu_rows(embeddings, backend)
-    labels = check_labels(arrays.to_host(labels) if is_gpu_array(labels) else labels, x.shape[0])
-    (labels,) = comparable_labels(labels)
+
+    def host_labels(value, n_samples, name, against):
+        return check_labels(arrays.to_host(value) if is_gpu_array(value) else value, n_samples, name, against=against)
+
+    labels = host_labels(labels, x.shape[0], "labels", "embeddings")
+    check_given_together(ref_embeddings, ref_labels)
+    ref = None
+    if ref_embeddings is None:
+        (labels,) = comparable_labels(labels)
+        ref_labels, classes, self_offset = labels, class_index(labels, labels), 0
+    else:
+        ref = check_gpu_references(arrays, x, ref_embeddings, ref_name)
+        ref_labels = host_labels(ref_labels, ref.shape[0], "ref_labels", ref_name)
+        labels, ref_labels = comparable_labels(labels, ref_labels)
+        classes, self_offset = class_index(labels, ref_labels), NO_SELF
     kernels = arrays.kernels()
-    d, pullback, gram = _gpu_euclidean_distances_vjp(arrays, x, distance, kernels, defer=defer_distances)
+    names = ("embeddings", ref_name)
+    d, pullback, gram = _gpu_euclidean_distances_vjp(arrays, x, ref, distance, kernels, names, defer)
+    dtypes = (x.dtype,) if ref is None else (x.dtype, ref.dtype)
     batch = GpuLabelledBatch(
-        x, None, labels, labels, d, None, class_index(labels, labels), 0, kernels, pullback, distance, (x.dtype,)
+        x, ref, labels, ref_labels, d, None, classes, self_offset, kernels, pullback, distance, dtypes
     )
     batch.gram, batch.arrays = gram, arrays
     return batch
@@ -287,7 +309,7 @@ def labelled_batch(
     by name (:func:`metricloss._validation.check_embeddings`)."""
     if gpu_arrays and is_gpu_array(embeddings):
         return _gpu_labelled_batch(
-            embeddings, labels, distance, ref_embeddings, backend, ref_name, defer_distances, distances
+            embeddings, labels, distance, ref_embeddings, ref_labels, backend, ref_name, defer_distances, distances
         )
     x = check_embeddings(embeddings)
     labels = check_labels(labels, x.shape[0])

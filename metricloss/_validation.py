@@ -92,6 +92,25 @@ def check_gpu_embeddings(arrays, value, name="embeddings"):
     return x
 
 
+def check_gpu_references(arrays, x, value, name="ref_embeddings", against="embeddings"):
+    """The GPU reference rows of a query-vs-reference batch on the GPU (``x`` the queries' checked view): a GPU
+    array with x's number of features and x's dtype (GPU arrays are not promoted), as a numba view."""
+    if not is_gpu_array(value):
+        raise TypeError(
+            f"{name} must be a GPU array, as {against} is; got {type(value).__name__}: put both on the GPU, or "
+            "both on the host"
+        )
+    ref = check_gpu_embeddings(arrays, value, name)
+    if ref.shape[1] != x.shape[1]:
+        raise ValueError(f"{name} must have {x.shape[1]} features to match {against}; got shape {tuple(ref.shape)}")
+    if np.dtype(ref.dtype) != np.dtype(x.dtype):
+        raise TypeError(
+            f"{name} must have the dtype of {against}, {np.dtype(x.dtype)}, on the GPU (where nothing is promoted); "
+            f"got {np.dtype(ref.dtype)}"
+        )
+    return ref
+
+
 def promote(*arrays):
     """The float arrays in their common dtype (float64 if float32 and float64 are mixed), copied only if cast."""
     dtype = np.result_type(*arrays)
@@ -213,11 +232,16 @@ def check_count(value, name, *, low=1):
     return count
 
 
-def check_references(embeddings, ref_embeddings, ref_labels):
-    """The reference set of a query-vs-reference batch (both or neither given), or (None, None)."""
+def check_given_together(ref_embeddings, ref_labels):
+    """A ValueError naming the missing one where only one of a reference set's embeddings and labels is given."""
     if (ref_embeddings is None) != (ref_labels is None):
         given, missing = ("ref_embeddings", "ref_labels") if ref_labels is None else ("ref_labels", "ref_embeddings")
         raise ValueError(f"{missing} must be given with {given}; got only {given}")
+
+
+def check_references(embeddings, ref_embeddings, ref_labels):
+    """The reference set of a query-vs-reference batch (both or neither given), or (None, None)."""
+    check_given_together(ref_embeddings, ref_labels)
     if ref_embeddings is None:
         return None, None
     ref = check_embeddings(ref_embeddings, "ref_embeddings")

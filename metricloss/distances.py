@@ -64,6 +64,7 @@ from ._kernels import get_kernels
 from ._kernels._gpu import gpu_rows
 from ._validation import (
     check_embeddings,
+    check_gpu_references,
     check_option,
     is_gpu_array,
     norm_bound,
@@ -237,66 +238,79 @@ def _pairwise_distances_vjp(x, y, distance, kernels, names=("embeddings", "ref_e
     return (d, pullback, conversion) if defer else (d, pullback)
 
 
-GPU_DISTANCES = ("euclidean", "sqeuclidean")  # the distances GPU arrays run with (within one batch) so far
+GPU_DISTANCES = ("euclidean", "sqeuclidean")  # the distances GPU arrays run with so far
 
 
-def _refuse_on_gpu_unless_supported(distance, y, names):
-    if distance not in GPU_DISTANCES or y is not None:
+def _refuse_on_gpu_unless_supported(distance):
+    if distance not in GPU_DISTANCES:
         raise NotImplementedError(
-            f"GPU arrays run within one batch with distance in {GPU_DISTANCES} so far; got distance={distance!r}"
-            + (f" with {names[1]}" if y is not None else "")
-            + ": copy the arrays to the host (backend='cuda' then copies them to the GPU per kernel)"
+            f"GPU arrays run with distance in {GPU_DISTANCES} so far; got distance={distance!r}: copy the arrays "
+            "to the host (backend='cuda' then copies them to the GPU per kernel)"
         )
 
 
-def _gpu_euclidean_distances_vjp(arrays, x, distance, kernels, name="embeddings", defer=False):
-    """:func:`_pairwise_distances_vjp` for ``"euclidean"`` or ``"sqeuclidean"`` within one batch of GPU rows ``x``
-    (a numba view; ``arrays`` the :class:`metricloss._kernels._gpu.GpuArrays` of its library, ``kernels`` the CUDA
-    kernels on its stream), all on the device: the Gram matrix and the pullback's S X are the library's GEMMs
-    (cuBLAS), the conversion, the scale, the symmetrize and diag(S·1) X − S X are CUDA kernels. The same rules as
-    on the host: close pairs recomputed directly, rows too large or too small for the squared norms scaled by an
-    exact power of two first (a ValueError where the distances are not representable), g/d = 0 where d = 0."""
+def _gpu_euclidean_distances_vjp(arrays, x, y, distance, kernels, names=("embeddings", "ref_embeddings"), defer=False):
+    """:func:`_pairwise_distances_vjp` for ``"euclidean"`` or ``"sqeuclidean"`` on GPU rows ``x`` (and ``y``, or
+    None within x; numba views; ``arrays`` the :class:`metricloss._kernels._gpu.GpuArrays` of their library,
+    ``kernels`` the CUDA kernels on its stream), all on the device: the Gram matrix and the pullback's S Y (and
+    Sᵀ X) are the library's GEMMs (cuBLAS); the conversion, the scale, the symmetrize, the transpose and
+    diag(S·1) X − S Y are CUDA kernels. The same rules as on the host: close pairs recomputed directly, rows too
+    large or too small for the squared norms scaled by an exact power of two first (a ValueError where the
+    distances are not representable), g/d = 0 where d = 0."""
+    self_pairs = y is None
     squared, dtype = distance == "sqeuclidean", np.dtype(x.dtype)
-    largest = arrays.largest_magnitude(x)
+    largest = max(arrays.largest_magnitude(a) for a in ((x,) if self_pairs else (x, y)))
     k = int(np.frexp(largest)[1]) if largest > 0 else 0
     k = 0 if -_SAFE_EXPONENT < k <= _SAFE_EXPONENT else k
-    rows = x
-    if k:
-        rows = arrays.copy(x)
-        kernels.scale(rows, 2.0**-k)  # exact
-    sq_norms = arrays.empty((x.shape[0],), dtype)
-    kernels.row_sq_norms(rows, sq_norms)
-    d = arrays.matmul(rows, rows, transpose_b=True)
-    conversion = (rows, sq_norms, _CANCELLATION_RATIO[dtype], not squared)
-    if not defer or k:
-        kernels.gram_to_distances(d, rows, rows, sq_norms, sq_norms, *conversion[2:])
+
+    def prepared(rows):  # (rows scaled by 2^-k, exactly; their squared norms)
+        if k:
+            rows = arrays.copy(rows)
+            kernels.scale(rows, 2.0**-k)
+        sq_norms = arrays.empty((rows.shape[0],), dtype)
+        kernels.row_sq_norms(rows, sq_norms)
+        return rows, sq_norms
+
+    x_rows, sq_x = prepared(x)
+    y_rows, sq_y = (x_rows, sq_x) if self_pairs else prepared(y)
+    d = arrays.matmul(x_rows, y_rows, transpose_b=True)
+    conversion = (x_rows, sq_x, _CANCELLATION_RATIO[dtype], not squared)
+    if not (defer and self_pairs) or k:
+        kernels.gram_to_distances(d, x_rows, y_rows, sq_x, sq_y, *conversion[2:])
         conversion = None
     if k:
         kernels.scale(d, 2.0 ** (k if not squared else 2 * k))
         if not arrays.all_finite(d):
-            raise ValueError(
-                f"{name} has entries up to {largest:.3g}: their {'squared ' if squared else ''}distances exceed "
-                f"{dtype}'s largest finite number, {float(np.finfo(dtype).max):.3g}, so they are not representable; "
-                f"rescale {name}" + (" or pass float64" if dtype == np.float32 else "")
-            )
+            raise ValueError(_gpu_overflow(names, largest, dtype, f"{'squared ' if squared else ''}distances"))
 
-    def pullback(g, weight=1.0, divided=False, symmetric=False):
-        # ∂L/∂x_i = factor · (diag(S·1) X − S X)_i with S = g + gᵀ (2wg squared, wg/d Euclidean): as on the host.
-        if not divided:
-            kernels.pair_scale(g, d, squared)
-        if not symmetric:
-            kernels.symmetrize(g)
-        grad = arrays.empty(x.shape, dtype)
-        kernels.scaled_pull(grad, g, x, arrays.matmul(g, x), weight * (2.0 if squared else 1.0))
+    def pull(s, a, b, name, factor):  # factor · (diag(S·1) A − S B), a new device array
+        grad = arrays.empty(a.shape, dtype)
+        kernels.scaled_pull(grad, s, a, arrays.matmul(s, b), factor)
         if not arrays.all_finite(grad):
-            raise ValueError(
-                f"{name} has entries up to {largest:.3g}: their gradients exceed {dtype}'s largest finite number, "
-                f"{float(np.finfo(dtype).max):.3g}, so they are not representable; rescale {name}"
-                + (" or pass float64" if dtype == np.float32 else "")
-            )
+            raise ValueError(_gpu_overflow((name,), largest, dtype, "gradients"))
         return grad
 
+    def pullback(g, weight=1.0, divided=False, symmetric=False):
+        # ∂L/∂x_i = Σ_j S_ij (x_i − y_j), with S = 2wg (squared) or wg/d (Euclidean): as on the host. Within x,
+        # S + Sᵀ; with a reference set, ∂L/∂y_j = Σ_i S_ij (y_j − x_i), the same rule on Sᵀ (a transposed copy).
+        if not divided:
+            kernels.pair_scale(g, d, squared)
+        factor = weight * (2.0 if squared else 1.0)
+        if self_pairs:
+            if not symmetric:
+                kernels.symmetrize(g)
+            return pull(g, x, x, names[0], factor)
+        return pull(g, x, y, names[0], factor), pull(kernels.transposed(g), y, x, names[1], factor)
+
     return d, pullback, conversion
+
+
+def _gpu_overflow(names, largest, dtype, what):
+    return (
+        f"{names[0]} has entries up to {largest:.3g}: their {what} exceed {dtype}'s largest finite number, "
+        f"{float(np.finfo(dtype).max):.3g}, so they are not representable; rescale {names[0]}"
+        + (" or pass float64" if dtype == np.float32 else "")
+    )
 
 
 def _dot_distances_vjp(x, y, kernels, names):
@@ -467,8 +481,9 @@ def pairwise_distances(x, y=None, *, distance="euclidean", backend=None):
     Parameters
     ----------
     x : array of shape (n, d), float32 or float64
-        Or a GPU array (a torch CUDA tensor, a CuPy or numba device array; ``"euclidean"`` or ``"sqeuclidean"``,
-        ``y`` None): D is then computed on the GPU and returned there, as an array of x's kind (``docs/cuda.md``).
+        Or a GPU array (a torch CUDA tensor, a CuPy or numba device array; ``"euclidean"`` or ``"sqeuclidean"``;
+        ``y``, if given, on the GPU too): D is then computed on the GPU and returned there, as an array of x's kind
+        (``docs/cuda.md``).
     y : array of shape (m, d), optional
         Defaults to ``x``; the diagonal is then exactly 0 (except for ``"dot"``, −‖x_i‖², and a constant row's
         ``"snr"`` distance, 1).
@@ -567,11 +582,12 @@ def _public_vjp(matrix, pullback, what):
 
 
 def _gpu_distances_vjp(x, y, distance, backend):
-    """The public distance functions on GPU rows x: (their GpuArrays, D as a numba view, its pullback)."""
+    """The public distance functions on GPU rows x (and y): (their GpuArrays, D as a numba view, its pullback)."""
     check_option(distance, "distance", DISTANCES)
-    _refuse_on_gpu_unless_supported(distance, y, ("x", "y"))
+    _refuse_on_gpu_unless_supported(distance)
     arrays, x = gpu_rows(x, backend, "x")
-    d, pullback, _ = _gpu_euclidean_distances_vjp(arrays, x, distance, arrays.kernels(), "x")
+    y = None if y is None else check_gpu_references(arrays, x, y, "y", "x")
+    d, pullback, _ = _gpu_euclidean_distances_vjp(arrays, x, y, distance, arrays.kernels(), ("x", "y"))
     return arrays, d, pullback
 
 
@@ -588,7 +604,8 @@ def _gpu_public_vjp(arrays, matrix, pullback):
                 f"g must have the shape and dtype of the distance matrix, {tuple(matrix.shape)} {matrix.dtype}; got "
                 f"{tuple(g.shape)} {g.dtype}"
             )
-        return arrays.wrap(pullback(arrays.copy(g)))
+        grads = pullback(arrays.copy(g))
+        return tuple(arrays.wrap(grad) for grad in grads) if isinstance(grads, tuple) else arrays.wrap(grads)
 
     return vjp
 

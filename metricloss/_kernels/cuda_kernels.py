@@ -1503,12 +1503,12 @@ def generalized_lifted_rows(
 
 
 def transposed(m):
-    """:func:`numpy_kernels.transposed` on the GPU (one thread per entry): mᵀ as a new C-contiguous array."""
-    if m.size == 0:
-        return np.empty((m.shape[1], m.shape[0]), dtype=m.dtype)
+    """:func:`numpy_kernels.transposed` on the GPU (one thread per entry): mᵀ as a new C-contiguous array, on the
+    host for a host m, on the device for a device m."""
     d_out = _device_array((m.shape[1], m.shape[0]), m.dtype)
-    _launch(_transpose_kernel, *_grid2(*d_out.shape), _to_device(m), d_out)
-    return _to_host(d_out)
+    if m.size:
+        _launch(_transpose_kernel, *_grid2(*d_out.shape), _to_device(m), d_out)
+    return _to_host(d_out) if _is_host(m) else d_out
 
 
 # Every kernel (the compile-to-PTX test compiles each with every signature it is launched with).

@@ -66,8 +66,8 @@ def lifted_structure_loss(
     backend : {"numpy", "numba", "cuda"}, optional
         The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
         host arrays copied in and out. GPU embeddings (a torch CUDA tensor, a CuPy or numba device array) run on
-        the GPU where they live, the value and gradient returned there (Euclidean distances within one batch;
-        ``docs/cuda.md``).
+        the GPU where they live, the value and gradients returned there (Euclidean distances; references, if any,
+        on the GPU too; ``docs/cuda.md``).
 
     Returns
     -------
@@ -203,8 +203,8 @@ def generalized_lifted_structure_loss(
     backend : {"numpy", "numba", "cuda"}, optional
         The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
         host arrays copied in and out. GPU embeddings (a torch CUDA tensor, a CuPy or numba device array) run on
-        the GPU where they live, the value and gradient returned there (Euclidean distances within one batch;
-        ``docs/cuda.md``).
+        the GPU where they live, the value and gradients returned there (Euclidean distances; references, if any,
+        on the GPU too; ``docs/cuda.md``).
 
     Returns
     -------

@@ -103,15 +103,18 @@ def test_the_other_losses_on_device_arrays_equal_numpy(name, distance, dtype):
     np.testing.assert_allclose(got_grad.copy_to_host(), grad, **_tolerance(dtype))
 
 
+@pytest.mark.parametrize("references", [False, True])
 @pytest.mark.parametrize("name", GPU_LOSSES)
-def test_only_small_arrays_cross_between_host_and_device(monkeypatch, name):
+def test_only_small_arrays_cross_between_host_and_device(monkeypatch, name, references):
     """No host round trip: every copy the kernels' wrappers make between host and device is an O(B) array (class
     lists, per-anchor totals and log-sum-exps, chosen indices) or one per positive pair (semi-hard's choices),
     never the B×F embeddings, the B×B matrices or the gradient."""
     size, n_features = 17, 32
     x, labels = _batch(size, np.float64, n_features=n_features)
     loss, kwargs = GPU_LOSSES[name]
-    n_positive_pairs = int(np.sum(labels[:, None] == labels[None, :])) - size
+    n_positive_pairs = int(np.sum(labels[:, None] == labels[None, :]))
+    if references:  # the batch against a reference set of its own rows, reversed
+        kwargs = {**kwargs, "ref_embeddings": cuda.to_device(x[::-1].copy()), "ref_labels": labels[::-1].copy()}
     copied = []
     to_device, to_host = cuda_kernels._to_device, cuda_kernels._to_host
 
@@ -141,8 +144,14 @@ def test_gpu_arrays_refuse_what_does_not_run_on_the_gpu_by_name():
         ml.triplet_loss(d_x, labels, backend="numba")
     with pytest.raises(NotImplementedError, match=r"distance='cosine'"):
         ml.triplet_loss(d_x, labels, distance="cosine")
-    with pytest.raises(NotImplementedError, match=r"with ref_embeddings"):
-        ml.triplet_loss(d_x, labels, ref_embeddings=d_x, ref_labels=labels)
+    with pytest.raises(TypeError, match=r"^ref_embeddings must be a GPU array, as embeddings is; got ndarray"):
+        ml.triplet_loss(d_x, labels, ref_embeddings=x, ref_labels=labels)
+    with pytest.raises(TypeError, match=r"^ref_embeddings must have the dtype of embeddings, float64"):
+        ml.triplet_loss(d_x, labels, ref_embeddings=cuda.to_device(x.astype(np.float32)), ref_labels=labels)
+    with pytest.raises(ValueError, match=r"^ref_labels must be given with ref_embeddings"):
+        ml.triplet_loss(d_x, labels, ref_embeddings=d_x)
+    with pytest.raises(ValueError, match=r"^ref_labels must have shape \(6,\) to match ref_embeddings"):
+        ml.triplet_loss(d_x, labels, ref_embeddings=d_x, ref_labels=labels[:4])
     with pytest.raises(TypeError, match=r"^embeddings must be a host array here; got a GPU array \(FakeCUDAArray"):
         ml.quadruplet_loss(d_x, labels)
     with pytest.raises(ValueError, match=r"^embeddings must be finite"):
@@ -198,5 +207,38 @@ def test_pairwise_distances_and_their_vjp_on_device_arrays_equal_numpy(distance,
         got_vjp(g)
     with pytest.raises(ValueError, match=r"^g must have the shape and dtype of the distance matrix"):
         got_vjp(cuda.to_device(g[:5]))
-    with pytest.raises(NotImplementedError, match=r"with y"):
-        ml.pairwise_distances(cuda.to_device(x), cuda.to_device(x))
+    with pytest.raises(TypeError, match=r"^y must be a GPU array, as x is"):
+        ml.pairwise_distances(cuda.to_device(x), x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", GPU_LOSSES)
+def test_query_vs_reference_batches_on_device_arrays_equal_numpy(name, dtype):
+    """Every loss with a GPU path against a GPU reference set (a reference class no query has, a query class no
+    reference has): the two gradients come back as device arrays, equal to the NumPy reference's."""
+    loss, kwargs = GPU_LOSSES[name]
+    x, labels = _batch(9, dtype)
+    ref, ref_labels = _batch(17, dtype, seed=5)
+    ref_labels[3] = 7
+    value, grads = loss(x, labels, ref_embeddings=ref, ref_labels=ref_labels, backend="numpy", **kwargs)
+    got_value, got_grads = loss(
+        cuda.to_device(x), labels, ref_embeddings=cuda.to_device(ref), ref_labels=cuda.to_device(ref_labels), **kwargs
+    )
+    np.testing.assert_allclose(got_value.copy_to_host(), value, **_tolerance(dtype))
+    assert len(got_grads) == 2
+    for got, expected in zip(got_grads, grads, strict=True):
+        assert ml._validation.is_gpu_array(got) and got.dtype == dtype
+        np.testing.assert_allclose(got.copy_to_host(), expected, **_tolerance(dtype))
+
+
+def test_pairwise_distances_between_two_sets_of_device_rows_equal_numpy():
+    """D(x, y) and its VJP, (∂L/∂x, ∂L/∂y), for two GPU arrays."""
+    x, _ = _batch(9, np.float64)
+    y, _ = _batch(17, np.float64, seed=5)
+    g = np.random.default_rng(2).standard_normal((9, 17))
+    d, vjp = ml.pairwise_distances_vjp(x, y, backend="numpy")
+    got_d, got_vjp = ml.pairwise_distances_vjp(cuda.to_device(x), cuda.to_device(y))
+    np.testing.assert_allclose(got_d.copy_to_host(), d, rtol=1e-12, atol=1e-12)
+    for got, expected in zip(got_vjp(cuda.to_device(g)), vjp(g), strict=True):
+        np.testing.assert_allclose(got.copy_to_host(), expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ml.pairwise_distances(cuda.to_device(x), cuda.to_device(y)).copy_to_host(), d)
