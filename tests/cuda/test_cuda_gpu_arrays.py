@@ -242,3 +242,26 @@ def test_pairwise_distances_between_two_sets_of_device_rows_equal_numpy():
     for got, expected in zip(got_vjp(cuda.to_device(g)), vjp(g), strict=True):
         np.testing.assert_allclose(got.copy_to_host(), expected, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(ml.pairwise_distances(cuda.to_device(x), cuda.to_device(y)).copy_to_host(), d)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [5, 17, 33])
+def test_the_gpu_paths_own_kernels_match_numpy(size, dtype):
+    """row_sq_norms, scale, gather_entries and scaled_pull on device arrays, at sizes that are not multiples of the
+    block size, against the NumPy expressions they stand for."""
+    rng = np.random.default_rng(size)
+    x = rng.standard_normal((size, 7)).astype(dtype)
+    s = rng.standard_normal((size, size)).astype(dtype)
+    tolerance = _tolerance(dtype)
+    sq = cuda.device_array(size, dtype)
+    cuda_kernels.row_sq_norms(cuda.to_device(x), sq)
+    np.testing.assert_allclose(sq.copy_to_host(), np.einsum("ij,ij->i", x.astype(np.float64), x), **tolerance)
+    scaled = cuda.to_device(s)
+    cuda_kernels.scale(scaled, 2.0**-20)
+    np.testing.assert_array_equal(scaled.copy_to_host(), np.ldexp(s, -20))
+    rows, cols = rng.integers(0, size, 2 * size), rng.integers(0, size, 2 * size)
+    np.testing.assert_array_equal(cuda_kernels.gather_entries(cuda.to_device(s), rows, cols), s[rows, cols])
+    grad = cuda.device_array(x.shape, dtype)
+    cuda_kernels.scaled_pull(grad, cuda.to_device(s), cuda.to_device(x), cuda.to_device(s @ x), 0.5)
+    expected = 0.5 * (s.astype(np.float64).sum(axis=1)[:, None] * x - s @ x)
+    np.testing.assert_allclose(grad.copy_to_host(), expected, **tolerance)
