@@ -15,6 +15,11 @@ return gradients shaped and typed like the inputs:
 Classes come as the arrays :func:`class_index` builds (the kernels' shared convention, documented in
 ``_kernels.numpy_kernels``). Within one batch an anchor is not its own candidate (``self_offset`` 0); with a
 reference set every reference is (``self_offset`` ``NO_SELF``).
+
+A loss that also runs on GPU arrays asks for it (``labelled_batch(..., gpu_arrays=True)``) and reads the batch only
+through the kernels and these methods, plus :meth:`LabelledBatch.value` for its value and
+:meth:`LabelledBatch.entries` / :meth:`LabelledBatch.row` for the few distances it reads on the host: given GPU
+embeddings, it then gets a :class:`GpuLabelledBatch`, whose matrix, cotangents and gradients stay on the device.
 """
 
 import math
@@ -245,7 +250,7 @@ class GpuLabelledBatch(LabelledBatch):
         return self.finish(tuple(self.arrays.zeros(a.shape, a.dtype) for a in (self.x, self.ref)))
 
     def pull_pairs(self, rows, cols, g):
-        """Through a dense cotangent (the pairs scattered into a B×B device matrix) and the GEMM pullback."""
+        """Through a dense cotangent (the pairs scattered into a B×R device matrix) and the GEMM pullback."""
         dense = self.arrays.zeros(self.d.shape, self.x.dtype)
         self.kernels.scatter_add_entries(dense, rows, cols, np.asarray(g, dtype=self.x.dtype))
         return self.pull(dense)
