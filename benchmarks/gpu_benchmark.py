@@ -58,7 +58,7 @@ def _call(method, mining, pml_miner, x, labels):
     import torch
 
     if method == "floor":
-        scale = torch.ones(x.shape[0], x.shape[0], device="cuda")
+        scale = torch.ones(x.shape[0], x.shape[0], device=x.device)
         return lambda: (x @ x.T, scale @ x)
     if method == "metricloss":
         import metricloss as ml
