@@ -3,15 +3,21 @@ first imported:
 
     NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda
 
+or on a real GPU, without the simulator (the same tests, with the GPU's block sizes):
+
+    METRICLOSS_CUDA_TESTS=gpu python -m pytest tests/cuda
+
 In any other run (the main ``pytest``) this folder is not collected: numba is already imported without the
 simulator there, and this machine may have no GPU.
 """
 
 import os
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+if not SIMULATOR and os.environ.get("METRICLOSS_CUDA_TESTS") != "gpu":
     collect_ignore_glob = ["test_*.py"]
-else:
+elif SIMULATOR:
     import sys
     import threading
     import traceback
