@@ -46,22 +46,29 @@ def _as_array(value, name):
         raise TypeError(f"{name} must be an array-like of numbers; got {type(value).__name__} ({error})") from None
 
 
-def check_float_array(value, name, *, ndim=None):
-    """Return ``value`` as a finite float32/float64 array with ``ndim`` dimensions (any rank if None)."""
-    array = _as_array(value, name)
-    if array.dtype not in FLOAT_DTYPES:
-        if array.dtype == np.float16:
+def _check_float_layout(dtype, shape, name, ndim):
+    """The checks of a float array that need only its dtype and shape (host arrays and GPU arrays alike):
+    float32/float64, ``ndim`` dimensions (any rank if None), not empty."""
+    dtype, shape = np.dtype(dtype), tuple(shape)
+    if dtype not in FLOAT_DTYPES:
+        if dtype == np.float16:
             fix = f"convert it with {name}.astype(np.float32)"
-        elif array.dtype.kind in "iub":
+        elif dtype.kind in "iub":
             fix = f"convert it with {name}.astype(np.float64)"
         else:
             fix = "pass an array of float32 or float64 numbers"
-        raise TypeError(f"{name} must be a float32 or float64 array; got dtype {array.dtype}: {fix}")
-    if ndim is not None and array.ndim != ndim:
+        raise TypeError(f"{name} must be a float32 or float64 array; got dtype {dtype}: {fix}")
+    if ndim is not None and len(shape) != ndim:
         expected = {1: "a 1-D array of shape (n,)", 2: "a 2-D array of shape (n_samples, n_features)"}[ndim]
-        raise ValueError(f"{name} must be {expected}; got an array of shape {array.shape}")
-    if array.size == 0 or (array.ndim >= 1 and array.shape[0] == 0):
-        raise ValueError(f"{name} must not be empty; got an array of shape {array.shape}")
+        raise ValueError(f"{name} must be {expected}; got an array of shape {shape}")
+    if math.prod(shape) == 0 or (len(shape) >= 1 and shape[0] == 0):
+        raise ValueError(f"{name} must not be empty; got an array of shape {shape}")
+
+
+def check_float_array(value, name, *, ndim=None):
+    """Return ``value`` as a finite float32/float64 array with ``ndim`` dimensions (any rank if None)."""
+    array = _as_array(value, name)
+    _check_float_layout(array.dtype, array.shape, name, ndim)
     if not np.isfinite(array).all():
         bad = np.argwhere(~np.isfinite(array))[0]
         raise ValueError(
@@ -81,10 +88,7 @@ def check_gpu_embeddings(arrays, value, name="embeddings"):
     device), returned as a numba view of its memory; ``arrays`` is its library's
     :class:`metricloss._kernels._gpu.GpuArrays`."""
     x = arrays.view(value)
-    if np.dtype(x.dtype) not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be a float32 or float64 array; got dtype {np.dtype(x.dtype)}")
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features); got shape {tuple(x.shape)}")
+    _check_float_layout(x.dtype, x.shape, name, ndim=2)
     if not x.is_c_contiguous():
         raise ValueError(f"{name} must be C-contiguous on the GPU (the kernels index rows); make it so first")
     if not arrays.all_finite(x):

@@ -160,6 +160,8 @@ def test_gpu_arrays_refuse_what_does_not_run_on_the_gpu_by_name():
         ml.triplet_loss(cuda.to_device(np.ones((6, 3), np.int64)), labels)
     with pytest.raises(ValueError, match=r"^embeddings must be a 2-D array"):
         ml.triplet_loss(cuda.to_device(x[:, 0].copy()), labels)
+    with pytest.raises(ValueError, match=r"^embeddings must not be empty; got an array of shape \(0, 3\)"):
+        ml.triplet_loss(cuda.to_device(np.zeros((0, 3))), labels[:0])
     with pytest.raises(ValueError, match=r"^labels must have shape \(6,\)"):
         ml.triplet_loss(d_x, labels[:5])
     with pytest.raises(ValueError, match=r"^distance must be one of"):
