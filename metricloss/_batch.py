@@ -38,6 +38,7 @@ from ._validation import (
     check_option,
     check_references,
     is_gpu_array,
+    not_representable,
     promote,
 )
 from .distances import (
@@ -119,9 +120,8 @@ class LabelledBatch:
         return float(value)
 
     def entries(self, rows, cols):
-        """The matrix's entries (rows[k], cols[k]) as a float64 array."""
-        matrix = self.d if self.s is None else self.s
-        return matrix[rows, cols].astype(np.float64)
+        """The distance matrix's entries (rows[k], cols[k]) as a float64 array."""
+        return self.d[rows, cols].astype(np.float64)
 
     def row(self, a):
         """Row a of the distance matrix as a float64 array."""
@@ -227,10 +227,8 @@ class GpuLabelledBatch(LabelledBatch):
         """The loss value as a 0-d array of the input's kind, on its device; a ValueError where it is not finite
         (a sum past float64's largest number: the host losses' :func:`finite_or_refused` check)."""
         if not math.isfinite(value):
-            raise ValueError(
-                f"embeddings are so large that the loss value exceeds float64's largest finite number, "
-                f"{float(np.finfo(np.float64).max):.3g}; rescale embeddings"
-            )
+            size = f"entries up to {self.arrays.largest_magnitude(self.x):.3g}"
+            raise ValueError(not_representable("embeddings", size, np.float64, "the loss value", plural=False))
         return self.arrays.scalar(float(value), self.x.dtype)
 
     def entries(self, rows, cols):

@@ -395,6 +395,18 @@ def norm_bound(a):
     return float(np.max(np.abs(a))) * math.sqrt(a.shape[1])
 
 
+def not_representable(name, size, dtype, what, plural=True):
+    """The message of a ValueError for a result past ``dtype``'s range: "{name} has {size}: {what} exceed(s) ...,
+    so they are (it is) not representable; rescale {name}", suggesting float64 for float32."""
+    dtype = np.dtype(dtype)
+    verb, pronoun = ("exceed", "they are") if plural else ("exceeds", "it is")
+    wider = " or pass float64" if dtype == np.float32 else ""
+    return (
+        f"{name} has {size}: {what} {verb} {dtype}'s largest finite number, {float(np.finfo(dtype).max):.3g}, so "
+        f"{pronoun} not representable; rescale {name}{wider}"
+    )
+
+
 def refuse_overflow(result, bound, arrays, names, what):
     """Raise a ValueError naming the argument with the largest rows if ``result`` (a matrix whose entries are at
     most ``bound`` in magnitude) has overflowed its dtype's range."""
@@ -410,10 +422,7 @@ def refuse_overflow(result, bound, arrays, names, what):
             f"exceed {result.dtype}'s largest finite number, {limit:.3g}, so they are not representable; rescale "
             f"{name}{wider}"
         )
-    raise ValueError(
-        f"{name} has rows of norm up to {max(norms):.3g}: their {what} exceed {result.dtype}'s largest finite "
-        f"number, {limit:.3g}, so they are not representable; rescale {name}{wider}"
-    )
+    raise ValueError(not_representable(name, f"rows of norm up to {max(norms):.3g}", result.dtype, f"their {what}"))
 
 
 def finite_or_refused(loss):
@@ -438,12 +447,9 @@ def finite_or_refused(loss):
         largest = float(np.max(np.abs(inputs[name]), initial=0))
         if math.isfinite(value):
             dtype = next(grad.dtype for grad in arrays if not np.isfinite(grad).all())
-            what, wider = "its gradient", " or pass float64" if dtype == np.float32 else ""
+            what = "its gradient"
         else:
-            dtype, what, wider = np.dtype(np.float64), "the loss value", ""
-        raise ValueError(
-            f"{name} has entries up to {largest:.3g}: {what} exceeds {dtype}'s largest finite number, "
-            f"{float(np.finfo(dtype).max):.3g}, so it is not representable; rescale {name}{wider}"
-        )
+            dtype, what = np.float64, "the loss value"
+        raise ValueError(not_representable(name, f"entries up to {largest:.3g}", dtype, what, plural=False))
 
     return checked

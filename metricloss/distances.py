@@ -68,6 +68,7 @@ from ._validation import (
     check_option,
     is_gpu_array,
     norm_bound,
+    not_representable,
     promote,
     refuse_overflow,
     refuse_renamed,
@@ -97,7 +98,11 @@ _SAFE_EXPONENT = 16
 
 def _scale_exponent(*arrays):
     """k such that the largest |entry| of ``arrays`` times 2^-k lies in [0.5, 1); 0 when no scaling is needed."""
-    largest = max(float(np.max(np.abs(a))) for a in arrays)
+    return _exponent_for(max(float(np.max(np.abs(a))) for a in arrays))
+
+
+def _exponent_for(largest):
+    """:func:`_scale_exponent` given the largest |entry| (computed where the arrays live)."""
     k = int(np.frexp(largest)[1]) if largest > 0 else 0
     return 0 if -_SAFE_EXPONENT < k <= _SAFE_EXPONENT else k
 
@@ -260,8 +265,7 @@ def _gpu_euclidean_distances_vjp(arrays, x, y, distance, kernels, names=("embedd
     self_pairs = y is None
     squared, dtype = distance == "sqeuclidean", np.dtype(x.dtype)
     largest = max(arrays.largest_magnitude(a) for a in ((x,) if self_pairs else (x, y)))
-    k = int(np.frexp(largest)[1]) if largest > 0 else 0
-    k = 0 if -_SAFE_EXPONENT < k <= _SAFE_EXPONENT else k
+    k = _exponent_for(largest)
 
     def prepared(rows):  # (rows scaled by 2^-k, exactly; their squared norms)
         if k:
@@ -281,13 +285,14 @@ def _gpu_euclidean_distances_vjp(arrays, x, y, distance, kernels, names=("embedd
     if k:
         kernels.scale(d, 2.0 ** (k if not squared else 2 * k))
         if not arrays.all_finite(d):
-            raise ValueError(_gpu_overflow(names, largest, dtype, f"{'squared ' if squared else ''}distances"))
+            what = f"their {'squared ' if squared else ''}distances"
+            raise ValueError(not_representable(names[0], f"entries up to {largest:.3g}", dtype, what))
 
     def pull(s, a, b, name, factor):  # factor · (diag(S·1) A − S B), a new device array
         grad = arrays.empty(a.shape, dtype)
         kernels.scaled_pull(grad, s, a, arrays.matmul(s, b), factor)
         if not arrays.all_finite(grad):
-            raise ValueError(_gpu_overflow((name,), largest, dtype, "gradients"))
+            raise ValueError(not_representable(name, f"entries up to {largest:.3g}", dtype, "their gradients"))
         return grad
 
     def pullback(g, weight=1.0, divided=False, symmetric=False):
@@ -303,14 +308,6 @@ def _gpu_euclidean_distances_vjp(arrays, x, y, distance, kernels, names=("embedd
         return pull(g, x, y, names[0], factor), pull(kernels.transposed(g), y, x, names[1], factor)
 
     return d, pullback, conversion
-
-
-def _gpu_overflow(names, largest, dtype, what):
-    return (
-        f"{names[0]} has entries up to {largest:.3g}: their {what} exceed {dtype}'s largest finite number, "
-        f"{float(np.finfo(dtype).max):.3g}, so they are not representable; rescale {names[0]}"
-        + (" or pass float64" if dtype == np.float32 else "")
-    )
 
 
 def _dot_distances_vjp(x, y, kernels, names):

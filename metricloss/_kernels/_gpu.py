@@ -55,12 +55,12 @@ def gpu_rows(value, backend, name="embeddings"):
 
 
 def _kind(value):
+    """The library of a GPU array: "torch", "cupy", "numba", or "simulator" (the one GPU array without an
+    interface: a device array of numba's simulator, see :func:`metricloss._validation.is_gpu_array`)."""
     module = type(value).__module__.split(".")[0]
-    if module == "torch":
-        return "torch"
-    if module == "cupy":
-        return "cupy"
-    return "simulator" if type(value).__name__ == "FakeCUDAArray" else "numba"
+    if module in ("torch", "cupy"):
+        return module
+    return "numba" if hasattr(value, "__cuda_array_interface__") else "simulator"
 
 
 def _gemm_library(kind):
@@ -99,12 +99,12 @@ class GpuArrays:
         self.cuda = cuda_module()
         self.kind = _kind(like)
         self.gemm = _gemm_library(self.kind)
-        self.device = getattr(like, "device", None)
         if self.gemm == "torch":
             import torch
 
             self._lib = torch
-            device = self.device if self.kind == "torch" else torch.device("cuda", self.cuda.get_current_device().id)
+            # the input's device; a numba array's GEMMs on the current device, where numba allocated it
+            device = like.device if self.kind == "torch" else torch.device("cuda", self.cuda.get_current_device().id)
             self._torch_device = device
             self.stream = self.cuda.external_stream(torch.cuda.current_stream(device).cuda_stream)
         elif self.gemm == "cupy":
@@ -130,12 +130,9 @@ class GpuArrays:
         return host
 
     def wrap(self, view):
-        """``view`` (a numba device array) as an array of the input's kind, on its device (no copy)."""
-        if self.kind in ("numba", "simulator"):
-            return view
-        if self.kind == "torch":
-            return self._lib.as_tensor(view, device=self.device)
-        return self._lib.asarray(view)
+        """``view`` (a numba device array) as an array of the input's kind, on its device (no copy): itself, or
+        the torch tensor or CuPy array over it (for those inputs the GEMM library is the input's own)."""
+        return view if self.kind in ("numba", "simulator") else self._library_array(view)
 
     def _library_array(self, view):
         """``view`` as an array of the GEMM library (for numba arrays: torch or CuPy over the same memory)."""
@@ -201,7 +198,7 @@ class GpuArrays:
     def scalar(self, value, dtype):
         """The Python float ``value`` as a 0-d array of the input's kind and ``dtype`` on its device."""
         if self.kind == "torch":
-            return self._lib.tensor(value, dtype=getattr(self._lib, np.dtype(dtype).name), device=self.device)
+            return self._lib.tensor(value, dtype=getattr(self._lib, np.dtype(dtype).name), device=self._torch_device)
         if self.kind == "cupy":
             return self._lib.asarray(value, dtype=dtype)
         return self.cuda.to_device(np.array(value, dtype=dtype), stream=self.stream)
