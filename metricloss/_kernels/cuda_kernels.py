@@ -127,6 +127,11 @@ def _indices_to_device(*arrays):
     return tuple(_to_device(_host_indices(a)) for a in arrays)
 
 
+def _floats_to_device(*arrays):
+    """Host per-row or per-pair numbers (log-sum-exps, coefficients, slopes) on the device as float64, in a tuple."""
+    return tuple(_to_device(np.ascontiguousarray(a, dtype=np.float64)) for a in arrays)
+
+
 def _store(target, d_result):
     """The device result into the caller's array: copied back to a host array; into a device array on the device
     (nothing to do where the kernels wrote it in place)."""
@@ -754,9 +759,7 @@ def pull_distance_pairs(x, y, rows, cols, g, squared, grad_x, grad_y):
     if rows.size:
         blocks = -(-rows.size // THREADS)
         args = (_to_device(x), _to_device(y), _to_device(rows), _to_device(cols))
-        _launch(
-            _pair_terms_kernel, blocks, THREADS, *args, _to_device(np.asarray(g, np.float64)), bool(squared), d_terms
-        )
+        _launch(_pair_terms_kernel, blocks, THREADS, *args, *_floats_to_device(g), bool(squared), d_terms)
     d_grad_x = _to_device(grad_x)
     _scatter_pull(d_grad_x, rows, d_terms, 1.0)
     if grad_y is grad_x:
@@ -1449,7 +1452,7 @@ def lifted_pairs(d, ref_class, anchor_class, class_order, class_starts, self_off
     totals = np.zeros((d.shape[0], 4))
     if d.shape[0]:
         d_totals = _device_array(totals.shape, np.float64)
-        lse = (_to_device(np.asarray(row_lse, dtype=np.float64)), _to_device(np.asarray(col_lse, dtype=np.float64)))
+        lse = _floats_to_device(row_lse, col_lse)
         classes = _indices_to_device(anchor_class, class_order, class_starts)
         _launch(_lifted_pairs_kernel, d.shape[0], THREADS, _to_device(d), *classes, int(self_offset), *lse, d_totals)
         totals = _to_host(d_totals)
@@ -1479,7 +1482,7 @@ def lifted_cotangent(
     d_out = d_d if out is d else _to_device(out)  # copied in: it holds the negatives' softmax weights
     col_coef = np.asarray(col_coef, dtype=np.float64)
     d_col_weights = _to_device(col_weights) if np.any(col_coef) else d_out
-    floats = (_to_device(np.asarray(v, dtype=np.float64)) for v in (row_lse, col_lse, row_coef, col_coef))
+    floats = _floats_to_device(row_lse, col_lse, row_coef, col_coef)
     args = (d_d, *_indices_to_device(ref_class, anchor_class), int(self_offset), *floats, d_col_weights, d_out)
     _launch(_lifted_cotangent_kernel, *_grid2(*d.shape), *args, bool(divide))
     _store(out, d_out)
