@@ -91,6 +91,17 @@ def class_index(labels, ref_labels):
     return ref_class.astype(np.int32), anchor_class.astype(np.int32), class_order, class_starts
 
 
+def _batch_classes(labels, ref_labels):
+    """(labels, ref_labels, classes, self_offset) of checked labels: comparable (:func:`comparable_labels`), with
+    the kernels' classes (:func:`class_index`); within one batch (``ref_labels`` None) the references are the
+    batch itself and an anchor is not its own candidate (``self_offset`` 0)."""
+    if ref_labels is None:
+        (labels,) = comparable_labels(labels)
+        return labels, labels, class_index(labels, labels), 0
+    labels, ref_labels = comparable_labels(labels, ref_labels)
+    return labels, ref_labels, class_index(labels, ref_labels), NO_SELF
+
+
 @dataclass
 class LabelledBatch:
     """A checked labelled batch, its pairwise matrix and its pullbacks (see the module docstring).
@@ -268,14 +279,10 @@ def _gpu_labelled_batch(embeddings, labels, distance, ref_embeddings, ref_labels
     labels = host_labels(labels, x.shape[0], "labels", "embeddings")
     check_given_together(ref_embeddings, ref_labels)
     ref = None
-    if ref_embeddings is None:
-        (labels,) = comparable_labels(labels)
-        ref_labels, classes, self_offset = labels, class_index(labels, labels), 0
-    else:
+    if ref_embeddings is not None:
         ref = check_gpu_references(arrays, x, ref_embeddings, ref_name)
         ref_labels = host_labels(ref_labels, ref.shape[0], "ref_labels", ref_name)
-        labels, ref_labels = comparable_labels(labels, ref_labels)
-        classes, self_offset = class_index(labels, ref_labels), NO_SELF
+    labels, ref_labels, classes, self_offset = _batch_classes(labels, ref_labels)
     kernels = arrays.kernels()
     names = ("embeddings", ref_name)
     d, pullback, gram = _gpu_euclidean_distances_vjp(arrays, x, ref, distance, kernels, names, defer)
@@ -317,10 +324,7 @@ def labelled_batch(
     x = check_embeddings(embeddings)
     labels = check_labels(labels, x.shape[0])
     ref, ref_labels = check_references(x, ref_embeddings, ref_labels)
-    if ref is None:
-        (labels,) = comparable_labels(labels)
-    else:
-        labels, ref_labels = comparable_labels(labels, ref_labels)
+    labels, ref_labels, classes, self_offset = _batch_classes(labels, ref_labels)
     kernels = get_kernels(backend)
     dtypes = (x.dtype,) if ref is None else (x.dtype, ref.dtype)
     if ref is not None:
@@ -339,10 +343,6 @@ def labelled_batch(
         check_option(similarity, "similarity", SIMILARITIES)
         s, pullback = _pairwise_similarities_vjp(x, ref, similarity, kernels, names)
         d, gram, paired = None, None, lambda a, b: _paired_similarities_vjp(a, b, similarity)
-    if ref is None:
-        classes, self_offset, ref_labels = class_index(labels, labels), 0, labels
-    else:
-        classes, self_offset = class_index(labels, ref_labels), NO_SELF
     return LabelledBatch(
         x, ref, labels, ref_labels, d, s, classes, self_offset, kernels, pullback, paired, dtypes, gram
     )
