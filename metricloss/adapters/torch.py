@@ -13,12 +13,14 @@ torch.Size([8, 4])
 How it works: the wrapped loss is a ``torch.library.custom_op`` whose forward runs metricloss on the tensors'
 NumPy views (CPU tensors, no copy) and returns the value and the analytic gradients; ``register_autograd``'s backward
 multiplies the saved gradients by the incoming cotangent, and ``register_fake`` gives shapes to ``torch.compile``
-(``fullgraph=True`` works). Supported: CPU tensors, float32 and float64; a gradient for each input the loss
-differentiates (integer labels, boolean relevance and float targets such as ``y`` in {−1, 1} get none). CUDA
-tensors go to the loss as numba views of their memory (no copy; the ``[cuda]`` extra): a loss that takes GPU arrays
-(``triplet_loss``, see docs/cuda.md) runs on the GPU on torch's current stream and its gradients come back as CUDA
-tensors over the memory it wrote; any other loss refuses them by name. Not supported: double backward (the gradient
-is computed analytically once; ``create_graph=True`` raises).
+(``fullgraph=True`` works once the wrapped loss has been called eagerly with the same kinds of arguments: that call
+registers the op for its calling structure, which a compiled region cannot do). Supported: CPU tensors, float32 and
+float64; a gradient for each input the loss differentiates (integer labels, boolean relevance and float targets such
+as ``y`` in {−1, 1} get none). CUDA tensors go to the loss as numba views of their memory (no copy; the ``[cuda]``
+extra): a loss that takes GPU arrays (``triplet_loss``, ``contrastive_loss``, the lifted structure losses; see
+docs/cuda.md) runs on the GPU on torch's current stream and its gradients come back as CUDA tensors over the memory
+it wrote; any other loss refuses them by name. Not supported: double backward (the gradient is computed analytically
+once; ``create_graph=True`` raises).
 """
 
 import itertools
