@@ -20,6 +20,7 @@ from .core import (
     _distance,
     _labelled_batch,
     _reduce,
+    value_only,
 )
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -139,7 +140,7 @@ def _learnable(id, hyper, literals=()):
         _with_centers,
         ("embeddings", "centers", "labels"),
         (EMBEDDINGS, CENTERS, LABELS),
-        triplet_center_oracle,
+        value_only(triplet_center_oracle),
         _embeddings_and_centers,
         hyper=hyper,
         literals=literals,
@@ -158,7 +159,7 @@ def _batch(id, hyper, literals=()):
         ml.triplet_center_loss,
         ("embeddings", "labels"),
         (EMBEDDINGS, LABELS),
-        triplet_center_oracle,
+        value_only(triplet_center_oracle),
         _labelled_batch,
         hyper=hyper,
         literals=literals,

@@ -1,10 +1,9 @@
 """The contract registry's core: the kinds of arguments, ``LossCase`` and the helpers that build cases, and the cases
 of the pair losses and the triplet family; the other families' cases are in the modules beside this one.
 
-A ``LossCase`` gives the loss bound to its hyper-parameters, a factory of valid random inputs, a deliberately
-slow per-term oracle in float64 (plain Python loops over ``math``, written from the docstring's formula and
-sharing no code with metricloss), literal cases computed by hand, inputs where nothing is active, and which
-invariances hold.
+A ``LossCase`` gives the loss bound to its hyper-parameters, its textbook twin (``metricloss.textbook``: the
+paper's formula as loops, the gradient term by term, float64; the oracle for value and gradient), a factory of
+valid random inputs, literal cases computed by hand, inputs where nothing is active, and which invariances hold.
 """
 
 import functools
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import metricloss as ml
+from metricloss import textbook
 
 # The kinds of positional array arguments; each kind has its own generator and its own bad-input mutations.
 # Differentiable: EMBEDDINGS (rows of features), CENTERS (one row of features per class: learnable centres, rows
@@ -37,7 +37,9 @@ class LossCase:
     loss: object  # (*arrays) -> (value, grad); hyper-parameters bound
     arg_names: tuple
     arg_kinds: tuple
-    oracle: object  # (*float64 arrays) -> float
+    # the textbook twin, called as the loss is ((*arrays, **hyper) -> (value, grad)); a family not yet moved to
+    # metricloss.textbook gives its value-only loop oracle through value_only
+    textbook: object
     # (rng, dtype) -> list of arrays, valid and away from kinks: test_contract's
     # test_inputs_are_away_from_kinks holds the finite-difference rung's inputs to it
     make_inputs: object
@@ -65,6 +67,10 @@ class LossCase:
 
     def __call__(self, *arrays, **extra):
         return self.loss(*arrays, **self.hyper, **extra)
+
+    def textbook_result(self, *arrays):
+        """(value, grad) of the textbook twin on these arrays (grad None for a value-only oracle)."""
+        return self.textbook(*arrays, **self.hyper)
 
     def of_differentiable(self, loss, arrays, convert):
         """``loss`` as a function of this case's differentiable arrays alone (the others converted with
@@ -420,10 +426,20 @@ def _invariances(distance):
     }
 
 
-def _case(id, loss, arg_names, arg_kinds, oracle, make_inputs, **options):
+def value_only(oracle):
+    """A loop oracle that gives the value alone, as a textbook twin whose gradient is not known (None): the form
+    of the families not yet moved to metricloss.textbook. It takes the arrays in the case's order."""
+
+    def oracle_value(*arrays, **hyper):
+        return oracle(*arrays, **hyper), None
+
+    oracle_value.value_only = True
+    return oracle_value
+
+
+def _case(id, loss, arg_names, arg_kinds, textbook, make_inputs, **options):
     hyper = options.pop("hyper", {})
-    bound_oracle = functools.partial(oracle, **hyper)
-    return LossCase(id, loss, arg_names, arg_kinds, bound_oracle, make_inputs, hyper=hyper, **options)
+    return LossCase(id, loss, arg_names, arg_kinds, textbook, make_inputs, hyper=hyper, **options)
 
 
 def _references_first(loss):
@@ -436,7 +452,7 @@ def _references_first(loss):
     return with_references_first
 
 
-def _batch_case(family, id, loss, oracle, hyper, *, inactive, bad_hyper, literals=(), references=False):
+def _batch_case(family, id, loss, textbook, hyper, *, inactive, bad_hyper, literals=(), references=False):
     """A loss on a labelled batch, ``family[id]``, or with ``references`` on a query-vs-reference batch,
     ``family_references[id]``: the kernels' backends, and the invariances of its distance."""
     options = {
@@ -449,14 +465,20 @@ def _batch_case(family, id, loss, oracle, hyper, *, inactive, bad_hyper, literal
     }
     if not references:
         return _case(
-            f"{family}[{id}]", loss, ("embeddings", "labels"), (EMBEDDINGS, LABELS), oracle, _labelled_batch, **options
+            f"{family}[{id}]",
+            loss,
+            ("embeddings", "labels"),
+            (EMBEDDINGS, LABELS),
+            textbook,
+            _labelled_batch,
+            **options,
         )
     return _case(
         f"{family}_references[{id}]",
         _references_first(loss),
         ("embeddings", "ref_embeddings", "labels", "ref_labels"),
         (EMBEDDINGS, EMBEDDINGS, LABELS, LABELS),
-        oracle,
+        textbook if getattr(textbook, "value_only", False) else _references_first(textbook),
         _query_reference_batch,
         row_groups=(0, 1, 0, 1),  # queries and their labels; references and theirs
         **options,
@@ -495,7 +517,7 @@ def _contrastive(id, hyper, literals=(), inactive=(_ONE_SAMPLE, _DUPLICATES_ONE_
         "contrastive",
         id,
         ml.contrastive_loss,
-        contrastive_oracle,
+        textbook.contrastive_loss,
         hyper,
         literals=literals,
         inactive=inactive,
@@ -522,7 +544,7 @@ def _contrastive_pair(id, hyper, literals=()):
         ml.contrastive_pair_loss,
         ("x1", "x2", "y"),
         (EMBEDDINGS, EMBEDDINGS, BINARY),
-        contrastive_pair_oracle,
+        value_only(contrastive_pair_oracle),
         functools.partial(_explicit_pairs, targets=[0, 1]),
         hyper=hyper,
         literals=literals,
@@ -541,7 +563,7 @@ def _contrastive_references(id, hyper):
         "contrastive",
         id,
         ml.contrastive_loss,
-        contrastive_oracle,
+        textbook.contrastive_loss,
         hyper,
         inactive=(unmatched,),
         bad_hyper=_contrastive_bad(hyper),
@@ -555,7 +577,7 @@ def _triplet_margin(id, hyper, literals=()):
         ml.triplet_margin_loss,
         ("anchor", "positive", "negative"),
         (EMBEDDINGS,) * 3,
-        triplet_margin_oracle,
+        value_only(triplet_margin_oracle),
         _triplets,
         hyper=hyper,
         literals=literals,
@@ -579,7 +601,7 @@ def _margin_ranking(id, hyper, literals=()):
         ml.margin_ranking_loss,
         ("x1", "x2", "y"),
         (SCORES, SCORES, SIGNS),
-        margin_ranking_oracle,
+        value_only(margin_ranking_oracle),
         _scores,
         hyper=hyper,
         literals=literals,
@@ -598,7 +620,7 @@ def _cosine_embedding(id, hyper, literals=()):
         ml.cosine_embedding_loss,
         ("x1", "x2", "y"),
         (EMBEDDINGS, EMBEDDINGS, SIGNS),
-        cosine_embedding_oracle,
+        value_only(cosine_embedding_oracle),
         functools.partial(_explicit_pairs, targets=[-1, 1]),
         hyper=hyper,
         literals=literals,
@@ -615,7 +637,7 @@ def _hinge_embedding(id, hyper, literals=()):
         ml.hinge_embedding_loss,
         ("x", "y"),
         (SCORES, SIGNS),
-        hinge_embedding_oracle,
+        value_only(hinge_embedding_oracle),
         _hinge_scores,
         hyper=hyper,
         literals=literals,
@@ -657,7 +679,7 @@ def _triplet(id, hyper, literals=()):
         "triplet",
         id,
         ml.triplet_loss,
-        triplet_oracle,
+        value_only(triplet_oracle),
         hyper,
         literals=literals,
         inactive=tuple(inactive),
@@ -685,7 +707,7 @@ def _triplet_of_pairs(id, hyper, literals=()):
         "triplet_of_pairs",
         id,
         triplet_of_all_pairs,
-        triplet_oracle,
+        value_only(triplet_oracle),
         hyper,
         literals=literals,
         inactive=inactive,
@@ -702,7 +724,7 @@ def _triplet_with_references(id, hyper):
         "triplet",
         id,
         ml.triplet_loss,
-        triplet_oracle,
+        value_only(triplet_oracle),
         hyper,
         inactive=(unmatched,),
         bad_hyper=_TRIPLET_BAD,

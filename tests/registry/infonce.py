@@ -18,6 +18,7 @@ from .core import (
     EMBEDDINGS,
     _case,
     _reduce,
+    value_only,
 )
 from .modern import _UNMATCHED, _anchors, _similarity, _similarity_case
 
@@ -139,7 +140,7 @@ def _ntxent(id, hyper, literals=(), references=False):
         "ntxent",
         id,
         ml.ntxent_loss,
-        ntxent_oracle,
+        value_only(ntxent_oracle),
         hyper,
         inactive=inactive,
         bad_hyper=_BATCH_BAD,
@@ -155,7 +156,7 @@ def _supcon(id, hyper, literals=(), references=False):
         "supcon",
         id,
         ml.supcon_loss,
-        supcon_oracle,
+        value_only(supcon_oracle),
         hyper,
         inactive=inactive,
         bad_hyper=_BATCH_BAD,
@@ -205,7 +206,7 @@ def _mnrl(id, hyper, literals=(), hard_negatives=False):
             ml.multiple_negatives_ranking_loss,
             ("queries", "candidates"),
             (EMBEDDINGS, EMBEDDINGS),
-            mnrl_oracle,
+            value_only(mnrl_oracle),
             _pairs,
             inactive=(_ONE_PAIR,),
             **options,
@@ -215,7 +216,7 @@ def _mnrl(id, hyper, literals=(), hard_negatives=False):
         _with_hard_negatives,
         ("queries", "candidates", "hard_negatives"),
         (EMBEDDINGS, EMBEDDINGS, EMBEDDINGS),
-        mnrl_oracle,
+        value_only(mnrl_oracle),
         _pairs_and_hard_negatives,
         row_groups=(0, 0, 1),
         no_inactive="each query's softmax has its candidate and a hard negative in it: every term is > 0",

@@ -18,6 +18,7 @@ from .core import (
     _batch_case,
     _distance,
     _reduce,
+    value_only,
 )
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -160,7 +161,7 @@ def _lifted(id, hyper, literals=()):
         "lifted",
         id,
         ml.lifted_structure_loss,
-        lifted_oracle,
+        value_only(lifted_oracle),
         hyper,
         literals=literals,
         inactive=tuple(inactive),
@@ -173,7 +174,7 @@ def _lifted_with_references(id, hyper):
         "lifted",
         id,
         ml.lifted_structure_loss,
-        lifted_oracle,
+        value_only(lifted_oracle),
         hyper,
         inactive=(_UNMATCHED_FAR,),
         bad_hyper=_bad(False),
@@ -192,7 +193,7 @@ def _generalized(id, hyper, literals=()):
         "generalized_lifted",
         id,
         ml.generalized_lifted_structure_loss,
-        generalized_lifted_oracle,
+        value_only(generalized_lifted_oracle),
         hyper,
         literals=literals,
         inactive=tuple(inactive),
@@ -205,7 +206,7 @@ def _generalized_with_references(id, hyper):
         "generalized_lifted",
         id,
         ml.generalized_lifted_structure_loss,
-        generalized_lifted_oracle,
+        value_only(generalized_lifted_oracle),
         hyper,
         inactive=(_UNMATCHED_FAR,),
         bad_hyper=_bad(True),

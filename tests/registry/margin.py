@@ -19,6 +19,7 @@ from .core import (
     _case,
     _distance,
     _reduce,
+    value_only,
 )
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -132,7 +133,7 @@ def _constant(id, hyper, literals=(), references=False):
         "margin",
         id,
         ml.margin_loss,
-        margin_oracle,
+        value_only(margin_oracle),
         hyper,
         literals=literals,
         inactive=_REFERENCES_INACTIVE if references else (_ONE_SAMPLE, _DUPLICATES_ONE_CLASS, _FAR_CLASSES),
@@ -147,7 +148,7 @@ def _learnable(id, hyper, literals=(), inactive=()):
         _with_beta,
         ("embeddings", "beta", "labels"),
         (EMBEDDINGS, CLASS_PARAMS, LABELS),
-        margin_class_beta_oracle,
+        value_only(margin_class_beta_oracle),
         _embeddings_and_beta,
         hyper=hyper,
         literals=literals,

@@ -26,6 +26,7 @@ from .core import (
     _query_reference_batch,
     _reduce,
     _references_first,
+    value_only,
 )
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -347,7 +348,7 @@ def _multi_similarity(id, hyper, literals=(), references=False):
         "multi_similarity",
         id,
         ml.multi_similarity_loss,
-        multi_similarity_oracle,
+        value_only(multi_similarity_oracle),
         hyper,
         inactive=inactive,
         no_inactive="" if inactive else "without mining, every reference is a query's positive or negative: each costs",
@@ -363,7 +364,7 @@ def _circle(id, hyper, literals=(), references=False):
         "circle",
         id,
         ml.circle_loss,
-        circle_oracle,
+        value_only(circle_oracle),
         hyper,
         inactive=inactive,
         bad_hyper=_CIRCLE_BAD,

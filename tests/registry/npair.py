@@ -26,6 +26,7 @@ from .core import (
     LABELS,
     _case,
     _labelled_batch,
+    value_only,
 )
 from .core import _FAR_APART as _ONLY_SINGLETONS
 
@@ -191,7 +192,7 @@ def _npair(id, hyper, *, labels=None, literals=()):
         ml.npair_loss,
         names,
         kinds,
-        npair_oracle,
+        value_only(npair_oracle),
         make,
         hyper=hyper,
         literals=literals,
@@ -218,7 +219,7 @@ def _npair_batch(id, hyper, literals=()):
         _on_a_labelled_batch,
         ("embeddings", "labels"),
         (EMBEDDINGS, LABELS),
-        npair_batch_oracle,
+        value_only(npair_batch_oracle),
         _labelled_batch,
         hyper=hyper,
         literals=literals,

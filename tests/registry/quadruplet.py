@@ -18,6 +18,7 @@ from .core import (
     _case,
     _distance,
     _reduce,
+    value_only,
 )
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -191,7 +192,7 @@ def _quadruplet(id, hyper, literals=()):
         ml.quadruplet_loss,
         ("embeddings", "labels"),
         (EMBEDDINGS, LABELS),
-        quadruplet_oracle,
+        value_only(quadruplet_oracle),
         _quadruplet_batch,
         hyper=hyper,
         literals=literals,
@@ -210,7 +211,7 @@ def _quadruplet_margin(id, hyper, literals=()):
         ml.quadruplet_margin_loss,
         ("anchor", "positive", "negative", "negative2"),
         (EMBEDDINGS,) * 4,
-        quadruplet_margin_oracle,
+        value_only(quadruplet_margin_oracle),
         _quadruplet_rows,
         hyper=hyper,
         literals=literals,

@@ -22,7 +22,7 @@ import numpy as np
 
 import metricloss as ml
 
-from .core import _BAD_REDUCTION, _NEGATIVE_MARGIN, EMBEDDINGS, RELEVANCE, SCORE_MATRIX, _case
+from .core import _BAD_REDUCTION, _NEGATIVE_MARGIN, EMBEDDINGS, RELEVANCE, SCORE_MATRIX, _case, value_only
 
 # ---------------------------------------------------------------------------------------------------------------
 # Oracles: loops over math, from the docstring's formula and the documented sampling scheme.
@@ -213,7 +213,7 @@ def _warp(id, hyper, literals=()):
         ml.warp_loss,
         ("scores", "relevance"),
         (SCORE_MATRIX, RELEVANCE),
-        warp_oracle,
+        value_only(warp_oracle),
         _score_matrix,
         hyper=hyper,
         literals=literals,
@@ -234,7 +234,7 @@ def _embedding(id, hyper, literals=()):
         ml.warp_embedding_loss,
         ("query_embeddings", "item_embeddings", "relevance"),
         (EMBEDDINGS, EMBEDDINGS, RELEVANCE),
-        warp_embedding_oracle,
+        value_only(warp_embedding_oracle),
         _embeddings,
         hyper=hyper,
         literals=literals,

@@ -1,0 +1,21 @@
+"""The textbook versions of metricloss's losses: each loss as its paper writes it.
+
+For every public loss ``metricloss.some_loss`` there is a ``metricloss.textbook.some_loss`` with the same
+arguments (but ``backend``) and the same ``(value, grad)`` return, written for reading, not for speed: loops over
+the pairs, triplets or tuples of the formula, one line of code per line of math, and the gradient accumulated
+term by term by the chain rule beside each term, in float64. They are O(B²) or O(B³) where the formula is.
+
+They are the oracle the fast losses are tested against (value and gradient, on every registered configuration),
+and the code to read beside a loss's docstring.
+
+>>> import numpy as np
+>>> from metricloss import textbook
+>>> x = np.array([[0.0, 0.0], [0.0, 0.5], [0.6, 0.0]])
+>>> value, grad = textbook.contrastive_loss(x, np.array([0, 0, 1]))
+>>> round(value, 6)
+0.076325
+"""
+
+from .pairs import contrastive_loss
+
+__all__ = ["contrastive_loss"]
