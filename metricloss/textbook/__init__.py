@@ -16,6 +16,18 @@ and the code to read beside a loss's docstring.
 0.076325
 """
 
-from .pairs import contrastive_loss
+from .pairs import (
+    contrastive_loss,
+    contrastive_pair_loss,
+    cosine_embedding_loss,
+    hinge_embedding_loss,
+    margin_ranking_loss,
+)
 
-__all__ = ["contrastive_loss"]
+__all__ = [
+    "contrastive_loss",
+    "contrastive_pair_loss",
+    "cosine_embedding_loss",
+    "hinge_embedding_loss",
+    "margin_ranking_loss",
+]
