@@ -79,6 +79,8 @@ DISTANCES = ("euclidean", "sqeuclidean", "cosine", "dot", "snr")
 # take (the others refuse "dot" and "snr", naming this tuple in their error).
 SYMMETRIC_DISTANCES = ("euclidean", "sqeuclidean", "cosine")
 SIMILARITIES = ("dot", "cosine")
+# The distances that take any sign (−x·y), and so may the margins on them.
+SIGNED_DISTANCES = ("dot",)
 
 # Pairs with ‖x − y‖² <= ratio · (‖x‖² + ‖y‖²) are recomputed by direct differences. The GEMM form's error is
 # about (a few ulps) · (‖x‖² + ‖y‖²), so the relative error left on the other pairs is ≲ 10 · eps / ratio:

@@ -124,8 +124,7 @@ def lifted_structure_loss(
         gpu_arrays=True,
     )
     d, kernels, classes = batch.d, batch.kernels, batch.classes
-    g = np.empty_like(d) if distance == "cosine" else d  # the cosine VJP reads d; the others do not
-    divide = distance == "euclidean"
+    g, divide = d, batch.fused_division  # the kernels write the cotangent over d (g/d for Euclidean distances)
     if batch.ref is None:
         # Within one batch every unordered pair appears twice, (i, j) and (j, i), in the per-row sums: halve the
         # value, the counts and the weight. D is symmetric, so the column sums are the row sums, and the negative
@@ -258,8 +257,7 @@ def generalized_lifted_structure_loss(
     )
     d = batch.d
     keep = incomplete_anchors == "keep"
-    g = np.empty_like(d) if distance == "cosine" else d  # the cosine VJP reads d; the others do not
-    divide = distance == "euclidean"
+    g, divide = d, batch.fused_division  # the kernels write the cotangent over d (g/d for Euclidean distances)
     terms, complete = batch.kernels.generalized_lifted_rows(
         d, *batch.classes, batch.self_offset, margin, keep, g, divide
     )

@@ -21,7 +21,7 @@ from .._validation import (
     finite_or_refused,
     promote,
 )
-from ..distances import DISTANCES, _paired_distances_vjp
+from ..distances import DISTANCES, SIGNED_DISTANCES, _paired_distances_vjp
 
 CONTRASTIVE_FORMS = ("hadsell", "squared", "linear")
 
@@ -71,7 +71,7 @@ def _check_contrastive_options(margin, pos_margin, form, distance, reduction, sp
     check_option(distance, "distance", DISTANCES)
     # −x·y takes any sign, and so may its margins (a similarity margin m is −m on it); elsewhere d >= 0, and a
     # margin below 0 would leave every dissimilar pair uncharged. Below 0 pos_margin charges every similar pair.
-    check_margin(margin, "margin", signed=distance == "dot")
+    check_margin(margin, "margin", signed=distance in SIGNED_DISTANCES)
     check_margin(pos_margin, "pos_margin", signed=True)
     check_option(form, "form", CONTRASTIVE_FORMS)
     check_option(reduction, "reduction", REDUCTIONS)
@@ -209,8 +209,7 @@ def contrastive_loss(
     )
     d, kernels = batch.d, batch.kernels
     ref_class, anchor_class, class_order, class_starts = batch.classes
-    g = np.empty_like(d) if distance == "cosine" else d  # the cosine VJP reads d; the others do not
-    divide = distance == "euclidean"
+    g, divide = d, batch.fused_division  # the kernel writes the cotangent over d (g/d for Euclidean distances)
     form_code = CONTRASTIVE_FORMS.index(form)
     sums, n_active, n_pairs = kernels.contrastive_pairs(
         d, ref_class, anchor_class, batch.self_offset, margin, pos_margin, form_code, g, divide
@@ -219,7 +218,7 @@ def contrastive_loss(
     # pullback needs (g + gᵀ)/2 there, and g is symmetric (g_ij depends on d_ij and on whether i and j share a class
     # only; D is symmetric up to the GEMM's rounding), so g itself is passed as the folded cotangent. The SNR
     # distances are not symmetric: there every ordered pair is a term of its own, and g goes back unfolded.
-    folded = batch.ref is None and distance != "snr"
+    folded = batch.symmetric
     copies = 2 if folded else 1
     sum_similar, sum_dissimilar = sums.sum(axis=0) / copies
     n_active, n_pairs = n_active.sum(axis=0) // copies, n_pairs.sum(axis=0) // copies

@@ -299,8 +299,8 @@ def quadruplet_loss(
 
     # The kernels write unweighted counts (over d where it is not needed any more; Euclidean: over d, divided by
     # it). Adaptive margins add a constant on every pair, which must not be divided: there the VJP divides.
-    keep_d = distance == "cosine" or (mining == "hard" and distance == "euclidean")
-    divide = distance == "euclidean" and not keep_d
+    keep_d = mining == "hard" and batch.fused_division
+    divide = batch.fused_division and not keep_d
     first = np.empty_like(d)
     sums, n_active, n_valid = kernels.batch_all_triplets(
         d, *batch.classes, batch.self_offset, alpha1, False, first, divide
