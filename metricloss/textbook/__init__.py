@@ -16,6 +16,11 @@ and the code to read beside a loss's docstring.
 0.076325
 """
 
+from .lifted import generalized_lifted_structure_loss, lifted_structure_loss
 from .pairs import contrastive_loss
 
-__all__ = ["contrastive_loss"]
+__all__ = [
+    "contrastive_loss",
+    "generalized_lifted_structure_loss",
+    "lifted_structure_loss",
+]
