@@ -17,10 +17,12 @@ and the code to read beside a loss's docstring.
 """
 
 from .lifted import generalized_lifted_structure_loss, lifted_structure_loss
+from .npair import npair_loss
 from .pairs import contrastive_loss
 
 __all__ = [
     "contrastive_loss",
     "generalized_lifted_structure_loss",
     "lifted_structure_loss",
+    "npair_loss",
 ]

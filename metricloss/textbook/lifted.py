@@ -64,7 +64,7 @@ def lifted_structure_loss(
         add_slope_ij(weight * dterm_dj)  # ∂J/∂D_ij = 1
         for add_slope, p in zip(add_slopes, softmax, strict=True):
             add_slope(-weight * dterm_dj * p)  # ∂J/∂D_ik = −p_k, the softmax weight of m − D_ik
-    return value, batch.gradients(1.0)
+    return float(value), batch.gradients(1.0)
 
 
 def generalized_lifted_structure_loss(
@@ -114,4 +114,4 @@ def generalized_lifted_structure_loss(
         value += weight * h  # w · ℓ_a
         for add_slope, dz_dd in slopes:
             add_slope(weight * dh_dz * dz_dd)  # ∂L/∂x += w · ∂ℓ_a/∂z · ∂z/∂D · ∂D/∂x
-    return value, batch.gradients(1.0)
+    return float(value), batch.gradients(1.0)
