@@ -13,15 +13,16 @@ import numpy as np
 import pytest
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import reducers as pml_reducers
-from registry.lifted import generalized_lifted_oracle, lifted_oracle
 from support import assert_same, lp, pk_batch, pml_value_and_grad, results_with_one_and_two_numba_threads
 
 import metricloss as ml
+from metricloss import textbook
 from metricloss._kernels import numba_kernels, numpy_kernels
 from metricloss.testing import assert_close, check_grad
 
 DTYPES = [np.float32, np.float64]
 LOSSES = {"lifted": ml.lifted_structure_loss, "generalized": ml.generalized_lifted_structure_loss}
+TEXTBOOK = {"lifted": textbook.lifted_structure_loss, "generalized": textbook.generalized_lifted_structure_loss}
 
 
 # --- pytorch-metric-learning ----------------------------------------------------------------------------------
@@ -59,7 +60,7 @@ def test_pml_keeps_an_anchor_without_positive_which_the_paper_drops():
     n = len(x)
     assert kept_term > 0
     assert theirs * n == pytest.approx(dropped * (n - 1) + kept_term, rel=1e-12)
-    assert dropped == pytest.approx(generalized_lifted_oracle(x, labels), rel=1e-12)
+    assert dropped == pytest.approx(textbook.generalized_lifted_structure_loss(x, labels)[0], rel=1e-12)
 
 
 @pytest.mark.parametrize("name", LOSSES)
@@ -162,7 +163,8 @@ def test_lifted_with_references_differs_from_pml_which_mixes_query_and_reference
     )
     ours, _ = ml.lifted_structure_loss(x, labels, ref_embeddings=refs, ref_labels=ref_labels)
     assert theirs == pytest.approx(_pml_lifted_with_references(x, labels, refs, ref_labels, 1.0), rel=1e-12)
-    assert ours == pytest.approx(lifted_oracle(x, refs, labels, ref_labels), rel=1e-12)
+    textbook_value, _ = textbook.lifted_structure_loss(x, labels, ref_embeddings=refs, ref_labels=ref_labels)
+    assert ours == pytest.approx(textbook_value, rel=1e-12)
     assert abs(ours - theirs) > 1e-3 * ours
 
 
@@ -181,7 +183,8 @@ def test_a_query_without_negatives_still_pairs_through_its_reference_column(back
         return ml.lifted_structure_loss(q, labels, ref_embeddings=r, ref_labels=ref_labels, backend=backend)
 
     value, _ = loss(x, refs)
-    assert value == pytest.approx(lifted_oracle(x, refs, labels, ref_labels), rel=1e-12) and value > 0
+    textbook_value, _ = textbook.lifted_structure_loss(x, labels, ref_embeddings=refs, ref_labels=ref_labels)
+    assert value == pytest.approx(textbook_value, rel=1e-12) and value > 0
     check_grad(loss, x, refs, rtol=1e-6)
 
 
@@ -189,11 +192,14 @@ def test_a_query_without_negatives_still_pairs_through_its_reference_column(back
 @pytest.mark.parametrize(("scale", "margin"), [(1.0, 800.0), (1e4, 1.0), (1e-6, 0.0)])
 def test_large_margins_and_distances_neither_overflow_nor_underflow(backend, scale, margin):
     """e^{800 − D} overflows float64 and e^{1 − 10⁴} underflows to 0: the shifted log-sum-exps do neither, and
-    the values equal the oracle's (itself shifted); tiny distances with no margin still give finite gradients."""
+    the values and gradients equal the textbook's (itself shifted); tiny distances with no margin still give
+    finite gradients."""
     x, labels = pk_batch(np.random.default_rng(9), np.float64, p=3, k=3, features=4, scale=scale)
-    for name, oracle in (("lifted", lifted_oracle), ("generalized", generalized_lifted_oracle)):
+    for name, twin in TEXTBOOK.items():
         value, grad = LOSSES[name](x, labels, margin=margin, backend=backend)
-        assert value == pytest.approx(oracle(x, labels, margin=margin), rel=1e-9)
+        textbook_value, textbook_grad = twin(x, labels, margin=margin)
+        assert value == pytest.approx(textbook_value, rel=1e-9)
+        assert_close(grad, textbook_grad, rtol=1e-9)
         assert np.isfinite(grad).all() and np.abs(grad).max() > 0
 
 
@@ -205,15 +211,16 @@ _SHAPES = pytest.mark.parametrize(("p", "k"), [(12, 4), (2, 20), (5, 1)], ids=["
 @pytest.mark.parametrize("name", LOSSES)
 @pytest.mark.parametrize("distance", ["euclidean", "sqeuclidean", "cosine"])
 @_SHAPES
-def test_numba_equals_numpy_and_the_oracle(name, distance, p, k):
+def test_numba_equals_numpy_and_the_textbook(name, distance, p, k):
     x, labels = pk_batch(np.random.default_rng(10), np.float64, p=p, k=k, features=5)
     x[1] = x[0]  # a duplicate: a zero distance in the divisions
     value, grad = LOSSES[name](x, labels, distance=distance, backend="numba")
     reference_value, reference_grad = LOSSES[name](x, labels, distance=distance, backend="numpy")
     assert value == pytest.approx(reference_value, rel=1e-12, abs=1e-15)
     assert_close(grad, reference_grad, rtol=1e-12)
-    oracle = {"lifted": lifted_oracle, "generalized": generalized_lifted_oracle}[name]
-    assert value == pytest.approx(oracle(x, labels, distance=distance), rel=1e-12, abs=1e-15)
+    textbook_value, textbook_grad = TEXTBOOK[name](x, labels, distance=distance)
+    assert value == pytest.approx(textbook_value, rel=1e-12, abs=1e-15)
+    assert_close(grad, textbook_grad, rtol=1e-9)
 
 
 @pytest.mark.parametrize("name", LOSSES)

@@ -16,10 +16,10 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import reducers as pml_reducers
 from pytorch_metric_learning import regularizers as pml_regularizers
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
-from registry.npair import npair_batch_oracle, npair_oracle
 from support import assert_same, pml_value_and_grad
 
 import metricloss as ml
+from metricloss import textbook
 from metricloss.testing import TOLERANCES, assert_close, check_grad
 
 DTYPES = [np.float32, np.float64]
@@ -127,10 +127,10 @@ def test_a_batch_without_a_pair_is_zero_for_pml_and_for_metricloss():
 
 @pytest.mark.parametrize("hyper", [{}, {"l2_reg": 0.1}, {"reduction": "sum"}, {"reduction": "mean_nonzero"}])
 @pytest.mark.parametrize("seed", range(3))
-def test_labelled_batch_equals_the_loop_oracle_and_central_differences(hyper, seed):
+def test_labelled_batch_equals_the_textbook_and_central_differences(hyper, seed):
     x, labels = batch(np.random.default_rng(20 + seed), np.float64, p=3, k=3, features=3)
     value, _ = ml.npair_loss(x, labels=labels, **hyper)
-    assert value == pytest.approx(npair_batch_oracle(x, labels, **hyper), rel=1e-12)
+    assert value == pytest.approx(textbook.npair_loss(x, labels=labels, **hyper)[0], rel=1e-12)
     check_grad(lambda e: ml.npair_loss(e, labels=labels, **hyper), x, rtol=1e-6)
 
 
@@ -143,7 +143,7 @@ def test_the_first_two_samples_of_a_class_pair_up_so_order_matters():
     order = np.array([2, 0, 1, 3, 4])
     moved_value, moved_grad = ml.npair_loss(x[order], labels=labels[order])
     assert not moved_grad[2].any() and moved_grad[0].any()  # x[2] is now first, old row 1 is ignored
-    assert moved_value == pytest.approx(npair_batch_oracle(x[order], labels[order]), rel=1e-12)
+    assert moved_value == pytest.approx(textbook.npair_loss(x[order], labels=labels[order])[0], rel=1e-12)
     assert moved_value != pytest.approx(value)
 
 
@@ -211,13 +211,16 @@ def test_distinct_labels_and_no_labels_are_the_same_loss():
         assert_close(got, expected, rtol=1e-13)
 
 
-def test_label_sets_equal_the_oracle_with_rows_without_labels():
+def test_label_sets_equal_the_textbook_with_rows_without_labels():
     rng = np.random.default_rng(14)
     anchors, positives = rng.standard_normal((7, 3)), rng.standard_normal((7, 3))
     sets = (rng.random((7, 4)) < 0.4).astype(bool)
     sets[[1, 4]] = False
-    value, _ = ml.npair_loss(anchors, positives, sets)
-    assert value == pytest.approx(npair_oracle(anchors, positives, sets.astype(int)), rel=1e-12)
+    value, grads = ml.npair_loss(anchors, positives, sets)
+    textbook_value, textbook_grads = textbook.npair_loss(anchors, positives, sets)
+    assert value == pytest.approx(textbook_value, rel=1e-12)
+    for got, expected in zip(grads, textbook_grads, strict=True):
+        assert_close(got, expected, rtol=1e-9)
     check_grad(lambda a, p: ml.npair_loss(a, p, sets), anchors, positives, rtol=1e-6)
 
 

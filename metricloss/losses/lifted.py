@@ -95,6 +95,10 @@ def lifted_structure_loss(
     * TensorFlow Addons: ``lifted_struct_loss(labels, embeddings, margin)`` (Euclidean distances, 0.25 Σ over
       ordered pairs / ``|P|``: the same value) equals the default; for a batch of one class it returns NaN (0 here).
 
+    See Also
+    --------
+    metricloss.textbook.lifted_structure_loss : the formula as loops, the gradient term by term.
+
     References
     ----------
     H. Oh Song, Y. Xiang, S. Jegelka, S. Savarese. Deep Metric Learning via Lifted Structured Feature Embedding.
@@ -223,6 +227,10 @@ def generalized_lifted_structure_loss(
     ``distance="sqeuclidean"``; ``AvgNonZeroReducer`` is ``reduction="mean_nonzero"``. With ``ref_emb=`` it pairs
     every query with the references, as here. Its default ``LpDistance()`` normalises the embeddings; metricloss
     never does.
+
+    See Also
+    --------
+    metricloss.textbook.generalized_lifted_structure_loss : the formula as loops, the gradient term by term.
 
     References
     ----------

@@ -193,6 +193,10 @@ def npair_loss(embeddings, positives=None, labels=None, *, l2_reg=0.0, reduction
     B rows, picked or not: ``l2_reg=w/2`` when every class has exactly two samples, different otherwise. Its
     ``SumReducer`` and ``AvgNonZeroReducer`` are ``reduction="sum"`` and ``"mean_nonzero"``.
 
+    See Also
+    --------
+    metricloss.textbook.npair_loss : the formula as loops, the gradient term by term.
+
     References
     ----------
     K. Sohn. Improved Deep Metric Learning with Multi-class N-pair Loss Objective. NeurIPS 2016.

@@ -16,6 +16,8 @@ and the code to read beside a loss's docstring.
 0.076325
 """
 
+from .lifted import generalized_lifted_structure_loss, lifted_structure_loss
+from .npair import npair_loss
 from .pairs import (
     contrastive_loss,
     contrastive_pair_loss,
@@ -28,6 +30,9 @@ __all__ = [
     "contrastive_loss",
     "contrastive_pair_loss",
     "cosine_embedding_loss",
+    "generalized_lifted_structure_loss",
     "hinge_embedding_loss",
+    "lifted_structure_loss",
     "margin_ranking_loss",
+    "npair_loss",
 ]

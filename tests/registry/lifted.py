@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 import metricloss as ml
+from metricloss import textbook
 
 from .core import (
     _BAD_REDUCTION,
@@ -16,80 +17,7 @@ from .core import (
     _ONE_SAMPLE,
     _SYMMETRIC_DISTANCES_ONLY,
     _batch_case,
-    _distance,
-    _reduce,
-    value_only,
 )
-
-# ---------------------------------------------------------------------------------------------------------------
-# The oracles: the papers' formulas, pair by pair and anchor by anchor, in plain Python.
-
-
-def _logsumexp(exponents):
-    """log Σ e^v over a list, shifted by its largest v; −inf for an empty list (the log of an empty sum)."""
-    if not exponents:
-        return -math.inf
-    top = max(exponents)
-    return top + math.log(sum(math.exp(v - top) for v in exponents))
-
-
-def lifted_oracle(x, *rest, margin=1.0, distance="euclidean", reduction="mean"):
-    """Oh Song et al.: ½[J_ij]₊² for every positive pair, J_ij = log(Σ_{k ∉ y_i} e^{m − D_ik} + Σ_{l ∉ y_j}
-    e^{m − D_jl}) + D_ij. ``rest`` is (labels): the unordered pairs i < j of one batch; or (ref_embeddings,
-    labels, ref_labels): every (query i, reference j), with query i's references and reference j's queries as
-    the negatives."""
-    terms = []
-    if len(rest) == 1:
-        (labels,) = rest
-        n = len(x)
-        for i in range(n):
-            for j in range(i + 1, n):
-                if labels[i] != labels[j]:
-                    continue
-                exponents = [margin - _distance(x[i], x[k], distance) for k in range(n) if labels[k] != labels[i]]
-                exponents += [margin - _distance(x[j], x[k], distance) for k in range(n) if labels[k] != labels[j]]
-                hinge = max(_logsumexp(exponents) + _distance(x[i], x[j], distance), 0.0)
-                terms.append(0.5 * hinge * hinge)
-    else:
-        refs, labels, ref_labels = rest
-        for i in range(len(x)):
-            for j in range(len(refs)):
-                if labels[i] != ref_labels[j]:
-                    continue
-                exponents = [
-                    margin - _distance(x[i], refs[k], distance) for k in range(len(refs)) if ref_labels[k] != labels[i]
-                ]
-                exponents += [
-                    margin - _distance(x[k], refs[j], distance) for k in range(len(x)) if labels[k] != ref_labels[j]
-                ]
-                hinge = max(_logsumexp(exponents) + _distance(x[i], refs[j], distance), 0.0)
-                terms.append(0.5 * hinge * hinge)
-    return _reduce(terms, reduction)
-
-
-def generalized_lifted_oracle(x, *rest, margin=1.0, distance="euclidean", reduction="mean", incomplete_anchors="drop"):
-    """Hermans et al.: [log Σ_p e^{D_ap} + log Σ_n e^{m − D_an}]₊ per anchor; an anchor without positives or
-    negatives is skipped ("drop") or kept with that empty sum's log taken as 0 ("keep"). ``rest`` is (labels) or
-    (ref_embeddings, labels, ref_labels)."""
-    if len(rest) == 1:
-        (labels,) = rest
-        refs, ref_labels, within = x, labels, True
-    else:
-        refs, labels, ref_labels = rest
-        within = False
-    terms = []
-    for a in range(len(x)):
-        candidates = [j for j in range(len(refs)) if not (within and j == a)]
-        positives = [_distance(x[a], refs[j], distance) for j in candidates if ref_labels[j] == labels[a]]
-        negatives = [margin - _distance(x[a], refs[j], distance) for j in candidates if ref_labels[j] != labels[a]]
-        if positives and negatives:
-            terms.append(max(_logsumexp(positives) + _logsumexp(negatives), 0.0))
-        elif incomplete_anchors == "keep":
-            pos_part = _logsumexp(positives) if positives else 0.0
-            neg_part = _logsumexp(negatives) if negatives else 0.0
-            terms.append(max(pos_part + neg_part, 0.0))
-    return _reduce(terms, reduction)
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Literals, by hand. A = (0, 0), B = (0, 0.5) of class 0; C = (0.8, 0) of class 1 (and D = (3, 0) of class 1).
@@ -161,7 +89,7 @@ def _lifted(id, hyper, literals=()):
         "lifted",
         id,
         ml.lifted_structure_loss,
-        value_only(lifted_oracle),
+        textbook.lifted_structure_loss,
         hyper,
         literals=literals,
         inactive=tuple(inactive),
@@ -174,7 +102,7 @@ def _lifted_with_references(id, hyper):
         "lifted",
         id,
         ml.lifted_structure_loss,
-        value_only(lifted_oracle),
+        textbook.lifted_structure_loss,
         hyper,
         inactive=(_UNMATCHED_FAR,),
         bad_hyper=_bad(False),
@@ -193,7 +121,7 @@ def _generalized(id, hyper, literals=()):
         "generalized_lifted",
         id,
         ml.generalized_lifted_structure_loss,
-        value_only(generalized_lifted_oracle),
+        textbook.generalized_lifted_structure_loss,
         hyper,
         literals=literals,
         inactive=tuple(inactive),
@@ -206,7 +134,7 @@ def _generalized_with_references(id, hyper):
         "generalized_lifted",
         id,
         ml.generalized_lifted_structure_loss,
-        value_only(generalized_lifted_oracle),
+        textbook.generalized_lifted_structure_loss,
         hyper,
         inactive=(_UNMATCHED_FAR,),
         bad_hyper=_bad(True),

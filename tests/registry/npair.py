@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 import metricloss as ml
+from metricloss import textbook
 
 from .core import (
     _BAD_REDUCTION,
@@ -26,64 +27,8 @@ from .core import (
     LABELS,
     _case,
     _labelled_batch,
-    value_only,
 )
 from .core import _FAR_APART as _ONLY_SINGLETONS
-
-# ---------------------------------------------------------------------------------------------------------------
-# Oracles: loops over math, from the docstring's formula.
-
-
-def _dot(u, v):
-    return sum(a * b for a, b in zip(u, v, strict=True))
-
-
-def _targets(labels, i, n):
-    """Anchor i's target weights over the N positives: {j: t_ij}, empty for an anchor without a label."""
-    if labels is None:
-        return {i: 1.0}
-    if np.ndim(labels) == 1:
-        same = [j for j in range(n) if labels[j] == labels[i]]
-        return {j: 1.0 / len(same) for j in same}
-    shared = {j: sum(int(a) * int(b) for a, b in zip(labels[i], labels[j], strict=True)) for j in range(n)}
-    total = sum(shared.values())
-    return {j: c / total for j, c in shared.items() if c} if total else {}
-
-
-def npair_oracle(anchors, positives, labels=None, *, l2_reg=0.0, reduction="mean"):
-    """(1/N) Σ_i −Σ_j t_ij log softmax(z_i)_j + λ/N Σ_i (‖f_i‖² + ‖f_i⁺‖²), z_ij = f_i · f_j⁺, row by row."""
-    n = len(anchors)
-    terms = []
-    for i in range(n):
-        targets = _targets(labels, i, n)
-        if not targets:
-            continue
-        z = [_dot(anchors[i], positives[j]) for j in range(n)]
-        top = max(z)
-        log_normaliser = top + math.log(sum(math.exp(zj - top) for zj in z))
-        terms.append(sum(t * (log_normaliser - z[j]) for j, t in targets.items()))
-    if reduction == "sum":
-        value = sum(terms)
-    else:
-        kept = terms if reduction == "mean" else [t for t in terms if t > 0]
-        value = sum(kept) / len(kept) if kept else 0.0
-    return value + l2_reg / n * sum(_dot(a, a) + _dot(p, p) for a, p in zip(anchors, positives, strict=True))
-
-
-def npair_batch_oracle(embeddings, labels, **hyper):
-    """The labelled-batch form: scan the batch in order, the first sample of a class is its anchor, the second its
-    positive; later ones are ignored."""
-    first, pairs = {}, {}
-    for i, label in enumerate(labels):
-        if label not in first:
-            first[label] = i
-        elif label not in pairs:
-            pairs[label] = (first[label], i)
-    if not pairs:
-        return 0.0
-    chosen = list(pairs.values())
-    return npair_oracle([embeddings[a] for a, _ in chosen], [embeddings[p] for _, p in chosen], **hyper)
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Inputs.
@@ -192,7 +137,7 @@ def _npair(id, hyper, *, labels=None, literals=()):
         ml.npair_loss,
         names,
         kinds,
-        value_only(npair_oracle),
+        textbook.npair_loss,
         make,
         hyper=hyper,
         literals=literals,
@@ -202,9 +147,14 @@ def _npair(id, hyper, *, labels=None, literals=()):
     )
 
 
-def _on_a_labelled_batch(embeddings, labels, **hyper):
-    """npair_loss's labelled-batch form, its labels passed by name (positionally they would be the positives)."""
-    return ml.npair_loss(embeddings, labels=labels, **hyper)
+def _on_a_labelled_batch(npair_loss):
+    """``npair_loss``'s labelled-batch form (the fast loss or its textbook twin) as a function of (embeddings,
+    labels), its labels passed by name (positionally they would be the positives)."""
+
+    def on_a_labelled_batch(embeddings, labels, **hyper):
+        return npair_loss(embeddings, labels=labels, **hyper)
+
+    return on_a_labelled_batch
 
 
 # The labelled batch of the docstring: rows 0, 3 (class 7) and 2, 4 (class 5) pair up as anchors = positives = I₂,
@@ -216,10 +166,10 @@ _BATCH_GRAD = np.array([_EYE_G[0], [0.0, 0.0], _EYE_G[1], _EYE_G[0], _EYE_G[1]])
 def _npair_batch(id, hyper, literals=()):
     return _case(
         f"npair[{id}]",
-        _on_a_labelled_batch,
+        _on_a_labelled_batch(ml.npair_loss),
         ("embeddings", "labels"),
         (EMBEDDINGS, LABELS),
-        value_only(npair_batch_oracle),
+        _on_a_labelled_batch(textbook.npair_loss),
         _labelled_batch,
         hyper=hyper,
         literals=literals,
