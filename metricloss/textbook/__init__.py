@@ -16,6 +16,15 @@ and the code to read beside a loss's docstring.
 0.076325
 """
 
+from .infonce import multiple_negatives_ranking_loss, ntxent_loss, supcon_loss
 from .pairs import contrastive_loss
+from .softmax import circle_loss, multi_similarity_loss
 
-__all__ = ["contrastive_loss"]
+__all__ = [
+    "circle_loss",
+    "contrastive_loss",
+    "multi_similarity_loss",
+    "multiple_negatives_ranking_loss",
+    "ntxent_loss",
+    "supcon_loss",
+]

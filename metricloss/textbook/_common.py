@@ -153,3 +153,16 @@ class Batch:
         if self.within:
             return weight * self.grad_anchors
         return weight * self.grad_anchors, weight * self.grad_candidates
+
+
+def logsumexp(exponents):
+    """log Σ_k e^{v_k} and its gradient, the softmax weights p_k = e^{v_k} / Σ e^{v}, shifted by the largest v
+    (no overflow): top + log(1 + Σ_{k ≠ k*} e^{v_k − top}), k* the first largest, by log1p (1 plus tiny terms keeps
+    their digits). An empty sum has log −∞ and no weights."""
+    if not exponents:
+        return -np.inf, []
+    k_top = int(np.argmax(exponents))
+    top = exponents[k_top]
+    scaled = [np.exp(v - top) for v in exponents]  # e^{v_k − top} <= 1; exactly 1 at k*
+    rest = sum(s for k, s in enumerate(scaled) if k != k_top)
+    return top + np.log1p(rest), [s / (1.0 + rest) for s in scaled]  # ∂/∂v_k = e^{v_k − top} / Σ e^{v − top}
