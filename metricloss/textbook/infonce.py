@@ -15,7 +15,7 @@ def _apply(terms, weight):
         value += weight * term
         for slope, add_slope in slopes:
             add_slope(weight * slope)  # ∂L/∂x += w · ∂ℓ/∂S · ∂S/∂x
-    return value
+    return float(value)
 
 
 def ntxent_loss(
@@ -173,4 +173,4 @@ def multiple_negatives_ranking_loss(
     value = 0.0
     for terms, half in directions:
         value += _apply(terms, half * reduction_weight([term for term, _ in terms], reduction))
-    return value, grads if hard_negatives is not None else grads[:2]
+    return float(value), grads if hard_negatives is not None else grads[:2]

@@ -64,7 +64,7 @@ def multi_similarity_loss(
         value += weight * term
         for slope, add_slope in slopes:
             add_slope(weight * slope)  # ∂L/∂x += w · ∂ℓ_a/∂S · ∂S/∂x
-    return value, batch.gradients(1.0)
+    return float(value), batch.gradients(1.0)
 
 
 def circle_loss(
@@ -157,4 +157,4 @@ def circle_loss(
         value += weight * term
         for slope, add_slope in slopes:
             add_slope(weight * slope)  # ∂L/∂x += w · ∂ℓ/∂s · ∂s/∂x
-    return value, batch.gradients(1.0)
+    return float(value), batch.gradients(1.0)
