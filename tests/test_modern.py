@@ -12,10 +12,10 @@ import torch
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from pytorch_metric_learning import reducers as pml_reducers
-from registry.modern import circle_oracle, multi_similarity_oracle
 from support import assert_same, batch_with_a_singleton, pk_batch, pml_dot, pml_value_and_grad
 
 import metricloss as ml
+from metricloss import textbook
 from metricloss.losses._logsumexp import logsumexp_rows, masked
 from metricloss.testing import assert_close, check_grad
 
@@ -93,7 +93,7 @@ def test_mining_keeps_a_pair_only_strictly_inside_the_epsilon_rule_as_pml():
         ours = ml.multi_similarity_loss(x, labels, mining=True, epsilon=epsilon, similarity="dot")
         assert_same(ours, theirs, np.float64)
         assert ours[0] == pytest.approx(
-            multi_similarity_oracle(x, labels, mining=True, epsilon=epsilon, similarity="dot"), rel=1e-12
+            textbook.multi_similarity_loss(x, labels, mining=True, epsilon=epsilon, similarity="dot")[0], rel=1e-12
         )
 
 
@@ -148,7 +148,7 @@ def test_mined_multi_similarity_equals_the_papers_code_but_for_duplicated_positi
     pml, _ = pml_value_and_grad(pml_losses.MultiSimilarityLoss(), x, labels, miner=pml_miners.MultiSimilarityMiner())
     assert ours == pytest.approx(pml, rel=1e-12)
     assert ours != pytest.approx(theirs, rel=1e-6)
-    assert ours == pytest.approx(multi_similarity_oracle(x, labels, mining=True), rel=1e-12)
+    assert ours == pytest.approx(textbook.multi_similarity_loss(x, labels, mining=True)[0], rel=1e-12)
 
 
 def _one_query_two_references():
@@ -162,7 +162,7 @@ def _one_query_two_references():
 def test_pml_returns_zero_when_each_index_array_has_one_element_and_we_do_not(loss):
     """PML's GenericPairLoss returns 0 whenever each of a₁, p, a₂, n has at most one element — its test for "no
     pairs" also catches one positive and one negative pair. Here those pairs are a loss like any other (the
-    oracle's value)."""
+    textbook's value)."""
     query, labels, refs, ref_labels = _one_query_two_references()
     pml_loss = pml_losses.MultiSimilarityLoss() if loss == "multi_similarity" else pml_losses.CircleLoss(0.25, 256)
     theirs = pml_loss(
@@ -171,10 +171,10 @@ def test_pml_returns_zero_when_each_index_array_has_one_element_and_we_do_not(lo
     assert float(theirs) == 0.0
     if loss == "multi_similarity":
         value, (grad, grad_refs) = ml.multi_similarity_loss(query, labels, ref_embeddings=refs, ref_labels=ref_labels)
-        expected = multi_similarity_oracle(query, refs, labels, ref_labels)
+        expected = textbook.multi_similarity_loss(query, labels, ref_embeddings=refs, ref_labels=ref_labels)[0]
     else:
         value, (grad, grad_refs) = ml.circle_loss(query, labels, ref_embeddings=refs, ref_labels=ref_labels)
-        expected = circle_oracle(query, refs, labels, ref_labels)
+        expected = textbook.circle_loss(query, labels, ref_embeddings=refs, ref_labels=ref_labels)[0]
     assert value > 0 and grad.any() and grad_refs.any()
     assert value == pytest.approx(expected, rel=1e-12)
 
@@ -264,7 +264,9 @@ def test_all_pairs_with_references_takes_every_query_reference_pair():
     labels, ref_labels = rng.integers(0, 3, 5), rng.integers(0, 3, 7)
     hyper = {"m": 0.3, "gamma": 32.0, "form": "all_pairs"}
     value, _ = ml.circle_loss(x, labels, **hyper, ref_embeddings=refs, ref_labels=ref_labels)
-    assert value == pytest.approx(circle_oracle(x, refs, labels, ref_labels, **hyper), rel=1e-12)
+    assert value == pytest.approx(
+        textbook.circle_loss(x, labels, ref_embeddings=refs, ref_labels=ref_labels, **hyper)[0], rel=1e-12
+    )
 
 
 # --- stability at γ = 256 ----------------------------------------------------------------------------------------
@@ -283,7 +285,7 @@ def _nearly_identical_and_opposite(dtype, noise=1e-2):
 @pytest.mark.parametrize("form", ml.CIRCLE_FORMS)
 @pytest.mark.parametrize("detach_weights", [True, False])
 def test_gamma_256_is_finite_and_right_in_float32_for_identical_and_opposite_rows(form, detach_weights):
-    """float32 against float64 on the same rows, float64 against the loop oracle and the reference (PML per anchor,
+    """float32 against float64 on the same rows, float64 against the textbook twin and the reference (PML per anchor,
     the reference code over all pairs). The gradient of a cosine between nearly parallel rows is a difference of
     nearly equal vectors: float32 resolves it to about eps/noise (5e-5 here at noise 1e-2; 1e-2 at noise 1e-4,
     the rows' own resolution), whatever γ."""
@@ -297,7 +299,7 @@ def test_gamma_256_is_finite_and_right_in_float32_for_identical_and_opposite_row
     assert value > 240  # at least the parallel negative's logit against its positives
     assert value == pytest.approx(value64, rel=1e-6)
     assert_close(grad, grad64, rtol=5e-4)
-    assert value64 == pytest.approx(circle_oracle(x64, labels, **hyper), rel=1e-12)
+    assert value64 == pytest.approx(textbook.circle_loss(x64, labels, **hyper)[0], rel=1e-12)
     if form == "all_pairs":
         assert_same((value64, grad64), reference_all_pairs(x64, labels, m, gamma, detach_weights), np.float64)
     elif detach_weights:
@@ -309,11 +311,11 @@ def test_gamma_256_is_finite_and_right_in_float32_for_identical_and_opposite_row
 @pytest.mark.parametrize("form", ml.CIRCLE_FORMS)
 def test_gamma_256_on_exactly_identical_and_opposite_rows(form):
     """Cosines exactly ±1: the logits' extremes (240 for the parallel negative, 1008 for the opposite positive);
-    the value is the oracle's in float32 too, and the gradient finite (the cosine's gradient at ±1 is 0)."""
+    the value is the textbook's in float32 too, and the gradient finite (the cosine's gradient at ±1 is 0)."""
     x, labels = _nearly_identical_and_opposite(np.float32, noise=0.0)
     value, grad = ml.circle_loss(x, labels, form=form)
     assert np.isfinite(grad).all()
-    assert value == pytest.approx(circle_oracle(x.astype(np.float64), labels, form=form), rel=1e-6)
+    assert value == pytest.approx(textbook.circle_loss(x.astype(np.float64), labels, form=form)[0], rel=1e-6)
     assert np.abs(grad).max() <= 1e-4 * value
 
 

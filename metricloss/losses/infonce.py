@@ -125,6 +125,10 @@ def ntxent_loss(
     positive pairs is SimCLR's mean over anchors. (SupCon's paper writes the same loss as its "self-supervised"
     case.) The default τ here is PML's.
 
+    See Also
+    --------
+    metricloss.textbook.ntxent_loss : the formula as loops, the gradient term by term.
+
     References
     ----------
     T. Chen, S. Kornblith, M. Norouzi, G. Hinton. A Simple Framework for Contrastive Learning of Visual
@@ -259,6 +263,10 @@ def supcon_loss(
     there, left out here); it takes dot products of the features its network has normalised (cosine here)
     and adds 1e-9 inside the log (tests/test_infonce.py transcribes it in torch).
 
+    See Also
+    --------
+    metricloss.textbook.supcon_loss : the formula as loops, the gradient term by term.
+
     References
     ----------
     P. Khosla, P. Teterwak, C. Wang, A. Sarna, Y. Tian, P. Isola, A. Maschinot, C. Liu, D. Krishnan. Supervised
@@ -376,6 +384,10 @@ def multiple_negatives_ranking_loss(
 
     As InfoNCE with in-batch negatives (CLIP's loss per direction, DPR's "in-batch negatives"): scale = 1/τ. It
     is also the N-pair loss (``npair_loss(queries, candidates)``) on cosine similarities times s.
+
+    See Also
+    --------
+    metricloss.textbook.multiple_negatives_ranking_loss : the formula as loops, the gradient term by term.
 
     References
     ----------

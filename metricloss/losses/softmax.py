@@ -141,6 +141,10 @@ def multi_similarity_loss(
 
     Defaults: pytorch-metric-learning's α = 2, β = 50, λ = 0.5, and the paper's code's ε = 0.1.
 
+    See Also
+    --------
+    metricloss.textbook.multi_similarity_loss : the formula as loops, the gradient term by term.
+
     References
     ----------
     X. Wang, X. Han, W. Huang, D. Dong, M. R. Scott. Multi-Similarity Loss with General Pair Weighting for Deep
@@ -332,6 +336,10 @@ def circle_loss(
     ``CircleLoss(m, gamma)(*convert_label_to_similarity(normalize(x), labels))`` is ``form="all_pairs"``: its
     ``triu(diagonal=1)`` takes each unordered pair once, and it detaches α. Some copies drop the ``.detach()``:
     ``detach_weights=False``.
+
+    See Also
+    --------
+    metricloss.textbook.circle_loss : the formula as loops, the gradient term by term.
 
     References
     ----------

@@ -16,6 +16,7 @@ and the code to read beside a loss's docstring.
 0.076325
 """
 
+from .infonce import multiple_negatives_ranking_loss, ntxent_loss, supcon_loss
 from .lifted import generalized_lifted_structure_loss, lifted_structure_loss
 from .npair import npair_loss
 from .pairs import (
@@ -25,8 +26,10 @@ from .pairs import (
     hinge_embedding_loss,
     margin_ranking_loss,
 )
+from .softmax import circle_loss, multi_similarity_loss
 
 __all__ = [
+    "circle_loss",
     "contrastive_loss",
     "contrastive_pair_loss",
     "cosine_embedding_loss",
@@ -34,5 +37,9 @@ __all__ = [
     "hinge_embedding_loss",
     "lifted_structure_loss",
     "margin_ranking_loss",
+    "multi_similarity_loss",
+    "multiple_negatives_ranking_loss",
     "npair_loss",
+    "ntxent_loss",
+    "supcon_loss",
 ]

@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 import metricloss as ml
+from metricloss import textbook
 
 from .core import (
     _BAD_REDUCTION,
@@ -17,73 +18,8 @@ from .core import (
     _ONE_SAMPLE,
     EMBEDDINGS,
     _case,
-    _reduce,
-    value_only,
 )
-from .modern import _UNMATCHED, _anchors, _similarity, _similarity_case
-
-# ---------------------------------------------------------------------------------------------------------------
-# Oracles: the papers' and libraries' formulas, pair by pair and anchor by anchor, in plain Python over math.
-
-
-def _log_sum_exp(exponents):
-    top = max(exponents)
-    return top + math.log(sum(math.exp(v - top) for v in exponents))
-
-
-def ntxent_oracle(x, *rest, temperature=0.07, similarity="cosine", reduction="mean"):
-    """Every ordered positive pair (a, p): −log(e^{S_ap/τ} / (e^{S_ap/τ} + Σ_n e^{S_an/τ})), n over the anchor's
-    negatives only."""
-    labels, refs, ref_labels, within = _anchors(x, rest)
-    terms = []
-    for a in range(len(x)):
-        candidates = [j for j in range(len(refs)) if not (within and j == a)]
-        negatives = [
-            _similarity(x[a], refs[j], similarity) / temperature for j in candidates if ref_labels[j] != labels[a]
-        ]
-        for p in candidates:
-            if ref_labels[p] == labels[a]:
-                z_ap = _similarity(x[a], refs[p], similarity) / temperature
-                terms.append(_log_sum_exp([z_ap, *negatives]) - z_ap)
-    return _reduce(terms, reduction)
-
-
-def supcon_oracle(x, *rest, temperature=0.1, similarity="cosine", reduction="mean"):
-    """Per anchor with a positive: −(1/|P(a)|) Σ_p log(e^{S_ap/τ} / Σ_{k ≠ a} e^{S_ak/τ})."""
-    labels, refs, ref_labels, within = _anchors(x, rest)
-    terms = []
-    for a in range(len(x)):
-        candidates = [j for j in range(len(refs)) if not (within and j == a)]
-        positives = [j for j in candidates if ref_labels[j] == labels[a]]
-        if not positives:
-            continue
-        z = {j: _similarity(x[a], refs[j], similarity) / temperature for j in candidates}
-        normaliser = _log_sum_exp(list(z.values()))
-        terms.append(-sum(z[p] - normaliser for p in positives) / len(positives))
-    return _reduce(terms, reduction)
-
-
-def mnrl_oracle(
-    queries, candidates, hard_negatives=None, *, scale=20.0, similarity="cosine", symmetric=False, reduction="mean"
-):
-    """Query i against every candidate and hard negative, its target candidate i; symmetric: averaged with
-    candidate j against every query, its target query j."""
-    n = len(queries)
-    pool = list(candidates) + ([] if hard_negatives is None else list(hard_negatives))
-
-    def z(u, v):
-        return scale * _similarity(u, v, similarity)
-
-    forward = [_log_sum_exp([z(queries[i], c) for c in pool]) - z(queries[i], candidates[i]) for i in range(n)]
-    value = _reduce(forward, reduction)
-    if symmetric:
-        backward = [
-            _log_sum_exp([z(queries[i], candidates[j]) for i in range(n)]) - z(queries[j], candidates[j])
-            for j in range(n)
-        ]
-        value = (value + _reduce(backward, reduction)) / 2
-    return value
-
+from .modern import _UNMATCHED, _similarity_case
 
 # ---------------------------------------------------------------------------------------------------------------
 # Literals, by hand.
@@ -140,7 +76,7 @@ def _ntxent(id, hyper, literals=(), references=False):
         "ntxent",
         id,
         ml.ntxent_loss,
-        value_only(ntxent_oracle),
+        textbook.ntxent_loss,
         hyper,
         inactive=inactive,
         bad_hyper=_BATCH_BAD,
@@ -156,7 +92,7 @@ def _supcon(id, hyper, literals=(), references=False):
         "supcon",
         id,
         ml.supcon_loss,
-        value_only(supcon_oracle),
+        textbook.supcon_loss,
         hyper,
         inactive=inactive,
         bad_hyper=_BATCH_BAD,
@@ -175,9 +111,14 @@ def _pairs_and_hard_negatives(rng, dtype, n=6, n_hard=4, features=3):
     return [*_pairs(rng, dtype, n, features), (0.6 * rng.standard_normal((n_hard, features))).astype(dtype)]
 
 
-def _with_hard_negatives(queries, candidates, hard_negatives, **hyper):
-    """The ranking loss with its hard negatives positional, as the contract passes its differentiable arrays."""
-    return ml.multiple_negatives_ranking_loss(queries, candidates, hard_negatives=hard_negatives, **hyper)
+def _hard_negatives_positional(loss):
+    """The ranking loss (or its textbook twin) with its hard negatives positional, as the contract passes its
+    differentiable arrays."""
+
+    def with_hard_negatives(queries, candidates, hard_negatives, **hyper):
+        return loss(queries, candidates, hard_negatives=hard_negatives, **hyper)
+
+    return with_hard_negatives
 
 
 _ONE_PAIR = ("one query and its candidate: −log 1", [np.array([[0.3, -0.2, 0.1]]), np.array([[1.0, 2.0, 0.5]])])
@@ -206,17 +147,17 @@ def _mnrl(id, hyper, literals=(), hard_negatives=False):
             ml.multiple_negatives_ranking_loss,
             ("queries", "candidates"),
             (EMBEDDINGS, EMBEDDINGS),
-            value_only(mnrl_oracle),
+            textbook.multiple_negatives_ranking_loss,
             _pairs,
             inactive=(_ONE_PAIR,),
             **options,
         )
     return _case(
         f"multiple_negatives_ranking[hard-negatives-{id}]",
-        _with_hard_negatives,
+        _hard_negatives_positional(ml.multiple_negatives_ranking_loss),
         ("queries", "candidates", "hard_negatives"),
         (EMBEDDINGS, EMBEDDINGS, EMBEDDINGS),
-        value_only(mnrl_oracle),
+        _hard_negatives_positional(textbook.multiple_negatives_ranking_loss),
         _pairs_and_hard_negatives,
         row_groups=(0, 0, 1),
         no_inactive="each query's softmax has its candidate and a hard negative in it: every term is > 0",

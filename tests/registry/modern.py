@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 import metricloss as ml
+from metricloss import textbook
 
 from .core import (
     _BAD_REDUCTION,
@@ -26,11 +27,11 @@ from .core import (
     _query_reference_batch,
     _reduce,
     _references_first,
-    value_only,
 )
 
 # ---------------------------------------------------------------------------------------------------------------
-# Oracles: the papers' formulas, anchor by anchor and pair by pair, in plain Python over math.
+# The circle loss's objective with α frozen at a point (its cases' frozen_value), in plain Python over math: the
+# textbook twins (metricloss.textbook.multi_similarity_loss, circle_loss) are the cases' oracles for value and gradient.
 
 
 def _similarity(u, v, similarity):
@@ -53,41 +54,6 @@ def _anchors(x, rest):
         return rest[0], x, rest[0], True
     refs, labels, ref_labels = rest
     return labels, refs, ref_labels, False
-
-
-def multi_similarity_oracle(
-    x,
-    *rest,
-    alpha=2.0,
-    beta=50.0,
-    base=0.5,
-    mining=False,
-    epsilon=0.1,
-    similarity="cosine",
-    reduction="mean",
-):
-    """Wang et al.: per anchor, (1/α) log(1 + Σ_p e^{−α(S_ap − λ)}) + (1/β) log(1 + Σ_n e^{β(S_an − λ)}), over the
-    pairs the ε rule keeps when ``mining``; every anchor is a term."""
-    labels, refs, ref_labels, within = _anchors(x, rest)
-    terms = []
-    for a in range(len(x)):
-        positives, negatives = [], []
-        for j in range(len(refs)):
-            if within and j == a:
-                continue
-            s = _similarity(x[a], refs[j], similarity)
-            (positives if ref_labels[j] == labels[a] else negatives).append(s)
-        if mining:
-            hardest_negative = max(negatives) if negatives else -math.inf
-            hardest_positive = min(positives) if positives else math.inf
-            positives, negatives = (
-                [s for s in positives if s - epsilon < hardest_negative],
-                [s for s in negatives if s + epsilon > hardest_positive],
-            )
-        pos_term = _log_one_plus_sum_exp([-alpha * (s - base) for s in positives]) / alpha
-        neg_term = _log_one_plus_sum_exp([beta * (s - base) for s in negatives]) / beta
-        terms.append(pos_term + neg_term)
-    return _reduce(terms, reduction)
 
 
 def _circle_term(pairs, m, gamma):
@@ -306,7 +272,18 @@ _CIRCLE_BAD = (
 
 
 def _similarity_case(
-    family, id, loss, oracle, hyper, *, inactive, bad_hyper, literals=(), references=False, frozen=None, no_inactive=""
+    family,
+    id,
+    loss,
+    textbook_loss,
+    hyper,
+    *,
+    inactive,
+    bad_hyper,
+    literals=(),
+    references=False,
+    frozen=None,
+    no_inactive="",
 ):
     """A loss on the similarity matrix of a labelled batch (``family[id]``) or of a query-vs-reference batch
     (``family_references[id]``): kernels' backends (for the similarities) and rotation invariance; never
@@ -324,14 +301,20 @@ def _similarity_case(
     if not references:
         make_inputs = _away_from_kinks(_labelled_batch, hyper, family)
         return _case(
-            f"{family}[{id}]", loss, ("embeddings", "labels"), (EMBEDDINGS, LABELS), oracle, make_inputs, **options
+            f"{family}[{id}]",
+            loss,
+            ("embeddings", "labels"),
+            (EMBEDDINGS, LABELS),
+            textbook_loss,
+            make_inputs,
+            **options,
         )
     return _case(
         f"{family}_references[{id}]",
         _references_first(loss),
         ("embeddings", "ref_embeddings", "labels", "ref_labels"),
         (EMBEDDINGS, EMBEDDINGS, LABELS, LABELS),
-        oracle,
+        _references_first(textbook_loss),
         _away_from_kinks(_query_reference_batch, hyper, family),
         row_groups=(0, 1, 0, 1),
         **options,
@@ -348,7 +331,7 @@ def _multi_similarity(id, hyper, literals=(), references=False):
         "multi_similarity",
         id,
         ml.multi_similarity_loss,
-        value_only(multi_similarity_oracle),
+        textbook.multi_similarity_loss,
         hyper,
         inactive=inactive,
         no_inactive="" if inactive else "without mining, every reference is a query's positive or negative: each costs",
@@ -364,7 +347,7 @@ def _circle(id, hyper, literals=(), references=False):
         "circle",
         id,
         ml.circle_loss,
-        value_only(circle_oracle),
+        textbook.circle_loss,
         hyper,
         inactive=inactive,
         bad_hyper=_CIRCLE_BAD,
