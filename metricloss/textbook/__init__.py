@@ -17,5 +17,6 @@ and the code to read beside a loss's docstring.
 """
 
 from .pairs import contrastive_loss
+from .warp import warp_embedding_loss, warp_loss
 
-__all__ = ["contrastive_loss"]
+__all__ = ["contrastive_loss", "warp_embedding_loss", "warp_loss"]
