@@ -103,7 +103,7 @@ def _warp(score, relevance, margin, sampling, max_trials, weighting, reduction, 
         value += w * term
         for dterm_ds, add_slope in slopes:
             add_slope(w * dterm_ds)  # ∂L/∂(inputs) += w · ∂ℓ/∂s · ∂s/∂(inputs)
-    return value
+    return float(value)
 
 
 def warp_loss(
