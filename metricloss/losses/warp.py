@@ -199,6 +199,10 @@ def warp_loss(
     from its own generator, cannot be replayed).
     pytorch-metric-learning and TF-Addons have no WARP loss.
 
+    See Also
+    --------
+    metricloss.textbook.warp_loss : the formula as loops, the gradient term by term.
+
     References
     ----------
     J. Weston, S. Bengio, N. Usunier. WSABIE: Scaling Up To Large Vocabulary Image Annotation. IJCAI 2011.
@@ -298,6 +302,10 @@ def warp_embedding_loss(
     GEMM, here dot by dot in float64: the same up to rounding). *LightFM*: its biases are an extra column, 1 in
     every query row and the item bias in the item rows; see :func:`warp_loss`'s Notes for the settings that
     reproduce ``LightFM(loss="warp")`` and where it differs.
+
+    See Also
+    --------
+    metricloss.textbook.warp_embedding_loss : the formula as loops, the gradient term by term.
 
     References
     ----------

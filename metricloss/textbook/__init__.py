@@ -27,6 +27,7 @@ from .pairs import (
     margin_ranking_loss,
 )
 from .softmax import circle_loss, multi_similarity_loss
+from .warp import warp_embedding_loss, warp_loss
 
 __all__ = [
     "circle_loss",
@@ -42,4 +43,6 @@ __all__ = [
     "npair_loss",
     "ntxent_loss",
     "supcon_loss",
+    "warp_embedding_loss",
+    "warp_loss",
 ]

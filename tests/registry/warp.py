@@ -11,8 +11,9 @@ Two kinds of case tell the contract more than their arguments' kinds (``LossCase
   while its columns follow the items; the permutation rung, the single-row rung and the hypothesis inputs need to
   know that. Item permutations are honest only for ``sampling="exact"`` (the scans follow the item index).
 
-The oracle reproduces the documented sampling scheme from its text (numpy_kernels' WARP section): the seeds drawn
-from ``numpy.random.default_rng(rng)``, MurmurHash3's fmix32 and the Fisher–Yates draws, in plain Python integers.
+The textbook twins (``metricloss.textbook.warp_loss`` and ``warp_embedding_loss``) reproduce the documented sampling
+scheme from its text (numpy_kernels' WARP section): the seeds drawn from ``numpy.random.default_rng(rng)``,
+MurmurHash3's fmix32 and the Fisher–Yates draws, in plain Python integers.
 """
 
 import dataclasses
@@ -21,94 +22,9 @@ import math
 import numpy as np
 
 import metricloss as ml
+from metricloss import textbook
 
-from .core import _BAD_REDUCTION, _NEGATIVE_MARGIN, EMBEDDINGS, RELEVANCE, SCORE_MATRIX, _case, value_only
-
-# ---------------------------------------------------------------------------------------------------------------
-# Oracles: loops over math, from the docstring's formula and the documented sampling scheme.
-
-
-def _fmix32(h):
-    """MurmurHash3's 32-bit finaliser, on Python ints."""
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) % 2**32
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) % 2**32
-    return h ^ (h >> 16)
-
-
-def _fisher_yates_position(seed, s, n_items):
-    """Step s's swap position r_s = s + ⌊u_s·(N − s)⌋, u_s = (a·2²¹ + ⌊b/2¹¹⌋)·2⁻⁵³."""
-    a = _fmix32((seed % 2**32 + (s + 1) * 0x9E3779B9) % 2**32)
-    b = _fmix32((seed // 2**32 + (s + 1) * 0x85EBCA77) % 2**32)
-    u = (a * 2**21 + b // 2**11) * 2.0**-53
-    return s + min(math.floor(u * (n_items - s)), n_items - s - 1)
-
-
-def _rank_weight(k, weighting):
-    if weighting == "harmonic":
-        return sum(1.0 / j for j in range(1, k + 1))
-    return math.log(max(1, k))
-
-
-def warp_oracle(
-    scores,
-    relevance,
-    *,
-    margin=1.0,
-    sampling="random",
-    max_trials=None,
-    weighting="harmonic",
-    reduction="sum",
-    rng=None,
-):
-    """Σ over (query, positive) pairs of L(⌊n/T⌋)·(m − s⁺ + s⁻) for the first violator drawn, or, exact,
-    L(r)/r · Σ over the r violators of (m − s⁺ + s⁻); then the reduction over pairs."""
-    n_queries, n_items = len(scores), len(scores[0])
-    pairs = [(q, p) for q in range(n_queries) for p in range(n_items) if relevance[q][p]]
-    if sampling == "random":
-        seeds = [int(s) for s in np.random.default_rng(rng).integers(0, 2**63, size=len(pairs), dtype=np.int64)]
-    terms = []
-    for k, (q, p) in enumerate(pairs):
-        negatives = [j for j in range(n_items) if not relevance[q][j]]
-        n = len(negatives)
-
-        def hinge(j, q=q, p=p):
-            return margin - float(scores[q][p]) + float(scores[q][j])
-
-        if sampling == "exact":
-            violators = [j for j in negatives if hinge(j) > 0]
-            r = len(violators)
-            terms.append(_rank_weight(r, weighting) / r * sum(hinge(j) for j in violators) if r else 0.0)
-            continue
-        # the items in a Fisher–Yates order made step by step (random) or in index order; positives passed over
-        order = list(range(n_items))
-        limit = n if max_trials is None else min(max_trials, n)
-        term, drawn = 0.0, 0
-        for s in range(n_items):
-            if drawn == limit:
-                break
-            if sampling == "random":
-                r = _fisher_yates_position(seeds[k], s, n_items)
-                order[s], order[r] = order[r], order[s]
-            if relevance[q][order[s]]:
-                continue
-            drawn += 1
-            if hinge(order[s]) > 0:
-                term = _rank_weight(n // drawn, weighting) * hinge(order[s])
-                break
-        terms.append(term)
-    if reduction == "sum":
-        return sum(terms)
-    kept = terms if reduction == "mean" else [t for t in terms if t > 0]
-    return sum(kept) / len(kept) if kept else 0.0
-
-
-def warp_embedding_oracle(queries, items, relevance, **hyper):
-    """warp_oracle on the scores x_q · y_j, each a loop over the features."""
-    scores = [[sum(a * b for a, b in zip(x, y, strict=True)) for y in items] for x in queries]
-    return warp_oracle(scores, relevance, **hyper)
-
+from .core import _BAD_REDUCTION, _NEGATIVE_MARGIN, EMBEDDINGS, RELEVANCE, SCORE_MATRIX, _case
 
 # ---------------------------------------------------------------------------------------------------------------
 # Inputs: scores of spread 1 against the default margin 1, so that some negatives violate and some do not.
@@ -213,7 +129,7 @@ def _warp(id, hyper, literals=()):
         ml.warp_loss,
         ("scores", "relevance"),
         (SCORE_MATRIX, RELEVANCE),
-        value_only(warp_oracle),
+        textbook.warp_loss,
         _score_matrix,
         hyper=hyper,
         literals=literals,
@@ -234,7 +150,7 @@ def _embedding(id, hyper, literals=()):
         ml.warp_embedding_loss,
         ("query_embeddings", "item_embeddings", "relevance"),
         (EMBEDDINGS, EMBEDDINGS, RELEVANCE),
-        value_only(warp_embedding_oracle),
+        textbook.warp_embedding_loss,
         _embeddings,
         hyper=hyper,
         literals=literals,
