@@ -16,6 +16,7 @@ and the code to read beside a loss's docstring.
 0.076325
 """
 
+from .center import triplet_center_loss
 from .pairs import (
     contrastive_loss,
     contrastive_pair_loss,
@@ -23,6 +24,7 @@ from .pairs import (
     hinge_embedding_loss,
     margin_ranking_loss,
 )
+from .triplet import triplet_loss, triplet_margin_loss
 
 __all__ = [
     "contrastive_loss",
@@ -30,4 +32,7 @@ __all__ = [
     "cosine_embedding_loss",
     "hinge_embedding_loss",
     "margin_ranking_loss",
+    "triplet_center_loss",
+    "triplet_loss",
+    "triplet_margin_loss",
 ]
