@@ -12,10 +12,10 @@ from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from pytorch_metric_learning import reducers as pml_reducers
-from registry.center import triplet_center_oracle
 from support import as_tuple, assert_same
 
 import metricloss as ml
+from metricloss import textbook
 from metricloss.testing import assert_close, check_grad
 
 DTYPES = [np.float32, np.float64]
@@ -157,7 +157,11 @@ def test_a_class_with_one_sample_is_its_own_centre():
     value, grad = ml.triplet_center_loss(x, labels, margin=1.0, halved=False, distance="euclidean", reduction="sum")
     # class 3's samples: 0.5 + 1 − √(1 + 0.25) each; class 8's: 0 + 1 − 1 = 0 (inactive: the hinge needs > 0)
     assert value == pytest.approx(2 * (1.5 - np.sqrt(1.25)), rel=1e-12)
-    assert value == pytest.approx(triplet_center_oracle(x, labels, margin=1.0, halved=False, distance="euclidean"))
+    expected, expected_grad = textbook.triplet_center_loss(
+        x, labels, margin=1.0, halved=False, distance="euclidean", reduction="sum"
+    )
+    assert value == pytest.approx(expected)
+    assert_close(grad, expected_grad)
     assert np.abs(grad[2]).max() > 0  # pulled by the two samples whose nearest other centre it is
 
 

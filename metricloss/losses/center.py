@@ -109,6 +109,10 @@ def triplet_center_loss(
     terms; no setting of this loss reproduces it. PML's ``ProxyNCALoss``, ``ProxyAnchorLoss`` and
     ``SoftTripleLoss`` learn per-class proxies too, under softmax losses, not this hinge; it has no centre loss.
 
+    See Also
+    --------
+    metricloss.textbook.triplet_center_loss : the formula as loops, the gradient term by term.
+
     References
     ----------
     X. He, Y. Zhou, Z. Zhou, S. Bai, X. Bai. Triplet-Center Loss for Multi-View 3D Object Retrieval. CVPR 2018.

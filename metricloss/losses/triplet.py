@@ -61,6 +61,10 @@ def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6
     invariance, so pass ``eps=0`` for the exact distance of Schroff et al. and Weinberger et al. FaceNet uses
     the squared distance; the online (batch) versions of this loss take ``distance="sqeuclidean"``.
 
+    See Also
+    --------
+    metricloss.textbook.triplet_margin_loss : the formula as loops, the gradient term by term.
+
     References
     ----------
     K. Weinberger, L. Saul. Distance Metric Learning for Large Margin Nearest Neighbor Classification. JMLR 2009.
@@ -304,6 +308,10 @@ def triplet_loss(
     distances (``squared=True``: ``"sqeuclidean"``) and take the mean. omoindrot's batch-all and batch-hard are
     ``mining="all"`` and ``mining="hard", incomplete_anchors="keep"``; sentence-transformers' ``BatchHardTripletLoss``
     likewise, and its ``BatchHardSoftMarginTripletLoss`` is ``soft=True``.
+
+    See Also
+    --------
+    metricloss.textbook.triplet_loss : the formula as loops, the gradient term by term.
 
     References
     ----------

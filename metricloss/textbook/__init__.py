@@ -16,6 +16,7 @@ and the code to read beside a loss's docstring.
 0.076325
 """
 
+from .center import triplet_center_loss
 from .infonce import multiple_negatives_ranking_loss, ntxent_loss, supcon_loss
 from .lifted import generalized_lifted_structure_loss, lifted_structure_loss
 from .npair import npair_loss
@@ -27,6 +28,7 @@ from .pairs import (
     margin_ranking_loss,
 )
 from .softmax import circle_loss, multi_similarity_loss
+from .triplet import triplet_loss, triplet_margin_loss
 from .warp import warp_embedding_loss, warp_loss
 
 __all__ = [
@@ -43,6 +45,9 @@ __all__ = [
     "npair_loss",
     "ntxent_loss",
     "supcon_loss",
+    "triplet_center_loss",
+    "triplet_loss",
+    "triplet_margin_loss",
     "warp_embedding_loss",
     "warp_loss",
 ]

@@ -21,7 +21,6 @@ from .core import (
     SCORES,
     SIGNS,
     LossCase,
-    triplet_oracle,
 )
 from .core import CASES as _CORE_CASES
 
@@ -54,5 +53,4 @@ __all__ = [
     "SCORE_MATRIX",
     "SIGNS",
     "LossCase",
-    "triplet_oracle",
 ]

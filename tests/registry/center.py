@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 import metricloss as ml
+from metricloss import textbook
 
 from .core import (
     _BAD_REDUCTION,
@@ -17,42 +18,8 @@ from .core import (
     EMBEDDINGS,
     LABELS,
     _case,
-    _distance,
     _labelled_batch,
-    _reduce,
-    value_only,
 )
-
-# ---------------------------------------------------------------------------------------------------------------
-# The oracle: the paper's formula, term by term, in plain Python.
-
-
-def _class_means(x, labels):
-    """{class: its mean embedding}, by loops."""
-    members = {}
-    for row, label in zip(x, labels, strict=True):
-        members.setdefault(int(label), []).append([float(v) for v in row])
-    return {c: [sum(column) / len(rows) for column in zip(*rows, strict=True)] for c, rows in members.items()}
-
-
-def triplet_center_oracle(x, *rest, margin=5.0, distance="sqeuclidean", halved=True, reduction="sum"):
-    """Σ_i [D(f_i, c_{y_i}) + m − min_{j ≠ y_i} D(f_i, c_j)]₊ reduced, D = ½d (halved) or d; ``rest`` is
-    (centers, labels) for learnable centres (every row a class) or (labels) for the batch's class means."""
-    if len(rest) == 2:
-        centers, labels = rest
-        centres = {c: list(row) for c, row in enumerate(centers)}
-    else:
-        (labels,) = rest
-        centres = _class_means(x, labels)
-    scale = 0.5 if halved else 1.0
-    terms = []
-    for row, label in zip(x, labels, strict=True):
-        others = [scale * _distance(row, centre, distance) for c, centre in centres.items() if c != label]
-        if others:
-            own = scale * _distance(row, centres[int(label)], distance)
-            terms.append(max(own + margin - min(others), 0.0))
-    return _reduce(terms, reduction)
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Inputs.
@@ -67,9 +34,14 @@ def _embeddings_and_centers(rng, dtype, n=8, n_classes=3, features=3):
     return [x, centers, labels]
 
 
-def _with_centers(embeddings, centers, labels, **hyper):
-    """triplet_center_loss with learnable centres, the differentiable arrays first."""
-    return ml.triplet_center_loss(embeddings, labels, centers=centers, **hyper)
+def _centers_second(loss):
+    """``loss`` (triplet_center_loss or its textbook twin) with learnable centres as a function of (embeddings,
+    centers, labels): the differentiable arrays first, as the contract wants them."""
+
+    def with_centers(embeddings, centers, labels, **hyper):
+        return loss(embeddings, labels, centers=centers, **hyper)
+
+    return with_centers
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -137,10 +109,10 @@ def _far_for(hyper):
 def _learnable(id, hyper, literals=()):
     return _case(
         f"triplet_center[{id}]",
-        _with_centers,
+        _centers_second(ml.triplet_center_loss),
         ("embeddings", "centers", "labels"),
         (EMBEDDINGS, CENTERS, LABELS),
-        value_only(triplet_center_oracle),
+        _centers_second(textbook.triplet_center_loss),
         _embeddings_and_centers,
         hyper=hyper,
         literals=literals,
@@ -159,7 +131,7 @@ def _batch(id, hyper, literals=()):
         ml.triplet_center_loss,
         ("embeddings", "labels"),
         (EMBEDDINGS, LABELS),
-        value_only(triplet_center_oracle),
+        textbook.triplet_center_loss,
         _labelled_batch,
         hyper=hyper,
         literals=literals,

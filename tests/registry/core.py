@@ -118,62 +118,6 @@ def _reduce(terms, reduction):
     return sum(kept) / len(kept) if kept else 0.0
 
 
-def _lp(u, v, p, eps):
-    return sum(abs(a - b + eps) ** p for a, b in zip(u, v, strict=True)) ** (1.0 / p)
-
-
-def triplet_margin_oracle(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6, swap=False, reduction="mean"):
-    terms = []
-    for a, pos, neg in zip(anchor, positive, negative, strict=True):
-        d_neg = _lp(a, neg, p, eps)
-        if swap:
-            d_neg = min(d_neg, _lp(pos, neg, p, eps))
-        terms.append(max(margin + _lp(a, pos, p, eps) - d_neg, 0.0))
-    return _reduce(terms, reduction)
-
-
-def _softplus(z):
-    return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
-
-
-def triplet_oracle(
-    x, *rest, mining="all", margin=None, distance="euclidean", reduction=None, soft=False, incomplete_anchors="drop"
-):
-    """Every triplet enumerated by loops; ``rest`` is (labels) or (ref_embeddings, labels, ref_labels)."""
-    if len(rest) == 1:
-        labels, refs, ref_labels, within = rest[0], x, rest[0], True
-    else:
-        refs, labels, ref_labels = rest
-        within = False
-    margin = (0.0 if soft else 1.0) if margin is None else margin
-    reduction = reduction or {"all": "mean_nonzero", "all_semihard": "mean_nonzero"}.get(mining, "mean")
-    cost = _softplus if soft else (lambda z: max(z, 0.0))
-    terms = []
-    for a in range(len(x)):
-        candidates = [j for j in range(len(refs)) if not (within and j == a)]
-        dist = {j: _distance(x[a], refs[j], distance) for j in candidates}
-        positives = [j for j in candidates if ref_labels[j] == labels[a]]
-        negatives = [j for j in candidates if ref_labels[j] != labels[a]]
-        if mining in ("all", "all_semihard"):
-            for p in positives:
-                for n in negatives:
-                    if mining == "all" or dist[p] <= dist[n] < dist[p] + margin:
-                        terms.append(cost(dist[p] - dist[n] + margin))
-        elif mining == "semihard":
-            for p in positives:
-                if negatives:
-                    farther = [dist[n] for n in negatives if dist[n] > dist[p]]
-                    d_neg = min(farther) if farther else max(dist[n] for n in negatives)
-                    terms.append(cost(dist[p] - d_neg + margin))
-        elif positives and negatives:
-            terms.append(cost(max(dist[p] for p in positives) - min(dist[n] for n in negatives) + margin))
-        elif incomplete_anchors == "keep" and (positives or negatives):
-            d_pos = max((dist[p] for p in positives), default=0.0)
-            d_neg = min(dist[n] for n in negatives) if negatives else max(dist.values())
-            terms.append(cost(d_pos - d_neg + margin))
-    return _reduce(terms, reduction)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Input factories: small random batches, scaled so that some terms are active and some are not.
 
@@ -500,7 +444,7 @@ def _triplet_margin(id, hyper, literals=()):
         ml.triplet_margin_loss,
         ("anchor", "positive", "negative"),
         (EMBEDDINGS,) * 3,
-        value_only(triplet_margin_oracle),
+        textbook.triplet_margin_loss,
         _triplets,
         hyper=hyper,
         literals=literals,
@@ -602,7 +546,7 @@ def _triplet(id, hyper, literals=()):
         "triplet",
         id,
         ml.triplet_loss,
-        value_only(triplet_oracle),
+        textbook.triplet_loss,
         hyper,
         literals=literals,
         inactive=tuple(inactive),
@@ -630,7 +574,7 @@ def _triplet_of_pairs(id, hyper, literals=()):
         "triplet_of_pairs",
         id,
         triplet_of_all_pairs,
-        value_only(triplet_oracle),
+        textbook.triplet_loss,
         hyper,
         literals=literals,
         inactive=inactive,
@@ -647,7 +591,7 @@ def _triplet_with_references(id, hyper):
         "triplet",
         id,
         ml.triplet_loss,
-        value_only(triplet_oracle),
+        textbook.triplet_loss,
         hyper,
         inactive=(unmatched,),
         bad_hyper=_TRIPLET_BAD,
