@@ -16,6 +16,8 @@ and the code to read beside a loss's docstring.
 0.076325
 """
 
+from .margin import margin_loss
 from .pairs import contrastive_loss
+from .quadruplet import quadruplet_loss, quadruplet_margin_loss
 
-__all__ = ["contrastive_loss"]
+__all__ = ["contrastive_loss", "margin_loss", "quadruplet_loss", "quadruplet_margin_loss"]
