@@ -11,6 +11,7 @@ input (shaped and typed like that input; a tuple when there are several), derive
 (8, 4)
 """
 
+from ._config import config_context, get_config, set_config
 from ._reduce import REDUCTIONS
 from ._version import __version__
 from .distances import (
@@ -88,11 +89,13 @@ __all__ = [
     "batch_triplets",
     "circle_loss",
     "classify_triplets",
+    "config_context",
     "contrastive_loss",
     "contrastive_pair_loss",
     "cosine_embedding_loss",
     "distance_weighted_negatives",
     "generalized_lifted_structure_loss",
+    "get_config",
     "hinge_embedding_loss",
     "init_centers",
     "lifted_structure_loss",
@@ -123,6 +126,7 @@ __all__ = [
     "recall_at_k",
     "relevance_matrix",
     "retrieval_metrics",
+    "set_config",
     "supcon_loss",
     "triplet_center_loss",
     "triplet_counts",

@@ -16,6 +16,15 @@ Classes come as the arrays :func:`class_index` builds (the kernels' shared conve
 ``_kernels.numpy_kernels``). Within one batch an anchor is not its own candidate (``self_offset`` 0); with a
 reference set every reference is (``self_offset`` ``NO_SELF``).
 
+**Blocks of anchor rows.** A loss on distances that is a sum over anchor rows asks for its batch with
+``in_blocks=True`` and reads it through :meth:`LabelledBatch.blocks`. Where the B×R matrix fits the working memory
+(:func:`metricloss.set_config`) the batch is its own one block, its matrix computed at once, as without blocks.
+Otherwise the batch holds no matrix, and ``blocks()`` yields, one at a time, a :class:`LabelledBatch` of each block
+of anchors against every candidate (a query-vs-reference batch whose ``start`` is its first anchor's row and whose
+``self_offset`` is ``start`` within one batch): the loss does its per-row math on the block, pulls its cotangent back
+(gradients for the block's rows and for the candidates), and :class:`GradientSum` adds the blocks' gradients up.
+Pairs and triplets given as indices are pulled back pair by pair (no matrix needed).
+
 A loss that also runs on GPU arrays asks for it (``labelled_batch(..., gpu_arrays=True)``) and reads the batch only
 through the kernels and these methods, plus :meth:`LabelledBatch.value` for its value and
 :meth:`LabelledBatch.entries` / :meth:`LabelledBatch.row` for the few distances it reads on the host: given GPU
@@ -27,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._config import get_config
 from ._kernels import NO_SELF, get_kernels
 from ._kernels._gpu import gpu_rows
 from ._validation import (
@@ -47,6 +57,7 @@ from .distances import (
     _gpu_euclidean_distances_vjp,
     _paired_distances_vjp,
     _paired_similarities_vjp,
+    _pairs_vjp,
     _pairwise_distances_vjp,
     _pairwise_similarities_vjp,
     _pull_entries,
@@ -125,6 +136,60 @@ class LabelledBatch:
     # (x, sq_norm, ratio, root) while ``d`` still holds the Gram matrix, for a kernel to turn into distances row
     # by row as it reads it (a batch built with ``defer_distances=True``); None once d holds the distances.
     gram: tuple | None = None
+    # A block of anchor rows: the row of the batch where it starts. A batch too large for one block has no matrix
+    # (d and s None) and instead ``block_matrix``: rows ↦ (D(rows, candidates), its pullback).
+    start: int = 0
+    block_matrix: object = None
+    distance: str | None = None  # the distance's name (None for a batch on similarities)
+
+    @property
+    def fused_division(self):
+        """Whether a kernel writing the cotangent over d writes g/d instead: the Euclidean pullback's scale, so that
+        the pullback need not read d (``pull(..., divided=True)``). No pullback reads d otherwise: a kernel may
+        always write its cotangent over ``d`` once it has read it."""
+        return self.distance == "euclidean"
+
+    @property
+    def symmetric(self):
+        """Within one batch on a symmetric distance (not ``"snr"``): D = Dᵀ, so a kernel may write the cotangent
+        folded, g + gᵀ, which the pullback then takes as it is (``pull(..., symmetric=True)``)."""
+        return self.ref is None and self.distance != "snr"
+
+    @property
+    def in_blocks(self):
+        """Whether the batch runs in blocks of rows (its matrix did not fit the working memory)."""
+        return self.block_matrix is not None
+
+    def blocks(self):
+        """The batch's anchors in blocks of rows, each a batch of its own (see the module docstring): the batch
+        itself where it is one block; else each block's matrix is computed when the block is reached."""
+        if not self.in_blocks:
+            yield self
+            return
+        within = self.ref is None
+        candidates = self.x if within else self.ref
+        n_rows = self.x.shape[0]
+        step = block_rows(n_rows, candidates.shape[0], self.x.dtype.itemsize)
+        ref_class, anchor_class, class_order, class_starts = self.classes
+        for start in range(0, n_rows, step):
+            rows = slice(start, min(start + step, n_rows))
+            d, pullback = self.block_matrix(self.x[rows])
+            yield LabelledBatch(
+                self.x[rows],
+                candidates,
+                self.labels[rows],
+                self.ref_labels,
+                d,
+                None,
+                (ref_class, anchor_class[rows], class_order, class_starts),
+                start if within else NO_SELF,
+                self.kernels,
+                pullback,
+                self._paired_vjp,
+                (self.x.dtype, self.x.dtype),
+                start=start,
+                distance=self.distance,
+            )
 
     def value(self, value):
         """The loss value as the loss returns it: a Python float."""
@@ -187,6 +252,8 @@ class LabelledBatch:
         """The gradients for a cotangent that is g[k] on entry (rows[k], cols[k]) of the matrix (repeated entries
         add up) and 0 elsewhere: pair by pair in O(K·F) while K·F <= B·R, else through a dense cotangent."""
         g = np.asarray(g, dtype=self.x.dtype)
+        if self.in_blocks:  # no matrix to pull a dense cotangent back through: pair by pair
+            return self.finish(_pairs_vjp(self.x, self.ref, rows, cols, g, self._paired_vjp, self.kernels))
         grads = _pull_entries(self.x, self.ref, rows, cols, g, self._paired_vjp, self._pullback, self.kernels)
         return self.finish(grads)
 
@@ -199,7 +266,7 @@ class LabelledBatch:
         a, p, n = (check_index_vector(t, f"triplets' {name}") for name, t in zip("apn", triplets, strict=True))
         if not a.size == p.size == n.size:
             raise ValueError(f"triplets must hold arrays of one length; got {[a.size, p.size, n.size]}")
-        n_rows, n_refs = self.d.shape
+        n_rows, n_refs = self.x.shape[0], self.ref_labels.shape[0]
         for name, t, size in (("a", a, n_rows), ("p", p, n_refs), ("n", n, n_refs)):
             if t.size and (t.min() < 0 or t.max() >= size):
                 raise ValueError(f"triplets' {name} must index [0, {size}); got values in [{t.min()}, {t.max()}]")
@@ -223,6 +290,47 @@ class LabelledBatch:
         rows = np.concatenate([anchors[has_positive], anchors])
         cols = np.concatenate([positives[has_positive], negatives])
         return self.pull_pairs(rows, cols, weight * np.concatenate([slopes[has_positive], -slopes]))
+
+
+def block_rows(n_rows, n_cols, itemsize):
+    """How many anchor rows a block holds: as many as the working memory has room for, each row of the block's
+    matrix counted twice (D, and the cotangent or a temporary of D's size), at least 1 and at most ``n_rows``."""
+    budget = get_config()["working_memory"] * 2**20
+    return max(1, min(n_rows, int(budget // (2 * n_cols * itemsize))))
+
+
+class GradientSum:
+    """The gradients of a batch, added up block by block (:meth:`LabelledBatch.blocks`): a block's pullback gives
+    its rows' gradients and, its candidates being every row of the batch (or the reference set), theirs too.
+    :meth:`result` applies the reduction's weight once, at the end (a gradient is linear in its cotangent)."""
+
+    def __init__(self, batch):
+        self.batch = batch
+        self.whole = None  # the gradients of a batch that is one block
+        if batch.in_blocks:
+            self.grad_x = np.zeros_like(batch.x)
+            self.grad_candidates = self.grad_x if batch.ref is None else np.zeros_like(batch.ref)
+
+    def add(self, block, grads):
+        """Add one block's gradients (as its ``pull`` returns them)."""
+        if block is self.batch:
+            self.whole = grads
+            return
+        grad_rows, grad_candidates = grads
+        self.grad_x[block.start : block.start + block.x.shape[0]] += grad_rows
+        self.grad_candidates += grad_candidates
+
+    def result(self, weight):
+        """The batch's gradients times ``weight``, in the inputs' dtypes."""
+        if not self.batch.in_blocks:
+            grads = self.whole if isinstance(self.whole, tuple) else (self.whole,)
+            for grad in grads:
+                grad *= weight
+            return self.whole
+        grads = self.grad_x if self.batch.ref is None else (self.grad_x, self.grad_candidates)
+        for grad in grads if isinstance(grads, tuple) else (grads,):
+            grad *= weight
+        return self.batch.finish(grads)
 
 
 @dataclass
@@ -288,7 +396,19 @@ def _gpu_labelled_batch(embeddings, labels, distance, ref_embeddings, ref_labels
     d, pullback, gram = _gpu_euclidean_distances_vjp(arrays, x, ref, distance, kernels, names, defer)
     dtypes = (x.dtype,) if ref is None else (x.dtype, ref.dtype)
     batch = GpuLabelledBatch(
-        x, ref, labels, ref_labels, d, None, classes, self_offset, kernels, pullback, distance, dtypes
+        x,
+        ref,
+        labels,
+        ref_labels,
+        d,
+        None,
+        classes,
+        self_offset,
+        kernels,
+        pullback,
+        distance,
+        dtypes,
+        distance=distance,
     )
     batch.gram, batch.arrays = gram, arrays
     return batch
@@ -307,6 +427,7 @@ def labelled_batch(
     defer_distances=False,
     distances=DISTANCES,
     gpu_arrays=False,
+    in_blocks=False,
 ):
     """Check a labelled batch (and its reference set, if any) and build its :class:`LabelledBatch` with the
     pairwise ``distance`` (one of ``distances``, by default ``DISTANCES``: a loss built on symmetric distances >= 0
@@ -316,7 +437,9 @@ def labelled_batch(
     ``defer_distances``: within one batch, the Euclidean distances may be left as the Gram matrix with the
     arguments of their conversion in ``gram``, for a kernel that converts each row while it has it in cache.
     ``gpu_arrays``: the loss takes GPU embeddings in place (a :class:`GpuLabelledBatch`); other losses refuse them
-    by name (:func:`metricloss._validation.check_embeddings`)."""
+    by name (:func:`metricloss._validation.check_embeddings`). ``in_blocks``: the loss reads the batch through
+    :meth:`LabelledBatch.blocks`, so that a batch whose distance matrix does not fit the working memory runs in
+    blocks of anchor rows (GPU batches run as one block)."""
     if gpu_arrays and is_gpu_array(embeddings):
         return _gpu_labelled_batch(
             embeddings, labels, distance, ref_embeddings, ref_labels, backend, ref_name, defer_distances, distances
@@ -332,17 +455,52 @@ def labelled_batch(
     names = ("embeddings", "embeddings" if ref is None else ref_name)
     if similarity is None:
         check_option(distance, "distance", distances)
+        euclidean = distance in ("euclidean", "sqeuclidean")  # pulled back pair by pair by a kernel, given the name
+        paired = distance if euclidean else lambda a, b: _paired_distances_vjp(a, b, distance, names)
+        candidates = x if ref is None else ref
+        if in_blocks and block_rows(x.shape[0], candidates.shape[0], x.dtype.itemsize) < x.shape[0]:
+
+            def block_matrix(rows):
+                return _pairwise_distances_vjp(rows, candidates, distance, kernels, names)
+
+            return LabelledBatch(
+                x,
+                ref,
+                labels,
+                ref_labels,
+                None,
+                None,
+                classes,
+                self_offset,
+                kernels,
+                None,
+                paired,
+                dtypes,
+                block_matrix=block_matrix,
+                distance=distance,
+            )
         if defer_distances:
             d, pullback, gram = _pairwise_distances_vjp(x, ref, distance, kernels, names, defer=True)
         else:
             (d, pullback), gram = _pairwise_distances_vjp(x, ref, distance, kernels, names), None
-        s = None  # the Euclidean distances are pulled back pair by pair by a kernel, given their name
-        euclidean = distance in ("euclidean", "sqeuclidean")
-        paired = distance if euclidean else lambda a, b: _paired_distances_vjp(a, b, distance, names)
+        s = None
     else:
         check_option(similarity, "similarity", SIMILARITIES)
         s, pullback = _pairwise_similarities_vjp(x, ref, similarity, kernels, names)
         d, gram, paired = None, None, lambda a, b: _paired_similarities_vjp(a, b, similarity)
     return LabelledBatch(
-        x, ref, labels, ref_labels, d, s, classes, self_offset, kernels, pullback, paired, dtypes, gram
+        x,
+        ref,
+        labels,
+        ref_labels,
+        d,
+        s,
+        classes,
+        self_offset,
+        kernels,
+        pullback,
+        paired,
+        dtypes,
+        gram,
+        distance=distance if similarity is None else None,
     )

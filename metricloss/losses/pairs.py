@@ -178,6 +178,10 @@ def contrastive_loss(
     *TensorFlow Addons*: ``contrastive_loss(y_true, y_pred, margin)`` takes distances, not embeddings, and has
     no ½: it is :func:`contrastive_pair_loss` with ``form="squared"`` (y = 1 for similar pairs).
 
+    See Also
+    --------
+    metricloss.textbook.contrastive_loss : the formula as loops, the gradient term by term.
+
     References
     ----------
     R. Hadsell, S. Chopra, Y. LeCun. Dimensionality Reduction by Learning an Invariant Mapping. CVPR 2006.
@@ -296,6 +300,10 @@ def contrastive_pair_loss(
     *TensorFlow Addons*: ``tfa.losses.contrastive_loss(y, d, margin)`` with d the row distances, averaged
     (Keras' default reduction), equals ``form="squared"`` here.
 
+    See Also
+    --------
+    metricloss.textbook.contrastive_pair_loss : the formula as loops, the gradient term by term.
+
     Examples
     --------
     >>> import numpy as np
@@ -344,6 +352,10 @@ def margin_ranking_loss(x1, x2, y, *, margin=0.0, reduction="mean"):
     Identical to ``torch.nn.MarginRankingLoss`` (same defaults), except at exact ties of the hinge, where torch's
     gradient is the active one and metricloss's is 0. torch also accepts a negative margin and targets outside
     {−1, 1}; metricloss refuses both. torch broadcasts mismatched shapes; metricloss requires equal shapes.
+
+    See Also
+    --------
+    metricloss.textbook.margin_ranking_loss : the formula as loops, the gradient term by term.
 
     Examples
     --------
@@ -400,6 +412,10 @@ def cosine_embedding_loss(x1, x2, y, *, margin=0.0, reduction="mean"):
     vector. This is torch's definition, kept for parity; :func:`pairwise_distances` with ``distance="cosine"``
     gives a zero row a zero gradient instead. At the hinge's kink (c = m) the gradient is 0 here and active in
     torch. torch accepts unbatched (F,) inputs; metricloss wants (N, F).
+
+    See Also
+    --------
+    metricloss.textbook.cosine_embedding_loss : the formula as loops, the gradient term by term.
 
     Examples
     --------
@@ -459,6 +475,10 @@ def hinge_embedding_loss(x, y, *, margin=1.0, reduction="mean"):
     gradient is −1 and metricloss's 0. torch accepts a negative margin and other target values (which it
     treats as contributing both parts); metricloss refuses both. With ``"mean_nonzero"``, similar terms count as
     non-zero only where x > 0.
+
+    See Also
+    --------
+    metricloss.textbook.hinge_embedding_loss : the formula as loops, the gradient term by term.
 
     Examples
     --------

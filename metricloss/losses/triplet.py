@@ -1,8 +1,10 @@
 """Triplet losses: on explicit (anchor, positive, negative) rows, and online, mined from a labelled batch."""
 
+import functools
+
 import numpy as np
 
-from .._batch import labelled_batch
+from .._batch import GradientSum, labelled_batch
 from .._reduce import REDUCTIONS, reduce_terms, weight_from_counts
 from .._validation import (
     check_bool,
@@ -126,32 +128,51 @@ def _triplet_terms(thresholds, d_neg, soft):
     return np.where(active, thresholds - d_neg, 0.0), active.astype(np.float64)
 
 
-def _batch_all(batch, distance, margin, semihard_only, soft, reduction):
-    """Every valid triplet of the batch (``semihard_only``: the semi-hard ones), summed by a kernel that writes the
-    cotangent over d itself where the VJP no longer needs d (Euclidean: g/d)."""
-    d = batch.d
-    divide = distance == "euclidean"
-    g = np.empty_like(d) if distance == "cosine" else d
-    if soft:  # every triplet with its slope σ(z)
-        smallest = float(np.finfo(batch.x.dtype).smallest_subnormal) / 2  # a term at most this rounds to 0
-        sums, n_nonzero, n_valid = batch.kernels.soft_all_triplets(
-            d, *batch.classes, batch.self_offset, margin, smallest, g, divide
-        )
-        weight = weight_from_counts(reduction, n_valid.sum(), n_nonzero.sum())
-        return batch.value(weight * float(np.sum(sums))), batch.pull(g, weight, divided=divide)
-    # Within one batch the kernel writes g + gᵀ, which the pullback needs, where D is symmetric; the SNR distances
-    # are not (d_ij ≠ d_ji), so there the per-anchor kernel writes g and the pullback takes both ends.
-    symmetric = batch.ref is None and distance != "snr"
-    if symmetric:
-        sums, n_active, n_valid = batch.kernels.batch_all_symmetric(
-            d, *batch.classes, margin, semihard_only, g, divide, gram=batch.gram
-        )
-    else:
-        sums, n_active, n_valid = batch.kernels.batch_all_triplets(
-            d, *batch.classes, batch.self_offset, margin, semihard_only, g, divide
-        )
-    weight = weight_from_counts(reduction, (n_active if semihard_only else n_valid).sum(), n_active.sum())
-    return batch.value(weight * float(np.sum(sums))), batch.pull(g, weight, divided=divide, symmetric=symmetric)
+def _batch_all(batch, margin, semihard_only, soft, reduction):
+    """Every valid triplet of the batch (``semihard_only``: the semi-hard ones), block by block: a kernel sums each
+    anchor's terms and writes the block's cotangent over its distances, which the block pulls back."""
+    totals = np.zeros(3)  # Σ terms, the terms that count for "mean", the terms > 0
+    grads = GradientSum(batch)
+    for block in batch.blocks():
+        d, classes, divide = block.d, block.classes, block.fused_division
+        if soft:  # every triplet with its slope σ(z); a term at most `smallest` rounds to 0 in the input dtype
+            smallest = float(np.finfo(block.x.dtype).smallest_subnormal) / 2
+            sums, n_nonzero, n_valid = block.kernels.soft_all_triplets(
+                d, *classes, block.self_offset, margin, smallest, d, divide
+            )
+            n_counted = n_valid
+        elif block.symmetric:  # within one batch the kernel writes g + gᵀ, as the pullback needs it
+            sums, n_nonzero, n_valid = block.kernels.batch_all_symmetric(
+                d, *classes, margin, semihard_only, d, divide, gram=block.gram
+            )
+        else:
+            sums, n_nonzero, n_valid = block.kernels.batch_all_triplets(
+                d, *classes, block.self_offset, margin, semihard_only, d, divide
+            )
+        if not soft:  # "mean" counts the triplets that enter: the semi-hard ones, or every valid one
+            n_counted = n_nonzero if semihard_only else n_valid
+        totals += np.sum(sums), n_counted.sum(), n_nonzero.sum()
+        grads.add(block, block.pull(d, divided=divide, symmetric=block.symmetric and not soft))
+    weight = weight_from_counts(reduction, totals[1], totals[2])
+    return batch.value(weight * totals[0]), grads.result(weight)
+
+
+def _mined_triplets(batch, mine):
+    """The triplets ``mine(block)`` picks in each block of anchors, as index arrays (a, p, n) into the batch, with
+    their distances d_ap (0 where p is -1: a kept batch-hard anchor without positive) and d_an."""
+    found = []
+    for block in batch.blocks():
+        a, p, n = mine(block)
+        d_pos = np.where(p >= 0, block.entries(a, np.maximum(p, 0)), 0.0)
+        found.append((a + block.start, p, n, d_pos, block.entries(a, n)))
+    return (np.concatenate(column) for column in zip(*found, strict=True))
+
+
+def _given_in(block, triplets):
+    """The given triplets whose anchor is one of the block's rows, the anchors numbered within the block."""
+    a, p, n = triplets
+    mine = (a >= block.start) & (a < block.start + block.x.shape[0])
+    return a[mine] - block.start, p[mine], n[mine]
 
 
 @finite_or_refused
@@ -328,18 +349,20 @@ def triplet_loss(
         backend=backend,
         defer_distances=mining in ("all", "all_semihard") and not soft and not given,  # batch-all converts rows
         gpu_arrays=True,
+        in_blocks=True,
     )
 
+    if mining in ("all", "all_semihard") and not given:
+        return _batch_all(batch, margin, mining == "all_semihard", soft, reduction)
     if given:
-        anchors, positives, negatives = batch.given_triplets(triplets)
-    elif mining in ("all", "all_semihard"):
-        return _batch_all(batch, distance, margin, mining == "all_semihard", soft, reduction)
+        triplets = batch.given_triplets(triplets)
+        mine = functools.partial(_given_in, triplets=triplets)
     elif mining == "hard":
-        anchors, positives, negatives = hardest_triplets(batch, incomplete_anchors)
+        mine = functools.partial(hardest_triplets, incomplete_anchors=incomplete_anchors)
     else:
-        anchors, positives, negatives = semihard_triplets(batch)
-    d_pos = np.where(positives >= 0, batch.entries(anchors, np.maximum(positives, 0)), 0.0)
-    values, slopes = _triplet_terms(d_pos + margin, batch.entries(anchors, negatives), soft)
+        mine = semihard_triplets
+    anchors, positives, negatives, d_pos, d_neg = _mined_triplets(batch, mine)
+    values, slopes = _triplet_terms(d_pos + margin, d_neg, soft)
     if soft:  # a softplus that rounds to 0 in the input dtype is 0 (so is its slope), as computed in that dtype
         below = values <= float(np.finfo(batch.x.dtype).smallest_subnormal) / 2
         values[below], slopes[below] = 0.0, 0.0

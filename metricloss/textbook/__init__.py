@@ -17,7 +17,22 @@ and the code to read beside a loss's docstring.
 """
 
 from .margin import margin_loss
-from .pairs import contrastive_loss
+from .pairs import (
+    contrastive_loss,
+    contrastive_pair_loss,
+    cosine_embedding_loss,
+    hinge_embedding_loss,
+    margin_ranking_loss,
+)
 from .quadruplet import quadruplet_loss, quadruplet_margin_loss
 
-__all__ = ["contrastive_loss", "margin_loss", "quadruplet_loss", "quadruplet_margin_loss"]
+__all__ = [
+    "contrastive_loss",
+    "contrastive_pair_loss",
+    "cosine_embedding_loss",
+    "hinge_embedding_loss",
+    "margin_loss",
+    "margin_ranking_loss",
+    "quadruplet_loss",
+    "quadruplet_margin_loss",
+]

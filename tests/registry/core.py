@@ -118,83 +118,6 @@ def _reduce(terms, reduction):
     return sum(kept) / len(kept) if kept else 0.0
 
 
-def _contrastive_term(d, similar, margin, pos_margin, form):
-    h = max(d - pos_margin, 0.0) if similar else max(margin - d, 0.0)
-    return {"hadsell": 0.5 * h * h, "squared": h * h, "linear": h}[form]
-
-
-def _contrastive_reduce(terms, similar, reduction, split_reduction):
-    if not split_reduction:
-        return _reduce(terms, reduction)
-    pos = [t for t, s in zip(terms, similar, strict=True) if s]
-    neg = [t for t, s in zip(terms, similar, strict=True) if not s]
-    return _reduce(pos, reduction) + _reduce(neg, reduction)
-
-
-def contrastive_oracle(
-    x,
-    *rest,
-    margin=1.0,
-    pos_margin=0.0,
-    form="hadsell",
-    distance="euclidean",
-    reduction="mean",
-    split_reduction=False,
-):
-    """Every unordered pair of the batch (for the asymmetric SNR distance, every ordered pair (i, j), i ≠ j);
-    ``rest`` is (labels) or, for every (query, reference) pair, (ref_embeddings, labels, ref_labels)."""
-    if len(rest) == 1:
-        labels = rest[0]
-        n = len(x)
-        ordered = distance == "snr"
-        pairs = [
-            (x[i], x[j], labels[i] == labels[j]) for i in range(n) for j in range(n) if (j != i if ordered else j > i)
-        ]
-    else:
-        refs, labels, ref_labels = rest
-        pairs = [(u, v, a == b) for u, a in zip(x, labels, strict=True) for v, b in zip(refs, ref_labels, strict=True)]
-    terms = [_contrastive_term(_distance(u, v, distance), same, margin, pos_margin, form) for u, v, same in pairs]
-    return _contrastive_reduce(terms, [same for _, _, same in pairs], reduction, split_reduction)
-
-
-def contrastive_pair_oracle(
-    x1,
-    x2,
-    y,
-    *,
-    margin=1.0,
-    pos_margin=0.0,
-    form="hadsell",
-    distance="euclidean",
-    reduction="mean",
-    split_reduction=False,
-):
-    similar = [bool(t == 1) for t in y]
-    terms = [
-        _contrastive_term(_distance(u, v, distance), s, margin, pos_margin, form)
-        for u, v, s in zip(x1, x2, similar, strict=True)
-    ]
-    return _contrastive_reduce(terms, similar, reduction, split_reduction)
-
-
-def margin_ranking_oracle(x1, x2, y, *, margin=0.0, reduction="mean"):
-    terms = [max(-t * (a - b) + margin, 0.0) for a, b, t in zip(x1.ravel(), x2.ravel(), y.ravel(), strict=True)]
-    return _reduce(terms, reduction)
-
-
-def cosine_embedding_oracle(x1, x2, y, *, margin=0.0, reduction="mean"):
-    terms = []
-    for u, v, t in zip(x1, x2, y, strict=True):
-        c = 1.0 - _distance(u, v, "cosine")
-        terms.append(1.0 - c if t == 1 else max(c - margin, 0.0))
-    return _reduce(terms, reduction)
-
-
-def hinge_embedding_oracle(x, y, *, margin=1.0, reduction="mean"):
-    terms = [a if t == 1 else max(margin - a, 0.0) for a, t in zip(x.ravel(), y.ravel(), strict=True)]
-    return _reduce(terms, reduction)
-
-
 def _lp(u, v, p, eps):
     return sum(abs(a - b + eps) ** p for a, b in zip(u, v, strict=True)) ** (1.0 / p)
 
@@ -544,7 +467,7 @@ def _contrastive_pair(id, hyper, literals=()):
         ml.contrastive_pair_loss,
         ("x1", "x2", "y"),
         (EMBEDDINGS, EMBEDDINGS, BINARY),
-        value_only(contrastive_pair_oracle),
+        textbook.contrastive_pair_loss,
         functools.partial(_explicit_pairs, targets=[0, 1]),
         hyper=hyper,
         literals=literals,
@@ -601,7 +524,7 @@ def _margin_ranking(id, hyper, literals=()):
         ml.margin_ranking_loss,
         ("x1", "x2", "y"),
         (SCORES, SCORES, SIGNS),
-        value_only(margin_ranking_oracle),
+        textbook.margin_ranking_loss,
         _scores,
         hyper=hyper,
         literals=literals,
@@ -620,7 +543,7 @@ def _cosine_embedding(id, hyper, literals=()):
         ml.cosine_embedding_loss,
         ("x1", "x2", "y"),
         (EMBEDDINGS, EMBEDDINGS, SIGNS),
-        value_only(cosine_embedding_oracle),
+        textbook.cosine_embedding_loss,
         functools.partial(_explicit_pairs, targets=[-1, 1]),
         hyper=hyper,
         literals=literals,
@@ -637,7 +560,7 @@ def _hinge_embedding(id, hyper, literals=()):
         ml.hinge_embedding_loss,
         ("x", "y"),
         (SCORES, SIGNS),
-        value_only(hinge_embedding_oracle),
+        textbook.hinge_embedding_loss,
         _hinge_scores,
         hyper=hyper,
         literals=literals,

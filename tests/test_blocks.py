@@ -1,0 +1,82 @@
+"""The row-block engine: a batch whose matrix does not fit the working memory runs in blocks of anchor rows, with
+the one-block result (tests/test_contract.py checks it on every registered configuration with blocks of 3 rows;
+here at B = 2048 in 7 uneven blocks, as the configuration sets them)."""
+
+import numpy as np
+import pytest
+
+import metricloss as ml
+from metricloss import _batch
+from metricloss.testing import assert_close
+
+B, FEATURES = 2048, 16
+ROWS_PER_BLOCK = 293  # 2048 = 6·293 + 290: seven blocks, the last one shorter
+
+
+def _working_memory_for(rows, n_cols, itemsize=8):
+    """The working memory (MiB) that gives blocks of ``rows`` anchor rows against ``n_cols`` candidates."""
+    return (rows + 0.5) * 2 * n_cols * itemsize / 2**20
+
+
+@pytest.fixture(scope="module")
+def batch():
+    rng = np.random.default_rng(0)
+    return 0.3 * rng.standard_normal((B, FEATURES)), rng.integers(0, B // 4, size=B)
+
+
+def test_the_working_memory_sets_the_rows_per_block():
+    with ml.config_context(working_memory=_working_memory_for(ROWS_PER_BLOCK, B)):
+        assert _batch.block_rows(B, B, 8) == ROWS_PER_BLOCK
+    assert _batch.block_rows(B, B, 8) == B  # the default budget holds the whole 2048 × 2048 matrix
+    assert ml.get_config()["working_memory"] == 1024.0
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf"), "1024", True])
+def test_a_bad_working_memory_is_refused_by_name(value):
+    with pytest.raises(ValueError, match="working_memory must be a finite number of MiB > 0"):
+        ml.set_config(working_memory=value)
+
+
+TRIPLET_CONFIGURATIONS = [
+    {"mining": "all"},
+    {"mining": "all", "distance": "sqeuclidean", "margin": 0.5},
+    {"mining": "all", "soft": True, "distance": "cosine"},
+    {"mining": "all_semihard", "distance": "snr"},
+    {"mining": "hard"},
+    {"mining": "hard", "incomplete_anchors": "keep", "distance": "dot"},
+    {"mining": "semihard"},
+    {"mining": "semihard", "soft": True},
+]
+
+
+@pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
+@pytest.mark.parametrize("hyper", TRIPLET_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())))
+def test_triplet_loss_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
+    x, labels = batch
+    extra = {"ref_embeddings": x[::-1].copy(), "ref_labels": labels[::-1].copy()} if references else {}
+    whole_value, whole_grad = ml.triplet_loss(x, labels, **hyper, **extra)
+    blocks = []
+    original = _batch.LabelledBatch.blocks
+
+    def recorded(self):
+        for block in original(self):
+            blocks.append(block.x.shape[0])
+            yield block
+
+    with pytest.MonkeyPatch.context() as patch, ml.config_context(working_memory=_working_memory_for(293, B)):
+        patch.setattr(_batch.LabelledBatch, "blocks", recorded)
+        value, grad = ml.triplet_loss(x, labels, **hyper, **extra)
+    assert blocks == [293] * 6 + [290]
+    assert value == pytest.approx(whole_value, rel=1e-12)
+    for got, expected in zip(grad if references else (grad,), whole_grad if references else (whole_grad,), strict=True):
+        assert_close(got, expected, rtol=1e-12)
+
+
+def test_given_triplets_in_blocks_equal_one_block(batch):
+    x, labels = batch
+    triplets = ml.batch_triplets(x, labels)
+    whole_value, whole_grad = ml.triplet_loss(x, labels, triplets=triplets)
+    with ml.config_context(working_memory=_working_memory_for(293, B)):
+        value, grad = ml.triplet_loss(x, labels, triplets=triplets)
+    assert value == pytest.approx(whole_value, rel=1e-12)
+    assert_close(grad, whole_grad, rtol=1e-12)
