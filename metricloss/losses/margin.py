@@ -126,6 +126,10 @@ def margin_loss(
     *The paper* also learns a β per image, β⁽ⁱᵐᵍ⁾, predicted by the network: that is β given per anchor, not
     provided here.
 
+    See Also
+    --------
+    metricloss.textbook.margin_loss : the formula as loops, the gradient term by term.
+
     References
     ----------
     C.-Y. Wu, R. Manmatha, A. J. Smola, P. Krähenbühl. Sampling Matters in Deep Embedding Learning. ICCV 2017.

@@ -112,6 +112,10 @@ def quadruplet_margin_loss(
     reduction with ``distance="euclidean"`` (or ``"sqeuclidean"`` where it squares). A hinge is active iff its
     argument is > 0.
 
+    See Also
+    --------
+    metricloss.textbook.quadruplet_margin_loss : the formula as loops, the gradient term by term.
+
     References
     ----------
     W. Chen, X. Chen, J. Zhang, K. Huang. Beyond triplet loss: a deep quadruplet network for person
@@ -264,6 +268,10 @@ def quadruplet_loss(
     enumerated in torch. Other codebases sample the quadruplets (Roth et al.'s ``criteria/quadruplet.py``: the
     fourth sample drawn at random, Euclidean distances, each term's mean): :func:`quadruplet_margin_loss` takes
     such rows.
+
+    See Also
+    --------
+    metricloss.textbook.quadruplet_loss : the formula as loops, the gradient term by term.
 
     References
     ----------

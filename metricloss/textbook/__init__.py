@@ -19,6 +19,7 @@ and the code to read beside a loss's docstring.
 from .center import triplet_center_loss
 from .infonce import multiple_negatives_ranking_loss, ntxent_loss, supcon_loss
 from .lifted import generalized_lifted_structure_loss, lifted_structure_loss
+from .margin import margin_loss
 from .npair import npair_loss
 from .pairs import (
     contrastive_loss,
@@ -27,6 +28,7 @@ from .pairs import (
     hinge_embedding_loss,
     margin_ranking_loss,
 )
+from .quadruplet import quadruplet_loss, quadruplet_margin_loss
 from .softmax import circle_loss, multi_similarity_loss
 from .triplet import triplet_loss, triplet_margin_loss
 from .warp import warp_embedding_loss, warp_loss
@@ -39,11 +41,14 @@ __all__ = [
     "generalized_lifted_structure_loss",
     "hinge_embedding_loss",
     "lifted_structure_loss",
+    "margin_loss",
     "margin_ranking_loss",
     "multi_similarity_loss",
     "multiple_negatives_ranking_loss",
     "npair_loss",
     "ntxent_loss",
+    "quadruplet_loss",
+    "quadruplet_margin_loss",
     "supcon_loss",
     "triplet_center_loss",
     "triplet_loss",

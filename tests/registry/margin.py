@@ -5,6 +5,7 @@ entry per class, indexed by the labels), whose gradient the ladder checks like t
 import numpy as np
 
 import metricloss as ml
+from metricloss import textbook
 
 from .core import (
     _BAD_REDUCTION,
@@ -17,52 +18,7 @@ from .core import (
     LABELS,
     _batch_case,
     _case,
-    _distance,
-    _reduce,
-    value_only,
 )
-
-# ---------------------------------------------------------------------------------------------------------------
-# The oracle: every triplet enumerated, the paper's two pair terms per triplet, in plain Python.
-
-
-def margin_oracle(x, *rest, margin=0.2, beta=1.2, nu=0.0, distance="euclidean", reduction="mean_nonzero"):
-    """Σ over every triplet (a, p, n) of [α + d_ap − β_a]₊ + [α + β_a − d_an]₊, reduced over the 2|T| pair terms,
-    plus ν·β (a shared β of one entry) or ν·w·Σ_T β[y_a] (per class); ``rest`` is (labels) or
-    (ref_embeddings, labels, ref_labels)."""
-    if len(rest) == 1:
-        (labels,), refs, ref_labels, within = rest, x, rest[0], True
-    else:
-        (refs, labels, ref_labels), within = rest, False
-    betas = [float(b) for b in np.atleast_1d(beta)]
-    learnable = not isinstance(beta, float | int)
-    terms, beta_sum = [], 0.0
-    for a in range(len(x)):
-        b = betas[int(labels[a])] if len(betas) > 1 else betas[0]
-        candidates = [j for j in range(len(refs)) if not (within and j == a)]
-        for p in (j for j in candidates if ref_labels[j] == labels[a]):
-            for n in (j for j in candidates if ref_labels[j] != labels[a]):
-                terms.append(max(margin + _distance(x[a], refs[p], distance) - b, 0.0))
-                terms.append(max(margin + b - _distance(x[a], refs[n], distance), 0.0))
-                beta_sum += b
-    if not terms:
-        return 0.0
-    value = _reduce(terms, reduction)
-    if learnable and nu:
-        if len(betas) == 1:
-            value += nu * betas[0]
-        else:
-            weight = {"sum": 1.0, "mean": 1.0 / len(terms)}.get(reduction)
-            if weight is None:
-                active = sum(t > 0 for t in terms)
-                weight = 1.0 / active if active else 0.0
-            value += nu * weight * beta_sum
-    return value
-
-
-def margin_class_beta_oracle(x, beta, labels, **hyper):
-    return margin_oracle(x, labels, beta=beta, **hyper)
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Inputs.
@@ -77,9 +33,14 @@ def _embeddings_and_beta(rng, dtype, n=8, n_classes=3, features=3):
     return [x, beta, labels]
 
 
-def _with_beta(embeddings, beta, labels, **hyper):
-    """margin_loss with a learnable β, the differentiable arrays first."""
-    return ml.margin_loss(embeddings, labels, beta=beta, **hyper)
+def _beta_second(loss):
+    """``loss`` (margin_loss or its textbook twin) with a learnable β as a function of (embeddings, beta, labels):
+    the differentiable arrays first, as the contract wants them."""
+
+    def with_beta(embeddings, beta, labels, **hyper):
+        return loss(embeddings, labels, beta=beta, **hyper)
+
+    return with_beta
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -133,7 +94,7 @@ def _constant(id, hyper, literals=(), references=False):
         "margin",
         id,
         ml.margin_loss,
-        value_only(margin_oracle),
+        textbook.margin_loss,
         hyper,
         literals=literals,
         inactive=_REFERENCES_INACTIVE if references else (_ONE_SAMPLE, _DUPLICATES_ONE_CLASS, _FAR_CLASSES),
@@ -145,10 +106,10 @@ def _constant(id, hyper, literals=(), references=False):
 def _learnable(id, hyper, literals=(), inactive=()):
     return _case(
         f"margin_class_beta[{id}]",
-        _with_beta,
+        _beta_second(ml.margin_loss),
         ("embeddings", "beta", "labels"),
         (EMBEDDINGS, CLASS_PARAMS, LABELS),
-        value_only(margin_class_beta_oracle),
+        _beta_second(textbook.margin_loss),
         _embeddings_and_beta,
         hyper=hyper,
         literals=literals,

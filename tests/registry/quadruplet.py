@@ -1,10 +1,11 @@
 """Contract cases for the quadruplet family (see registry/core.py): quadruplet_loss on a labelled batch and
-quadruplet_margin_loss on explicit rows, each option value at least once, with loop oracles written from the
-paper's formula (Chen et al. 2017), hand-computed literals and inputs where nothing is active."""
+quadruplet_margin_loss on explicit rows, each option value at least once, with their textbook twins (the paper's
+formula as loops, Chen et al. 2017), hand-computed literals and inputs where nothing is active."""
 
 import numpy as np
 
 import metricloss as ml
+from metricloss import textbook
 
 from .core import (
     _BAD_REDUCTION,
@@ -16,80 +17,7 @@ from .core import (
     EMBEDDINGS,
     LABELS,
     _case,
-    _distance,
-    _reduce,
-    value_only,
 )
-
-# ---------------------------------------------------------------------------------------------------------------
-# Oracles: every quadruplet enumerated by loops, in float64.
-
-
-def _margins(d_positive, d_negative, mining, margin, margin2):
-    """α₁, α₂: fixed, or (hard) the factors times [mean negative distance − mean positive distance]₊."""
-    if mining == "all" or not d_positive or not d_negative:
-        return margin, margin2
-    gap = max(sum(d_negative) / len(d_negative) - sum(d_positive) / len(d_positive), 0.0)
-    return margin * gap, margin2 * gap
-
-
-def _reduce_terms(first, second, reduction, split_reduction):
-    if split_reduction:
-        return _reduce(first, reduction) + _reduce(second, reduction)
-    return _reduce(first + second, reduction)
-
-
-def quadruplet_oracle(
-    x, labels, *, mining="all", margin=1.0, margin2=0.5, distance="sqeuclidean", reduction="mean", split_reduction=True
-):
-    """Triplets (i, j, k) with i ≠ j of one class and k of another; quadruplets {i, j} × {l, k}, i < j of one
-    class, l < k of two other, different classes."""
-    n = len(x)
-    dist = [[_distance(x[i], x[j], distance) for j in range(n)] for i in range(n)]
-    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
-    positive = [(i, j) for i, j in pairs if labels[i] == labels[j]]
-    negative = [(i, j) for i, j in pairs if labels[i] != labels[j]]
-    alpha1, alpha2 = _margins(
-        [dist[i][j] for i, j in positive], [dist[i][j] for i, j in negative], mining, margin, margin2
-    )
-    first = [
-        max(dist[i][j] - dist[i][k] + alpha1, 0.0)
-        for i in range(n)
-        for j in range(n)
-        for k in range(n)
-        if j != i and labels[j] == labels[i] and labels[k] != labels[i]
-    ]
-    second = [
-        max(dist[i][j] - dist[l][k] + alpha2, 0.0)
-        for i, j in positive
-        for l, k in negative  # noqa: E741 (the paper's indices)
-        if labels[l] != labels[i] and labels[k] != labels[i]
-    ]
-    return _reduce_terms(first, second, reduction, split_reduction)
-
-
-def quadruplet_margin_oracle(
-    anchor,
-    positive,
-    negative,
-    negative2,
-    *,
-    margin=1.0,
-    margin2=0.5,
-    distance="sqeuclidean",
-    mining="all",
-    reduction="mean",
-    split_reduction=True,
-):
-    rows = list(zip(anchor, positive, negative, negative2, strict=True))
-    d_ap = [_distance(a, p, distance) for a, p, _, _ in rows]
-    d_an = [_distance(a, n, distance) for a, _, n, _ in rows]
-    d_nn = [_distance(n, n2, distance) for _, _, n, n2 in rows]
-    alpha1, alpha2 = _margins(d_ap, d_an + d_nn, mining, margin, margin2)
-    first = [max(ap - an + alpha1, 0.0) for ap, an in zip(d_ap, d_an, strict=True)]
-    second = [max(ap - nn + alpha2, 0.0) for ap, nn in zip(d_ap, d_nn, strict=True)]
-    return _reduce_terms(first, second, reduction, split_reduction)
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Inputs: classes around their own centres, so that the mean negative distance exceeds the mean positive one
@@ -192,7 +120,7 @@ def _quadruplet(id, hyper, literals=()):
         ml.quadruplet_loss,
         ("embeddings", "labels"),
         (EMBEDDINGS, LABELS),
-        value_only(quadruplet_oracle),
+        textbook.quadruplet_loss,
         _quadruplet_batch,
         hyper=hyper,
         literals=literals,
@@ -211,7 +139,7 @@ def _quadruplet_margin(id, hyper, literals=()):
         ml.quadruplet_margin_loss,
         ("anchor", "positive", "negative", "negative2"),
         (EMBEDDINGS,) * 4,
-        value_only(quadruplet_margin_oracle),
+        textbook.quadruplet_margin_loss,
         _quadruplet_rows,
         hyper=hyper,
         literals=literals,
