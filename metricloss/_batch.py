@@ -300,37 +300,38 @@ def block_rows(n_rows, n_cols, itemsize):
 
 
 class GradientSum:
-    """The gradients of a batch, added up block by block (:meth:`LabelledBatch.blocks`): a block's pullback gives
-    its rows' gradients and, its candidates being every row of the batch (or the reference set), theirs too.
-    :meth:`result` applies the reduction's weight once, at the end (a gradient is linear in its cotangent)."""
+    """The gradients of a batch, block by block (:meth:`LabelledBatch.blocks`): a block of rows is pulled back at
+    once, its pullback giving its rows' gradients and, its candidates being every row of the batch (or the
+    reference set), theirs too, added up here; :meth:`result` applies the reduction's weight once, at the end (a
+    gradient is linear in its cotangent). A batch that is one block is pulled back in :meth:`result`, with the
+    weight, exactly as without blocks (on GPU arrays too)."""
 
     def __init__(self, batch):
         self.batch = batch
-        self.whole = None  # the gradients of a batch that is one block
+        self.whole = None  # (g, options) of a batch that is one block, pulled back once the weight is known
         if batch.in_blocks:
             self.grad_x = np.zeros_like(batch.x)
             self.grad_candidates = self.grad_x if batch.ref is None else np.zeros_like(batch.ref)
 
-    def add(self, block, grads):
-        """Add one block's gradients (as its ``pull`` returns them)."""
+    def pull(self, block, g, *, divided=False, symmetric=False):
+        """Pull the block's cotangent g back (overwriting g; options as :meth:`LabelledBatch.pull`)."""
         if block is self.batch:
-            self.whole = grads
+            self.whole = (g, {"divided": divided, "symmetric": symmetric})
             return
-        grad_rows, grad_candidates = grads
+        grad_rows, grad_candidates = block.pull(g, divided=divided, symmetric=symmetric)
         self.grad_x[block.start : block.start + block.x.shape[0]] += grad_rows
         self.grad_candidates += grad_candidates
 
     def result(self, weight):
-        """The batch's gradients times ``weight``, in the inputs' dtypes."""
+        """The batch's gradients for the cotangent times ``weight``, in the inputs' dtypes."""
         if not self.batch.in_blocks:
-            grads = self.whole if isinstance(self.whole, tuple) else (self.whole,)
-            for grad in grads:
-                grad *= weight
-            return self.whole
-        grads = self.grad_x if self.batch.ref is None else (self.grad_x, self.grad_candidates)
-        for grad in grads if isinstance(grads, tuple) else (grads,):
-            grad *= weight
-        return self.batch.finish(grads)
+            g, options = self.whole
+            return self.batch.pull(g, weight, **options)
+        self.grad_x *= weight
+        if self.batch.ref is None:
+            return self.batch.finish(self.grad_x)
+        self.grad_candidates *= weight
+        return self.batch.finish((self.grad_x, self.grad_candidates))
 
 
 @dataclass

@@ -156,7 +156,7 @@ def _batch_all(batch, margin, semihard_only, soft, reduction):
         if not soft:  # "mean" counts the triplets that enter: the semi-hard ones, or every valid one
             n_counted = n_nonzero if semihard_only else n_valid
         totals += np.sum(sums), n_counted.sum(), n_nonzero.sum()
-        grads.add(block, block.pull(d, divided=divide, symmetric=block.symmetric and not soft))
+        grads.pull(block, d, divided=divide, symmetric=block.symmetric and not soft)
     weight = weight_from_counts(reduction, totals[1], totals[2])
     return batch.value(weight * totals[0]), grads.result(weight)
 
