@@ -37,9 +37,7 @@ class LossCase:
     loss: object  # (*arrays) -> (value, grad); hyper-parameters bound
     arg_names: tuple
     arg_kinds: tuple
-    # the textbook twin, called as the loss is ((*arrays, **hyper) -> (value, grad)); a family not yet moved to
-    # metricloss.textbook gives its value-only loop oracle through value_only
-    textbook: object
+    textbook: object  # the textbook twin, called as the loss is: (*arrays, **hyper) -> (value, grad)
     # (rng, dtype) -> list of arrays, valid and away from kinks: test_contract's
     # test_inputs_are_away_from_kinks holds the finite-difference rung's inputs to it
     make_inputs: object
@@ -69,7 +67,7 @@ class LossCase:
         return self.loss(*arrays, **self.hyper, **extra)
 
     def textbook_result(self, *arrays):
-        """(value, grad) of the textbook twin on these arrays (grad None for a value-only oracle)."""
+        """(value, grad) of the textbook twin on these arrays."""
         return self.textbook(*arrays, **self.hyper)
 
     def of_differentiable(self, loss, arrays, convert):
@@ -293,17 +291,6 @@ def _invariances(distance):
     }
 
 
-def value_only(oracle):
-    """A loop oracle that gives the value alone, as a textbook twin whose gradient is not known (None): the form
-    of the families not yet moved to metricloss.textbook. It takes the arrays in the case's order."""
-
-    def oracle_value(*arrays, **hyper):
-        return oracle(*arrays, **hyper), None
-
-    oracle_value.value_only = True
-    return oracle_value
-
-
 def _case(id, loss, arg_names, arg_kinds, textbook, make_inputs, **options):
     hyper = options.pop("hyper", {})
     return LossCase(id, loss, arg_names, arg_kinds, textbook, make_inputs, hyper=hyper, **options)
@@ -345,7 +332,7 @@ def _batch_case(family, id, loss, textbook, hyper, *, inactive, bad_hyper, liter
         _references_first(loss),
         ("embeddings", "ref_embeddings", "labels", "ref_labels"),
         (EMBEDDINGS, EMBEDDINGS, LABELS, LABELS),
-        textbook if getattr(textbook, "value_only", False) else _references_first(textbook),
+        _references_first(textbook),
         _query_reference_batch,
         row_groups=(0, 1, 0, 1),  # queries and their labels; references and theirs
         **options,
