@@ -57,7 +57,6 @@ from .distances import (
     _gpu_euclidean_distances_vjp,
     _paired_distances_vjp,
     _paired_similarities_vjp,
-    _pairs_vjp,
     _pairwise_distances_vjp,
     _pairwise_similarities_vjp,
     _pull_entries,
@@ -250,10 +249,9 @@ class LabelledBatch:
 
     def pull_pairs(self, rows, cols, g):
         """The gradients for a cotangent that is g[k] on entry (rows[k], cols[k]) of the matrix (repeated entries
-        add up) and 0 elsewhere: pair by pair in O(K·F) while K·F <= B·R, else through a dense cotangent."""
+        add up) and 0 elsewhere: pair by pair in O(K·F) while K·F <= B·R (always, for a batch in blocks, which has no
+        matrix), else through a dense cotangent."""
         g = np.asarray(g, dtype=self.x.dtype)
-        if self.in_blocks:  # no matrix to pull a dense cotangent back through: pair by pair
-            return self.finish(_pairs_vjp(self.x, self.ref, rows, cols, g, self._paired_vjp, self.kernels))
         grads = _pull_entries(self.x, self.ref, rows, cols, g, self._paired_vjp, self._pullback, self.kernels)
         return self.finish(grads)
 
@@ -454,33 +452,19 @@ def labelled_batch(
     if ref is not None:
         x, ref = promote(x, ref)
     names = ("embeddings", "embeddings" if ref is None else ref_name)
+    block_matrix = None  # rows ↦ their block of the matrix, for a batch that runs in blocks
     if similarity is None:
         check_option(distance, "distance", distances)
         euclidean = distance in ("euclidean", "sqeuclidean")  # pulled back pair by pair by a kernel, given the name
         paired = distance if euclidean else lambda a, b: _paired_distances_vjp(a, b, distance, names)
         candidates = x if ref is None else ref
         if in_blocks and block_rows(x.shape[0], candidates.shape[0], x.dtype.itemsize) < x.shape[0]:
+            d = pullback = gram = None  # no matrix: each block of rows computes its own
 
             def block_matrix(rows):
                 return _pairwise_distances_vjp(rows, candidates, distance, kernels, names)
 
-            return LabelledBatch(
-                x,
-                ref,
-                labels,
-                ref_labels,
-                None,
-                None,
-                classes,
-                self_offset,
-                kernels,
-                None,
-                paired,
-                dtypes,
-                block_matrix=block_matrix,
-                distance=distance,
-            )
-        if defer_distances:
+        elif defer_distances:
             d, pullback, gram = _pairwise_distances_vjp(x, ref, distance, kernels, names, defer=True)
         else:
             (d, pullback), gram = _pairwise_distances_vjp(x, ref, distance, kernels, names), None
@@ -503,5 +487,6 @@ def labelled_batch(
         paired,
         dtypes,
         gram,
+        block_matrix=block_matrix,
         distance=distance if similarity is None else None,
     )

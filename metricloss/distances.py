@@ -444,9 +444,9 @@ def _pull_entries(x, y, rows, cols, g, paired_vjp, dense_pullback, kernels):
     """∂L/∂x (y None) or (∂L/∂x, ∂L/∂y) for a cotangent that is g[k] on entry (rows[k], cols[k]) of a pairwise
     matrix M(x, y) (repeated entries add up) and 0 elsewhere: pair by pair (:func:`_pairs_vjp`, to which
     ``paired_vjp`` goes) in O(K·F) while K·F is at most M's size, else gathered into a dense cotangent for
-    ``dense_pullback`` (M's GEMM pullback)."""
+    ``dense_pullback`` (M's GEMM pullback; None where M is not computed whole: then always pair by pair)."""
     n_cols = (x if y is None else y).shape[0]
-    if rows.size * x.shape[1] <= x.shape[0] * n_cols:
+    if dense_pullback is None or rows.size * x.shape[1] <= x.shape[0] * n_cols:
         return _pairs_vjp(x, y, rows, cols, g, paired_vjp, kernels)
     dense = np.zeros((x.shape[0], n_cols), dtype=x.dtype)
     kernels.scatter_add_entries(dense, rows, cols, g)
