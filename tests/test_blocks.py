@@ -18,6 +18,24 @@ def _working_memory_for(rows, n_cols, itemsize=8):
     return (rows + 0.5) * 2 * n_cols * itemsize / 2**20
 
 
+def _in_seven_blocks(loss, *args, **kwargs):
+    """``loss(*args, **kwargs)`` with the working memory of 293-row blocks, and the rows of each block it ran."""
+    blocks = []
+    original = _batch.LabelledBatch.blocks
+
+    def recorded(self):
+        for block in original(self):
+            blocks.append(block.x.shape[0])
+            yield block
+
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        ml.config_context(working_memory=_working_memory_for(ROWS_PER_BLOCK, B)),
+    ):
+        patch.setattr(_batch.LabelledBatch, "blocks", recorded)
+        return loss(*args, **kwargs), blocks
+
+
 @pytest.fixture(scope="module")
 def batch():
     rng = np.random.default_rng(0)
@@ -55,17 +73,7 @@ def test_triplet_loss_in_seven_uneven_blocks_equals_one_block(batch, hyper, refe
     x, labels = batch
     extra = {"ref_embeddings": x[::-1].copy(), "ref_labels": labels[::-1].copy()} if references else {}
     whole_value, whole_grad = ml.triplet_loss(x, labels, **hyper, **extra)
-    blocks = []
-    original = _batch.LabelledBatch.blocks
-
-    def recorded(self):
-        for block in original(self):
-            blocks.append(block.x.shape[0])
-            yield block
-
-    with pytest.MonkeyPatch.context() as patch, ml.config_context(working_memory=_working_memory_for(293, B)):
-        patch.setattr(_batch.LabelledBatch, "blocks", recorded)
-        value, grad = ml.triplet_loss(x, labels, **hyper, **extra)
+    (value, grad), blocks = _in_seven_blocks(ml.triplet_loss, x, labels, **hyper, **extra)
     assert blocks == [293] * 6 + [290]
     assert value == pytest.approx(whole_value, rel=1e-12)
     for got, expected in zip(grad if references else (grad,), whole_grad if references else (whole_grad,), strict=True):
@@ -76,7 +84,24 @@ def test_given_triplets_in_blocks_equal_one_block(batch):
     x, labels = batch
     triplets = ml.batch_triplets(x, labels)
     whole_value, whole_grad = ml.triplet_loss(x, labels, triplets=triplets)
-    with ml.config_context(working_memory=_working_memory_for(293, B)):
-        value, grad = ml.triplet_loss(x, labels, triplets=triplets)
+    (value, grad), blocks = _in_seven_blocks(ml.triplet_loss, x, labels, triplets=triplets)
+    assert blocks == [293] * 6 + [290]
     assert value == pytest.approx(whole_value, rel=1e-12)
     assert_close(grad, whole_grad, rtol=1e-12)
+
+
+@pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
+@pytest.mark.parametrize(
+    "hyper",
+    [{}, {"incomplete_anchors": "keep", "distance": "cosine"}, {"distance": "sqeuclidean", "reduction": "sum"}],
+    ids=["drop", "keep-cosine", "sqeuclidean-sum"],
+)
+def test_generalized_lifted_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
+    x, labels = batch
+    extra = {"ref_embeddings": x[::-1].copy(), "ref_labels": labels[::-1].copy()} if references else {}
+    whole_value, whole_grad = ml.generalized_lifted_structure_loss(x, labels, **hyper, **extra)
+    (value, grad), blocks = _in_seven_blocks(ml.generalized_lifted_structure_loss, x, labels, **hyper, **extra)
+    assert blocks == [293] * 6 + [290]
+    assert value == pytest.approx(whole_value, rel=1e-12)
+    for got, expected in zip(grad if references else (grad,), whole_grad if references else (whole_grad,), strict=True):
+        assert_close(got, expected, rtol=1e-12)

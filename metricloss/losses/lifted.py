@@ -9,7 +9,7 @@ is shifted by its largest exponent (no overflow for large margins or distances).
 
 import numpy as np
 
-from .._batch import class_index, labelled_batch
+from .._batch import GradientSum, class_index, labelled_batch
 from .._kernels import NO_SELF
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import check_margin, check_option, finite_or_refused
@@ -262,13 +262,16 @@ def generalized_lifted_structure_loss(
         backend=backend,
         distances=SYMMETRIC_DISTANCES,
         gpu_arrays=True,
+        in_blocks=True,
     )
-    d = batch.d
     keep = incomplete_anchors == "keep"
-    g, divide = d, batch.fused_division  # the kernels write the cotangent over d (g/d for Euclidean distances)
-    terms, complete = batch.kernels.generalized_lifted_rows(
-        d, *batch.classes, batch.self_offset, margin, keep, g, divide
-    )
-    n_terms = terms.size if keep else np.count_nonzero(complete)
-    weight = weight_from_counts(reduction, n_terms, np.count_nonzero(terms > 0))
-    return batch.value(weight * float(np.sum(terms))), batch.pull(g, weight, divided=divide)
+    totals = np.zeros(3)  # Σ terms, the anchors that have a term, the terms > 0
+    grads = GradientSum(batch)
+    for block in batch.blocks():  # each anchor's term from its row; the kernel writes the cotangent over d
+        terms, complete = block.kernels.generalized_lifted_rows(
+            block.d, *block.classes, block.self_offset, margin, keep, block.d, block.fused_division
+        )
+        totals += np.sum(terms), terms.size if keep else np.count_nonzero(complete), np.count_nonzero(terms > 0)
+        grads.pull(block, block.d, divided=block.fused_division)
+    weight = weight_from_counts(reduction, totals[1], totals[2])
+    return batch.value(weight * totals[0]), grads.result(weight)
