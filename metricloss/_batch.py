@@ -57,6 +57,7 @@ from .distances import (
     _gpu_euclidean_distances_vjp,
     _paired_distances_vjp,
     _paired_similarities_vjp,
+    _pairs_vjp,
     _pairwise_distances_vjp,
     _pairwise_similarities_vjp,
     _pull_entries,
@@ -306,30 +307,75 @@ class GradientSum:
 
     def __init__(self, batch):
         self.batch = batch
-        self.whole = None  # (g, options) of a batch that is one block, pulled back once the weight is known
+        self.whole = None  # (g, pull options, same_class_apart) of a batch that is one block, pulled back at the end
+        self.same_class = []  # the same-class entries (rows, cols, values) a block of rows kept apart
+        self.divided = False
         if batch.in_blocks:
             self.grad_x = np.zeros_like(batch.x)
             self.grad_candidates = self.grad_x if batch.ref is None else np.zeros_like(batch.ref)
 
-    def pull(self, block, g, *, divided=False, symmetric=False):
-        """Pull the block's cotangent g back (overwriting g; options as :meth:`LabelledBatch.pull`)."""
+    def pull(self, block, g, *, divided=False, symmetric=False, same_class_apart=False):
+        """Pull the block's cotangent g back (overwriting g). ``divided`` and ``symmetric`` as in
+        :meth:`LabelledBatch.pull` (g holds g/d; g holds S + Sᵀ, of which a block of rows, whose pullback adds
+        the transpose's share itself, takes half). ``same_class_apart``: the entries of same-class pairs are
+        weighted apart, by :meth:`result`'s ``same_class_weight`` (a loss that reduces its two kinds of pairs
+        separately); a block of rows keeps them, O(block · K), and pulls them back pair by pair at the end."""
         if block is self.batch:
-            self.whole = (g, {"divided": divided, "symmetric": symmetric})
+            self.whole = (g, {"divided": divided, "symmetric": symmetric}, same_class_apart)
             return
-        grad_rows, grad_candidates = block.pull(g, divided=divided, symmetric=symmetric)
+        half = 0.5 if symmetric else 1.0
+        self.divided = divided
+        if same_class_apart:
+            rows, cols = block.positive_entries()
+            self.same_class.append((rows + block.start, cols, half * g[rows, cols]))
+            g[rows, cols] = 0
+        grad_rows, grad_candidates = block.pull(g, half, divided=divided)
         self.grad_x[block.start : block.start + block.x.shape[0]] += grad_rows
         self.grad_candidates += grad_candidates
 
-    def result(self, weight):
-        """The batch's gradients for the cotangent times ``weight``, in the inputs' dtypes."""
+    def result(self, weight, same_class_weight=None):
+        """The batch's gradients for the cotangent times ``weight`` (its same-class entries, where kept apart,
+        times ``same_class_weight``), in the inputs' dtypes."""
+        if same_class_weight is None:
+            same_class_weight = weight
         if not self.batch.in_blocks:
-            g, options = self.whole
+            g, options, apart = self.whole
+            if apart and same_class_weight != weight:
+                # One scalar weight for the pullback, the same-class entries (O(B·K)) rescaled; a zero weight
+                # means no term > 0 among the other entries, whose slopes are then all 0 already.
+                if weight:
+                    self.batch.kernels.scale_same_class(g, *self.batch.classes, same_class_weight / weight)
+                else:
+                    weight = same_class_weight
             return self.batch.pull(g, weight, **options)
         self.grad_x *= weight
-        if self.batch.ref is None:
-            return self.batch.finish(self.grad_x)
-        self.grad_candidates *= weight
-        return self.batch.finish((self.grad_x, self.grad_candidates))
+        if self.batch.ref is not None:
+            self.grad_candidates *= weight
+        if self.same_class:
+            self._pull_same_class(same_class_weight)
+        grads = self.grad_x if self.batch.ref is None else (self.grad_x, self.grad_candidates)
+        return self.batch.finish(grads)
+
+    def _pull_same_class(self, weight):
+        """Add the kept same-class entries' gradients, times ``weight``, pair by pair."""
+        batch = self.batch
+        rows, cols, values = (np.concatenate(column) for column in zip(*self.same_class, strict=True))
+        values *= weight
+        candidates = batch.x if batch.ref is None else batch.ref
+        if self.divided:
+            # values hold S = g/d, the Euclidean rule's scale: Σ S (x_i − y_j), which is the squared distance's
+            # rule, 2g (x_i − y_j), at g = S/2 (exact: a halving)
+            values *= 0.5
+            batch.kernels.pull_distance_pairs(
+                batch.x, candidates, rows, cols, values, True, self.grad_x, self.grad_candidates
+            )
+            return
+        grads = _pairs_vjp(batch.x, batch.ref, rows, cols, values, batch._paired_vjp, batch.kernels)
+        if batch.ref is None:
+            self.grad_x += grads
+        else:
+            self.grad_x += grads[0]
+            self.grad_candidates += grads[1]
 
 
 @dataclass

@@ -36,6 +36,19 @@ def _in_seven_blocks(loss, *args, **kwargs):
         return loss(*args, **kwargs), blocks
 
 
+def _assert_seven_blocks_equal_one_block(loss, batch, hyper, references):
+    """``loss`` on the batch (or the batch against its reversed self as references) in seven uneven blocks equals
+    its one-block result: value and gradients, float64, to a relative 1e-12."""
+    x, labels = batch
+    extra = {"ref_embeddings": x[::-1].copy(), "ref_labels": labels[::-1].copy()} if references else {}
+    whole_value, whole_grad = loss(x, labels, **hyper, **extra)
+    (value, grad), blocks = _in_seven_blocks(loss, x, labels, **hyper, **extra)
+    assert blocks == [293] * 6 + [290]
+    assert value == pytest.approx(whole_value, rel=1e-12)
+    for got, expected in zip(grad if references else (grad,), whole_grad if references else (whole_grad,), strict=True):
+        assert_close(got, expected, rtol=1e-12)
+
+
 @pytest.fixture(scope="module")
 def batch():
     rng = np.random.default_rng(0)
@@ -70,14 +83,7 @@ TRIPLET_CONFIGURATIONS = [
 @pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
 @pytest.mark.parametrize("hyper", TRIPLET_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())))
 def test_triplet_loss_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
-    x, labels = batch
-    extra = {"ref_embeddings": x[::-1].copy(), "ref_labels": labels[::-1].copy()} if references else {}
-    whole_value, whole_grad = ml.triplet_loss(x, labels, **hyper, **extra)
-    (value, grad), blocks = _in_seven_blocks(ml.triplet_loss, x, labels, **hyper, **extra)
-    assert blocks == [293] * 6 + [290]
-    assert value == pytest.approx(whole_value, rel=1e-12)
-    for got, expected in zip(grad if references else (grad,), whole_grad if references else (whole_grad,), strict=True):
-        assert_close(got, expected, rtol=1e-12)
+    _assert_seven_blocks_equal_one_block(ml.triplet_loss, batch, hyper, references)
 
 
 def test_given_triplets_in_blocks_equal_one_block(batch):
@@ -97,11 +103,20 @@ def test_given_triplets_in_blocks_equal_one_block(batch):
     ids=["drop", "keep-cosine", "sqeuclidean-sum"],
 )
 def test_generalized_lifted_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
-    x, labels = batch
-    extra = {"ref_embeddings": x[::-1].copy(), "ref_labels": labels[::-1].copy()} if references else {}
-    whole_value, whole_grad = ml.generalized_lifted_structure_loss(x, labels, **hyper, **extra)
-    (value, grad), blocks = _in_seven_blocks(ml.generalized_lifted_structure_loss, x, labels, **hyper, **extra)
-    assert blocks == [293] * 6 + [290]
-    assert value == pytest.approx(whole_value, rel=1e-12)
-    for got, expected in zip(grad if references else (grad,), whole_grad if references else (whole_grad,), strict=True):
-        assert_close(got, expected, rtol=1e-12)
+    _assert_seven_blocks_equal_one_block(ml.generalized_lifted_structure_loss, batch, hyper, references)
+
+
+CONTRASTIVE_CONFIGURATIONS = [
+    {},
+    {"form": "linear", "pos_margin": 0.2, "reduction": "mean_nonzero", "split_reduction": True},
+    {"form": "squared", "distance": "cosine", "margin": 0.5, "reduction": "sum", "split_reduction": True},
+    {"distance": "snr", "pos_margin": 0.5, "split_reduction": True},
+    {"form": "linear", "distance": "dot", "pos_margin": -0.3, "margin": -0.1, "split_reduction": True},
+    {"distance": "sqeuclidean", "reduction": "mean_nonzero"},
+]
+
+
+@pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
+@pytest.mark.parametrize("hyper", CONTRASTIVE_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())) or "hadsell")
+def test_contrastive_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
+    _assert_seven_blocks_equal_one_block(ml.contrastive_loss, batch, hyper, references)

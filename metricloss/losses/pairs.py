@@ -8,7 +8,7 @@ torch-identical losses here differ from torch's (the values do not); the tests p
 
 import numpy as np
 
-from .._batch import labelled_batch
+from .._batch import GradientSum, labelled_batch
 from .._reduce import REDUCTIONS, reduce_terms, weight_from_counts
 from .._validation import (
     check_bool,
@@ -206,34 +206,30 @@ def contrastive_loss(
         ref_labels=ref_labels,
         backend=backend,
         gpu_arrays=True,
+        in_blocks=True,
     )
-    d, kernels = batch.d, batch.kernels
-    ref_class, anchor_class, class_order, class_starts = batch.classes
-    g, divide = d, batch.fused_division  # the kernel writes the cotangent over d (g/d for Euclidean distances)
     form_code = CONTRASTIVE_FORMS.index(form)
-    sums, n_active, n_pairs = kernels.contrastive_pairs(
-        d, ref_class, anchor_class, batch.self_offset, margin, pos_margin, form_code, g, divide
-    )
-    # Within one batch every unordered pair appears twice, as (i, j) and (j, i): halve the sums and counts. The
-    # pullback needs (g + gᵀ)/2 there, and g is symmetric (g_ij depends on d_ij and on whether i and j share a class
-    # only; D is symmetric up to the GEMM's rounding), so g itself is passed as the folded cotangent. The SNR
-    # distances are not symmetric: there every ordered pair is a term of its own, and g goes back unfolded.
-    folded = batch.symmetric
-    copies = 2 if folded else 1
-    sum_similar, sum_dissimilar = sums.sum(axis=0) / copies
-    n_active, n_pairs = n_active.sum(axis=0) // copies, n_pairs.sum(axis=0) // copies
+    totals = np.zeros((3, 2))  # Σ terms, terms > 0, pairs; of the similar and of the dissimilar pairs
+    grads = GradientSum(batch)
+    for block in batch.blocks():  # the kernel sums each row's pair terms and writes their slopes over d
+        d, ref_class, anchor_class = block.d, *block.classes[:2]
+        sums, n_active, n_pairs = block.kernels.contrastive_pairs(
+            d, ref_class, anchor_class, block.self_offset, margin, pos_margin, form_code, d, block.fused_division
+        )
+        totals += sums.sum(axis=0), n_active.sum(axis=0), n_pairs.sum(axis=0)
+        # Within one batch every unordered pair appears twice, as (i, j) and (j, i), and g is symmetric (g_ij
+        # depends on d_ij and on whether i and j share a class only): g itself is the folded cotangent S + Sᵀ of
+        # the pairs i < j. The SNR distances are not symmetric: there every ordered pair is a term of its own.
+        grads.pull(block, d, divided=block.fused_division, symmetric=batch.symmetric, same_class_apart=split_reduction)
+    copies = 2 if batch.symmetric else 1  # each unordered pair counted twice: halve the sums and counts
+    (sum_similar, sum_dissimilar), n_active, n_pairs = totals[0] / copies, totals[1] // copies, totals[2] // copies
     if split_reduction:
         w_similar = weight_from_counts(reduction, n_pairs[0], n_active[0])
         w_dissimilar = weight_from_counts(reduction, n_pairs[1], n_active[1])
     else:
         w_similar = w_dissimilar = weight_from_counts(reduction, n_pairs.sum(), n_active.sum())
     value = w_similar * float(sum_similar) + w_dissimilar * float(sum_dissimilar)
-    # One scalar weight for the pullback; the similar pairs' entries (O(B·K) of them) are rescaled where the two
-    # weights differ. A zero weight means no term > 0 on that side, whose slopes are then all 0 already.
-    weight = w_dissimilar if w_dissimilar else w_similar
-    if weight and w_similar != weight:
-        kernels.scale_same_class(g, ref_class, anchor_class, class_order, class_starts, w_similar / weight)
-    return batch.value(value), batch.pull(g, weight, divided=divide, symmetric=folded)
+    return batch.value(value), grads.result(w_dissimilar, same_class_weight=w_similar)
 
 
 @finite_or_refused
