@@ -31,6 +31,7 @@ through the kernels and these methods, plus :meth:`LabelledBatch.value` for its 
 embeddings, it then gets a :class:`GpuLabelledBatch`, whose matrix, cotangents and gradients stay on the device.
 """
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -137,7 +138,7 @@ class LabelledBatch:
     # by row as it reads it (a batch built with ``defer_distances=True``); None once d holds the distances.
     gram: tuple | None = None
     # A block of anchor rows: the row of the batch where it starts. A batch too large for one block has no matrix
-    # (d and s None) and instead ``block_matrix``: rows ↦ (D(rows, candidates), its pullback).
+    # (d and s None) and instead ``block_matrix``: rows ↦ (D(rows, candidates) or S(rows, candidates), its pullback).
     start: int = 0
     block_matrix: object = None
     distance: str | None = None  # the distance's name (None for a batch on similarities)
@@ -173,14 +174,15 @@ class LabelledBatch:
         ref_class, anchor_class, class_order, class_starts = self.classes
         for start in range(0, n_rows, step):
             rows = slice(start, min(start + step, n_rows))
-            d, pullback = self.block_matrix(self.x[rows])
+            matrix, pullback = self.block_matrix(self.x[rows])
+            on_distances = self.distance is not None
             yield LabelledBatch(
                 self.x[rows],
                 candidates,
                 self.labels[rows],
                 self.ref_labels,
-                d,
-                None,
+                matrix if on_distances else None,
+                None if on_distances else matrix,
                 (ref_class, anchor_class[rows], class_order, class_starts),
                 start if within else NO_SELF,
                 self.kernels,
@@ -498,27 +500,35 @@ def labelled_batch(
     if ref is not None:
         x, ref = promote(x, ref)
     names = ("embeddings", "embeddings" if ref is None else ref_name)
-    block_matrix = None  # rows ↦ their block of the matrix, for a batch that runs in blocks
+    candidates = x if ref is None else ref
+    blocked = in_blocks and block_rows(x.shape[0], candidates.shape[0], x.dtype.itemsize) < x.shape[0]
+    block_matrix = None  # rows ↦ their block of the matrix and its pullback, for a batch that runs in blocks
+    d = s = gram = None
     if similarity is None:
         check_option(distance, "distance", distances)
         euclidean = distance in ("euclidean", "sqeuclidean")  # pulled back pair by pair by a kernel, given the name
         paired = distance if euclidean else lambda a, b: _paired_distances_vjp(a, b, distance, names)
-        candidates = x if ref is None else ref
-        if in_blocks and block_rows(x.shape[0], candidates.shape[0], x.dtype.itemsize) < x.shape[0]:
-            d = pullback = gram = None  # no matrix: each block of rows computes its own
+        if blocked:  # no matrix: each block of rows computes its own
 
             def block_matrix(rows):
                 return _pairwise_distances_vjp(rows, candidates, distance, kernels, names)
 
+            pullback = None
         elif defer_distances:
             d, pullback, gram = _pairwise_distances_vjp(x, ref, distance, kernels, names, defer=True)
         else:
-            (d, pullback), gram = _pairwise_distances_vjp(x, ref, distance, kernels, names), None
-        s = None
+            d, pullback = _pairwise_distances_vjp(x, ref, distance, kernels, names)
     else:
         check_option(similarity, "similarity", SIMILARITIES)
-        s, pullback = _pairwise_similarities_vjp(x, ref, similarity, kernels, names)
-        d, gram, paired = None, None, lambda a, b: _paired_similarities_vjp(a, b, similarity)
+        paired = functools.partial(_paired_similarities_vjp, similarity=similarity)
+        if blocked:
+
+            def block_matrix(rows):
+                return _pairwise_similarities_vjp(rows, candidates, similarity, kernels, names)
+
+            pullback = None
+        else:
+            s, pullback = _pairwise_similarities_vjp(x, ref, similarity, kernels, names)
     return LabelledBatch(
         x,
         ref,
