@@ -120,3 +120,29 @@ CONTRASTIVE_CONFIGURATIONS = [
 @pytest.mark.parametrize("hyper", CONTRASTIVE_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())) or "hadsell")
 def test_contrastive_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
     _assert_seven_blocks_equal_one_block(ml.contrastive_loss, batch, hyper, references)
+
+
+NTXENT_CONFIGURATIONS = [
+    {},
+    {"temperature": 0.5, "similarity": "dot", "reduction": "mean_nonzero"},
+    {"temperature": 0.2, "reduction": "sum"},
+]
+
+
+@pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
+@pytest.mark.parametrize("hyper", NTXENT_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())) or "pml")
+def test_ntxent_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
+    _assert_seven_blocks_equal_one_block(ml.ntxent_loss, batch, hyper, references)
+
+
+SUPCON_CONFIGURATIONS = [
+    {},
+    {"temperature": 0.07, "reduction": "mean_nonzero"},
+    {"temperature": 0.5, "similarity": "dot", "reduction": "sum"},
+]
+
+
+@pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
+@pytest.mark.parametrize("hyper", SUPCON_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())) or "pml")
+def test_supcon_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
+    _assert_seven_blocks_equal_one_block(ml.supcon_loss, batch, hyper, references)

@@ -18,7 +18,7 @@ pair: O(B³)).
 
 import numpy as np
 
-from .._batch import labelled_batch
+from .._batch import GradientSum, labelled_batch
 from .._kernels import get_kernels
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import (
@@ -106,7 +106,8 @@ def ntxent_loss(
     No positive pair (one sample, every class a singleton) gives ``(0.0, zeros)``, and so does a batch without a
     negative pair (every term −log 1). Each term is computed as softplus(x_ap) = log(1 + e^{x_ap}) with x_ap from
     the negatives' log-sum-exp shifted by their largest logit: no overflow for any τ (at τ = 0.01 in float32 the
-    logits reach ±100) and no log of an underflowed ratio.
+    logits reach ±100) and no log of an underflowed ratio. It runs in blocks of anchor rows when its similarity
+    matrix exceeds the working memory (:func:`metricloss.set_config`): each anchor's terms read its own row only.
 
     *pytorch-metric-learning*: ``NTXentLoss(temperature)`` with its default ``CosineSimilarity()`` and
     ``MeanReducer`` (the mean over positive pairs) is this loss; ``DotProductSimilarity(normalize_embeddings=False)``
@@ -156,34 +157,41 @@ def ntxent_loss(
         ref_embeddings=ref_embeddings,
         ref_labels=ref_labels,
         backend=backend,
+        in_blocks=True,
     )
-    rows, cols = batch.positive_entries()  # the positive pairs (a, p)
-    n_pairs = rows.size
+    n_pairs = int(batch.candidate_counts()[0].sum())  # the positive pairs (a, p)
     if n_pairs == 0:
         return 0.0, batch.zeros()
-    z = batch.s  # the pullback does not read it: it becomes the logits, then the negatives' weights, then G
-    z /= temperature
-    positive_logits = z[rows, cols]
-    weights = masked(z, candidate_masks(batch)[1])  # the negatives' logits, then their softmax weights w
-    top, rest = logsumexp_rows(weights)  # per anchor: log Σ_n e^{z_an} = top + log1p(rest) (−inf without negatives)
-    # x_ap = (top_a − z_ap) + log1p(rest_a): top_a − z_ap is a difference of two floats of z's dtype, rounded once;
-    # no LSE of size ~1/τ is formed and then cancelled against z_ap.
-    x = top.astype(z.dtype)[rows] - positive_logits
-    x += np.log1p(rest).astype(z.dtype)[rows]
-    terms = np.logaddexp(0, x)  # ℓ_ap = softplus(x_ap) >= 0 (0 where the anchor has no negative: x = −inf)
-    flush_subnormal(terms)  # as under flush-to-zero (jax, TensorFlow): a term below the dtype's range is 0
-    total = float(terms.sum(dtype=np.float64))
+    total, n_nonzero = 0.0, 0
+    grads = GradientSum(batch)
+    for block in batch.blocks():  # each anchor's terms read its own row of S only
+        rows, cols = block.positive_entries()  # the block's positive pairs (a, p), a counted from the block's start
+        z = block.s  # the pullback does not read it: it becomes the logits, then the negatives' weights, then G
+        z /= temperature
+        positive_logits = z[rows, cols]
+        weights = masked(z, candidate_masks(block)[1])  # the negatives' logits, then their softmax weights w
+        top, rest = logsumexp_rows(weights)  # per anchor: log Σ_n e^{z_an} = top + log1p(rest) (−inf without any)
+        # x_ap = (top_a − z_ap) + log1p(rest_a): top_a − z_ap is a difference of two floats of z's dtype, rounded
+        # once; no LSE of size ~1/τ is formed and then cancelled against z_ap.
+        x = top.astype(z.dtype)[rows] - positive_logits
+        x += np.log1p(rest).astype(z.dtype)[rows]
+        terms = np.logaddexp(0, x)  # ℓ_ap = softplus(x_ap) >= 0 (0 where the anchor has no negative: x = −inf)
+        flush_subnormal(terms)  # as under flush-to-zero (jax, TensorFlow): a term below the dtype's range is 0
+        total += float(terms.sum(dtype=np.float64))
+        n_nonzero += np.count_nonzero(terms)
+        sigma = np.exp(x - terms)  # σ(x) = e^{x − softplus(x)}: in (0, 1]
+        flush_subnormal(sigma)
+        # G_an = w_an Σ_p σ(x_ap) on the negatives, G_ap = −σ(x_ap) on the positives (disjoint entries; w is 0
+        # there).
+        cotangent = weights
+        cotangent *= np.bincount(rows, weights=sigma, minlength=z.shape[0]).astype(cotangent.dtype)[:, None]
+        cotangent[rows, cols] = -sigma
+        flush_subnormal(cotangent)
+        grads.pull(block, cotangent)
     if total == 0:  # no anchor with both a positive and a negative (or every term underflows)
         return 0.0, batch.zeros()
-    weight = weight_from_counts(reduction, n_pairs, np.count_nonzero(terms))
-    sigma = np.exp(x - terms)  # σ(x) = e^{x − softplus(x)}: in (0, 1]
-    flush_subnormal(sigma)
-    # G_an = w_an Σ_p σ(x_ap) on the negatives, G_ap = −σ(x_ap) on the positives (disjoint entries; w is 0 there).
-    cotangent = weights
-    cotangent *= np.bincount(rows, weights=sigma, minlength=z.shape[0]).astype(cotangent.dtype)[:, None]
-    cotangent[rows, cols] = -sigma
-    flush_subnormal(cotangent)
-    return weight * total, batch.pull(cotangent, weight / temperature)
+    weight = weight_from_counts(reduction, n_pairs, n_nonzero)
+    return weight * total, grads.result(weight / temperature)
 
 
 @finite_or_refused
@@ -246,7 +254,9 @@ def supcon_loss(
     No anchor with a positive (one sample, every class a singleton) gives ``(0.0, zeros)``. A batch of one class
     costs > 0 (each anchor's positives compete among themselves): log(B − 1) when all rows are equal. Each term is
     computed as log1p(Σ_{k ≠ top} e^{z_ak − m_a}) + (1/``|P(a)|``) Σ_p (m_a − z_ap) with m_a the row's largest logit,
-    two non-negative parts: no overflow at any τ, and a small loss keeps its digits.
+    two non-negative parts: no overflow at any τ, and a small loss keeps its digits. It runs in blocks of anchor
+    rows when its similarity matrix exceeds the working memory (:func:`metricloss.set_config`): each anchor's term
+    reads its own row only.
 
     *pytorch-metric-learning*: ``SupConLoss(temperature)`` with its default ``CosineSimilarity()`` is this loss
     with ``reduction="mean_nonzero"`` (its default ``AvgNonZeroReducer``; ``"mean"`` here differs only where an
@@ -292,23 +302,32 @@ def supcon_loss(
         ref_embeddings=ref_embeddings,
         ref_labels=ref_labels,
         backend=backend,
+        in_blocks=True,
     )
-    rows, cols = batch.positive_entries()
-    counts = np.bincount(rows, minlength=batch.x.shape[0])
-    anchors = counts > 0
-    if not anchors.any():
+    if not batch.candidate_counts()[0].any():  # no anchor with a positive
         return 0.0, batch.zeros()
-    z = batch.s  # the pullback does not read it: it becomes the logits, then the cotangent
-    z /= temperature
-    if batch.ref is None:
-        np.fill_diagonal(z, -np.inf)  # k ≠ a: the anchor is no candidate of its own softmax
-    losses = softmax_cross_entropy_rows(z, rows, cols, 1.0 / counts[rows])
-    cotangent = z  # softmax(z_a) − t_a on every row
-    cotangent[~anchors] = 0  # rows without positives are no term
-    flush_subnormal(cotangent)
-    losses = losses[anchors]
-    weight = weight_from_counts(reduction, losses.size, np.count_nonzero(losses > 0))
-    return weight * float(np.sum(losses)), batch.pull(cotangent, weight / temperature)
+    total, n_anchors, n_nonzero = 0.0, 0, 0
+    grads = GradientSum(batch)
+    for block in batch.blocks():  # each anchor's term reads its own row of S only
+        rows, cols = block.positive_entries()  # a counted from the block's start
+        counts = np.bincount(rows, minlength=block.x.shape[0])
+        anchors = counts > 0
+        z = block.s  # the pullback does not read it: it becomes the logits, then the cotangent
+        z /= temperature
+        if batch.ref is None:  # k ≠ a: the anchor is no candidate of its own softmax
+            own = np.arange(z.shape[0])
+            z[own, block.start + own] = -np.inf
+        losses = softmax_cross_entropy_rows(z, rows, cols, 1.0 / counts[rows])
+        cotangent = z  # softmax(z_a) − t_a on every row
+        cotangent[~anchors] = 0  # rows without positives are no term
+        flush_subnormal(cotangent)
+        losses = losses[anchors]
+        total += float(np.sum(losses))
+        n_anchors += losses.size
+        n_nonzero += np.count_nonzero(losses > 0)
+        grads.pull(block, cotangent)
+    weight = weight_from_counts(reduction, n_anchors, n_nonzero)
+    return weight * total, grads.result(weight / temperature)
 
 
 @finite_or_refused
