@@ -470,6 +470,7 @@ def labelled_batch(
     ref_embeddings=None,
     ref_labels=None,
     backend=None,
+    name="embeddings",
     ref_name="ref_embeddings",
     defer_distances=False,
     distances=DISTANCES,
@@ -479,8 +480,9 @@ def labelled_batch(
     """Check a labelled batch (and its reference set, if any) and build its :class:`LabelledBatch` with the
     pairwise ``distance`` (one of ``distances``, by default ``DISTANCES``: a loss built on symmetric distances >= 0
     passes ``SYMMETRIC_DISTANCES``, which the error then lists) or, for losses on similarities, ``similarity`` (one
-    of ``SIMILARITIES``): exactly one of the two is given. ``ref_name`` is what the caller calls its references, for
-    the errors that name an argument (a loss whose references are class centres: ``"centers"``).
+    of ``SIMILARITIES``): exactly one of the two is given. ``name`` and ``ref_name`` are what the caller calls its
+    embeddings and its references, for the errors that name an argument (a loss whose references are class centres:
+    ``"centers"``; a ranking loss's ``"queries"``).
     ``defer_distances``: within one batch, the Euclidean distances may be left as the Gram matrix with the
     arguments of their conversion in ``gram``, for a kernel that converts each row while it has it in cache.
     ``gpu_arrays``: the loss takes GPU embeddings in place (a :class:`GpuLabelledBatch`); other losses refuse them
@@ -491,7 +493,7 @@ def labelled_batch(
         return _gpu_labelled_batch(
             embeddings, labels, distance, ref_embeddings, ref_labels, backend, ref_name, defer_distances, distances
         )
-    x = check_embeddings(embeddings)
+    x = check_embeddings(embeddings, name)
     labels = check_labels(labels, x.shape[0])
     ref, ref_labels = check_references(x, ref_embeddings, ref_labels)
     labels, ref_labels, classes, self_offset = _batch_classes(labels, ref_labels)
@@ -499,7 +501,7 @@ def labelled_batch(
     dtypes = (x.dtype,) if ref is None else (x.dtype, ref.dtype)
     if ref is not None:
         x, ref = promote(x, ref)
-    names = ("embeddings", "embeddings" if ref is None else ref_name)
+    names = (name, name if ref is None else ref_name)
     candidates = x if ref is None else ref
     blocked = in_blocks and block_rows(x.shape[0], candidates.shape[0], x.dtype.itemsize) < x.shape[0]
     block_matrix = None  # rows ↦ their block of the matrix and its pullback, for a batch that runs in blocks

@@ -120,3 +120,67 @@ CONTRASTIVE_CONFIGURATIONS = [
 @pytest.mark.parametrize("hyper", CONTRASTIVE_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())) or "hadsell")
 def test_contrastive_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
     _assert_seven_blocks_equal_one_block(ml.contrastive_loss, batch, hyper, references)
+
+
+NTXENT_CONFIGURATIONS = [
+    {},
+    {"temperature": 0.5, "similarity": "dot", "reduction": "mean_nonzero"},
+    {"temperature": 0.2, "reduction": "sum"},
+]
+
+
+@pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
+@pytest.mark.parametrize("hyper", NTXENT_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())) or "pml")
+def test_ntxent_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
+    _assert_seven_blocks_equal_one_block(ml.ntxent_loss, batch, hyper, references)
+
+
+SUPCON_CONFIGURATIONS = [
+    {},
+    {"temperature": 0.07, "reduction": "mean_nonzero"},
+    {"temperature": 0.5, "similarity": "dot", "reduction": "sum"},
+]
+
+
+@pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
+@pytest.mark.parametrize("hyper", SUPCON_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())) or "pml")
+def test_supcon_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
+    _assert_seven_blocks_equal_one_block(ml.supcon_loss, batch, hyper, references)
+
+
+RANKING_CONFIGURATIONS = [
+    {},
+    {"symmetric": True},
+    {"scale": 1.0, "similarity": "dot", "reduction": "sum", "symmetric": True},
+    {"scale": 50.0, "symmetric": True, "reduction": "mean_nonzero"},
+]
+
+
+@pytest.mark.parametrize("n_hard", [0, 300], ids=["pairs", "hard-negatives"])
+@pytest.mark.parametrize("hyper", RANKING_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())) or "st")
+def test_multiple_negatives_ranking_in_seven_uneven_blocks_equals_one_block(batch, hyper, n_hard):
+    """Blocks of query rows; the symmetric loss's columns in two passes (their log-sum-exps exchanged)."""
+    x, _ = batch
+    rng = np.random.default_rng(1)
+    candidates = x + 0.2 * rng.standard_normal(x.shape)
+    extra = {"hard_negatives": 0.3 * rng.standard_normal((n_hard, FEATURES))} if n_hard else {}
+    whole_value, whole_grads = ml.multiple_negatives_ranking_loss(x, candidates, **hyper, **extra)
+    blocks = []
+    original = _batch.LabelledBatch.blocks
+
+    def recorded(self):
+        for block in original(self):
+            blocks.append(block.x.shape[0])
+            yield block
+
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        ml.config_context(working_memory=_working_memory_for(ROWS_PER_BLOCK, B + n_hard)),
+    ):
+        patch.setattr(_batch.LabelledBatch, "blocks", recorded)
+        value, grads = ml.multiple_negatives_ranking_loss(x, candidates, **hyper, **extra)
+    passes = 2 if hyper.get("symmetric") else 1
+    assert blocks == ([293] * 6 + [290]) * passes
+    assert value == pytest.approx(whole_value, rel=1e-12)
+    for got, expected in zip(grads, whole_grads, strict=True):
+        assert_close(got, expected, rtol=1e-12)

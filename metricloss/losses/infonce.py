@@ -10,16 +10,17 @@ positives, against the anchor's negatives, through a softmax of the similarities
 
 Each builds the logits z = S/τ (or scale·S) from the B×R similarity matrix and uses the shared row-wise log-sum-exp
 (:mod:`._logsumexp`): NT-Xent through :func:`logsumexp_rows` over each anchor's negatives and a softplus per
-positive pair, SupCon and the ranking loss through :func:`softmax_cross_entropy_rows` (the N-pair loss's too). The
-cotangent ∂L/∂S is written over a B×R matrix and pulled back once: O(B·R) memory, a few B×R arrays and boolean
-masks, no B×B×B anything (pytorch-metric-learning's ``NTXentLoss`` compares every positive pair with every negative
-pair: O(B³)).
+positive pair, SupCon and the ranking loss through :func:`softmax_cross_entropy_rows` (the N-pair loss's too). Each
+anchor's terms read its own row of logits only, so each loss runs in blocks of anchor rows (the row-block engine of
+:mod:`metricloss._batch`): a block's cotangent ∂L/∂S is written over its rows of S and pulled back, O(block·R)
+memory, the whole batch being the one-block case; the symmetric ranking loss, whose backward direction is a
+softmax over columns, exchanges O(N) column statistics in a first pass. No B×B×B anything
+(pytorch-metric-learning's ``NTXentLoss`` compares every positive pair with every negative pair: O(B³)).
 """
 
 import numpy as np
 
-from .._batch import labelled_batch
-from .._kernels import get_kernels
+from .._batch import GradientSum, labelled_batch
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import (
     check_bool,
@@ -31,7 +32,7 @@ from .._validation import (
     finite_or_refused,
     promote,
 )
-from ..distances import SIMILARITIES, _pairwise_similarities_vjp
+from ..distances import SIMILARITIES
 from ..mining import candidate_masks
 from ._logsumexp import flush_subnormal, logsumexp_rows, masked, softmax_cross_entropy_rows
 from .softmax import MAX_SCALE, _check_scale
@@ -106,7 +107,8 @@ def ntxent_loss(
     No positive pair (one sample, every class a singleton) gives ``(0.0, zeros)``, and so does a batch without a
     negative pair (every term −log 1). Each term is computed as softplus(x_ap) = log(1 + e^{x_ap}) with x_ap from
     the negatives' log-sum-exp shifted by their largest logit: no overflow for any τ (at τ = 0.01 in float32 the
-    logits reach ±100) and no log of an underflowed ratio.
+    logits reach ±100) and no log of an underflowed ratio. It runs in blocks of anchor rows when its similarity
+    matrix exceeds the working memory (:func:`metricloss.set_config`): each anchor's terms read its own row only.
 
     *pytorch-metric-learning*: ``NTXentLoss(temperature)`` with its default ``CosineSimilarity()`` and
     ``MeanReducer`` (the mean over positive pairs) is this loss; ``DotProductSimilarity(normalize_embeddings=False)``
@@ -156,34 +158,41 @@ def ntxent_loss(
         ref_embeddings=ref_embeddings,
         ref_labels=ref_labels,
         backend=backend,
+        in_blocks=True,
     )
-    rows, cols = batch.positive_entries()  # the positive pairs (a, p)
-    n_pairs = rows.size
+    n_pairs = int(batch.candidate_counts()[0].sum())  # the positive pairs (a, p)
     if n_pairs == 0:
         return 0.0, batch.zeros()
-    z = batch.s  # the pullback does not read it: it becomes the logits, then the negatives' weights, then G
-    z /= temperature
-    positive_logits = z[rows, cols]
-    weights = masked(z, candidate_masks(batch)[1])  # the negatives' logits, then their softmax weights w
-    top, rest = logsumexp_rows(weights)  # per anchor: log Σ_n e^{z_an} = top + log1p(rest) (−inf without negatives)
-    # x_ap = (top_a − z_ap) + log1p(rest_a): top_a − z_ap is a difference of two floats of z's dtype, rounded once;
-    # no LSE of size ~1/τ is formed and then cancelled against z_ap.
-    x = top.astype(z.dtype)[rows] - positive_logits
-    x += np.log1p(rest).astype(z.dtype)[rows]
-    terms = np.logaddexp(0, x)  # ℓ_ap = softplus(x_ap) >= 0 (0 where the anchor has no negative: x = −inf)
-    flush_subnormal(terms)  # as under flush-to-zero (jax, TensorFlow): a term below the dtype's range is 0
-    total = float(terms.sum(dtype=np.float64))
+    total, n_nonzero = 0.0, 0
+    grads = GradientSum(batch)
+    for block in batch.blocks():  # each anchor's terms read its own row of S only
+        rows, cols = block.positive_entries()  # the block's positive pairs (a, p), a counted from the block's start
+        z = block.s  # the pullback does not read it: it becomes the logits, then the negatives' weights, then G
+        z /= temperature
+        positive_logits = z[rows, cols]
+        weights = masked(z, candidate_masks(block)[1])  # the negatives' logits, then their softmax weights w
+        top, rest = logsumexp_rows(weights)  # per anchor: log Σ_n e^{z_an} = top + log1p(rest) (−inf without any)
+        # x_ap = (top_a − z_ap) + log1p(rest_a): top_a − z_ap is a difference of two floats of z's dtype, rounded
+        # once; no LSE of size ~1/τ is formed and then cancelled against z_ap.
+        x = top.astype(z.dtype)[rows] - positive_logits
+        x += np.log1p(rest).astype(z.dtype)[rows]
+        terms = np.logaddexp(0, x)  # ℓ_ap = softplus(x_ap) >= 0 (0 where the anchor has no negative: x = −inf)
+        flush_subnormal(terms)  # as under flush-to-zero (jax, TensorFlow): a term below the dtype's range is 0
+        total += float(terms.sum(dtype=np.float64))
+        n_nonzero += np.count_nonzero(terms)
+        sigma = np.exp(x - terms)  # σ(x) = e^{x − softplus(x)}: in (0, 1]
+        flush_subnormal(sigma)
+        # G_an = w_an Σ_p σ(x_ap) on the negatives, G_ap = −σ(x_ap) on the positives (disjoint entries; w is 0
+        # there).
+        cotangent = weights
+        cotangent *= np.bincount(rows, weights=sigma, minlength=z.shape[0]).astype(cotangent.dtype)[:, None]
+        cotangent[rows, cols] = -sigma
+        flush_subnormal(cotangent)
+        grads.pull(block, cotangent)
     if total == 0:  # no anchor with both a positive and a negative (or every term underflows)
         return 0.0, batch.zeros()
-    weight = weight_from_counts(reduction, n_pairs, np.count_nonzero(terms))
-    sigma = np.exp(x - terms)  # σ(x) = e^{x − softplus(x)}: in (0, 1]
-    flush_subnormal(sigma)
-    # G_an = w_an Σ_p σ(x_ap) on the negatives, G_ap = −σ(x_ap) on the positives (disjoint entries; w is 0 there).
-    cotangent = weights
-    cotangent *= np.bincount(rows, weights=sigma, minlength=z.shape[0]).astype(cotangent.dtype)[:, None]
-    cotangent[rows, cols] = -sigma
-    flush_subnormal(cotangent)
-    return weight * total, batch.pull(cotangent, weight / temperature)
+    weight = weight_from_counts(reduction, n_pairs, n_nonzero)
+    return weight * total, grads.result(weight / temperature)
 
 
 @finite_or_refused
@@ -246,7 +255,9 @@ def supcon_loss(
     No anchor with a positive (one sample, every class a singleton) gives ``(0.0, zeros)``. A batch of one class
     costs > 0 (each anchor's positives compete among themselves): log(B − 1) when all rows are equal. Each term is
     computed as log1p(Σ_{k ≠ top} e^{z_ak − m_a}) + (1/``|P(a)|``) Σ_p (m_a − z_ap) with m_a the row's largest logit,
-    two non-negative parts: no overflow at any τ, and a small loss keeps its digits.
+    two non-negative parts: no overflow at any τ, and a small loss keeps its digits. It runs in blocks of anchor
+    rows when its similarity matrix exceeds the working memory (:func:`metricloss.set_config`): each anchor's term
+    reads its own row only.
 
     *pytorch-metric-learning*: ``SupConLoss(temperature)`` with its default ``CosineSimilarity()`` is this loss
     with ``reduction="mean_nonzero"`` (its default ``AvgNonZeroReducer``; ``"mean"`` here differs only where an
@@ -292,23 +303,32 @@ def supcon_loss(
         ref_embeddings=ref_embeddings,
         ref_labels=ref_labels,
         backend=backend,
+        in_blocks=True,
     )
-    rows, cols = batch.positive_entries()
-    counts = np.bincount(rows, minlength=batch.x.shape[0])
-    anchors = counts > 0
-    if not anchors.any():
+    if not batch.candidate_counts()[0].any():  # no anchor with a positive
         return 0.0, batch.zeros()
-    z = batch.s  # the pullback does not read it: it becomes the logits, then the cotangent
-    z /= temperature
-    if batch.ref is None:
-        np.fill_diagonal(z, -np.inf)  # k ≠ a: the anchor is no candidate of its own softmax
-    losses = softmax_cross_entropy_rows(z, rows, cols, 1.0 / counts[rows])
-    cotangent = z  # softmax(z_a) − t_a on every row
-    cotangent[~anchors] = 0  # rows without positives are no term
-    flush_subnormal(cotangent)
-    losses = losses[anchors]
-    weight = weight_from_counts(reduction, losses.size, np.count_nonzero(losses > 0))
-    return weight * float(np.sum(losses)), batch.pull(cotangent, weight / temperature)
+    total, n_anchors, n_nonzero = 0.0, 0, 0
+    grads = GradientSum(batch)
+    for block in batch.blocks():  # each anchor's term reads its own row of S only
+        rows, cols = block.positive_entries()  # a counted from the block's start
+        counts = np.bincount(rows, minlength=block.x.shape[0])
+        anchors = counts > 0
+        z = block.s  # the pullback does not read it: it becomes the logits, then the cotangent
+        z /= temperature
+        if batch.ref is None:  # k ≠ a: the anchor is no candidate of its own softmax
+            own = np.arange(z.shape[0])
+            z[own, block.start + own] = -np.inf
+        losses = softmax_cross_entropy_rows(z, rows, cols, 1.0 / counts[rows])
+        cotangent = z  # softmax(z_a) − t_a on every row
+        cotangent[~anchors] = 0  # rows without positives are no term
+        flush_subnormal(cotangent)
+        losses = losses[anchors]
+        total += float(np.sum(losses))
+        n_anchors += losses.size
+        n_nonzero += np.count_nonzero(losses > 0)
+        grads.pull(block, cotangent)
+    weight = weight_from_counts(reduction, n_anchors, n_nonzero)
+    return weight * total, grads.result(weight / temperature)
 
 
 @finite_or_refused
@@ -371,7 +391,10 @@ def multiple_negatives_ranking_loss(
     Notes
     -----
     One pair without hard negatives costs −log 1 = 0: ``(0.0, zeros)``. Stable for every accepted scale (each
-    row's log-sum-exp shifted by its largest logit; a tiny loss keeps its digits).
+    row's log-sum-exp shifted by its largest logit; a tiny loss keeps its digits). It runs in blocks of query rows
+    when its similarity matrix exceeds the working memory (:func:`metricloss.set_config`); ``symmetric=True`` then
+    takes two passes, the first keeping each candidate's log-sum-exp over its column (O(N) numbers), the second
+    computing each block again with both softmaxes.
 
     *sentence-transformers*: ``MultipleNegativesRankingLoss(model, scale=20.0, similarity_fct=util.cos_sim)`` on
     (anchor, positive[, negative...]) columns is ``multiple_negatives_ranking_loss(anchors, positives,
@@ -419,30 +442,120 @@ def multiple_negatives_ranking_loss(
     if hard_negatives is not None:
         h = check_embeddings(hard_negatives, "hard_negatives")
         given.append(check_same_width(h, "hard_negatives", q, "queries"))
-    kernels = get_kernels(backend)
     arrays = promote(*given)
     n = q.shape[0]
     references = arrays[1] if len(arrays) == 2 else np.concatenate(arrays[1:])
     reference_name = "candidates"
     if len(arrays) == 3 and np.max(np.abs(arrays[2])) > np.max(np.abs(arrays[1])):
         reference_name = "hard_negatives"  # the one an overflow of the similarities would be due to
-    z, pullback = _pairwise_similarities_vjp(arrays[0], references, similarity, kernels, ("queries", reference_name))
-    z *= scale  # the pullback does not read it: it becomes the logits, then the cotangent
-    targets = (np.arange(n), np.arange(n), np.ones(n))
-    backward_logits = z[:, :n].T.copy() if symmetric else None  # candidate j's row: its scores against the queries
-    losses = softmax_cross_entropy_rows(z, *targets)
-    weight = weight_from_counts(reduction, n, np.count_nonzero(losses > 0))
-    value = weight * float(np.sum(losses))
-    cotangent = z
-    cotangent *= weight
-    if symmetric:
-        backward = softmax_cross_entropy_rows(backward_logits, *targets)
-        backward_weight = weight_from_counts(reduction, n, np.count_nonzero(backward > 0))
-        value = 0.5 * (value + backward_weight * float(np.sum(backward)))
-        backward_logits *= backward_weight
-        cotangent[:, :n] += backward_logits.T
-        cotangent *= 0.5
-    flush_subnormal(cotangent)
-    grad_queries, grad_references = pullback(cotangent, scale)
+    # Query i's positive is candidate i, the hard negatives no query's: the labelled batch of the queries, labelled
+    # 0..N-1, against the references labelled 0..N+M-1.
+    batch = labelled_batch(
+        arrays[0],
+        np.arange(n),
+        similarity=similarity,
+        ref_embeddings=references,
+        ref_labels=np.arange(references.shape[0]),
+        backend=backend,
+        name="queries",
+        ref_name=reference_name,
+        in_blocks=True,
+    )
+    if symmetric and batch.in_blocks:
+        grads, value = _symmetric_ranking_in_blocks(batch, scale, reduction)
+    else:
+        grads, value = _ranking_rows(batch, scale, reduction, symmetric)
+    grad_queries, grad_references = grads
     grads = (grad_queries, *np.split(grad_references, [n])) if len(arrays) == 3 else (grad_queries, grad_references)
     return value, tuple(g.astype(a.dtype, copy=False) for g, a in zip(grads, given, strict=True))
+
+
+def _query_targets(block):
+    """The block's queries' targets for :func:`softmax_cross_entropy_rows`: row a's candidate, start + a, at 1."""
+    rows = np.arange(block.x.shape[0])
+    return rows, block.start + rows, np.ones(rows.size)
+
+
+def _ranking_rows(batch, scale, reduction, symmetric):
+    """The ranking loss block by block, each query's term from its own row; ``symmetric`` (a batch of one block
+    only) adds the candidate → query direction from the columns of its N×N block."""
+    n = batch.x.shape[0]
+    total, n_nonzero = 0.0, 0
+    grads = GradientSum(batch)
+    for block in batch.blocks():
+        z = block.s
+        z *= scale  # the pullback does not read it: it becomes the logits, then the cotangent
+        targets = _query_targets(block)
+        backward_logits = z[:, :n].T.copy() if symmetric else None  # candidate j's row: its scores against the queries
+        losses = softmax_cross_entropy_rows(z, *targets)
+        total += float(np.sum(losses))
+        n_nonzero += np.count_nonzero(losses > 0)
+        cotangent = z
+        if symmetric:  # one block: the columns are whole
+            weight = weight_from_counts(reduction, n, n_nonzero)
+            cotangent *= weight
+            backward = softmax_cross_entropy_rows(backward_logits, *targets)
+            backward_weight = weight_from_counts(reduction, n, np.count_nonzero(backward > 0))
+            total = 0.5 * (weight * total + backward_weight * float(np.sum(backward)))
+            backward_logits *= backward_weight
+            cotangent[:, :n] += backward_logits.T
+            cotangent *= 0.5
+        flush_subnormal(cotangent)
+        grads.pull(block, cotangent)
+    if symmetric:  # the weights are in the cotangent
+        return grads.result(scale), total
+    weight = weight_from_counts(reduction, n, n_nonzero)
+    return grads.result(weight * scale), weight * total
+
+
+def _symmetric_ranking_in_blocks(batch, scale, reduction):
+    """The symmetric ranking loss on a batch in blocks of query rows, in two passes. Candidate j's backward term
+    needs its whole column of logits, every query's: pass 1 reads each block's rows and keeps, per query, its
+    forward term, and per candidate j < N, its column's log-sum-exp as (top_j, rest_j) (:func:`logsumexp_rows`'
+    form, merged block by block) and its own logit z_jj: O(N) numbers. Then both weights are known, and pass 2
+    computes each block again, its rows' softmax and its columns' softmax from those statistics, and pulls their
+    weighted sum back."""
+    n = batch.x.shape[0]
+    forward = np.zeros(n)
+    top, rest, own = np.full(n, -np.inf), np.zeros(n), np.zeros(n)
+    for block in batch.blocks():  # pass 1: the forward terms and the columns' statistics
+        rows, cols, ones = _query_targets(block)
+        columns = np.multiply(block.s[:, :n].T, scale, order="C")  # the block's scores of each candidate j < N
+        own[cols] = columns[cols, rows]
+        block_top, block_rest = logsumexp_rows(columns)
+        # Merge two partial sums of e^{z − top}: the larger top stays, the other sum (1 + rest) is rescaled into rest.
+        with np.errstate(over="ignore"):
+            rest = np.where(
+                block_top > top,
+                block_rest + (1 + rest) * np.exp(top - block_top),
+                rest + (1 + block_rest) * np.exp(block_top - top),
+            )
+        top = np.maximum(top, block_top)
+        z = block.s  # a block's matrix is computed again in pass 2
+        z *= scale
+        forward[cols] = softmax_cross_entropy_rows(z, rows, cols, ones)
+    below_max = top - own  # m_j − z_jj >= 0
+    backward = np.log1p(rest) + below_max  # candidate j's term, as softmax_cross_entropy_rows computes it
+    weight = weight_from_counts(reduction, n, np.count_nonzero(forward > 0))
+    backward_weight = weight_from_counts(reduction, n, np.count_nonzero(backward > 0))
+    value = 0.5 * (weight * float(np.sum(forward)) + backward_weight * float(np.sum(backward)))
+    grads = GradientSum(batch)
+    for block in batch.blocks():  # pass 2: the block's rows' and columns' softmax, minus their targets
+        rows, cols, ones = _query_targets(block)
+        z = block.s
+        z *= scale
+        columns = z[:, :n].copy()  # column j's softmax at the block's rows: e^{z_ij − top_j} / (1 + rest_j)
+        columns -= top.astype(z.dtype)
+        np.exp(columns, out=columns)
+        columns *= (1 / (1 + rest)).astype(z.dtype)
+        np.copyto(columns, 0, where=columns < np.finfo(z.dtype).tiny)
+        columns[rows, cols] = ((np.exp(-below_max[cols]) - 1) - rest[cols]) / (1 + rest[cols])
+        softmax_cross_entropy_rows(z, rows, cols, ones)
+        cotangent = z
+        cotangent *= weight
+        columns *= backward_weight
+        cotangent[:, :n] += columns
+        cotangent *= 0.5
+        flush_subnormal(cotangent)
+        grads.pull(block, cotangent)
+    return grads.result(scale), value
