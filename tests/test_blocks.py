@@ -120,3 +120,26 @@ CONTRASTIVE_CONFIGURATIONS = [
 @pytest.mark.parametrize("hyper", CONTRASTIVE_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())) or "hadsell")
 def test_contrastive_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
     _assert_seven_blocks_equal_one_block(ml.contrastive_loss, batch, hyper, references)
+
+
+@pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
+@pytest.mark.parametrize(
+    "hyper",
+    [
+        {},
+        {"distance": "cosine", "margin": 0.5, "reduction": "mean_nonzero"},
+        {"distance": "sqeuclidean", "reduction": "sum"},
+    ],
+    ids=["euclidean-mean", "cosine-mean_nonzero", "sqeuclidean-sum"],
+)
+def test_lifted_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
+    """The lifted loss reads the seven blocks in passes: every row's (and column's) negative log-sum-exp; with
+    references every reference's coefficient; then the terms and the cotangent."""
+    x, labels = batch
+    extra = {"ref_embeddings": x[::-1].copy(), "ref_labels": labels[::-1].copy()} if references else {}
+    whole_value, whole_grad = ml.lifted_structure_loss(x, labels, **hyper, **extra)
+    (value, grad), blocks = _in_seven_blocks(ml.lifted_structure_loss, x, labels, **hyper, **extra)
+    assert blocks == ([293] * 6 + [290]) * (3 if references else 2)
+    assert value == pytest.approx(whole_value, rel=1e-12)
+    for got, expected in zip(grad if references else (grad,), whole_grad if references else (whole_grad,), strict=True):
+        assert_close(got, expected, rtol=1e-12)
