@@ -146,7 +146,10 @@ def lifted_structure_loss(
         # for every row's (and reference column's) λ, O(B + R), and with references a second for every reference's
         # coefficient (its column's share of its pairs' slopes), O(R); then the terms and the cotangent, block by block.
         row_lse, col_lse = _negative_log_sum_exps(batch, margin)
-        col_coef = np.zeros(batch.x.shape[0]) if within else _column_coefficients(batch, row_lse, col_lse)
+        if not within:
+            col_coef = _column_coefficients(batch, row_lse, col_lse)
+    if within:
+        col_coef = np.zeros(batch.x.shape[0])  # the columns' shares are on the rows
     totals = [0.0, 0, 0]  # Σ ½[J]₊², the positive pairs, those with J > 0 (each twice within one batch)
     grads = GradientSum(batch)
     for block in batch.blocks():
@@ -156,9 +159,7 @@ def lifted_structure_loss(
         if not batch.in_blocks:  # the block is the batch: its log-sum-exps are the batch's
             row_lse = block_row_lse
             col_lse = row_lse if within else block_col_lse
-            if within:
-                col_coef = np.zeros(block.d.shape[1])
-            else:  # col_weights' positive entries are still Dᵀ's distances
+            if not within:  # col_weights' positive entries are still Dᵀ's distances
                 col_coef = kernels.lifted_pairs(col_weights, *transposed_classes, NO_SELF, col_lse, row_lse)[3]
         elif not within:  # the columns' softmax weights over the block's queries, normalised by the whole column
             col_weights *= _share(block_col_lse, col_lse)[:, None]
