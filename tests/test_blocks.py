@@ -18,8 +18,9 @@ def _working_memory_for(rows, n_cols, itemsize=8):
     return (rows + 0.5) * 2 * n_cols * itemsize / 2**20
 
 
-def _in_seven_blocks(loss, *args, **kwargs):
-    """``loss(*args, **kwargs)`` with the working memory of 293-row blocks, and the rows of each block it ran."""
+def _in_seven_blocks(loss, *args, n_candidates=B, **kwargs):
+    """``loss(*args, **kwargs)`` with the working memory of 293-row blocks against ``n_candidates`` candidates, and
+    the rows of each block it ran (every pass over the blocks)."""
     blocks = []
     original = _batch.LabelledBatch.blocks
 
@@ -30,20 +31,20 @@ def _in_seven_blocks(loss, *args, **kwargs):
 
     with (
         pytest.MonkeyPatch.context() as patch,
-        ml.config_context(working_memory=_working_memory_for(ROWS_PER_BLOCK, B)),
+        ml.config_context(working_memory=_working_memory_for(ROWS_PER_BLOCK, n_candidates)),
     ):
         patch.setattr(_batch.LabelledBatch, "blocks", recorded)
         return loss(*args, **kwargs), blocks
 
 
-def _assert_seven_blocks_equal_one_block(loss, batch, hyper, references):
-    """``loss`` on the batch (or the batch against its reversed self as references) in seven uneven blocks equals
-    its one-block result: value and gradients, float64, to a relative 1e-12."""
+def _assert_seven_blocks_equal_one_block(loss, batch, hyper, references, passes=1):
+    """``loss`` on the batch (or the batch against its reversed self as references) in seven uneven blocks, read in
+    ``passes`` passes, equals its one-block result: value and gradients, float64, to a relative 1e-12."""
     x, labels = batch
     extra = {"ref_embeddings": x[::-1].copy(), "ref_labels": labels[::-1].copy()} if references else {}
     whole_value, whole_grad = loss(x, labels, **hyper, **extra)
     (value, grad), blocks = _in_seven_blocks(loss, x, labels, **hyper, **extra)
-    assert blocks == [293] * 6 + [290]
+    assert blocks == ([293] * 6 + [290]) * passes
     assert value == pytest.approx(whole_value, rel=1e-12)
     for got, expected in zip(grad if references else (grad,), whole_grad if references else (whole_grad,), strict=True):
         assert_close(got, expected, rtol=1e-12)
@@ -165,22 +166,28 @@ def test_multiple_negatives_ranking_in_seven_uneven_blocks_equals_one_block(batc
     candidates = x + 0.2 * rng.standard_normal(x.shape)
     extra = {"hard_negatives": 0.3 * rng.standard_normal((n_hard, FEATURES))} if n_hard else {}
     whole_value, whole_grads = ml.multiple_negatives_ranking_loss(x, candidates, **hyper, **extra)
-    blocks = []
-    original = _batch.LabelledBatch.blocks
-
-    def recorded(self):
-        for block in original(self):
-            blocks.append(block.x.shape[0])
-            yield block
-
-    with (
-        pytest.MonkeyPatch.context() as patch,
-        ml.config_context(working_memory=_working_memory_for(ROWS_PER_BLOCK, B + n_hard)),
-    ):
-        patch.setattr(_batch.LabelledBatch, "blocks", recorded)
-        value, grads = ml.multiple_negatives_ranking_loss(x, candidates, **hyper, **extra)
+    (value, grads), blocks = _in_seven_blocks(
+        ml.multiple_negatives_ranking_loss, x, candidates, n_candidates=B + n_hard, **hyper, **extra
+    )
     passes = 2 if hyper.get("symmetric") else 1
     assert blocks == ([293] * 6 + [290]) * passes
     assert value == pytest.approx(whole_value, rel=1e-12)
     for got, expected in zip(grads, whole_grads, strict=True):
         assert_close(got, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
+@pytest.mark.parametrize(
+    "hyper",
+    [
+        {},
+        {"distance": "cosine", "margin": 0.5, "reduction": "mean_nonzero"},
+        {"distance": "sqeuclidean", "reduction": "sum"},
+    ],
+    ids=["euclidean-mean", "cosine-mean_nonzero", "sqeuclidean-sum"],
+)
+def test_lifted_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
+    """The lifted loss reads the seven blocks in passes: every row's (and column's) negative log-sum-exp; with
+    references every reference's coefficient; then the terms and the cotangent."""
+    passes = 3 if references else 2
+    _assert_seven_blocks_equal_one_block(ml.lifted_structure_loss, batch, hyper, references, passes)

@@ -4,7 +4,8 @@ and Hermans et al.'s generalized lifted structure loss over anchors.
 Both are log-sum-exps over the batch's negatives, computed from per-row sums: the lifted loss combines two of them
 per positive pair, log(S_i + S_j) = logaddexp(log S_i, log S_j), so it costs O(B²), not O(B³), and each row's sum
 is shifted by its largest exponent (no overflow for large margins or distances). The kernels write the cotangent
-∂L/∂D over the distance matrix; one pullback turns it into the gradient.
+∂L/∂D over the distance matrix; one pullback turns it into the gradient. Both run in blocks of anchor rows; the
+lifted loss's pairs read other rows' log-sum-exps, which a first pass over the blocks computes.
 """
 
 import numpy as np
@@ -81,6 +82,12 @@ def lifted_structure_loss(
     sum: its log is −∞, so [J_ij]₊ = 0 and the pair costs nothing, with zero gradient (it still counts in ``|P|``
     for ``"mean"``). No positive pair, or one class only: ``(0.0, zeros)``.
 
+    It runs in blocks of anchor rows when its matrix exceeds the working memory (:func:`metricloss.set_config`). A
+    pair reads the negative log-sum-exps of both its ends, which other blocks hold, so the blocks are read in
+    passes that exchange O(B + R) numbers: the log-sum-exps λ of every row (and, with references, of every
+    reference's column, each block's combined by log-sum-exp); with references, each reference's coefficient
+    Σ_i [J_ij]₊ (1 − σ_ij); then the terms and the cotangent.
+
     The paper, *pytorch-metric-learning* and *TensorFlow Addons* agree on this loss, including its normalisation:
 
     * pytorch-metric-learning: ``LiftedStructureLoss(neg_margin=m, pos_margin=0,
@@ -126,37 +133,113 @@ def lifted_structure_loss(
         backend=backend,
         distances=SYMMETRIC_DISTANCES,
         gpu_arrays=True,
+        in_blocks=True,
     )
-    d, kernels, classes = batch.d, batch.kernels, batch.classes
-    g, divide = d, batch.fused_division  # the kernels write the cotangent over d (g/d for Euclidean distances)
-    if batch.ref is None:
-        # Within one batch every unordered pair appears twice, (i, j) and (j, i), in the per-row sums: halve the
-        # value, the counts and the weight. D is symmetric, so the column sums are the row sums, and the negative
-        # D_ik's two shares (through i's pairs and through k's) can both be put on row i's entry: the pullback
-        # adds g and gᵀ. So row i's negatives carry 2α_i and the columns nothing.
-        copies = 2
-        row_lse = kernels.negative_softmax(d, *classes[:2], margin, g, divide)  # the weights go to g's negatives
-        col_lse, col_weights = row_lse, g
-        values, n_pairs, n_active, row_coef = kernels.lifted_pairs(d, *classes, 0, row_lse, col_lse)
-        row_coef *= 2
-        col_coef = np.zeros(d.shape[1])
-    else:
-        # Reference j's column is a row of Dᵀ with the roles of queries and references exchanged; its share of
-        # the pair's sum is 1 − σ_ij, which lifted_pairs computes on Dᵀ with the two log-sum-exps swapped. Its
-        # softmax weights are written over Dᵀ's negatives (taken before g, which may be d, is written).
-        copies, col_weights = 1, kernels.transposed(d)
-        classes_t = class_index(batch.ref_labels, batch.labels)
-        col_lse = kernels.negative_softmax(col_weights, *classes_t[:2], margin, col_weights, divide)
-        row_lse = kernels.negative_softmax(d, *classes[:2], margin, g, divide)
-        values, n_pairs, n_active, row_coef = kernels.lifted_pairs(d, *classes, NO_SELF, row_lse, col_lse)
-        col_coef = kernels.lifted_pairs(col_weights, *classes_t, NO_SELF, col_lse, row_lse)[3]
-    weight = weight_from_counts(reduction, n_pairs.sum() // copies, n_active.sum() // copies)
-    value = weight * float(np.sum(values)) / copies
-    kernels.lifted_cotangent(
-        d, *classes, batch.self_offset, row_lse, col_lse, row_coef, col_coef, col_weights, g, divide
-    )
-    del col_weights
-    return batch.value(value), batch.pull(g, weight / copies, divided=divide)
+    kernels, within = batch.kernels, batch.ref is None
+    # Within one batch every unordered pair appears twice, (i, j) and (j, i), in the per-row sums: halve the value,
+    # the counts and the weight. D is symmetric, so the column sums are the row sums, and the negative D_ik's two
+    # shares (through i's pairs and through k's) can both be put on row i's entry: the pullback adds g and gᵀ. So
+    # row i's negatives carry 2α_i and the columns nothing.
+    copies = 2 if within else 1
+    if batch.in_blocks:
+        # A pair reads the negative log-sum-exps of both its ends, which other blocks hold: one pass over the blocks
+        # for every row's (and reference column's) λ, O(B + R), and with references a second for every reference's
+        # coefficient (its column's share of its pairs' slopes), O(R); then the terms and the cotangent, block by block.
+        row_lse, col_lse = _negative_log_sum_exps(batch, margin)
+        if not within:
+            col_coef = _column_coefficients(batch, row_lse, col_lse)
+    if within:
+        col_coef = np.zeros(batch.x.shape[0])  # the columns' shares are on the rows
+    totals = [0.0, 0, 0]  # Σ ½[J]₊², the positive pairs, those with J > 0 (each twice within one batch)
+    grads = GradientSum(batch)
+    for block in batch.blocks():
+        g, divide = block.d, block.fused_division  # the kernels write the cotangent over d (g/d for Euclidean)
+        block_row_lse, block_col_lse, col_weights, transposed_classes = _negative_softmax(block, margin, g, within)
+        rows = slice(block.start, block.start + block.x.shape[0])
+        if not batch.in_blocks:  # the block is the batch: its log-sum-exps are the batch's
+            row_lse = block_row_lse
+            col_lse = row_lse if within else block_col_lse
+            if not within:  # col_weights' positive entries are still Dᵀ's distances
+                col_coef = kernels.lifted_pairs(col_weights, *transposed_classes, NO_SELF, col_lse, row_lse)[3]
+        elif not within:  # the columns' softmax weights over the block's queries, normalised by the whole column
+            col_weights *= _share(block_col_lse, col_lse)[:, None]
+        values, n_pairs, n_active, row_coef = kernels.lifted_pairs(
+            block.d, *block.classes, block.self_offset, row_lse[rows], col_lse
+        )
+        if within:
+            row_coef *= 2
+        kernels.lifted_cotangent(
+            block.d,
+            *block.classes,
+            block.self_offset,
+            row_lse[rows],
+            col_lse,
+            row_coef,
+            col_coef,
+            col_weights,
+            g,
+            divide,
+        )
+        del col_weights
+        totals[0] += float(np.sum(values))
+        totals[1] += int(n_pairs.sum())
+        totals[2] += int(n_active.sum())
+        grads.pull(block, g, divided=divide)
+    weight = weight_from_counts(reduction, totals[1] // copies, totals[2] // copies)
+    return batch.value(weight * totals[0] / copies), grads.result(weight / copies)
+
+
+def _negative_softmax(block, margin, out, within):
+    """The block's rows' negative log-sum-exps λ, with their softmax weights written over ``out``'s negatives, and,
+    with references, its columns' over the block's queries, with theirs written over the negatives of a new array,
+    the transposed block (whose other entries stay Dᵀ's distances), and the classes of that transposed view:
+    (row_lse, col_lse, col_weights, transposed_classes). Within one batch D is symmetric, the columns are the
+    rows: (row_lse, None, out, None), out standing for the column weights, which the cotangent then never reads."""
+    kernels, divide = block.kernels, block.fused_division
+    if within:
+        return kernels.negative_softmax(block.d, *block.classes[:2], margin, out, divide), None, out, None
+    # Reference j's column is a row of Dᵀ with the roles of queries and references exchanged; its softmax weights
+    # are written over Dᵀ's negatives (taken before out, which may be d, is written).
+    col_weights, transposed_classes = kernels.transposed(block.d), class_index(block.ref_labels, block.labels)
+    col_lse = kernels.negative_softmax(col_weights, *transposed_classes[:2], margin, col_weights, divide)
+    row_lse = kernels.negative_softmax(block.d, *block.classes[:2], margin, out, divide)
+    return row_lse, col_lse, col_weights, transposed_classes
+
+
+def _column_coefficients(batch, row_lse, col_lse):
+    """Pass 2 of a batch in blocks with references: per reference j, its column's coefficient Σ_i [J_ij]₊ (1 − σ_ij)
+    over its positive pairs, added up over the blocks of queries. Reference j's share of a pair's sum is
+    1 − σ_ij, which lifted_pairs computes on Dᵀ (only its positive entries: distances) with the two log-sum-exps
+    swapped."""
+    kernels, col_coef = batch.kernels, np.zeros(batch.ref.shape[0])
+    for block in batch.blocks():
+        transposed_classes = class_index(block.ref_labels, block.labels)
+        block_row_lse = row_lse[block.start : block.start + block.x.shape[0]]
+        col_coef += kernels.lifted_pairs(
+            kernels.transposed(block.d), *transposed_classes, NO_SELF, col_lse, block_row_lse
+        )[3]
+    return col_coef
+
+
+def _negative_log_sum_exps(batch, margin):
+    """Pass 1 of a batch in blocks: every row's negative log-sum-exp λ_i and, with references, every reference
+    column's, each block's column log-sum-exps (over its queries) combined by logaddexp: (row_lse, col_lse), the
+    same array within one batch (D is symmetric)."""
+    within = batch.ref is None
+    row_lse = np.empty(batch.x.shape[0])
+    col_lse = row_lse if within else np.full(batch.ref.shape[0], -np.inf)
+    for block in batch.blocks():
+        block_row_lse, block_col_lse, *_ = _negative_softmax(block, margin, block.d, within)  # weights unused
+        row_lse[block.start : block.start + block.x.shape[0]] = block_row_lse
+        if not within:
+            np.logaddexp(col_lse, block_col_lse, out=col_lse)
+    return row_lse, col_lse
+
+
+def _share(part_lse, whole_lse):
+    """e^{part − whole}, the share of a partial sum of exponentials in the whole, 0 where the part is empty."""
+    empty = np.isneginf(part_lse)  # then the whole may be empty too: no −∞ − (−∞)
+    return np.exp(np.where(empty, -np.inf, part_lse - np.where(empty, 0.0, whole_lse)))
 
 
 @finite_or_refused
