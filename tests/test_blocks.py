@@ -120,3 +120,18 @@ CONTRASTIVE_CONFIGURATIONS = [
 @pytest.mark.parametrize("hyper", CONTRASTIVE_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())) or "hadsell")
 def test_contrastive_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
     _assert_seven_blocks_equal_one_block(ml.contrastive_loss, batch, hyper, references)
+
+
+MULTI_SIMILARITY_CONFIGURATIONS = [
+    {},
+    {"mining": True, "reduction": "mean_nonzero"},
+    {"mining": True, "epsilon": 0.3, "similarity": "dot", "reduction": "sum"},
+]
+
+
+@pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
+@pytest.mark.parametrize(
+    "hyper", MULTI_SIMILARITY_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())) or "default"
+)
+def test_multi_similarity_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
+    _assert_seven_blocks_equal_one_block(ml.multi_similarity_loss, batch, hyper, references)

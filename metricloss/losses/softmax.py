@@ -13,7 +13,7 @@ rows, O(B·R) memory: the similarities, two matrices of logits (and weights), an
 
 import numpy as np
 
-from .._batch import labelled_batch
+from .._batch import GradientSum, labelled_batch
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import MAX_MARGIN, check_bool, check_option, check_scalar, finite_or_refused
 from ..mining import candidate_masks
@@ -123,6 +123,8 @@ def multi_similarity_loss(
     Each log(1 + Σ e^v) is computed from its largest exponent (the 0 counted), with log1p for the rest: no
     overflow for any α, β and similarity, and a small term keeps its digits. Mining compares S − ε and S + ε in
     the embeddings' dtype, strictly (a pair exactly at the boundary is not kept), as pytorch-metric-learning does.
+    Each anchor's terms and mining read its own row of S only, so the loss runs in blocks of anchor rows when its
+    matrix exceeds the working memory (:func:`metricloss.set_config`).
 
     *pytorch-metric-learning*: ``MultiSimilarityLoss(alpha, beta, base)`` (its default ``CosineSimilarity()``:
     ``similarity="cosine"``; ``DotProductSimilarity(normalize_embeddings=False)``: ``"dot"``) is
@@ -173,9 +175,24 @@ def multi_similarity_loss(
         ref_embeddings=ref_embeddings,
         ref_labels=ref_labels,
         backend=backend,
+        in_blocks=True,
     )
-    s = batch.s  # the pullback does not read it: it becomes the negatives' logits, then the cotangent
-    positive, negative = candidate_masks(batch)
+    totals = np.zeros(2)  # Σ terms, the terms > 0
+    grads = GradientSum(batch)
+    for block in batch.blocks():  # each anchor's two sums (and its mining) read its own row only
+        terms, cotangent = _multi_similarity_rows(block, alpha, beta, base, mining, epsilon)
+        totals += np.sum(terms), np.count_nonzero(terms > 0)
+        grads.pull(block, cotangent)
+    if not totals[1]:  # no pair left (or every exponential underflows): nothing to pull back
+        return 0.0, batch.zeros()
+    weight = weight_from_counts(reduction, batch.x.shape[0], totals[1])
+    return weight * float(totals[0]), grads.result(weight)
+
+
+def _multi_similarity_rows(block, alpha, beta, base, mining, epsilon):
+    """A block's anchor terms ℓ_a and its cotangent G = W⁻ − W⁺ (unweighted), written over its similarities."""
+    s = block.s  # the pullback does not read it: it becomes the negatives' logits, then the cotangent
+    positive, negative = candidate_masks(block)
     pos_logits = np.empty_like(s)
     if mining:  # both rules against the unmined sets; an empty set's extreme (±inf) keeps nothing of the other
         hardest_positive = np.where(positive, s, np.inf).min(axis=1)  # (pos_logits is the scratch of the other)
@@ -192,13 +209,10 @@ def multi_similarity_loss(
     pos_parts = logsumexp_rows(masked(pos_logits, positive), add_one=True)
     neg_parts = logsumexp_rows(masked(neg_logits, negative), add_one=True)
     terms = _lse(*pos_parts) / alpha + _lse(*neg_parts) / beta
-    if not terms.any():  # no pair left (or every exponential underflows): nothing to pull back
-        return 0.0, batch.zeros()
-    weight = weight_from_counts(reduction, terms.size, np.count_nonzero(terms > 0))
     # ∂ℓ_a/∂S_ap = (1/α) w⁺_ap ∂z⁺_ap/∂S_ap = −w⁺_ap;  ∂ℓ_a/∂S_an = (1/β) w⁻_an β = w⁻_an:  G = W⁻ − W⁺.
     cotangent = neg_logits
     cotangent -= pos_logits  # weights on disjoint entries, each 0 or normal (flushed): nothing subnormal here
-    return weight * float(np.sum(terms)), batch.pull(cotangent, weight)
+    return terms, cotangent
 
 
 def _circle_logits(s, m, gamma):
