@@ -135,3 +135,28 @@ MULTI_SIMILARITY_CONFIGURATIONS = [
 )
 def test_multi_similarity_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
     _assert_seven_blocks_equal_one_block(ml.multi_similarity_loss, batch, hyper, references)
+
+
+CIRCLE_CONFIGURATIONS = [{}, {"m": 0.4, "gamma": 80.0, "detach_weights": False, "reduction": "mean"}]
+
+
+@pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
+@pytest.mark.parametrize("hyper", CIRCLE_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())) or "paper")
+def test_circle_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
+    _assert_seven_blocks_equal_one_block(ml.circle_loss, batch, hyper, references)
+
+
+@pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
+@pytest.mark.parametrize(
+    "hyper", [{}, {"m": 0.1, "gamma": 32.0, "detach_weights": False}], ids=["paper", "0.1-32-full-gradient"]
+)
+def test_circle_over_all_pairs_in_two_passes_of_seven_blocks_equals_one_block(batch, hyper, references):
+    """One term over every pair of the batch: a pass for the batch's two log-sum-exps, a pass for the cotangent."""
+    x, labels = batch
+    extra = {"ref_embeddings": x[::-1].copy(), "ref_labels": labels[::-1].copy()} if references else {}
+    whole_value, whole_grad = ml.circle_loss(x, labels, form="all_pairs", **hyper, **extra)
+    (value, grad), blocks = _in_seven_blocks(ml.circle_loss, x, labels, form="all_pairs", **hyper, **extra)
+    assert blocks == ([293] * 6 + [290]) * 2
+    assert value == pytest.approx(whole_value, rel=1e-12)
+    for got, expected in zip(grad if references else (grad,), whole_grad if references else (whole_grad,), strict=True):
+        assert_close(got, expected, rtol=1e-12)
