@@ -191,3 +191,37 @@ def test_lifted_in_seven_uneven_blocks_equals_one_block(batch, hyper, references
     references every reference's coefficient; then the terms and the cotangent."""
     passes = 3 if references else 2
     _assert_seven_blocks_equal_one_block(ml.lifted_structure_loss, batch, hyper, references, passes)
+
+
+MULTI_SIMILARITY_CONFIGURATIONS = [
+    {},
+    {"mining": True, "reduction": "mean_nonzero"},
+    {"mining": True, "epsilon": 0.3, "similarity": "dot", "reduction": "sum"},
+]
+
+
+@pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
+@pytest.mark.parametrize(
+    "hyper", MULTI_SIMILARITY_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())) or "default"
+)
+def test_multi_similarity_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
+    _assert_seven_blocks_equal_one_block(ml.multi_similarity_loss, batch, hyper, references)
+
+
+CIRCLE_CONFIGURATIONS = [{}, {"m": 0.4, "gamma": 80.0, "detach_weights": False, "reduction": "mean"}]
+
+
+@pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
+@pytest.mark.parametrize("hyper", CIRCLE_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())) or "paper")
+def test_circle_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
+    _assert_seven_blocks_equal_one_block(ml.circle_loss, batch, hyper, references)
+
+
+@pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
+@pytest.mark.parametrize(
+    "hyper", [{}, {"m": 0.1, "gamma": 32.0, "detach_weights": False}], ids=["paper", "0.1-32-full-gradient"]
+)
+def test_circle_over_all_pairs_in_two_passes_of_seven_blocks_equals_one_block(batch, hyper, references):
+    """One term over every pair of the batch: a pass for the batch's two log-sum-exps, a pass for the cotangent."""
+    hyper = {"form": "all_pairs", **hyper}
+    _assert_seven_blocks_equal_one_block(ml.circle_loss, batch, hyper, references, passes=2)

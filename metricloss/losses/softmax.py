@@ -4,7 +4,9 @@ Each loss here builds its logits from the B×R similarity matrix S (within one b
 row-wise log-sum-exp of them over each anchor's positives and over its negatives
 (:func:`._logsumexp.logsumexp_rows`, which writes the softmax weights over the logits), combines the rows' values,
 and turns the weights into the cotangent ∂L/∂S; the batch's pullback turns that into ∂L/∂X. No Python loop over
-rows, O(B·R) memory: the similarities, two matrices of logits (and weights), and boolean masks.
+rows, O(B·R) memory: the similarities, two matrices of logits (and weights), and boolean masks — or, where that
+exceeds the working memory, the same per block of anchor rows (the row-block engine, :mod:`metricloss._batch`),
+O(block·R): a term that reads every row (circle loss over all pairs) takes two passes over the blocks.
 
 * :func:`multi_similarity_loss` — Wang et al. 2019, with or without the paper's ε pair mining;
 * :func:`circle_loss` — Sun et al. 2020, per anchor (pytorch-metric-learning) or over all pairs of the batch (the
@@ -13,7 +15,8 @@ rows, O(B·R) memory: the similarities, two matrices of logits (and weights), an
 
 import numpy as np
 
-from .._batch import labelled_batch
+from .._batch import GradientSum, labelled_batch
+from .._kernels import NO_SELF
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import MAX_MARGIN, check_bool, check_option, check_scalar, finite_or_refused
 from ..mining import candidate_masks
@@ -123,6 +126,8 @@ def multi_similarity_loss(
     Each log(1 + Σ e^v) is computed from its largest exponent (the 0 counted), with log1p for the rest: no
     overflow for any α, β and similarity, and a small term keeps its digits. Mining compares S − ε and S + ε in
     the embeddings' dtype, strictly (a pair exactly at the boundary is not kept), as pytorch-metric-learning does.
+    Each anchor's terms and mining read its own row of S only, so the loss runs in blocks of anchor rows when its
+    matrix exceeds the working memory (:func:`metricloss.set_config`).
 
     *pytorch-metric-learning*: ``MultiSimilarityLoss(alpha, beta, base)`` (its default ``CosineSimilarity()``:
     ``similarity="cosine"``; ``DotProductSimilarity(normalize_embeddings=False)``: ``"dot"``) is
@@ -173,9 +178,24 @@ def multi_similarity_loss(
         ref_embeddings=ref_embeddings,
         ref_labels=ref_labels,
         backend=backend,
+        in_blocks=True,
     )
-    s = batch.s  # the pullback does not read it: it becomes the negatives' logits, then the cotangent
-    positive, negative = candidate_masks(batch)
+    totals = np.zeros(2)  # Σ terms, the terms > 0
+    grads = GradientSum(batch)
+    for block in batch.blocks():  # each anchor's two sums (and its mining) read its own row only
+        terms, cotangent = _multi_similarity_rows(block, alpha, beta, base, mining, epsilon)
+        totals += np.sum(terms), np.count_nonzero(terms > 0)
+        grads.pull(block, cotangent)
+    if not totals[1]:  # no pair left (or every exponential underflows): nothing to pull back
+        return 0.0, batch.zeros()
+    weight = weight_from_counts(reduction, batch.x.shape[0], totals[1])
+    return weight * float(totals[0]), grads.result(weight)
+
+
+def _multi_similarity_rows(block, alpha, beta, base, mining, epsilon):
+    """A block's anchor terms ℓ_a and its cotangent G = W⁻ − W⁺ (unweighted), written over its similarities."""
+    s = block.s  # the pullback does not read it: it becomes the negatives' logits, then the cotangent
+    positive, negative = candidate_masks(block)
     pos_logits = np.empty_like(s)
     if mining:  # both rules against the unmined sets; an empty set's extreme (±inf) keeps nothing of the other
         hardest_positive = np.where(positive, s, np.inf).min(axis=1)  # (pos_logits is the scratch of the other)
@@ -192,13 +212,10 @@ def multi_similarity_loss(
     pos_parts = logsumexp_rows(masked(pos_logits, positive), add_one=True)
     neg_parts = logsumexp_rows(masked(neg_logits, negative), add_one=True)
     terms = _lse(*pos_parts) / alpha + _lse(*neg_parts) / beta
-    if not terms.any():  # no pair left (or every exponential underflows): nothing to pull back
-        return 0.0, batch.zeros()
-    weight = weight_from_counts(reduction, terms.size, np.count_nonzero(terms > 0))
     # ∂ℓ_a/∂S_ap = (1/α) w⁺_ap ∂z⁺_ap/∂S_ap = −w⁺_ap;  ∂ℓ_a/∂S_an = (1/β) w⁻_an β = w⁻_an:  G = W⁻ − W⁺.
     cotangent = neg_logits
     cotangent -= pos_logits  # weights on disjoint entries, each 0 or normal (flushed): nothing subnormal here
-    return weight * float(np.sum(terms)), batch.pull(cotangent, weight)
+    return terms, cotangent
 
 
 def _circle_logits(s, m, gamma):
@@ -233,13 +250,54 @@ def _circle_slopes(s, m, positive, detach_weights):
     return slope
 
 
-def _total_lse(row_lse):
-    """log Σ_i e^{row_lse_i} over the rows (−inf rows: empty sets) and each row's share e^{row_lse_i − total}."""
+def _lse_parts(row_lse):
+    """The rows' log-sum-exps of a block summed as (top, Σ_i e^{LSE_i − top}) (float64): the O(1) statistics a
+    block passes on for the batch's log-sum-exp; (−inf, 0) where no row has a pair (−inf rows: empty sets)."""
     top = np.max(row_lse)
     if top == -np.inf:
-        return -np.inf, np.zeros_like(row_lse)
-    total = top + np.log(np.sum(np.exp(row_lse - top)))
-    return total, np.exp(row_lse - total)
+        return -np.inf, 0.0
+    return top, np.sum(np.exp(row_lse - top))
+
+
+def _combined_lse(parts):
+    """log Σ_i e^{LSE_i} over every row of the batch, from each block's :func:`_lse_parts` (−inf for no pair)."""
+    top = max(block_top for block_top, _ in parts)
+    if top == -np.inf:
+        return -np.inf
+    return top + np.log(sum(rest * np.exp(block_top - top) for block_top, rest in parts))
+
+
+def _shares(row_lse, total):
+    """Each row's share e^{LSE_i − LSE} of the batch's sum (0 for every row where the batch has no pair)."""
+    if total == -np.inf:
+        return np.zeros_like(row_lse)
+    return np.exp(row_lse - total)
+
+
+def _circle_rows(block, m, gamma, all_pairs):
+    """A block's logits with the softmax weights of each row's two sums written over them (positives', negatives')
+    and each row's log-sum-exps over its positive pairs and over its negative pairs (−inf for an empty set)."""
+    positive, negative = candidate_masks(block)
+    if all_pairs and block.self_offset != NO_SELF:  # within one batch each unordered pair once: the upper triangle
+        diagonal = block.self_offset + 1  # column j > row i of the batch (the block's row r is row start + r)
+        positive, negative = np.triu(positive, diagonal), np.triu(negative, diagonal)
+    pos_logits, neg_logits = _circle_logits(block.s, m, gamma)
+    pos_lse = _lse(*logsumexp_rows(masked(pos_logits, positive)))  # −inf for a row without positives
+    neg_lse = _lse(*logsumexp_rows(masked(neg_logits, negative)))
+    return pos_logits, neg_logits, pos_lse, neg_lse
+
+
+def _circle_cotangent(block, m, detach_weights, pos_weights, neg_weights, pos_scale, neg_scale):
+    """The block's cotangent (unweighted) over the weights: ∂ℓ/∂s_p = −σ γ slope⁺ w⁺ and ∂ℓ/∂s_n = σ γ slope⁻ w⁻
+    (slope = α with the weights constant), each row's σ γ (times its share, for ``"all_pairs"``) in the scales."""
+    cotangent = neg_weights
+    cotangent *= _circle_slopes(block.s, m, False, detach_weights)
+    cotangent *= neg_scale
+    pos_weights *= _circle_slopes(block.s, m, True, detach_weights)
+    pos_weights *= pos_scale
+    cotangent -= pos_weights
+    flush_subnormal(cotangent)  # products of small weights and shares: 0 as under flush-to-zero, in either mode
+    return cotangent
 
 
 @finite_or_refused
@@ -326,6 +384,12 @@ def circle_loss(
     give finite, correct values and gradients. Nothing valid (no positive pair, or no negative pair, or one sample)
     gives ``(0.0, zeros)``.
 
+    The loss runs in blocks of anchor rows when its matrix exceeds the working memory (:func:`metricloss.set_config`).
+    ``"per_anchor"``'s terms read each anchor's own row; ``"all_pairs"``'s one term reads every row, so it takes two
+    passes over the blocks: the first passes on each block's largest row log-sum-exp and its rows' sum of
+    exponentials below it (two numbers per block and per set of pairs) for the batch's LSE⁺ and LSE⁻; the second
+    recomputes each block's rows and scales their weights by their shares. One block is read once.
+
     *pytorch-metric-learning*: ``CircleLoss(m, gamma)`` (its defaults are m = 0.4, γ = 80) is
     ``form="per_anchor"`` with the default ``detach_weights=True`` and ``reduction="mean_nonzero"`` (its default
     ``AvgNonZeroReducer``); ``reducer=MeanReducer()`` is ``reduction="mean"``. It zeroes the rows without a
@@ -378,34 +442,42 @@ def circle_loss(
         ref_embeddings=ref_embeddings,
         ref_labels=ref_labels,
         backend=backend,
+        in_blocks=True,
     )
-    positive, negative = candidate_masks(batch)
-    if form == "all_pairs" and batch.ref is None:  # each unordered pair once: the upper triangle
-        positive, negative = np.triu(positive, 1), np.triu(negative, 1)
-    pos_logits, neg_logits = _circle_logits(batch.s, m, gamma)
-    pos_lse = _lse(*logsumexp_rows(masked(pos_logits, positive)))  # −inf for a row without positives
-    neg_lse = _lse(*logsumexp_rows(masked(neg_logits, negative)))
-    if form == "per_anchor":
-        x = pos_lse + neg_lse  # −inf where either set is empty: softplus 0, σ 0
-        pos_share = neg_share = None
-    else:  # one term: the rows' sums added up, each row's weights scaled by its share of the batch's sum
-        pos_total, pos_share = _total_lse(pos_lse)
-        neg_total, neg_share = _total_lse(neg_lse)
-        x = np.array([pos_total + neg_total])
-        pos_share, neg_share = pos_share[:, None], neg_share[:, None]
-    terms = np.logaddexp(0.0, x)  # softplus, float64
-    if not terms.any():
+    all_pairs = form == "all_pairs"
+    rows_of_blocks = ((block, _circle_rows(block, m, gamma, all_pairs)) for block in batch.blocks())
+    if all_pairs:
+        # One term over the whole batch: LSE⁺ and LSE⁻ add up every row's sums, and each row's weights are scaled by
+        # its share e^{LSE_i − LSE} of the batch's sum. Two passes: the first keeps each block's (largest row LSE,
+        # Σ e^{LSE_i − largest}), O(1) per block; the second recomputes each block's rows for its cotangent. A batch
+        # that is one block is read once (its rows kept from the first pass).
+        first_pass = rows_of_blocks if batch.in_blocks else list(rows_of_blocks)
+        parts = [(_lse_parts(pos_lse), _lse_parts(neg_lse)) for _, (_, _, pos_lse, neg_lse) in first_pass]
+        pos_total = _combined_lse([pos for pos, _ in parts])
+        neg_total = _combined_lse([neg for _, neg in parts])
+        x = pos_total + neg_total
+        term = np.logaddexp(0.0, x)  # softplus, float64
+        if not term:  # no positive pair, or no negative pair (or the term underflows): nothing to pull back
+            return 0.0, batch.zeros()
+        sigma_gamma = (gamma * np.exp(x - term)).astype(batch.x.dtype)  # γ σ(x)
+        if batch.in_blocks:
+            rows_of_blocks = ((block, _circle_rows(block, m, gamma, True)) for block in batch.blocks())
+        else:
+            rows_of_blocks = first_pass
+    totals = np.array([term, 1.0]) if all_pairs else np.zeros(2)  # Σ terms, the terms > 0
+    grads = GradientSum(batch)
+    for block, (pos_weights, neg_weights, pos_lse, neg_lse) in rows_of_blocks:
+        if all_pairs:  # each row's γ σ(x) times its shares of the batch's two sums
+            pos_scale = (_shares(pos_lse, pos_total) * sigma_gamma)[:, None]
+            neg_scale = (_shares(neg_lse, neg_total) * sigma_gamma)[:, None]
+        else:
+            x = pos_lse + neg_lse  # −inf where either set is empty: softplus 0, σ 0
+            terms = np.logaddexp(0.0, x)  # softplus, float64
+            totals += np.sum(terms), np.count_nonzero(terms > 0)
+            pos_scale = neg_scale = (gamma * np.exp(x - terms)).astype(pos_weights.dtype)[:, None]  # γ σ(x)
+        cotangent = _circle_cotangent(block, m, detach_weights, pos_weights, neg_weights, pos_scale, neg_scale)
+        grads.pull(block, cotangent)
+    if not totals[1]:  # nothing valid (or every term underflows): nothing to pull back
         return 0.0, batch.zeros()
-    weight = weight_from_counts(reduction, terms.size, np.count_nonzero(terms > 0))
-    sigma = np.exp(x - terms)  # σ(x) = e^x / (1 + e^x), 0 at x = −inf
-    # ∂ℓ/∂s_p = σ · w⁺ · dz⁺/ds = −σ γ slope⁺ w⁺, ∂ℓ/∂s_n = σ γ slope⁻ w⁻ (slope = α with the weights constant).
-    scale = (gamma * sigma).astype(pos_logits.dtype)
-    pos_scale, neg_scale = (scale[:, None],) * 2 if form == "per_anchor" else (pos_share * scale, neg_share * scale)
-    cotangent = neg_logits
-    cotangent *= _circle_slopes(batch.s, m, False, detach_weights)
-    cotangent *= neg_scale
-    pos_logits *= _circle_slopes(batch.s, m, True, detach_weights)
-    pos_logits *= pos_scale
-    cotangent -= pos_logits
-    flush_subnormal(cotangent)  # products of small weights and shares: 0 as under flush-to-zero, in either mode
-    return weight * float(np.sum(terms)), batch.pull(cotangent, weight)
+    weight = weight_from_counts(reduction, 1 if all_pairs else batch.x.shape[0], totals[1])
+    return weight * float(totals[0]), grads.result(weight)
