@@ -120,3 +120,49 @@ CONTRASTIVE_CONFIGURATIONS = [
 @pytest.mark.parametrize("hyper", CONTRASTIVE_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())) or "hadsell")
 def test_contrastive_in_seven_uneven_blocks_equals_one_block(batch, hyper, references):
     _assert_seven_blocks_equal_one_block(ml.contrastive_loss, batch, hyper, references)
+
+
+def _assert_seven_blocks_against(n_candidates, loss, x, labels, **hyper):
+    """``loss(x, labels, **hyper)`` with the working memory of 293-row blocks against ``n_candidates`` columns
+    (class centres, say, rather than the batch) equals its one-block result, as
+    :func:`_assert_seven_blocks_equal_one_block` checks it."""
+    whole_value, whole_grad = loss(x, labels, **hyper)
+    blocks = []
+    original = _batch.LabelledBatch.blocks
+
+    def recorded(self):
+        for block in original(self):
+            blocks.append(block.x.shape[0])
+            yield block
+
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        ml.config_context(working_memory=_working_memory_for(ROWS_PER_BLOCK, n_candidates)),
+    ):
+        patch.setattr(_batch.LabelledBatch, "blocks", recorded)
+        value, grad = loss(x, labels, **hyper)
+    assert blocks == [293] * 6 + [290]
+    assert value == pytest.approx(whole_value, rel=1e-12)
+    for got, expected in zip(*((g if isinstance(g, tuple) else (g,)) for g in (grad, whole_grad)), strict=True):
+        assert_close(got, expected, rtol=1e-12)
+
+
+TRIPLET_CENTER_CONFIGURATIONS = [
+    {},
+    {"distance": "euclidean", "halved": False, "margin": 0.5, "reduction": "mean"},
+    {"distance": "cosine", "margin": 0.1, "reduction": "mean_nonzero"},
+]
+
+
+@pytest.mark.parametrize("centers", [False, True], ids=["batch-centres", "learnable-centres"])
+@pytest.mark.parametrize(
+    "hyper", TRIPLET_CENTER_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())) or "paper"
+)
+def test_triplet_center_in_seven_uneven_blocks_equals_one_block(batch, hyper, centers):
+    x, labels = batch
+    margin = {"margin": 0.02} if not hyper else {}  # the paper's margin of 5 on this batch's scale
+    if centers:  # blocks of embeddings against every centre: C = 600 centres, some of no class in the batch
+        centres = ml.init_centers(x, labels, n_classes=600) + 0.01
+        _assert_seven_blocks_against(600, ml.triplet_center_loss, x, labels, centers=centres, **margin, **hyper)
+    else:  # blocks of embeddings against every class mean of the batch
+        _assert_seven_blocks_against(np.unique(labels).size, ml.triplet_center_loss, x, labels, **margin, **hyper)
