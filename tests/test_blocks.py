@@ -166,3 +166,33 @@ def test_triplet_center_in_seven_uneven_blocks_equals_one_block(batch, hyper, ce
         _assert_seven_blocks_against(600, ml.triplet_center_loss, x, labels, centers=centres, **margin, **hyper)
     else:  # blocks of embeddings against every class mean of the batch
         _assert_seven_blocks_against(np.unique(labels).size, ml.triplet_center_loss, x, labels, **margin, **hyper)
+
+
+MARGIN_CONFIGURATIONS = [
+    {},
+    {"distance": "sqeuclidean", "reduction": "sum", "margin": 0.3, "beta": 0.8},
+    {"distance": "cosine", "reduction": "mean", "margin": 0.1, "beta": 0.5},
+    {"beta": np.array([1.1]), "nu": 0.1},  # one learnable β, shared
+    {"beta": "per class", "nu": 0.2, "reduction": "mean"},  # one learnable β per class
+]
+
+
+@pytest.mark.parametrize("triplets", [False, True], ids=["all-triplets", "given-triplets"])
+@pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
+@pytest.mark.parametrize(
+    "hyper", MARGIN_CONFIGURATIONS, ids=["paper", "sqeuclidean-sum", "cosine", "beta", "class-beta"]
+)
+def test_margin_in_seven_uneven_blocks_equals_one_block(batch, hyper, references, triplets):
+    x, labels = batch
+    hyper = dict(hyper)
+    if isinstance(hyper.get("beta"), str):
+        hyper["beta"] = 1.2 + 0.1 * np.random.default_rng(1).standard_normal(labels.max() + 1)
+    if references:
+        hyper.update(ref_embeddings=x[::-1].copy(), ref_labels=labels[::-1].copy())
+    if triplets:  # the given triplets index the references where there are some
+        extra = {k: hyper[k] for k in ("ref_embeddings", "ref_labels") if k in hyper}
+        rng = np.random.default_rng(2)
+        a, p, n = ml.mine_triplets(x, labels, max_per_anchor=3, rng=rng, **extra)
+        order = rng.permutation(a.size)  # not sorted by anchor: the blocks take theirs out of order
+        hyper["triplets"] = (a[order], p[order], n[order])
+    _assert_seven_blocks_against(B, ml.margin_loss, x, labels, **hyper)
