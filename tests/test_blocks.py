@@ -196,3 +196,68 @@ def test_margin_in_seven_uneven_blocks_equals_one_block(batch, hyper, references
         order = rng.permutation(a.size)  # not sorted by anchor: the blocks take theirs out of order
         hyper["triplets"] = (a[order], p[order], n[order])
     _assert_seven_blocks_against(B, ml.margin_loss, x, labels, **hyper)
+
+
+def _npair_cases():
+    from registry import npair  # the contract's registry, on the tests' path
+
+    return npair.CASES
+
+
+@pytest.mark.parametrize("case", _npair_cases(), ids=lambda case: case.id)
+def test_npair_in_blocks_of_one_row_equals_one_block(case, monkeypatch):
+    """The contract's blocks rung for npair_loss, whose cases take no ``backend=`` (the rung skips them): every
+    form, its anchors in blocks of 1 row (its labelled batches hold two or three pairs) against every positive,
+    gives the one-block result."""
+    arrays = case.make_inputs(np.random.default_rng(11), np.float64)
+    whole_value, whole_grad = case(*arrays)
+    n_row_blocks = []
+    whole_blocks = _batch.LabelledBatch.blocks
+
+    def counted_blocks(batch):
+        for block in whole_blocks(batch):
+            n_row_blocks.append(block is not batch)
+            yield block
+
+    monkeypatch.setattr(_batch, "block_rows", lambda n_rows, n_cols, itemsize: 1)
+    monkeypatch.setattr(_batch.LabelledBatch, "blocks", counted_blocks)
+    value, grad = case(*arrays)
+    assert sum(n_row_blocks) >= 2
+    assert value == pytest.approx(whole_value, rel=1e-12, abs=1e-15)
+    for got, expected in zip(*((g if isinstance(g, tuple) else (g,)) for g in (grad, whole_grad)), strict=True):
+        assert_close(got, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("form", ["sohn", "classes", "label-sets", "labelled-batch"])
+def test_npair_in_seven_uneven_blocks_equals_one_block(form):
+    rng = np.random.default_rng(3)
+    x = 0.3 * rng.standard_normal((B, FEATURES))
+    positives = x + 0.1 * rng.standard_normal((B, FEATURES))
+    hyper = {"l2_reg": 0.01, "reduction": "mean_nonzero"}
+    if form == "labelled-batch":  # B/2 classes of two: 1024 pairs, in seven blocks of 147 anchors (the last 142)
+        labels = rng.permutation(np.arange(B) // 2)
+        whole_value, whole_grad = ml.npair_loss(x, labels=labels, **hyper)
+        blocks = []
+        original = _batch.LabelledBatch.blocks
+
+        def recorded(self):
+            for block in original(self):
+                blocks.append(block.x.shape[0])
+                yield block
+
+        with (
+            pytest.MonkeyPatch.context() as patch,
+            ml.config_context(working_memory=_working_memory_for(147, B // 2)),
+        ):
+            patch.setattr(_batch.LabelledBatch, "blocks", recorded)
+            value, grad = ml.npair_loss(x, labels=labels, **hyper)
+        assert blocks == [147] * 6 + [142]
+        assert value == pytest.approx(whole_value, rel=1e-12)
+        assert_close(grad, whole_grad, rtol=1e-12)
+        return
+    labels = {
+        "sohn": None,
+        "classes": rng.integers(0, 300, size=B),
+        "label-sets": (rng.random((B, 40)) < 0.1).astype(int),
+    }[form]
+    _assert_seven_blocks_against(B, lambda a, p, **h: ml.npair_loss(a, p, labels, **h), x, positives, **hyper)
