@@ -18,9 +18,9 @@ def _working_memory_for(rows, n_cols, itemsize=8):
     return (rows + 0.5) * 2 * n_cols * itemsize / 2**20
 
 
-def _in_seven_blocks(loss, *args, n_candidates=B, **kwargs):
-    """``loss(*args, **kwargs)`` with the working memory of 293-row blocks against ``n_candidates`` candidates, and
-    the rows of each block it ran (every pass over the blocks)."""
+def _in_seven_blocks(loss, *args, n_candidates=B, rows=ROWS_PER_BLOCK, **kwargs):
+    """``loss(*args, **kwargs)`` with the working memory of ``rows``-row blocks against ``n_candidates``
+    candidates, and the rows of each block it ran (every pass over the blocks)."""
     blocks = []
     original = _batch.LabelledBatch.blocks
 
@@ -31,7 +31,7 @@ def _in_seven_blocks(loss, *args, n_candidates=B, **kwargs):
 
     with (
         pytest.MonkeyPatch.context() as patch,
-        ml.config_context(working_memory=_working_memory_for(ROWS_PER_BLOCK, n_candidates)),
+        ml.config_context(working_memory=_working_memory_for(rows, n_candidates)),
     ):
         patch.setattr(_batch.LabelledBatch, "blocks", recorded)
         return loss(*args, **kwargs), blocks
@@ -225,3 +225,89 @@ def test_circle_over_all_pairs_in_two_passes_of_seven_blocks_equals_one_block(ba
     """One term over every pair of the batch: a pass for the batch's two log-sum-exps, a pass for the cotangent."""
     hyper = {"form": "all_pairs", **hyper}
     _assert_seven_blocks_equal_one_block(ml.circle_loss, batch, hyper, references, passes=2)
+
+
+def _assert_seven_blocks_against(n_candidates, loss, *arrays, **hyper):
+    """``loss(*arrays, **hyper)`` in seven uneven blocks against ``n_candidates`` columns (class centres, say,
+    rather than the batch) equals its one-block result, as :func:`_assert_seven_blocks_equal_one_block` checks it."""
+    whole_value, whole_grad = loss(*arrays, **hyper)
+    (value, grad), blocks = _in_seven_blocks(loss, *arrays, n_candidates=n_candidates, **hyper)
+    assert blocks == [293] * 6 + [290]
+    assert value == pytest.approx(whole_value, rel=1e-12)
+    for got, expected in zip(*((g if isinstance(g, tuple) else (g,)) for g in (grad, whole_grad)), strict=True):
+        assert_close(got, expected, rtol=1e-12)
+
+
+TRIPLET_CENTER_CONFIGURATIONS = [
+    {},
+    {"distance": "euclidean", "halved": False, "margin": 0.5, "reduction": "mean"},
+    {"distance": "cosine", "margin": 0.1, "reduction": "mean_nonzero"},
+]
+
+
+@pytest.mark.parametrize("centers", [False, True], ids=["batch-centres", "learnable-centres"])
+@pytest.mark.parametrize(
+    "hyper", TRIPLET_CENTER_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())) or "paper"
+)
+def test_triplet_center_in_seven_uneven_blocks_equals_one_block(batch, hyper, centers):
+    x, labels = batch
+    margin = {"margin": 0.02} if not hyper else {}  # the paper's margin of 5 on this batch's scale
+    if centers:  # blocks of embeddings against every centre: C = 600 centres, some of no class in the batch
+        centres = ml.init_centers(x, labels, n_classes=600) + 0.01
+        _assert_seven_blocks_against(600, ml.triplet_center_loss, x, labels, centers=centres, **margin, **hyper)
+    else:  # blocks of embeddings against every class mean of the batch
+        _assert_seven_blocks_against(np.unique(labels).size, ml.triplet_center_loss, x, labels, **margin, **hyper)
+
+
+MARGIN_CONFIGURATIONS = [
+    {},
+    {"distance": "sqeuclidean", "reduction": "sum", "margin": 0.3, "beta": 0.8},
+    {"distance": "cosine", "reduction": "mean", "margin": 0.1, "beta": 0.5},
+    {"beta": np.array([1.1]), "nu": 0.1},  # one learnable β, shared
+    {"beta": "per class", "nu": 0.2, "reduction": "mean"},  # one learnable β per class
+]
+
+
+@pytest.mark.parametrize("triplets", [False, True], ids=["all-triplets", "given-triplets"])
+@pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
+@pytest.mark.parametrize(
+    "hyper", MARGIN_CONFIGURATIONS, ids=["paper", "sqeuclidean-sum", "cosine", "beta", "class-beta"]
+)
+def test_margin_in_seven_uneven_blocks_equals_one_block(batch, hyper, references, triplets):
+    x, labels = batch
+    hyper = dict(hyper)
+    if isinstance(hyper.get("beta"), str):
+        hyper["beta"] = 1.2 + 0.1 * np.random.default_rng(1).standard_normal(labels.max() + 1)
+    if references:
+        hyper.update(ref_embeddings=x[::-1].copy(), ref_labels=labels[::-1].copy())
+    if triplets:  # the given triplets index the references where there are some
+        extra = {k: hyper[k] for k in ("ref_embeddings", "ref_labels") if k in hyper}
+        rng = np.random.default_rng(2)
+        a, p, n = ml.mine_triplets(x, labels, max_per_anchor=3, rng=rng, **extra)
+        order = rng.permutation(a.size)  # not sorted by anchor: the blocks take theirs out of order
+        hyper["triplets"] = (a[order], p[order], n[order])
+    _assert_seven_blocks_against(B, ml.margin_loss, x, labels, **hyper)
+
+
+@pytest.mark.parametrize("form", ["sohn", "classes", "label-sets", "labelled-batch"])
+def test_npair_in_seven_uneven_blocks_equals_one_block(form):
+    rng = np.random.default_rng(3)
+    x = 0.3 * rng.standard_normal((B, FEATURES))
+    positives = x + 0.1 * rng.standard_normal((B, FEATURES))
+    hyper = {"l2_reg": 0.01, "reduction": "mean_nonzero"}
+    if form == "labelled-batch":  # B/2 classes of two: 1024 pairs, in seven blocks of 147 anchors (the last 142)
+        labels = rng.permutation(np.arange(B) // 2)
+        whole_value, whole_grad = ml.npair_loss(x, labels=labels, **hyper)
+        (value, grad), blocks = _in_seven_blocks(
+            ml.npair_loss, x, labels=labels, n_candidates=B // 2, rows=147, **hyper
+        )
+        assert blocks == [147] * 6 + [142]
+        assert value == pytest.approx(whole_value, rel=1e-12)
+        assert_close(grad, whole_grad, rtol=1e-12)
+        return
+    labels = {
+        "sohn": None,
+        "classes": rng.integers(0, 300, size=B),
+        "label-sets": (rng.random((B, 40)) < 0.1).astype(int),
+    }[form]
+    _assert_seven_blocks_against(B, lambda a, p, **h: ml.npair_loss(a, p, labels, **h), x, positives, **hyper)

@@ -569,8 +569,6 @@ def test_numpy_and_numba_backends_agree(case, dtype):
 def test_blocks_of_rows_give_the_one_block_result(case, monkeypatch):
     """A batch loss run in blocks of 3 anchor rows (the row-block engine, as for a batch whose matrix does not fit
     the working memory) gives the one-block value and gradients, float64, to a relative 1e-12."""
-    if not case.backends:
-        pytest.skip("not a loss on a labelled batch: no blocks of rows")
     arrays = case.make_inputs(np.random.default_rng(11), np.float64)
     whole_value, whole_grad = case(*arrays)
     n_row_blocks = []
@@ -581,11 +579,12 @@ def test_blocks_of_rows_give_the_one_block_result(case, monkeypatch):
             n_row_blocks.append(block is not batch)
             yield block
 
-    monkeypatch.setattr(_batch, "block_rows", lambda n_rows, n_cols, itemsize: min(n_rows, 3))
+    # 3 rows (1 for the N-pair loss's two or three pairs), so that a batch is more than one block
+    monkeypatch.setattr(_batch, "block_rows", lambda n_rows, n_cols, itemsize: 3 if n_rows > 3 else 1)
     monkeypatch.setattr(_batch.LabelledBatch, "blocks", counted_blocks)
     value, grad = case(*arrays)
     if not any(n_row_blocks):
-        pytest.skip("this loss runs as one block: not yet moved to the row-block engine")
+        pytest.skip("runs as one block: not a loss on the row-block engine (explicit rows, scores) or not yet on it")
     assert value == pytest.approx(whole_value, rel=1e-12, abs=1e-15)
     for got, expected in zip(_grads(case, grad), _grads(case, whole_grad), strict=True):
         assert_close(got, expected, rtol=1e-12)

@@ -19,7 +19,7 @@ from .._validation import (
 )
 from ..distances import SYMMETRIC_DISTANCES
 from ..mining import hardest_triplets
-from .triplet import _triplet_terms
+from .triplet import _mined_triplets, _triplet_terms
 
 ABSENT_CLASSES = ("mean", "zeros", "raise")
 
@@ -89,6 +89,9 @@ def triplet_center_loss(
     changes nothing). Nothing valid (one centre only; with batch centres, a batch of one class) gives
     ``(0.0, zeros)``. With batch centres a class with one sample is its own centre: D(f_i, c_{y_i}) = 0 (cosine:
     1 if f_i = 0, whose direction is undefined), and its term still pushes it from the nearest other centre.
+
+    It runs in blocks of anchor rows, embeddings against every centre, when its B×C matrix exceeds the working
+    memory (:func:`metricloss.set_config`); batch centres, the class means, are computed first, in one pass.
 
     *Training the centres.* ``grad_centers`` is the exact gradient of the value: descend on it with the
     embedding network's optimiser or by hand, ``centers -= lr * grad_centers`` (the example below). He et al.,
@@ -161,23 +164,23 @@ def triplet_center_loss(
         backend=backend,
         ref_name="centers",
         distances=SYMMETRIC_DISTANCES,
+        in_blocks=True,
     )
     return _to_own_and_nearest_centre(batch, margin, halved, reduction)
 
 
 def _to_own_and_nearest_centre(batch, margin, halved, reduction):
     """The loss on a batch whose references are class centres, one per class: per embedding, its own centre is
-    the one positive and the nearest other centre the hardest negative (the batch-hard selection)."""
-    anchors, own, nearest = hardest_triplets(batch)  # anchors without another centre are left out
+    the one positive and the nearest other centre the hardest negative (the batch-hard selection), found block by
+    block of embeddings against every centre; the triplets' slopes are then pulled back pair by pair."""
+    # anchors without another centre are left out; every anchor has its own centre (d⁺ never the -1 stand-in)
+    anchors, own, nearest, d_own, d_nearest = _mined_triplets(batch, hardest_triplets)
     if anchors.size == 0:
         return 0.0, batch.zeros()
     scale = 0.5 if halved else 1.0
-    d = batch.d
     # ℓ = [s·d⁺ + m − s·d⁻]₊ with s = ½ (halved) or 1: a triplet term with threshold s·d⁺ + m against s·d⁻,
     # slope 1 where active; ∂ℓ/∂d⁺ = s·slope and ∂ℓ/∂d⁻ = −s·slope, which pull_triplets applies.
-    values, slopes = _triplet_terms(
-        scale * d[anchors, own].astype(np.float64) + margin, scale * d[anchors, nearest].astype(np.float64), False
-    )
+    values, slopes = _triplet_terms(scale * d_own + margin, scale * d_nearest, False)
     weight = weight_from_counts(reduction, values.size, np.count_nonzero(values > 0))
     return weight * float(np.sum(values)), batch.pull_triplets(anchors, own, nearest, scale * slopes, weight)
 
@@ -199,6 +202,7 @@ def _with_batch_centers(x, labels, margin, distance, halved, reduction, backend)
         backend=backend,
         ref_name="embeddings",  # the means are the embeddings' own: a refusal names them
         distances=SYMMETRIC_DISTANCES,
+        in_blocks=True,  # blocks of embeddings against every mean (the means are O(C·F), computed whole first)
     )
     value, (grad_x, grad_means) = _to_own_and_nearest_centre(batch, margin, halved, reduction)
     # c_y = (1/n_y) Σ_{k in y} f_k  ⇒  ∂L/∂f_k += (1/n_{y_k}) ∂L/∂c_{y_k}

@@ -2,11 +2,12 @@
 β + α, with a boundary β that is fixed, shared and learnable, or learnable per class. Its sampler,
 distance-weighted negatives, is :func:`metricloss.mining.distance_weighted_negatives`."""
 
+import functools
 import numbers
 
 import numpy as np
 
-from .._batch import labelled_batch
+from .._batch import GradientSum, labelled_batch
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import (
     check_class_indices,
@@ -20,6 +21,7 @@ from .._validation import (
 )
 from ..distances import SYMMETRIC_DISTANCES
 from ..mining import candidate_masks
+from .triplet import _given_in, _mined_triplets
 
 
 @finite_or_refused
@@ -110,6 +112,9 @@ def margin_loss(
     A hinge is active iff its argument is > 0. Nothing valid (no triplet: one class, one sample, or ``triplets``
     empty) gives ``(0.0, zeros)``, also for a learnable β (no ν term either, as pytorch-metric-learning).
 
+    It runs in blocks of anchor rows when its B×R distance matrix exceeds the working memory
+    (:func:`metricloss.set_config`); a learnable β's gradient adds up over the blocks, as the embeddings' does.
+
     *pytorch-metric-learning*'s ``MarginLoss(margin, nu, beta, triplets_per_anchor="all", learn_beta,
     num_classes, distance=LpDistance(normalize_embeddings=False))`` is this loss with ``reduction="mean_nonzero"``
     (its ``DivisorReducer`` divides by the number of active pair terms): ``learn_beta=False`` is a float β (or an
@@ -180,6 +185,7 @@ def margin_loss(
         ref_labels=ref_labels,
         backend=backend,
         distances=SYMMETRIC_DISTANCES,
+        in_blocks=True,
     )
     # β_a for every anchor (row): β[y_a] per class, else the one β. Labels index β only when it is per class.
     per_class = beta64.size > 1
@@ -187,8 +193,8 @@ def margin_loss(
     if triplets is None:
         value, grads, beta_part = _all_triplets(batch, margin, beta64, beta_class, reduction)
     else:
-        a, p, n = batch.given_triplets(triplets)
-        value, grads, beta_part = _given_triplets(batch, a, p, n, margin, beta64, beta_class, reduction)
+        triplets = batch.given_triplets(triplets)
+        value, grads, beta_part = _given_triplets(batch, triplets, margin, beta64, beta_class, reduction)
     if not learnable:
         return value, grads
     grad_beta = np.zeros_like(beta64)
@@ -206,54 +212,59 @@ def margin_loss(
     return value, (*grads, grad_beta.astype(beta_array.dtype))
 
 
-_BLOCK_ELEMENTS = 1 << 16  # entries of D per block of anchors: the float64 temporaries stay ≪ B²
+_BLOCK_ELEMENTS = 1 << 16  # entries of D per slice of a block's rows: the float64 temporaries stay ≪ B²
 
 
 def _all_triplets(batch, margin, beta64, beta_class, reduction):
     """Every triplet, as counts: anchor a holds each positive pair N_a times and each negative pair P_a times.
     Returns (value, grads, β's part): β's part is (the hinges' ∂L/∂β, w, the number of triplets per entry of β),
-    None where there is no triplet. Works through blocks of anchors, so that its peak memory is D and the
-    cotangent g (both B×R in the embeddings' dtype) and small float64 blocks."""
-    n_anchors, n_refs = batch.d.shape
-    n_pos, n_neg = (count.astype(np.float64) for count in batch.candidate_counts())  # P_a, N_a
+    None where there is no triplet. Works block by block of anchor rows (the batch's blocks), each in slices of
+    rows, so that its peak memory is the block's D and cotangent g (in the embeddings' dtype) and small float64
+    slices."""
+    n_pos, n_neg = (count.astype(np.float64) for count in batch.candidate_counts())  # P_a, N_a (O(B), whole batch)
     n_triplets = n_pos * n_neg
     if not n_triplets.any():
         return 0.0, batch.zeros(), None
-    g = np.empty_like(batch.d)
     total = 0.0
-    pos_active = np.zeros(n_anchors)  # active positive terms of anchor a, each counted N_a times
-    neg_active = np.zeros(n_anchors)
-    step = max(1, _BLOCK_ELEMENTS // max(n_refs, 1))
-    for start in range(0, n_anchors, step):
-        rows = slice(start, min(start + step, n_anchors))
-        same, other = candidate_masks(batch, rows)
-        d = batch.d[rows].astype(np.float64)
-        beta_a = beta64[beta_class[rows]][:, None]
-        h_pos = np.where(same, margin + d - beta_a, 0.0)  # [α + d_ap − β_a]₊ on the positive pairs
-        h_neg = np.where(other, margin + beta_a - d, 0.0)  # [α + β_a − d_an]₊ on the negative pairs
-        on_pos, on_neg = h_pos > 0, h_neg > 0
-        # Anchors without positives or without negatives hold no triplet: their counts N_a or P_a are 0 there.
-        pos_active[rows] = on_pos.sum(axis=1) * n_neg[rows]
-        neg_active[rows] = on_neg.sum(axis=1) * n_pos[rows]
-        total += n_neg[rows] @ np.maximum(h_pos, 0).sum(axis=1) + n_pos[rows] @ np.maximum(h_neg, 0).sum(axis=1)
-        # ∂L/∂d_ap = w N_a 1[active], ∂L/∂d_an = −w P_a 1[active]; ∂L/∂β_a = w (P_a #active⁻ − N_a #active⁺).
-        g[rows] = on_pos * n_neg[rows, None] - on_neg * n_pos[rows, None]
+    pos_active = np.zeros(n_triplets.size)  # active positive terms of anchor a, each counted N_a times
+    neg_active = np.zeros(n_triplets.size)
+    grads = GradientSum(batch)
+    for block in batch.blocks():
+        n_anchors, n_refs = block.d.shape
+        g = np.empty_like(block.d)
+        step = max(1, _BLOCK_ELEMENTS // max(n_refs, 1))
+        for start in range(0, n_anchors, step):
+            rows = slice(start, min(start + step, n_anchors))  # in the block
+            at = slice(block.start + rows.start, block.start + rows.stop)  # in the batch
+            same, other = candidate_masks(block, rows)
+            d = block.d[rows].astype(np.float64)
+            beta_a = beta64[beta_class[at]][:, None]
+            h_pos = np.where(same, margin + d - beta_a, 0.0)  # [α + d_ap − β_a]₊ on the positive pairs
+            h_neg = np.where(other, margin + beta_a - d, 0.0)  # [α + β_a − d_an]₊ on the negative pairs
+            on_pos, on_neg = h_pos > 0, h_neg > 0
+            # Anchors without positives or without negatives hold no triplet: their counts N_a or P_a are 0 there.
+            pos_active[at] = on_pos.sum(axis=1) * n_neg[at]
+            neg_active[at] = on_neg.sum(axis=1) * n_pos[at]
+            total += n_neg[at] @ np.maximum(h_pos, 0).sum(axis=1) + n_pos[at] @ np.maximum(h_neg, 0).sum(axis=1)
+            # ∂L/∂d_ap = w N_a 1[active], ∂L/∂d_an = −w P_a 1[active]; ∂L/∂β_a = w (P_a #active⁻ − N_a #active⁺).
+            g[rows] = on_pos * n_neg[at, None] - on_neg * n_pos[at, None]
+        grads.pull(block, g)
     weight = weight_from_counts(reduction, 2 * n_triplets.sum(), pos_active.sum() + neg_active.sum())
-    grads = batch.pull(g, weight)
     size = beta64.size
     grad_beta = weight * np.bincount(beta_class, weights=neg_active - pos_active, minlength=size)
     counts = np.bincount(beta_class, weights=n_triplets, minlength=size)
-    return weight * float(total), grads, (grad_beta, weight, counts)
+    return weight * float(total), grads.result(weight), (grad_beta, weight, counts)
 
 
-def _given_triplets(batch, a, p, n, margin, beta64, beta_class, reduction):
-    """The triplets given as index arrays, each a positive-pair and a negative-pair term; returns as
-    :func:`_all_triplets`."""
+def _given_triplets(batch, triplets, margin, beta64, beta_class, reduction):
+    """The triplets given as index arrays, each a positive-pair and a negative-pair term, their distances read
+    block by block of anchors; returns as :func:`_all_triplets`."""
+    a, p, n, d_pos, d_neg = _mined_triplets(batch, functools.partial(_given_in, triplets=triplets))
     if a.size == 0:
         return 0.0, batch.zeros(), None
     beta_a = beta64[beta_class[a]]
-    h_pos = margin + batch.d[a, p].astype(np.float64) - beta_a
-    h_neg = margin + beta_a - batch.d[a, n].astype(np.float64)
+    h_pos = margin + d_pos - beta_a
+    h_neg = margin + beta_a - d_neg
     on_pos, on_neg = h_pos > 0, h_neg > 0
     weight = weight_from_counts(reduction, 2 * a.size, np.count_nonzero(on_pos) + np.count_nonzero(on_neg))
     total = float(np.sum(h_pos[on_pos]) + np.sum(h_neg[on_neg]))

@@ -8,8 +8,7 @@ and circle losses share.
 
 import numpy as np
 
-from .._batch import class_index
-from .._kernels import get_kernels
+from .._batch import GradientSum, class_index, labelled_batch
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import (
     check_embeddings,
@@ -21,67 +20,77 @@ from .._validation import (
     check_scalar,
     check_targets,
     finite_or_refused,
-    promote,
 )
-from ..distances import _pairwise_similarities_vjp
 from ._logsumexp import softmax_cross_entropy_rows
 
 
-def _one_target_per_row(n):
-    """Pair i's positive is the only target of anchor i (the paper: every pair from its own class)."""
-    rows = np.arange(n)
-    return rows, rows, np.ones(n)
-
-
-def _same_class_targets(labels):
-    """TF-Addons' soft targets: anchor i's weight 1/n_i on each of the n_i positives of its class."""
-    pair_class, _, class_order, class_starts = class_index(labels, labels)
-    first = class_starts[pair_class]  # where i's class starts in class_order
-    size = class_starts[pair_class + 1] - first  # n_i
-    rows = np.repeat(np.arange(labels.size), size)
-    ends = np.cumsum(size)
-    within = np.arange(ends[-1]) - np.repeat(ends - size, size)  # 0 .. n_i − 1 for each row
-    cols = class_order[np.repeat(first, size) + within]
-    return rows, cols, 1.0 / size[rows]
+def _class_targets(block):
+    """Per anchor row of the block, its targets: weight 1/n_i on each of the n_i positives of its class (TF-Addons'
+    soft targets; with every pair its own class, the paper's, its own positive alone, weight 1)."""
+    rows, cols = block.positive_entries()
+    n_positives, _ = block.candidate_counts()
+    return (rows, cols, 1.0 / n_positives[rows]), None
 
 
 def _shared_label_targets(indicators):
-    """TF-Addons' multi-label targets: t_ij ∝ |labels(i) ∩ labels(j)|, each row normalised to sum 1; rows
-    without a label have no target (the second result marks the rows that do)."""
-    shared = indicators @ indicators.T  # |labels(i) ∩ labels(j)|, exact in float32 below 2²⁴ labels
-    counts = shared.sum(axis=1, dtype=np.float64)
-    rows, cols = np.nonzero(shared)
-    return (rows, cols, shared[rows, cols] / counts[rows]), counts > 0
+    """TF-Addons' multi-label targets, block by block of anchor rows: t_ij ∝ |labels(i) ∩ labels(j)|, each row
+    normalised to sum 1; rows without a label have no target (the second result marks the rows that do)."""
+
+    def targets(block):
+        rows = slice(block.start, block.start + block.x.shape[0])
+        shared = indicators[rows] @ indicators.T  # |labels(i) ∩ labels(j)|, exact in float32 below 2²⁴ labels
+        counts = shared.sum(axis=1, dtype=np.float64)
+        rows, cols = np.nonzero(shared)
+        return (rows, cols, shared[rows, cols] / counts[rows]), counts > 0
+
+    return targets
 
 
 def _two_view_targets(labels, n):
-    """The targets for N pairs, and which anchors count (None: all)."""
+    """The pairs' class labels for the batch (each pair its own class where there are none, or label sets) and the
+    targets of a block of anchor rows: ``targets(block)`` is ((rows, cols, weights), which anchors count or None)."""
     if labels is None:
-        return _one_target_per_row(n), None
+        return np.arange(n), _class_targets
     labels_array = np.asarray(labels)
     if labels_array.ndim == 2 and labels_array.shape[1] > 1:  # one column would be class ids: check_labels says so
         indicators = check_targets(
             labels_array, (n, labels_array.shape[1]), "labels", allowed=(0, 1), against="embeddings"
         )
-        return _shared_label_targets(indicators.astype(np.float32))
-    return _same_class_targets(check_labels(labels, n)), None  # class_index compares any integer dtype exactly
+        return np.arange(n), _shared_label_targets(indicators.astype(np.float32))
+    return check_labels(labels, n), _class_targets  # class_index compares any integer dtype exactly
 
 
-def _npair(anchors, positives, targets, counted, l2_reg, reduction):
-    """Value and (∂L/∂anchors, ∂L/∂positives) of the N-pair loss on checked, promoted pairs."""
+def _npair(anchors, positives, pair_labels, targets, l2_reg, reduction):
+    """Value and (∂L/∂anchors, ∂L/∂positives) of the N-pair loss on checked pairs: a batch of the anchors against
+    the positives, its logits z_ij = f_i · f_j⁺ block by block of anchor rows (each row's softmax is its own)."""
     n = anchors.shape[0]
-    # z_ij = f_i · f_j⁺; the pullback of a cotangent G is (G P, Gᵀ A): ∂z_ij/∂f_i = f_j⁺ and ∂z_ij/∂f_j⁺ = f_i.
-    logits, pullback = _pairwise_similarities_vjp(
-        anchors, positives, "dot", get_kernels("numpy"), names=("embeddings", "positives")
+    batch = labelled_batch(
+        anchors,
+        pair_labels,
+        similarity="dot",
+        ref_embeddings=positives,
+        ref_labels=pair_labels,
+        backend="numpy",
+        ref_name="positives",
+        in_blocks=True,
     )
-    losses = softmax_cross_entropy_rows(logits, *targets)
-    g = logits  # now softmax(z) − t: the cotangent of each row's loss
-    if counted is not None:
-        g[~counted] = 0
-        losses = losses[counted]
-    weight = weight_from_counts(reduction, losses.size, np.count_nonzero(losses > 0))
-    value = weight * float(np.sum(losses))
-    grad_anchors, grad_positives = pullback(g, weight)
+    total, n_counted, n_nonzero = 0.0, 0, 0
+    grads = GradientSum(batch)
+    for block in batch.blocks():
+        # z_ij = f_i · f_j⁺; the pullback of a cotangent G is (G P, Gᵀ A): ∂z_ij/∂f_i = f_j⁺ and ∂z_ij/∂f_j⁺ = f_i.
+        (rows, cols, weights), counted = targets(block)
+        losses = softmax_cross_entropy_rows(block.s, rows, cols, weights)
+        g = block.s  # now softmax(z) − t: the cotangent of each row's loss
+        if counted is not None:
+            g[~counted] = 0
+            losses = losses[counted]
+        total += float(np.sum(losses))
+        n_counted += losses.size
+        n_nonzero += np.count_nonzero(losses > 0)
+        grads.pull(block, g)
+    weight = weight_from_counts(reduction, n_counted, n_nonzero)
+    value = weight * total
+    grad_anchors, grad_positives = grads.result(weight)
     if l2_reg:
         # λ/N Σ_i (‖f_i‖² + ‖f_i⁺‖²): gradient 2λ/N f for each row of either view.
         value += l2_reg / n * float(np.sum(anchors.astype(np.float64) ** 2) + np.sum(positives.astype(np.float64) ** 2))
@@ -133,9 +142,10 @@ def npair_loss(embeddings, positives=None, labels=None, *, l2_reg=0.0, reduction
 
     Gradient: the cotangent of the logits is G = w (softmax(z) − t) row by row (w the reduction's weight), written
     over z by one stable pass (log-sum-exp shifted by each row's maximum); the dot products pull it back with two
-    GEMMs, ∂L/∂f = G P and ∂L/∂f⁺ = Gᵀ A, plus 2λ/N · f for the regulariser. Memory: the N × N logits (the
-    cotangent overwrites them) and the targets: N entries, Σ n_i for class labels; for label sets the N × N count
-    matrix and its non-zero entries (up to 8 N × N float32 matrices in all when most pairs share a label).
+    GEMMs, ∂L/∂f = G P and ∂L/∂f⁺ = Gᵀ A, plus 2λ/N · f for the regulariser. Memory: the logits of a block of
+    anchor rows against the N positives, N × N where they fit the working memory (the cotangent overwrites them),
+    and their targets: a row each, the n_i of its class for class labels; for label sets the block's count matrix
+    and its non-zero entries (up to 8 such float32 matrices in all when most pairs share a label).
 
     Parameters
     ----------
@@ -162,6 +172,9 @@ def npair_loss(embeddings, positives=None, labels=None, *, l2_reg=0.0, reduction
 
     Notes
     -----
+    It runs in blocks of anchor rows when its N × N logits exceed the working memory (:func:`metricloss.set_config`):
+    each anchor's softmax is over its own row of logits, so a block of anchors against every positive needs no other.
+
     One pair (N = 1) costs log(1 + 0) = 0. A labelled batch with no class of two samples has no pair: (0.0, zeros).
     Label sets: an anchor with no label has no target and is left out (of the sum and of the mean's count); its
     positive is still a negative for the other anchors. The value is a sum of non-negative float64 parts,
@@ -230,9 +243,9 @@ def npair_loss(embeddings, positives=None, labels=None, *, l2_reg=0.0, reduction
     )
     positives = check_embeddings(positives, "positives")
     check_same_shape(positives, "positives", anchors, "embeddings")
-    targets, counted = _two_view_targets(labels, anchors.shape[0])
-    value, grad_anchors, grad_positives = _npair(*promote(anchors, positives), targets, counted, l2_reg, reduction)
-    return value, (grad_anchors.astype(anchors.dtype, copy=False), grad_positives.astype(positives.dtype, copy=False))
+    pair_labels, targets = _two_view_targets(labels, anchors.shape[0])
+    value, grad_anchors, grad_positives = _npair(anchors, positives, pair_labels, targets, l2_reg, reduction)
+    return value, (grad_anchors, grad_positives)
 
 
 def _npair_on_labelled_batch(embeddings, labels, l2_reg, reduction):
@@ -244,6 +257,6 @@ def _npair_on_labelled_batch(embeddings, labels, l2_reg, reduction):
     if anchors.size == 0:
         return 0.0, grad
     value, grad[anchors], grad[positives] = _npair(
-        x[anchors], x[positives], _one_target_per_row(anchors.size), None, l2_reg, reduction
+        x[anchors], x[positives], np.arange(anchors.size), _class_targets, l2_reg, reduction
     )
     return value, grad
