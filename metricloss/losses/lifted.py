@@ -299,6 +299,7 @@ def generalized_lifted_structure_loss(
 
     Notes
     -----
+    It runs in blocks of anchor rows when its matrix exceeds the working memory (:func:`metricloss.set_config`).
     A term is active iff its argument is > 0. Nothing valid (no anchor with both a positive and a negative,
     under ``"drop"``) gives ``(0.0, zeros)``. Hermans et al. write the loss as a sum over the anchors; the mean
     is the same up to the batch size, and is what pytorch-metric-learning reports.

@@ -160,6 +160,7 @@ def contrastive_loss(
     "linear"     [d − m⁺]₊        [m − d]₊           most tutorials; pytorch-metric-learning
     ===========  ===============  =================  =======================================
 
+    It runs in blocks of anchor rows when its matrix exceeds the working memory (:func:`metricloss.set_config`).
     Hadsell et al. sum over the training pairs (``reduction="sum"``); ``"mean"`` makes the value independent of
     the batch size. Pairs are unordered (i < j). A batch with fewer than two samples has no pair: ``(0.0, zeros)``.
     ``"mean_nonzero"`` counts the terms > 0, and a term that is 0 has slope 0.

@@ -249,6 +249,9 @@ def quadruplet_loss(
     Notes
     -----
     Nothing valid (no positive pair, or one class) gives ``(0.0, zeros)``. The second term needs three classes.
+    It runs as one block whatever the working memory (:func:`metricloss.set_config`): its second term compares
+    every positive pair with every negative pair of the batch (a global pool, not a sum over anchor rows), so it
+    needs the whole matrix.
     A hinge is active iff its argument is > 0; where μ_n <= μ_p the adaptive margins are 0 (at μ_n = μ_p their
     derivative is taken as 0).
 

@@ -271,6 +271,7 @@ def triplet_loss(
 
     Notes
     -----
+    It runs in blocks of anchor rows when its matrix exceeds the working memory (:func:`metricloss.set_config`).
     Nothing valid (no anchor with both a positive and a negative) gives ``(0.0, zeros)``. Within one batch an
     anchor is never its own positive; with a reference set no pair is excluded (the query and reference sets
     are different objects, even when equal: pytorch-metric-learning decides by object identity, its issue
