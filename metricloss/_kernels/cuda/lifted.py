@@ -1,4 +1,12 @@
-"""Lifted structure kernels on the GPU (contracts: ``numpy/lifted.py``), each device kernel beside its host wrapper."""
+"""Lifted structure kernels on the GPU (contracts: ``numpy/lifted.py``), each device kernel beside its host wrapper.
+
+negative_softmax and generalized_lifted_rows run one block per anchor: a strided scan of the row for the shift
+(the closest negative, the farthest positive), a shared-memory min/max reduction, a strided sum of the shifted
+exponentials and a tree sum, then each thread writes the columns it scanned (so out may be d: a thread reads each
+of its entries before writing it, and no other thread touches them). lifted_pairs is one block per anchor over
+the anchor's class, four tree sums. lifted_cotangent is one thread per entry, the x index on the output's columns
+(coalesced writes).
+"""
 
 import math
 
@@ -16,13 +24,6 @@ from ._device import (
     _to_host,
     cuda,
 )
-
-# negative_softmax and generalized_lifted_rows run one block per anchor: a strided scan of the row for the shift
-# (the closest negative, the farthest positive), a shared-memory min/max reduction, a strided sum of the shifted
-# exponentials and a tree sum, then each thread writes the columns it scanned (so out may be d: a thread reads each
-# of its entries before writing it, and no other thread touches them). lifted_pairs is one block per anchor over
-# the anchor's class, four tree sums. lifted_cotangent and transposed are one thread per entry, the x index on
-# the output's columns (coalesced writes).
 
 
 @cuda.jit
