@@ -121,9 +121,8 @@ def _store(target, d_result):
         target.copy_to_device(d_result, stream=_stream)
 
 
-_KERNEL_TYPE = type(
-    cuda.jit(lambda: None)
-)  # what @cuda.jit makes: a dispatcher on a GPU, a fake kernel in the simulator
+# What @cuda.jit makes (compiling nothing yet): a dispatcher on a GPU, a fake kernel in the simulator.
+_KERNEL_TYPE = type(cuda.jit(lambda: None))
 
 
 def device_kernels(module):
