@@ -13,7 +13,7 @@ return gradients shaped and typed like the inputs:
 * :meth:`LabelledBatch.zeros` where nothing in the batch is valid.
 
 Classes come as the arrays :func:`class_index` builds (the kernels' shared convention, documented in
-``_kernels.numpy_kernels``). Within one batch an anchor is not its own candidate (``self_offset`` 0); with a
+the ``_kernels.numpy`` package). Within one batch an anchor is not its own candidate (``self_offset`` 0); with a
 reference set every reference is (``self_offset`` ``NO_SELF``).
 
 **Blocks of anchor rows.** A loss on distances that is a sum over anchor rows asks for its batch with

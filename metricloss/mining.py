@@ -38,7 +38,7 @@ import numpy as np
 
 from ._batch import class_index, comparable_labels, labelled_batch
 from ._kernels import NO_SELF, get_kernels
-from ._kernels.numpy_kernels import anchor_candidates
+from ._kernels.numpy import anchor_candidates
 from ._validation import (
     check_bool,
     check_count,

@@ -27,7 +27,7 @@ from registry import (
 )
 
 from metricloss import _batch
-from metricloss._kernels import numba_kernels
+from metricloss._kernels.numba import _jit
 from metricloss.testing import TOLERANCES, assert_close, check_grad
 
 DTYPES = [np.float32, np.float64]
@@ -592,13 +592,13 @@ def test_blocks_of_rows_give_the_one_block_result(case, monkeypatch):
 
 @cases
 def test_parallel_and_serial_numba_kernels_give_bitwise_the_same_result(case, monkeypatch):
-    """Small matrices run the kernels on one thread (numba_kernels.SERIAL_BELOW); the parallel ones must agree."""
+    """Small matrices run the kernels on one thread (``_jit.SERIAL_BELOW``); the parallel ones must agree."""
     if not case.backends:
         pytest.skip("the loss has no kernels: it is elementwise NumPy")
     arrays = case.make_inputs(np.random.default_rng(10), np.float32)
     serial_value, serial_grad = case(*arrays, backend="numba")
-    monkeypatch.setattr(numba_kernels, "SERIAL_BELOW", 0)
-    monkeypatch.setattr(numba_kernels, "THREADS", "parallel")
+    monkeypatch.setattr(_jit, "SERIAL_BELOW", 0)
+    monkeypatch.setattr(_jit, "THREADS", "parallel")
     value, grad = case(*arrays, backend="numba")
     assert value == serial_value
     for got, expected in zip(_grads(case, grad), _grads(case, serial_grad), strict=True):

@@ -184,10 +184,12 @@ def test_a_zero_row_has_cosine_similarity_zero_and_no_gradient():
 def test_symmetrize_kernel_is_s_plus_its_transpose_exactly(dtype, n, threads, monkeypatch):
     """The pullback's s ← s + sᵀ, both kernel modules, on sizes that are and are not multiples of the Numba
     kernel's tile (16), on one thread and in parallel: each entry is one rounded sum, so equal bit for bit."""
-    from metricloss._kernels import numba_kernels, numpy_kernels
+    from metricloss._kernels import numba as numba_kernels
+    from metricloss._kernels import numpy as numpy_kernels
+    from metricloss._kernels.numba import _jit
 
-    monkeypatch.setattr(numba_kernels, "SERIAL_BELOW", 0)
-    monkeypatch.setattr(numba_kernels, "THREADS", threads)
+    monkeypatch.setattr(_jit, "SERIAL_BELOW", 0)
+    monkeypatch.setattr(_jit, "THREADS", threads)
     s = np.random.default_rng(n).standard_normal((n, n)).astype(dtype)
     for kernels in (numpy_kernels, numba_kernels):
         out = s.copy()

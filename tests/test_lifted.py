@@ -17,7 +17,8 @@ from support import assert_same, lp, pk_batch, pml_value_and_grad, results_with_
 
 import metricloss as ml
 from metricloss import textbook
-from metricloss._kernels import numba_kernels, numpy_kernels
+from metricloss._kernels import numba as numba_kernels
+from metricloss._kernels import numpy as numpy_kernels
 from metricloss.testing import assert_close, check_grad
 
 DTYPES = [np.float32, np.float64]
@@ -261,9 +262,9 @@ _DETERMINISM_SCRIPT = """
 import json, sys
 import numpy as np
 import metricloss as ml
-from metricloss._kernels import numba_kernels
-numba_kernels.SERIAL_BELOW = 0  # the parallel kernels, at any size
-numba_kernels.THREADS = "parallel"
+from metricloss._kernels.numba import _jit
+_jit.SERIAL_BELOW = 0  # the parallel kernels, at any size
+_jit.THREADS = "parallel"
 rng = np.random.default_rng(13)
 x = rng.standard_normal((96, 16)).astype(np.float32)
 labels = np.repeat(np.arange(24), 4)

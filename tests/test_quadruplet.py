@@ -20,7 +20,8 @@ from support import results_with_one_and_two_numba_threads
 import metricloss as ml
 from metricloss import textbook
 from metricloss._batch import class_index
-from metricloss._kernels import numba_kernels, numpy_kernels
+from metricloss._kernels import numba as numba_kernels
+from metricloss._kernels import numpy as numpy_kernels
 from metricloss.testing import TOLERANCES, assert_close, check_grad
 
 DTYPES = [np.float32, np.float64]
@@ -312,9 +313,9 @@ _DETERMINISM_SCRIPT = """
 import json, sys
 import numpy as np
 import metricloss as ml
-from metricloss._kernels import numba_kernels
-numba_kernels.SERIAL_BELOW = 0  # the parallel kernels, at any size
-numba_kernels.THREADS = "parallel"
+from metricloss._kernels.numba import _jit
+_jit.SERIAL_BELOW = 0  # the parallel kernels, at any size
+_jit.THREADS = "parallel"
 rng = np.random.default_rng(9)
 x = rng.standard_normal((512, 16)).astype(np.float32)
 out = {}

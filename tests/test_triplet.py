@@ -15,7 +15,7 @@ from support import assert_same, lp, pk_batch, pml_value_and_grad, results_with_
 
 import metricloss as ml
 from metricloss import textbook
-from metricloss._kernels import numba_kernels
+from metricloss._kernels.numba import triplets as numba_triplets
 from metricloss.testing import assert_close
 
 DTYPES = [np.float32, np.float64]
@@ -206,7 +206,7 @@ def test_given_triplets_that_are_not_triplets_of_the_batch_are_refused_by_name()
 def test_kernels_equal_the_textbook_version_to_1e_12(backend, mining, p, k):
     """(12, 4) takes the per-positive sweep; 30 or 40 samples per class the sort-and-sweep path (each anchor's
     positives and negatives radix-sorted once, then two pointers). The value to 1e-12, the gradient to 1e-9."""
-    assert (k - 1 <= numba_kernels.SWEEP_MAX_POSITIVES) == (k == 4)
+    assert (k - 1 <= numba_triplets.SWEEP_MAX_POSITIVES) == (k == 4)
     x, labels = pk_batch(np.random.default_rng(6), np.float64, p=p, k=k, features=5)
     value, grad = ml.triplet_loss(x, labels, mining=mining, margin=0.3, backend=backend)
     expected_value, expected_grad = textbook.triplet_loss(x, labels, mining=mining, margin=0.3)
@@ -237,9 +237,9 @@ _DETERMINISM_SCRIPT = """
 import json, sys
 import numpy as np
 import metricloss as ml
-from metricloss._kernels import numba_kernels
-numba_kernels.SERIAL_BELOW = 0  # the parallel kernels, at any size
-numba_kernels.THREADS = "parallel"
+from metricloss._kernels.numba import _jit
+_jit.SERIAL_BELOW = 0  # the parallel kernels, at any size
+_jit.THREADS = "parallel"
 rng = np.random.default_rng(9)
 x = rng.standard_normal((96, 16)).astype(np.float32)
 labels = np.repeat(np.arange(24), 4)
@@ -326,4 +326,4 @@ def test_the_numba_kernels_are_valid_python_under_numba_disable_jit():
 def test_the_radix_argsort_equals_numpys_stable_argsort(values):
     """The kernels' radix sort of distances of any sign (both zeros, subnormals and ties included) gives exactly the
     permutation np.argsort(kind="stable") gives."""
-    np.testing.assert_array_equal(numba_kernels._argsort_floats(values), np.argsort(values, kind="stable"))
+    np.testing.assert_array_equal(numba_triplets._argsort_floats(values), np.argsort(values, kind="stable"))

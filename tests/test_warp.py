@@ -22,7 +22,8 @@ from support import results_with_one_and_two_numba_threads
 
 import metricloss as ml
 from metricloss import textbook
-from metricloss._kernels import numba_kernels, numpy_kernels
+from metricloss._kernels import numba as numba_kernels
+from metricloss._kernels import numpy as numpy_kernels
 from metricloss.testing import TOLERANCES, assert_close, check_grad
 
 SAMPLINGS = [("random", {"rng": 4}), ("index", {}), ("exact", {})]

@@ -175,7 +175,7 @@ class GpuArrays:
     def kernels(self):
         """The CUDA kernel module, each of its functions launching on this library's stream and allocating with
         its allocator."""
-        from . import cuda_kernels
+        from . import cuda as cuda_kernels
 
         return _OnStream(cuda_kernels, self.stream, self.empty)
 

@@ -217,7 +217,7 @@ def quadruplet_loss(
     No quadruplet is formed: for a positive pair of class c with T = d_ij + α₂, its active partners are the
     negative pairs below T less those with an end in class c, and a negative pair's are the positive pairs with
     T above it less those of its two classes; counted by binary searches in sorted thresholds and distances, so
-    O(B² log B) time and O(B²) memory (:func:`metricloss._kernels.numpy_kernels.quadruplet_pairs`). Gradient:
+    O(B² log B) time and O(B²) memory (:func:`metricloss._kernels.numpy.quadruplet.quadruplet_pairs`). Gradient:
     the counts are ∂(Σ second terms)/∂d (+#partners on a positive pair, −#partners on a negative pair), the
     triplet kernel's counts are the first term's, and ∂L/∂D = w₁·(first) + w₂·(second) is pulled back through
     the distance matrix once (:func:`metricloss.pairwise_distances_vjp`). With adaptive margins (μ_n > μ_p) every

@@ -6,7 +6,7 @@ the number of draws that took, and weight the violator's hinge by a function of 
 is the common dot-product model, scores = Q·Iᵀ, with gradients for both embedding sets; :func:`relevance_matrix`
 builds the relevance matrix from per-query index lists. The sampling loop is the kernels' ``warp_violators``; its
 scheme (a counter-based Fisher–Yates shuffle, the same in every backend and for any thread count) is documented in
-``metricloss._kernels.numpy_kernels``.
+``metricloss._kernels.numpy.warp``.
 """
 
 import functools

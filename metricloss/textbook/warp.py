@@ -2,7 +2,7 @@
 the query's negatives until one violates the margin, estimate the positive's rank from the number of draws, and pay
 that violator's hinge weighted by L(rank); the gradient term by term.
 
-The draws follow metricloss's documented sampling scheme (``metricloss._kernels.numpy_kernels``, WARP section),
+The draws follow metricloss's documented sampling scheme (``metricloss._kernels.numpy.warp``),
 re-derived here from its text in plain Python integers: one seed per (query, positive) pair, then a Fisher–Yates
 shuffle of the items made step by step, each step's swap position hashed from the seed and the step.
 """

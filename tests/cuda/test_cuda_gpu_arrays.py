@@ -7,7 +7,8 @@ import pytest
 from numba import cuda
 
 import metricloss as ml
-from metricloss._kernels import cuda_kernels
+from metricloss._kernels import cuda as cuda_kernels
+from metricloss._kernels.cuda import _device
 
 MININGS = ("all", "all_semihard", "hard", "semihard")
 
@@ -116,10 +117,10 @@ def test_only_small_arrays_cross_between_host_and_device(monkeypatch, name, refe
     if references:  # the batch against a reference set of its own rows, reversed
         kwargs = {**kwargs, "ref_embeddings": cuda.to_device(x[::-1].copy()), "ref_labels": labels[::-1].copy()}
     copied = []
-    to_device, to_host = cuda_kernels._to_device, cuda_kernels._to_host
+    to_device, to_host = _device._to_device, _device._to_host
 
     def recording_to_device(a):
-        if cuda_kernels._is_host(a):
+        if _device._is_host(a):
             copied.append(("to device", np.shape(a)))
         return to_device(a)
 
@@ -127,8 +128,10 @@ def test_only_small_arrays_cross_between_host_and_device(monkeypatch, name, refe
         copied.append(("to host", d_a.shape))
         return to_host(d_a)
 
-    monkeypatch.setattr(cuda_kernels, "_to_device", recording_to_device)
-    monkeypatch.setattr(cuda_kernels, "_to_host", recording_to_host)
+    for module in (_device, *cuda_kernels.FAMILIES):  # each module that calls them holds its own reference
+        for name, recording in (("_to_device", recording_to_device), ("_to_host", recording_to_host)):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, recording)
     loss(cuda.to_device(x), labels, **kwargs)
     assert copied  # the recording saw the wrappers' copies
     for direction, shape in copied:

@@ -1,4 +1,4 @@
-"""Every CUDA kernel (``metricloss._kernels.cuda_kernels``) against the NumPy reference, in Numba's CUDA
+"""Every CUDA kernel (``metricloss._kernels.cuda``) against the NumPy reference, in Numba's CUDA
 simulator, at batch sizes that are not multiples of the block size, in float32 and float64 (test_cuda_ptx.py
 compiles every launched signature to PTX)."""
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from metricloss._batch import class_index
-from metricloss._kernels import NO_SELF, get_kernels, numpy_kernels
+from metricloss._kernels import NO_SELF, get_kernels
+from metricloss._kernels import numpy as numpy_kernels
 
 cuda_kernels = get_kernels("cuda")
 SIZES = (5, 17, 33)

@@ -1,4 +1,4 @@
-"""The lifted structure kernels of ``metricloss._kernels.cuda_kernels`` (negative_softmax, lifted_pairs,
+"""The lifted structure kernels of ``metricloss._kernels.cuda`` (negative_softmax, lifted_pairs,
 lifted_cotangent, generalized_lifted_rows, transposed) against the NumPy reference in Numba's CUDA simulator, at
 batch sizes that are not multiples of the block size, in float32 and float64; and lifted_structure_loss and
 generalized_lifted_structure_loss end to end with backend="cuda" against backend="numpy".
@@ -10,7 +10,8 @@ import pytest
 from test_cuda_kernels import DTYPES, SIZES, _batch, _tolerance
 
 from metricloss._batch import class_index
-from metricloss._kernels import NO_SELF, get_kernels, numpy_kernels
+from metricloss._kernels import NO_SELF, get_kernels
+from metricloss._kernels import numpy as numpy_kernels
 from metricloss.losses.lifted import generalized_lifted_structure_loss, lifted_structure_loss
 
 cuda_kernels = get_kernels("cuda")
@@ -174,7 +175,7 @@ def test_transposed_matches_reference(size, dtype):
 
 
 def record_launches(dtype):
-    """Each kernel test above once, at size 5: with ``cuda_kernels._launch_log`` set, this records every launched
+    """Each kernel test above once, at size 5: with ``_device._launch_log`` set, this records every launched
     (kernel, signature) of the lifted kernels in ``dtype``, for the test that compiles them to PTX."""
     test_negative_softmax_matches_reference(5, dtype)
     test_lifted_pairs_matches_reference(5, dtype)

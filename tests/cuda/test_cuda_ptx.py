@@ -15,7 +15,8 @@ import test_cuda_lifted_kernels
 import test_cuda_pair_kernels
 import test_cuda_warp_kernels
 
-from metricloss._kernels import cuda_kernels
+from metricloss._kernels import cuda as cuda_kernels
+from metricloss._kernels.cuda import _device
 
 KERNEL_TESTS = (
     test_cuda_kernels,
@@ -29,13 +30,13 @@ KERNEL_TESTS = (
 def test_every_launched_signature_compiles_to_ptx(tmp_path):
     """Each kernel of cuda_kernels.KERNELS is launched by some test, and every signature it was launched with in
     either dtype compiles (a kernel on float64 keys, the bitonic sort, has one signature for both)."""
-    cuda_kernels._launch_log = log = []
+    _device._launch_log = log = []
     try:
         for dtype in test_cuda_kernels.DTYPES:
             for tests in KERNEL_TESTS:
                 tests.record_launches(dtype)
     finally:
-        cuda_kernels._launch_log = None
+        _device._launch_log = None
     signatures = sorted(set(log))
     launched = {name for name, _ in signatures}
     assert launched == {cuda_kernels.kernel_name(k) for k in cuda_kernels.KERNELS}
@@ -44,7 +45,7 @@ def test_every_launched_signature_compiles_to_ptx(tmp_path):
     script = (
         "import json, sys\n"
         "from numba import cuda\n"
-        "from metricloss._kernels import cuda_kernels as k\n"
+        "from metricloss._kernels import cuda as k\n"
         "kernels = {k.kernel_name(f): f for f in k.KERNELS}\n"
         "for name, types in json.load(open(sys.argv[1])):\n"
         "    cuda.compile_ptx(kernels[name].py_func, f\"void({', '.join(types)})\", cc=(9, 0))\n"

@@ -1,4 +1,4 @@
-"""The WARP kernels of ``metricloss._kernels.cuda_kernels`` (``warp_violators``, ``warp_exact``) against the NumPy
+"""The WARP kernels of ``metricloss._kernels.cuda`` (``warp_violators``, ``warp_exact``) against the NumPy
 reference in Numba's CUDA simulator, at item counts that are not multiples of the block size, in float32 and
 float64: the same draws, violators and trial counts bit for bit, ties (z = 0, not a violator) included; and the WARP
 losses end to end with backend="cuda" against backend="numpy".
@@ -10,7 +10,8 @@ exact in both dtypes and in any summation order, so that z = 0 happens, and the 
 import numpy as np
 import pytest
 
-from metricloss._kernels import get_kernels, numpy_kernels
+from metricloss._kernels import get_kernels
+from metricloss._kernels import numpy as numpy_kernels
 from metricloss.losses.warp import _pairs, _rank_weights, warp_embedding_loss, warp_loss
 
 cuda_kernels = get_kernels("cuda")

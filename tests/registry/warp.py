@@ -12,7 +12,7 @@ Two kinds of case tell the contract more than their arguments' kinds (``LossCase
   know that. Item permutations are honest only for ``sampling="exact"`` (the scans follow the item index).
 
 The textbook twins (``metricloss.textbook.warp_loss`` and ``warp_embedding_loss``) reproduce the documented sampling
-scheme from its text (numpy_kernels' WARP section): the seeds drawn from ``numpy.random.default_rng(rng)``,
+scheme from its text (``metricloss._kernels.numpy.warp``): the seeds drawn from ``numpy.random.default_rng(rng)``,
 MurmurHash3's fmix32 and the Fisher–Yates draws, in plain Python integers.
 """
 

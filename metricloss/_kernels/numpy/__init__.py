@@ -1,0 +1,61 @@
+"""Reference kernels in vectorised NumPy: the readable versions of what the Numba kernels do with loops, and the
+place where each kernel's contract is written down (in its docstring, in the family module that defines it).
+
+The family modules, the same in ``numba`` and ``cuda``: ``distances`` (Gram to distances, the Euclidean VJP's
+steps, scatter-adds), ``triplets`` (batch-all, soft batch-all, semi-hard negatives, per-anchor selection), ``pairs``
+(contrastive), ``lifted`` (lifted structure and its generalized form), ``quadruplet`` and ``warp``.
+
+Shared conventions. ``d`` is a distance matrix between anchors (rows) and references (columns). Classes come as
+the arrays :func:`metricloss._batch.class_index` builds: ``ref_class[j]`` is reference j's class number,
+``anchor_class[a]`` anchor a's (-1 if no reference shares it), and ``class_order[class_starts[c]:class_starts[c +
+1]]`` lists the references of class c in increasing order. Anchor a is reference a + ``self_offset`` and is not its
+own candidate (0 within one batch, the chunk's start when the anchors are a chunk of the references, ``NO_SELF``
+when anchors and references are different sets). Kernels trust their inputs.
+"""
+
+from .distances import (
+    gram_to_distances,
+    pair_scale,
+    pull_distance_pairs,
+    scatter_add_entries,
+    scatter_add_rows,
+    symmetrize,
+    transposed,
+)
+from .lifted import generalized_lifted_rows, lifted_cotangent, lifted_pairs, negative_softmax
+from .pairs import contrastive_pairs, scale_same_class
+from .quadruplet import quadruplet_pairs
+from .triplets import (
+    anchor_candidates,
+    batch_all_symmetric,
+    batch_all_triplets,
+    select_per_anchor,
+    semihard_negatives,
+    soft_all_triplets,
+)
+from .warp import warp_exact, warp_violators
+
+__all__ = [
+    "anchor_candidates",
+    "batch_all_symmetric",
+    "batch_all_triplets",
+    "contrastive_pairs",
+    "generalized_lifted_rows",
+    "gram_to_distances",
+    "lifted_cotangent",
+    "lifted_pairs",
+    "negative_softmax",
+    "pair_scale",
+    "pull_distance_pairs",
+    "quadruplet_pairs",
+    "scale_same_class",
+    "scatter_add_entries",
+    "scatter_add_rows",
+    "select_per_anchor",
+    "semihard_negatives",
+    "soft_all_triplets",
+    "symmetrize",
+    "transposed",
+    "warp_exact",
+    "warp_violators",
+]
