@@ -238,19 +238,25 @@ def _at_distances(rng, anchor, distances):
 
 @pytest.mark.parametrize("features", [3, 4, 8])
 def test_sampler_draws_negatives_with_the_exact_probabilities(features):
-    """Chi-square of 20000 draws for anchor 0 (one positive, so one draw per call), its negatives at distances
-    from below the cutoff to beyond τ, against the probabilities computed term by term."""
+    """Chi-square of 20000 draws for anchor 0, its negatives at distances from below the cutoff to beyond τ,
+    against the probabilities computed term by term. Anchor 0 has 100 positives, each pair (0, p) drawing its
+    negative independently from the same distribution (the positives do not enter it): 100 draws per call."""
     from scipy import stats
 
     rng = np.random.default_rng(7 + features)
     anchor = _sphere(rng, 1, features)[0]
     negatives = _at_distances(rng, anchor, [0.3, 0.45, 0.7, 1.0, 1.2, 1.35, 1.5, 1.9])
-    x = np.vstack([anchor, _at_distances(rng, anchor, [0.2]), negatives])
-    labels = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
-    draws = np.array([distance_weighted_negatives(x, labels, rng=rng)[2][0] for _ in range(20000)])
+    x = np.vstack([anchor, _at_distances(rng, anchor, [0.2] * 100), negatives])
+    labels = np.concatenate([np.zeros(101, dtype=int), np.repeat([1, 2, 3, 4], 2)])
+    draws = []
+    for _ in range(200):
+        a, _, n = distance_weighted_negatives(x, labels, rng=rng)
+        draws.append(n[a == 0])
+    draws = np.concatenate(draws)
+    assert draws.size == 20000
     exact = _exact_probabilities(x, labels, 0)
     support = [j for j, p in exact.items() if p > 0]
-    assert support == [2, 3, 4, 5, 6, 7] and set(np.unique(draws)) <= set(support)
+    assert support == [101, 102, 103, 104, 105, 106] and set(np.unique(draws)) <= set(support)
     observed = np.array([np.count_nonzero(draws == j) for j in support])
     expected = np.array([exact[j] for j in support]) * draws.size
     assert stats.chisquare(observed, expected).pvalue > 1e-3
