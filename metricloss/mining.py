@@ -39,6 +39,8 @@ import numpy as np
 from ._batch import class_index, comparable_labels, labelled_batch
 from ._kernels import NO_SELF, get_kernels
 from ._kernels.numpy_kernels import anchor_candidates
+from ._pairwise import distance_matrix_vjp, paired_distances_vjp
+from ._search import faiss_search
 from ._validation import (
     check_bool,
     check_count,
@@ -54,7 +56,7 @@ from ._validation import (
     check_scalar,
     promote,
 )
-from .distances import DISTANCES, _paired_distances_vjp, _pairwise_distances_vjp
+from .distances import DISTANCES
 
 TRIPLET_KINDS = ("easy", "semihard", "hard")
 MINED_TRIPLETS = ("all", "active", "easy", "semihard", "hard")
@@ -587,7 +589,7 @@ def mine_dataset(
 
     def exact(rows):
         """Exact choices for the anchors ``rows`` (a contiguous range), against the whole dataset."""
-        d = _pairwise_distances_vjp(x[rows], x, distance, kernels)[0]
+        d = distance_matrix_vjp(x[rows], x, distance, kernels)[0]
         return kernels.select_per_anchor(d, ref_class, anchor_class[rows], rows.start, 0, negative_mode)
 
     if not use_faiss:
@@ -598,12 +600,12 @@ def mine_dataset(
                 progress(rows.stop, total)
         return positives, negatives
 
-    search = _faiss_search(x, distance)
+    search = faiss_search(x, distance)
     for c in np.unique(labels):  # exact hardest positives, class by class
         members = np.flatnonzero(labels == c)
         for start in range(0, members.size, chunk_size):
             rows = members[start : start + chunk_size]
-            d = _pairwise_distances_vjp(x[rows], x[members], distance, kernels)[0]
+            d = distance_matrix_vjp(x[rows], x[members], distance, kernels)[0]
             d[np.arange(rows.size), np.arange(start, start + rows.size)] = -np.inf  # not its own positive
             best = np.argmax(d, axis=1)
             positives[rows] = np.where(np.isfinite(d[np.arange(rows.size), best]), members[best], -1)
@@ -614,7 +616,7 @@ def mine_dataset(
         own = np.arange(rows.start, rows.stop)
         d_pos = np.full(near.shape[0], -np.inf)
         has_pos = positives[rows] >= 0
-        d_pos[has_pos] = _paired_distances_vjp(x[own[has_pos]], x[positives[rows][has_pos]], distance)[0]
+        d_pos[has_pos] = paired_distances_vjp(x[own[has_pos]], x[positives[rows][has_pos]], distance)[0]
         ok = (near >= 0) & (near != own[:, None]) & (labels[np.maximum(near, 0)] != labels[own][:, None])
         if negative == "semihard":
             ok &= (d_near > d_pos[:, None]) & has_pos[:, None]
@@ -625,46 +627,6 @@ def mine_dataset(
         if progress is not None:
             progress(rows.stop, total)
     return positives, negatives
-
-
-def _faiss_search(x, distance):
-    """A function (queries, k) -> (distances, indices), nearest first, from faiss's exact flat index: L2 for the
-    Euclidean distances, inner product for ``"cosine"`` (on the unit rows) and ``"dot"``; none for ``"snr"``."""
-    if distance == "snr":
-        raise ValueError(
-            "use_faiss=True cannot search distance='snr': faiss has no index for the SNR distance (it is not a "
-            "metric, nor an inner product); pass use_faiss=False for the exact search"
-        )
-    try:
-        import faiss
-    except ImportError:
-        raise ImportError("use_faiss=True needs faiss: pip install 'metricloss[faiss]' (faiss-cpu)") from None
-    data = np.ascontiguousarray(x, dtype=np.float32)
-    if distance == "cosine":
-        norms = np.linalg.norm(data, axis=1, keepdims=True)
-        data = np.divide(data, norms, out=np.zeros_like(data), where=norms > 0)
-        index = faiss.IndexFlatIP(data.shape[1])
-    elif distance == "dot":  # the largest inner products are the nearest under −x·y
-        index = faiss.IndexFlatIP(data.shape[1])
-    else:
-        index = faiss.IndexFlatL2(data.shape[1])
-    index.add(data)
-
-    def search(queries, k):
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if distance == "cosine":
-            norms = np.linalg.norm(queries, axis=1, keepdims=True)
-            queries = np.divide(queries, norms, out=np.zeros_like(queries), where=norms > 0)
-            similarity, indices = index.search(queries, k)
-            return 1.0 - similarity.astype(np.float64), indices
-        if distance == "dot":
-            similarity, indices = index.search(queries, k)
-            return -similarity.astype(np.float64), indices
-        squared, indices = index.search(queries, k)
-        squared = np.maximum(squared.astype(np.float64), 0)
-        return (squared if distance == "sqeuclidean" else np.sqrt(squared)), indices
-
-    return search
 
 
 def pk_batches(labels, *, p, k, n_batches=None, rng=None):
@@ -835,7 +797,7 @@ def rank_window_negatives(
     out = np.empty((queries.shape[0], n), dtype=np.int64)
     for start in range(0, queries.shape[0], chunk_size):
         rows = slice(start, min(start + chunk_size, queries.shape[0]))
-        d = _pairwise_distances_vjp(queries[rows], refs, distance, kernels)[0].astype(np.float64)
+        d = distance_matrix_vjp(queries[rows], refs, distance, kernels)[0].astype(np.float64)
         if query_labels is not None:
             d[query_labels[rows][:, None] == ref_labels[None, :]] = np.inf
         available = np.isfinite(d).sum(axis=1).min()
