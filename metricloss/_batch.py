@@ -14,7 +14,8 @@ return gradients shaped and typed like the inputs:
 
 Classes come as the arrays :func:`class_index` builds (the kernels' shared convention, documented in
 ``_kernels.numpy_kernels``). Within one batch an anchor is not its own candidate (``self_offset`` 0); with a
-reference set every reference is (``self_offset`` ``NO_SELF``).
+reference set every reference is (``self_offset`` ``NO_SELF``). :func:`candidate_masks` gives each anchor's positives
+and negatives as boolean rows, for a batch or a block of rows (the miners and the losses on masks share it).
 
 **Blocks of anchor rows.** A loss on distances that is a sum over anchor rows asks for its batch with
 ``in_blocks=True`` and reads it through :meth:`LabelledBatch.blocks`. Where the B×R matrix fits the working memory
@@ -290,6 +291,21 @@ class LabelledBatch:
         rows = np.concatenate([anchors[has_positive], anchors])
         cols = np.concatenate([positives[has_positive], negatives])
         return self.pull_pairs(rows, cols, weight * np.concatenate([slopes[has_positive], -slopes]))
+
+
+def candidate_masks(batch, rows=slice(None)):
+    """Boolean masks of the positives and negatives of the batch's anchors ``rows`` (a slice; every anchor by
+    default), a row per anchor over the references (not the anchor itself, within one batch; a block of rows
+    excludes each anchor's own column through its ``self_offset``): O(rows · R)."""
+    ref_class, anchor_class, _, _ = batch.classes
+    anchors = np.arange(anchor_class.size)[rows]
+    same = (anchor_class[anchors, None] == ref_class[None, :]) & (anchor_class[anchors, None] >= 0)
+    other = ~same
+    if batch.self_offset != NO_SELF:  # anchor a's own column, a + self_offset
+        own = (np.arange(anchors.size), anchors + batch.self_offset)
+        same[own] = False
+        other[own] = False
+    return same, other
 
 
 def block_rows(n_rows, n_cols, itemsize):
