@@ -54,6 +54,9 @@ Numerical care:
 * SNR distances are computed on the rows scaled by one power of two (exact; D is invariant to a common scale),
   centred (a constant row exactly 0), as (‖ỹ_j − x̃_i‖ / ‖x̃_i‖)²: the Euclidean distances of the centred rows
   (close pairs recomputed directly, as above) over the norms, so nothing overflows that D itself does not.
+
+The functions here check their arguments; the unchecked core they call, which the engine calls too, is
+``metricloss._pairwise``.
 """
 
 
