@@ -14,7 +14,8 @@ return gradients shaped and typed like the inputs:
 
 Classes come as the arrays :func:`class_index` builds (the kernels' shared convention, documented in
 the ``_kernels.numpy`` package). Within one batch an anchor is not its own candidate (``self_offset`` 0); with a
-reference set every reference is (``self_offset`` ``NO_SELF``).
+reference set every reference is (``self_offset`` ``NO_SELF``). :func:`candidate_masks` gives each anchor's positives
+and negatives as boolean rows, for a batch or a block of rows (the miners and the losses on masks share it).
 
 **Blocks of anchor rows.** A loss on distances that is a sum over anchor rows asks for its batch with
 ``in_blocks=True`` and reads it through :meth:`LabelledBatch.blocks`. Where the B×R matrix fits the working memory
@@ -40,6 +41,16 @@ import numpy as np
 from ._config import get_config
 from ._kernels import NO_SELF, get_kernels
 from ._kernels._gpu import gpu_rows
+from ._pairwise import (
+    distance_matrix_vjp,
+    gpu_euclidean_distances_vjp,
+    paired_distances_vjp,
+    paired_similarities_vjp,
+    pairs_vjp,
+    pull_entries,
+    refuse_on_gpu_unless_supported,
+    similarity_matrix_vjp,
+)
 from ._validation import (
     check_embeddings,
     check_given_together,
@@ -52,18 +63,7 @@ from ._validation import (
     not_representable,
     promote,
 )
-from .distances import (
-    DISTANCES,
-    SIMILARITIES,
-    _gpu_euclidean_distances_vjp,
-    _paired_distances_vjp,
-    _paired_similarities_vjp,
-    _pairs_vjp,
-    _pairwise_distances_vjp,
-    _pairwise_similarities_vjp,
-    _pull_entries,
-    _refuse_on_gpu_unless_supported,
-)
+from .distances import DISTANCES, SIMILARITIES
 
 _INT64_MAX = np.iinfo(np.int64).max
 
@@ -255,7 +255,7 @@ class LabelledBatch:
         add up) and 0 elsewhere: pair by pair in O(K·F) while K·F <= B·R (always, for a batch in blocks, which has no
         matrix), else through a dense cotangent."""
         g = np.asarray(g, dtype=self.x.dtype)
-        grads = _pull_entries(self.x, self.ref, rows, cols, g, self._paired_vjp, self._pullback, self.kernels)
+        grads = pull_entries(self.x, self.ref, rows, cols, g, self._paired_vjp, self._pullback, self.kernels)
         return self.finish(grads)
 
     def given_triplets(self, triplets):
@@ -291,6 +291,21 @@ class LabelledBatch:
         rows = np.concatenate([anchors[has_positive], anchors])
         cols = np.concatenate([positives[has_positive], negatives])
         return self.pull_pairs(rows, cols, weight * np.concatenate([slopes[has_positive], -slopes]))
+
+
+def candidate_masks(batch, rows=slice(None)):
+    """Boolean masks of the positives and negatives of the batch's anchors ``rows`` (a slice; every anchor by
+    default), a row per anchor over the references (not the anchor itself, within one batch; a block of rows
+    excludes each anchor's own column through its ``self_offset``): O(rows · R)."""
+    ref_class, anchor_class, _, _ = batch.classes
+    anchors = np.arange(anchor_class.size)[rows]
+    same = (anchor_class[anchors, None] == ref_class[None, :]) & (anchor_class[anchors, None] >= 0)
+    other = ~same
+    if batch.self_offset != NO_SELF:  # anchor a's own column, a + self_offset
+        own = (np.arange(anchors.size), anchors + batch.self_offset)
+        same[own] = False
+        other[own] = False
+    return same, other
 
 
 def block_rows(n_rows, n_cols, itemsize):
@@ -372,7 +387,7 @@ class GradientSum:
                 batch.x, candidates, rows, cols, values, True, self.grad_x, self.grad_candidates
             )
             return
-        grads = _pairs_vjp(batch.x, batch.ref, rows, cols, values, batch._paired_vjp, batch.kernels)
+        grads = pairs_vjp(batch.x, batch.ref, rows, cols, values, batch._paired_vjp, batch.kernels)
         if batch.ref is None:
             self.grad_x += grads
         else:
@@ -425,7 +440,7 @@ def _gpu_labelled_batch(embeddings, labels, distance, ref_embeddings, ref_labels
     within one batch or against GPU references, on the CUDA kernels; anything else is refused by name, never run on
     the CPU."""
     check_option(distance, "distance", distances)
-    _refuse_on_gpu_unless_supported(distance)
+    refuse_on_gpu_unless_supported(distance)
     arrays, x = gpu_rows(embeddings, backend)
 
     def host_labels(value, n_samples, name, against):
@@ -440,7 +455,7 @@ def _gpu_labelled_batch(embeddings, labels, distance, ref_embeddings, ref_labels
     labels, ref_labels, classes, self_offset = _batch_classes(labels, ref_labels)
     kernels = arrays.kernels()
     names = ("embeddings", ref_name)
-    d, pullback, gram = _gpu_euclidean_distances_vjp(arrays, x, ref, distance, kernels, names, defer)
+    d, pullback, gram = gpu_euclidean_distances_vjp(arrays, x, ref, distance, kernels, names, defer)
     dtypes = (x.dtype,) if ref is None else (x.dtype, ref.dtype)
     batch = GpuLabelledBatch(
         x,
@@ -509,28 +524,28 @@ def labelled_batch(
     if similarity is None:
         check_option(distance, "distance", distances)
         euclidean = distance in ("euclidean", "sqeuclidean")  # pulled back pair by pair by a kernel, given the name
-        paired = distance if euclidean else lambda a, b: _paired_distances_vjp(a, b, distance, names)
+        paired = distance if euclidean else lambda a, b: paired_distances_vjp(a, b, distance, names)
         if blocked:  # no matrix: each block of rows computes its own
 
             def block_matrix(rows):
-                return _pairwise_distances_vjp(rows, candidates, distance, kernels, names)
+                return distance_matrix_vjp(rows, candidates, distance, kernels, names)
 
             pullback = None
         elif defer_distances:
-            d, pullback, gram = _pairwise_distances_vjp(x, ref, distance, kernels, names, defer=True)
+            d, pullback, gram = distance_matrix_vjp(x, ref, distance, kernels, names, defer=True)
         else:
-            d, pullback = _pairwise_distances_vjp(x, ref, distance, kernels, names)
+            d, pullback = distance_matrix_vjp(x, ref, distance, kernels, names)
     else:
         check_option(similarity, "similarity", SIMILARITIES)
-        paired = functools.partial(_paired_similarities_vjp, similarity=similarity)
+        paired = functools.partial(paired_similarities_vjp, similarity=similarity)
         if blocked:
 
             def block_matrix(rows):
-                return _pairwise_similarities_vjp(rows, candidates, similarity, kernels, names)
+                return similarity_matrix_vjp(rows, candidates, similarity, kernels, names)
 
             pullback = None
         else:
-            s, pullback = _pairwise_similarities_vjp(x, ref, similarity, kernels, names)
+            s, pullback = similarity_matrix_vjp(x, ref, similarity, kernels, names)
     return LabelledBatch(
         x,
         ref,

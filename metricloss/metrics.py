@@ -38,6 +38,8 @@ import numpy as np
 
 from ._batch import class_index
 from ._kernels import get_kernels
+from ._pairwise import distance_matrix_vjp
+from ._search import faiss_search
 from ._validation import (
     check_bool,
     check_count,
@@ -48,8 +50,7 @@ from ._validation import (
     promote,
     refuse_renamed,
 )
-from .distances import DISTANCES, _pairwise_distances_vjp
-from .mining import _faiss_search
+from .distances import DISTANCES
 
 AVERAGES = ("queries", "classes")
 
@@ -153,13 +154,13 @@ def _per_query_scores(x, labels, ref, ref_labels, self_excluded, distance, chunk
     if chunk_size is None:
         chunk_size = max(1, _CHUNK_ENTRIES // n_refs)
     kernels = get_kernels(None)
-    search = _faiss_search(ref, distance) if use_faiss else None
+    search = faiss_search(ref, distance) if use_faiss else None
     if ref is x:  # a separate buffer: numpy sends x @ x.T to SYRK, several times slower here than GEMM
         ref = x.copy()
 
     def exact(rows):
         """Distances and relevance of the queries ``rows`` (a slice or index array) to every reference."""
-        d = _pairwise_distances_vjp(x[rows], ref, distance, kernels)[0]
+        d = distance_matrix_vjp(x[rows], ref, distance, kernels)[0]
         relevant = ref_class[None, :] == query_class[rows][:, None]
         if self_excluded:
             own = np.arange(n_refs)[rows]

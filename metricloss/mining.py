@@ -28,6 +28,11 @@ pytorch-metric-learning's ``TripletMarginMiner`` does: the active triplets are t
 closer than the positive by more than −m, all of them hard, and none is semi-hard. For m >= 0 a hard triplet is
 simply one with d_an < d_ap. The losses refuse m < 0, where a wrongly ordered triplet would cost nothing.
 
+The online miners (:func:`triplet_counts`, :func:`mine_triplets`, :func:`mine_pairs`, :func:`batch_triplets`,
+:func:`distance_weighted_negatives`) run in blocks of anchor rows, as the batch losses do: memory O(block · R) plus
+their output, with the working memory of :func:`metricloss.set_config`; their results, random draws included, are
+those of one block. :func:`mine_dataset` and :func:`rank_window_negatives` run in chunks of ``chunk_size`` anchors.
+
 Randomness comes from a ``numpy.random.Generator``: every function that samples takes ``rng``, a Generator or an
 int seed >= 0 (None: fresh entropy, as ``numpy.random.default_rng``); anything else is refused, naming ``rng``.
 Labels may have any integer dtype, mixed between queries and references: they are compared as identities,
@@ -36,9 +41,10 @@ exactly (``_batch.comparable_labels``).
 
 import numpy as np
 
-from ._batch import class_index, comparable_labels, labelled_batch
-from ._kernels import NO_SELF, get_kernels
-from ._kernels.numpy import anchor_candidates
+from ._batch import candidate_masks, class_index, comparable_labels, labelled_batch
+from ._kernels import get_kernels
+from ._pairwise import distance_matrix_vjp, paired_distances_vjp
+from ._search import faiss_search
 from ._validation import (
     check_bool,
     check_count,
@@ -54,7 +60,7 @@ from ._validation import (
     check_scalar,
     promote,
 )
-from .distances import DISTANCES, _paired_distances_vjp, _pairwise_distances_vjp
+from .distances import DISTANCES
 
 TRIPLET_KINDS = ("easy", "semihard", "hard")
 MINED_TRIPLETS = ("all", "active", "easy", "semihard", "hard")
@@ -110,7 +116,8 @@ def triplet_counts(
     embeddings, labels, *, margin=1.0, distance="euclidean", ref_embeddings=None, ref_labels=None, backend=None
 ):
     """How many of a batch's valid triplets are easy, semi-hard and hard, and the fraction that is active
-    (semi-hard or hard: the ones batch-all averages over). O(B² log B) time, O(B²) memory.
+    (semi-hard or hard: the ones batch-all averages over). O(B·R log R) time; runs in blocks of anchor rows
+    (memory O(block · R), :func:`metricloss.set_config`'s ``working_memory``).
 
     Parameters
     ----------
@@ -141,14 +148,15 @@ def triplet_counts(
     {'valid': 8, 'easy': 2, 'semihard': 3, 'hard': 3, 'active_fraction': 0.75}
     """
     margin = check_margin(margin, signed=True)
-    batch = labelled_batch(
-        embeddings, labels, distance=distance, ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
-    )
-    d, classes, self_offset, kernels = batch.d, batch.classes, batch.self_offset, batch.kernels
-    scratch = np.empty_like(d)  # the kernel writes a cotangent too; counting ignores it
-    _, active, valid = kernels.batch_all_triplets(d, *classes, self_offset, margin, False, scratch, False)
-    _, semihard, _ = kernels.batch_all_triplets(d, *classes, self_offset, margin, True, scratch, False)
-    valid, active, semihard = int(valid.sum()), int(active.sum()), int(semihard.sum())
+    batch = _batch_in_blocks(embeddings, labels, distance, ref_embeddings, ref_labels, backend)
+    counts = np.zeros(3, dtype=np.int64)  # valid, active, semi-hard triplets
+    for block in batch.blocks():
+        rows = (block.d, *block.classes, block.self_offset, margin)
+        scratch = np.empty_like(block.d)  # the kernel writes a cotangent too; counting ignores it
+        _, active, valid = block.kernels.batch_all_triplets(*rows, False, scratch, False)
+        _, semihard, _ = block.kernels.batch_all_triplets(*rows, True, scratch, False)
+        counts += (valid.sum(), active.sum(), semihard.sum())
+    valid, active, semihard = (int(count) for count in counts)
     return {
         "valid": valid,
         "easy": valid - active,
@@ -156,6 +164,26 @@ def triplet_counts(
         "hard": active - semihard,
         "active_fraction": active / valid if valid else 0.0,
     }
+
+
+def _batch_in_blocks(embeddings, labels, distance, ref_embeddings, ref_labels, backend):
+    """The checked labelled batch of a miner, read in blocks of anchor rows (:meth:`LabelledBatch.blocks`)."""
+    return labelled_batch(
+        embeddings,
+        labels,
+        distance=distance,
+        ref_embeddings=ref_embeddings,
+        ref_labels=ref_labels,
+        backend=backend,
+        in_blocks=True,
+    )
+
+
+def _concatenated(mined, n_arrays):
+    """The blocks' (or anchors') index arrays, column by column, as ``n_arrays`` int64 arrays (empty for none)."""
+    if not mined:
+        return tuple(np.zeros(0, dtype=np.int64) for _ in range(n_arrays))
+    return tuple(np.concatenate(column).astype(np.int64) for column in zip(*mined, strict=True))
 
 
 def _band(neg_sorted, d_ap, margin, kind):
@@ -194,8 +222,10 @@ def mine_triplets(
     ``"easy"``, ``"semihard"`` or ``"hard"`` (module docstring). With references, p and n index them.
 
     Per anchor, the negatives' distances are sorted once and each positive's band is a slice of them, so the
-    work is O(B² log B) plus the output, and memory is O(B²) plus the output: with a cap, O(B · cap) however many
-    triplets the batch holds. The result is sorted by anchor, then positive, then negative distance.
+    work is O(B·R log R) plus the output. It runs in blocks of anchor rows, so memory is O(block · R) plus the
+    output (:func:`metricloss.set_config`'s ``working_memory``): with a cap, O(B · cap) however many triplets the
+    batch holds. The anchors draw their caps in order, so the draws do not depend on the blocks. The result is
+    sorted by anchor, then positive, then negative distance.
 
     Parameters
     ----------
@@ -241,34 +271,29 @@ def mine_triplets(
     if max_per_anchor is not None:
         max_per_anchor = check_count(max_per_anchor, "max_per_anchor")
     rng = _rng(rng)
-    batch = labelled_batch(
-        embeddings, labels, distance=distance, ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
-    )
-    d, self_offset = batch.d, batch.self_offset
-    ref_class, anchor_class, _, _ = batch.classes
+    batch = _batch_in_blocks(embeddings, labels, distance, ref_embeddings, ref_labels, backend)
     mined = []
-    for a in range(d.shape[0]):
-        positives, negatives = anchor_candidates(ref_class, anchor_class, self_offset, a)
-        if positives.size == 0 or negatives.size == 0:
-            continue
-        order = np.argsort(d[a, negatives], kind="stable")
-        neg_sorted = d[a, negatives[order]].astype(np.float64)
-        lo, hi = _band(neg_sorted, d[a, positives].astype(np.float64), margin, kind)
-        counts = hi - lo
-        total = int(counts.sum())
-        if total == 0:
-            continue
-        picks = np.arange(total)
-        if max_per_anchor is not None and total > max_per_anchor:
-            picks = np.sort(rng.choice(total, size=max_per_anchor, replace=False))
-        ends = np.cumsum(counts)
-        which = np.searchsorted(ends, picks, side="right")  # the positive each pick belongs to
-        offset = picks - (ends - counts)[which]
-        mined.append((np.full(picks.size, a), positives[which], negatives[order[lo[which] + offset]]))
-    if not mined:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty.copy(), empty.copy()
-    return tuple(np.concatenate(part).astype(np.int64) for part in zip(*mined, strict=True))
+    for block in batch.blocks():
+        is_positive, is_negative = candidate_masks(block)
+        for a in range(block.d.shape[0]):  # a row of the block: anchor block.start + a
+            positives, negatives = np.flatnonzero(is_positive[a]), np.flatnonzero(is_negative[a])
+            if positives.size == 0 or negatives.size == 0:
+                continue
+            d = block.row(a)
+            order = np.argsort(d[negatives], kind="stable")
+            lo, hi = _band(d[negatives[order]], d[positives], margin, kind)
+            counts = hi - lo
+            total = int(counts.sum())
+            if total == 0:
+                continue
+            picks = np.arange(total)
+            if max_per_anchor is not None and total > max_per_anchor:
+                picks = np.sort(rng.choice(total, size=max_per_anchor, replace=False))
+            ends = np.cumsum(counts)
+            which = np.searchsorted(ends, picks, side="right")  # the positive each pick belongs to
+            offset = picks - (ends - counts)[which]
+            mined.append((np.full(picks.size, block.start + a), positives[which], negatives[order[lo[which] + offset]]))
+    return _concatenated(mined, 3)
 
 
 def mine_pairs(
@@ -288,7 +313,8 @@ def mine_pairs(
     farther than m⁺ and negative pairs closer than m.
 
     Pairs are ordered, (i, j) and (j, i) both, never (i, i); with references, a1 and a2 index the embeddings and
-    p and n the references. Each array is sorted by anchor, then by the other index. O(B·R) time and memory.
+    p and n the references. Each array is sorted by anchor, then by the other index. O(B·R) time; runs in blocks
+    of anchor rows, so memory is O(block · R) plus the output (:func:`metricloss.set_config`'s ``working_memory``).
 
     Parameters
     ----------
@@ -331,14 +357,16 @@ def mine_pairs(
     check_option(kind, "kind", MINED_PAIRS)
     margin = check_margin(margin, signed=True)
     pos_margin = check_margin(pos_margin, "pos_margin", signed=True)
-    batch = labelled_batch(
-        embeddings, labels, distance=distance, ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
-    )
-    positive, negative = candidate_masks(batch)
-    if kind == "active":
-        positive &= batch.d > pos_margin
-        negative &= batch.d < margin
-    return (*np.nonzero(positive), *np.nonzero(negative))
+    batch = _batch_in_blocks(embeddings, labels, distance, ref_embeddings, ref_labels, backend)
+    mined = []
+    for block in batch.blocks():
+        positive, negative = candidate_masks(block)
+        if kind == "active":
+            positive &= block.d > pos_margin
+            negative &= block.d < margin
+        (a1, p), (a2, n) = np.nonzero(positive), np.nonzero(negative)
+        mined.append((a1 + block.start, p, a2 + block.start, n))
+    return _concatenated(mined, 4)
 
 
 def pairs_to_triplets(positive_anchors, positives, negative_anchors, negatives):
@@ -418,7 +446,8 @@ def batch_triplets(
     ``"semihard"`` (the closest negative farther than the chosen positive). Not both semi-hard. Ties go to the
     lowest index. A semi-hard choice that does not exist (no negative farther than the positive, no positive
     closer than the negative) leaves its anchor out: there is no fallback, unlike
-    ``triplet_loss(mining="semihard")``, which then takes the farthest negative.
+    ``triplet_loss(mining="semihard")``, which then takes the farthest negative. Runs in blocks of anchor rows:
+    memory O(block · R) (:func:`metricloss.set_config`'s ``working_memory``).
 
     Parameters
     ----------
@@ -467,22 +496,23 @@ def batch_triplets(
     check_option(negative, "negative", SELECTIONS)
     if positive == negative == "semihard":
         raise ValueError("positive and negative cannot both be 'semihard': each is chosen relative to the other")
-    batch = labelled_batch(
-        embeddings, labels, distance=distance, ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
-    )
-    ref_class, anchor_class, _, _ = batch.classes
-    d = batch.d
+    batch = _batch_in_blocks(embeddings, labels, distance, ref_embeddings, ref_labels, backend)
     ranges = (_check_range(positive_range, "positive_range"), _check_range(negative_range, "negative_range"))
-    if ranges != (None, None):
-        d = _outside_ranges_never_chosen(batch, positive, negative, *ranges)
-    p, n = batch.kernels.select_per_anchor(
-        d, ref_class, anchor_class, batch.self_offset, _MODE[positive], _MODE[negative]
-    )
-    chosen = (p >= 0) & (n >= 0)
-    rows = np.flatnonzero(chosen)
-    chosen[rows] = np.isfinite(d[rows, p[rows]]) & np.isfinite(d[rows, n[rows]])  # not a candidate out of range
-    anchors = np.flatnonzero(chosen)
-    return anchors, p[anchors].astype(np.int64), n[anchors].astype(np.int64)
+    mined = []
+    for block in batch.blocks():
+        ref_class, anchor_class, _, _ = block.classes
+        d = block.d
+        if ranges != (None, None):
+            d = _outside_ranges_never_chosen(block, positive, negative, *ranges)
+        p, n = block.kernels.select_per_anchor(
+            d, ref_class, anchor_class, block.self_offset, _MODE[positive], _MODE[negative]
+        )
+        chosen = (p >= 0) & (n >= 0)
+        rows = np.flatnonzero(chosen)
+        chosen[rows] = np.isfinite(d[rows, p[rows]]) & np.isfinite(d[rows, n[rows]])  # not a candidate out of range
+        anchors = np.flatnonzero(chosen)
+        mined.append((anchors + block.start, p[anchors], n[anchors]))
+    return _concatenated(mined, 3)
 
 
 def _check_range(value, name):
@@ -587,7 +617,7 @@ def mine_dataset(
 
     def exact(rows):
         """Exact choices for the anchors ``rows`` (a contiguous range), against the whole dataset."""
-        d = _pairwise_distances_vjp(x[rows], x, distance, kernels)[0]
+        d = distance_matrix_vjp(x[rows], x, distance, kernels)[0]
         return kernels.select_per_anchor(d, ref_class, anchor_class[rows], rows.start, 0, negative_mode)
 
     if not use_faiss:
@@ -598,12 +628,12 @@ def mine_dataset(
                 progress(rows.stop, total)
         return positives, negatives
 
-    search = _faiss_search(x, distance)
+    search = faiss_search(x, distance)
     for c in np.unique(labels):  # exact hardest positives, class by class
         members = np.flatnonzero(labels == c)
         for start in range(0, members.size, chunk_size):
             rows = members[start : start + chunk_size]
-            d = _pairwise_distances_vjp(x[rows], x[members], distance, kernels)[0]
+            d = distance_matrix_vjp(x[rows], x[members], distance, kernels)[0]
             d[np.arange(rows.size), np.arange(start, start + rows.size)] = -np.inf  # not its own positive
             best = np.argmax(d, axis=1)
             positives[rows] = np.where(np.isfinite(d[np.arange(rows.size), best]), members[best], -1)
@@ -614,7 +644,7 @@ def mine_dataset(
         own = np.arange(rows.start, rows.stop)
         d_pos = np.full(near.shape[0], -np.inf)
         has_pos = positives[rows] >= 0
-        d_pos[has_pos] = _paired_distances_vjp(x[own[has_pos]], x[positives[rows][has_pos]], distance)[0]
+        d_pos[has_pos] = paired_distances_vjp(x[own[has_pos]], x[positives[rows][has_pos]], distance)[0]
         ok = (near >= 0) & (near != own[:, None]) & (labels[np.maximum(near, 0)] != labels[own][:, None])
         if negative == "semihard":
             ok &= (d_near > d_pos[:, None]) & has_pos[:, None]
@@ -625,46 +655,6 @@ def mine_dataset(
         if progress is not None:
             progress(rows.stop, total)
     return positives, negatives
-
-
-def _faiss_search(x, distance):
-    """A function (queries, k) -> (distances, indices), nearest first, from faiss's exact flat index: L2 for the
-    Euclidean distances, inner product for ``"cosine"`` (on the unit rows) and ``"dot"``; none for ``"snr"``."""
-    if distance == "snr":
-        raise ValueError(
-            "use_faiss=True cannot search distance='snr': faiss has no index for the SNR distance (it is not a "
-            "metric, nor an inner product); pass use_faiss=False for the exact search"
-        )
-    try:
-        import faiss
-    except ImportError:
-        raise ImportError("use_faiss=True needs faiss: pip install 'metricloss[faiss]' (faiss-cpu)") from None
-    data = np.ascontiguousarray(x, dtype=np.float32)
-    if distance == "cosine":
-        norms = np.linalg.norm(data, axis=1, keepdims=True)
-        data = np.divide(data, norms, out=np.zeros_like(data), where=norms > 0)
-        index = faiss.IndexFlatIP(data.shape[1])
-    elif distance == "dot":  # the largest inner products are the nearest under −x·y
-        index = faiss.IndexFlatIP(data.shape[1])
-    else:
-        index = faiss.IndexFlatL2(data.shape[1])
-    index.add(data)
-
-    def search(queries, k):
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if distance == "cosine":
-            norms = np.linalg.norm(queries, axis=1, keepdims=True)
-            queries = np.divide(queries, norms, out=np.zeros_like(queries), where=norms > 0)
-            similarity, indices = index.search(queries, k)
-            return 1.0 - similarity.astype(np.float64), indices
-        if distance == "dot":
-            similarity, indices = index.search(queries, k)
-            return -similarity.astype(np.float64), indices
-        squared, indices = index.search(queries, k)
-        squared = np.maximum(squared.astype(np.float64), 0)
-        return (squared if distance == "sqeuclidean" else np.sqrt(squared)), indices
-
-    return search
 
 
 def pk_batches(labels, *, p, k, n_batches=None, rng=None):
@@ -835,7 +825,7 @@ def rank_window_negatives(
     out = np.empty((queries.shape[0], n), dtype=np.int64)
     for start in range(0, queries.shape[0], chunk_size):
         rows = slice(start, min(start + chunk_size, queries.shape[0]))
-        d = _pairwise_distances_vjp(queries[rows], refs, distance, kernels)[0].astype(np.float64)
+        d = distance_matrix_vjp(queries[rows], refs, distance, kernels)[0].astype(np.float64)
         if query_labels is not None:
             d[query_labels[rows][:, None] == ref_labels[None, :]] = np.inf
         available = np.isfinite(d).sum(axis=1).min()
@@ -845,44 +835,6 @@ def rank_window_negatives(
         picks = np.argsort(rng.random(ranked.shape), axis=1)[:, :n]  # n distinct ranks per query
         out[rows] = np.take_along_axis(ranked, picks, axis=1)
     return out
-
-
-def hardest_triplets(batch, incomplete_anchors="drop"):
-    """Batch-hard: per anchor the farthest positive and the closest negative, as index arrays (a, p, n).
-
-    ``incomplete_anchors="drop"`` leaves out anchors without a positive or without a negative; ``"keep"`` keeps
-    them (TF-Addons, omoindrot) with p = -1 (d⁺ = 0) where there is no positive and, where there is no negative,
-    the farthest other reference as n. A lone sample has neither and is always left out."""
-    ref_class, anchor_class, _, _ = batch.classes
-    d, self_offset = batch.d, batch.self_offset
-    positive, negative = batch.kernels.select_per_anchor(d, ref_class, anchor_class, self_offset, 0, 0)
-    if incomplete_anchors == "drop":
-        kept = (positive >= 0) & (negative >= 0)
-    else:
-        kept = (positive >= 0) | (negative >= 0)
-        for a in np.flatnonzero(kept & (negative < 0)):
-            row = batch.row(a)
-            if self_offset != NO_SELF:
-                row[a + self_offset] = -np.inf
-            negative[a] = np.argmax(row)
-    anchors = np.flatnonzero(kept)
-    return anchors, positive[anchors], negative[anchors]
-
-
-def semihard_triplets(batch):
-    """FaceNet's semi-hard triplets as TF-Addons mines them, as index arrays (a, p, n): per positive pair (a, p),
-    the closest negative farther than p (d_an > d_ap), or where there is none the farthest negative; pairs whose
-    anchor has no negative are left out. (:func:`mine_dataset` and :func:`batch_triplets` have no such
-    fallback: their semi-hard choice is -1 or left out where no negative is farther than the positive.)"""
-    d, self_offset = batch.d, batch.self_offset
-    n_positives, _ = batch.candidate_counts()
-    offsets = np.concatenate([[0], np.cumsum(n_positives)])
-    positives = np.empty(offsets[-1], dtype=np.int64)
-    negatives = np.empty(offsets[-1], dtype=np.int64)
-    batch.kernels.semihard_negatives(d, *batch.classes, self_offset, offsets, positives, negatives)
-    anchors = np.repeat(np.arange(d.shape[0]), n_positives)
-    kept = negatives >= 0
-    return anchors[kept], positives[kept], negatives[kept]
 
 
 def distance_weighted_negatives(
@@ -914,6 +866,10 @@ def distance_weighted_negatives(
     embeddings' dtype, shifted by each anchor's own largest log-weight before exponentiating: the largest weight of
     every row is exactly 1, so no row underflows to all zeros, even at k = 1024 (where q itself is below the
     smallest float64 for most distances) or in float32.
+
+    It runs in blocks of anchor rows, memory O(block · R) (:func:`metricloss.set_config`'s ``working_memory``):
+    the weights are per anchor, and the anchors draw in order, one uniform number per positive pair, so the
+    draws do not depend on the blocks.
 
     *Fallback.* An anchor whose negatives are all at d >= τ (or at d >= 2, off the sphere, where log q is not
     defined) draws its negative uniformly among all its negatives, so that each positive pair still yields a
@@ -972,38 +928,20 @@ def distance_weighted_negatives(
     cutoff = check_scalar(cutoff, "cutoff", low=0.0, low_inclusive=False)
     nonzero_loss_cutoff = check_scalar(nonzero_loss_cutoff, "nonzero_loss_cutoff", low=0.0, low_inclusive=False)
     rng = _rng(rng)
-    batch = labelled_batch(
-        embeddings, labels, distance="euclidean", ref_embeddings=ref_embeddings, ref_labels=ref_labels, backend=backend
-    )
-    probabilities = _distance_weights(batch, cutoff, nonzero_loss_cutoff)
-    same, other = candidate_masks(batch)
+    batch = _batch_in_blocks(embeddings, labels, "euclidean", ref_embeddings, ref_labels, backend)
     mined = []
-    for a in np.flatnonzero(same.any(axis=1) & other.any(axis=1)):
-        positives = np.flatnonzero(same[a])
-        cumulative = np.cumsum(probabilities[a])
-        # The first index whose cumulative sum exceeds u·total, u in [0, 1), has a weight > 0; where u·total rounds
-        # up to the total, the search runs past the end: the last index with a weight is meant.
-        picks = np.searchsorted(cumulative, rng.random(positives.size) * cumulative[-1], side="right")
-        last = np.flatnonzero(probabilities[a])[-1]
-        mined.append((np.full(positives.size, a), positives, np.minimum(picks, last)))
-    if not mined:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty.copy(), empty.copy()
-    return tuple(np.concatenate(part).astype(np.int64) for part in zip(*mined, strict=True))
-
-
-def candidate_masks(batch, rows=slice(None)):
-    """Boolean masks of the positives and negatives of the anchors ``rows`` (a slice; every anchor by default),
-    a row per anchor over the references (not the anchor itself, within one batch)."""
-    ref_class, anchor_class, _, _ = batch.classes
-    anchors = np.arange(anchor_class.size)[rows]
-    same = (anchor_class[anchors, None] == ref_class[None, :]) & (anchor_class[anchors, None] >= 0)
-    other = ~same
-    if batch.self_offset != NO_SELF:  # anchor a's own column, a + self_offset
-        own = (np.arange(anchors.size), anchors + batch.self_offset)
-        same[own] = False
-        other[own] = False
-    return same, other
+    for block in batch.blocks():
+        probabilities = _distance_weights(block, cutoff, nonzero_loss_cutoff)
+        same, other = candidate_masks(block)
+        for a in np.flatnonzero(same.any(axis=1) & other.any(axis=1)):  # a row of the block: anchor block.start + a
+            positives = np.flatnonzero(same[a])
+            cumulative = np.cumsum(probabilities[a])
+            # The first index whose cumulative sum exceeds u·total, u in [0, 1), has a weight > 0; where u·total
+            # rounds up to the total, the search runs past the end: the last index with a weight is meant.
+            picks = np.searchsorted(cumulative, rng.random(positives.size) * cumulative[-1], side="right")
+            last = np.flatnonzero(probabilities[a])[-1]
+            mined.append((np.full(positives.size, block.start + a), positives, np.minimum(picks, last)))
+    return _concatenated(mined, 3)
 
 
 def _distance_weights(batch, cutoff, nonzero_loss_cutoff):

@@ -2,6 +2,8 @@
 the one-block result (tests/test_contract.py checks it on every registered configuration with blocks of 3 rows;
 here at B = 2048 in 7 uneven blocks, as the configuration sets them)."""
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -311,3 +313,74 @@ def test_npair_in_seven_uneven_blocks_equals_one_block(form):
         "label-sets": (rng.random((B, 40)) < 0.1).astype(int),
     }[form]
     _assert_seven_blocks_against(B, lambda a, p, **h: ml.npair_loss(a, p, labels, **h), x, positives, **hyper)
+
+
+# The online miners in blocks: the same indices in the same order, the same random draws, as one block.
+
+MINER_CONFIGURATIONS = [
+    ("triplet_counts", {}),
+    ("triplet_counts", {"margin": 0.2, "distance": "cosine"}),
+    ("mine_triplets", {"kind": "semihard", "margin": 0.05}),
+    ("mine_triplets", {"kind": "all", "max_per_anchor": 7, "rng": 0}),  # a draw per anchor whose triplets exceed 7
+    ("mine_triplets", {"kind": "hard", "max_per_anchor": 3, "rng": 1, "distance": "snr"}),
+    ("mine_pairs", {}),
+    ("mine_pairs", {"pos_margin": 0.8, "margin": 1.2, "distance": "sqeuclidean"}),
+    ("batch_triplets", {}),
+    ("batch_triplets", {"positive": "easiest", "negative": "semihard", "negative_range": (0.5, 2.0)}),
+    ("batch_triplets", {"positive": "semihard", "negative": "easiest", "positive_range": (0.0, 1.5)}),
+    ("distance_weighted_negatives", {"rng": 0}),
+    ("distance_weighted_negatives", {"rng": 2, "cutoff": 0.3, "nonzero_loss_cutoff": 1.2}),
+]
+
+
+@pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
+@pytest.mark.parametrize(
+    ("miner", "hyper"),
+    MINER_CONFIGURATIONS,
+    ids=[f"{m}-{'-'.join(map(str, h.values()))}" for m, h in MINER_CONFIGURATIONS],
+)
+def test_miner_in_seven_uneven_blocks_equals_one_block(batch, miner, hyper, references):
+    """The miner's index arrays (or counts) in seven uneven blocks are exactly its one-block result: the same
+    indices in the same order, the same random draws (the anchors draw in order, whatever the blocks)."""
+    x, labels = batch
+    if miner == "distance_weighted_negatives":  # points on the unit sphere, as the sampling assumes
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    extra = {"ref_embeddings": x[::-1].copy(), "ref_labels": labels[::-1].copy()} if references else {}
+    mine = getattr(ml.mining, miner)
+    whole = mine(x, labels, **hyper, **extra)
+    in_blocks, blocks = _in_seven_blocks(mine, x, labels, **hyper, **extra)
+    assert blocks == [293] * 6 + [290]
+    if isinstance(whole, dict):
+        assert in_blocks == whole and whole["valid"] > 0
+        return
+    assert len(in_blocks) == len(whole) and whole[0].size > 0
+    for got, expected in zip(in_blocks, whole, strict=True):
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize(
+    ("miner", "hyper"),
+    [
+        ("triplet_counts", {}),
+        ("mine_triplets", {"max_per_anchor": 3, "rng": 0}),
+        ("mine_pairs", {}),
+        ("batch_triplets", {}),
+        ("distance_weighted_negatives", {"rng": 0}),
+    ],
+)
+def test_miner_in_blocks_never_holds_the_whole_matrix(batch, miner, hyper):
+    """In blocks of 32 rows, a miner's peak traced memory is under a quarter of one B×B float64 matrix (32 MiB),
+    its output included (a few MiB at most here): O(block · R), not O(B · R)."""
+    x, labels = batch
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    mine = getattr(ml.mining, miner)
+    mine(x, labels, **hyper)  # compiles the kernels first: only the mining is traced
+    with ml.config_context(working_memory=_working_memory_for(32, B)):
+        tracemalloc.start()
+        try:
+            mine(x, labels, **hyper)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak < B * B * x.itemsize / 4

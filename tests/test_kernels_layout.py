@@ -22,7 +22,6 @@ _GPU_STEP = (
 # that the CUDA backend lacks goes here too, with ("numpy", "numba"); asking the cuda package for it raises
 # NotImplementedError naming it (tests/cuda/test_cuda_backend.py).
 NOT_IN_EVERY_BACKEND = {
-    "anchor_candidates": (("numpy",), "not a kernel: the NumPy kernels' helper, which mining.mine_triplets also uses"),
     "row_sq_norms": (("cuda",), _GPU_STEP),
     "scale": (("cuda",), _GPU_STEP),
     "gather_entries": (("cuda",), _GPU_STEP),

@@ -457,8 +457,7 @@ def test_positive_entries_are_the_positive_mask_in_row_major_order(with_referenc
     """LabelledBatch.positive_entries builds the (anchor, positive) entries from the class lists; they are exactly
     np.nonzero of candidate_masks' positive mask (the anchor itself excluded within one batch; query classes that
     no reference has give no entry), over random batches with singletons and one-class batches."""
-    from metricloss._batch import labelled_batch
-    from metricloss.mining import candidate_masks
+    from metricloss._batch import candidate_masks, labelled_batch
 
     rng = np.random.default_rng(0)
     for _ in range(100):
@@ -473,3 +472,77 @@ def test_positive_entries_are_the_positive_mask_in_row_major_order(with_referenc
         expected_rows, expected_cols = np.nonzero(candidate_masks(batch)[0])
         np.testing.assert_array_equal(rows, expected_rows)
         np.testing.assert_array_equal(cols, expected_cols)
+
+
+# --- the engine's triplet selections, which the losses mine with (metricloss._triplets) -----------------------
+
+
+def _selection_batches(with_references):
+    """Small random labelled batches, singletons and one-class batches among them, with integer-valued distances'
+    ties (features in {0, 1, 2}), as the engine's batches."""
+    from metricloss._batch import labelled_batch
+
+    rng = np.random.default_rng(4)
+    for _ in range(40):
+        n = int(rng.integers(1, 16))
+        x, labels = rng.integers(0, 3, (n, 2)).astype(float), rng.integers(0, int(rng.integers(1, 5)), n)
+        references = {}
+        if with_references:
+            m = int(rng.integers(1, 12))
+            references = {"ref_embeddings": rng.integers(0, 3, (m, 2)).astype(float)}
+            references["ref_labels"] = rng.integers(0, 4, m)
+        yield labelled_batch(x, labels, distance="sqeuclidean", backend="numpy", **references)
+
+
+def _candidates(batch, a):
+    from metricloss._batch import candidate_masks
+
+    positives, negatives = candidate_masks(batch)
+    return np.flatnonzero(positives[a]), np.flatnonzero(negatives[a])
+
+
+@pytest.mark.parametrize("with_references", [False, True])
+def test_hardest_triplets_take_the_farthest_positive_and_closest_negative(with_references):
+    """Batch-hard by a loop over anchors: argmax / argmin take the lowest index among ties; ``"keep"`` keeps an
+    anchor with one side missing (p = -1, or n the farthest other reference)."""
+    from metricloss._triplets import hardest_triplets
+
+    for batch in _selection_batches(with_references):
+        expected = {"drop": [], "keep": []}
+        for a in range(batch.d.shape[0]):
+            positives, negatives = _candidates(batch, a)
+            p = positives[np.argmax(batch.d[a, positives])] if positives.size else -1
+            n = negatives[np.argmin(batch.d[a, negatives])] if negatives.size else -1
+            if p >= 0 and n >= 0:
+                expected["drop"].append((a, p, n))
+            if n < 0 and p >= 0:  # no negative: the farthest other reference
+                others = np.union1d(positives, negatives)
+                n = others[np.argmax(batch.d[a, others])]
+            if p >= 0 or negatives.size:
+                expected["keep"].append((a, p, n))
+        for incomplete_anchors, triplets in expected.items():
+            got = hardest_triplets(batch, incomplete_anchors)
+            assert list(zip(*(t.tolist() for t in got), strict=True)) == triplets
+
+
+@pytest.mark.parametrize("with_references", [False, True])
+def test_semihard_triplets_take_the_closest_farther_negative_or_the_farthest(with_references):
+    """TF-Addons' semi-hard rule by a loop over positive pairs: the closest negative with d_an > d_ap, else the
+    farthest negative; ties to the lowest index; pairs whose anchor has no negative left out."""
+    from metricloss._triplets import semihard_triplets
+
+    for batch in _selection_batches(with_references):
+        expected = []
+        for a in range(batch.d.shape[0]):
+            positives, negatives = _candidates(batch, a)
+            if not negatives.size:
+                continue
+            for p in positives:
+                farther = negatives[batch.d[a, negatives] > batch.d[a, p]]
+                if farther.size:
+                    n = farther[np.argmin(batch.d[a, farther])]
+                else:
+                    n = negatives[np.argmax(batch.d[a, negatives])]
+                expected.append((a, p, n))
+        got = semihard_triplets(batch)
+        assert list(zip(*(t.tolist() for t in got), strict=True)) == expected

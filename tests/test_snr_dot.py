@@ -13,7 +13,7 @@ from pytorch_metric_learning import miners as pml_miners
 from support import assert_same, pk_batch, pml_dot, pml_value_and_grad
 
 import metricloss as ml
-from metricloss.distances import _paired_distances_vjp
+from metricloss._pairwise import paired_distances_vjp
 from metricloss.mining import batch_triplets, mine_dataset, mine_triplets, rank_window_negatives, triplet_counts
 from metricloss.testing import assert_close, check_grad
 
@@ -177,7 +177,7 @@ def test_paired_vjp_matches_central_differences(distance):
     x1, x2, w = rng.standard_normal((6, 5)), rng.standard_normal((6, 5)), rng.standard_normal(6)
 
     def loss(x1, x2):
-        d, pullback = _paired_distances_vjp(x1, x2, distance)
+        d, pullback = paired_distances_vjp(x1, x2, distance)
         return float(np.sum(w * d)), pullback(w.copy())
 
     check_grad(loss, x1, x2)

@@ -5,6 +5,7 @@ import numpy as np
 
 from .._batch import labelled_batch
 from .._reduce import REDUCTIONS, weight_from_counts
+from .._triplets import hardest_triplets
 from .._validation import (
     check_bool,
     check_class_indices,
@@ -18,7 +19,6 @@ from .._validation import (
     finite_or_refused,
 )
 from ..distances import SYMMETRIC_DISTANCES
-from ..mining import hardest_triplets
 from .triplet import _mined_triplets, _triplet_terms
 
 ABSENT_CLASSES = ("mean", "zeros", "raise")

@@ -20,7 +20,7 @@ softmax over columns, exchanges O(N) column statistics in a first pass. No BÃ—BÃ
 
 import numpy as np
 
-from .._batch import GradientSum, labelled_batch
+from .._batch import GradientSum, candidate_masks, labelled_batch
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import (
     check_bool,
@@ -33,7 +33,6 @@ from .._validation import (
     promote,
 )
 from ..distances import SIMILARITIES
-from ..mining import candidate_masks
 from ._logsumexp import flush_subnormal, logsumexp_rows, masked, softmax_cross_entropy_rows
 from .softmax import MAX_SCALE, _check_scale
 

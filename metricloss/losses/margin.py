@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from .._batch import GradientSum, labelled_batch
+from .._batch import GradientSum, candidate_masks, labelled_batch
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import (
     check_class_indices,
@@ -20,7 +20,6 @@ from .._validation import (
     finite_or_refused,
 )
 from ..distances import SYMMETRIC_DISTANCES
-from ..mining import candidate_masks
 from .triplet import _given_in, _mined_triplets
 
 

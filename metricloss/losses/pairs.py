@@ -9,6 +9,7 @@ torch-identical losses here differ from torch's (the values do not); the tests p
 import numpy as np
 
 from .._batch import GradientSum, labelled_batch
+from .._pairwise import paired_distances_vjp
 from .._reduce import REDUCTIONS, reduce_terms, weight_from_counts
 from .._validation import (
     check_bool,
@@ -21,7 +22,7 @@ from .._validation import (
     finite_or_refused,
     promote,
 )
-from ..distances import DISTANCES, SIGNED_DISTANCES, _paired_distances_vjp
+from ..distances import DISTANCES, SIGNED_DISTANCES
 
 CONTRASTIVE_FORMS = ("hadsell", "squared", "linear")
 
@@ -312,7 +313,7 @@ def contrastive_pair_loss(
     x1, x2, y = _check_pair_inputs(x1, x2, y, rows=True, allowed=(0, 1))
     _check_contrastive_options(margin, pos_margin, form, distance, reduction, split_reduction)
 
-    d, pullback = _paired_distances_vjp(*promote(x1, x2), distance)
+    d, pullback = paired_distances_vjp(*promote(x1, x2), distance)
     similar = y == 1
     # The terms in float64: ½h² of a float32 distance overflows float32 long before the value or its slope h do.
     terms, dterms = _contrastive_terms(d.astype(np.float64), similar, margin, pos_margin, form)

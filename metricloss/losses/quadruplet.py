@@ -5,6 +5,7 @@ labelled batch, where every quadruplet is counted and none is formed."""
 import numpy as np
 
 from .._batch import labelled_batch
+from .._pairwise import paired_distances_vjp
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import (
     check_bool,
@@ -15,7 +16,7 @@ from .._validation import (
     finite_or_refused,
     promote,
 )
-from ..distances import SYMMETRIC_DISTANCES, _paired_distances_vjp
+from ..distances import SYMMETRIC_DISTANCES
 
 QUADRUPLET_MININGS = ("all", "hard")
 _ROWS = ("anchor", "positive", "negative", "negative2")
@@ -142,9 +143,9 @@ def quadruplet_margin_loss(
     margin, margin2, split_reduction = _check_options(margin, margin2, mining, distance, reduction, split_reduction)
 
     a, p, n, n2 = promote(*arrays)
-    d_ap, pull_ap = _paired_distances_vjp(a, p, distance, names=("anchor", "positive"))
-    d_an, pull_an = _paired_distances_vjp(a, n, distance, names=("anchor", "negative"))
-    d_nn, pull_nn = _paired_distances_vjp(n, n2, distance, names=("negative", "negative2"))
+    d_ap, pull_ap = paired_distances_vjp(a, p, distance, names=("anchor", "positive"))
+    d_an, pull_an = paired_distances_vjp(a, n, distance, names=("anchor", "negative"))
+    d_nn, pull_nn = paired_distances_vjp(n, n2, distance, names=("negative", "negative2"))
     d_ap, d_an, d_nn = (d.astype(np.float64) for d in (d_ap, d_an, d_nn))
     n_rows = d_ap.size
     gap = max(0.0, (d_an.sum() + d_nn.sum()) / (2 * n_rows) - d_ap.mean()) if mining == "hard" else 1.0

@@ -15,11 +15,10 @@ O(block·R): a term that reads every row (circle loss over all pairs) takes two 
 
 import numpy as np
 
-from .._batch import GradientSum, labelled_batch
+from .._batch import GradientSum, candidate_masks, labelled_batch
 from .._kernels import NO_SELF
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import MAX_MARGIN, check_bool, check_option, check_scalar, finite_or_refused
-from ..mining import candidate_masks
 from ._logsumexp import flush_subnormal, logsumexp_rows, masked
 
 CIRCLE_FORMS = ("per_anchor", "all_pairs")

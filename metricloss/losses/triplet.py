@@ -5,7 +5,9 @@ import functools
 import numpy as np
 
 from .._batch import GradientSum, labelled_batch
+from .._pairwise import lp_distance_rows as _lp_distance_rows
 from .._reduce import REDUCTIONS, reduce_terms, weight_from_counts
+from .._triplets import hardest_triplets, semihard_triplets
 from .._validation import (
     check_bool,
     check_embeddings,
@@ -16,8 +18,6 @@ from .._validation import (
     finite_or_refused,
     promote,
 )
-from ..distances import _lp_distance_rows
-from ..mining import hardest_triplets, semihard_triplets
 from .pairs import _hinge
 
 

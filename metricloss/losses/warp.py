@@ -14,6 +14,9 @@ import functools
 import numpy as np
 
 from .._kernels import get_kernels
+from .._pairwise import paired_similarities_vjp as _paired_similarities_vjp
+from .._pairwise import pull_entries as _pull_entries
+from .._pairwise import similarity_matrix_vjp as _pairwise_similarities_vjp
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import (
     check_count,
@@ -28,7 +31,6 @@ from .._validation import (
     finite_or_refused,
     promote,
 )
-from ..distances import _paired_similarities_vjp, _pairwise_similarities_vjp, _pull_entries
 
 WARP_SAMPLINGS = ("random", "index", "exact")
 WARP_WEIGHTINGS = ("harmonic", "log")

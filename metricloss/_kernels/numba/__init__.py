@@ -5,9 +5,8 @@ vectorise; no kernel divides by zero (the divisor is selected away from 0 and th
 kernel is valid Python: ``NUMBA_DISABLE_JIT=1`` runs it as such (tests/test_triplet.py does).
 
 The contracts (arguments, outputs, conventions) are documented once, in the ``numpy`` package; this one has the
-same family modules, defining the same functions with the same signatures (``anchor_candidates``, a helper of the
-NumPy kernels, aside). The decorator, the thread policy (``_jit.THREADS``, ``_jit.SERIAL_BELOW``) and the helpers
-that several families share are in ``_jit``.
+same family modules, defining the same functions with the same signatures. The decorator, the thread policy
+(``_jit.THREADS``, ``_jit.SERIAL_BELOW``) and the helpers that several families share are in ``_jit``.
 """
 
 from .distances import (

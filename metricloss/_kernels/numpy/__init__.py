@@ -26,7 +26,6 @@ from .lifted import generalized_lifted_rows, lifted_cotangent, lifted_pairs, neg
 from .pairs import contrastive_pairs, scale_same_class
 from .quadruplet import quadruplet_pairs
 from .triplets import (
-    anchor_candidates,
     batch_all_symmetric,
     batch_all_triplets,
     select_per_anchor,
@@ -36,7 +35,6 @@ from .triplets import (
 from .warp import warp_exact, warp_violators
 
 __all__ = [
-    "anchor_candidates",
     "batch_all_symmetric",
     "batch_all_triplets",
     "contrastive_pairs",

@@ -10,9 +10,8 @@ import numpy as np
 from .distances import gram_to_distances, symmetrize
 
 
-def anchor_candidates(ref_class, anchor_class, self_offset, a):
-    """Anchor a's positive and negative reference indices, in increasing order (also used by
-    :func:`metricloss.mining.mine_triplets`)."""
+def _anchor_candidates(ref_class, anchor_class, self_offset, a):
+    """Anchor a's positive and negative reference indices, in increasing order."""
     same = ref_class == anchor_class[a]
     candidate = np.ones(len(ref_class), dtype=bool)
     if 0 <= a + self_offset < len(ref_class):
@@ -37,7 +36,7 @@ def batch_all_triplets(
     n_anchors = d.shape[0]
     values, n_active, n_valid = np.zeros(n_anchors), np.zeros(n_anchors, np.int64), np.zeros(n_anchors, np.int64)
     for a in range(n_anchors):
-        positives, negatives = anchor_candidates(ref_class, anchor_class, self_offset, a)
+        positives, negatives = _anchor_candidates(ref_class, anchor_class, self_offset, a)
         n_valid[a] = positives.size * negatives.size
         row = d[a].astype(np.float64)
         g = np.zeros_like(row)
@@ -83,7 +82,7 @@ def soft_all_triplets(
     n_anchors = d.shape[0]
     values, n_nonzero, n_valid = np.zeros(n_anchors), np.zeros(n_anchors, np.int64), np.zeros(n_anchors, np.int64)
     for a in range(n_anchors):
-        positives, negatives = anchor_candidates(ref_class, anchor_class, self_offset, a)
+        positives, negatives = _anchor_candidates(ref_class, anchor_class, self_offset, a)
         n_valid[a] = positives.size * negatives.size
         row = d[a].astype(np.float64)
         g = np.zeros_like(row)
@@ -137,7 +136,7 @@ def semihard_negatives(
     increasing order; the negative is -1 where the anchor has no negative at all.
     """
     for a in range(d.shape[0]):
-        anchor_positives, anchor_negatives = anchor_candidates(ref_class, anchor_class, self_offset, a)
+        anchor_positives, anchor_negatives = _anchor_candidates(ref_class, anchor_class, self_offset, a)
         span = slice(offsets[a], offsets[a + 1])
         positives[span] = anchor_positives
         if anchor_negatives.size == 0:
@@ -171,7 +170,7 @@ def select_per_anchor(d, ref_class, anchor_class, self_offset, positive_mode, ne
     n_anchors = d.shape[0]
     chosen_positive, chosen_negative = np.full(n_anchors, -1), np.full(n_anchors, -1)
     for a in range(n_anchors):
-        positives, negatives = anchor_candidates(ref_class, anchor_class, self_offset, a)
+        positives, negatives = _anchor_candidates(ref_class, anchor_class, self_offset, a)
         d_ap, d_an = d[a, positives], d[a, negatives]
         p = n = -1
         if positive_mode != 2:
