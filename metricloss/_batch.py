@@ -310,6 +310,7 @@ class GradientSum:
     def __init__(self, batch):
         self.batch = batch
         self.whole = None  # (g, pull options, same_class_apart) of a batch that is one block, pulled back at the end
+        self.whole_pairs = None  # or (rows, cols, g): its cotangent given on entries
         self.same_class = []  # the same-class entries (rows, cols, values) a block of rows kept apart
         self.divided = False
         if batch.in_blocks:
@@ -335,11 +336,25 @@ class GradientSum:
         self.grad_x[block.start : block.start + block.x.shape[0]] += grad_rows
         self.grad_candidates += grad_candidates
 
+    def pull_pairs(self, block, rows, cols, g):
+        """Pull back the block's cotangent given as g[k] on entry (rows[k], cols[k]) of its matrix (rows numbered
+        within the block), as :meth:`LabelledBatch.pull_pairs` does: pair by pair where the pairs are few, else
+        through the block's dense pullback."""
+        if block is self.batch:
+            self.whole_pairs = (rows, cols, g)
+            return
+        grad_rows, grad_candidates = block.pull_pairs(rows, cols, g)
+        self.grad_x[block.start : block.start + block.x.shape[0]] += grad_rows
+        self.grad_candidates += grad_candidates
+
     def result(self, weight, same_class_weight=None):
         """The batch's gradients for the cotangent times ``weight`` (its same-class entries, where kept apart,
         times ``same_class_weight``), in the inputs' dtypes."""
         if same_class_weight is None:
             same_class_weight = weight
+        if not self.batch.in_blocks and self.whole_pairs is not None:
+            rows, cols, g = self.whole_pairs
+            return self.batch.pull_pairs(rows, cols, weight * g)
         if not self.batch.in_blocks:
             g, options, apart = self.whole
             if apart and same_class_weight != weight:
@@ -461,6 +476,17 @@ def _gpu_labelled_batch(embeddings, labels, distance, ref_embeddings, ref_labels
     return batch
 
 
+def _dot_pullback(x, y):
+    """The pullback of the dot products S = X Yᵀ that reads no S, for a batch that computes none (``matrix=False``):
+    ∂(x_i·y_j)/∂x_i = y_j, so the cotangent weight · G pulls back to (G Y, Gᵀ X). Overwrites G."""
+
+    def pullback(g, weight=1.0):
+        g *= weight
+        return g @ y, g.T @ x
+
+    return pullback
+
+
 def labelled_batch(
     embeddings,
     labels,
@@ -476,6 +502,7 @@ def labelled_batch(
     distances=DISTANCES,
     gpu_arrays=False,
     in_blocks=False,
+    matrix=True,
 ):
     """Check a labelled batch (and its reference set, if any) and build its :class:`LabelledBatch` with the
     pairwise ``distance`` (one of ``distances``, by default ``DISTANCES``: a loss built on symmetric distances >= 0
@@ -488,7 +515,10 @@ def labelled_batch(
     ``gpu_arrays``: the loss takes GPU embeddings in place (a :class:`GpuLabelledBatch`); other losses refuse them
     by name (:func:`metricloss._validation.check_embeddings`). ``in_blocks``: the loss reads the batch through
     :meth:`LabelledBatch.blocks`, so that a batch whose distance matrix does not fit the working memory runs in
-    blocks of anchor rows (GPU batches run as one block)."""
+    blocks of anchor rows (GPU batches run as one block). ``matrix=False`` (``similarity="dot"`` against
+    references only): the loss computes the few entries it reads itself and pulls its cotangent back pair by pair
+    (:meth:`LabelledBatch.pull_pairs`, :meth:`GradientSum.pull_pairs`), so neither the batch nor its blocks compute
+    the matrix (``s`` None): the dot product's dense pullback, G ↦ (G Y, Gᵀ X), does not read it."""
     if gpu_arrays and is_gpu_array(embeddings):
         return _gpu_labelled_batch(
             embeddings, labels, distance, ref_embeddings, ref_labels, backend, ref_name, defer_distances, distances
@@ -523,7 +553,15 @@ def labelled_batch(
     else:
         check_option(similarity, "similarity", SIMILARITIES)
         paired = functools.partial(_paired_similarities_vjp, similarity=similarity)
-        if blocked:
+        if not matrix and blocked:  # no matrix: each block of rows has only the pullback
+
+            def block_matrix(rows):
+                return None, _dot_pullback(rows, candidates)
+
+            pullback = None
+        elif not matrix:
+            pullback = _dot_pullback(x, candidates)
+        elif blocked:
 
             def block_matrix(rows):
                 return _pairwise_similarities_vjp(rows, candidates, similarity, kernels, names)
