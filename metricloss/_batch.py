@@ -292,6 +292,27 @@ class LabelledBatch:
         cols = np.concatenate([positives[has_positive], negatives])
         return self.pull_pairs(rows, cols, weight * np.concatenate([slopes[has_positive], -slopes]))
 
+    def batch_all(self, margin, semihard_only=False, soft=False):
+        """Batch-all on the batch (or block): per anchor, the sum of its valid triplets' terms [d_ap − d_an + m]₊
+        (``semihard_only``: the semi-hard ones only; ``soft``: softplus(d_ap − d_an + m)), its numbers of terms > 0
+        and of valid triplets, and the cotangent of the sum written over ``d``. Returns (sums, n_nonzero, n_valid,
+        written), ``written`` the options that :meth:`GradientSum.pull` (or :meth:`pull`) takes that cotangent with.
+
+        The engine picks the kernel by the batch: within one batch on a symmetric distance (:attr:`symmetric`) the
+        hinge's kernel reads the upper triangle of D and writes the folded cotangent g + gᵀ; otherwise the kernel of
+        any rows against any candidates. Either writes g/d for the Euclidean distance (:attr:`fused_division`). A
+        soft term at most half the smallest subnormal of the input dtype rounds to 0 there, and counts as 0."""
+        d, classes, divide = self.d, self.classes, self.fused_division
+        if soft:
+            smallest = float(np.finfo(self.x.dtype).smallest_subnormal) / 2
+            counts = self.kernels.soft_all_triplets(d, *classes, self.self_offset, margin, smallest, d, divide)
+            return (*counts, {"divided": divide, "symmetric": False})
+        if self.symmetric:
+            counts = self.kernels.batch_all_symmetric(d, *classes, margin, semihard_only, d, divide, gram=self.gram)
+        else:
+            counts = self.kernels.batch_all_triplets(d, *classes, self.self_offset, margin, semihard_only, d, divide)
+        return (*counts, {"divided": divide, "symmetric": self.symmetric})
+
 
 def block_rows(n_rows, n_cols, itemsize):
     """How many anchor rows a block holds: as many as the working memory has room for, each row of the block's

@@ -120,6 +120,31 @@ def _checked_options(margin, sampling, max_trials, weighting, reduction, rng):
     return margin, max_trials, check_rng(rng)
 
 
+def _queries_against_items(query_embeddings, item_embeddings, relevance, exact, backend):
+    """The checked queries against the items, on the dot product, as the engine's batch (in blocks of query rows),
+    and the checked relevance matrix. Classes play no part (the relevance matrix says which items are a query's
+    positives): each query is a class of its own, which no item has. Only the exact form reads the scores S."""
+    queries = check_embeddings(query_embeddings, "query_embeddings")
+    items = check_same_width(
+        check_embeddings(item_embeddings, "item_embeddings"), "item_embeddings", queries, "query_embeddings"
+    )
+    shape = (queries.shape[0], items.shape[0])
+    relevance = check_relevance(relevance, shape, against="(query_embeddings rows, item_embeddings rows)")
+    batch = labelled_batch(
+        queries,
+        np.arange(shape[0]),
+        similarity="dot",
+        ref_embeddings=items,
+        ref_labels=np.full(shape[1], -1),
+        backend=backend,
+        name="query_embeddings",
+        ref_name="item_embeddings",
+        in_blocks=True,
+        matrix=exact,
+    )
+    return batch, relevance
+
+
 @finite_or_refused
 def warp_loss(
     scores,
@@ -352,30 +377,11 @@ def warp_embedding_loss(
            [ 1.5,  0. ],
            [ 0. ,  0. ]]))
     """
-    queries = check_embeddings(query_embeddings, "query_embeddings")
-    items = check_same_width(
-        check_embeddings(item_embeddings, "item_embeddings"), "item_embeddings", queries, "query_embeddings"
-    )
-    shape = (queries.shape[0], items.shape[0])
-    relevance = check_relevance(relevance, shape, against="(query_embeddings rows, item_embeddings rows)")
-    margin, max_trials, rng = _checked_options(margin, sampling, max_trials, weighting, reduction, rng)
     exact = sampling == "exact"
-    # The queries against the items, on the dot product; classes play no part (the relevance matrix says which items
-    # are a query's positives): each query a class of its own, which no item has. Only the exact form reads S.
-    batch = labelled_batch(
-        queries,
-        np.arange(shape[0]),
-        similarity="dot",
-        ref_embeddings=items,
-        ref_labels=np.full(shape[1], -1),
-        backend=backend,
-        name="query_embeddings",
-        ref_name="item_embeddings",
-        in_blocks=True,
-        matrix=exact,
-    )
+    batch, relevance = _queries_against_items(query_embeddings, item_embeddings, relevance, exact, backend)
+    margin, max_trials, rng = _checked_options(margin, sampling, max_trials, weighting, reduction, rng)
     pairs = _Pairs.of(relevance, rng if sampling == "random" else None)
-    weights = _rank_weights(weighting, shape[1])
+    weights = _rank_weights(weighting, relevance.shape[1])
     terms, grads = [], GradientSum(batch)
     for block in batch.blocks():  # a query's pairs are its own row's: the same draws, from their seeds, in any blocks
         rows = slice(block.start, block.start + block.x.shape[0])
