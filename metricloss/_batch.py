@@ -25,6 +25,11 @@ of anchors against every candidate (a query-vs-reference batch whose ``start`` i
 (gradients for the block's rows and for the candidates), and :class:`GradientSum` adds the blocks' gradients up.
 Pairs and triplets given as indices are pulled back pair by pair (no matrix needed).
 
+**Kernels that write the cotangent over d.** Where the kernel, or the form of the cotangent it writes, depends on the
+batch (within one batch or against references, a symmetric distance, the Euclidean distance's fused division), the
+batch picks it and says how it wrote the cotangent (``written``, the options of :meth:`GradientSum.pull`):
+:meth:`LabelledBatch.batch_all` (batch-all triplets, hinged or soft) and :meth:`LabelledBatch.contrastive_pairs`.
+
 A loss that also runs on GPU arrays asks for it (``labelled_batch(..., gpu_arrays=True)``) and reads the batch only
 through the kernels and these methods, plus :meth:`LabelledBatch.value` for its value and
 :meth:`LabelledBatch.entries` / :meth:`LabelledBatch.row` for the few distances it reads on the host: given GPU
@@ -312,6 +317,22 @@ class LabelledBatch:
         else:
             counts = self.kernels.batch_all_triplets(d, *classes, self.self_offset, margin, semihard_only, d, divide)
         return (*counts, {"divided": divide, "symmetric": self.symmetric})
+
+    def contrastive_pairs(self, margin, pos_margin, form):
+        """The contrastive kernel on the batch (or block): per anchor, in columns (similar, dissimilar), the sums of
+        its pairs' terms, the numbers of terms > 0 and of pairs, and the cotangent of the sum written over ``d``
+        (g/d for the Euclidean distance: :attr:`fused_division`). Returns those three and ``written``, the options
+        that :meth:`GradientSum.pull` takes that cotangent with: within one batch on a symmetric distance every
+        unordered pair appears twice, as (i, j) and (j, i), and g_ij depends on d_ij and on whether i and j share
+        a class only, so g is itself the folded cotangent S + Sᵀ of the pairs i < j, of which a block of the
+        batch's rows (whose candidates are the batch: its ``self_offset`` is its start) holds its rows' share."""
+        ref_class, anchor_class = self.classes[:2]
+        d, divide = self.d, self.fused_division
+        counts = self.kernels.contrastive_pairs(
+            d, ref_class, anchor_class, self.self_offset, margin, pos_margin, form, d, divide
+        )
+        folded = self.self_offset != NO_SELF and self.distance != "snr"  # within one batch, symmetric distance
+        return (*counts, {"divided": divide, "symmetric": folded})
 
 
 def block_rows(n_rows, n_cols, itemsize):
