@@ -6,7 +6,9 @@ the number of draws that took, and weight the violator's hinge by a function of 
 is the common dot-product model, scores = Q·Iᵀ, with gradients for both embedding sets; :func:`relevance_matrix`
 builds the relevance matrix from per-query index lists. The sampling loop is the kernels' ``warp_violators``; its
 scheme (a counter-based Fisher–Yates shuffle, the same in every backend and for any thread count) is documented in
-``metricloss._kernels.numpy_kernels``.
+``metricloss._kernels.numpy_kernels``. Each query's terms read its own row of scores only, so
+:func:`warp_embedding_loss` runs on the row-block engine (``metricloss._batch``), in blocks of query rows against
+every item; the pairs' seeds are drawn for all of them at once, so that the draws do not depend on the blocks.
 """
 
 from typing import NamedTuple
