@@ -7,6 +7,7 @@ import pytest
 
 import metricloss as ml
 from metricloss import _batch
+from metricloss._kernels import numba_kernels
 from metricloss.testing import assert_close
 
 B, FEATURES = 2048, 16
@@ -365,3 +366,42 @@ def test_only_warps_exact_form_computes_the_blocks_score_matrices(sampling):
         assert [s.shape for s in matrices] == [(293, N_ITEMS)] * 6 + [(290, N_ITEMS)]
     else:
         assert all(s is None for s in matrices)
+
+
+# --- the engine picks batch-all's kernel ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("distance", "references", "rows", "kernel"),
+    [
+        ("euclidean", False, None, "batch_all_symmetric"),  # one block within one batch: D = Dᵀ, written folded
+        ("euclidean", True, None, "batch_all_triplets"),
+        ("snr", False, None, "batch_all_triplets"),  # not symmetric
+        ("euclidean", False, ROWS_PER_BLOCK, "batch_all_triplets"),  # a block of rows: not square
+    ],
+    ids=["within", "references", "snr", "blocks"],
+)
+def test_the_engine_picks_batch_alls_kernel_by_the_batch(batch, distance, references, rows, kernel):
+    """LabelledBatch.batch_all runs the folded kernel only on a whole batch on a symmetric distance, and says so in
+    the pull options it returns; the loss is the same either way (the other tests)."""
+    x, labels = batch
+    x, labels = x[:600], labels[:600]
+    extra = {"ref_embeddings": x[::-1].copy(), "ref_labels": labels[::-1].copy()} if references else {}
+    called, written = [], []
+    original = _batch.LabelledBatch.batch_all
+
+    def recorded(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        written.append(result[3])
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("batch_all_symmetric", "batch_all_triplets"):
+            function = getattr(numba_kernels, name)
+            patch.setattr(numba_kernels, name, lambda *a, _f=function, _n=name, **k: called.append(_n) or _f(*a, **k))
+        patch.setattr(_batch.LabelledBatch, "batch_all", recorded)
+        with ml.config_context(working_memory=_working_memory_for(rows, 600) if rows else 1024):
+            ml.triplet_loss(x, labels, distance=distance, **extra)
+    assert set(called) == {kernel}
+    assert all(options["symmetric"] == (kernel == "batch_all_symmetric") for options in written)
+    assert all(options["divided"] == (distance == "euclidean") for options in written)
