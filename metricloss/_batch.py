@@ -26,6 +26,11 @@ of anchors against every candidate (a query-vs-reference batch whose ``start`` i
 (gradients for the block's rows and for the candidates), and :class:`GradientSum` adds the blocks' gradients up.
 Pairs and triplets given as indices are pulled back pair by pair (no matrix needed).
 
+**Kernels that write the cotangent over d.** Where the kernel, or the form of the cotangent it writes, depends on the
+batch (within one batch or against references, a symmetric distance, the Euclidean distance's fused division), the
+batch picks it and says how it wrote the cotangent (``written``, the options of :meth:`GradientSum.pull`):
+:meth:`LabelledBatch.batch_all` (batch-all triplets, hinged or soft) and :meth:`LabelledBatch.contrastive_pairs`.
+
 A loss that also runs on GPU arrays asks for it (``labelled_batch(..., gpu_arrays=True)``) and reads the batch only
 through the kernels and these methods, plus :meth:`LabelledBatch.value` for its value and
 :meth:`LabelledBatch.entries` / :meth:`LabelledBatch.row` for the few distances it reads on the host: given GPU
@@ -292,6 +297,43 @@ class LabelledBatch:
         cols = np.concatenate([positives[has_positive], negatives])
         return self.pull_pairs(rows, cols, weight * np.concatenate([slopes[has_positive], -slopes]))
 
+    def batch_all(self, margin, semihard_only=False, soft=False):
+        """Batch-all on the batch (or block): per anchor, the sum of its valid triplets' terms [d_ap − d_an + m]₊
+        (``semihard_only``: the semi-hard ones only; ``soft``: softplus(d_ap − d_an + m)), its numbers of terms > 0
+        and of valid triplets, and the cotangent of the sum written over ``d``. Returns (sums, n_nonzero, n_valid,
+        written), ``written`` the options that :meth:`GradientSum.pull` (or :meth:`pull`) takes that cotangent with.
+
+        The engine picks the kernel by the batch: within one batch on a symmetric distance (:attr:`symmetric`) the
+        hinge's kernel reads the upper triangle of D and writes the folded cotangent g + gᵀ; otherwise the kernel of
+        any rows against any candidates. Either writes g/d for the Euclidean distance (:attr:`fused_division`). A
+        soft term at most half the smallest subnormal of the input dtype rounds to 0 there, and counts as 0."""
+        d, classes, divide = self.d, self.classes, self.fused_division
+        if soft:
+            smallest = float(np.finfo(self.x.dtype).smallest_subnormal) / 2
+            counts = self.kernels.soft_all_triplets(d, *classes, self.self_offset, margin, smallest, d, divide)
+            return (*counts, {"divided": divide, "symmetric": False})
+        if self.symmetric:
+            counts = self.kernels.batch_all_symmetric(d, *classes, margin, semihard_only, d, divide, gram=self.gram)
+        else:
+            counts = self.kernels.batch_all_triplets(d, *classes, self.self_offset, margin, semihard_only, d, divide)
+        return (*counts, {"divided": divide, "symmetric": self.symmetric})
+
+    def contrastive_pairs(self, margin, pos_margin, form):
+        """The contrastive kernel on the batch (or block): per anchor, in columns (similar, dissimilar), the sums of
+        its pairs' terms, the numbers of terms > 0 and of pairs, and the cotangent of the sum written over ``d``
+        (g/d for the Euclidean distance: :attr:`fused_division`). Returns those three and ``written``, the options
+        that :meth:`GradientSum.pull` takes that cotangent with: within one batch on a symmetric distance every
+        unordered pair appears twice, as (i, j) and (j, i), and g_ij depends on d_ij and on whether i and j share
+        a class only, so g is itself the folded cotangent S + Sᵀ of the pairs i < j, of which a block of the
+        batch's rows (whose candidates are the batch: its ``self_offset`` is its start) holds its rows' share."""
+        ref_class, anchor_class = self.classes[:2]
+        d, divide = self.d, self.fused_division
+        counts = self.kernels.contrastive_pairs(
+            d, ref_class, anchor_class, self.self_offset, margin, pos_margin, form, d, divide
+        )
+        folded = self.self_offset != NO_SELF and self.distance != "snr"  # within one batch, symmetric distance
+        return (*counts, {"divided": divide, "symmetric": folded})
+
 
 def candidate_masks(batch, rows=slice(None)):
     """Boolean masks of the positives and negatives of the batch's anchors ``rows`` (a slice; every anchor by
@@ -325,6 +367,7 @@ class GradientSum:
     def __init__(self, batch):
         self.batch = batch
         self.whole = None  # (g, pull options, same_class_apart) of a batch that is one block, pulled back at the end
+        self.whole_pairs = None  # or (rows, cols, g): its cotangent given on entries
         self.same_class = []  # the same-class entries (rows, cols, values) a block of rows kept apart
         self.divided = False
         if batch.in_blocks:
@@ -350,11 +393,25 @@ class GradientSum:
         self.grad_x[block.start : block.start + block.x.shape[0]] += grad_rows
         self.grad_candidates += grad_candidates
 
+    def pull_pairs(self, block, rows, cols, g):
+        """Pull back the block's cotangent given as g[k] on entry (rows[k], cols[k]) of its matrix (rows numbered
+        within the block), as :meth:`LabelledBatch.pull_pairs` does: pair by pair where the pairs are few, else
+        through the block's dense pullback."""
+        if block is self.batch:
+            self.whole_pairs = (rows, cols, g)
+            return
+        grad_rows, grad_candidates = block.pull_pairs(rows, cols, g)
+        self.grad_x[block.start : block.start + block.x.shape[0]] += grad_rows
+        self.grad_candidates += grad_candidates
+
     def result(self, weight, same_class_weight=None):
         """The batch's gradients for the cotangent times ``weight`` (its same-class entries, where kept apart,
         times ``same_class_weight``), in the inputs' dtypes."""
         if same_class_weight is None:
             same_class_weight = weight
+        if not self.batch.in_blocks and self.whole_pairs is not None:
+            rows, cols, g = self.whole_pairs
+            return self.batch.pull_pairs(rows, cols, weight * g)
         if not self.batch.in_blocks:
             g, options, apart = self.whole
             if apart and same_class_weight != weight:
@@ -476,6 +533,17 @@ def _gpu_labelled_batch(embeddings, labels, distance, ref_embeddings, ref_labels
     return batch
 
 
+def _dot_pullback(x, y):
+    """The pullback of the dot products S = X Yᵀ that reads no S, for a batch that computes none (``matrix=False``):
+    ∂(x_i·y_j)/∂x_i = y_j, so the cotangent weight · G pulls back to (G Y, Gᵀ X). Overwrites G."""
+
+    def pullback(g, weight=1.0):
+        g *= weight
+        return g @ y, g.T @ x
+
+    return pullback
+
+
 def labelled_batch(
     embeddings,
     labels,
@@ -491,6 +559,7 @@ def labelled_batch(
     distances=DISTANCES,
     gpu_arrays=False,
     in_blocks=False,
+    matrix=True,
 ):
     """Check a labelled batch (and its reference set, if any) and build its :class:`LabelledBatch` with the
     pairwise ``distance`` (one of ``distances``, by default ``DISTANCES``: a loss built on symmetric distances >= 0
@@ -503,7 +572,10 @@ def labelled_batch(
     ``gpu_arrays``: the loss takes GPU embeddings in place (a :class:`GpuLabelledBatch`); other losses refuse them
     by name (:func:`metricloss._validation.check_embeddings`). ``in_blocks``: the loss reads the batch through
     :meth:`LabelledBatch.blocks`, so that a batch whose distance matrix does not fit the working memory runs in
-    blocks of anchor rows (GPU batches run as one block)."""
+    blocks of anchor rows (GPU batches run as one block). ``matrix=False`` (``similarity="dot"`` against
+    references only): the loss computes the few entries it reads itself and pulls its cotangent back pair by pair
+    (:meth:`LabelledBatch.pull_pairs`, :meth:`GradientSum.pull_pairs`), so neither the batch nor its blocks compute
+    the matrix (``s`` None): the dot product's dense pullback, G ↦ (G Y, Gᵀ X), does not read it."""
     if gpu_arrays and is_gpu_array(embeddings):
         return _gpu_labelled_batch(
             embeddings, labels, distance, ref_embeddings, ref_labels, backend, ref_name, defer_distances, distances
@@ -538,7 +610,15 @@ def labelled_batch(
     else:
         check_option(similarity, "similarity", SIMILARITIES)
         paired = functools.partial(paired_similarities_vjp, similarity=similarity)
-        if blocked:
+        if not matrix and blocked:  # no matrix: each block of rows has only the pullback
+
+            def block_matrix(rows):
+                return None, _dot_pullback(rows, candidates)
+
+            pullback = None
+        elif not matrix:
+            pullback = _dot_pullback(x, candidates)
+        elif blocked:
 
             def block_matrix(rows):
                 return similarity_matrix_vjp(rows, candidates, similarity, kernels, names)

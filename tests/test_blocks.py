@@ -9,6 +9,7 @@ import pytest
 
 import metricloss as ml
 from metricloss import _batch
+from metricloss._kernels import numba_kernels
 from metricloss.testing import assert_close
 
 B, FEATURES = 2048, 16
@@ -384,3 +385,96 @@ def test_miner_in_blocks_never_holds_the_whole_matrix(batch, miner, hyper):
         finally:
             tracemalloc.stop()
     assert peak < B * B * x.itemsize / 4
+
+
+# --- WARP's embedding form: blocks of query rows against every item ------------------------------------------------
+
+N_ITEMS = 600
+WARP_CONFIGURATIONS = [
+    {"rng": 5},
+    {"rng": 6, "weighting": "log", "max_trials": 5, "reduction": "mean_nonzero", "margin": 0.5},
+    {"sampling": "index", "reduction": "mean"},
+    {"sampling": "exact"},
+    {"sampling": "exact", "weighting": "log", "margin": 2.0, "reduction": "mean_nonzero"},
+]
+
+
+def _warp_problem(density):
+    """B queries against 600 items, each item a positive of a query with probability ``density``."""
+    rng = np.random.default_rng(7)
+    queries = 0.5 * rng.standard_normal((B, FEATURES))
+    items = 0.5 * rng.standard_normal((N_ITEMS, FEATURES))
+    return queries, items, rng.random((B, N_ITEMS)) < density
+
+
+# Density 0.02: about 24 entries of the cotangent per query, pulled back pair by pair; 0.3: about 360 per query,
+# more than N_ITEMS / FEATURES, so that each block (and the one block) pulls them back through the dense GEMMs.
+@pytest.mark.parametrize("density", [0.02, 0.3], ids=["few-pairs", "many-pairs"])
+@pytest.mark.parametrize("hyper", WARP_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())))
+def test_warp_embedding_in_seven_uneven_blocks_equals_one_block(hyper, density):
+    """Each (query, positive) pair draws from its own seed, drawn for every pair at once: a block of queries draws
+    exactly what the one block draws for them, so the values and gradients agree."""
+    _assert_seven_blocks_against(N_ITEMS, ml.warp_embedding_loss, *_warp_problem(density), **hyper)
+
+
+@pytest.mark.parametrize("sampling", ["random", "exact"])
+def test_only_warps_exact_form_computes_the_blocks_score_matrices(sampling):
+    """The sampled form computes the scores of the items it draws only: its blocks hold no score matrix."""
+    matrices = []
+    original = _batch.LabelledBatch.blocks
+
+    def recorded(self):
+        for block in original(self):
+            matrices.append(block.s)
+            yield block
+
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        ml.config_context(working_memory=_working_memory_for(ROWS_PER_BLOCK, N_ITEMS)),
+    ):
+        patch.setattr(_batch.LabelledBatch, "blocks", recorded)
+        ml.warp_embedding_loss(*_warp_problem(0.02), sampling=sampling, rng=0)
+    assert len(matrices) == 7
+    if sampling == "exact":
+        assert [s.shape for s in matrices] == [(293, N_ITEMS)] * 6 + [(290, N_ITEMS)]
+    else:
+        assert all(s is None for s in matrices)
+
+
+# --- the engine picks batch-all's kernel ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("distance", "references", "rows", "kernel"),
+    [
+        ("euclidean", False, None, "batch_all_symmetric"),  # one block within one batch: D = Dᵀ, written folded
+        ("euclidean", True, None, "batch_all_triplets"),
+        ("snr", False, None, "batch_all_triplets"),  # not symmetric
+        ("euclidean", False, ROWS_PER_BLOCK, "batch_all_triplets"),  # a block of rows: not square
+    ],
+    ids=["within", "references", "snr", "blocks"],
+)
+def test_the_engine_picks_batch_alls_kernel_by_the_batch(batch, distance, references, rows, kernel):
+    """LabelledBatch.batch_all runs the folded kernel only on a whole batch on a symmetric distance, and says so in
+    the pull options it returns; the loss is the same either way (the other tests)."""
+    x, labels = batch
+    x, labels = x[:600], labels[:600]
+    extra = {"ref_embeddings": x[::-1].copy(), "ref_labels": labels[::-1].copy()} if references else {}
+    called, written = [], []
+    original = _batch.LabelledBatch.batch_all
+
+    def recorded(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        written.append(result[3])
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("batch_all_symmetric", "batch_all_triplets"):
+            function = getattr(numba_kernels, name)
+            patch.setattr(numba_kernels, name, lambda *a, _f=function, _n=name, **k: called.append(_n) or _f(*a, **k))
+        patch.setattr(_batch.LabelledBatch, "batch_all", recorded)
+        with ml.config_context(working_memory=_working_memory_for(rows, 600) if rows else 1024):
+            ml.triplet_loss(x, labels, distance=distance, **extra)
+    assert set(called) == {kernel}
+    assert all(options["symmetric"] == (kernel == "batch_all_symmetric") for options in written)
+    assert all(options["divided"] == (distance == "euclidean") for options in written)

@@ -214,16 +214,12 @@ def contrastive_loss(
     totals = np.zeros((3, 2))  # Σ terms, terms > 0, pairs; of the similar and of the dissimilar pairs
     grads = GradientSum(batch)
     for block in batch.blocks():  # the kernel sums each row's pair terms and writes their slopes over d
-        d, ref_class, anchor_class = block.d, *block.classes[:2]
-        sums, n_active, n_pairs = block.kernels.contrastive_pairs(
-            d, ref_class, anchor_class, block.self_offset, margin, pos_margin, form_code, d, block.fused_division
-        )
+        sums, n_active, n_pairs, written = block.contrastive_pairs(margin, pos_margin, form_code)
         totals += sums.sum(axis=0), n_active.sum(axis=0), n_pairs.sum(axis=0)
-        # Within one batch every unordered pair appears twice, as (i, j) and (j, i), and g is symmetric (g_ij
-        # depends on d_ij and on whether i and j share a class only): g itself is the folded cotangent S + Sᵀ of
-        # the pairs i < j. The SNR distances are not symmetric: there every ordered pair is a term of its own.
-        grads.pull(block, d, divided=block.fused_division, symmetric=batch.symmetric, same_class_apart=split_reduction)
-    copies = 2 if batch.symmetric else 1  # each unordered pair counted twice: halve the sums and counts
+        grads.pull(block, block.d, **written, same_class_apart=split_reduction)
+    # Within one batch on a symmetric distance each unordered pair is counted twice, as (i, j) and (j, i): halve the
+    # sums and counts. (The SNR distances are not symmetric: there every ordered pair is a term of its own.)
+    copies = 2 if batch.symmetric else 1
     (sum_similar, sum_dissimilar), n_active, n_pairs = totals[0] / copies, totals[1] // copies, totals[2] // copies
     if split_reduction:
         w_similar = weight_from_counts(reduction, n_pairs[0], n_active[0])

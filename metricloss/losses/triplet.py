@@ -5,7 +5,7 @@ import functools
 import numpy as np
 
 from .._batch import GradientSum, labelled_batch
-from .._pairwise import lp_distance_rows as _lp_distance_rows
+from .._pairwise import lp_distance_rows
 from .._reduce import REDUCTIONS, reduce_terms, weight_from_counts
 from .._triplets import hardest_triplets, semihard_triplets
 from .._validation import (
@@ -94,11 +94,11 @@ def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6
     check_option(reduction, "reduction", REDUCTIONS)
 
     a, pos, neg = promote(anchor, positive, negative)
-    d_ap, pull_ap = _lp_distance_rows(a, pos, p, eps)
-    d_an, pull_an = _lp_distance_rows(a, neg, p, eps)
+    d_ap, pull_ap = lp_distance_rows(a, pos, p, eps)
+    d_an, pull_an = lp_distance_rows(a, neg, p, eps)
     d_neg, use_swap = d_an, np.zeros(d_an.shape, dtype=bool)
     if swap:
-        d_pn, pull_pn = _lp_distance_rows(pos, neg, p, eps)
+        d_pn, pull_pn = lp_distance_rows(pos, neg, p, eps)
         use_swap = d_pn < d_an
         d_neg = np.where(use_swap, d_pn, d_an)
 
@@ -132,31 +132,40 @@ def _triplet_terms(thresholds, d_neg, soft):
     return np.where(active, thresholds - d_neg, 0.0), active.astype(np.float64)
 
 
+def _checked_options(mining, soft, triplets, margin, reduction, incomplete_anchors):
+    """:func:`triplet_loss`'s options checked together: (soft, margin, reduction), the defaults filled in."""
+    check_option(mining, "mining", MININGS)
+    soft = check_bool(soft, "soft")
+    if triplets is not None and mining != "all":
+        raise ValueError(
+            f"triplets= gives the triplets, which mining would choose: leave mining at 'all'; got {mining!r}"
+        )
+    if soft and mining == "all_semihard":
+        raise ValueError(
+            "soft=True needs mining='all', 'hard' or 'semihard': a softplus has no margin band for 'all_semihard' "
+            "to select in; got mining='all_semihard'"
+        )
+    margin = (0.0 if soft else 1.0) if margin is None else check_margin(margin)
+    reduction = _DEFAULT_REDUCTION[mining] if reduction is None else check_option(reduction, "reduction", REDUCTIONS)
+    check_option(incomplete_anchors, "incomplete_anchors", INCOMPLETE_ANCHORS)
+    if incomplete_anchors == "keep" and mining != "hard":
+        raise ValueError(
+            "incomplete_anchors='keep' needs mining='hard' (only batch-hard keeps anchors without a positive or a "
+            f"negative); got mining={mining!r}"
+        )
+    return soft, margin, reduction
+
+
 def _batch_all(batch, margin, semihard_only, soft, reduction):
     """Every valid triplet of the batch (``semihard_only``: the semi-hard ones), block by block: a kernel sums each
     anchor's terms and writes the block's cotangent over its distances, which the block pulls back."""
     totals = np.zeros(3)  # Σ terms, the terms that count for "mean", the terms > 0
     grads = GradientSum(batch)
-    for block in batch.blocks():
-        d, classes, divide = block.d, block.classes, block.fused_division
-        if soft:  # every triplet with its slope σ(z); a term at most `smallest` rounds to 0 in the input dtype
-            smallest = float(np.finfo(block.x.dtype).smallest_subnormal) / 2
-            sums, n_nonzero, n_valid = block.kernels.soft_all_triplets(
-                d, *classes, block.self_offset, margin, smallest, d, divide
-            )
-            n_counted = n_valid
-        elif block.symmetric:  # within one batch the kernel writes g + gᵀ, as the pullback needs it
-            sums, n_nonzero, n_valid = block.kernels.batch_all_symmetric(
-                d, *classes, margin, semihard_only, d, divide, gram=block.gram
-            )
-        else:
-            sums, n_nonzero, n_valid = block.kernels.batch_all_triplets(
-                d, *classes, block.self_offset, margin, semihard_only, d, divide
-            )
-        if not soft:  # "mean" counts the triplets that enter: the semi-hard ones, or every valid one
-            n_counted = n_nonzero if semihard_only else n_valid
+    for block in batch.blocks():  # per anchor: its terms' sum and counts; the kernel writes their cotangent over d
+        sums, n_nonzero, n_valid, written = block.batch_all(margin, semihard_only, soft)
+        n_counted = n_nonzero if semihard_only else n_valid  # "mean" counts the triplets that enter
         totals += np.sum(sums), n_counted.sum(), n_nonzero.sum()
-        grads.pull(block, d, divided=divide, symmetric=block.symmetric and not soft)
+        grads.pull(block, block.d, **written)
     weight = weight_from_counts(reduction, totals[1], totals[2])
     return batch.value(weight * totals[0]), grads.result(weight)
 
@@ -329,26 +338,8 @@ def triplet_loss(
     >>> round(value, 6)  # anchors: [0.5 − 0.8 + 1]₊, [0.5 − √0.89 + 1]₊, [2.2 − 0.8 + 1]₊, [2.2 − 3 + 1]₊; mean
     0.96415
     """
-    check_option(mining, "mining", MININGS)
-    soft = check_bool(soft, "soft")
+    soft, margin, reduction = _checked_options(mining, soft, triplets, margin, reduction, incomplete_anchors)
     given = triplets is not None
-    if given and mining != "all":
-        raise ValueError(
-            f"triplets= gives the triplets, which mining would choose: leave mining at 'all'; got {mining!r}"
-        )
-    if soft and mining == "all_semihard":
-        raise ValueError(
-            "soft=True needs mining='all', 'hard' or 'semihard': a softplus has no margin band for 'all_semihard' "
-            "to select in; got mining='all_semihard'"
-        )
-    margin = (0.0 if soft else 1.0) if margin is None else check_margin(margin)
-    reduction = _DEFAULT_REDUCTION[mining] if reduction is None else check_option(reduction, "reduction", REDUCTIONS)
-    check_option(incomplete_anchors, "incomplete_anchors", INCOMPLETE_ANCHORS)
-    if incomplete_anchors == "keep" and mining != "hard":
-        raise ValueError(
-            "incomplete_anchors='keep' needs mining='hard' (only batch-hard keeps anchors without a positive or a "
-            f"negative); got mining={mining!r}"
-        )
     batch = labelled_batch(
         embeddings,
         labels,

@@ -6,17 +6,17 @@ the number of draws that took, and weight the violator's hinge by a function of 
 is the common dot-product model, scores = Q·Iᵀ, with gradients for both embedding sets; :func:`relevance_matrix`
 builds the relevance matrix from per-query index lists. The sampling loop is the kernels' ``warp_violators``; its
 scheme (a counter-based Fisher–Yates shuffle, the same in every backend and for any thread count) is documented in
-``metricloss._kernels.numpy.warp``.
+``metricloss._kernels.numpy.warp``. Each query's terms read its own row of scores only, so
+:func:`warp_embedding_loss` runs on the row-block engine (``metricloss._batch``), in blocks of query rows against
+every item; the pairs' seeds are drawn for all of them at once, so that the draws do not depend on the blocks.
 """
 
-import functools
+from typing import NamedTuple
 
 import numpy as np
 
+from .._batch import GradientSum, labelled_batch
 from .._kernels import get_kernels
-from .._pairwise import paired_similarities_vjp as _paired_similarities_vjp
-from .._pairwise import pull_entries as _pull_entries
-from .._pairwise import similarity_matrix_vjp as _pairwise_similarities_vjp
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import (
     check_count,
@@ -29,7 +29,6 @@ from .._validation import (
     check_rng,
     check_same_width,
     finite_or_refused,
-    promote,
 )
 
 WARP_SAMPLINGS = ("random", "index", "exact")
@@ -45,51 +44,67 @@ def _rank_weights(weighting, n_items):
     return np.log(np.maximum(k, 1.0))
 
 
-def _pairs(relevance):
-    """The (query, positive) pairs in row-major order: their queries and positive items, and the offsets: query q's
-    pairs are offsets[q]:offsets[q + 1]. One vectorised pass over the relevance matrix."""
+class _Pairs(NamedTuple):
+    """The (query, positive) pairs in row-major order: query q's positive items are positives[offsets[q]:offsets[q +
+    1]]; with ``shuffled``, pair k draws in the order that seeds[k] shuffles (else by increasing item index)."""
+
+    positives: np.ndarray
+    offsets: np.ndarray
+    seeds: np.ndarray
+    shuffled: bool
+
+    @classmethod
+    def of(cls, relevance, rng):
+        """The pairs of a relevance matrix, one vectorised pass over it, each with a seed drawn from ``rng`` (None:
+        no seeds, no shuffling). The seeds are drawn at once for every pair, so that a block of queries draws the
+        same whatever the blocks."""
+        n_queries, n_items = relevance.shape
+        queries, positives = np.divmod(np.flatnonzero(relevance), n_items)
+        offsets = np.zeros(n_queries + 1, dtype=np.int64)
+        np.cumsum(np.bincount(queries, minlength=n_queries), out=offsets[1:])
+        n_pairs = positives.size
+        seeds = np.zeros(0, dtype=np.int64) if rng is None else rng.integers(0, 2**63, size=n_pairs, dtype=np.int64)
+        return cls(positives, offsets, seeds, rng is not None)
+
+    def of_queries(self, rows):
+        """The pairs of the queries ``rows`` (a slice), their offsets counted from the first of them."""
+        first, stop = self.offsets[rows.start], self.offsets[rows.stop]
+        offsets = self.offsets[rows.start : rows.stop + 1] - first
+        seeds = self.seeds[first:stop] if self.shuffled else self.seeds
+        return _Pairs(self.positives[first:stop], offsets, seeds, self.shuffled)
+
+
+def _sampled_terms(a, b, dot, relevance, pairs, margin, max_trials, weights, kernels):
+    """The sampled loss's terms for the pairs of the queries of ``relevance``'s rows (all, or a block of them), one
+    per pair whose draws found a violator, and their cotangent on the score matrix, unweighted, as entries
+    (rows[k], cols[k]) ↦ g[k], rows counted from the first of these queries. The scores are the matrix ``a`` or,
+    with ``dot``, the products a_q · b_j, computed only for the items drawn."""
     n_queries, n_items = relevance.shape
-    queries, positives = np.divmod(np.flatnonzero(relevance), n_items)
-    offsets = np.zeros(n_queries + 1, dtype=np.int64)
-    np.cumsum(np.bincount(queries, minlength=n_queries), out=offsets[1:])
-    return queries, positives, offsets
-
-
-def _sampled_warp(a, b, dot, relevance, margin, shuffle, max_trials, weights, reduction, rng, kernels):
-    """The sampled loss's value and its cotangent on the score matrix, as entries (rows[k], cols[k]) ↦ g[k]. The
-    scores are the matrix ``a`` or, with ``dot``, the products a_q · b_j, computed only for the items drawn."""
-    n_items = relevance.shape[1]
-    queries, positives, offsets = _pairs(relevance)
-    n_pairs = queries.size
-    seeds = rng.integers(0, 2**63, size=n_pairs, dtype=np.int64) if shuffle else np.zeros(0, dtype=np.int64)
+    n_pairs = pairs.positives.size
     violators, trials, hinges = np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs)
     limit = n_items if max_trials is None else max_trials
+    offsets, positives = pairs.offsets, pairs.positives
     kernels.warp_violators(
-        a, b, dot, relevance, offsets, positives, seeds, margin, limit, shuffle, violators, trials, hinges
+        a, b, dot, relevance, offsets, positives, pairs.seeds, margin, limit, pairs.shuffled, violators, trials, hinges
     )
     found = violators >= 0  # a pair without a violator in its draws contributes 0
-    queries, positives, violators = queries[found], positives[found], violators[found]
-    n_negatives = n_items - np.diff(offsets)[queries]
-    rank = n_negatives // trials[found]  # ⌊n_q / T⌋ >= 1: the paper's ⌊(Y − 1)/N⌋
+    per_query = np.diff(offsets)
+    queries = np.repeat(np.arange(n_queries), per_query)[found]
+    rank = (n_items - per_query[queries]) // trials[found]  # ⌊n_q / T⌋ >= 1: the paper's ⌊(Y − 1)/N⌋
     terms = weights[rank] * hinges[found]  # L(rank)·(m − s⁺ + s⁻)
-    weight = weight_from_counts(reduction, n_pairs, np.count_nonzero(terms > 0))
     # ℓ = L(rank)·(m − s⁺ + s⁻) with the rank held constant: ∂ℓ/∂s⁺ = −L(rank), ∂ℓ/∂s⁻ = +L(rank).
-    slope = weight * weights[rank]
-    rows, cols = np.concatenate([queries, queries]), np.concatenate([positives, violators])
-    return weight * float(np.sum(terms)), rows, cols, np.concatenate([-slope, slope])
+    rows, cols = np.concatenate([queries, queries]), np.concatenate([positives[found], violators[found]])
+    return terms, rows, cols, np.concatenate([-weights[rank], weights[rank]])
 
 
-def _exact_warp(scores, relevance, margin, weights, reduction, kernels):
-    """The exact loss's value and its dense cotangent on the score matrix (float64)."""
-    _, positives, offsets = _pairs(relevance)
-    n_pairs = positives.size
+def _exact_terms(scores, relevance, pairs, margin, weights, kernels):
+    """The exact loss's terms for the pairs of the queries of ``scores``'s rows (all, or a block of them), one per
+    pair, and their dense cotangent on those rows of the score matrix, unweighted (float64)."""
+    n_pairs = pairs.positives.size
     ranks, hinge_sums, g = np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs), np.empty(scores.shape)
     # The kernel writes ∂ℓ/∂s: −L(r) at the positive and +L(r)/r at each of the r violators (r held constant).
-    kernels.warp_exact(scores, relevance, offsets, positives, margin, weights, ranks, hinge_sums, g)
-    terms = np.divide(weights[ranks] * hinge_sums, ranks, out=np.zeros(n_pairs), where=ranks > 0)
-    weight = weight_from_counts(reduction, n_pairs, np.count_nonzero(terms > 0))
-    g *= weight
-    return weight * float(np.sum(terms)), g
+    kernels.warp_exact(scores, relevance, pairs.offsets, pairs.positives, margin, weights, ranks, hinge_sums, g)
+    return np.divide(weights[ranks] * hinge_sums, ranks, out=np.zeros(n_pairs), where=ranks > 0), g
 
 
 def _checked_options(margin, sampling, max_trials, weighting, reduction, rng):
@@ -105,6 +120,31 @@ def _checked_options(margin, sampling, max_trials, weighting, reduction, rng):
     check_option(weighting, "weighting", WARP_WEIGHTINGS)
     check_option(reduction, "reduction", REDUCTIONS)
     return margin, max_trials, check_rng(rng)
+
+
+def _queries_against_items(query_embeddings, item_embeddings, relevance, exact, backend):
+    """The checked queries against the items, on the dot product, as the engine's batch (in blocks of query rows),
+    and the checked relevance matrix. Classes play no part (the relevance matrix says which items are a query's
+    positives): each query is a class of its own, which no item has. Only the exact form reads the scores S."""
+    queries = check_embeddings(query_embeddings, "query_embeddings")
+    items = check_same_width(
+        check_embeddings(item_embeddings, "item_embeddings"), "item_embeddings", queries, "query_embeddings"
+    )
+    shape = (queries.shape[0], items.shape[0])
+    relevance = check_relevance(relevance, shape, against="(query_embeddings rows, item_embeddings rows)")
+    batch = labelled_batch(
+        queries,
+        np.arange(shape[0]),
+        similarity="dot",
+        ref_embeddings=items,
+        ref_labels=np.full(shape[1], -1),
+        backend=backend,
+        name="query_embeddings",
+        ref_name="item_embeddings",
+        in_blocks=True,
+        matrix=exact,
+    )
+    return batch, relevance
 
 
 @finite_or_refused
@@ -201,6 +241,9 @@ def warp_loss(
     from its own generator, cannot be replayed).
     pytorch-metric-learning and TF-Addons have no WARP loss.
 
+    The score matrix is the caller's, whole: this form runs as one block (:func:`warp_embedding_loss`, which
+    computes its scores, runs in blocks of query rows).
+
     See Also
     --------
     metricloss.textbook.warp_loss : the formula as loops, the gradient term by term.
@@ -230,15 +273,18 @@ def warp_loss(
     margin, max_trials, rng = _checked_options(margin, sampling, max_trials, weighting, reduction, rng)
     kernels = get_kernels(backend)
     weights = _rank_weights(weighting, scores.shape[1])
+    pairs = _Pairs.of(relevance, rng if sampling == "random" else None)
+    n_pairs = pairs.positives.size
     if sampling == "exact":
-        value, g = _exact_warp(scores, relevance, margin, weights, reduction, kernels)
-        return value, g.astype(scores.dtype)
-    value, rows, cols, g = _sampled_warp(
-        scores, scores, False, relevance, margin, sampling == "random", max_trials, weights, reduction, rng, kernels
-    )
+        terms, g = _exact_terms(scores, relevance, pairs, margin, weights, kernels)
+        weight = weight_from_counts(reduction, n_pairs, np.count_nonzero(terms > 0))
+        g *= weight
+        return weight * float(np.sum(terms)), g.astype(scores.dtype)
+    terms, rows, cols, g = _sampled_terms(scores, scores, False, relevance, pairs, margin, max_trials, weights, kernels)
+    weight = weight_from_counts(reduction, n_pairs, np.count_nonzero(terms > 0))
     grad = np.zeros(scores.shape, dtype=scores.dtype)
-    np.add.at(grad, (rows, cols), g.astype(scores.dtype))  # one violator may serve several positives
-    return value, grad
+    np.add.at(grad, (rows, cols), (weight * g).astype(scores.dtype))  # one violator may serve several positives
+    return weight * float(np.sum(terms)), grad
 
 
 @finite_or_refused
@@ -270,6 +316,11 @@ def warp_embedding_loss(
     x_q · y_j (in float64) for each positive and each item it draws, and the gradient, two entries per pair, is
     pulled back pair by pair, O(pairs·F). (Where the pairs are more than Q·N/F, through the dense GEMMs instead.)
     The exact form computes every score: one Q×N GEMM, and two for the pullback.
+
+    A query's terms read its own row of scores only, so the loss runs in blocks of query rows, each against every
+    item, when its Q×N matrix exceeds the working memory (:func:`metricloss.set_config`): the exact form computes
+    one block's scores at a time, and either form pulls each block's cotangent back before the next. Each pair's
+    seed is drawn for every pair at once: the draws, and the results, are those of one block.
 
     Parameters
     ----------
@@ -328,31 +379,27 @@ def warp_embedding_loss(
            [ 1.5,  0. ],
            [ 0. ,  0. ]]))
     """
-    queries = check_embeddings(query_embeddings, "query_embeddings")
-    items = check_same_width(
-        check_embeddings(item_embeddings, "item_embeddings"), "item_embeddings", queries, "query_embeddings"
-    )
-    shape = (queries.shape[0], items.shape[0])
-    relevance = check_relevance(relevance, shape, against="(query_embeddings rows, item_embeddings rows)")
+    exact = sampling == "exact"
+    batch, relevance = _queries_against_items(query_embeddings, item_embeddings, relevance, exact, backend)
     margin, max_trials, rng = _checked_options(margin, sampling, max_trials, weighting, reduction, rng)
-    kernels = get_kernels(backend)
-    dtypes = (queries.dtype, items.dtype)
-    queries, items = promote(queries, items)
-    weights = _rank_weights(weighting, items.shape[0])
-    if sampling == "exact":  # every score is needed: one GEMM, and the dense pullback (two)
-        scores, pullback = _pairwise_similarities_vjp(queries, items, "dot", kernels)
-        value, g = _exact_warp(scores, relevance, margin, weights, reduction, kernels)
-        grads = pullback(g.astype(scores.dtype))
-    else:  # the kernel computes x_q · y_j for the items it draws only: no Q×N score matrix
-        value, rows, cols, g = _sampled_warp(
-            queries, items, True, relevance, margin, sampling == "random", max_trials, weights, reduction, rng, kernels
-        )
-        # Two entries per pair: pulled back pair by pair, or where there are many, through the dense rule of the
-        # dot similarity's VJP, ∂L/∂X = G Y and ∂L/∂Y = Gᵀ X (metricloss.distances).
-        paired_dot = functools.partial(_paired_similarities_vjp, similarity="dot")
-        g = g.astype(queries.dtype)
-        grads = _pull_entries(queries, items, rows, cols, g, paired_dot, lambda G: (G @ items, G.T @ queries), kernels)
-    return value, tuple(grad.astype(dtype, copy=False) for grad, dtype in zip(grads, dtypes, strict=True))
+    pairs = _Pairs.of(relevance, rng if sampling == "random" else None)
+    weights = _rank_weights(weighting, relevance.shape[1])
+    terms, grads = [], GradientSum(batch)
+    for block in batch.blocks():  # a query's pairs are its own row's: the same draws, from their seeds, in any blocks
+        rows = slice(block.start, block.start + block.x.shape[0])
+        block_pairs, kernels = pairs.of_queries(rows), block.kernels
+        if exact:  # every score of the block's queries: one GEMM, and the dense pullback (two)
+            block_terms, g = _exact_terms(block.s, relevance[rows], block_pairs, margin, weights, kernels)
+            grads.pull(block, g.astype(block.s.dtype, copy=False))
+        else:  # the kernel computes x_q · y_j for the items it draws only: no score matrix
+            block_terms, *entries = _sampled_terms(
+                block.x, block.ref, True, relevance[rows], block_pairs, margin, max_trials, weights, kernels
+            )
+            grads.pull_pairs(block, *entries)  # two entries per pair: pair by pair, or where many, by the GEMMs
+        terms.append(block_terms)
+    terms = np.concatenate(terms)
+    weight = weight_from_counts(reduction, pairs.positives.size, np.count_nonzero(terms > 0))
+    return weight * float(np.sum(terms)), grads.result(weight)
 
 
 def relevance_matrix(positives, n_items):

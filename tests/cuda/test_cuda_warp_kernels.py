@@ -12,7 +12,7 @@ import pytest
 
 from metricloss._kernels import get_kernels
 from metricloss._kernels import numpy as numpy_kernels
-from metricloss.losses.warp import _pairs, _rank_weights, warp_embedding_loss, warp_loss
+from metricloss.losses.warp import _Pairs, _rank_weights, warp_embedding_loss, warp_loss
 
 cuda_kernels = get_kernels("cuda")
 SIZES = (5, 17, 33)
@@ -45,7 +45,8 @@ def _problem(n_items, dtype, seed=0):
     relevance[3] = True
     relevance[3, n_items - 1] = False
     relevance[4] = True
-    _, positives, offsets = _pairs(relevance)
+    pairs = _Pairs.of(relevance, None)
+    positives, offsets = pairs.positives, pairs.offsets
     seeds = rng.integers(0, 2**63, positives.size, dtype=np.int64)
     return scores, queries, items, relevance, offsets, positives, seeds
 
