@@ -9,7 +9,7 @@ import pytest
 
 import metricloss as ml
 from metricloss import _batch
-from metricloss._kernels import numba_kernels
+from metricloss._kernels import numba as numba_kernels
 from metricloss.testing import assert_close
 
 B, FEATURES = 2048, 16
