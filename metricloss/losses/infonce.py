@@ -44,6 +44,31 @@ def _check_temperature(value):
     )
 
 
+def _ntxent_pair_terms(block, temperature):
+    """The block's positive pairs' terms ℓ_ap = softplus(x_ap), x_ap = log Σ_n e^{z_an} − z_ap, and its cotangent
+    G (unweighted, in units of 1/τ), written over its similarities."""
+    rows, cols = block.positive_entries()  # the block's positive pairs (a, p), a counted from the block's start
+    z = block.s  # the pullback does not read it: it becomes the logits, then the negatives' weights, then G
+    z /= temperature
+    positive_logits = z[rows, cols]
+    weights = masked(z, candidate_masks(block)[1])  # the negatives' logits, then their softmax weights w
+    top, rest = logsumexp_rows(weights)  # per anchor: log Σ_n e^{z_an} = top + log1p(rest) (−inf without any)
+    # x_ap = (top_a − z_ap) + log1p(rest_a): top_a − z_ap is a difference of two floats of z's dtype, rounded
+    # once; no LSE of size ~1/τ is formed and then cancelled against z_ap.
+    x = top.astype(z.dtype)[rows] - positive_logits
+    x += np.log1p(rest).astype(z.dtype)[rows]
+    terms = np.logaddexp(0, x)  # ℓ_ap = softplus(x_ap) >= 0 (0 where the anchor has no negative: x = −inf)
+    flush_subnormal(terms)  # as under flush-to-zero (jax, TensorFlow): a term below the dtype's range is 0
+    sigma = np.exp(x - terms)  # σ(x) = e^{x − softplus(x)}: in (0, 1]
+    flush_subnormal(sigma)
+    # G_an = w_an Σ_p σ(x_ap) on the negatives, G_ap = −σ(x_ap) on the positives (disjoint entries; w is 0 there).
+    cotangent = weights
+    cotangent *= np.bincount(rows, weights=sigma, minlength=z.shape[0]).astype(cotangent.dtype)[:, None]
+    cotangent[rows, cols] = -sigma
+    flush_subnormal(cotangent)
+    return terms, cotangent
+
+
 @finite_or_refused
 def ntxent_loss(
     embeddings,
@@ -165,33 +190,33 @@ def ntxent_loss(
     total, n_nonzero = 0.0, 0
     grads = GradientSum(batch)
     for block in batch.blocks():  # each anchor's terms read its own row of S only
-        rows, cols = block.positive_entries()  # the block's positive pairs (a, p), a counted from the block's start
-        z = block.s  # the pullback does not read it: it becomes the logits, then the negatives' weights, then G
-        z /= temperature
-        positive_logits = z[rows, cols]
-        weights = masked(z, candidate_masks(block)[1])  # the negatives' logits, then their softmax weights w
-        top, rest = logsumexp_rows(weights)  # per anchor: log Σ_n e^{z_an} = top + log1p(rest) (−inf without any)
-        # x_ap = (top_a − z_ap) + log1p(rest_a): top_a − z_ap is a difference of two floats of z's dtype, rounded
-        # once; no LSE of size ~1/τ is formed and then cancelled against z_ap.
-        x = top.astype(z.dtype)[rows] - positive_logits
-        x += np.log1p(rest).astype(z.dtype)[rows]
-        terms = np.logaddexp(0, x)  # ℓ_ap = softplus(x_ap) >= 0 (0 where the anchor has no negative: x = −inf)
-        flush_subnormal(terms)  # as under flush-to-zero (jax, TensorFlow): a term below the dtype's range is 0
+        terms, cotangent = _ntxent_pair_terms(block, temperature)
         total += float(terms.sum(dtype=np.float64))
         n_nonzero += np.count_nonzero(terms)
-        sigma = np.exp(x - terms)  # σ(x) = e^{x − softplus(x)}: in (0, 1]
-        flush_subnormal(sigma)
-        # G_an = w_an Σ_p σ(x_ap) on the negatives, G_ap = −σ(x_ap) on the positives (disjoint entries; w is 0
-        # there).
-        cotangent = weights
-        cotangent *= np.bincount(rows, weights=sigma, minlength=z.shape[0]).astype(cotangent.dtype)[:, None]
-        cotangent[rows, cols] = -sigma
-        flush_subnormal(cotangent)
         grads.pull(block, cotangent)
     if total == 0:  # no anchor with both a positive and a negative (or every term underflows)
         return 0.0, batch.zeros()
     weight = weight_from_counts(reduction, n_pairs, n_nonzero)
     return weight * total, grads.result(weight / temperature)
+
+
+def _supcon_anchor_terms(batch, block, temperature):
+    """The terms ℓ_a of the block's anchors with a positive, the softmax cross-entropy of the row of logits
+    z_a = S_a/τ (k ≠ a) against t_ap = 1/``|P(a)|``, and the block's cotangent softmax(z_a) − t_a (unweighted, in units
+    of 1/τ; 0 on the rows without positives), written over its similarities."""
+    rows, cols = block.positive_entries()  # a counted from the block's start
+    counts = np.bincount(rows, minlength=block.x.shape[0])
+    anchors = counts > 0
+    z = block.s  # the pullback does not read it: it becomes the logits, then the cotangent
+    z /= temperature
+    if batch.ref is None:  # k ≠ a: the anchor is no candidate of its own softmax
+        own = np.arange(z.shape[0])
+        z[own, block.start + own] = -np.inf
+    losses = softmax_cross_entropy_rows(z, rows, cols, 1.0 / counts[rows])
+    cotangent = z  # softmax(z_a) − t_a on every row
+    cotangent[~anchors] = 0  # rows without positives are no term
+    flush_subnormal(cotangent)
+    return losses[anchors], cotangent
 
 
 @finite_or_refused
@@ -309,19 +334,7 @@ def supcon_loss(
     total, n_anchors, n_nonzero = 0.0, 0, 0
     grads = GradientSum(batch)
     for block in batch.blocks():  # each anchor's term reads its own row of S only
-        rows, cols = block.positive_entries()  # a counted from the block's start
-        counts = np.bincount(rows, minlength=block.x.shape[0])
-        anchors = counts > 0
-        z = block.s  # the pullback does not read it: it becomes the logits, then the cotangent
-        z /= temperature
-        if batch.ref is None:  # k ≠ a: the anchor is no candidate of its own softmax
-            own = np.arange(z.shape[0])
-            z[own, block.start + own] = -np.inf
-        losses = softmax_cross_entropy_rows(z, rows, cols, 1.0 / counts[rows])
-        cotangent = z  # softmax(z_a) − t_a on every row
-        cotangent[~anchors] = 0  # rows without positives are no term
-        flush_subnormal(cotangent)
-        losses = losses[anchors]
+        losses, cotangent = _supcon_anchor_terms(batch, block, temperature)
         total += float(np.sum(losses))
         n_anchors += losses.size
         n_nonzero += np.count_nonzero(losses > 0)
@@ -434,6 +447,20 @@ def multiple_negatives_ranking_loss(
     check_option(similarity, "similarity", SIMILARITIES)
     symmetric = check_bool(symmetric, "symmetric")
     check_option(reduction, "reduction", REDUCTIONS)
+    batch, given = _queries_against_references(queries, candidates, hard_negatives, similarity, backend)
+    if symmetric and batch.in_blocks:
+        grads, value = _symmetric_ranking_in_blocks(batch, scale, reduction)
+    else:
+        grads, value = _ranking_rows(batch, scale, reduction, symmetric)
+    grad_queries, grad_references = grads  # the references' rows: the N candidates, then the M hard negatives
+    n = batch.x.shape[0]
+    grads = (grad_queries, *np.split(grad_references, [n])) if len(given) == 3 else (grad_queries, grad_references)
+    return value, tuple(g.astype(a.dtype, copy=False) for g, a in zip(grads, given, strict=True))
+
+
+def _queries_against_references(queries, candidates, hard_negatives, similarity, backend):
+    """The checked queries against the references (the candidates, then the hard negatives) as the engine's batch
+    in blocks of query rows, and the checked arrays as given (their dtypes are the gradients')."""
     q = check_embeddings(queries, "queries")
     c = check_embeddings(candidates, "candidates")
     check_same_shape(c, "candidates", q, "queries")
@@ -442,7 +469,6 @@ def multiple_negatives_ranking_loss(
         h = check_embeddings(hard_negatives, "hard_negatives")
         given.append(check_same_width(h, "hard_negatives", q, "queries"))
     arrays = promote(*given)
-    n = q.shape[0]
     references = arrays[1] if len(arrays) == 2 else np.concatenate(arrays[1:])
     reference_name = "candidates"
     if len(arrays) == 3 and np.max(np.abs(arrays[2])) > np.max(np.abs(arrays[1])):
@@ -451,7 +477,7 @@ def multiple_negatives_ranking_loss(
     # 0..N-1, against the references labelled 0..N+M-1.
     batch = labelled_batch(
         arrays[0],
-        np.arange(n),
+        np.arange(q.shape[0]),
         similarity=similarity,
         ref_embeddings=references,
         ref_labels=np.arange(references.shape[0]),
@@ -460,13 +486,7 @@ def multiple_negatives_ranking_loss(
         ref_name=reference_name,
         in_blocks=True,
     )
-    if symmetric and batch.in_blocks:
-        grads, value = _symmetric_ranking_in_blocks(batch, scale, reduction)
-    else:
-        grads, value = _ranking_rows(batch, scale, reduction, symmetric)
-    grad_queries, grad_references = grads
-    grads = (grad_queries, *np.split(grad_references, [n])) if len(arrays) == 3 else (grad_queries, grad_references)
-    return value, tuple(g.astype(a.dtype, copy=False) for g, a in zip(grads, given, strict=True))
+    return batch, given
 
 
 def _query_targets(block):

@@ -299,6 +299,54 @@ def _circle_cotangent(block, m, detach_weights, pos_weights, neg_weights, pos_sc
     return cotangent
 
 
+def _checked_circle_options(m, gamma, form, detach_weights, similarity, reduction):
+    """:func:`circle_loss`'s options checked together: (m, gamma, detach_weights)."""
+    m = check_scalar(
+        m,
+        "m",
+        low=0.0,
+        high=0.5,
+        high_inclusive=False,
+        why=" (the boundary's radius √2·m must keep it within s_p > s_n)",
+    )
+    gamma = _check_scale(gamma, "gamma")
+    check_option(form, "form", CIRCLE_FORMS)
+    detach_weights = check_bool(detach_weights, "detach_weights")
+    check_option(similarity, "similarity", CIRCLE_SIMILARITIES)
+    check_option(reduction, "reduction", REDUCTIONS)
+    return m, gamma, detach_weights
+
+
+def _circle_all_pairs(batch, m, gamma, detach_weights):
+    """The all-pairs form's one term ℓ = softplus(LSE⁺ + LSE⁻) over every pair of the batch and its gradients
+    (unweighted), as (totals, grads): totals (ℓ, 1), or (0, 0) with nothing pulled back where ℓ = 0 (no positive
+    or no negative pair, or an underflow). LSE⁺ and LSE⁻ add up every row's sums, and each row's weights are scaled
+    by its share e^{LSE_i − LSE} of the batch's sum. Two passes: the first keeps each block's (largest row LSE,
+    Σ e^{LSE_i − largest}), O(1) per block; the second recomputes each block's rows for its cotangent. A batch that
+    is one block is read once (its rows kept from the first pass)."""
+    rows_of_blocks = ((block, _circle_rows(block, m, gamma, True)) for block in batch.blocks())
+    first_pass = rows_of_blocks if batch.in_blocks else list(rows_of_blocks)
+    parts = [(_lse_parts(pos_lse), _lse_parts(neg_lse)) for _, (_, _, pos_lse, neg_lse) in first_pass]
+    pos_total = _combined_lse([pos for pos, _ in parts])
+    neg_total = _combined_lse([neg for _, neg in parts])
+    x = pos_total + neg_total
+    term = np.logaddexp(0.0, x)  # softplus, float64
+    grads = GradientSum(batch)
+    if not term:  # no positive pair, or no negative pair (or the term underflows): nothing to pull back
+        return np.zeros(2), grads
+    sigma_gamma = (gamma * np.exp(x - term)).astype(batch.x.dtype)  # γ σ(x)
+    if batch.in_blocks:
+        second_pass = ((block, _circle_rows(block, m, gamma, True)) for block in batch.blocks())
+    else:
+        second_pass = first_pass
+    for block, (pos_weights, neg_weights, pos_lse, neg_lse) in second_pass:
+        pos_scale = (_shares(pos_lse, pos_total) * sigma_gamma)[:, None]  # each row's γ σ(x) times its shares
+        neg_scale = (_shares(neg_lse, neg_total) * sigma_gamma)[:, None]
+        cotangent = _circle_cotangent(block, m, detach_weights, pos_weights, neg_weights, pos_scale, neg_scale)
+        grads.pull(block, cotangent)
+    return np.array([term, 1.0]), grads
+
+
 @finite_or_refused
 def circle_loss(
     embeddings,
@@ -421,19 +469,7 @@ def circle_loss(
     >>> grad.shape
     (3, 2)
     """
-    m = check_scalar(
-        m,
-        "m",
-        low=0.0,
-        high=0.5,
-        high_inclusive=False,
-        why=" (the boundary's radius √2·m must keep it within s_p > s_n)",
-    )
-    gamma = _check_scale(gamma, "gamma")
-    check_option(form, "form", CIRCLE_FORMS)
-    detach_weights = check_bool(detach_weights, "detach_weights")
-    check_option(similarity, "similarity", CIRCLE_SIMILARITIES)
-    check_option(reduction, "reduction", REDUCTIONS)
+    m, gamma, detach_weights = _checked_circle_options(m, gamma, form, detach_weights, similarity, reduction)
     batch = labelled_batch(
         embeddings,
         labels,
@@ -443,40 +479,19 @@ def circle_loss(
         backend=backend,
         in_blocks=True,
     )
-    all_pairs = form == "all_pairs"
-    rows_of_blocks = ((block, _circle_rows(block, m, gamma, all_pairs)) for block in batch.blocks())
-    if all_pairs:
-        # One term over the whole batch: LSE⁺ and LSE⁻ add up every row's sums, and each row's weights are scaled by
-        # its share e^{LSE_i − LSE} of the batch's sum. Two passes: the first keeps each block's (largest row LSE,
-        # Σ e^{LSE_i − largest}), O(1) per block; the second recomputes each block's rows for its cotangent. A batch
-        # that is one block is read once (its rows kept from the first pass).
-        first_pass = rows_of_blocks if batch.in_blocks else list(rows_of_blocks)
-        parts = [(_lse_parts(pos_lse), _lse_parts(neg_lse)) for _, (_, _, pos_lse, neg_lse) in first_pass]
-        pos_total = _combined_lse([pos for pos, _ in parts])
-        neg_total = _combined_lse([neg for _, neg in parts])
-        x = pos_total + neg_total
-        term = np.logaddexp(0.0, x)  # softplus, float64
-        if not term:  # no positive pair, or no negative pair (or the term underflows): nothing to pull back
-            return 0.0, batch.zeros()
-        sigma_gamma = (gamma * np.exp(x - term)).astype(batch.x.dtype)  # γ σ(x)
-        if batch.in_blocks:
-            rows_of_blocks = ((block, _circle_rows(block, m, gamma, True)) for block in batch.blocks())
-        else:
-            rows_of_blocks = first_pass
-    totals = np.array([term, 1.0]) if all_pairs else np.zeros(2)  # Σ terms, the terms > 0
-    grads = GradientSum(batch)
-    for block, (pos_weights, neg_weights, pos_lse, neg_lse) in rows_of_blocks:
-        if all_pairs:  # each row's γ σ(x) times its shares of the batch's two sums
-            pos_scale = (_shares(pos_lse, pos_total) * sigma_gamma)[:, None]
-            neg_scale = (_shares(neg_lse, neg_total) * sigma_gamma)[:, None]
-        else:
+    if form == "all_pairs":  # one term over the whole batch, from two passes over its blocks
+        totals, grads = _circle_all_pairs(batch, m, gamma, detach_weights)
+    else:  # one term per anchor, from its own row
+        totals, grads = np.zeros(2), GradientSum(batch)  # Σ terms, the terms > 0
+        for block in batch.blocks():
+            pos_weights, neg_weights, pos_lse, neg_lse = _circle_rows(block, m, gamma, False)
             x = pos_lse + neg_lse  # −inf where either set is empty: softplus 0, σ 0
             terms = np.logaddexp(0.0, x)  # softplus, float64
             totals += np.sum(terms), np.count_nonzero(terms > 0)
-            pos_scale = neg_scale = (gamma * np.exp(x - terms)).astype(pos_weights.dtype)[:, None]  # γ σ(x)
-        cotangent = _circle_cotangent(block, m, detach_weights, pos_weights, neg_weights, pos_scale, neg_scale)
-        grads.pull(block, cotangent)
+            sigma_gamma = (gamma * np.exp(x - terms)).astype(pos_weights.dtype)[:, None]  # γ σ(x)
+            cotangent = _circle_cotangent(block, m, detach_weights, pos_weights, neg_weights, sigma_gamma, sigma_gamma)
+            grads.pull(block, cotangent)
     if not totals[1]:  # nothing valid (or every term underflows): nothing to pull back
         return 0.0, batch.zeros()
-    weight = weight_from_counts(reduction, 1 if all_pairs else batch.x.shape[0], totals[1])
+    weight = weight_from_counts(reduction, 1 if form == "all_pairs" else batch.x.shape[0], totals[1])
     return weight * float(totals[0]), grads.result(weight)
