@@ -88,9 +88,9 @@ def _record(name, n, cell):
 
 
 def _row(name, n, cell):
+    traced = format_memory(cell, "traced_peak_growth") if "traced_peak_growth" in cell else "not measured"
     return (
-        f"| {name} | {n:,} | {n * n * 4 / 2**30:.0f} GiB | {format_memory(cell)} "
-        f"| {format_memory(cell, 'traced_peak_growth')} | {format_time(cell)} |"
+        f"| {name} | {n:,} | {n * n * 4 / 2**30:.0f} GiB | {format_memory(cell)} | {traced} | {format_time(cell)} |"
     )
 
 

@@ -7,9 +7,10 @@ A child process with ``PYTHONPATH`` set to one tree or the other runs the losses
 ``metricloss.__file__`` it imported, checked against the tree). For each loss: one warm-up call on the first 64
 rows (imports, Numba's cache), then the first call at full size (its peak: the resident set's growth over the
 resident set before it, after ``malloc_trim``; any code it loads or compiles is not timed), then one call or more
-while they last under a second in all (the cell's time: their median). Old and new processes run alternately,
-``--repeats`` of each per B (the first of each pair alternating too), so that whatever else runs on the machine hits
-both alike; a row's time is the median of its processes' times, its peak the largest of their peaks.
+while they last under a second in all (the cell's time: their median). An old and a new process run side by side,
+at the same time, through the same losses in the same order (``--repeats`` such pairs per B, one after the other),
+so that whatever else runs on the machine hits both alike; a row's time is the median of its processes' times, its
+peak the largest of their peaks.
 
     git worktree add --detach ../wt-old 19ef7aa
     python benchmarks/compare_revisions.py --baseline ../wt-old                      # measure, into the record
@@ -27,6 +28,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -166,9 +168,12 @@ def measure_rows(baseline, sizes, names, repeats):
     if WARP in names:
         groups.append((0, list(WARP_FORMS)))
     for size, group in groups:
-        for repeat in range(repeats):
-            for which in ("old", "new") if repeat % 2 == 0 else ("new", "old"):
-                _run_process(trees[which], which, group, size, revisions)
+        for _ in range(repeats):
+            pair = [threading.Thread(target=_run_process, args=(trees[w], w, group, size, revisions)) for w in trees]
+            for process in pair:
+                process.start()
+            for process in pair:
+                process.join()
 
 
 def write_table():
@@ -188,7 +193,8 @@ def write_table():
             f"Written by `python benchmarks/compare_revisions.py --write` from rows measured by `python "
             f"benchmarks/compare_revisions.py --baseline PATH` (old → new: {', '.join(sorted(revisions))}) on "
             f"{machine_line('default threading')}, with other work sharing the 2 cores (times are contended, old "
-            "and new alike: they ran alternately, each in its own process; memory is not affected).",
+            "and new alike: an old and a new process ran side by side through the same losses in the same order; "
+            "memory is not affected).",
             "",
             "Value and gradient with the default settings (no `backend=`, default working memory, no threading "
             "variables), the configurations of the table above, the triplet loss with each mining's defaults. "
