@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,24 +47,32 @@ def warm_up_the_cpu(seconds=1.0):
         w @ w
 
 
-def measure(call, budget):
+def measure(call, budget, *, cpu_warm_up=True):
     """Peak memory growth of the first call (before anything else big has been allocated and freed, which the
-    call could reuse), then, after a warm-up, the best and the median of 3 to 50 calls that last a second in all,
-    within the budget."""
+    call could reuse), then, after a warm-up (``cpu_warm_up``: a second of GEMMs), the best and the median of 3 to 50
+    calls that last a second in all, within the budget (none where the first call took the budget: its time then).
+    While tracemalloc traces, the first call's traced peak over what was traced before it is ``traced_peak_growth``
+    too (NumPy's allocations, not Numba's)."""
+    traced = tracemalloc.is_tracing()
+    if traced:
+        tracemalloc.reset_peak()
+        traced_before = tracemalloc.get_traced_memory()[0]
     _reset_peak_rss()
     before = _status_bytes("VmRSS")
     started = time.perf_counter()
     call()
     first = time.perf_counter() - started
     growth = max(0, _status_bytes("VmHWM") - before)
-    warm_up_the_cpu()
+    traced_growth = {"traced_peak_growth": tracemalloc.get_traced_memory()[1] - traced_before} if traced else {}
+    if cpu_warm_up:
+        warm_up_the_cpu()
     times = []
     while len(times) < 50 and (len(times) < 3 or sum(times) < 1.0) and sum(times) + first < min(budget, 10.0):
         started = time.perf_counter()
         call()
         times.append(time.perf_counter() - started)
     times = sorted(times or [first])
-    return {"seconds": times[0], "median": times[len(times) // 2], "peak_growth": growth}
+    return {"seconds": times[0], "median": times[len(times) // 2], "peak_growth": growth, **traced_growth}
 
 
 @contextlib.contextmanager
@@ -100,8 +109,8 @@ def format_time(cell, key="seconds"):
     return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-def format_memory(cell):
-    return "—" if "skipped" in cell else f"{cell['peak_growth'] / 2**20:.0f} MB"
+def format_memory(cell, key="peak_growth"):
+    return "—" if "skipped" in cell else f"{cell[key] / 2**20:.0f} MB"
 
 
 def ratio(numerator, denominator, key="seconds"):

@@ -1,70 +1,150 @@
 """Peak memory of the batch losses that run in blocks of anchor rows, at batch sizes whose distance matrix alone
-would not fit: float32, D = 128, P×K batches with K = 4, value and gradient, the default working memory (1024 MiB).
+would not fit: float32, D = 128, P×K batches with K = 4, value and gradient, each loss's defaults, the default
+working memory (1024 MiB).
 
-Each cell runs in a child process of its own, and its peak is the growth of the resident set (VmHWM) over the
-inputs, so it counts every allocation, NumPy's and Numba's. Run: ``python benchmarks/blocks_memory.py [B ...]
-[name ...]`` (default B = 16384 and 65536, and every loss in ``LOSSES``); ``--write`` puts the table in
-docs/benchmarks.md.
+Each cell runs in a child process of its own: one call on the first 256 rows (imports, Numba's cache), then the
+measured call. Its peak is measured twice over the inputs: the growth of the resident set (VmHWM), which counts
+every allocation, NumPy's and Numba's, and tracemalloc's peak, which counts NumPy's (and Python's) only. Each
+measured cell is recorded in blocks_memory.json (a cell measured again replaces its record), and the table in
+docs/benchmarks.md is written from every recorded cell, so that runs of a few cells each make one table:
+
+    python benchmarks/blocks_memory.py [B ...] [name ...]    # measure (default B = 16384 and 65536, every loss)
+    python benchmarks/blocks_memory.py 262144 NT-Xent "mining='hard'"   # names match by part
+    python benchmarks/blocks_memory.py --write               # write the table of every recorded cell
 """
 
 import json
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 from _harness import format_memory, format_time, machine_line, measure_cell, write_section
 
 FEATURES, PER_CLASS = 128, 4
-LOSSES = {  # name: (the function's name in metricloss, its hyper-parameters)
-    "triplet, mining='all'": ("triplet_loss", {"mining": "all"}),
-    "triplet, mining='hard'": ("triplet_loss", {"mining": "hard"}),
-    "triplet, mining='semihard'": ("triplet_loss", {"mining": "semihard"}),
-    "contrastive": ("contrastive_loss", {}),
+RECORD = Path(__file__).with_name("blocks_memory.json")  # every measured cell, by "name | B"
+# name: (the function's name in metricloss, its calling form, hyper-parameters other than the defaults). Calling
+# forms: "labelled" is loss(x, labels); "pairs" is loss(x, labels=labels), the N-pair loss's pairs from the labelled
+# batch; "ranking" is loss(x, candidates), each query's candidate the other sample of its pair within its class.
+LOSSES = {
+    "triplet, mining='all'": ("triplet_loss", "labelled", {"mining": "all"}),
+    "triplet, mining='hard'": ("triplet_loss", "labelled", {"mining": "hard"}),
+    "triplet, mining='semihard'": ("triplet_loss", "labelled", {"mining": "semihard"}),
+    "contrastive": ("contrastive_loss", "labelled", {}),
     "contrastive, PML's form": (
         "contrastive_loss",
+        "labelled",
         {"form": "linear", "reduction": "mean_nonzero", "split_reduction": True},
     ),
-    "generalized lifted": ("generalized_lifted_structure_loss", {}),
+    "NT-Xent": ("ntxent_loss", "labelled", {}),
+    "SupCon": ("supcon_loss", "labelled", {}),
+    "multi-similarity": ("multi_similarity_loss", "labelled", {}),
+    "circle": ("circle_loss", "labelled", {}),
+    "lifted structure": ("lifted_structure_loss", "labelled", {}),
+    "generalized lifted": ("generalized_lifted_structure_loss", "labelled", {}),
+    "triplet-center (batch's class means)": ("triplet_center_loss", "labelled", {}),
+    "margin": ("margin_loss", "labelled", {}),
+    "N-pair (pairs from the labelled batch)": ("npair_loss", "pairs", {}),
+    "multiple-negatives ranking (B queries × B candidates)": ("multiple_negatives_ranking_loss", "ranking", {}),
 }
 
 
-def run_cell(n, name):
-    from _harness import measure
-
+def _call(name, x, labels):
     import metricloss as ml
+
+    function, form, hyper = LOSSES[name]
+    loss = getattr(ml, function)
+    if form == "pairs":
+        return lambda: loss(x, labels=labels, **hyper)
+    if form == "ranking":
+        candidates = x[np.arange(x.shape[0]) ^ 1]
+        return lambda: loss(x, candidates, **hyper)
+    return lambda: loss(x, labels, **hyper)
+
+
+def run_cell(n, name):
+    import tracemalloc
+
+    from _harness import measure
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, FEATURES)).astype(np.float32)
     labels = np.arange(n) // PER_CLASS
-    function, hyper = LOSSES[name]
-    loss = getattr(ml, function)
-    cell = measure(lambda: loss(x, labels, **hyper), budget=0.0)  # one call: its time and peak
+    _call(name, x[:256], labels[:256])()  # imports, Numba's cache
+    tracemalloc.start()
+    cell = measure(_call(name, x, labels), budget=0.0)  # one call: its time and peaks
     print(json.dumps(cell))
 
 
-def main(sizes, names, write):
-    rows = []
+def _recorded():
+    return json.loads(RECORD.read_text()) if RECORD.exists() else {}
+
+
+def _record(name, n, cell):
+    """Keep the cell in RECORD (read again just before writing: another run may have recorded cells meanwhile)."""
+    recorded = _recorded()
+    recorded[f"{name} | {n}"] = {**cell, "date": time.strftime("%Y-%m-%d")}
+    RECORD.write_text(json.dumps(recorded, indent=1, ensure_ascii=False) + "\n")
+
+
+def _row(name, n, cell):
+    traced = format_memory(cell, "traced_peak_growth") if "traced_peak_growth" in cell else "not measured"
+    return (
+        f"| {name} | {n:,} | {n * n * 4 / 2**30:.0f} GiB | {format_memory(cell)} | {traced} | {format_time(cell)} |"
+    )
+
+
+HEADER = (
+    "| loss | B | one B×B float32 matrix | peak resident (VmHWM) over the inputs | tracemalloc peak over the inputs "
+    "| time |\n|---|---|---|---|---|---|"
+)
+
+
+def measure_cells(sizes, names):
+    print(HEADER, flush=True)
     for n in sizes:
-        matrix = n * n * 4 / 2**30
         for name in names:
-            cell = measure_cell(__file__, [n, name], budget=1800)
-            rows.append(f"| {n:,} | {name} | {matrix:.0f} GiB | {format_memory(cell)} | {format_time(cell)} |")
-            print(rows[-1], flush=True)
-    table = "\n".join(
+            cell = measure_cell(__file__, [n, name], budget=4 * 3600)  # the peak of a slow call counts too
+            _record(name, n, cell)
+            print(_row(name, n, cell), flush=True)
+
+
+def write_table():
+    """The table of every recorded cell, by loss (in LOSSES's order) and B."""
+    recorded = _recorded()
+    cells = sorted(
+        (list(LOSSES).index(name), int(n), name, cell)
+        for name, n, cell in ((*key.split(" | "), cell) for key, cell in recorded.items())
+    )
+    dates = sorted({cell["date"] for *_, cell in cells})
+    carried = sorted({cell["carried_from"] for *_, cell in cells if "carried_from" in cell})
+    carried = (
+        f" Rows whose tracemalloc peak is *not measured* are carried from this table as {', '.join(carried)} wrote "
+        "it (measured the same way but for the warm-up call and tracemalloc)."
+        if carried
+        else ""
+    )
+    text = "\n".join(
         [
             "## Memory in blocks of rows",
             "",
-            f"{machine_line('default threading')}. Peak resident memory over the inputs, one call (value and "
-            "gradient), float32, D = 128, P×K batches with K = 4, default working memory (1024 MiB): "
-            "`python benchmarks/blocks_memory.py`.",
+            f"{machine_line('default threading')}; measured {' to '.join(dict.fromkeys([dates[0], dates[-1]]))}. "
+            "Peak memory over the inputs, one call (value and gradient) after one on the first 256 rows, float32, "
+            "D = 128, P×K batches with K = 4, each loss's defaults, default working memory (1024 MiB): "
+            "`python benchmarks/blocks_memory.py [B ...] [name ...]` measures cells into "
+            "`benchmarks/blocks_memory.json`, `python benchmarks/blocks_memory.py --write` writes this table from "
+            "them. Two peaks: the resident set's (every allocation, NumPy's and Numba's) and tracemalloc's "
+            "(NumPy's only). The N-pair loss takes its pairs from the labelled batch (`npair_loss(x, labels=labels)`); "
+            "the multiple-negatives ranking loss takes B queries against B candidates, each query's the other "
+            "sample of its pair. Times measured with other work sharing the 2 cores: pessimistic; the memory is not "
+            "affected." + carried,
             "",
-            "| B | loss | one B×B float32 matrix | peak over the inputs | time |",
-            "|---|---|---|---|---|",
-            *rows,
+            HEADER,
+            *(_row(name, n, cell) for _, n, name, cell in cells),
         ]
     )
-    print(table)
-    if write:
-        write_section("blocks-memory", table)
+    print(text)
+    write_section("blocks-memory", text)
 
 
 if __name__ == "__main__":
@@ -72,6 +152,9 @@ if __name__ == "__main__":
         run_cell(*json.loads(sys.argv[2]))
     else:
         args = [a for a in sys.argv[1:] if a != "--write"]
-        sizes = [int(a) for a in args if a.isdigit()] or [16384, 65536]
-        names = [a for a in args if not a.isdigit()] or list(LOSSES)
-        main(sizes, names, "--write" in sys.argv)
+        if args or "--write" not in sys.argv:
+            sizes = [int(a) for a in args if a.isdigit()] or [16384, 65536]
+            names = [n for n in LOSSES if any(part in n for part in args if not part.isdigit())] or list(LOSSES)
+            measure_cells(sizes, names)
+        if "--write" in sys.argv:
+            write_table()
