@@ -4,8 +4,9 @@
 block of anchor rows against every candidate, and the cotangent written over them). A batch whose B×R matrix fits
 runs as one block, as it always has; a larger one runs in blocks of anchor rows, each block's rows of D computed,
 used and pulled back before the next, so that its memory is O(block · R) instead of O(B · R). The default,
-1024 MiB, is scikit-learn's: a float32 batch of B = R = 16,384 is one block; B = 65,536 runs in blocks of 2,048
-rows instead of one 16 GiB matrix.
+1024 MiB, is scikit-learn's. Each row of a block counts twice (its distances and a buffer of their size), so a
+float32 batch of B = R = 11,585 is still one block, B = 16,384 runs in two blocks of 8,192 rows, and B = 65,536 in
+blocks of 2,048 rows instead of one 16 GiB matrix.
 """
 
 import contextlib
