@@ -339,10 +339,13 @@ def quadruplet_loss(
     n_positive_pairs, n_negative_pairs = _pair_counts(batch)
     if not (n_positive_pairs and n_negative_pairs):
         return 0.0, batch.zeros()
+    # mining="hard": the adaptive margins α₁ = margin·[μ_n − μ_p]₊, α₂ = margin2·[μ_n − μ_p]₊.
     positive_pairs = _positive_pairs(*batch.classes[2:]) if mining == "hard" else None
     gap = 1.0 if positive_pairs is None else _mean_gap(batch.d, positive_pairs, n_positive_pairs, n_negative_pairs)
     alpha1, alpha2 = margin * gap, margin2 * gap
 
+    # The first term's triplets [d_ij − d_ik + α₁]₊ and the second's pairs of pairs [d_ij − d_lk + α₂]₊: sums, counts,
+    # and each term's unweighted cotangent.
     (first, sums, n_active, n_valid), (second, second_sum, n_second_active, n_second), divide = _terms_and_counts(
         batch, alpha1, alpha2, keep_distances=positive_pairs is not None
     )
