@@ -135,58 +135,65 @@ def lifted_structure_loss(
         gpu_arrays=True,
         in_blocks=True,
     )
-    kernels, within = batch.kernels, batch.ref is None
     # Within one batch every unordered pair appears twice, (i, j) and (j, i), in the per-row sums: halve the value,
-    # the counts and the weight. D is symmetric, so the column sums are the row sums, and the negative D_ik's two
-    # shares (through i's pairs and through k's) can both be put on row i's entry: the pullback adds g and gᵀ. So
-    # row i's negatives carry 2α_i and the columns nothing.
-    copies = 2 if within else 1
-    if batch.in_blocks:
-        # A pair reads the negative log-sum-exps of both its ends, which other blocks hold: one pass over the blocks
-        # for every row's (and reference column's) λ, O(B + R), and with references a second for every reference's
-        # coefficient (its column's share of its pairs' slopes), O(R); then the terms and the cotangent, block by block.
-        row_lse, col_lse = _negative_log_sum_exps(batch, margin)
-        if not within:
-            col_coef = _column_coefficients(batch, row_lse, col_lse)
-    if within:
-        col_coef = np.zeros(batch.x.shape[0])  # the columns' shares are on the rows
+    # the counts and the weight.
+    copies = 2 if batch.ref is None else 1
+    # A pair reads the negative log-sum-exps of both its ends, which other blocks hold: passes over the blocks first.
+    statistics = _negative_statistics(batch, margin) if batch.in_blocks else None
     totals = [0.0, 0, 0]  # Σ ½[J]₊², the positive pairs, those with J > 0 (each twice within one batch)
     grads = GradientSum(batch)
-    for block in batch.blocks():
-        g, divide = block.d, block.fused_division  # the kernels write the cotangent over d (g/d for Euclidean)
-        block_row_lse, block_col_lse, col_weights, transposed_classes = _negative_softmax(block, margin, g, within)
-        rows = slice(block.start, block.start + block.x.shape[0])
-        if not batch.in_blocks:  # the block is the batch: its log-sum-exps are the batch's
-            row_lse = block_row_lse
-            col_lse = row_lse if within else block_col_lse
-            if not within:  # col_weights' positive entries are still Dᵀ's distances
-                col_coef = kernels.lifted_pairs(col_weights, *transposed_classes, NO_SELF, col_lse, row_lse)[3]
-        elif not within:  # the columns' softmax weights over the block's queries, normalised by the whole column
-            col_weights *= _share(block_col_lse, col_lse)[:, None]
-        values, n_pairs, n_active, row_coef = kernels.lifted_pairs(
-            block.d, *block.classes, block.self_offset, row_lse[rows], col_lse
-        )
-        if within:
-            row_coef *= 2
-        kernels.lifted_cotangent(
-            block.d,
-            *block.classes,
-            block.self_offset,
-            row_lse[rows],
-            col_lse,
-            row_coef,
-            col_coef,
-            col_weights,
-            g,
-            divide,
-        )
-        del col_weights
+    for block in batch.blocks():  # the block's pairs' terms; the kernels write the cotangent over d (g/d: Euclidean)
+        values, n_pairs, n_active = _pair_terms(block, margin, batch.ref is None, statistics)
         totals[0] += float(np.sum(values))
         totals[1] += int(n_pairs.sum())
         totals[2] += int(n_active.sum())
-        grads.pull(block, g, divided=divide)
+        grads.pull(block, block.d, divided=block.fused_division)
     weight = weight_from_counts(reduction, totals[1] // copies, totals[2] // copies)
     return batch.value(weight * totals[0] / copies), grads.result(weight / copies)
+
+
+def _pair_terms(block, margin, within, statistics):
+    """The block's positive pairs' terms ½[J_ij]₊², J_ij = logaddexp(λ_i, λ_j) + D_ij, per row (values, n_pairs,
+    n_active), with the cotangent ∂L/∂D written over ``block.d``. ``statistics``: (row_lse, col_lse, col_coef) of
+    the batch (:func:`_negative_statistics`) for a block of a batch in blocks; None for a batch that is its own one
+    block, which computes them here."""
+    kernels, classes, offset = block.kernels, block.classes, block.self_offset
+    g, divide = block.d, block.fused_division  # the kernels write the cotangent over d (g/d for Euclidean)
+    # λ_i = log Σ_{k ∈ N(i)} e^{m − D_ik} for the block's rows (and with references for its columns), and the
+    # softmax weights e^{m − D_ik − λ_i} of the negatives written over g (the columns' over col_weights).
+    block_row_lse, block_col_lse, col_weights, transposed_classes = _negative_softmax(block, margin, g, within)
+    if statistics is None:  # the block is the batch: its log-sum-exps are the batch's
+        row_lse = block_row_lse
+        col_lse = row_lse if within else block_col_lse
+        if within:  # the columns' shares are on the rows (below)
+            col_coef = np.zeros(block.x.shape[0])
+        else:  # col_weights' positive entries are still Dᵀ's distances
+            col_coef = kernels.lifted_pairs(col_weights, *transposed_classes, NO_SELF, col_lse, row_lse)[3]
+    else:
+        row_lse, col_lse, col_coef = statistics
+        row_lse = row_lse[block.start : block.start + block.x.shape[0]]
+        if not within:  # the columns' softmax weights over the block's queries, normalised by the whole column
+            col_weights *= _share(block_col_lse, col_lse)[:, None]
+    # Per positive pair: ½[J_ij]₊² and its slope [J_ij]₊ (c_ij before the weight w); per row α_i = Σ_j c_ij σ_ij.
+    values, n_pairs, n_active, row_coef = kernels.lifted_pairs(block.d, *classes, offset, row_lse, col_lse)
+    # Within one batch D is symmetric, so the column sums are the row sums, and the negative D_ik's two shares
+    # (through i's pairs and through k's) can both be put on row i's entry: the pullback adds g and gᵀ. So row i's
+    # negatives carry 2α_i and the columns nothing.
+    if within:
+        row_coef *= 2
+    # ∂L/∂D_ij = c_ij on the positive pairs, −e^{m − D_ik − λ_i} α_i (and the column's share) on the negatives.
+    kernels.lifted_cotangent(block.d, *classes, offset, row_lse, col_lse, row_coef, col_coef, col_weights, g, divide)
+    return values, n_pairs, n_active
+
+
+def _negative_statistics(batch, margin):
+    """The passes over the blocks of a batch in blocks, before its terms: every row's (and reference column's)
+    negative log-sum-exp λ, O(B + R), and the columns' coefficients, with references each reference's share of its
+    pairs' slopes, O(R) (within one batch the columns' shares are on the rows: zeros): (row_lse, col_lse, col_coef)."""
+    row_lse, col_lse = _negative_log_sum_exps(batch, margin)
+    if batch.ref is None:
+        return row_lse, col_lse, np.zeros(batch.x.shape[0])
+    return row_lse, col_lse, _column_coefficients(batch, row_lse, col_lse)
 
 
 def _negative_softmax(block, margin, out, within):

@@ -157,24 +157,7 @@ def margin_loss(
     nu = check_scalar(nu, "nu", low=0.0, why=" (a negative ν rewards a larger β)")
     x = check_embeddings(embeddings)
     labels = check_labels(labels, x.shape[0])
-    learnable = isinstance(beta, bool) or not isinstance(beta, numbers.Real)  # a bool is refused below
-    if learnable:
-        beta_array = check_float_array(beta, "beta", ndim=1)
-        if beta_array.shape[0] > 1:
-            if labels.size and labels.min() >= 0 and labels.max() >= beta_array.shape[0]:
-                raise ValueError(
-                    f"beta must have one entry per class, indexed by labels: shape (n_classes,) with n_classes > "
-                    f"{labels.max()}, the largest label; got shape {beta_array.shape} (shape (1,): one shared β)"
-                )
-            check_class_indices(labels, beta_array.shape[0], rows_of="beta")
-        beta64 = beta_array.astype(np.float64)
-    else:
-        beta64 = np.array([check_scalar(beta, "beta")])
-        if nu != 0.0:
-            raise ValueError(
-                f"nu must be 0 when beta is a float (a constant β needs no regularisation; pass beta as an array "
-                f"of shape (1,) or (n_classes,) to learn it); got {nu}"
-            )
+    beta64, learnable_beta = _checked_beta(beta, nu, labels)
     check_option(reduction, "reduction", REDUCTIONS)
     batch = labelled_batch(
         x,
@@ -194,21 +177,49 @@ def margin_loss(
     else:
         triplets = batch.given_triplets(triplets)
         value, grads, beta_part = _given_triplets(batch, triplets, margin, beta64, beta_class, reduction)
-    if not learnable:
+    if learnable_beta is None:  # a constant β: no gradient for it
         return value, grads
+    return _with_beta_gradient(value, grads, beta_part, nu, beta64, learnable_beta.dtype)
+
+
+def _checked_beta(beta, nu, labels):
+    """β checked against the checked labels and ν: (β as a float64 array of shape (1,) or (n_classes,), the checked
+    learnable β, or None where ``beta`` is a float, a constant β)."""
+    if not (isinstance(beta, bool) or not isinstance(beta, numbers.Real)):  # a bool is refused below
+        beta64 = np.array([check_scalar(beta, "beta")])
+        if nu != 0.0:
+            raise ValueError(
+                f"nu must be 0 when beta is a float (a constant β needs no regularisation; pass beta as an array "
+                f"of shape (1,) or (n_classes,) to learn it); got {nu}"
+            )
+        return beta64, None
+    beta_array = check_float_array(beta, "beta", ndim=1)
+    if beta_array.shape[0] > 1:
+        if labels.size and labels.min() >= 0 and labels.max() >= beta_array.shape[0]:
+            raise ValueError(
+                f"beta must have one entry per class, indexed by labels: shape (n_classes,) with n_classes > "
+                f"{labels.max()}, the largest label; got shape {beta_array.shape} (shape (1,): one shared β)"
+            )
+        check_class_indices(labels, beta_array.shape[0], rows_of="beta")
+    return beta_array.astype(np.float64), beta_array
+
+
+def _with_beta_gradient(value, grads, beta_part, nu, beta64, beta_dtype):
+    """For a learnable β: the value with the regulariser's term added, and the gradients with ∂L/∂β (in
+    ``beta_dtype``) appended; ``beta_part`` as :func:`_all_triplets` returns it."""
     grad_beta = np.zeros_like(beta64)
     if beta_part is not None:  # no triplet: no term, no ν term either (as PML)
         grad_beta, weight, counts = beta_part
         # R = ν β (shared, not reduced): ∂R/∂β = ν. R = ν w Σ_T β[y_a] = ν w Σ_c counts_c β_c (per class, counts_c
         # the triplets whose anchor is of class c): ∂R/∂β_c = ν w counts_c.
-        if nu and per_class:
+        if nu and beta64.size > 1:
             value += nu * weight * float(counts @ beta64)
             grad_beta = grad_beta + nu * weight * counts
         elif nu:
             value += nu * float(beta64[0])
             grad_beta = grad_beta + nu
     grads = grads if isinstance(grads, tuple) else (grads,)
-    return value, (*grads, grad_beta.astype(beta_array.dtype))
+    return value, (*grads, grad_beta.astype(beta_dtype))
 
 
 _BLOCK_ELEMENTS = 1 << 16  # entries of D per slice of a block's rows: the float64 temporaries stay ≪ B²

@@ -184,6 +184,49 @@ def _positive_pairs(class_order, class_starts):
     return keys // n, keys % n
 
 
+def _pair_counts(batch):
+    """The numbers N_p and N_n of unordered positive pairs and negative pairs of the batch."""
+    sizes = np.diff(batch.classes[3])
+    n_samples = batch.d.shape[0]
+    return int(np.sum(sizes * (sizes - 1)) // 2), int((n_samples**2 - np.sum(sizes * sizes)) // 2)
+
+
+def _mean_gap(d, positive_pairs, n_positive_pairs, n_negative_pairs):
+    """[μ_n − μ_p]₊, the mean distance of the negative pairs less that of the positive pairs, from the sums over
+    the positive pairs and over all pairs (the upper triangle of D, half of D less its diagonal)."""
+    rows, cols = positive_pairs
+    positive_sum = float(np.sum(d[rows, cols], dtype=np.float64))
+    negative_sum = (float(np.sum(d, dtype=np.float64)) - float(np.trace(d, dtype=np.float64))) / 2 - positive_sum
+    return max(0.0, negative_sum / n_negative_pairs - positive_sum / n_positive_pairs)
+
+
+def _terms_and_counts(batch, alpha1, alpha2, keep_distances):
+    """The two terms' kernels: ((first, sums, n_active, n_valid), (second, sum, n_active, n_terms), divided), each
+    term's unweighted counts ∂(Σ terms)/∂D written into a B×B array (the second over d, where the pullback need not
+    read it; on the Euclidean distance divided by d, ``divided``). ``keep_distances`` (adaptive margins): the
+    cotangent then gains a constant on every pair, which must not be divided; so on the Euclidean distance no kernel
+    writes over d and the pullback divides."""
+    d, kernels = batch.d, batch.kernels
+    ref_class, _, class_order, class_starts = batch.classes
+    keep_d = keep_distances and batch.fused_division
+    divide = batch.fused_division and not keep_d
+    first = np.empty_like(d)
+    first_counts = kernels.batch_all_triplets(d, *batch.classes, batch.self_offset, alpha1, False, first, divide)
+    second = np.empty_like(d) if keep_d else d
+    second_counts = kernels.quadruplet_pairs(d, ref_class, class_order, class_starts, alpha2, second, divide)
+    return (first, *first_counts), (second, *second_counts), divide
+
+
+def _add_gap_cotangent(g, kappa, positive_pairs, n_positive_pairs, n_negative_pairs):
+    """Add κ·∂gap/∂D to g: gap = μ_n − μ_p, so +κ/N_n on each negative pair and −κ/N_p on each positive pair, half
+    on each of the pair's two entries (the pullback adds gᵀ)."""
+    rows, cols = positive_pairs
+    on_negative = kappa / n_negative_pairs
+    g += on_negative / 2
+    g[rows, cols] -= kappa / n_positive_pairs + on_negative
+    g[np.diag_indices_from(g)] -= on_negative / 2
+
+
 @finite_or_refused
 def quadruplet_loss(
     embeddings,
@@ -293,33 +336,18 @@ def quadruplet_loss(
     """
     margin, margin2, split_reduction = _check_options(margin, margin2, mining, distance, reduction, split_reduction)
     batch = labelled_batch(embeddings, labels, distance=distance, backend=backend)
-    d, kernels = batch.d, batch.kernels
-    ref_class, _, class_order, class_starts = batch.classes
-    sizes = np.diff(class_starts)
-    n_positive_pairs = int(np.sum(sizes * (sizes - 1)) // 2)
-    n_negative_pairs = int((d.shape[0] ** 2 - np.sum(sizes * sizes)) // 2)
+    n_positive_pairs, n_negative_pairs = _pair_counts(batch)
     if not (n_positive_pairs and n_negative_pairs):
         return 0.0, batch.zeros()
-
-    gap = 1.0
-    if mining == "hard":  # μ_n − μ_p from the sums over positive pairs and over all pairs
-        rows, cols = _positive_pairs(class_order, class_starts)
-        positive_sum = float(np.sum(d[rows, cols], dtype=np.float64))
-        negative_sum = (float(np.sum(d, dtype=np.float64)) - float(np.trace(d, dtype=np.float64))) / 2 - positive_sum
-        gap = max(0.0, negative_sum / n_negative_pairs - positive_sum / n_positive_pairs)
+    # mining="hard": the adaptive margins α₁ = margin·[μ_n − μ_p]₊, α₂ = margin2·[μ_n − μ_p]₊.
+    positive_pairs = _positive_pairs(*batch.classes[2:]) if mining == "hard" else None
+    gap = 1.0 if positive_pairs is None else _mean_gap(batch.d, positive_pairs, n_positive_pairs, n_negative_pairs)
     alpha1, alpha2 = margin * gap, margin2 * gap
 
-    # The kernels write unweighted counts (over d where it is not needed any more; Euclidean: over d, divided by
-    # it). Adaptive margins add a constant on every pair, which must not be divided: there the VJP divides.
-    keep_d = mining == "hard" and batch.fused_division
-    divide = batch.fused_division and not keep_d
-    first = np.empty_like(d)
-    sums, n_active, n_valid = kernels.batch_all_triplets(
-        d, *batch.classes, batch.self_offset, alpha1, False, first, divide
-    )
-    second = np.empty_like(d) if keep_d else d
-    second_sum, n_second_active, n_second = kernels.quadruplet_pairs(
-        d, ref_class, class_order, class_starts, alpha2, second, divide
+    # The first term's triplets [d_ij − d_ik + α₁]₊ and the second's pairs of pairs [d_ij − d_lk + α₂]₊: sums, counts,
+    # and each term's unweighted cotangent.
+    (first, sums, n_active, n_valid), (second, second_sum, n_second_active, n_second), divide = _terms_and_counts(
+        batch, alpha1, alpha2, keep_distances=positive_pairs is not None
     )
     n_first_active = int(n_active.sum())
     if n_first_active + n_second_active == 0:
@@ -332,12 +360,8 @@ def quadruplet_loss(
     if w1 and w2:
         np.multiply(second, w2 / w1, out=second)
         first += second
-    if mining == "hard" and gap > 0:
-        # ∂L/∂gap = κ; gap = μ_n − μ_p: +κ/N_n on each negative pair, −κ/N_p on each positive pair, half on each of
-        # the pair's two entries (the pullback adds gᵀ); in units of the weight.
+    if positive_pairs is not None and gap > 0:
+        # ∂L/∂gap = κ, in units of the weight; the gap's own slopes on the pairs: _add_gap_cotangent.
         kappa = (margin * w1 * n_first_active + margin2 * w2 * n_second_active) / weight
-        on_negative = kappa / n_negative_pairs
-        g += on_negative / 2
-        g[rows, cols] -= kappa / n_positive_pairs + on_negative
-        g[np.diag_indices_from(g)] -= on_negative / 2
+        _add_gap_cotangent(g, kappa, positive_pairs, n_positive_pairs, n_negative_pairs)
     return value, batch.pull(g, weight, divided=divide)

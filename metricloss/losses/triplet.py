@@ -21,6 +21,22 @@ from .._validation import (
 from .pairs import _hinge
 
 
+def _checked_rows(anchor, positive, negative, margin, p, eps, swap, reduction):
+    """:func:`triplet_margin_loss`'s rows and options checked together: the checked rows (anchor, positive,
+    negative), and (p, eps, swap) as Python numbers."""
+    anchor = check_embeddings(anchor, "anchor")
+    positive = check_embeddings(positive, "positive")
+    negative = check_embeddings(negative, "negative")
+    check_same_shape(positive, "positive", anchor, "anchor")
+    check_same_shape(negative, "negative", anchor, "anchor")
+    check_margin(margin)
+    p = check_scalar(p, "p", low=1.0, why=" (a norm's degree)")
+    eps = check_scalar(eps, "eps", low=0.0)
+    swap = check_bool(swap, "swap")
+    check_option(reduction, "reduction", REDUCTIONS)
+    return (anchor, positive, negative), p, eps, swap
+
+
 @finite_or_refused
 def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6, swap=False, reduction="mean"):
     r"""Triplet margin loss on explicit rows: each anchor should be closer to its positive than to its negative
@@ -82,18 +98,8 @@ def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6
     >>> g_a, g_p, g_n  # ∂d(a,p)/∂a = (a − p)/d = (0, −1); ∂d(a,n)/∂a = (−1, 0)
     (array([[ 1., -1.]]), array([[0., 1.]]), array([[-1.,  0.]]))
     """
-    anchor = check_embeddings(anchor, "anchor")
-    positive = check_embeddings(positive, "positive")
-    negative = check_embeddings(negative, "negative")
-    check_same_shape(positive, "positive", anchor, "anchor")
-    check_same_shape(negative, "negative", anchor, "anchor")
-    check_margin(margin)
-    p = check_scalar(p, "p", low=1.0, why=" (a norm's degree)")
-    eps = check_scalar(eps, "eps", low=0.0)
-    swap = check_bool(swap, "swap")
-    check_option(reduction, "reduction", REDUCTIONS)
-
-    a, pos, neg = promote(anchor, positive, negative)
+    rows, p, eps, swap = _checked_rows(anchor, positive, negative, margin, p, eps, swap, reduction)
+    a, pos, neg = promote(*rows)
     d_ap, pull_ap = lp_distance_rows(a, pos, p, eps)
     d_an, pull_an = lp_distance_rows(a, neg, p, eps)
     d_neg, use_swap = d_an, np.zeros(d_an.shape, dtype=bool)
@@ -112,10 +118,7 @@ def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6
         g_p_from_pn, g_n_from_pn = pull_pn(np.where(use_swap, -g, 0))
         g_p += g_p_from_pn
         g_n += g_n_from_pn
-    return value, tuple(
-        grad.astype(array.dtype, copy=False)
-        for grad, array in zip((g_a, g_p, g_n), (anchor, positive, negative), strict=True)
-    )
+    return value, tuple(grad.astype(row.dtype, copy=False) for grad, row in zip((g_a, g_p, g_n), rows, strict=True))
 
 
 MININGS = ("all", "hard", "semihard", "all_semihard")
