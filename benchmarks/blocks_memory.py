@@ -136,8 +136,11 @@ def write_table():
             "them. Two peaks: the resident set's (every allocation, NumPy's and Numba's) and tracemalloc's "
             "(NumPy's only). The N-pair loss takes its pairs from the labelled batch (`npair_loss(x, labels=labels)`); "
             "the multiple-negatives ranking loss takes B queries against B candidates, each query's the other "
-            "sample of its pair. Times measured with other work sharing the 2 cores: pessimistic; the memory is not "
-            "affected." + carried,
+            "sample of its pair. MB here are MiB. Some times were measured with other work sharing the 2 cores "
+            "(NT-Xent, SupCon, triplet-center, N-pair: pessimistic); the memory is not affected. Two losses exceed "
+            "2 GiB: multi-similarity and circle. In blocks, a block's matrix is still held (by the loss's loop) "
+            "while the next one is computed, and these two hold several more arrays of a block's size (masks, "
+            "logits, weights) than the others; the engine will reuse the previous block's memory." + carried,
             "",
             HEADER,
             *(_row(name, n, cell) for _, n, name, cell in cells),
