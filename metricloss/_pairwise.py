@@ -520,18 +520,24 @@ def similarity_matrix_vjp(x, y, similarity, kernels, names=("embeddings", "ref_e
         refuse_overflow(s, norm_bound(x) * norm_bound(other), (x, other), names, "dot products")
     else:
         s = x @ other.T
+    return s, dot_products_pullback(x, y, kernels)
+
+
+def dot_products_pullback(x, y, kernels):
+    """The pullback ``(g, weight=1) ↦ ∂L/∂x`` (y None: S = X Xᵀ) or ``(∂L/∂x, ∂L/∂y)`` of the dot products
+    S = X Yᵀ, for the cotangent ``weight · g``; it reads no S (a batch may compute none). Overwrites g."""
 
     def pullback(g, weight=1.0, symmetric=False):
         # ∂(x_i·y_j)/∂x_i = y_j  ⇒  ∂L/∂X = G Y and ∂L/∂Y = Gᵀ X; within one batch both: (G + Gᵀ) X
         # (``symmetric``: g already holds G + Gᵀ).
         g *= weight
-        if self_pairs:
+        if y is None:
             if not symmetric:
                 kernels.symmetrize(g)
             return g @ x
-        return g @ other, g.T @ x
+        return g @ y, g.T @ x
 
-    return s, pullback
+    return pullback
 
 
 def paired_similarities_vjp(x1, x2, similarity):
