@@ -48,6 +48,7 @@ from ._kernels import NO_SELF, get_kernels
 from ._kernels._gpu import gpu_rows
 from ._pairwise import (
     distance_matrix_vjp,
+    dot_products_pullback,
     gpu_euclidean_distances_vjp,
     paired_distances_vjp,
     paired_similarities_vjp,
@@ -389,9 +390,7 @@ class GradientSum:
             rows, cols = block.positive_entries()
             self.same_class.append((rows + block.start, cols, half * g[rows, cols]))
             g[rows, cols] = 0
-        grad_rows, grad_candidates = block.pull(g, half, divided=divided)
-        self.grad_x[block.start : block.start + block.x.shape[0]] += grad_rows
-        self.grad_candidates += grad_candidates
+        self._add(block, block.pull(g, half, divided=divided))
 
     def pull_pairs(self, block, rows, cols, g):
         """Pull back the block's cotangent given as g[k] on entry (rows[k], cols[k]) of its matrix (rows numbered
@@ -400,7 +399,11 @@ class GradientSum:
         if block is self.batch:
             self.whole_pairs = (rows, cols, g)
             return
-        grad_rows, grad_candidates = block.pull_pairs(rows, cols, g)
+        self._add(block, block.pull_pairs(rows, cols, g))
+
+    def _add(self, block, grads):
+        """Add a block's gradients (for its rows, for the candidates) to the batch's."""
+        grad_rows, grad_candidates = grads
         self.grad_x[block.start : block.start + block.x.shape[0]] += grad_rows
         self.grad_candidates += grad_candidates
 
@@ -533,17 +536,6 @@ def _gpu_labelled_batch(embeddings, labels, distance, ref_embeddings, ref_labels
     return batch
 
 
-def _dot_pullback(x, y):
-    """The pullback of the dot products S = X Yᵀ that reads no S, for a batch that computes none (``matrix=False``):
-    ∂(x_i·y_j)/∂x_i = y_j, so the cotangent weight · G pulls back to (G Y, Gᵀ X). Overwrites G."""
-
-    def pullback(g, weight=1.0):
-        g *= weight
-        return g @ y, g.T @ x
-
-    return pullback
-
-
 def labelled_batch(
     embeddings,
     labels,
@@ -613,11 +605,11 @@ def labelled_batch(
         if not matrix and blocked:  # no matrix: each block of rows has only the pullback
 
             def block_matrix(rows):
-                return None, _dot_pullback(rows, candidates)
+                return None, dot_products_pullback(rows, candidates, kernels)
 
             pullback = None
         elif not matrix:
-            pullback = _dot_pullback(x, candidates)
+            pullback = dot_products_pullback(x, candidates, kernels)
         elif blocked:
 
             def block_matrix(rows):
