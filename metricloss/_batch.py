@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._arrays import is_gpu_array
 from ._config import get_config
 from ._kernels import NO_SELF, get_kernels
 from ._kernels._gpu import gpu_rows
@@ -65,7 +66,6 @@ from ._validation import (
     check_labels,
     check_option,
     check_references,
-    is_gpu_array,
     not_representable,
     promote,
 )
@@ -465,12 +465,12 @@ class GpuLabelledBatch(LabelledBatch):
     arrays: object = None
 
     def value(self, value):
-        """The loss value as a 0-d array of the input's kind, on its device; a ValueError where it is not finite
-        (a sum past float64's largest number: the host losses' :func:`finite_or_refused` check)."""
+        """The loss value as a Python float, as on the host; a ValueError where it is not finite (a sum past
+        float64's largest number: the host losses' :func:`finite_or_refused` check)."""
         if not math.isfinite(value):
             size = f"entries up to {self.arrays.largest_magnitude(self.x):.3g}"
             raise ValueError(not_representable("embeddings", size, np.float64, "the loss value", plural=False))
-        return self.arrays.scalar(float(value), self.x.dtype)
+        return float(value)
 
     def entries(self, rows, cols):
         return self.kernels.gather_entries(self.d, rows, cols)

@@ -19,15 +19,9 @@ import operator
 
 import numpy as np
 
+from ._arrays import is_gpu_array
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def is_gpu_array(value):
-    """Whether ``value`` lives on a GPU: it exposes ``__cuda_array_interface__`` (a torch CUDA tensor, a CuPy array,
-    a numba device array) or, in Numba's CUDA simulator, it is one of the simulator's device arrays."""
-    if hasattr(value, "__cuda_array_interface__") and not isinstance(value, np.ndarray):
-        return True
-    return type(value).__name__ == "FakeCUDAArray" and type(value).__module__.startswith("numba.cuda.simulator")
 
 
 def _as_array(value, name):
@@ -437,7 +431,7 @@ def finite_or_refused(loss):
         with np.errstate(over="ignore", invalid="ignore"):
             value, grads = loss(*args, **kwargs)
         arrays = grads if isinstance(grads, tuple) else (grads,)
-        if is_gpu_array(value):  # a loss on GPU arrays, which checked its value and gradients as it made them
+        if any(is_gpu_array(grad) for grad in arrays):  # a loss on GPU arrays, which checked them as it made them
             return value, grads
         if math.isfinite(value) and all(np.isfinite(grad).all() for grad in arrays):
             return value, grads

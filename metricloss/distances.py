@@ -62,6 +62,7 @@ The functions here check their arguments; the unchecked core they call, which th
 
 import numpy as np
 
+from ._arrays import is_gpu_array
 from ._kernels import get_kernels
 from ._kernels._gpu import gpu_rows
 from ._pairwise import (
@@ -71,7 +72,7 @@ from ._pairwise import (
     refuse_on_gpu_unless_supported,
     similarity_matrix_vjp,
 )
-from ._validation import check_embeddings, check_gpu_references, check_option, is_gpu_array, promote, refuse_renamed
+from ._validation import check_embeddings, check_gpu_references, check_option, promote, refuse_renamed
 
 DISTANCES = ("euclidean", "sqeuclidean", "cosine", "dot", "snr")
 # The distances that are symmetric, >= 0 and 0 between a row and itself: what losses built on those properties

@@ -1,12 +1,14 @@
 """The contract every registered loss must pass (tests/registry/ lists them), rung by rung:
 literals → textbook version → finite differences → invariances → dtypes → nothing active / edge cases → bad input →
-hypothesis properties → backend parity."""
+hypothesis properties → backend parity → array kinds (torch CPU tensors, array-api-strict arrays)."""
 
 import itertools
 import re
 
+import array_api_strict
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from registry import (
@@ -603,3 +605,27 @@ def test_parallel_and_serial_numba_kernels_give_bitwise_the_same_result(case, mo
     assert value == serial_value
     for got, expected in zip(_grads(case, grad), _grads(case, serial_grad), strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+# --- array kinds ------------------------------------------------------------------------------------------------
+
+# Another array library's arrays, made from NumPy's: (the array type, NumPy → it, it → NumPy).
+ARRAY_KINDS = {
+    "torch": (torch.Tensor, torch.from_numpy, lambda tensor: tensor.numpy()),
+    "array-api-strict": (type(array_api_strict.asarray(0.0)), array_api_strict.asarray, np.from_dlpack),
+}
+
+
+@cases
+@pytest.mark.parametrize("kind", ARRAY_KINDS)
+def test_arrays_of_another_library_give_its_arrays_with_numpys_results(case, kind):
+    """Every array given as a torch CPU tensor (or an array-api-strict array): the value is the same Python float
+    and each gradient an array of that library, of the input's dtype, equal to NumPy's bit for bit."""
+    array_type, from_numpy, to_numpy = ARRAY_KINDS[kind]
+    arrays = case.make_inputs(np.random.default_rng(12), np.float32)
+    value, grad = case(*arrays)
+    got_value, got_grad = case(*(from_numpy(a) for a in arrays))
+    assert type(got_value) is float and got_value == value
+    for got, expected in zip(_grads(case, got_grad), _grads(case, grad), strict=True):
+        assert isinstance(got, array_type)
+        np.testing.assert_array_equal(to_numpy(got), expected, strict=True)

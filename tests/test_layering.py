@@ -34,8 +34,17 @@ LAYERS = (
     # The public distances and their unchecked core with its VJPs.
     ("distances", ("metricloss.distances", "metricloss._pairwise")),
     ("_kernels", ("metricloss._kernels",)),
-    # Checks, reductions and the configuration, which import nothing of metricloss.
-    ("_validation", ("metricloss._validation", "metricloss._reduce", "metricloss._config", "metricloss._version")),
+    # The array seam, checks, reductions and the configuration, which import nothing of metricloss above them.
+    (
+        "_validation",
+        (
+            "metricloss._arrays",
+            "metricloss._validation",
+            "metricloss._reduce",
+            "metricloss._config",
+            "metricloss._version",
+        ),
+    ),
 )
 
 

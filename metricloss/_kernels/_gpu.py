@@ -195,14 +195,6 @@ class GpuArrays:
         """Whether every entry of the numba view ``a`` is finite (one boolean to the host)."""
         return bool(self._lib.isfinite(self._library_array(a)).all())
 
-    def scalar(self, value, dtype):
-        """The Python float ``value`` as a 0-d array of the input's kind and ``dtype`` on its device."""
-        if self.kind == "torch":
-            return self._lib.tensor(value, dtype=getattr(self._lib, np.dtype(dtype).name), device=self._torch_device)
-        if self.kind == "cupy":
-            return self._lib.asarray(value, dtype=dtype)
-        return self.cuda.to_device(np.array(value, dtype=dtype), stream=self.stream)
-
 
 class _OnStream:
     """A kernel module whose functions run within ``module.launching_on(stream, allocate)``."""

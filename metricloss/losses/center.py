@@ -3,6 +3,7 @@ centre, with learnable centres or with the batch's class means; and :func:`init_
 
 import numpy as np
 
+from .._arrays import array_route
 from .._batch import labelled_batch
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._triplets import hardest_triplets
@@ -24,6 +25,7 @@ from .triplet import _mined_triplets, _triplet_terms
 ABSENT_CLASSES = ("mean", "zeros", "raise")
 
 
+@array_route
 @finite_or_refused
 def triplet_center_loss(
     embeddings,

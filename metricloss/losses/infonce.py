@@ -20,6 +20,7 @@ softmax over columns, exchanges O(N) column statistics in a first pass. No BÃ—BÃ
 
 import numpy as np
 
+from .._arrays import array_route
 from .._batch import GradientSum, candidate_masks, labelled_batch
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import (
@@ -69,6 +70,7 @@ def _ntxent_pair_terms(block, temperature):
     return terms, cotangent
 
 
+@array_route
 @finite_or_refused
 def ntxent_loss(
     embeddings,
@@ -219,6 +221,7 @@ def _supcon_anchor_terms(batch, block, temperature):
     return losses[anchors], cotangent
 
 
+@array_route
 @finite_or_refused
 def supcon_loss(
     embeddings,
@@ -343,6 +346,7 @@ def supcon_loss(
     return weight * total, grads.result(weight / temperature)
 
 
+@array_route
 @finite_or_refused
 def multiple_negatives_ranking_loss(
     queries,

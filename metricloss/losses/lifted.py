@@ -10,6 +10,7 @@ lifted loss's pairs read other rows' log-sum-exps, which a first pass over the b
 
 import numpy as np
 
+from .._arrays import array_route
 from .._batch import GradientSum, class_index, labelled_batch
 from .._kernels import NO_SELF
 from .._reduce import REDUCTIONS, weight_from_counts
@@ -18,6 +19,7 @@ from ..distances import SYMMETRIC_DISTANCES
 from .triplet import INCOMPLETE_ANCHORS
 
 
+@array_route
 @finite_or_refused
 def lifted_structure_loss(
     embeddings,
@@ -249,6 +251,7 @@ def _share(part_lse, whole_lse):
     return np.exp(np.where(empty, -np.inf, part_lse - np.where(empty, 0.0, whole_lse)))
 
 
+@array_route
 @finite_or_refused
 def generalized_lifted_structure_loss(
     embeddings,

@@ -7,6 +7,7 @@ import numbers
 
 import numpy as np
 
+from .._arrays import array_route
 from .._batch import GradientSum, candidate_masks, labelled_batch
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import (
@@ -23,6 +24,7 @@ from ..distances import SYMMETRIC_DISTANCES
 from .triplet import _given_in, _mined_triplets
 
 
+@array_route
 @finite_or_refused
 def margin_loss(
     embeddings,

@@ -8,6 +8,7 @@ and circle losses share.
 
 import numpy as np
 
+from .._arrays import array_route
 from .._batch import GradientSum, class_index, labelled_batch
 from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import (
@@ -109,6 +110,7 @@ def _one_pair_per_class(labels):
     return anchors[order], positives[order]
 
 
+@array_route
 @finite_or_refused
 def npair_loss(embeddings, positives=None, labels=None, *, l2_reg=0.0, reduction="mean"):
     r"""The multi-class N-pair loss: N pairs (f_i, f_i⁺) from N classes; each anchor f_i should be more similar

@@ -8,6 +8,7 @@ torch-identical losses here differ from torch's (the values do not); the tests p
 
 import numpy as np
 
+from .._arrays import array_route
 from .._batch import GradientSum, labelled_batch
 from .._pairwise import paired_distances_vjp
 from .._reduce import REDUCTIONS, reduce_terms, weight_from_counts
@@ -79,6 +80,7 @@ def _check_contrastive_options(margin, pos_margin, form, distance, reduction, sp
     check_bool(split_reduction, "split_reduction")
 
 
+@array_route
 @finite_or_refused
 def contrastive_loss(
     embeddings,
@@ -230,6 +232,7 @@ def contrastive_loss(
     return batch.value(value), grads.result(w_dissimilar, same_class_weight=w_similar)
 
 
+@array_route
 @finite_or_refused
 def contrastive_pair_loss(
     x1,
@@ -318,6 +321,7 @@ def contrastive_pair_loss(
     return value, (g1.astype(x1.dtype, copy=False), g2.astype(x2.dtype, copy=False))
 
 
+@array_route
 @finite_or_refused
 def margin_ranking_loss(x1, x2, y, *, margin=0.0, reduction="mean"):
     r"""Margin ranking loss on scores: y = 1 asks for x1 > x2 + margin, y = −1 for x2 > x1 + margin.
@@ -373,6 +377,7 @@ def margin_ranking_loss(x1, x2, y, *, margin=0.0, reduction="mean"):
 _TORCH_COSINE_EPS = 1e-12  # added to each squared norm, as in ATen's cosine_embedding_loss
 
 
+@array_route
 @finite_or_refused
 def cosine_embedding_loss(x1, x2, y, *, margin=0.0, reduction="mean"):
     r"""Cosine embedding loss: pull similar pairs (y = 1) to cosine 1, push dissimilar ones (y = −1) below m.
@@ -441,6 +446,7 @@ def cosine_embedding_loss(x1, x2, y, *, margin=0.0, reduction="mean"):
     return value, (grad_a.astype(x1.dtype, copy=False), grad_b.astype(x2.dtype, copy=False))
 
 
+@array_route
 @finite_or_refused
 def hinge_embedding_loss(x, y, *, margin=1.0, reduction="mean"):
     r"""Hinge embedding loss on given distances (or any scores): x for y = 1, [m − x]₊ for y = −1.

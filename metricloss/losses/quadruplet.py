@@ -4,6 +4,7 @@ labelled batch, where every quadruplet is counted and none is formed."""
 
 import numpy as np
 
+from .._arrays import array_route
 from .._batch import labelled_batch
 from .._pairwise import paired_distances_vjp
 from .._reduce import REDUCTIONS, weight_from_counts
@@ -42,6 +43,7 @@ def _term_weights(reduction, split_reduction, n_first, n_first_active, n_second,
     return weight, weight
 
 
+@array_route
 @finite_or_refused
 def quadruplet_margin_loss(
     anchor,
@@ -227,6 +229,7 @@ def _add_gap_cotangent(g, kappa, positive_pairs, n_positive_pairs, n_negative_pa
     g[np.diag_indices_from(g)] -= on_negative / 2
 
 
+@array_route
 @finite_or_refused
 def quadruplet_loss(
     embeddings,

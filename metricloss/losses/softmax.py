@@ -15,6 +15,7 @@ O(block·R): a term that reads every row (circle loss over all pairs) takes two 
 
 import numpy as np
 
+from .._arrays import array_route
 from .._batch import GradientSum, candidate_masks, labelled_batch
 from .._kernels import NO_SELF
 from .._reduce import REDUCTIONS, weight_from_counts
@@ -42,6 +43,7 @@ def _lse(top, rest):
     return top + np.log1p(rest)
 
 
+@array_route
 @finite_or_refused
 def multi_similarity_loss(
     embeddings,
@@ -347,6 +349,7 @@ def _circle_all_pairs(batch, m, gamma, detach_weights):
     return np.array([term, 1.0]), grads
 
 
+@array_route
 @finite_or_refused
 def circle_loss(
     embeddings,

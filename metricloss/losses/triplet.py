@@ -4,6 +4,7 @@ import functools
 
 import numpy as np
 
+from .._arrays import array_route
 from .._batch import GradientSum, labelled_batch
 from .._pairwise import lp_distance_rows
 from .._reduce import REDUCTIONS, reduce_terms, weight_from_counts
@@ -37,6 +38,7 @@ def _checked_rows(anchor, positive, negative, margin, p, eps, swap, reduction):
     return (anchor, positive, negative), p, eps, swap
 
 
+@array_route
 @finite_or_refused
 def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6, swap=False, reduction="mean"):
     r"""Triplet margin loss on explicit rows: each anchor should be closer to its positive than to its negative
@@ -191,6 +193,7 @@ def _given_in(block, triplets):
     return a[mine] - block.start, p[mine], n[mine]
 
 
+@array_route
 @finite_or_refused
 def triplet_loss(
     embeddings,

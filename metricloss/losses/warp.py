@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._arrays import array_route
 from .._batch import GradientSum, labelled_batch
 from .._kernels import get_kernels
 from .._reduce import REDUCTIONS, weight_from_counts
@@ -147,6 +148,7 @@ def _queries_against_items(query_embeddings, item_embeddings, relevance, exact, 
     return batch, relevance
 
 
+@array_route
 @finite_or_refused
 def warp_loss(
     scores,
@@ -287,6 +289,7 @@ def warp_loss(
     return weight * float(np.sum(terms)), grad
 
 
+@array_route
 @finite_or_refused
 def warp_embedding_loss(
     query_embeddings,
