@@ -185,3 +185,39 @@ def test_the_checks_can_fail():
         "(layer '_batch' → layer '_validation')",
     ]
     assert _problems("metricloss.losses.center", "from .triplet import _triplet_terms\n") == []
+
+
+# Where an array library other than NumPy may be imported: the framework adapters and the conformance report (they
+# run other frameworks' code), and the array seam (array_api_compat, which imports a library only when handed its
+# arrays).
+ARRAY_LIBRARIES = {
+    "torch": ("metricloss.adapters", "metricloss.conformance"),
+    "jax": ("metricloss.adapters", "metricloss.conformance"),
+    "tensorflow": ("metricloss.adapters", "metricloss.conformance"),
+    "cupy": (),
+    "array_api_compat": ("metricloss._arrays", "metricloss._kernels._gpu"),
+}
+
+
+def _library_imports(source):
+    """(line, top-level module) of each import in ``source`` of an array library, at the top or in a function."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module]
+        else:
+            continue
+        yield from ((node.lineno, name.split(".")[0]) for name in names if name.split(".")[0] in ARRAY_LIBRARIES)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_array_libraries_are_imported_only_at_the_seam(module):
+    """The core imports no array library but NumPy: torch, JAX, TensorFlow and CuPy only in the adapters and the
+    conformance report, array_api_compat only in the array seam (metricloss._arrays and the GPU path's arrays)."""
+    misplaced = [
+        f"{module}:{line} imports {library}"
+        for line, library in _library_imports(MODULES[module].read_text())
+        if not any(module == allowed or module.startswith(allowed + ".") for allowed in ARRAY_LIBRARIES[library])
+    ]
+    assert not misplaced

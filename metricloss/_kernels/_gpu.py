@@ -1,21 +1,25 @@
-"""GPU arrays taken in place: the one place that knows the array libraries whose device arrays metricloss reads.
+"""GPU arrays taken in place: what the GPU path does with the arrays of the library a GPU input came from.
 
-An array exposing ``__cuda_array_interface__`` (a torch CUDA tensor, a CuPy array, a numba device array) is a GPU
-array. A loss that takes GPU arrays (see ``docs/cuda.md`` for which) runs its kernels on numba views of their
-memory (no copy), computes its GEMMs with the library the input came from (cuBLAS, through ``torch.matmul`` or
-``cupy.matmul``; a numba device array borrows torch, else CuPy, for them, viewing the same memory), and returns
-its value and gradients as arrays of the input's kind on the input's device. Only O(B) things cross to the host:
-the labels (the class lists are built there) and the per-anchor totals and indices the kernels return.
+An array exposing ``__cuda_array_interface__`` (a torch CUDA tensor, a CuPy array) is a GPU array. A loss that
+takes GPU arrays (see ``docs/cuda.md`` for which) runs its kernels on numba views of their memory (no copy),
+computes its GEMMs and its few reductions with the input's own library through the Python array API
+(``array_api_compat.array_namespace``: ``matmul`` is cuBLAS's), and returns its gradients as arrays of the input's
+kind on the input's device. Only O(B) things cross to the host: the labels (the class lists are built there), the
+per-anchor totals and indices the kernels return, and the value. No array library is imported here.
 
-Streams: kernels are launched on the library's current stream (torch's, CuPy's; numba's default stream for numba
-arrays), so they are ordered with the library's own work without a synchronisation; the numba views keep the
-arrays they view alive (numba holds the owner of the memory it was given).
+Streams: kernels are launched on the stream the input's ``__cuda_array_interface__`` names (version 3 of the
+interface: the producer's stream, on which its work on the array is ordered; 1 and 2 are CUDA's legacy and
+per-thread default streams), so they are ordered with the library's own work without a synchronisation; the numba
+views keep the arrays they view alive (numba holds the owner of the memory it was given).
 
-In Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) the simulator's device arrays (``cuda.to_device``) are the
-GPU arrays, and their GEMM is NumPy's on the simulated device memory, the simulator's stand-in for cuBLAS; the
-rest of the path (kernels on the device arrays, no host copies but the O(B) ones) is the one a GPU runs.
+A numba device array has no GEMM of its own: on a GPU it is refused by name (``torch.as_tensor`` or
+``cupy.asarray`` view it without a copy). In Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) the simulator's
+device arrays (``cuda.to_device``) are the GPU arrays, their memory is host memory, and NumPy's namespace stands in
+for cuBLAS; the rest of the path (kernels on the device arrays, no host copies but the O(B) ones) is the one a GPU
+runs.
 """
 
+import array_api_compat
 import numpy as np
 
 from ._cuda import cuda_module
@@ -27,7 +31,7 @@ def as_numba(a):
         return a
     if hasattr(a, "detach"):  # a torch tensor that requires grad exports no interface
         a = a.detach()
-    # sync=False: the kernels run on the library's current stream, after the work that produced ``a``
+    # sync=False: the kernels run on the producer's stream, after the work that produced ``a``
     return cuda_module().as_cuda_array(a, sync=False)
 
 
@@ -37,7 +41,8 @@ def gpu_rows(value, backend, name="embeddings"):
     Raises
     ------
     TypeError
-        If ``backend`` names a CPU backend (GPU arrays run on the GPU: None or "cuda").
+        If ``backend`` names a CPU backend (GPU arrays run on the GPU: None or "cuda"), or ``value`` is a numba
+        device array on a GPU (no library of its own for the GEMMs).
     ImportError, RuntimeError
         Without numba-cuda, or without a usable GPU (and no simulator).
     """
@@ -50,71 +55,47 @@ def gpu_rows(value, backend, name="embeddings"):
     from . import get_kernels
 
     get_kernels("cuda")  # numba-cuda installed, a GPU (or the simulator) usable: else a clear error
-    arrays = GpuArrays(value)
+    arrays = GpuArrays(value, name)
     return arrays, _validation.check_gpu_embeddings(arrays, value, name)
 
 
-def _kind(value):
-    """The library of a GPU array: "torch", "cupy", "numba", or "simulator" (the one GPU array without an
-    interface: a device array of numba's simulator, see :func:`metricloss._validation.is_gpu_array`)."""
-    module = type(value).__module__.split(".")[0]
-    if module in ("torch", "cupy"):
-        return module
-    return "numba" if hasattr(value, "__cuda_array_interface__") else "simulator"
-
-
-def _gemm_library(kind):
-    """The library whose matmul (cuBLAS) a GPU array of ``kind`` uses: its own, or for numba arrays torch, else
-    CuPy (both view numba's memory through ``__cuda_array_interface__``)."""
-    if kind in ("torch", "cupy", "simulator"):
-        return kind
-    try:
-        import torch
-
-        if torch.cuda.is_available():  # a CPU-only build of torch has no cuBLAS
-            return "torch"
-    except ImportError:
-        pass
-    try:
-        import cupy  # noqa: F401
-
-        return "cupy"
-    except ImportError:
-        pass
-    raise ImportError(
-        "a numba device array's GEMMs run on cuBLAS through torch (a CUDA build) or CuPy, and neither is installed: "
-        "pip install torch (or cupy-cuda12x), or pass a torch CUDA tensor or a CuPy array"
-    )
+def _producer_stream(cuda, value):
+    """The numba stream that ``value``'s ``__cuda_array_interface__`` names (numba's default stream where it
+    names none)."""
+    if hasattr(value, "detach"):  # a torch tensor that requires grad exports no interface
+        value = value.detach()
+    pointer = value.__cuda_array_interface__.get("stream")
+    if pointer is None:
+        return cuda.default_stream()
+    if pointer in (1, 2):
+        return cuda.legacy_default_stream() if pointer == 1 else cuda.per_thread_default_stream()
+    return cuda.external_stream(pointer)
 
 
 class GpuArrays:
-    """The few array operations the GPU path needs, done by the library a GPU input came from.
+    """The few array operations the GPU path needs, done by the library a GPU input came from, through its array
+    API namespace.
 
     ``view`` and ``wrap`` convert between that library's arrays and numba device arrays without copying; ``empty``
     allocates with the library's allocator (torch's caching allocator, CuPy's pool); ``matmul`` is the library's
-    (cuBLAS); ``stream`` is the numba stream the kernels are launched on, the library's current one.
+    (cuBLAS); ``stream`` is the numba stream the kernels are launched on, the input's own (see the module
+    docstring).
     """
 
-    def __init__(self, like):
+    def __init__(self, like, name="embeddings"):
         self.cuda = cuda_module()
-        self.kind = _kind(like)
-        self.gemm = _gemm_library(self.kind)
-        if self.gemm == "torch":
-            import torch
-
-            self._lib = torch
-            # the input's device; a numba array's GEMMs on the current device, where numba allocated it
-            device = like.device if self.kind == "torch" else torch.device("cuda", self.cuda.get_current_device().id)
-            self._torch_device = device
-            self.stream = self.cuda.external_stream(torch.cuda.current_stream(device).cuda_stream)
-        elif self.gemm == "cupy":
-            import cupy
-
-            self._lib = cupy
-            self.stream = self.cuda.external_stream(cupy.cuda.get_current_stream().ptr)
-        else:
-            self._lib = np
+        self.simulated = not hasattr(like, "__cuda_array_interface__")  # the simulator's device array
+        if self.simulated:
+            self.xp, self.device = array_api_compat.array_namespace(np.empty(0)), "cpu"
             self.stream = self.cuda.default_stream()
+        elif array_api_compat.is_array_api_obj(like):
+            self.xp, self.device = array_api_compat.array_namespace(like), array_api_compat.device(like)
+            self.stream = _producer_stream(self.cuda, like)
+        else:
+            raise TypeError(
+                f"{name} is a numba device array, which has no GEMM of its own: pass a torch CUDA tensor or a CuPy "
+                f"array (torch.as_tensor({name}, device='cuda') or cupy.asarray({name}) view it without a copy)"
+            )
 
     # --- between the input's kind and numba views ------------------------------------------------------------
 
@@ -130,20 +111,18 @@ class GpuArrays:
         return host
 
     def wrap(self, view):
-        """``view`` (a numba device array) as an array of the input's kind, on its device (no copy): itself, or
-        the torch tensor or CuPy array over it (for those inputs the GEMM library is the input's own)."""
-        return view if self.kind in ("numba", "simulator") else self._library_array(view)
+        """``view`` (a numba device array) as an array of the input's kind, on its device (no copy): itself in the
+        simulator, else the library's array over it."""
+        return view if self.simulated else self._library_array(view)
 
     def _library_array(self, view):
-        """``view`` as an array of the GEMM library (for numba arrays: torch or CuPy over the same memory)."""
-        if self.gemm == "simulator":
-            return view.copy_to_host()  # the simulator's device memory is host memory: NumPy stands in for cuBLAS
-        if self.gemm == "torch":
-            return self._lib.as_tensor(view, device=self._torch_device)
-        return self._lib.asarray(view)
+        """``view`` as an array of the input's library (in the simulator: NumPy, over a copy of host memory)."""
+        if self.simulated:
+            return view.copy_to_host()
+        return self.xp.asarray(view, device=self.device)
 
     def _as_view(self, array):
-        if self.gemm == "simulator":
+        if self.simulated:
             return self.cuda.to_device(array)
         return self.cuda.as_cuda_array(array, sync=False)
 
@@ -159,18 +138,17 @@ class GpuArrays:
 
     def _new(self, shape, dtype, zeros):
         dtype = np.dtype(dtype)
-        if self.gemm == "simulator":
+        if self.simulated:
             return self.cuda.to_device(np.zeros(shape, dtype)) if zeros else self.cuda.device_array(shape, dtype)
-        make = self._lib.zeros if zeros else self._lib.empty
-        if self.gemm == "torch":  # torch names its dtypes as NumPy does: torch.float32, torch.int64, torch.bool
-            return self._as_view(make(shape, dtype=getattr(self._lib, dtype.name), device=self._torch_device))
-        return self._as_view(make(shape, dtype=dtype))
+        make = self.xp.zeros if zeros else self.xp.empty
+        # the array API names its dtypes as NumPy does: float32, int64, bool
+        return self._as_view(make(shape, dtype=getattr(self.xp, dtype.name), device=self.device))
 
     def copy(self, a):
         """A new device array equal to the view ``a``."""
-        if self.gemm == "simulator":
+        if self.simulated:
             return self.cuda.to_device(a.copy_to_host())
-        return self._as_view(self._library_array(a).copy() if self.gemm == "cupy" else self._library_array(a).clone())
+        return self._as_view(self.xp.asarray(self._library_array(a), copy=True))
 
     def kernels(self):
         """The CUDA kernel module, each of its functions launching on this library's stream and allocating with
@@ -182,18 +160,17 @@ class GpuArrays:
     def matmul(self, a, b, transpose_b=False):
         """a @ b (or a @ bᵀ) for numba views, on cuBLAS through the library: a new device array."""
         left, right = self._library_array(a), self._library_array(b)
-        return self._as_view(left @ (right.T if transpose_b else right))
+        return self._as_view(self.xp.matmul(left, right.T if transpose_b else right))
 
     def largest_magnitude(self, a):
         """max |a| as a Python float (one number to the host)."""
         if a.size == 0:
             return 0.0
-        array = self._library_array(a)
-        return float(abs(array).max())
+        return float(self.xp.max(self.xp.abs(self._library_array(a))))
 
     def all_finite(self, a):
         """Whether every entry of the numba view ``a`` is finite (one boolean to the host)."""
-        return bool(self._lib.isfinite(self._library_array(a)).all())
+        return bool(self.xp.all(self.xp.isfinite(self._library_array(a))))
 
 
 class _OnStream:
