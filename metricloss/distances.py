@@ -62,7 +62,7 @@ The functions here check their arguments; the unchecked core they call, which th
 
 import numpy as np
 
-from ._arrays import is_gpu_array
+from ._arrays import array_route, is_gpu_array
 from ._kernels import get_kernels
 from ._kernels._gpu import gpu_rows
 from ._pairwise import (
@@ -94,6 +94,7 @@ def _check_pair_of_embeddings(x, y, measure, name, options):
     return promote(x, y)
 
 
+@array_route
 @refuse_renamed(metric="distance")
 def pairwise_distances(x, y=None, *, distance="euclidean", backend=None):
     r"""Distances between the rows of ``x`` and the rows of ``y`` (or of ``x`` itself).
@@ -154,6 +155,7 @@ def pairwise_distances(x, y=None, *, distance="euclidean", backend=None):
     return distance_matrix_vjp(x, y, distance, get_kernels(backend), ("x", "y"))[0]
 
 
+@array_route
 @refuse_renamed(metric="distance")
 def pairwise_distances_vjp(x, y=None, *, distance="euclidean", backend=None):
     """The distance matrix and its vector-Jacobian product, like ``jax.vjp``.
@@ -239,6 +241,7 @@ def _gpu_public_vjp(arrays, matrix, pullback):
     return vjp
 
 
+@array_route
 @refuse_renamed(metric="distance")
 def paired_distances(x1, x2, *, distance="euclidean"):
     """Distances between corresponding rows, d_i = D(x1_i, x2_i), for the distances of :func:`pairwise_distances`.
@@ -269,6 +272,7 @@ def paired_distances(x1, x2, *, distance="euclidean"):
     return paired_distances_vjp(*promote(x1, x2), distance)[0]
 
 
+@array_route
 @refuse_renamed(metric="similarity")
 def pairwise_similarities(x, y=None, *, similarity="dot", backend=None):
     r"""Similarities between the rows of ``x`` and the rows of ``y`` (or of ``x`` itself).
@@ -305,6 +309,7 @@ def pairwise_similarities(x, y=None, *, similarity="dot", backend=None):
     return similarity_matrix_vjp(x, y, similarity, get_kernels(backend), ("x", "y"))[0]
 
 
+@array_route
 @refuse_renamed(metric="similarity")
 def pairwise_similarities_vjp(x, y=None, *, similarity="dot", backend=None):
     """The similarity matrix and its vector-Jacobian product, like ``jax.vjp``: ``(s, vjp)`` with ``vjp(g)``

@@ -36,6 +36,7 @@ extra) the nearest neighbours come from faiss's exact flat index instead, in flo
 
 import numpy as np
 
+from ._arrays import array_route
 from ._batch import class_index
 from ._kernels import get_kernels
 from ._pairwise import distance_matrix_vjp
@@ -214,6 +215,7 @@ def _average(values, r, query_class, average):
     return float(np.mean(per_class))
 
 
+@array_route
 @refuse_renamed(metric="distance")
 def retrieval_metrics(
     embeddings,
@@ -332,6 +334,7 @@ def _one_metric(name, embeddings, labels, **options):
     return retrieval_metrics(embeddings, labels, **options)[name]
 
 
+@array_route
 @refuse_renamed(metric="distance")
 def recall_at_k(
     embeddings,
@@ -388,6 +391,7 @@ def recall_at_k(
     )
 
 
+@array_route
 @refuse_renamed(metric="distance")
 def precision_at_1(
     embeddings,
@@ -444,6 +448,7 @@ def precision_at_1(
     )
 
 
+@array_route
 @refuse_renamed(metric="distance")
 def r_precision(
     embeddings,
@@ -500,6 +505,7 @@ def r_precision(
     )
 
 
+@array_route
 @refuse_renamed(metric="distance")
 def mean_average_precision_at_r(
     embeddings,
@@ -557,6 +563,7 @@ def mean_average_precision_at_r(
     )
 
 
+@array_route
 @refuse_renamed(metric="distance")
 def mean_reciprocal_rank(
     embeddings,

@@ -41,6 +41,7 @@ exactly (``_batch.comparable_labels``).
 
 import numpy as np
 
+from ._arrays import array_route
 from ._batch import candidate_masks, class_index, comparable_labels, labelled_batch
 from ._kernels import get_kernels
 from ._pairwise import distance_matrix_vjp, paired_distances_vjp
@@ -74,6 +75,7 @@ def _rng(rng):
     return check_rng(rng, "rng")
 
 
+@array_route
 def classify_triplets(d_ap, d_an, *, margin=1.0):
     """The kind of each triplet from its two distances: 0 easy, 1 semi-hard, 2 hard (indices into
     ``TRIPLET_KINDS``), for colouring or counting.
@@ -112,6 +114,7 @@ def classify_triplets(d_ap, d_an, *, margin=1.0):
     return kinds
 
 
+@array_route
 def triplet_counts(
     embeddings, labels, *, margin=1.0, distance="euclidean", ref_embeddings=None, ref_labels=None, backend=None
 ):
@@ -202,6 +205,7 @@ def _band(neg_sorted, d_ap, margin, kind):
     return lo, np.maximum(hi, lo)
 
 
+@array_route
 def mine_triplets(
     embeddings,
     labels,
@@ -296,6 +300,7 @@ def mine_triplets(
     return _concatenated(mined, 3)
 
 
+@array_route
 def mine_pairs(
     embeddings,
     labels,
@@ -369,6 +374,7 @@ def mine_pairs(
     return _concatenated(mined, 4)
 
 
+@array_route
 def pairs_to_triplets(positive_anchors, positives, negative_anchors, negatives):
     """The triplets (a, p, n) of pairs: every positive pair (a, p) with every negative pair (a, n) of the same
     anchor, ordered by positive pair, then by negative pair.
@@ -426,6 +432,7 @@ def _index_vectors(arrays, names):
     return checked
 
 
+@array_route
 def batch_triplets(
     embeddings,
     labels,
@@ -541,6 +548,7 @@ def _outside_ranges_never_chosen(batch, positive, negative, positive_range, nega
     return d
 
 
+@array_route
 def mine_dataset(
     embeddings,
     labels,
@@ -657,6 +665,7 @@ def mine_dataset(
     return positives, negatives
 
 
+@array_route
 def pk_batches(labels, *, p, k, n_batches=None, rng=None):
     """Yield index batches of ``p`` classes × ``k`` samples each (the "P×K" or "m-per-class" sampler).
 
@@ -710,6 +719,7 @@ def _pk_batches(members, p, k, n_batches, rng):
         yield np.concatenate([rng.choice(members[c], size=k, replace=members[c].size < k) for c in chosen])
 
 
+@array_route
 def random_negatives(query_labels, ref_labels, *, n, rng=None):
     """For each query, ``n`` distinct references of another class, drawn uniformly: shape (Q, n).
 
@@ -753,6 +763,7 @@ def random_negatives(query_labels, ref_labels, *, n, rng=None):
     return out
 
 
+@array_route
 def rank_window_negatives(
     query_embeddings,
     ref_embeddings,
@@ -837,6 +848,7 @@ def rank_window_negatives(
     return out
 
 
+@array_route
 def distance_weighted_negatives(
     embeddings,
     labels,

@@ -223,6 +223,7 @@ def _sums_by_class(x, classes, n_classes):
     return sums, counts
 
 
+@array_route
 def init_centers(embeddings, labels, *, n_classes=None, absent="mean"):
     r"""Class centres from data, for :func:`triplet_center_loss`'s learnable ``centers``: row y is the mean of
     the embeddings of class y,

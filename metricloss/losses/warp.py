@@ -405,6 +405,7 @@ def warp_embedding_loss(
     return weight * float(np.sum(terms)), grads.result(weight)
 
 
+@array_route
 def relevance_matrix(positives, n_items):
     """The boolean relevance matrix of :func:`warp_loss` from each query's positive item indices.
 
