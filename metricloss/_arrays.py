@@ -19,6 +19,7 @@ two different ones in one call are refused by name, as are dtypes NumPy has no e
 
 import functools
 import inspect
+import math
 
 import array_api_compat
 import numpy as np
@@ -115,3 +116,46 @@ def _as_library(result, library):
 
         return in_library
     return result
+
+
+# --- what the engine asks of any array, wherever it lives ----------------------------------------------------------
+
+
+def namespace(*arrays):
+    """The array API namespace of ``arrays`` (NumPy's, torch's, CuPy's: ``array_api_compat.array_namespace``)."""
+    return array_api_compat.array_namespace(*arrays)
+
+
+def device_of(array):
+    """The device ``array`` lives on, as its library names it (``array_api_compat.device``)."""
+    return array_api_compat.device(array)
+
+
+def numpy_dtype(array):
+    """The NumPy dtype of an array of any library (torch names its dtypes as NumPy does: torch.float32)."""
+    return np.dtype(str(array.dtype).removeprefix("torch."))
+
+
+def _on_host(array):
+    """A simulated device array's memory as NumPy (Numba's simulator: device memory is host memory); else None."""
+    return array.copy_to_host() if is_gpu_array(array) and not hasattr(array, "__cuda_array_interface__") else None
+
+
+def all_finite(array):
+    """Whether every entry of ``array`` is finite, as a Python bool (one reduction where the array lives)."""
+    host = _on_host(array)
+    if host is not None or isinstance(array, np.ndarray | np.generic | float | int):
+        return bool(np.isfinite(array if host is None else host).all())
+    xp = namespace(array)
+    return bool(xp.all(xp.isfinite(array)))
+
+
+def largest_magnitude(array):
+    """max |entry| of ``array`` as a Python float (0 for an empty array)."""
+    host = _on_host(array)
+    if host is not None or isinstance(array, np.ndarray | np.generic | float | int):
+        return float(np.max(np.abs(array if host is None else host), initial=0))
+    if not math.prod(array.shape):
+        return 0.0
+    xp = namespace(array)
+    return float(xp.max(xp.abs(array)))

@@ -32,25 +32,24 @@ batch picks it and says how it wrote the cotangent (``written``, the options of 
 :meth:`LabelledBatch.batch_all` (batch-all triplets, hinged or soft) and :meth:`LabelledBatch.contrastive_pairs`.
 
 A loss that also runs on GPU arrays asks for it (``labelled_batch(..., gpu_arrays=True)``) and reads the batch only
-through the kernels and these methods, plus :meth:`LabelledBatch.value` for its value and
-:meth:`LabelledBatch.entries` / :meth:`LabelledBatch.row` for the few distances it reads on the host: given GPU
-embeddings, it then gets a :class:`GpuLabelledBatch`, whose matrix, cotangents and gradients stay on the device.
+through the kernels and these methods, plus :meth:`LabelledBatch.entries` / :meth:`LabelledBatch.row` for the few
+distances it reads on the host: given GPU embeddings, the same batch then holds arrays of the input's library on
+the device (its GEMMs that library's, through the array API; its kernels the CUDA ones on views of the arrays:
+:class:`metricloss._kernels._gpu.Device`), and its matrix, cotangents and gradients stay there.
 """
 
 import functools
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._arrays import is_gpu_array
+from ._arrays import is_gpu_array, namespace, numpy_dtype
 from ._config import get_config
 from ._kernels import NO_SELF, get_kernels
-from ._kernels._gpu import gpu_rows
+from ._kernels._gpu import on_device
 from ._pairwise import (
     distance_matrix_vjp,
     dot_products_pullback,
-    gpu_euclidean_distances_vjp,
     paired_distances_vjp,
     paired_similarities_vjp,
     pairs_vjp,
@@ -61,12 +60,12 @@ from ._pairwise import (
 from ._validation import (
     check_embeddings,
     check_given_together,
+    check_gpu_embeddings,
     check_gpu_references,
     check_index_vector,
     check_labels,
     check_option,
     check_references,
-    not_representable,
     promote,
 )
 from .distances import DISTANCES, SIMILARITIES
@@ -148,6 +147,14 @@ class LabelledBatch:
     start: int = 0
     block_matrix: object = None
     distance: str | None = None  # the distance's name (None for a batch on similarities)
+    # The gradients as arrays of the input's kind, from the engine's (None: the engine's are: NumPy's on the host);
+    # a GPU batch's :meth:`metricloss._kernels._gpu.Device.output`.
+    output: object = None
+
+    @property
+    def dtype(self):
+        """The NumPy dtype the batch computes in (its embeddings', promoted with the references')."""
+        return numpy_dtype(self.x)
 
     @property
     def fused_division(self):
@@ -204,18 +211,20 @@ class LabelledBatch:
         return float(value)
 
     def entries(self, rows, cols):
-        """The distance matrix's entries (rows[k], cols[k]) as a float64 array."""
-        return self.d[rows, cols].astype(np.float64)
+        """The distance matrix's entries (rows[k], cols[k]) as a float64 host array (only they leave a GPU)."""
+        return self.kernels.gather_entries(self.d, rows, cols)
 
     def row(self, a):
-        """Row a of the distance matrix as a float64 array."""
-        return self.d[a].astype(np.float64)
+        """Row a of the distance matrix as a float64 host array."""
+        n_cols = self.d.shape[1]
+        return self.entries(np.full(n_cols, a), np.arange(n_cols))
 
     def finish(self, grads):
-        """Gradients in the inputs' dtypes: one array, or (grad_embeddings, grad_ref_embeddings)."""
+        """Gradients in the inputs' dtypes and kinds: one array, or (grad_embeddings, grad_ref_embeddings)."""
+        xp, output = namespace(self.x), self.output or (lambda grad: grad)
         if self.ref is None:
-            return grads.astype(self._dtypes[0], copy=False)
-        return tuple(g.astype(dtype, copy=False) for g, dtype in zip(grads, self._dtypes, strict=True))
+            return output(xp.astype(grads, self._dtypes[0], copy=False))
+        return tuple(output(xp.astype(g, dtype, copy=False)) for g, dtype in zip(grads, self._dtypes, strict=True))
 
     def candidate_counts(self):
         """Per anchor, its numbers of positives P_a and negatives N_a among the references (an anchor is not its
@@ -243,9 +252,10 @@ class LabelledBatch:
 
     def zeros(self):
         """The gradients of a batch where nothing is valid."""
+        xp = namespace(self.x)
         if self.ref is None:
-            return np.zeros_like(self.x, dtype=self._dtypes[0])
-        return np.zeros_like(self.x, dtype=self._dtypes[0]), np.zeros_like(self.ref, dtype=self._dtypes[1])
+            return self.finish(xp.zeros_like(self.x))
+        return self.finish((xp.zeros_like(self.x), xp.zeros_like(self.ref)))
 
     def pull(self, g, weight=1.0, divided=False, symmetric=False):
         """The gradients for the dense cotangent ``weight · g`` on the matrix. Overwrites g, which may be ``d``
@@ -260,7 +270,7 @@ class LabelledBatch:
         """The gradients for a cotangent that is g[k] on entry (rows[k], cols[k]) of the matrix (repeated entries
         add up) and 0 elsewhere: pair by pair in O(K·F) while K·F <= B·R (always, for a batch in blocks, which has no
         matrix), else through a dense cotangent."""
-        g = np.asarray(g, dtype=self.x.dtype)
+        g = np.asarray(g, dtype=self.dtype)
         grads = pull_entries(self.x, self.ref, rows, cols, g, self._paired_vjp, self._pullback, self.kernels)
         return self.finish(grads)
 
@@ -310,7 +320,7 @@ class LabelledBatch:
         soft term at most half the smallest subnormal of the input dtype rounds to 0 there, and counts as 0."""
         d, classes, divide = self.d, self.classes, self.fused_division
         if soft:
-            smallest = float(np.finfo(self.x.dtype).smallest_subnormal) / 2
+            smallest = float(np.finfo(self.dtype).smallest_subnormal) / 2
             counts = self.kernels.soft_all_triplets(d, *classes, self.self_offset, margin, smallest, d, divide)
             return (*counts, {"divided": divide, "symmetric": False})
         if self.symmetric:
@@ -455,69 +465,33 @@ class GradientSum:
             self.grad_candidates += grads[1]
 
 
-@dataclass
-class GpuLabelledBatch(LabelledBatch):
-    """A :class:`LabelledBatch` whose embeddings, matrix, cotangents and gradients live on a GPU (numba views; the
-    classes are on the host): the kernels are the CUDA ones on the input library's stream, the value and the
-    gradients come back as arrays of the input's kind (:class:`metricloss._kernels._gpu.GpuArrays`), and only
-    O(B) numbers (totals, indices, gathered entries) cross to the host."""
-
-    arrays: object = None
-
-    def value(self, value):
-        """The loss value as a Python float, as on the host; a ValueError where it is not finite (a sum past
-        float64's largest number: the host losses' :func:`finite_or_refused` check)."""
-        if not math.isfinite(value):
-            size = f"entries up to {self.arrays.largest_magnitude(self.x):.3g}"
-            raise ValueError(not_representable("embeddings", size, np.float64, "the loss value", plural=False))
-        return float(value)
-
-    def entries(self, rows, cols):
-        return self.kernels.gather_entries(self.d, rows, cols)
-
-    def row(self, a):
-        return self.arrays.to_host(self.d[a]).astype(np.float64)
-
-    def finish(self, grads):
-        if self.ref is None:
-            return self.arrays.wrap(grads)
-        return tuple(self.arrays.wrap(grad) for grad in grads)
-
-    def zeros(self):
-        if self.ref is None:
-            return self.finish(self.arrays.zeros(self.x.shape, self.x.dtype))
-        return self.finish(tuple(self.arrays.zeros(a.shape, a.dtype) for a in (self.x, self.ref)))
-
-    def pull_pairs(self, rows, cols, g):
-        """Through a dense cotangent (the pairs scattered into a B×R device matrix) and the GEMM pullback."""
-        dense = self.arrays.zeros(self.d.shape, self.x.dtype)
-        self.kernels.scatter_add_entries(dense, rows, cols, np.asarray(g, dtype=self.x.dtype))
-        return self.pull(dense)
-
-
 def _gpu_labelled_batch(embeddings, labels, distance, ref_embeddings, ref_labels, backend, ref_name, defer, distances):
-    """:func:`labelled_batch` for GPU embeddings (see :mod:`metricloss._kernels._gpu`): with a Euclidean distance,
-    within one batch or against GPU references, on the CUDA kernels; anything else is refused by name, never run on
-    the CPU."""
+    """:func:`labelled_batch` for GPU embeddings: the same batch, its arrays the input library's on the device
+    (:class:`metricloss._kernels._gpu.Device`), its kernels the CUDA ones on views of them, its gradients returned as
+    arrays of the input's kind. With a Euclidean distance, within one batch or against GPU references, as one block;
+    anything else is refused by name, never run on the CPU."""
     check_option(distance, "distance", distances)
     refuse_on_gpu_unless_supported(distance)
-    arrays, x = gpu_rows(embeddings, backend)
+    device = on_device(embeddings, backend)
+    x = check_gpu_embeddings(device, embeddings)
 
     def host_labels(value, n_samples, name, against):
-        return check_labels(arrays.to_host(value) if is_gpu_array(value) else value, n_samples, name, against=against)
+        return check_labels(device.to_host(value) if is_gpu_array(value) else value, n_samples, name, against=against)
 
     labels = host_labels(labels, x.shape[0], "labels", "embeddings")
     check_given_together(ref_embeddings, ref_labels)
     ref = None
     if ref_embeddings is not None:
-        ref = check_gpu_references(arrays, x, ref_embeddings, ref_name)
+        ref = check_gpu_references(device, x, ref_embeddings, ref_name)
         ref_labels = host_labels(ref_labels, ref.shape[0], "ref_labels", ref_name)
     labels, ref_labels, classes, self_offset = _batch_classes(labels, ref_labels)
-    kernels = arrays.kernels()
     names = ("embeddings", ref_name)
-    d, pullback, gram = gpu_euclidean_distances_vjp(arrays, x, ref, distance, kernels, names, defer)
+    if defer:
+        d, pullback, gram = distance_matrix_vjp(x, ref, distance, device.kernels, names, defer=True)
+    else:
+        (d, pullback), gram = distance_matrix_vjp(x, ref, distance, device.kernels, names), None
     dtypes = (x.dtype,) if ref is None else (x.dtype, ref.dtype)
-    batch = GpuLabelledBatch(
+    return LabelledBatch(
         x,
         ref,
         labels,
@@ -526,14 +500,14 @@ def _gpu_labelled_batch(embeddings, labels, distance, ref_embeddings, ref_labels
         None,
         classes,
         self_offset,
-        kernels,
+        device.kernels,
         pullback,
         distance,
         dtypes,
+        gram,
         distance=distance,
+        output=device.output,
     )
-    batch.gram, batch.arrays = gram, arrays
-    return batch
 
 
 def labelled_batch(
@@ -561,9 +535,9 @@ def labelled_batch(
     ``"centers"``; a ranking loss's ``"queries"``).
     ``defer_distances``: within one batch, the Euclidean distances may be left as the Gram matrix with the
     arguments of their conversion in ``gram``, for a kernel that converts each row while it has it in cache.
-    ``gpu_arrays``: the loss takes GPU embeddings in place (a :class:`GpuLabelledBatch`); other losses refuse them
-    by name (:func:`metricloss._validation.check_embeddings`). ``in_blocks``: the loss reads the batch through
-    :meth:`LabelledBatch.blocks`, so that a batch whose distance matrix does not fit the working memory runs in
+    ``gpu_arrays``: the loss takes GPU embeddings in place (the batch's arrays then live on the GPU); other losses
+    refuse them by name (:func:`metricloss._validation.check_embeddings`). ``in_blocks``: the loss reads the batch
+    through :meth:`LabelledBatch.blocks`, so that a batch whose distance matrix does not fit the working memory runs in
     blocks of anchor rows (GPU batches run as one block). ``matrix=False`` (``similarity="dot"`` against
     references only): the loss computes the few entries it reads itself and pulls its cotangent back pair by pair
     (:meth:`LabelledBatch.pull_pairs`, :meth:`GradientSum.pull_pairs`), so neither the batch nor its blocks compute

@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 
-from ._validation import norm_bound, not_representable, refuse_overflow
+from ._arrays import device_of, largest_magnitude, namespace, numpy_dtype
+from ._validation import norm_bound, refuse_overflow
 
 # Pairs with ‖x − y‖² <= ratio · (‖x‖² + ‖y‖²) are recomputed by direct differences. The GEMM form's error is
 # about (a few ulps) · (‖x‖² + ‖y‖²), so the relative error left on the other pairs is ≲ 10 · eps / ratio:
@@ -30,7 +31,7 @@ _SAFE_EXPONENT = 16
 
 def _scale_exponent(*arrays):
     """k such that the largest |entry| of ``arrays`` times 2^-k lies in [0.5, 1); 0 when no scaling is needed."""
-    return _exponent_for(max(float(np.max(np.abs(a))) for a in arrays))
+    return _exponent_for(max(largest_magnitude(a) for a in arrays))
 
 
 def _exponent_for(largest):
@@ -44,31 +45,48 @@ def _euclidean_from_gram(x, y, kernels, root, names=("embeddings", "ref_embeddin
     ``y`` must not share ``x``'s buffer (numpy sends x @ x.T to SYRK, several times slower here than GEMM).
     ``defer`` (y a copy of x): where no rescaling is needed, return the Gram matrix unconverted and the arguments
     of the conversion, ``(gram, (x, sq_norm, ratio, root))``, for a kernel that converts each row as it reads it;
-    else ``(d, None)``.
+    else ``(d, None)``. The arrays are any library's (``kernels`` the kernels for where they live): the GEMM is
+    that library's, the rest kernels.
 
     Distances are homogeneous (D(x, y) = 2^k D(2^-k x, 2^-k y), 2^2k for squared ones), so rows too large or too
     small for the squared norms are scaled by an exact power of two first and the distances scaled back: correct
     over the dtype's whole finite range wherever the distances themselves are representable, else a ValueError."""
-    given = (x, y)
+    xp, given = namespace(x, y), (x, y)
     k = _scale_exponent(x, y)
     if k:
-        x, y = np.ldexp(x, -k), np.ldexp(y, -k)
-    sq_x, sq_y = _row_sq_norms(x), _row_sq_norms(y)
-    d = x @ y.T
+        x, y = _scaled_copy(x, -k, xp, kernels), _scaled_copy(y, -k, xp, kernels)
+    sq_x, sq_y = _squared_norms(x, xp, kernels), _squared_norms(y, xp, kernels)
+    d = xp.matmul(x, y.T)
+    ratio = _CANCELLATION_RATIO[numpy_dtype(x)]
     if defer and not k:
-        return d, (x, sq_x, _CANCELLATION_RATIO[x.dtype], root)
-    kernels.gram_to_distances(d, x, y, sq_x, sq_y, _CANCELLATION_RATIO[x.dtype], root)
+        return d, (x, sq_x, ratio, root)
+    kernels.gram_to_distances(d, x, y, sq_x, sq_y, ratio, root)
     if k:
         power = k if root else 2 * k
         what = "distances" if root else "squared distances"
         with np.errstate(over="ignore"):
-            np.ldexp(d, power, out=d)
+            kernels.scale(d, 2.0**power)
         try:  # a bound on the distances, as a Python float (inf where it overflows float64)
-            bound = math.ldexp(math.sqrt(float(sq_x.max())) + math.sqrt(float(sq_y.max())), k)
+            bound = math.ldexp(math.sqrt(largest_magnitude(sq_x)) + math.sqrt(largest_magnitude(sq_y)), k)
         except OverflowError:
             bound = math.inf
         refuse_overflow(d, bound if root else bound * bound, given, names, what)
     return (d, None) if defer else d
+
+
+def _scaled_copy(a, exponent, xp, kernels):
+    """2^exponent · a, a new array (exact: a power of two moves the exponents)."""
+    scaled = xp.asarray(a, copy=True)
+    with np.errstate(over="ignore"):
+        kernels.scale(scaled, 2.0**exponent)
+    return scaled
+
+
+def _squared_norms(rows, xp, kernels):
+    """‖rows_i‖² for each row, accumulated in float64, in the rows' dtype (a new array where the rows live)."""
+    out = xp.empty((rows.shape[0],), dtype=rows.dtype, device=device_of(rows))
+    kernels.row_sq_norms(rows, out)
+    return out
 
 
 def _unit_rows(x):
@@ -151,7 +169,7 @@ def distance_matrix_vjp(x, y, distance, kernels, names=("embeddings", "ref_embed
         return (d, pullback, None) if defer else (d, pullback)
 
     self_pairs = y is None
-    other = x.copy() if self_pairs else y  # a separate buffer, for the GEMM
+    other = namespace(x).asarray(x, copy=True) if self_pairs else y  # a separate buffer, for the GEMM
     conversion = None
     squared = distance == "sqeuclidean"
     if defer and self_pairs:
@@ -184,62 +202,6 @@ def refuse_on_gpu_unless_supported(distance):
             f"GPU arrays run with distance in {GPU_DISTANCES} so far; got distance={distance!r}: copy the arrays "
             "to the host (backend='cuda' then copies them to the GPU per kernel)"
         )
-
-
-def gpu_euclidean_distances_vjp(arrays, x, y, distance, kernels, names=("embeddings", "ref_embeddings"), defer=False):
-    """:func:`distance_matrix_vjp` for ``"euclidean"`` or ``"sqeuclidean"`` on GPU rows ``x`` (and ``y``, or
-    None within x; numba views; ``arrays`` the :class:`metricloss._kernels._gpu.GpuArrays` of their library,
-    ``kernels`` the CUDA kernels on its stream), all on the device: the Gram matrix and the pullback's S Y (and
-    Sᵀ X) are the library's GEMMs (cuBLAS); the conversion, the scale, the symmetrize, the transpose and
-    diag(S·1) X − S Y are CUDA kernels. The same rules as on the host: close pairs recomputed directly, rows too
-    large or too small for the squared norms scaled by an exact power of two first (a ValueError where the
-    distances are not representable), g/d = 0 where d = 0."""
-    self_pairs = y is None
-    squared, dtype = distance == "sqeuclidean", np.dtype(x.dtype)
-    largest = max(arrays.largest_magnitude(a) for a in ((x,) if self_pairs else (x, y)))
-    k = _exponent_for(largest)
-
-    def prepared(rows):  # (rows scaled by 2^-k, exactly; their squared norms)
-        if k:
-            rows = arrays.copy(rows)
-            kernels.scale(rows, 2.0**-k)
-        sq_norms = arrays.empty((rows.shape[0],), dtype)
-        kernels.row_sq_norms(rows, sq_norms)
-        return rows, sq_norms
-
-    x_rows, sq_x = prepared(x)
-    y_rows, sq_y = (x_rows, sq_x) if self_pairs else prepared(y)
-    d = arrays.matmul(x_rows, y_rows, transpose_b=True)
-    conversion = (x_rows, sq_x, _CANCELLATION_RATIO[dtype], not squared)
-    if not (defer and self_pairs) or k:
-        kernels.gram_to_distances(d, x_rows, y_rows, sq_x, sq_y, *conversion[2:])
-        conversion = None
-    if k:
-        kernels.scale(d, 2.0 ** (k if not squared else 2 * k))
-        if not arrays.all_finite(d):
-            what = f"their {'squared ' if squared else ''}distances"
-            raise ValueError(not_representable(names[0], f"entries up to {largest:.3g}", dtype, what))
-
-    def pull(s, a, b, name, factor):  # factor · (diag(S·1) A − S B), a new device array
-        grad = arrays.empty(a.shape, dtype)
-        kernels.scaled_pull(grad, s, a, arrays.matmul(s, b), factor)
-        if not arrays.all_finite(grad):
-            raise ValueError(not_representable(name, f"entries up to {largest:.3g}", dtype, "their gradients"))
-        return grad
-
-    def pullback(g, weight=1.0, divided=False, symmetric=False):
-        # ∂L/∂x_i = Σ_j S_ij (x_i − y_j), with S = 2wg (squared) or wg/d (Euclidean): as on the host. Within x,
-        # S + Sᵀ; with a reference set, ∂L/∂y_j = Σ_i S_ij (y_j − x_i), the same rule on Sᵀ (a transposed copy).
-        if not divided:
-            kernels.pair_scale(g, d, squared)
-        factor = weight * (2.0 if squared else 1.0)
-        if self_pairs:
-            if not symmetric:
-                kernels.symmetrize(g)
-            return pull(g, x, x, names[0], factor)
-        return pull(g, x, y, names[0], factor), pull(kernels.transposed(g), y, x, names[1], factor)
-
-    return d, pullback, conversion
 
 
 def _dot_distances_vjp(x, y, kernels, names):
@@ -342,9 +304,12 @@ def _snr_distances_vjp(x, y, kernels, names):
 
 def _scaled_pull(scale, a, b, factor, name="embeddings"):
     """factor · (diag(S·1) A − S B), with S·1 from the same GEMM as S B (a column of ones appended to B); a
-    ValueError naming ``name`` (A's argument) where that is not representable in A's dtype."""
+    ValueError naming ``name`` (A's argument) where that is not representable in A's dtype. Arrays of any library
+    (the GEMM is its own)."""
+    xp = namespace(a, b)
+    ones = xp.ones((b.shape[0], 1), dtype=b.dtype, device=device_of(b))
     with np.errstate(over="ignore", invalid="ignore"):
-        pulled = scale @ np.hstack([b, np.ones((b.shape[0], 1), dtype=b.dtype)])
+        pulled = xp.matmul(scale, xp.concat([b, ones], axis=1))
         grad = pulled[:, -1:] * a
         grad -= pulled[:, :-1]
         grad *= factor
@@ -358,9 +323,9 @@ def pairs_vjp(x, y, rows, cols, g, paired_vjp, kernels):
     or :func:`paired_similarities_vjp` with the measure bound), or for the Euclidean and squared Euclidean
     distances, the name of the distance (one kernel pass over the pairs, no K×F temporaries): O(K · F) for K
     pairs."""
-    other = x if y is None else y
-    grad_x = np.zeros_like(x)
-    grad_y = grad_x if y is None else np.zeros_like(y)
+    other, xp = (x if y is None else y), namespace(x)
+    grad_x = xp.zeros_like(x)
+    grad_y = grad_x if y is None else xp.zeros_like(y)
     if paired_vjp in ("euclidean", "sqeuclidean"):
         kernels.pull_distance_pairs(x, other, rows, cols, g, paired_vjp == "sqeuclidean", grad_x, grad_y)
         return grad_x if y is None else (grad_x, grad_y)
@@ -378,7 +343,7 @@ def pull_entries(x, y, rows, cols, g, paired_vjp, dense_pullback, kernels):
     n_cols = (x if y is None else y).shape[0]
     if dense_pullback is None or rows.size * x.shape[1] <= x.shape[0] * n_cols:
         return pairs_vjp(x, y, rows, cols, g, paired_vjp, kernels)
-    dense = np.zeros((x.shape[0], n_cols), dtype=x.dtype)
+    dense = namespace(x).zeros((x.shape[0], n_cols), dtype=x.dtype, device=device_of(x))
     kernels.scatter_add_entries(dense, rows, cols, g)
     return dense_pullback(dense)
 

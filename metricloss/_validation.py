@@ -19,7 +19,7 @@ import operator
 
 import numpy as np
 
-from ._arrays import is_gpu_array
+from ._arrays import all_finite, is_gpu_array, largest_magnitude, numpy_dtype
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -77,34 +77,34 @@ def check_embeddings(value, name="embeddings"):
     return check_float_array(value, name, ndim=2)
 
 
-def check_gpu_embeddings(arrays, value, name="embeddings"):
+def check_gpu_embeddings(device, value, name="embeddings"):
     """A GPU array checked as :func:`check_embeddings` checks a host one (finiteness by one reduction on the
-    device), returned as a numba view of its memory; ``arrays`` is its library's
-    :class:`metricloss._kernels._gpu.GpuArrays`."""
-    x = arrays.view(value)
-    _check_float_layout(x.dtype, x.shape, name, ndim=2)
-    if not x.is_c_contiguous():
+    device), returned as the engine's array (:meth:`metricloss._kernels._gpu.Device.array`)."""
+    x = device.array(value)
+    view = device.view(x)
+    _check_float_layout(view.dtype, view.shape, name, ndim=2)
+    if not view.is_c_contiguous():
         raise ValueError(f"{name} must be C-contiguous on the GPU (the kernels index rows); make it so first")
-    if not arrays.all_finite(x):
+    if not all_finite(x):
         raise ValueError(f"{name} must be finite; got NaN or Inf on the GPU")
     return x
 
 
-def check_gpu_references(arrays, x, value, name="ref_embeddings", against="embeddings"):
-    """The GPU reference rows of a query-vs-reference batch on the GPU (``x`` the queries' checked view): a GPU
-    array with x's number of features and x's dtype (GPU arrays are not promoted), as a numba view."""
+def check_gpu_references(device, x, value, name="ref_embeddings", against="embeddings"):
+    """The GPU reference rows of a query-vs-reference batch on the GPU (``x`` the queries' checked array): a GPU
+    array with x's number of features and x's dtype (GPU arrays are not promoted), as the engine's array."""
     if not is_gpu_array(value):
         raise TypeError(
             f"{name} must be a GPU array, as {against} is; got {type(value).__name__}: put both on the GPU, or "
             "both on the host"
         )
-    ref = check_gpu_embeddings(arrays, value, name)
+    ref = check_gpu_embeddings(device, value, name)
     if ref.shape[1] != x.shape[1]:
         raise ValueError(f"{name} must have {x.shape[1]} features to match {against}; got shape {tuple(ref.shape)}")
-    if np.dtype(ref.dtype) != np.dtype(x.dtype):
+    if numpy_dtype(ref) != numpy_dtype(x):
         raise TypeError(
-            f"{name} must have the dtype of {against}, {np.dtype(x.dtype)}, on the GPU (where nothing is promoted); "
-            f"got {np.dtype(ref.dtype)}"
+            f"{name} must have the dtype of {against}, {numpy_dtype(x)}, on the GPU (where nothing is promoted); "
+            f"got {numpy_dtype(ref)}"
         )
     return ref
 
@@ -386,7 +386,7 @@ def check_every_class_present(counts, name="labels"):
 
 def norm_bound(a):
     """An upper bound on a's largest row norm, as a Python float (inf where it overflows): √F · max |entry|."""
-    return float(np.max(np.abs(a))) * math.sqrt(a.shape[1])
+    return largest_magnitude(a) * math.sqrt(a.shape[1])
 
 
 def not_representable(name, size, dtype, what, plural=True):
@@ -404,19 +404,20 @@ def not_representable(name, size, dtype, what, plural=True):
 def refuse_overflow(result, bound, arrays, names, what):
     """Raise a ValueError naming the argument with the largest rows if ``result`` (a matrix whose entries are at
     most ``bound`` in magnitude) has overflowed its dtype's range."""
-    limit = float(np.finfo(result.dtype).max)
-    if bound <= limit or np.isfinite(result).all():
+    dtype = numpy_dtype(result)
+    limit = float(np.finfo(dtype).max)
+    if bound <= limit or all_finite(result):
         return
     norms = [norm_bound(a) for a in arrays]
     name = names[int(np.argmax(norms))]
-    wider = " or pass float64" if result.dtype == np.float32 else ""
+    wider = " or pass float64" if dtype == np.float32 else ""
     if max(norms) < 1:  # not too large: so small that dividing by their distances or norms overflows
         raise ValueError(
             f"{name} has rows of norm at most {max(norms):.3g}: their {what} divide by something that small and "
-            f"exceed {result.dtype}'s largest finite number, {limit:.3g}, so they are not representable; rescale "
+            f"exceed {dtype}'s largest finite number, {limit:.3g}, so they are not representable; rescale "
             f"{name}{wider}"
         )
-    raise ValueError(not_representable(name, f"rows of norm up to {max(norms):.3g}", result.dtype, f"their {what}"))
+    raise ValueError(not_representable(name, f"rows of norm up to {max(norms):.3g}", dtype, f"their {what}"))
 
 
 def finite_or_refused(loss):
@@ -431,19 +432,23 @@ def finite_or_refused(loss):
         with np.errstate(over="ignore", invalid="ignore"):
             value, grads = loss(*args, **kwargs)
         arrays = grads if isinstance(grads, tuple) else (grads,)
-        if any(is_gpu_array(grad) for grad in arrays):  # a loss on GPU arrays, which checked them as it made them
-            return value, grads
-        if math.isfinite(value) and all(np.isfinite(grad).all() for grad in arrays):
+        if math.isfinite(value) and all(all_finite(grad) for grad in arrays):  # on the host or on a GPU
             return value, grads
         given = signature.bind(*args, **kwargs).arguments
-        inputs = {name: np.asarray(arg) for name, arg in given.items() if np.asarray(arg).dtype in FLOAT_DTYPES}
-        name = max(inputs, key=lambda name: float(np.max(np.abs(inputs[name]), initial=0)))
-        largest = float(np.max(np.abs(inputs[name]), initial=0))
+        largest = {name: largest_magnitude(arg) for name, arg in given.items() if _is_float_input(arg)}
+        name = max(largest, key=largest.get)
         if math.isfinite(value):
-            dtype = next(grad.dtype for grad in arrays if not np.isfinite(grad).all())
+            dtype = next(numpy_dtype(grad) for grad in arrays if not all_finite(grad))
             what = "its gradient"
         else:
             dtype, what = np.float64, "the loss value"
-        raise ValueError(not_representable(name, f"entries up to {largest:.3g}", dtype, what, plural=False))
+        raise ValueError(not_representable(name, f"entries up to {largest[name]:.3g}", dtype, what, plural=False))
 
     return checked
+
+
+def _is_float_input(value):
+    """A float32/float64 array (on the host or a GPU) or a Python float among a loss's arguments."""
+    if is_gpu_array(value):
+        return numpy_dtype(value) in FLOAT_DTYPES
+    return not isinstance(value, str) and np.asarray(value).dtype in FLOAT_DTYPES

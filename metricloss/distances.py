@@ -62,17 +62,23 @@ The functions here check their arguments; the unchecked core they call, which th
 
 import numpy as np
 
-from ._arrays import array_route, is_gpu_array
+from ._arrays import array_route, is_gpu_array, numpy_dtype
 from ._kernels import get_kernels
-from ._kernels._gpu import gpu_rows
+from ._kernels._gpu import on_device
 from ._pairwise import (
     distance_matrix_vjp,
-    gpu_euclidean_distances_vjp,
     paired_distances_vjp,
     refuse_on_gpu_unless_supported,
     similarity_matrix_vjp,
 )
-from ._validation import check_embeddings, check_gpu_references, check_option, promote, refuse_renamed
+from ._validation import (
+    check_embeddings,
+    check_gpu_embeddings,
+    check_gpu_references,
+    check_option,
+    promote,
+    refuse_renamed,
+)
 
 DISTANCES = ("euclidean", "sqeuclidean", "cosine", "dot", "snr")
 # The distances that are symmetric, >= 0 and 0 between a row and itself: what losses built on those properties
@@ -149,8 +155,8 @@ def pairwise_distances(x, y=None, *, distance="euclidean", backend=None):
            [1.  , 0.  ]])
     """
     if is_gpu_array(x):
-        arrays, d, _ = _gpu_distances_vjp(x, y, distance, backend)
-        return arrays.wrap(d)
+        device, d, _ = _gpu_distances_vjp(x, y, distance, backend)
+        return device.output(d)
     x, y = _check_pair_of_embeddings(x, y, distance, "distance", DISTANCES)
     return distance_matrix_vjp(x, y, distance, get_kernels(backend), ("x", "y"))[0]
 
@@ -194,8 +200,8 @@ def pairwise_distances_vjp(x, y=None, *, distance="euclidean", backend=None):
            [ 0.6,  0.8]])
     """
     if is_gpu_array(x):
-        arrays, d, pullback = _gpu_distances_vjp(x, y, distance, backend)
-        return arrays.wrap(d), _gpu_public_vjp(arrays, d, pullback)
+        device, d, pullback = _gpu_distances_vjp(x, y, distance, backend)
+        return device.output(d), _gpu_public_vjp(device, d, pullback)
     x, y = _check_pair_of_embeddings(x, y, distance, "distance", DISTANCES)
     return _public_vjp(*distance_matrix_vjp(x, y, distance, get_kernels(backend), ("x", "y")), "distance")
 
@@ -213,30 +219,33 @@ def _public_vjp(matrix, pullback, what):
 
 
 def _gpu_distances_vjp(x, y, distance, backend):
-    """The public distance functions on GPU rows x (and y): (their GpuArrays, D as a numba view, its pullback)."""
+    """The public distance functions on GPU rows x (and y): (their :class:`metricloss._kernels._gpu.Device`, D on
+    the device, its pullback): :func:`metricloss._pairwise.distance_matrix_vjp`, the host's, with the device's
+    arrays and kernels."""
     check_option(distance, "distance", DISTANCES)
     refuse_on_gpu_unless_supported(distance)
-    arrays, x = gpu_rows(x, backend, "x")
-    y = None if y is None else check_gpu_references(arrays, x, y, "y", "x")
-    d, pullback, _ = gpu_euclidean_distances_vjp(arrays, x, y, distance, arrays.kernels(), ("x", "y"))
-    return arrays, d, pullback
+    device = on_device(x, backend, "x")
+    x = check_gpu_embeddings(device, x, "x")
+    y = None if y is None else check_gpu_references(device, x, y, "y", "x")
+    d, pullback = distance_matrix_vjp(x, y, distance, device.kernels, ("x", "y"))
+    return device, d, pullback
 
 
-def _gpu_public_vjp(arrays, matrix, pullback):
+def _gpu_public_vjp(device, matrix, pullback):
     """:func:`_public_vjp` on the GPU: ``vjp(g)`` for a GPU cotangent g, copied on the device, the gradient
     returned as the input's kind."""
 
     def vjp(g):
         if not is_gpu_array(g):
             raise TypeError(f"g must be a GPU array, as x is; got {type(g).__name__}")
-        g = arrays.view(g)
-        if tuple(g.shape) != tuple(matrix.shape) or np.dtype(g.dtype) != np.dtype(matrix.dtype):
+        g = device.xp.asarray(device.array(g), copy=True)
+        if tuple(g.shape) != tuple(matrix.shape) or numpy_dtype(g) != numpy_dtype(matrix):
             raise ValueError(
-                f"g must have the shape and dtype of the distance matrix, {tuple(matrix.shape)} {matrix.dtype}; got "
-                f"{tuple(g.shape)} {g.dtype}"
+                f"g must have the shape and dtype of the distance matrix, {tuple(matrix.shape)} "
+                f"{numpy_dtype(matrix)}; got {tuple(g.shape)} {numpy_dtype(g)}"
             )
-        grads = pullback(arrays.copy(g))
-        return tuple(arrays.wrap(grad) for grad in grads) if isinstance(grads, tuple) else arrays.wrap(grads)
+        grads = pullback(g)
+        return tuple(device.output(grad) for grad in grads) if isinstance(grads, tuple) else device.output(grads)
 
     return vjp
 

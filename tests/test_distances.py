@@ -195,3 +195,28 @@ def test_symmetrize_kernel_is_s_plus_its_transpose_exactly(dtype, n, threads, mo
         out = s.copy()
         kernels.symmetrize(out)
         np.testing.assert_array_equal(out, s + s.T)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_row_norm_scale_and_gather_kernels_agree_between_numpy_and_numba(dtype):
+    """row_sq_norms (float64 sums), scale by a power of two (bit for bit ldexp's, into the subnormals and back) and
+    gather_entries give the NumPy reference's results in the Numba kernels."""
+    from metricloss._kernels import numba as compiled
+    from metricloss._kernels import numpy as reference
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((37, 9)).astype(dtype)
+    expected, got = np.empty(37, dtype), np.empty(37, dtype)
+    reference.row_sq_norms(x, expected)
+    compiled.row_sq_norms(x, got)
+    np.testing.assert_allclose(got, expected, rtol=1e-6 if dtype == np.float32 else 1e-15)
+    np.testing.assert_allclose(expected, np.einsum("ij,ij->i", x.astype(np.float64), x.astype(np.float64)), rtol=1e-7)
+    for factor in (2.0**-1070, 2.0**-140, 2.0**130, 2.0**-3):
+        expected, got = x.copy(), x.copy()
+        with np.errstate(over="ignore"):
+            reference.scale(expected, factor)
+        compiled.scale(got, factor)
+        np.testing.assert_array_equal(got, expected)
+    rows, cols = rng.integers(0, 37, 50), rng.integers(0, 9, 50)
+    np.testing.assert_array_equal(compiled.gather_entries(x, rows, cols), reference.gather_entries(x, rows, cols))
+    assert compiled.gather_entries(x, rows, cols).dtype == np.float64

@@ -14,19 +14,10 @@ import pytest
 BACKENDS = ("numpy", "numba", "cuda")
 FAMILIES = ("distances", "triplets", "pairs", "lifted", "quadruplet", "warp")
 
-_GPU_STEP = (
-    "a step of the GPU path for device arrays (metricloss._kernels._gpu), which on host arrays NumPy does in "
-    "metricloss.distances: no kernel on the CPU"
-)
 # Public functions of a family module that not every backend defines: name -> (the backends that do, why). A kernel
 # that the CUDA backend lacks goes here too, with ("numpy", "numba"); asking the cuda package for it raises
-# NotImplementedError naming it (tests/cuda/test_cuda_backend.py).
-NOT_IN_EVERY_BACKEND = {
-    "row_sq_norms": (("cuda",), _GPU_STEP),
-    "scale": (("cuda",), _GPU_STEP),
-    "gather_entries": (("cuda",), _GPU_STEP),
-    "scaled_pull": (("cuda",), _GPU_STEP),
-}
+# NotImplementedError naming it (tests/cuda/test_cuda_backend.py). None today.
+NOT_IN_EVERY_BACKEND = {}
 
 
 def _package(backend):

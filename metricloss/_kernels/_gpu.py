@@ -35,8 +35,8 @@ def as_numba(a):
     return cuda_module().as_cuda_array(a, sync=False)
 
 
-def gpu_rows(value, backend, name="embeddings"):
-    """A GPU array of rows (embeddings) given as ``name``: its :class:`GpuArrays` and its checked numba view.
+def on_device(value, backend, name="embeddings"):
+    """The :class:`Device` of the GPU array ``value`` (given as ``name``).
 
     Raises
     ------
@@ -51,12 +51,10 @@ def gpu_rows(value, backend, name="embeddings"):
             f"{name} is a GPU array ({type(value).__name__}), which backend={backend!r} (the CPU) does not take: "
             "leave backend at None (or 'cuda') to run on the GPU, or copy it to the host yourself"
         )
-    from .. import _validation
     from . import get_kernels
 
     get_kernels("cuda")  # numba-cuda installed, a GPU (or the simulator) usable: else a clear error
-    arrays = GpuArrays(value, name)
-    return arrays, _validation.check_gpu_embeddings(arrays, value, name)
+    return Device(value, name)
 
 
 def _producer_stream(cuda, value):
@@ -72,120 +70,111 @@ def _producer_stream(cuda, value):
     return cuda.external_stream(pointer)
 
 
-class GpuArrays:
-    """The few array operations the GPU path needs, done by the library a GPU input came from, through its array
-    API namespace.
+class Device:
+    """What the engine needs to run on a GPU input: the input library's array API namespace ``xp`` and its
+    ``device``, the CUDA ``kernels`` on numba views of its arrays, and the conversions between the input's arrays
+    and the engine's (:meth:`array`, :meth:`output`, :meth:`to_host`).
 
-    ``view`` and ``wrap`` convert between that library's arrays and numba device arrays without copying; ``empty``
-    allocates with the library's allocator (torch's caching allocator, CuPy's pool); ``matmul`` is the library's
-    (cuBLAS); ``stream`` is the numba stream the kernels are launched on, the input's own (see the module
-    docstring).
+    The engine's arrays are the library's own (torch CUDA tensors, CuPy arrays): its GEMMs and reductions are the
+    library's, through ``xp``. In Numba's simulator, where device memory is host memory, they are NumPy arrays
+    (``xp`` NumPy's namespace), which the kernels see as the simulator's device arrays over the same memory, so that
+    the kernels take the same in-place device path as on a GPU.
     """
 
     def __init__(self, like, name="embeddings"):
-        self.cuda = cuda_module()
+        cuda = cuda_module()
         self.simulated = not hasattr(like, "__cuda_array_interface__")  # the simulator's device array
         if self.simulated:
+            from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
             self.xp, self.device = array_api_compat.array_namespace(np.empty(0)), "cpu"
-            self.stream = self.cuda.default_stream()
+            self._view, self._stream = FakeCUDAArray, cuda.default_stream()
         elif array_api_compat.is_array_api_obj(like):
             self.xp, self.device = array_api_compat.array_namespace(like), array_api_compat.device(like)
-            self.stream = _producer_stream(self.cuda, like)
+            self._view, self._stream = as_numba, _producer_stream(cuda, like)
         else:
             raise TypeError(
                 f"{name} is a numba device array, which has no GEMM of its own: pass a torch CUDA tensor or a CuPy "
                 f"array (torch.as_tensor({name}, device='cuda') or cupy.asarray({name}) view it without a copy)"
             )
-
-    # --- between the input's kind and numba views ------------------------------------------------------------
-
-    def view(self, a):
-        """A numba device array over the GPU array ``a``'s memory (no copy)."""
-        return as_numba(a)
-
-    def to_host(self, a):
-        """The GPU array ``a`` copied to a new NumPy array (for O(B) things: labels)."""
-        view = self.view(a)
-        host = view.copy_to_host(stream=self.stream)
-        self.stream.synchronize()
-        return host
-
-    def wrap(self, view):
-        """``view`` (a numba device array) as an array of the input's kind, on its device (no copy): itself in the
-        simulator, else the library's array over it."""
-        return view if self.simulated else self._library_array(view)
-
-    def _library_array(self, view):
-        """``view`` as an array of the input's library (in the simulator: NumPy, over a copy of host memory)."""
-        if self.simulated:
-            return view.copy_to_host()
-        return self.xp.asarray(view, device=self.device)
-
-    def _as_view(self, array):
-        if self.simulated:
-            return self.cuda.to_device(array)
-        return self.cuda.as_cuda_array(array, sync=False)
-
-    # --- the library's operations -----------------------------------------------------------------------------
-
-    def empty(self, shape, dtype):
-        """A new device array (a numba view of a library allocation) of any NumPy ``dtype``."""
-        return self._new(shape, dtype, zeros=False)
-
-    def zeros(self, shape, dtype):
-        """A new device array of zeros."""
-        return self._new(shape, dtype, zeros=True)
-
-    def _new(self, shape, dtype, zeros):
-        dtype = np.dtype(dtype)
-        if self.simulated:
-            return self.cuda.to_device(np.zeros(shape, dtype)) if zeros else self.cuda.device_array(shape, dtype)
-        make = self.xp.zeros if zeros else self.xp.empty
-        # the array API names its dtypes as NumPy does: float32, int64, bool
-        return self._as_view(make(shape, dtype=getattr(self.xp, dtype.name), device=self.device))
-
-    def copy(self, a):
-        """A new device array equal to the view ``a``."""
-        if self.simulated:
-            return self.cuda.to_device(a.copy_to_host())
-        return self._as_view(self.xp.asarray(self._library_array(a), copy=True))
-
-    def kernels(self):
-        """The CUDA kernel module, each of its functions launching on this library's stream and allocating with
-        its allocator."""
         from . import cuda as cuda_kernels
 
-        return _OnStream(cuda_kernels, self.stream, self.empty)
+        self.kernels = _OnViews(cuda_kernels, self)
 
-    def matmul(self, a, b, transpose_b=False):
-        """a @ b (or a @ bᵀ) for numba views, on cuBLAS through the library: a new device array."""
-        left, right = self._library_array(a), self._library_array(b)
-        return self._as_view(self.xp.matmul(left, right.T if transpose_b else right))
+    def array(self, value):
+        """A GPU array of the input's kind as the engine's array: the library's (a torch tensor detached), or in
+        the simulator a NumPy copy of the simulated device memory."""
+        if self.simulated:
+            return value.copy_to_host()
+        return value.detach() if hasattr(value, "detach") else value
 
-    def largest_magnitude(self, a):
-        """max |a| as a Python float (one number to the host)."""
-        if a.size == 0:
-            return 0.0
-        return float(self.xp.max(self.xp.abs(self._library_array(a))))
+    def output(self, array):
+        """The engine's array as an array of the input's kind (in the simulator: a device array again)."""
+        return cuda_module().to_device(array) if self.simulated else array
 
-    def all_finite(self, a):
-        """Whether every entry of the numba view ``a`` is finite (one boolean to the host)."""
-        return bool(self.xp.all(self.xp.isfinite(self._library_array(a))))
+    def to_host(self, value):
+        """A GPU array (O(B) things: labels) copied to a new NumPy array."""
+        host = as_numba(value).copy_to_host(stream=self._stream)
+        self._stream.synchronize()
+        return host
+
+    def view(self, array):
+        """A numba device array over the engine's array's memory (no copy)."""
+        return self._view(array)
+
+    def allocate(self, shape, dtype):
+        """A new device array of the library (its allocator: torch's caching allocator, CuPy's pool), as a view."""
+        if self.simulated:
+            return self.view(np.empty(shape, dtype))
+        return self.view(self.xp.empty(shape, dtype=getattr(self.xp, np.dtype(dtype).name), device=self.device))
+
+    def from_view(self, view):
+        """A numba device array a kernel returned, as the engine's array (the library's over the same memory; in the
+        simulator a NumPy copy)."""
+        return view.copy_to_host() if self.simulated else self.xp.asarray(view, device=self.device)
 
 
-class _OnStream:
-    """A kernel module whose functions run within ``module.launching_on(stream, allocate)``."""
+class _OnViews:
+    """The CUDA kernel module on a :class:`Device`'s arrays: each function sees numba views of the engine's arrays
+    (in tuples too), runs within ``launching_on`` the input's stream and the library's allocator, and returns the
+    device arrays it makes as the engine's arrays (host results, O(B) totals and indices, as they are)."""
 
-    def __init__(self, module, stream, allocate):
-        self._module, self._stream, self._allocate = module, stream, allocate
+    def __init__(self, module, device):
+        self._module, self._device = module, device
 
     def __getattr__(self, name):
         function = getattr(self._module, name)
-        if not callable(function):
-            return function
+        device = self._device
 
-        def on_stream(*args, **kwargs):
-            with self._module.launching_on(self._stream, self._allocate):
-                return function(*args, **kwargs)
+        def on_views(*args, **kwargs):
+            views = {}  # one view per array: a kernel tells "out is d" by identity
 
-        return on_stream
+            def viewed(value):
+                if isinstance(value, tuple):
+                    return tuple(viewed(item) for item in value)
+                if not _is_engine_array(value, device):
+                    return value
+                if id(value) not in views:
+                    views[id(value)] = device.view(value)
+                return views[id(value)]
+
+            with self._module.launching_on(device._stream, device.allocate):
+                result = function(*(viewed(a) for a in args), **{k: viewed(v) for k, v in kwargs.items()})
+            if isinstance(result, tuple):
+                return tuple(device.from_view(r) if _is_device_view(r) else r for r in result)
+            return device.from_view(result) if _is_device_view(result) else result
+
+        return on_views
+
+
+def _is_engine_array(value, device):
+    """An array of the engine's on the device, which the kernels read and write in place, not a small host array
+    they copy themselves (class lists, indices, per-row numbers). In the simulator the engine's arrays are NumPy too:
+    its rows and matrices are viewed in place, as on a GPU."""
+    if device.simulated:  # 2-D: the rows and the matrices; a 1-D array (squared norms) is copied as the host's are
+        return isinstance(value, np.ndarray) and value.ndim == 2
+    return hasattr(value, "__cuda_array_interface__")
+
+
+def _is_device_view(value):
+    return hasattr(value, "copy_to_host") and not isinstance(value, np.ndarray)

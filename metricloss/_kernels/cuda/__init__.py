@@ -6,7 +6,6 @@ contract): it copies its inputs to the device, launches the kernels, and copies 
 arrays; device arrays stay on the device. In each family module the device code sits beside its host wrapper, and
 the launches, copies and the stream they go on are ``_device``'s. Kernels that have no CUDA version yet are not
 silently run on the CPU: asking for one raises ``NotImplementedError`` naming it (see ``__getattr__`` below).
-``distances`` also has the GPU path's own steps (``row_sq_norms``, ``scale``, ``gather_entries``, ``scaled_pull``),
 which have no NumPy twin: on host arrays NumPy does them, in :mod:`metricloss.distances`.
 
 How the kernels are laid out, so that results are deterministic run to run:
@@ -34,7 +33,6 @@ from .distances import (
     pull_distance_pairs,
     row_sq_norms,
     scale,
-    scaled_pull,
     scatter_add_entries,
     scatter_add_rows,
     symmetrize,
@@ -82,7 +80,6 @@ __all__ = [
     "row_sq_norms",
     "scale",
     "scale_same_class",
-    "scaled_pull",
     "scatter_add_entries",
     "scatter_add_rows",
     "select_per_anchor",

@@ -13,6 +13,7 @@ from ._device import (
     _floats_to_device,
     _grid2,
     _host_indices,
+    _indices_to_device,
     _is_host,
     _launch,
     _store,
@@ -217,9 +218,11 @@ def _row_sq_norms_kernel(x, out):
 
 
 def row_sq_norms(x, out):
-    """out[i] = ‖x_i‖² for device arrays (float64 sums, stored in out's dtype)."""
+    """:func:`numpy.distances.row_sq_norms` on the GPU (one thread per row, float64 sums)."""
+    d_out = _to_device(out)
     if x.shape[0]:
-        _launch(_row_sq_norms_kernel, -(-x.shape[0] // THREADS), THREADS, x, out)
+        _launch(_row_sq_norms_kernel, -(-x.shape[0] // THREADS), THREADS, _to_device(x), d_out)
+    _store(out, d_out)
 
 
 @cuda.jit
@@ -231,8 +234,11 @@ def _scale_kernel(a, factor):
 
 
 def scale(a, factor):
-    """a *= factor in place, for a 2-D device array."""
-    _launch(_scale_kernel, *_grid2(*a.shape), a, float(factor))
+    """:func:`numpy.distances.scale` on the GPU (one thread per entry of a 2-D array)."""
+    d_a = _to_device(a)
+    if a.size:
+        _launch(_scale_kernel, *_grid2(*a.shape), d_a, float(factor))
+    _store(a, d_a)
 
 
 @cuda.jit
@@ -244,38 +250,12 @@ def _gather_kernel(m, rows, cols, out):
 
 
 def gather_entries(m, rows, cols):
-    """m[rows[k], cols[k]] for a device matrix m and host index arrays: a host float64 array of len(rows)."""
+    """:func:`numpy.distances.gather_entries` on the GPU (one thread per entry), host index arrays in, a host
+    float64 array out (only the entries cross)."""
     rows, cols = _host_indices(rows), _host_indices(cols)
     out = _device_array(rows.size, np.float64)
     if rows.size:
-        _launch(_gather_kernel, -(-rows.size // THREADS), THREADS, m, _to_device(rows), _to_device(cols), out)
+        _launch(_gather_kernel, -(-rows.size // THREADS), THREADS, _to_device(m), *_indices_to_device(rows, cols), out)
     return _to_host(out)
 
 
-@cuda.jit
-def _scaled_pull_kernel(grad, s, a, s_b, factor):
-    """Block i: grad[i] = factor · ((Σ_j s[i, j]) a[i] − (S B)[i]), the row sum by a shared-memory tree
-    reduction in float64 (the GEMM S B is cuBLAS's, given as s_b)."""
-    i = cuda.blockIdx.x
-    t = cuda.threadIdx.x
-    row_sum = cuda.shared.array(THREADS, dtype=np.float64)
-    total = 0.0
-    for j in range(t, s.shape[1], THREADS):
-        total += float(s[i, j])
-    row_sum[t] = total
-    cuda.syncthreads()
-    step = THREADS // 2
-    while step > 0:
-        if t < step:
-            row_sum[t] += row_sum[t + step]
-        cuda.syncthreads()
-        step //= 2
-    for f in range(t, a.shape[1], THREADS):
-        grad[i, f] = factor * (row_sum[0] * float(a[i, f]) - float(s_b[i, f]))
-
-
-def scaled_pull(grad, s, a, s_b, factor):
-    """grad = factor · (diag(S·1) A − S B) for device arrays, S B given (the GEMM, done by the input's library):
-    one block per row."""
-    if grad.shape[0]:
-        _launch(_scaled_pull_kernel, grad.shape[0], THREADS, grad, s, a, s_b, float(factor))

@@ -1,6 +1,6 @@
-"""Distance kernels compiled by Numba (contracts: ``numpy/distances.py``): the Gram matrix turned into distances row
-by row, the Euclidean VJP's per-pair scale, the tiled symmetrize and transpose, the scatter-adds, and the VJP of a
-list of pairs.
+"""Distance kernels compiled by Numba (contracts: ``numpy/distances.py``): the rows' squared norms and their
+rescaling, the Gram matrix turned into distances row by row, the Euclidean VJP's per-pair scale, the tiled symmetrize
+and transpose, the gather of entries, the scatter-adds, and the VJP of a list of pairs.
 """
 
 import numba
@@ -18,6 +18,31 @@ def _direct_squared_distance(x, y, i, j):
         diff = np.float64(x[i, k]) - np.float64(y[j, k])
         total += diff * diff
     return total
+
+
+@_njit()
+def row_sq_norms(x, out):
+    for i in range(x.shape[0]):
+        total = 0.0
+        for f in range(x.shape[1]):
+            total += np.float64(x[i, f]) * np.float64(x[i, f])
+        out[i] = total
+
+
+@_rows_kernel
+def scale(a, factor):
+    # a float64 product of an entry and a power of two is exact; storing it in a's dtype rounds once, as ldexp does
+    for i in numba.prange(a.shape[0]):
+        for j in range(a.shape[1]):
+            a[i, j] = np.float64(a[i, j]) * factor
+
+
+@_njit()
+def gather_entries(m, rows, cols):
+    out = np.empty(rows.shape[0], dtype=np.float64)
+    for k in range(rows.shape[0]):
+        out[k] = m[rows[k], cols[k]]
+    return out
 
 
 @_rows_kernel

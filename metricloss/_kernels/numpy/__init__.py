@@ -14,9 +14,12 @@ when anchors and references are different sets). Kernels trust their inputs.
 """
 
 from .distances import (
+    gather_entries,
     gram_to_distances,
     pair_scale,
     pull_distance_pairs,
+    row_sq_norms,
+    scale,
     scatter_add_entries,
     scatter_add_rows,
     symmetrize,
@@ -38,6 +41,7 @@ __all__ = [
     "batch_all_symmetric",
     "batch_all_triplets",
     "contrastive_pairs",
+    "gather_entries",
     "generalized_lifted_rows",
     "gram_to_distances",
     "lifted_cotangent",
@@ -46,6 +50,8 @@ __all__ = [
     "pair_scale",
     "pull_distance_pairs",
     "quadruplet_pairs",
+    "row_sq_norms",
+    "scale",
     "scale_same_class",
     "scatter_add_entries",
     "scatter_add_rows",

@@ -1,6 +1,9 @@
-"""Distance kernels in NumPy: the Gram matrix turned into (squared) Euclidean distances, the Euclidean VJP's per-pair
-scale, the symmetrize and transpose of a cotangent, the scatter-adds, and the VJP of a list of pairs.
+"""Distance kernels in NumPy: the rows' squared norms and their rescaling by a power of two, the Gram matrix turned
+into (squared) Euclidean distances, the Euclidean VJP's per-pair scale, the symmetrize and transpose of a cotangent,
+the gather of entries, the scatter-adds, and the VJP of a list of pairs.
 """
+
+import math
 
 import numpy as np
 
@@ -16,6 +19,22 @@ def _recompute_close_pairs(x, y, d2, sq_norm_x, sq_norm_y, ratio):
         r, c = rows[start : start + step], cols[start : start + step]
         diff = x[r].astype(np.float64) - y[c]
         d2[r, c] = np.einsum("ij,ij->i", diff, diff)
+
+
+def row_sq_norms(x, out):
+    """out[i] = ‖x_i‖², accumulated in float64 and stored in out's dtype."""
+    out[:] = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+
+
+def scale(a, factor):
+    """a *= factor in place, for ``factor`` an exact power of two (so that the product is a's entry with its exponent
+    moved: exact wherever it stays normal, rounded once where it turns subnormal)."""
+    np.ldexp(a, math.frexp(factor)[1] - 1, out=a)
+
+
+def gather_entries(m, rows, cols):
+    """m[rows[k], cols[k]] for every k, as a new float64 array."""
+    return m[rows, cols].astype(np.float64)
 
 
 def gram_to_distances(gram, x, y, sq_norm_x, sq_norm_y, ratio, root):
