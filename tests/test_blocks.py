@@ -18,7 +18,7 @@ ROWS_PER_BLOCK = 293  # 2048 = 6·293 + 290: seven blocks, the last one shorter
 
 def _working_memory_for(rows, n_cols, itemsize=8):
     """The working memory (MiB) that gives blocks of ``rows`` anchor rows against ``n_cols`` candidates."""
-    return (rows + 0.5) * 2 * n_cols * itemsize / 2**20
+    return (rows + 0.5) * n_cols * itemsize / 2**20
 
 
 def _in_seven_blocks(loss, *args, n_candidates=B, rows=ROWS_PER_BLOCK, **kwargs):
