@@ -89,9 +89,17 @@ def _record(name, n, cell):
 
 def _row(name, n, cell):
     traced = format_memory(cell, "traced_peak_growth") if "traced_peak_growth" in cell else "not measured"
+    name = f"{name} †" if "before" in cell else name
     return (
         f"| {name} | {n:,} | {n * n * 4 / 2**30:.0f} GiB | {format_memory(cell)} | {traced} | {format_time(cell)} |"
     )
+
+
+def _over_the_bar(cells):
+    """The sentence naming the losses measured over issue 21's bar: 2 GiB over the inputs at B = 65,536."""
+    over = [f"{name} ({format_memory(cell)})" for _, n, name, cell in cells if n == 65536 and "before" not in cell
+            and cell.get("peak_growth", 0) > 2 * 2**30]
+    return f" Over 2 GiB at B = 65,536: {', '.join(over)}." if over else ""
 
 
 HEADER = (
@@ -118,6 +126,14 @@ def write_table():
     )
     dates = sorted({cell["date"] for *_, cell in cells})
     carried = sorted({cell["carried_from"] for *_, cell in cells if "carried_from" in cell})
+    before = sorted({cell["before"] for *_, cell in cells if "before" in cell})
+    before = (
+        f" Rows marked † were measured with the engine before {', '.join(before)} (the working memory counted each "
+        "block row twice, so blocks of half the rows, and each block's matrix was held while the next one was "
+        "computed): they do not describe the engine today."
+        if before
+        else ""
+    )
     carried = (
         f" Rows whose tracemalloc peak is *not measured* are carried from this table as {', '.join(carried)} wrote "
         "it (measured the same way but for the warm-up call and tracemalloc)."
@@ -137,10 +153,11 @@ def write_table():
             "(NumPy's only). The N-pair loss takes its pairs from the labelled batch (`npair_loss(x, labels=labels)`); "
             "the multiple-negatives ranking loss takes B queries against B candidates, each query's the other "
             "sample of its pair. MB here are MiB. Some times were measured with other work sharing the 2 cores "
-            "(NT-Xent, SupCon, triplet-center, N-pair: pessimistic); the memory is not affected. Two losses exceed "
-            "2 GiB: multi-similarity and circle. In blocks, a block's matrix is still held (by the loss's loop) "
-            "while the next one is computed, and these two hold several more arrays of a block's size (masks, "
-            "logits, weights) than the others; the engine will reuse the previous block's memory." + carried,
+            "(NT-Xent, SupCon, triplet-center, N-pair: pessimistic); the memory is not affected. The whole batch is "
+            "one block while its B×R matrix fits the budget (B = 16,384: one 1 GiB block; B = 65,536: blocks of "
+            "4,096 rows, 1 GiB each), and each block's matrix is computed in the memory of the block before it, so "
+            "a loss's peak is about its peak on one block's matrix: that matrix times the arrays of its size that "
+            "the loss's body holds at once." + _over_the_bar(cells) + before + carried,
             "",
             HEADER,
             *(_row(name, n, cell) for _, n, name, cell in cells),

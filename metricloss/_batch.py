@@ -143,7 +143,8 @@ class LabelledBatch:
     # by row as it reads it (a batch built with ``defer_distances=True``); None once d holds the distances.
     gram: tuple | None = None
     # A block of anchor rows: the row of the batch where it starts. A batch too large for one block has no matrix
-    # (d and s None) and instead ``block_matrix``: rows ↦ (D(rows, candidates) or S(rows, candidates), its pullback).
+    # (d and s None) and instead ``block_matrix``: (rows, out) ↦ (D(rows, candidates) or S(rows, candidates), its
+    # pullback), the matrix computed in ``out`` (None: a new array).
     start: int = 0
     block_matrix: object = None
     distance: str | None = None  # the distance's name (None for a batch on similarities)
@@ -176,7 +177,9 @@ class LabelledBatch:
 
     def blocks(self):
         """The batch's anchors in blocks of rows, each a batch of its own (see the module docstring): the batch
-        itself where it is one block; else each block's matrix is computed when the block is reached."""
+        itself where it is one block; else each block's matrix is computed when the block is reached, in the
+        memory of the block before it (the last, shorter block in its first rows), so that a loss never holds
+        two: a block's matrix, and what is written over it, is gone once the loss moves to the next block."""
         if not self.in_blocks:
             yield self
             return
@@ -185,9 +188,10 @@ class LabelledBatch:
         n_rows = self.x.shape[0]
         step = block_rows(n_rows, candidates.shape[0], self.x.dtype.itemsize)
         ref_class, anchor_class, class_order, class_starts = self.classes
+        matrix = None
         for start in range(0, n_rows, step):
             rows = slice(start, min(start + step, n_rows))
-            matrix, pullback = self.block_matrix(self.x[rows])
+            matrix, pullback = self.block_matrix(self.x[rows], None if matrix is None else matrix[: rows.stop - start])
             on_distances = self.distance is not None
             yield LabelledBatch(
                 self.x[rows],
@@ -362,10 +366,11 @@ def candidate_masks(batch, rows=slice(None)):
 
 
 def block_rows(n_rows, n_cols, itemsize):
-    """How many anchor rows a block holds: as many as the working memory has room for, each row of the block's
-    matrix counted twice (D, and the cotangent or a temporary of D's size), at least 1 and at most ``n_rows``."""
+    """How many anchor rows a block holds: as many rows of the block's matrix as the working memory has room for
+    (the matrix counted once: the cotangent is written over it, and each block's matrix is computed in the one
+    before it), at least 1 and at most ``n_rows``: a batch whose B×R matrix fits is one block."""
     budget = get_config()["working_memory"] * 2**20
-    return max(1, min(n_rows, int(budget // (2 * n_cols * itemsize))))
+    return max(1, min(n_rows, int(budget // (n_cols * itemsize))))
 
 
 class GradientSum:
@@ -565,8 +570,8 @@ def labelled_batch(
         paired = distance if euclidean else lambda a, b: paired_distances_vjp(a, b, distance, names)
         if blocked:  # no matrix: each block of rows computes its own
 
-            def block_matrix(rows):
-                return distance_matrix_vjp(rows, candidates, distance, kernels, names)
+            def block_matrix(rows, out):
+                return distance_matrix_vjp(rows, candidates, distance, kernels, names, out=out)
 
             pullback = None
         elif defer_distances:
@@ -578,7 +583,7 @@ def labelled_batch(
         paired = functools.partial(paired_similarities_vjp, similarity=similarity)
         if not matrix and blocked:  # no matrix: each block of rows has only the pullback
 
-            def block_matrix(rows):
+            def block_matrix(rows, out):
                 return None, dot_products_pullback(rows, candidates, kernels)
 
             pullback = None
@@ -586,8 +591,8 @@ def labelled_batch(
             pullback = dot_products_pullback(x, candidates, kernels)
         elif blocked:
 
-            def block_matrix(rows):
-                return similarity_matrix_vjp(rows, candidates, similarity, kernels, names)
+            def block_matrix(rows, out):
+                return similarity_matrix_vjp(rows, candidates, similarity, kernels, names, out)
 
             pullback = None
         else:

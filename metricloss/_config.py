@@ -2,11 +2,11 @@
 
 ``working_memory`` is the memory, in MiB, that a batch loss may use for its pairwise matrix (the distances of a
 block of anchor rows against every candidate, and the cotangent written over them). A batch whose B×R matrix fits
-runs as one block, as it always has; a larger one runs in blocks of anchor rows, each block's rows of D computed,
-used and pulled back before the next, so that its memory is O(block · R) instead of O(B · R). The default,
-1024 MiB, is scikit-learn's. Each row of a block counts twice (its distances and a buffer of their size), so a
-float32 batch of B = R = 11,585 is still one block, B = 16,384 runs in two blocks of 8,192 rows, and B = 65,536 in
-blocks of 2,048 rows instead of one 16 GiB matrix.
+(B·R·itemsize <= working_memory) runs as one block, as it always has; a larger one runs in blocks of anchor rows,
+each block's rows of D computed (in the memory of the block before), used and pulled back before the next, so that
+its memory is O(block · R) instead of O(B · R). The default, 1024 MiB, is scikit-learn's: a float32 batch of
+B = R = 16,384 is one block, and B = 65,536 runs in blocks of 4,096 rows instead of one 16 GiB matrix. The loss's
+own temporaries come on top (docs/benchmarks.md measures each loss's peak).
 """
 
 import contextlib
@@ -85,7 +85,7 @@ def config_context(*, working_memory=None):
     >>> import numpy as np
     >>> import metricloss
     >>> x, labels = np.random.default_rng(0).standard_normal((64, 8)), np.arange(64) % 16
-    >>> with metricloss.config_context(working_memory=0.01):  # blocks of 10 anchor rows
+    >>> with metricloss.config_context(working_memory=0.01):  # blocks of 20 anchor rows (20 · 64 · 8 bytes)
     ...     in_blocks = metricloss.triplet_loss(x, labels)[0]
     >>> bool(np.isclose(in_blocks, metricloss.triplet_loss(x, labels)[0], rtol=1e-12))
     True

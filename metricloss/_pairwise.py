@@ -40,9 +40,10 @@ def _exponent_for(largest):
     return 0 if -_SAFE_EXPONENT < k <= _SAFE_EXPONENT else k
 
 
-def _euclidean_from_gram(x, y, kernels, root, names=("embeddings", "ref_embeddings"), defer=False):
+def _euclidean_from_gram(x, y, kernels, root, names=("embeddings", "ref_embeddings"), defer=False, out=None):
     """‖x_i − y_j‖ (``root``) or ‖x_i − y_j‖² for all pairs: the GEMM form, close pairs recomputed directly.
     ``y`` must not share ``x``'s buffer (numpy sends x @ x.T to SYRK, several times slower here than GEMM).
+    ``out``: a C-contiguous array of the matrix's shape and x's dtype to compute it in (None: a new one).
     ``defer`` (y a copy of x): where no rescaling is needed, return the Gram matrix unconverted and the arguments
     of the conversion, ``(gram, (x, sq_norm, ratio, root))``, for a kernel that converts each row as it reads it;
     else ``(d, None)``. The arrays are any library's (``kernels`` the kernels for where they live): the GEMM is
@@ -56,7 +57,8 @@ def _euclidean_from_gram(x, y, kernels, root, names=("embeddings", "ref_embeddin
     if k:
         x, y = _scaled_copy(x, -k, xp, kernels), _scaled_copy(y, -k, xp, kernels)
     sq_x, sq_y = _squared_norms(x, xp, kernels), _squared_norms(y, xp, kernels)
-    d = xp.matmul(x, y.T)
+    # ``out`` is given by the engine's blocks, which run on the host: NumPy's matmul writes into it
+    d = xp.matmul(x, y.T) if out is None else np.matmul(x, y.T, out=out)
     ratio = _CANCELLATION_RATIO[numpy_dtype(x)]
     if defer and not k:
         return d, (x, sq_x, ratio, root)
@@ -140,7 +142,7 @@ def _cosine_parts(x, y, kernels, names):
     return x_unit, y_unit, pullback
 
 
-def distance_matrix_vjp(x, y, distance, kernels, names=("embeddings", "ref_embeddings"), defer=False):
+def distance_matrix_vjp(x, y, distance, kernels, names=("embeddings", "ref_embeddings"), defer=False, out=None):
     """D(x, y) and its pullback ``(g, weight=1) ↦ ∂L/∂x`` (y None: distances within x) or ``(∂L/∂x, ∂L/∂y)``,
     for the cotangent ``weight · g``. The pullback overwrites g (callers hand it a cotangent they own) and keeps
     no B×B array of its own with the Numba kernels (``pair_scale`` and ``symmetrize`` work on g in place,
@@ -150,14 +152,17 @@ def distance_matrix_vjp(x, y, distance, kernels, names=("embeddings", "ref_embed
 
     ``defer`` (within one batch): ``(matrix, pullback, conversion)``, where for the Euclidean distances the matrix
     may still be the Gram matrix, which the caller's kernel turns into D with ``conversion`` (see
-    :func:`_euclidean_from_gram`; None where D is already done)."""
+    :func:`_euclidean_from_gram`; None where D is already done).
+
+    ``out``: a C-contiguous array of D's shape and x's dtype that D is computed in, and returned as (a batch in
+    blocks computes each block's D in the memory of the block before it); None: a new array."""
     if distance in ("dot", "snr"):
-        d, pullback = (_dot_distances_vjp if distance == "dot" else _snr_distances_vjp)(x, y, kernels, names)
+        d, pullback = (_dot_distances_vjp if distance == "dot" else _snr_distances_vjp)(x, y, kernels, names, out)
         return (d, pullback, None) if defer else (d, pullback)
     if distance == "cosine":
         x_unit, y_unit, similarity_pullback = _cosine_parts(x, y, kernels, names)
         # 1 − x̂·ŷ = ½‖x̂ − ŷ‖²: the squared form is accurate for nearly parallel rows.
-        d = _euclidean_from_gram(x_unit, y_unit, kernels, root=False)
+        d = _euclidean_from_gram(x_unit, y_unit, kernels, root=False, out=out)
         d *= 0.5
         d[~x_unit.any(axis=1), :] = 1  # a zero row's cosine distance to anything
         d[:, ~y_unit.any(axis=1)] = 1
@@ -173,9 +178,9 @@ def distance_matrix_vjp(x, y, distance, kernels, names=("embeddings", "ref_embed
     conversion = None
     squared = distance == "sqeuclidean"
     if defer and self_pairs:
-        d, conversion = _euclidean_from_gram(x, other, kernels, not squared, names, defer=True)
+        d, conversion = _euclidean_from_gram(x, other, kernels, not squared, names, defer=True, out=out)
     else:
-        d = _euclidean_from_gram(x, other, kernels, not squared, names)
+        d = _euclidean_from_gram(x, other, kernels, not squared, names, out=out)
 
     def pullback(g, weight=1.0, divided=False, symmetric=False):
         # ∂L/∂x_i = Σ_j S_ij (x_i − y_j) = (diag(S·1) X − S Y)_i, with S = 2wg (squared) or wg/d, 0 where d = 0.
@@ -204,10 +209,10 @@ def refuse_on_gpu_unless_supported(distance):
         )
 
 
-def _dot_distances_vjp(x, y, kernels, names):
+def _dot_distances_vjp(x, y, kernels, names, out=None):
     """D = −X Yᵀ and its pullback: the dot similarity's with the weight negated (∂L/∂S = −∂L/∂D), −G Y and −Gᵀ X,
     or within one batch −(G + Gᵀ) X (``symmetric``: g already holds G + Gᵀ). Neither reads D."""
-    d, similarity_pullback = similarity_matrix_vjp(x, y, "dot", kernels, names)
+    d, similarity_pullback = similarity_matrix_vjp(x, y, "dot", kernels, names, out)
     np.negative(d, out=d)
 
     def pullback(g, weight=1.0, divided=False, symmetric=False):
@@ -242,7 +247,7 @@ def _snr_ratio_squared(numerator, inv_norm, arrays, names):
     return d
 
 
-def _snr_distances_vjp(x, y, kernels, names):
+def _snr_distances_vjp(x, y, kernels, names, out=None):
     """The SNR distances D_ij = ‖ỹ_j − x̃_i‖² / ‖x̃_i‖² (x̃ the centred rows; see the module docstring) and their
     pullback ``(g, weight=1) ↦ ∂L/∂x`` (y None: within x, every row both an anchor and a reference) or
     ``(∂L/∂x, ∂L/∂y)``. The pullback overwrites g and does not read D.
@@ -267,7 +272,7 @@ def _snr_distances_vjp(x, y, kernels, names):
     x_norm = _scaled_row_norms(x_centred, np.abs(x_centred))
     with np.errstate(divide="ignore"):
         inv_norm = np.divide(1, x_norm, out=np.zeros_like(x_norm), where=~x_constant)
-    d = _euclidean_from_gram(x_centred, y_centred, kernels, root=True)
+    d = _euclidean_from_gram(x_centred, y_centred, kernels, root=True, out=out)
     d = _snr_ratio_squared(d, inv_norm[:, None], (x, x if self_pairs else y), names)
     d[x_constant, :] = 1  # a constant anchor's distance to anything, by convention
 
@@ -466,12 +471,12 @@ def _snr_rows(x1, x2, names):
     return d, pullback
 
 
-def similarity_matrix_vjp(x, y, similarity, kernels, names=("embeddings", "ref_embeddings")):
+def similarity_matrix_vjp(x, y, similarity, kernels, names=("embeddings", "ref_embeddings"), out=None):
     """S(x, y) and its pullback ``(g, weight=1) ↦ ∂L/∂x`` (y None: within x) or ``(∂L/∂x, ∂L/∂y)``, for the
-    cotangent ``weight · g``; overwrites g. Trusts its inputs."""
+    cotangent ``weight · g``; overwrites g. ``out``: as in :func:`distance_matrix_vjp`. Trusts its inputs."""
     if similarity == "cosine":  # x̂·ŷ, a zero row's 0; clipped to [−1, 1] (a rounding past ±1 is no similarity)
         x_unit, y_unit, pullback = _cosine_parts(x, y, kernels, names)
-        s = x_unit @ y_unit.T
+        s = np.matmul(x_unit, y_unit.T, out=out)
         np.clip(s, -1, 1, out=s)
         return s, pullback
 
@@ -479,12 +484,12 @@ def similarity_matrix_vjp(x, y, similarity, kernels, names=("embeddings", "ref_e
     other = x.copy() if self_pairs else y  # a separate buffer, for the GEMM
     k = _scale_exponent(x, other)
     if k:  # x·y = 2^2k (2^-k x)·(2^-k y): scaled so that the products neither overflow nor underflow
-        s = np.ldexp(x, -k) @ np.ldexp(other, -k).T
+        s = np.matmul(np.ldexp(x, -k), np.ldexp(other, -k).T, out=out)
         with np.errstate(over="ignore"):
             np.ldexp(s, 2 * k, out=s)
         refuse_overflow(s, norm_bound(x) * norm_bound(other), (x, other), names, "dot products")
     else:
-        s = x @ other.T
+        s = np.matmul(x, other.T, out=out)
     return s, dot_products_pullback(x, y, kernels)
 
 

@@ -18,7 +18,7 @@ ROWS_PER_BLOCK = 293  # 2048 = 6·293 + 290: seven blocks, the last one shorter
 
 def _working_memory_for(rows, n_cols, itemsize=8):
     """The working memory (MiB) that gives blocks of ``rows`` anchor rows against ``n_cols`` candidates."""
-    return (rows + 0.5) * 2 * n_cols * itemsize / 2**20
+    return (rows + 0.5) * n_cols * itemsize / 2**20
 
 
 def _in_seven_blocks(loss, *args, n_candidates=B, rows=ROWS_PER_BLOCK, **kwargs):
@@ -70,6 +70,51 @@ def test_the_working_memory_sets_the_rows_per_block():
 def test_a_bad_working_memory_is_refused_by_name(value):
     with pytest.raises(ValueError, match="working_memory must be a finite number of MiB > 0"):
         ml.set_config(working_memory=value)
+
+
+# --- memory: one block's matrix at a time ------------------------------------------------------------------------
+
+MEMORY_B, MEMORY_FEATURES, MEMORY_ROWS = 4096, 128, 1024  # float32: four blocks of 1024 rows, each matrix 16 MiB
+MEMORY_LOSSES = [
+    (ml.triplet_loss, {"mining": "hard"}),
+    (ml.triplet_loss, {"mining": "all"}),
+    (ml.ntxent_loss, {}),
+    (ml.margin_loss, {}),
+    (ml.multi_similarity_loss, {}),
+    (ml.circle_loss, {}),
+    (ml.lifted_structure_loss, {}),
+]
+
+
+def _traced_peak(call):
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    ("loss", "hyper"), MEMORY_LOSSES, ids=lambda v: getattr(v, "__name__", None) or "-".join(v.values())
+)
+def test_a_loss_in_blocks_holds_one_blocks_matrix_at_a_time(loss, hyper):
+    """At B = 4096 (float32, F = 128) in blocks of 1024 rows, a loss's traced peak is at most its peak as one block
+    scaled to a block's rows, plus half a block's matrix: the pullback's arrays of the candidates' size (the
+    candidates with a column of ones, their product with the block's cotangent, their gradients: 3 R×(F + 1)
+    arrays, 3/8 of a 1024×4096 matrix here). Each block's matrix is computed in the one before it, and no
+    block-sized array of a loss outlives its block; a loop that held the last block's matrix (or its cotangent)
+    while the next was computed would hold one block's matrix more."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((MEMORY_B, MEMORY_FEATURES)).astype(np.float32)
+    labels = np.arange(MEMORY_B) // 4
+    loss(x, labels, **hyper)  # compiles the kernels first: only the loss is traced
+    one_block = _traced_peak(lambda: loss(x, labels, **hyper))
+    with ml.config_context(working_memory=_working_memory_for(MEMORY_ROWS, MEMORY_B, itemsize=4)):
+        assert _batch.block_rows(MEMORY_B, MEMORY_B, 4) == MEMORY_ROWS
+        in_blocks = _traced_peak(lambda: loss(x, labels, **hyper))
+    block_matrix = MEMORY_ROWS * MEMORY_B * x.itemsize
+    assert in_blocks <= one_block * MEMORY_ROWS / MEMORY_B + block_matrix / 2
 
 
 TRIPLET_CONFIGURATIONS = [

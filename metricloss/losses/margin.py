@@ -231,8 +231,8 @@ def _all_triplets(batch, margin, beta64, beta_class, reduction):
     """Every triplet, as counts: anchor a holds each positive pair N_a times and each negative pair P_a times.
     Returns (value, grads, β's part): β's part is (the hinges' ∂L/∂β, w, the number of triplets per entry of β),
     None where there is no triplet. Works block by block of anchor rows (the batch's blocks), each in slices of
-    rows, so that its peak memory is the block's D and cotangent g (in the embeddings' dtype) and small float64
-    slices."""
+    rows, the cotangent g written over the block's D (g/d for the Euclidean distance, whose pullback would read D
+    otherwise), so that its peak memory is the block's D and small float64 slices."""
     n_pos, n_neg = (count.astype(np.float64) for count in batch.candidate_counts())  # P_a, N_a (O(B), whole batch)
     n_triplets = n_pos * n_neg
     if not n_triplets.any():
@@ -243,7 +243,7 @@ def _all_triplets(batch, margin, beta64, beta_class, reduction):
     grads = GradientSum(batch)
     for block in batch.blocks():
         n_anchors, n_refs = block.d.shape
-        g = np.empty_like(block.d)
+        g, divide = block.d, block.fused_division  # each slice of g is written once its slice of d is read
         step = max(1, _BLOCK_ELEMENTS // max(n_refs, 1))
         for start in range(0, n_anchors, step):
             rows = slice(start, min(start + step, n_anchors))  # in the block
@@ -259,8 +259,9 @@ def _all_triplets(batch, margin, beta64, beta_class, reduction):
             neg_active[at] = on_neg.sum(axis=1) * n_pos[at]
             total += n_neg[at] @ np.maximum(h_pos, 0).sum(axis=1) + n_pos[at] @ np.maximum(h_neg, 0).sum(axis=1)
             # ∂L/∂d_ap = w N_a 1[active], ∂L/∂d_an = −w P_a 1[active]; ∂L/∂β_a = w (P_a #active⁻ − N_a #active⁺).
-            g[rows] = on_pos * n_neg[at, None] - on_neg * n_pos[at, None]
-        grads.pull(block, g)
+            slopes = on_pos * n_neg[at, None] - on_neg * n_pos[at, None]
+            g[rows] = np.divide(slopes, d, out=np.zeros_like(d), where=d != 0) if divide else slopes
+        grads.pull(block, g, divided=divide)
     weight = weight_from_counts(reduction, 2 * n_triplets.sum(), pos_active.sum() + neg_active.sum())
     size = beta64.size
     grad_beta = weight * np.bincount(beta_class, weights=neg_active - pos_active, minlength=size)

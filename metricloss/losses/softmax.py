@@ -289,16 +289,26 @@ def _circle_rows(block, m, gamma, all_pairs):
 
 
 def _circle_cotangent(block, m, detach_weights, pos_weights, neg_weights, pos_scale, neg_scale):
-    """The block's cotangent (unweighted) over the weights: ∂ℓ/∂s_p = −σ γ slope⁺ w⁺ and ∂ℓ/∂s_n = σ γ slope⁻ w⁻
-    (slope = α with the weights constant), each row's σ γ (times its share, for ``"all_pairs"``) in the scales."""
-    cotangent = neg_weights
-    cotangent *= _circle_slopes(block.s, m, False, detach_weights)
-    cotangent *= neg_scale
+    """The block's cotangent (unweighted), written over its similarities (read no more): ∂ℓ/∂s_p = −σ γ slope⁺ w⁺
+    and ∂ℓ/∂s_n = σ γ slope⁻ w⁻ (slope = α with the weights constant), each row's σ γ (times its share, for
+    ``"all_pairs"``) in the scales."""
+    neg_weights *= _circle_slopes(block.s, m, False, detach_weights)
+    neg_weights *= neg_scale
     pos_weights *= _circle_slopes(block.s, m, True, detach_weights)
     pos_weights *= pos_scale
-    cotangent -= pos_weights
+    cotangent = np.subtract(neg_weights, pos_weights, out=block.s)
     flush_subnormal(cotangent)  # products of small weights and shares: 0 as under flush-to-zero, in either mode
     return cotangent
+
+
+def _circle_anchor_terms(block, m, gamma, detach_weights):
+    """The block's anchor terms ℓ_a = softplus(LSE⁺_a + LSE⁻_a) and its cotangent (unweighted), written over its
+    similarities."""
+    pos_weights, neg_weights, pos_lse, neg_lse = _circle_rows(block, m, gamma, False)
+    x = pos_lse + neg_lse  # −inf where either set is empty: softplus 0, σ 0
+    terms = np.logaddexp(0.0, x)  # softplus, float64
+    sigma_gamma = (gamma * np.exp(x - terms)).astype(pos_weights.dtype)[:, None]  # γ σ(x)
+    return terms, _circle_cotangent(block, m, detach_weights, pos_weights, neg_weights, sigma_gamma, sigma_gamma)
 
 
 def _checked_circle_options(m, gamma, form, detach_weights, similarity, reduction):
@@ -487,12 +497,8 @@ def circle_loss(
     else:  # one term per anchor, from its own row
         totals, grads = np.zeros(2), GradientSum(batch)  # Σ terms, the terms > 0
         for block in batch.blocks():
-            pos_weights, neg_weights, pos_lse, neg_lse = _circle_rows(block, m, gamma, False)
-            x = pos_lse + neg_lse  # −inf where either set is empty: softplus 0, σ 0
-            terms = np.logaddexp(0.0, x)  # softplus, float64
+            terms, cotangent = _circle_anchor_terms(block, m, gamma, detach_weights)
             totals += np.sum(terms), np.count_nonzero(terms > 0)
-            sigma_gamma = (gamma * np.exp(x - terms)).astype(pos_weights.dtype)[:, None]  # γ σ(x)
-            cotangent = _circle_cotangent(block, m, detach_weights, pos_weights, neg_weights, sigma_gamma, sigma_gamma)
             grads.pull(block, cotangent)
     if not totals[1]:  # nothing valid (or every term underflows): nothing to pull back
         return 0.0, batch.zeros()
