@@ -147,6 +147,7 @@ class LabelledBatch:
     # pullback), the matrix computed in ``out`` (None: a new array).
     start: int = 0
     block_matrix: object = None
+    block_matrices: int = 1  # how many arrays of a block's matrix's size the loss holds at once (:func:`block_rows`)
     distance: str | None = None  # the distance's name (None for a batch on similarities)
     # The gradients as arrays of the input's kind, from the engine's (None: the engine's are: NumPy's on the host);
     # a GPU batch's :meth:`metricloss._kernels._gpu.Device.output`.
@@ -186,7 +187,7 @@ class LabelledBatch:
         within = self.ref is None
         candidates = self.x if within else self.ref
         n_rows = self.x.shape[0]
-        step = block_rows(n_rows, candidates.shape[0], self.x.dtype.itemsize)
+        step = block_rows(n_rows, candidates.shape[0], self.x.dtype.itemsize, self.block_matrices)
         ref_class, anchor_class, class_order, class_starts = self.classes
         matrix = None
         for start in range(0, n_rows, step):
@@ -365,12 +366,13 @@ def candidate_masks(batch, rows=slice(None)):
     return same, other
 
 
-def block_rows(n_rows, n_cols, itemsize):
-    """How many anchor rows a block holds: as many rows of the block's matrix as the working memory has room for
-    (the matrix counted once: the cotangent is written over it, and each block's matrix is computed in the one
-    before it), at least 1 and at most ``n_rows``: a batch whose B×R matrix fits is one block."""
+def block_rows(n_rows, n_cols, itemsize, matrices=1):
+    """How many anchor rows a block holds: as many as the working memory has room for, the loss holding
+    ``matrices`` arrays of the block's matrix's size at once (its matrix, over which the cotangent is written, and
+    its per-row math's temporaries; each block's matrix is computed in the one before it), at least 1 and at most
+    ``n_rows``: a batch whose ``matrices`` B×R arrays fit is one block."""
     budget = get_config()["working_memory"] * 2**20
-    return max(1, min(n_rows, int(budget // (n_cols * itemsize))))
+    return max(1, min(n_rows, int(budget // (matrices * n_cols * itemsize))))
 
 
 class GradientSum:
@@ -530,6 +532,7 @@ def labelled_batch(
     distances=DISTANCES,
     gpu_arrays=False,
     in_blocks=False,
+    block_matrices=1,
     matrix=True,
 ):
     """Check a labelled batch (and its reference set, if any) and build its :class:`LabelledBatch` with the
@@ -543,10 +546,13 @@ def labelled_batch(
     ``gpu_arrays``: the loss takes GPU embeddings in place (the batch's arrays then live on the GPU); other losses
     refuse them by name (:func:`metricloss._validation.check_embeddings`). ``in_blocks``: the loss reads the batch
     through :meth:`LabelledBatch.blocks`, so that a batch whose distance matrix does not fit the working memory runs in
-    blocks of anchor rows (GPU batches run as one block). ``matrix=False`` (``similarity="dot"`` against
-    references only): the loss computes the few entries it reads itself and pulls its cotangent back pair by pair
-    (:meth:`LabelledBatch.pull_pairs`, :meth:`GradientSum.pull_pairs`), so neither the batch nor its blocks compute
-    the matrix (``s`` None): the dot product's dense pullback, G ↦ (G Y, Gᵀ X), does not read it."""
+    blocks of anchor rows (GPU batches run as one block); ``block_matrices``: how many arrays of a block's matrix's
+    size the loss holds at once, its matrix included (its peak as one block, in matrices, to the nearest whole
+    number: ``benchmarks/blocks_memory.py``), among which the working memory is shared. ``matrix=False``
+    (``similarity="dot"`` against references only): the loss computes the few entries it reads itself and pulls its
+    cotangent back pair by pair (:meth:`LabelledBatch.pull_pairs`, :meth:`GradientSum.pull_pairs`), so neither the
+    batch nor its blocks compute the matrix (``s`` None): the dot product's dense pullback, G ↦ (G Y, Gᵀ X), does
+    not read it."""
     if gpu_arrays and is_gpu_array(embeddings):
         return _gpu_labelled_batch(
             embeddings, labels, distance, ref_embeddings, ref_labels, backend, ref_name, defer_distances, distances
@@ -561,7 +567,7 @@ def labelled_batch(
         x, ref = promote(x, ref)
     names = (name, name if ref is None else ref_name)
     candidates = x if ref is None else ref
-    blocked = in_blocks and block_rows(x.shape[0], candidates.shape[0], x.dtype.itemsize) < x.shape[0]
+    blocked = in_blocks and block_rows(x.shape[0], candidates.shape[0], x.dtype.itemsize, block_matrices) < x.shape[0]
     block_matrix = None  # rows ↦ their block of the matrix and its pullback, for a batch that runs in blocks
     d = s = gram = None
     if similarity is None:
@@ -612,5 +618,6 @@ def labelled_batch(
         dtypes,
         gram,
         block_matrix=block_matrix,
+        block_matrices=block_matrices,
         distance=distance if similarity is None else None,
     )

@@ -1,12 +1,14 @@
 """Global configuration, as scikit-learn keeps it: :func:`set_config`, :func:`get_config`, :func:`config_context`.
 
 ``working_memory`` is the memory, in MiB, that a batch loss may use for its pairwise matrix (the distances of a
-block of anchor rows against every candidate, and the cotangent written over them). A batch whose B×R matrix fits
-(B·R·itemsize <= working_memory) runs as one block, as it always has; a larger one runs in blocks of anchor rows,
+block of anchor rows against every candidate, and the cotangent written over them) and the arrays of its size that
+the loss's per-row math holds at the same time (each loss says how many: one for the triplet, contrastive, lifted
+and margin losses, two for NT-Xent, SupCon and multiple-negatives ranking, three for multi-similarity, five for
+circle). A batch whose arrays fit runs as one block, as it always has; a larger one runs in blocks of anchor rows,
 each block's rows of D computed (in the memory of the block before), used and pulled back before the next, so that
 its memory is O(block · R) instead of O(B · R). The default, 1024 MiB, is scikit-learn's: a float32 batch of
-B = R = 16,384 is one block, and B = 65,536 runs in blocks of 4,096 rows instead of one 16 GiB matrix. The loss's
-own temporaries come on top (docs/benchmarks.md measures each loss's peak).
+B = R = 16,384 is one block for the triplet loss, and B = 65,536 runs in blocks of 4,096 rows instead of one 16 GiB
+matrix (of 1,365 rows for multi-similarity). docs/benchmarks.md measures each loss's peak.
 """
 
 import contextlib

@@ -23,9 +23,11 @@ def _working_memory_for(rows, n_cols, itemsize=8):
 
 def _in_seven_blocks(loss, *args, n_candidates=B, rows=ROWS_PER_BLOCK, **kwargs):
     """``loss(*args, **kwargs)`` with the working memory of ``rows``-row blocks against ``n_candidates``
-    candidates, and the rows of each block it ran (every pass over the blocks)."""
+    candidates (the loss's matrices per block set aside: one), and the rows of each block it ran (every pass over
+    the blocks)."""
     blocks = []
     original = _batch.LabelledBatch.blocks
+    rows_for_one_matrix = _batch.block_rows
 
     def recorded(self):
         for block in original(self):
@@ -37,6 +39,11 @@ def _in_seven_blocks(loss, *args, n_candidates=B, rows=ROWS_PER_BLOCK, **kwargs)
         ml.config_context(working_memory=_working_memory_for(rows, n_candidates)),
     ):
         patch.setattr(_batch.LabelledBatch, "blocks", recorded)
+        patch.setattr(
+            _batch,
+            "block_rows",
+            lambda n_rows, n_cols, itemsize, matrices: rows_for_one_matrix(n_rows, n_cols, itemsize),
+        )
         return loss(*args, **kwargs), blocks
 
 
@@ -62,8 +69,35 @@ def batch():
 def test_the_working_memory_sets_the_rows_per_block():
     with ml.config_context(working_memory=_working_memory_for(ROWS_PER_BLOCK, B)):
         assert _batch.block_rows(B, B, 8) == ROWS_PER_BLOCK
+        assert _batch.block_rows(B, B, 8, matrices=3) == ROWS_PER_BLOCK // 3  # a loss holding 3 matrices at once
     assert _batch.block_rows(B, B, 8) == B  # the default budget holds the whole 2048 × 2048 matrix
     assert ml.get_config()["working_memory"] == 1024.0
+
+
+@pytest.mark.parametrize(
+    ("loss", "matrices"),
+    [(ml.triplet_loss, 1), (ml.ntxent_loss, 2), (ml.multi_similarity_loss, 3), (ml.circle_loss, 5)],
+    ids=lambda v: getattr(v, "__name__", str(v)),
+)
+def test_a_loss_shares_the_working_memory_among_the_matrices_it_holds(batch, loss, matrices):
+    """Each loss declares how many arrays of its block matrix's size it holds at once (its peak as one block, in
+    matrices: benchmarks/blocks_memory.py), and its blocks are that many times smaller."""
+    x, labels = batch
+    blocks = []
+    original = _batch.LabelledBatch.blocks
+
+    def recorded(self):
+        for block in original(self):
+            blocks.append(block.x.shape[0])
+            yield block
+
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        ml.config_context(working_memory=_working_memory_for(3 * ROWS_PER_BLOCK, B)),
+    ):
+        patch.setattr(_batch.LabelledBatch, "blocks", recorded)
+        loss(x, labels)
+    assert blocks[0] == 3 * ROWS_PER_BLOCK // matrices
 
 
 @pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf"), "1024", True])

@@ -582,7 +582,7 @@ def test_blocks_of_rows_give_the_one_block_result(case, monkeypatch):
             yield block
 
     # 3 rows (1 for the N-pair loss's two or three pairs), so that a batch is more than one block
-    monkeypatch.setattr(_batch, "block_rows", lambda n_rows, n_cols, itemsize: 3 if n_rows > 3 else 1)
+    monkeypatch.setattr(_batch, "block_rows", lambda n_rows, n_cols, itemsize, matrices=1: 3 if n_rows > 3 else 1)
     monkeypatch.setattr(_batch.LabelledBatch, "blocks", counted_blocks)
     value, grad = case(*arrays)
     if not any(n_row_blocks):

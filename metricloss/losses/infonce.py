@@ -185,6 +185,7 @@ def ntxent_loss(
         ref_labels=ref_labels,
         backend=backend,
         in_blocks=True,
+        block_matrices=2,
     )
     n_pairs = int(batch.candidate_counts()[0].sum())  # the positive pairs (a, p)
     if n_pairs == 0:
@@ -331,6 +332,7 @@ def supcon_loss(
         ref_labels=ref_labels,
         backend=backend,
         in_blocks=True,
+        block_matrices=2,
     )
     if not batch.candidate_counts()[0].any():  # no anchor with a positive
         return 0.0, batch.zeros()
@@ -489,6 +491,7 @@ def _queries_against_references(queries, candidates, hard_negatives, similarity,
         name="queries",
         ref_name=reference_name,
         in_blocks=True,
+        block_matrices=2,
     )
     return batch, given
 

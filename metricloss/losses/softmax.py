@@ -180,6 +180,7 @@ def multi_similarity_loss(
         ref_labels=ref_labels,
         backend=backend,
         in_blocks=True,
+        block_matrices=3,
     )
     totals = np.zeros(2)  # Σ terms, the terms > 0
     grads = GradientSum(batch)
@@ -491,6 +492,7 @@ def circle_loss(
         ref_labels=ref_labels,
         backend=backend,
         in_blocks=True,
+        block_matrices=5,
     )
     if form == "all_pairs":  # one term over the whole batch, from two passes over its blocks
         totals, grads = _circle_all_pairs(batch, m, gamma, detach_weights)
