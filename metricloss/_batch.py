@@ -13,9 +13,9 @@ return gradients shaped and typed like the inputs:
 * :meth:`LabelledBatch.zeros` where nothing in the batch is valid.
 
 Classes come as the :class:`metricloss._kernels.Classes` that :func:`class_index` builds (the kernels' shared
-convention). Within one batch an anchor is not its own candidate (``self_offset`` 0); with a
-reference set every reference is (``self_offset`` ``NO_SELF``). :func:`candidate_masks` gives each anchor's positives
-and negatives as boolean rows, for a batch or a block of rows (the miners and the losses on masks share it).
+convention). Within one batch an anchor is not its own candidate (``self_offset`` 0); with a reference set every
+reference is (``self_offset`` ``NO_SELF``). :func:`candidate_masks` gives each anchor's positives and negatives as
+boolean rows, for a batch or a block of rows (the miners and the losses on masks share it).
 
 **Blocks of anchor rows.** A loss on distances that is a sum over anchor rows asks for its batch with
 ``in_blocks=True`` and reads it through :meth:`LabelledBatch.blocks`. Where the B×R matrix fits the working memory
