@@ -12,10 +12,10 @@ return gradients shaped and typed like the inputs:
 * :meth:`LabelledBatch.pull_triplets` for index triplets (a, p, n) and their slopes;
 * :meth:`LabelledBatch.zeros` where nothing in the batch is valid.
 
-Classes come as the arrays :func:`class_index` builds (the kernels' shared convention, documented in
-the ``_kernels.numpy`` package). Within one batch an anchor is not its own candidate (``self_offset`` 0); with a
-reference set every reference is (``self_offset`` ``NO_SELF``). :func:`candidate_masks` gives each anchor's positives
-and negatives as boolean rows, for a batch or a block of rows (the miners and the losses on masks share it).
+Classes come as the :class:`metricloss._kernels.Classes` that :func:`class_index` builds (the kernels' shared
+convention). Within one batch an anchor is not its own candidate (``self_offset`` 0); with a reference set every
+reference is (``self_offset`` ``NO_SELF``). :func:`candidate_masks` gives each anchor's positives and negatives as
+boolean rows, for a batch or a block of rows (the miners and the losses on masks share it).
 
 **Blocks of anchor rows.** A loss on distances that is a sum over anchor rows asks for its batch with
 ``in_blocks=True`` and reads it through :meth:`LabelledBatch.blocks`. Where the B×R matrix fits the working memory
@@ -45,7 +45,7 @@ import numpy as np
 
 from ._arrays import is_gpu_array, namespace, numpy_dtype
 from ._config import get_config
-from ._kernels import NO_SELF, get_kernels
+from ._kernels import NO_SELF, Classes, get_kernels
 from ._kernels._gpu import on_device
 from ._pairwise import (
     distance_matrix_vjp,
@@ -93,11 +93,9 @@ def comparable_labels(*arrays):
 
 
 def class_index(labels, ref_labels):
-    """The kernels' view of the classes: (ref_class, anchor_class, class_order, class_starts).
-
-    ``ref_class[j]`` numbers reference j's class, ``anchor_class[a]`` anchor a's (-1 where no reference has it),
-    and ``class_order[class_starts[c]:class_starts[c + 1]]`` lists class c's references in increasing order.
-    The labels may have any integer dtypes, mixed: they are compared exactly (:func:`comparable_labels`).
+    """The kernels' view of the classes of anchors ``labels`` against references ``ref_labels``: a
+    :class:`metricloss._kernels.Classes`, its classes numbered by the references' labels in increasing order. The
+    labels may have any integer dtypes, mixed: they are compared exactly (:func:`comparable_labels`).
     """
     labels, ref_labels = comparable_labels(np.asarray(labels), np.asarray(ref_labels))
     classes, ref_class = np.unique(ref_labels, return_inverse=True)
@@ -105,7 +103,7 @@ def class_index(labels, ref_labels):
     class_starts = np.searchsorted(ref_class[class_order], np.arange(classes.size + 1))
     at = np.minimum(np.searchsorted(classes, labels), classes.size - 1)
     anchor_class = np.where(classes[at] == labels, at, -1)
-    return ref_class.astype(np.int32), anchor_class.astype(np.int32), class_order, class_starts
+    return Classes(ref_class.astype(np.int32), anchor_class.astype(np.int32), class_order, class_starts)
 
 
 def _batch_classes(labels, ref_labels):
@@ -133,7 +131,7 @@ class LabelledBatch:
     ref_labels: np.ndarray
     d: np.ndarray | None
     s: np.ndarray | None
-    classes: tuple
+    classes: Classes
     self_offset: int
     kernels: object
     _pullback: object
@@ -188,7 +186,6 @@ class LabelledBatch:
         candidates = self.x if within else self.ref
         n_rows = self.x.shape[0]
         step = block_rows(n_rows, candidates.shape[0], self.x.dtype.itemsize, self.block_matrices)
-        ref_class, anchor_class, class_order, class_starts = self.classes
         matrix = None
         for start in range(0, n_rows, step):
             rows = slice(start, min(start + step, n_rows))
@@ -201,7 +198,7 @@ class LabelledBatch:
                 self.ref_labels,
                 matrix if on_distances else None,
                 None if on_distances else matrix,
-                (ref_class, anchor_class[rows], class_order, class_starts),
+                self.classes._replace(anchor_class=self.classes.anchor_class[rows]),
                 start if within else NO_SELF,
                 self.kernels,
                 pullback,
@@ -326,12 +323,12 @@ class LabelledBatch:
         d, classes, divide = self.d, self.classes, self.fused_division
         if soft:
             smallest = float(np.finfo(self.dtype).smallest_subnormal) / 2
-            counts = self.kernels.soft_all_triplets(d, *classes, self.self_offset, margin, smallest, d, divide)
+            counts = self.kernels.soft_all_triplets(d, classes, self.self_offset, margin, smallest, d, divide)
             return (*counts, {"divided": divide, "symmetric": False})
         if self.symmetric:
-            counts = self.kernels.batch_all_symmetric(d, *classes, margin, semihard_only, d, divide, gram=self.gram)
+            counts = self.kernels.batch_all_symmetric(d, classes, margin, semihard_only, d, divide, gram=self.gram)
         else:
-            counts = self.kernels.batch_all_triplets(d, *classes, self.self_offset, margin, semihard_only, d, divide)
+            counts = self.kernels.batch_all_triplets(d, classes, self.self_offset, margin, semihard_only, d, divide)
         return (*counts, {"divided": divide, "symmetric": self.symmetric})
 
     def contrastive_pairs(self, margin, pos_margin, form):
@@ -342,11 +339,8 @@ class LabelledBatch:
         unordered pair appears twice, as (i, j) and (j, i), and g_ij depends on d_ij and on whether i and j share
         a class only, so g is itself the folded cotangent S + Sᵀ of the pairs i < j, of which a block of the
         batch's rows (whose candidates are the batch: its ``self_offset`` is its start) holds its rows' share."""
-        ref_class, anchor_class = self.classes[:2]
         d, divide = self.d, self.fused_division
-        counts = self.kernels.contrastive_pairs(
-            d, ref_class, anchor_class, self.self_offset, margin, pos_margin, form, d, divide
-        )
+        counts = self.kernels.contrastive_pairs(d, self.classes, self.self_offset, margin, pos_margin, form, d, divide)
         folded = self.self_offset != NO_SELF and self.distance != "snr"  # within one batch, symmetric distance
         return (*counts, {"divided": divide, "symmetric": folded})
 
@@ -438,7 +432,7 @@ class GradientSum:
                 # One scalar weight for the pullback, the same-class entries (O(B·K)) rescaled; a zero weight
                 # means no term > 0 among the other entries, whose slopes are then all 0 already.
                 if weight:
-                    self.batch.kernels.scale_same_class(g, *self.batch.classes, same_class_weight / weight)
+                    self.batch.kernels.scale_same_class(g, self.batch.classes, same_class_weight / weight)
                 else:
                     weight = same_class_weight
             return self.batch.pull(g, weight, **options)

@@ -13,9 +13,8 @@ def hardest_triplets(batch, incomplete_anchors="drop"):
     ``incomplete_anchors="drop"`` leaves out anchors without a positive or without a negative; ``"keep"`` keeps
     them (TF-Addons, omoindrot) with p = -1 (d⁺ = 0) where there is no positive and, where there is no negative,
     the farthest other reference as n. A lone sample has neither and is always left out."""
-    ref_class, anchor_class, _, _ = batch.classes
     d, self_offset = batch.d, batch.self_offset
-    positive, negative = batch.kernels.select_per_anchor(d, ref_class, anchor_class, self_offset, 0, 0)
+    positive, negative = batch.kernels.select_per_anchor(d, batch.classes, self_offset, 0, 0)
     if incomplete_anchors == "drop":
         kept = (positive >= 0) & (negative >= 0)
     else:
@@ -40,7 +39,7 @@ def semihard_triplets(batch):
     offsets = np.concatenate([[0], np.cumsum(n_positives)])
     positives = np.empty(offsets[-1], dtype=np.int64)
     negatives = np.empty(offsets[-1], dtype=np.int64)
-    batch.kernels.semihard_negatives(d, *batch.classes, self_offset, offsets, positives, negatives)
+    batch.kernels.semihard_negatives(d, batch.classes, self_offset, offsets, positives, negatives)
     anchors = np.repeat(np.arange(d.shape[0]), n_positives)
     kept = negatives >= 0
     return anchors[kept], positives[kept], negatives[kept]

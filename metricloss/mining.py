@@ -154,7 +154,7 @@ def triplet_counts(
     batch = _batch_in_blocks(embeddings, labels, distance, ref_embeddings, ref_labels, backend)
     counts = np.zeros(3, dtype=np.int64)  # valid, active, semi-hard triplets
     for block in batch.blocks():
-        rows = (block.d, *block.classes, block.self_offset, margin)
+        rows = (block.d, block.classes, block.self_offset, margin)
         scratch = np.empty_like(block.d)  # the kernel writes a cotangent too; counting ignores it
         _, active, valid = block.kernels.batch_all_triplets(*rows, False, scratch, False)
         _, semihard, _ = block.kernels.batch_all_triplets(*rows, True, scratch, False)
@@ -507,13 +507,10 @@ def batch_triplets(
     ranges = (_check_range(positive_range, "positive_range"), _check_range(negative_range, "negative_range"))
     mined = []
     for block in batch.blocks():
-        ref_class, anchor_class, _, _ = block.classes
         d = block.d
         if ranges != (None, None):
             d = _outside_ranges_never_chosen(block, positive, negative, *ranges)
-        p, n = block.kernels.select_per_anchor(
-            d, ref_class, anchor_class, block.self_offset, _MODE[positive], _MODE[negative]
-        )
+        p, n = block.kernels.select_per_anchor(d, block.classes, block.self_offset, _MODE[positive], _MODE[negative])
         chosen = (p >= 0) & (n >= 0)
         rows = np.flatnonzero(chosen)
         chosen[rows] = np.isfinite(d[rows, p[rows]]) & np.isfinite(d[rows, n[rows]])  # not a candidate out of range
@@ -621,12 +618,13 @@ def mine_dataset(
     total = x.shape[0]
     positives, negatives = np.full(total, -1, dtype=np.int64), np.full(total, -1, dtype=np.int64)
 
-    ref_class, anchor_class, _, _ = class_index(labels, labels)
+    classes = class_index(labels, labels)
 
     def exact(rows):
         """Exact choices for the anchors ``rows`` (a contiguous range), against the whole dataset."""
         d = distance_matrix_vjp(x[rows], x, distance, kernels)[0]
-        return kernels.select_per_anchor(d, ref_class, anchor_class[rows], rows.start, 0, negative_mode)
+        rows_classes = classes._replace(anchor_class=classes.anchor_class[rows])
+        return kernels.select_per_anchor(d, rows_classes, rows.start, 0, negative_mode)
 
     if not use_faiss:
         for start in range(0, total, chunk_size):

@@ -98,3 +98,22 @@ def test_the_cuda_kernel_list_holds_every_cuda_jit_function_of_the_family_module
     }
     assert decorated  # the pattern matches the source as it is written
     assert sorted(package.kernel_name(kernel) for kernel in package.KERNELS) == sorted(decorated)
+
+
+_CLASS_FIELDS = {"ref_class", "anchor_class", "class_order", "class_starts"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_kernels_take_the_classes_as_one_structure(backend):
+    """No public kernel takes the class arrays one by one (the fields of metricloss._kernels.Classes): a kernel that
+    reads the classes takes ``classes``, right after its matrix."""
+    package = _package(backend)
+    taking_classes = []
+    for family in FAMILIES:
+        for name, function in _public_functions(importlib.import_module(f"{package.__name__}.{family}")).items():
+            parameters = list(_signature(function).parameters)
+            assert not _CLASS_FIELDS & set(parameters), f"{family}.{name} takes class arrays: {parameters}"
+            if "classes" in parameters:
+                assert parameters.index("classes") == 1, f"{family}.{name}: {parameters}"
+                taking_classes.append(name)
+    assert len(taking_classes) == 12, taking_classes  # every kernel that reads the classes

@@ -241,8 +241,7 @@ def _kernel_inputs(rng, n, n_classes, ties):
     labels = rng.integers(0, n_classes, n)
     x = rng.integers(-2, 3, (n, 2)).astype(float) if ties else rng.standard_normal((n, 3))
     d = ((x[:, None] - x[None]) ** 2).sum(axis=-1)
-    ref_class, _, class_order, class_starts = class_index(labels, labels)
-    return d, labels, ref_class, class_order, class_starts
+    return d, labels, class_index(labels, labels)
 
 
 @pytest.mark.parametrize("kernels", KERNELS, ids=["numpy", "numba"])
@@ -252,18 +251,18 @@ def test_pair_kernel_equals_a_loop_over_every_quadruplet(kernels, seed):
     duplicated rows, equal distances, thresholds equal to distances) included; the cotangent the same when
     written over d itself, and divided by d (0 where d = 0) with ``divide``."""
     rng = np.random.default_rng(seed)
-    d, labels, ref_class, class_order, class_starts = _kernel_inputs(rng, int(rng.integers(1, 15)), 5, seed % 2)
+    d, labels, classes = _kernel_inputs(rng, int(rng.integers(1, 15)), 5, seed % 2)
     margin2 = [0.0, 0.5, 2.0][seed % 3]
     value, n_active, n_terms, g = _pairs_by_loops(d, labels, margin2)
     for divide in (False, True):
         out = np.full_like(d, np.nan)
-        result = kernels.quadruplet_pairs(d, ref_class, class_order, class_starts, margin2, out, divide)
+        result = kernels.quadruplet_pairs(d, classes, margin2, out, divide)
         assert result[0] == pytest.approx(value, rel=1e-12, abs=1e-12)
         assert result[1:] == (n_active, n_terms)
         expected = np.divide(g, d, out=np.zeros_like(g), where=d > 0) if divide else g
         assert_close(out + out.T, expected, rtol=1e-12)
         in_place = d.copy()
-        kernels.quadruplet_pairs(in_place, ref_class, class_order, class_starts, margin2, in_place, divide)
+        kernels.quadruplet_pairs(in_place, classes, margin2, in_place, divide)
         np.testing.assert_array_equal(in_place, out)
 
 
@@ -274,12 +273,12 @@ def test_numba_pair_kernel_equals_the_numpy_reference(p, k, dtype):
     cross several chunks. Same sums and counts, and the same cotangent entry by entry."""
     x, labels = pk_batch(np.random.default_rng(6), p, k, 8, dtype)
     d = ml.pairwise_distances(x, distance="sqeuclidean")
-    ref_class, _, class_order, class_starts = class_index(labels, labels)
+    classes = class_index(labels, labels)
     margin2 = float(np.median(d)) / 4
     results, outs = [], []
     for kernels in KERNELS:
         out = np.empty_like(d)
-        results.append(kernels.quadruplet_pairs(d, ref_class, class_order, class_starts, margin2, out, True))
+        results.append(kernels.quadruplet_pairs(d, classes, margin2, out, True))
         outs.append(out)
     assert results[1][0] == pytest.approx(results[0][0], rel=1e-12)
     assert results[1][1:] == results[0][1:] and results[0][1] > 0

@@ -6,16 +6,36 @@ define the same functions with the same signatures, on host NumPy arrays (tests/
 Kernels trust their inputs: the public functions validate them first. :func:`get_kernels` picks a package by the
 ``backend`` name alone, never by where the arrays live: None means ``"numba"``; ``"cuda"`` copies each kernel's
 host arrays to the GPU and the results back, and refuses (``NotImplementedError``) a kernel it has no CUDA version
-of rather than run it on the CPU.
+of rather than run it on the CPU. The kernels read a batch's classes as one :class:`Classes`.
 """
 
 import importlib
+from typing import NamedTuple
+
+import numpy as np
 
 from .._validation import check_option
 
 BACKENDS = ("numpy", "numba", "cuda")
 
 NO_SELF = -(1 << 62)  # the kernels' self_offset when anchors and references are different sets
+
+
+class Classes(NamedTuple):
+    """The classes of a batch as the kernels read them, built from the labels by
+    :func:`metricloss._batch.class_index`: every reference's class and every anchor's, numbered 0 to C − 1 by the
+    references' labels, and each class's references listed together. A block of the batch's anchor rows has the
+    batch's classes with its rows of ``anchor_class``: ``classes._replace(anchor_class=classes.anchor_class[rows])``.
+    A NamedTuple of arrays, so that Numba kernels take it as one argument and read its fields by name."""
+
+    ref_class: np.ndarray
+    """int32, (R,): ``ref_class[j]`` is reference j's class."""
+    anchor_class: np.ndarray
+    """int32, (B,): ``anchor_class[a]`` is anchor a's class, -1 where no reference is of it."""
+    class_order: np.ndarray
+    """int64, (R,): the references ordered by class, each class's in increasing order."""
+    class_starts: np.ndarray
+    """int64, (C + 1,): class c's references are ``class_order[class_starts[c]:class_starts[c + 1]]``."""
 
 
 def get_kernels(backend):

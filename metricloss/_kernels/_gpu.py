@@ -150,8 +150,9 @@ class _OnViews:
             views = {}  # one view per array: a kernel tells "out is d" by identity
 
             def viewed(value):
-                if isinstance(value, tuple):
-                    return tuple(viewed(item) for item in value)
+                if isinstance(value, tuple):  # the deferred conversion's arrays; a named tuple (the classes) stays one
+                    items = [viewed(item) for item in value]
+                    return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
                 if not _is_engine_array(value, device):
                     return value
                 if id(value) not in views:

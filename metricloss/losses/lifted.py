@@ -170,21 +170,21 @@ def _pair_terms(block, margin, within, statistics):
         if within:  # the columns' shares are on the rows (below)
             col_coef = np.zeros(block.x.shape[0])
         else:  # col_weights' positive entries are still Dᵀ's distances
-            col_coef = kernels.lifted_pairs(col_weights, *transposed_classes, NO_SELF, col_lse, row_lse)[3]
+            col_coef = kernels.lifted_pairs(col_weights, transposed_classes, NO_SELF, col_lse, row_lse)[3]
     else:
         row_lse, col_lse, col_coef = statistics
         row_lse = row_lse[block.start : block.start + block.x.shape[0]]
         if not within:  # the columns' softmax weights over the block's queries, normalised by the whole column
             col_weights *= _share(block_col_lse, col_lse)[:, None]
     # Per positive pair: ½[J_ij]₊² and its slope [J_ij]₊ (c_ij before the weight w); per row α_i = Σ_j c_ij σ_ij.
-    values, n_pairs, n_active, row_coef = kernels.lifted_pairs(block.d, *classes, offset, row_lse, col_lse)
+    values, n_pairs, n_active, row_coef = kernels.lifted_pairs(block.d, classes, offset, row_lse, col_lse)
     # Within one batch D is symmetric, so the column sums are the row sums, and the negative D_ik's two shares
     # (through i's pairs and through k's) can both be put on row i's entry: the pullback adds g and gᵀ. So row i's
     # negatives carry 2α_i and the columns nothing.
     if within:
         row_coef *= 2
     # ∂L/∂D_ij = c_ij on the positive pairs, −e^{m − D_ik − λ_i} α_i (and the column's share) on the negatives.
-    kernels.lifted_cotangent(block.d, *classes, offset, row_lse, col_lse, row_coef, col_coef, col_weights, g, divide)
+    kernels.lifted_cotangent(block.d, classes, offset, row_lse, col_lse, row_coef, col_coef, col_weights, g, divide)
     return values, n_pairs, n_active
 
 
@@ -206,12 +206,12 @@ def _negative_softmax(block, margin, out, within):
     rows: (row_lse, None, out, None), out standing for the column weights, which the cotangent then never reads."""
     kernels, divide = block.kernels, block.fused_division
     if within:
-        return kernels.negative_softmax(block.d, *block.classes[:2], margin, out, divide), None, out, None
+        return kernels.negative_softmax(block.d, block.classes, margin, out, divide), None, out, None
     # Reference j's column is a row of Dᵀ with the roles of queries and references exchanged; its softmax weights
     # are written over Dᵀ's negatives (taken before out, which may be d, is written).
     col_weights, transposed_classes = kernels.transposed(block.d), class_index(block.ref_labels, block.labels)
-    col_lse = kernels.negative_softmax(col_weights, *transposed_classes[:2], margin, col_weights, divide)
-    row_lse = kernels.negative_softmax(block.d, *block.classes[:2], margin, out, divide)
+    col_lse = kernels.negative_softmax(col_weights, transposed_classes, margin, col_weights, divide)
+    row_lse = kernels.negative_softmax(block.d, block.classes, margin, out, divide)
     return row_lse, col_lse, col_weights, transposed_classes
 
 
@@ -225,7 +225,7 @@ def _column_coefficients(batch, row_lse, col_lse):
         transposed_classes = class_index(block.ref_labels, block.labels)
         block_row_lse = row_lse[block.start : block.start + block.x.shape[0]]
         col_coef += kernels.lifted_pairs(
-            kernels.transposed(block.d), *transposed_classes, NO_SELF, col_lse, block_row_lse
+            kernels.transposed(block.d), transposed_classes, NO_SELF, col_lse, block_row_lse
         )[3]
     return col_coef
 
@@ -363,7 +363,7 @@ def generalized_lifted_structure_loss(
     grads = GradientSum(batch)
     for block in batch.blocks():  # each anchor's term from its row; the kernel writes the cotangent over d
         terms, complete = block.kernels.generalized_lifted_rows(
-            block.d, *block.classes, block.self_offset, margin, keep, block.d, block.fused_division
+            block.d, block.classes, block.self_offset, margin, keep, block.d, block.fused_division
         )
         totals += np.sum(terms), terms.size if keep else np.count_nonzero(complete), np.count_nonzero(terms > 0)
         grads.pull(block, block.d, divided=block.fused_division)

@@ -188,7 +188,7 @@ def _positive_pairs(class_order, class_starts):
 
 def _pair_counts(batch):
     """The numbers N_p and N_n of unordered positive pairs and negative pairs of the batch."""
-    sizes = np.diff(batch.classes[3])
+    sizes = np.diff(batch.classes.class_starts)
     n_samples = batch.d.shape[0]
     return int(np.sum(sizes * (sizes - 1)) // 2), int((n_samples**2 - np.sum(sizes * sizes)) // 2)
 
@@ -209,13 +209,12 @@ def _terms_and_counts(batch, alpha1, alpha2, keep_distances):
     cotangent then gains a constant on every pair, which must not be divided; so on the Euclidean distance no kernel
     writes over d and the pullback divides."""
     d, kernels = batch.d, batch.kernels
-    ref_class, _, class_order, class_starts = batch.classes
     keep_d = keep_distances and batch.fused_division
     divide = batch.fused_division and not keep_d
     first = np.empty_like(d)
-    first_counts = kernels.batch_all_triplets(d, *batch.classes, batch.self_offset, alpha1, False, first, divide)
+    first_counts = kernels.batch_all_triplets(d, batch.classes, batch.self_offset, alpha1, False, first, divide)
     second = np.empty_like(d) if keep_d else d
-    second_counts = kernels.quadruplet_pairs(d, ref_class, class_order, class_starts, alpha2, second, divide)
+    second_counts = kernels.quadruplet_pairs(d, batch.classes, alpha2, second, divide)
     return (first, *first_counts), (second, *second_counts), divide
 
 

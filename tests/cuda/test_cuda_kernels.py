@@ -113,8 +113,8 @@ def test_batch_all_matches_reference(size, dtype, semihard_only):
     classes = class_index(labels, labels)
     for self_offset in (0, NO_SELF) if size < 33 else (0,):  # the simulator is slow: one offset at the largest
         expected, got = d.copy(), d.copy()
-        totals = numpy_kernels.batch_all_triplets(expected, *classes, self_offset, 0.7, semihard_only, expected, True)
-        got_totals = cuda_kernels.batch_all_triplets(got, *classes, self_offset, 0.7, semihard_only, got, True)
+        totals = numpy_kernels.batch_all_triplets(expected, classes, self_offset, 0.7, semihard_only, expected, True)
+        got_totals = cuda_kernels.batch_all_triplets(got, classes, self_offset, 0.7, semihard_only, got, True)
         np.testing.assert_allclose(got, expected, **_tolerance(dtype))
         np.testing.assert_allclose(got_totals[0], totals[0], rtol=1e-12)
         for a, b in zip(got_totals[1:], totals[1:], strict=True):
@@ -122,8 +122,8 @@ def test_batch_all_matches_reference(size, dtype, semihard_only):
     sq = np.einsum("ij,ij->i", x, x)
     gram = (x, sq, 1e-3, True)
     expected, got = x @ x.T, x @ x.T
-    totals = numpy_kernels.batch_all_symmetric(expected, *classes, 0.7, semihard_only, expected, True, gram=gram)
-    got_totals = cuda_kernels.batch_all_symmetric(got, *classes, 0.7, semihard_only, got, True, gram=gram)
+    totals = numpy_kernels.batch_all_symmetric(expected, classes, 0.7, semihard_only, expected, True, gram=gram)
+    got_totals = cuda_kernels.batch_all_symmetric(got, classes, 0.7, semihard_only, got, True, gram=gram)
     np.testing.assert_allclose(got, expected, **_tolerance(dtype))
     np.testing.assert_allclose(got_totals[0], totals[0], **_tolerance(dtype))
     for a, b in zip(got_totals[1:], totals[1:], strict=True):
@@ -136,10 +136,10 @@ def test_batch_all_matches_reference(size, dtype, semihard_only):
 def test_select_per_anchor_matches_reference(size, dtype, modes):
     """Batch-hard (0, 0), easiest (1, 1) and the two semi-hard selections: the same indices, ties to the lowest."""
     _, labels, d = _batch(size, dtype)
-    ref_class, anchor_class, _, _ = class_index(labels, labels)
+    classes = class_index(labels, labels)
     for self_offset in (0, NO_SELF) if size < 33 else (0,):  # the simulator is slow: one offset at the largest
-        expected = numpy_kernels.select_per_anchor(d, ref_class, anchor_class, self_offset, *modes)
-        got = cuda_kernels.select_per_anchor(d, ref_class, anchor_class, self_offset, *modes)
+        expected = numpy_kernels.select_per_anchor(d, classes, self_offset, *modes)
+        got = cuda_kernels.select_per_anchor(d, classes, self_offset, *modes)
         for a, b in zip(got, expected, strict=True):
             np.testing.assert_array_equal(a, b)
 
@@ -156,8 +156,8 @@ def test_semihard_negatives_matches_reference(size, dtype):
         offsets = np.concatenate([[0], np.cumsum(n_positives)])
         expected = np.empty(offsets[-1], np.int64), np.empty(offsets[-1], np.int64)
         got = np.empty(offsets[-1], np.int64), np.empty(offsets[-1], np.int64)
-        numpy_kernels.semihard_negatives(d, *classes, self_offset, offsets, *expected)
-        cuda_kernels.semihard_negatives(d, *classes, self_offset, offsets, *got)
+        numpy_kernels.semihard_negatives(d, classes, self_offset, offsets, *expected)
+        cuda_kernels.semihard_negatives(d, classes, self_offset, offsets, *got)
         for a, b in zip(got, expected, strict=True):
             np.testing.assert_array_equal(a, b)
 

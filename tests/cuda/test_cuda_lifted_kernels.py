@@ -50,7 +50,7 @@ def _cases(size, dtype):
 def _negative_lse(d, labels, ref_labels, divide=False):
     """The reference's λ over the rows of d and the softmax weights over d's negatives (other entries: d's)."""
     weights = d.copy()
-    lse = numpy_kernels.negative_softmax(weights, *class_index(labels, ref_labels)[:2], MARGIN, weights, divide)
+    lse = numpy_kernels.negative_softmax(weights, class_index(labels, ref_labels), MARGIN, weights, divide)
     return lse, weights
 
 
@@ -61,15 +61,15 @@ def test_negative_softmax_matches_reference(size, dtype):
     over d itself with the division by d (0 where d = 0), and over a separate array whose other entries stay."""
     empty_rows = 0
     for d, labels, ref_labels, _ in _cases(size, dtype):
-        classes = class_index(labels, ref_labels)[:2]
+        classes = class_index(labels, ref_labels)
         expected, got = d.copy(), d.copy()
-        lse = numpy_kernels.negative_softmax(expected, *classes, MARGIN, expected, True)
-        got_lse = cuda_kernels.negative_softmax(got, *classes, MARGIN, got, True)
+        lse = numpy_kernels.negative_softmax(expected, classes, MARGIN, expected, True)
+        got_lse = cuda_kernels.negative_softmax(got, classes, MARGIN, got, True)
         np.testing.assert_allclose(got_lse, lse, **EXACT)
         np.testing.assert_allclose(got, expected, **_tolerance(dtype))
         expected, got = np.full(d.shape, 7.0, dtype), np.full(d.shape, 7.0, dtype)
-        numpy_kernels.negative_softmax(d, *classes, MARGIN, expected, False)
-        got_lse = cuda_kernels.negative_softmax(d, *classes, MARGIN, got, False)
+        numpy_kernels.negative_softmax(d, classes, MARGIN, expected, False)
+        got_lse = cuda_kernels.negative_softmax(d, classes, MARGIN, got, False)
         np.testing.assert_allclose(got_lse, lse, **EXACT)
         np.testing.assert_allclose(got, expected, **_tolerance(dtype))
         assert np.any(got == 7.0)  # the positives' entries were left alone
@@ -95,8 +95,8 @@ def test_lifted_pairs_matches_reference(size, dtype):
     for d, labels, ref_labels, self_offset in _cases(size, dtype):
         classes = class_index(labels, ref_labels)
         row_lse, col_lse = _lifted_inputs(d, labels, ref_labels)
-        expected = numpy_kernels.lifted_pairs(d, *classes, self_offset, row_lse, col_lse)
-        got = cuda_kernels.lifted_pairs(d, *classes, self_offset, row_lse, col_lse)
+        expected = numpy_kernels.lifted_pairs(d, classes, self_offset, row_lse, col_lse)
+        got = cuda_kernels.lifted_pairs(d, classes, self_offset, row_lse, col_lse)
         for a, b in zip(got, expected, strict=True):
             assert a.dtype == b.dtype
             np.testing.assert_allclose(a, b, **EXACT)
@@ -112,28 +112,28 @@ def test_lifted_cotangent_matches_reference(size, dtype):
     for d, labels, ref_labels, self_offset in _cases(size, dtype):
         classes = class_index(labels, ref_labels)
         row_lse, col_lse = _lifted_inputs(d, labels, ref_labels)
-        row_coef = numpy_kernels.lifted_pairs(d, *classes, self_offset, row_lse, col_lse)[3]
+        row_coef = numpy_kernels.lifted_pairs(d, classes, self_offset, row_lse, col_lse)[3]
         if self_offset == 0:
             divide, col_coef = True, np.zeros(d.shape[1])
             expected = _negative_lse(d, labels, ref_labels, divide)[1]
             got = expected.copy()
             numpy_kernels.lifted_cotangent(
-                expected, *classes, 0, row_lse, col_lse, 2 * row_coef, col_coef, expected, expected, divide
+                expected, classes, 0, row_lse, col_lse, 2 * row_coef, col_coef, expected, expected, divide
             )
-            cuda_kernels.lifted_cotangent(got, *classes, 0, row_lse, col_lse, 2 * row_coef, col_coef, got, got, divide)
+            cuda_kernels.lifted_cotangent(got, classes, 0, row_lse, col_lse, 2 * row_coef, col_coef, got, got, divide)
         else:
             divide = False
             classes_t = class_index(ref_labels, labels)
             col_weights = _negative_lse(np.ascontiguousarray(d.T), ref_labels, labels, divide)[1]
-            col_coef = numpy_kernels.lifted_pairs(col_weights, *classes_t, NO_SELF, col_lse, row_lse)[3]
+            col_coef = numpy_kernels.lifted_pairs(col_weights, classes_t, NO_SELF, col_lse, row_lse)[3]
             col_coef[0] = 0.0
             col_weights[col_coef == 0] = np.nan
             columns_read += np.count_nonzero(col_coef)
             expected = _negative_lse(d, labels, ref_labels, divide)[1]
             got = expected.copy()
             args = (self_offset, row_lse, col_lse, row_coef, col_coef, col_weights)
-            numpy_kernels.lifted_cotangent(d, *classes, *args, expected, divide)
-            cuda_kernels.lifted_cotangent(d, *classes, *args, got, divide)
+            numpy_kernels.lifted_cotangent(d, classes, *args, expected, divide)
+            cuda_kernels.lifted_cotangent(d, classes, *args, got, divide)
         assert np.all(np.isfinite(got))
         np.testing.assert_allclose(got, expected, **_tolerance(dtype))
     assert columns_read > 0 or size >= 33  # the references' shares were read where their coefficients are not 0
@@ -148,15 +148,15 @@ def test_generalized_lifted_rows_matches_reference(size, dtype):
     for d, labels, ref_labels, self_offset in _cases(size, dtype):
         classes = class_index(labels, ref_labels)
         expected, got = d.copy(), d.copy()
-        terms = numpy_kernels.generalized_lifted_rows(expected, *classes, self_offset, MARGIN, False, expected, True)
-        got_terms = cuda_kernels.generalized_lifted_rows(got, *classes, self_offset, MARGIN, False, got, True)
+        terms = numpy_kernels.generalized_lifted_rows(expected, classes, self_offset, MARGIN, False, expected, True)
+        got_terms = cuda_kernels.generalized_lifted_rows(got, classes, self_offset, MARGIN, False, got, True)
         np.testing.assert_allclose(got, expected, **_tolerance(dtype))
         np.testing.assert_allclose(got_terms[0], terms[0], **EXACT)
         np.testing.assert_array_equal(got_terms[1], terms[1])
         incomplete += np.count_nonzero(~terms[1])
         expected, got = np.full(d.shape, 7.0, dtype), np.full(d.shape, 7.0, dtype)
-        terms = numpy_kernels.generalized_lifted_rows(d, *classes, self_offset, MARGIN, True, expected, False)
-        got_terms = cuda_kernels.generalized_lifted_rows(d, *classes, self_offset, MARGIN, True, got, False)
+        terms = numpy_kernels.generalized_lifted_rows(d, classes, self_offset, MARGIN, True, expected, False)
+        got_terms = cuda_kernels.generalized_lifted_rows(d, classes, self_offset, MARGIN, True, got, False)
         np.testing.assert_allclose(got, expected, **_tolerance(dtype))
         np.testing.assert_allclose(got_terms[0], terms[0], **EXACT)
         np.testing.assert_array_equal(got_terms[1], terms[1])

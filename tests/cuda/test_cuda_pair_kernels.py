@@ -56,10 +56,10 @@ def test_contrastive_pairs_matches_reference(size, dtype):
     counts and pair counts, for each form, within one batch and with self_offset NO_SELF (the diagonal then a
     similar pair at distance 0), with a dissimilar pair at distance 0 and a lone sample."""
     _, labels, d = _labels_with_dissimilar_duplicate(size, dtype)
-    ref_class, anchor_class, _, _ = class_index(labels, labels)
+    classes = class_index(labels, labels)
     for self_offset, form, divide in _contrastive_cases(size):
         expected, got = d.copy(), d.copy()
-        args = (ref_class, anchor_class, self_offset, 1.2, 0.3, form)
+        args = (classes, self_offset, 1.2, 0.3, form)
         totals = numpy_kernels.contrastive_pairs(expected, *args, expected, divide)
         got_totals = cuda_kernels.contrastive_pairs(got, *args, got, divide)
         assert got.dtype == dtype
@@ -70,10 +70,10 @@ def test_contrastive_pairs_matches_reference(size, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_contrastive_pairs_with_reference_set_matches_reference(dtype):
     """Anchors against a separate reference set (a rectangular d, NO_SELF), one anchor with no similar reference."""
-    d, (ref_class, anchor_class, _, _) = _reference_set(dtype)
+    d, classes = _reference_set(dtype)
     expected, got = np.empty_like(d), np.empty_like(d)
-    totals = numpy_kernels.contrastive_pairs(d, ref_class, anchor_class, NO_SELF, 1.5, 0.0, 0, expected, True)
-    got_totals = cuda_kernels.contrastive_pairs(d, ref_class, anchor_class, NO_SELF, 1.5, 0.0, 0, got, True)
+    totals = numpy_kernels.contrastive_pairs(d, classes, NO_SELF, 1.5, 0.0, 0, expected, True)
+    got_totals = cuda_kernels.contrastive_pairs(d, classes, NO_SELF, 1.5, 0.0, 0, got, True)
     np.testing.assert_allclose(got, expected, **_tolerance(dtype))
     _assert_totals_equal(got_totals, totals, dtype)
 
@@ -86,15 +86,15 @@ def test_scale_same_class_matches_reference(size, dtype):
     classes = class_index(labels, labels)
     start = np.random.default_rng(size).standard_normal((size, size)).astype(dtype)
     expected, got = start.copy(), start.copy()
-    numpy_kernels.scale_same_class(expected, *classes, 0.37)
-    cuda_kernels.scale_same_class(got, *classes, 0.37)
+    numpy_kernels.scale_same_class(expected, classes, 0.37)
+    cuda_kernels.scale_same_class(got, classes, 0.37)
     assert got.dtype == dtype
     np.testing.assert_allclose(got, expected, **_tolerance(dtype))
     if size == SIZES[0]:
         d, ref_classes = _reference_set(dtype)
         expected, got = d.copy(), d.copy()
-        numpy_kernels.scale_same_class(expected, *ref_classes, -2.5)
-        cuda_kernels.scale_same_class(got, *ref_classes, -2.5)
+        numpy_kernels.scale_same_class(expected, ref_classes, -2.5)
+        cuda_kernels.scale_same_class(got, ref_classes, -2.5)
         np.testing.assert_allclose(got, expected, **_tolerance(dtype))
 
 
@@ -110,8 +110,8 @@ def test_soft_all_triplets_matches_reference(size, dtype):
     cases = [(0, 0.5), (NO_SELF, -103.0 if dtype == np.float32 else -744.0)] if size < 33 else [(0, 0.5)]
     for self_offset, margin in cases:
         expected, got = d.copy(), d.copy()
-        totals = numpy_kernels.soft_all_triplets(expected, *classes, self_offset, margin, smallest, expected, True)
-        got_totals = cuda_kernels.soft_all_triplets(got, *classes, self_offset, margin, smallest, got, True)
+        totals = numpy_kernels.soft_all_triplets(expected, classes, self_offset, margin, smallest, expected, True)
+        got_totals = cuda_kernels.soft_all_triplets(got, classes, self_offset, margin, smallest, got, True)
         np.testing.assert_allclose(got, expected, **_tolerance(dtype))
         _assert_totals_equal(got_totals, totals, dtype)
 
@@ -122,21 +122,17 @@ def test_soft_all_triplets_with_reference_set_matches_reference(dtype):
     d, classes = _reference_set(dtype)
     smallest = float(np.finfo(dtype).smallest_subnormal) / 2
     expected, got = np.empty_like(d), np.empty_like(d)
-    totals = numpy_kernels.soft_all_triplets(d, *classes, NO_SELF, 0.2, smallest, expected, False)
-    got_totals = cuda_kernels.soft_all_triplets(d, *classes, NO_SELF, 0.2, smallest, got, False)
+    totals = numpy_kernels.soft_all_triplets(d, classes, NO_SELF, 0.2, smallest, expected, False)
+    got_totals = cuda_kernels.soft_all_triplets(d, classes, NO_SELF, 0.2, smallest, got, False)
     np.testing.assert_allclose(got, expected, **_tolerance(dtype))
     _assert_totals_equal(got_totals, totals, dtype)
 
 
 def _assert_quadruplet_equal(d, labels, margin2, divide, dtype):
-    ref_class, _, class_order, class_starts = class_index(labels, labels)
+    classes = class_index(labels, labels)
     expected, got = d.copy(), d.copy()
-    value, n_active, n_terms = numpy_kernels.quadruplet_pairs(
-        expected, ref_class, class_order, class_starts, margin2, expected, divide
-    )
-    got_value, got_active, got_terms = cuda_kernels.quadruplet_pairs(
-        got, ref_class, class_order, class_starts, margin2, got, divide
-    )
+    value, n_active, n_terms = numpy_kernels.quadruplet_pairs(expected, classes, margin2, expected, divide)
+    got_value, got_active, got_terms = cuda_kernels.quadruplet_pairs(got, classes, margin2, got, divide)
     assert got.dtype == dtype
     np.testing.assert_allclose(got, expected, **_tolerance(dtype))
     np.testing.assert_allclose(got_value, value, rtol=1e-12)

@@ -76,14 +76,15 @@ def _negative_softmax_kernel(d, ref_class, anchor_class, margin, out, divide, ls
         lse[a] = margin - closest + math.log(norm) if found else -math.inf
 
 
-def negative_softmax(d, ref_class, anchor_class, margin, out, divide):
+def negative_softmax(d, classes, margin, out, divide):
     """:func:`numpy.lifted.negative_softmax` on the GPU (one block per anchor; out may be d)."""
     if d.shape[0] == 0:
         return np.empty(0)
     d_d = _to_device(d)
     d_out = d_d if out is d else _to_device(out)  # copied in: its entries other than the negatives are kept
     lse = _device_array(d.shape[0], np.float64)
-    args = (d_d, *_indices_to_device(ref_class, anchor_class), float(margin), d_out, bool(divide), lse)
+    d_classes = _indices_to_device(classes.ref_class, classes.anchor_class)
+    args = (d_d, *d_classes, float(margin), d_out, bool(divide), lse)
     _launch(_negative_softmax_kernel, d.shape[0], THREADS, *args)
     _store(out, d_out)
     return _to_host(lse)
@@ -142,14 +143,14 @@ def _lifted_pairs_kernel(d, anchor_class, class_order, class_starts, self_offset
         totals[a, 3] = coef_sum[0]
 
 
-def lifted_pairs(d, ref_class, anchor_class, class_order, class_starts, self_offset, row_lse, col_lse):
+def lifted_pairs(d, classes, self_offset, row_lse, col_lse):
     """:func:`numpy.lifted.lifted_pairs` on the GPU (one block per anchor, threads strided over its class)."""
     totals = np.zeros((d.shape[0], 4))
     if d.shape[0]:
         d_totals = _device_array(totals.shape, np.float64)
         lse = _floats_to_device(row_lse, col_lse)
-        classes = _indices_to_device(anchor_class, class_order, class_starts)
-        _launch(_lifted_pairs_kernel, d.shape[0], THREADS, _to_device(d), *classes, int(self_offset), *lse, d_totals)
+        d_classes = _indices_to_device(classes.anchor_class, classes.class_order, classes.class_starts)
+        _launch(_lifted_pairs_kernel, d.shape[0], THREADS, _to_device(d), *d_classes, int(self_offset), *lse, d_totals)
         totals = _to_host(d_totals)
     return totals[:, 0].copy(), totals[:, 1].astype(np.int64), totals[:, 2].astype(np.int64), totals[:, 3].copy()
 
@@ -182,21 +183,7 @@ def _lifted_cotangent_kernel(
         out[a, j] = g
 
 
-def lifted_cotangent(
-    d,
-    ref_class,
-    anchor_class,
-    class_order,
-    class_starts,
-    self_offset,
-    row_lse,
-    col_lse,
-    row_coef,
-    col_coef,
-    col_weights,
-    out,
-    divide,
-):
+def lifted_cotangent(d, classes, self_offset, row_lse, col_lse, row_coef, col_coef, col_weights, out, divide):
     """:func:`numpy.lifted.lifted_cotangent` on the GPU (one thread per entry; out may be d). col_weights is
     copied only where some col_coef is not 0 (within one batch it is out itself, and never read)."""
     if out.size == 0:
@@ -206,7 +193,8 @@ def lifted_cotangent(
     col_coef = np.asarray(col_coef, dtype=np.float64)
     d_col_weights = _to_device(col_weights) if np.any(col_coef) else d_out
     floats = _floats_to_device(row_lse, col_lse, row_coef, col_coef)
-    args = (d_d, *_indices_to_device(ref_class, anchor_class), int(self_offset), *floats, d_col_weights, d_out)
+    d_classes = _indices_to_device(classes.ref_class, classes.anchor_class)
+    args = (d_d, *d_classes, int(self_offset), *floats, d_col_weights, d_out)
     _launch(_lifted_cotangent_kernel, *_grid2(*d.shape), *args, bool(divide))
     _store(out, d_out)
 
@@ -288,17 +276,15 @@ def _generalized_lifted_kernel(d, ref_class, anchor_class, self_offset, margin, 
         totals[a, 1] = 1.0 if has_pos and has_neg else 0.0
 
 
-def generalized_lifted_rows(
-    d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, keep_incomplete, out, divide
-):
+def generalized_lifted_rows(d, classes, self_offset, margin, keep_incomplete, out, divide):
     """:func:`numpy.lifted.generalized_lifted_rows` on the GPU (one block per anchor; out may be d)."""
     totals = np.zeros((d.shape[0], 2))
     if d.shape[0]:
         d_d = _to_device(d)
         d_out = d_d if out is d else _device_array(out.shape, out.dtype)  # every element is written
         d_totals = _device_array(totals.shape, np.float64)
-        classes = _indices_to_device(ref_class, anchor_class)
-        args = (d_d, *classes, int(self_offset), float(margin), bool(keep_incomplete), d_out, bool(divide), d_totals)
+        d_classes = _indices_to_device(classes.ref_class, classes.anchor_class)
+        args = (d_d, *d_classes, int(self_offset), float(margin), bool(keep_incomplete), d_out, bool(divide), d_totals)
         _launch(_generalized_lifted_kernel, d.shape[0], THREADS, *args)
         _store(out, d_out)
         totals = _to_host(d_totals)

@@ -64,7 +64,7 @@ def _contrastive_kernel(d, ref_class, anchor_class, self_offset, margin, pos_mar
             totals[a, r] = partial[r, 0]
 
 
-def contrastive_pairs(d, ref_class, anchor_class, self_offset, margin, pos_margin, form, out, divide):
+def contrastive_pairs(d, classes, self_offset, margin, pos_margin, form, out, divide):
     """:func:`numpy.pairs.contrastive_pairs` on the GPU: one block per anchor, a thread per column (strided),
     the six per-anchor totals by shared-memory tree reductions. O(B·R) time; out may be d."""
     c1 = 1.0 if form == 2 else 0.0  # ℓ = (c₂h + c₁)h, as in the reference
@@ -73,8 +73,8 @@ def contrastive_pairs(d, ref_class, anchor_class, self_offset, margin, pos_margi
     if d.shape[0]:
         d_totals = _device_array(totals.shape, np.float64)
         d_out = _device_array(out.shape, out.dtype)
-        ref_class, anchor_class = _indices_to_device(ref_class, anchor_class)
-        args = (_to_device(d), ref_class, anchor_class, int(self_offset), float(margin), float(pos_margin), c1, c2)
+        d_classes = _indices_to_device(classes.ref_class, classes.anchor_class)
+        args = (_to_device(d), *d_classes, int(self_offset), float(margin), float(pos_margin), c1, c2)
         _launch(_contrastive_kernel, d.shape[0], THREADS, *args, d_out, bool(divide), d_totals)
         _store(out, d_out)
         totals = _to_host(d_totals)
@@ -92,11 +92,11 @@ def _scale_same_class_kernel(out, anchor_class, class_order, class_starts, facto
             out[a, j] = out[a, j] * factor
 
 
-def scale_same_class(out, ref_class, anchor_class, class_order, class_starts, factor):
+def scale_same_class(out, classes, factor):
     """:func:`numpy.pairs.scale_same_class` on the GPU: one block per anchor, a thread per member of its class
     (strided). O(B·K)."""
     if out.shape[0]:
         d_out = _to_device(out)
-        classes = _indices_to_device(anchor_class, class_order, class_starts)
-        _launch(_scale_same_class_kernel, out.shape[0], THREADS, d_out, *classes, float(factor))
+        d_classes = _indices_to_device(classes.anchor_class, classes.class_order, classes.class_starts)
+        _launch(_scale_same_class_kernel, out.shape[0], THREADS, d_out, *d_classes, float(factor))
         _store(out, d_out)

@@ -174,7 +174,7 @@ def _quadruplet_rows_kernel(d, ref_class, class_starts, pair_starts, starts, val
         totals[i, 1] = active_sum[0]
 
 
-def quadruplet_pairs(d, ref_class, class_order, class_starts, margin2, out, divide):
+def quadruplet_pairs(d, classes, margin2, out, divide):
     """:func:`numpy.quadruplet.quadruplet_pairs` on the GPU, by the same counts (never the quadruplets).
 
     Three steps, all on the device: (1) one block per row writes, in float64, each class's ordered negative
@@ -190,7 +190,7 @@ def quadruplet_pairs(d, ref_class, class_order, class_starts, margin2, out, divi
     be d.
     """
     n = d.shape[0]
-    ref_class, class_order, class_starts = (_host_indices(a) for a in (ref_class, class_order, class_starts))
+    ref_class, _, class_order, class_starts = (_host_indices(a) for a in classes)
     sizes = np.diff(class_starts)
     rank = np.empty(n, dtype=np.int64)  # each sample's place in its class
     rank[class_order] = np.arange(n) - np.repeat(class_starts[:-1], sizes)

@@ -118,34 +118,28 @@ def _batch_all_on_device(d_d, classes, self_offset, margin, semihard_only, d_out
     totals = _device_array((d_d.shape[0], 3), np.float64)
     if d_d.shape[0]:
         flags = (bool(semihard_only), bool(soft), float(smallest))
-        args = (d_d, *classes, int(self_offset), float(margin), *flags, d_out, bool(divide), totals)
-        _launch(_batch_all_kernel, d_d.shape[0], THREADS, *args)
+        args = (d_d, *_indices_to_device(*classes), int(self_offset), float(margin), *flags, d_out, bool(divide))
+        _launch(_batch_all_kernel, d_d.shape[0], THREADS, *args, totals)
     totals = _to_host(totals)
     return totals[:, 0].copy(), totals[:, 1].astype(np.int64), totals[:, 2].astype(np.int64)
 
 
-def batch_all_triplets(
-    d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, semihard_only, out, divide
-):
+def batch_all_triplets(d, classes, self_offset, margin, semihard_only, out, divide):
     """:func:`numpy.triplets.batch_all_triplets` on the GPU (one block per anchor; out may be d)."""
     d_d = _to_device(d)
     d_out = _output_buffer(out, d)
-    classes = _indices_to_device(ref_class, anchor_class, class_order, class_starts)
     totals = _batch_all_on_device(d_d, classes, self_offset, margin, semihard_only, d_out, divide)
     _store(out, d_out)
     return totals
 
 
-def batch_all_symmetric(
-    d, ref_class, anchor_class, class_order, class_starts, margin, semihard_only, out, divide, gram=None
-):
+def batch_all_symmetric(d, classes, margin, semihard_only, out, divide, gram=None):
     """:func:`numpy.triplets.batch_all_symmetric` on the GPU: the Gram conversion (with ``gram``), the per-anchor
     kernel and the symmetrize, all on the device; d holds the distances afterwards unless out is d."""
     d_d = _to_device(d)
     if gram is not None:
         _gram_on_device(d_d, gram[0], gram[0], gram[1], gram[1], gram[2], gram[3])
     d_out = _output_buffer(out, d)
-    classes = _indices_to_device(ref_class, anchor_class, class_order, class_starts)
     totals = _batch_all_on_device(d_d, classes, 0, margin, semihard_only, d_out, divide)
     _symmetrize_on_device(d_out)
     if gram is not None and out is not d:
@@ -154,14 +148,11 @@ def batch_all_symmetric(
     return totals
 
 
-def soft_all_triplets(
-    d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, smallest, out, divide
-):
+def soft_all_triplets(d, classes, self_offset, margin, smallest, out, divide):
     """:func:`numpy.triplets.soft_all_triplets` on the GPU: the batch-all kernel with softplus terms and σ slopes
     (each term's softplus computed twice, by its positive and by its negative); out may be d."""
     d_d = _to_device(d)
     d_out = _output_buffer(out, d)
-    classes = _indices_to_device(ref_class, anchor_class, class_order, class_starts)
     totals = _batch_all_on_device(d_d, classes, self_offset, margin, False, d_out, divide, True, smallest)
     _store(out, d_out)
     return totals
@@ -237,12 +228,12 @@ def _select_kernel(d, ref_class, anchor_class, self_offset, positive_mode, negat
         chosen[a, 1] = n
 
 
-def select_per_anchor(d, ref_class, anchor_class, self_offset, positive_mode, negative_mode):
+def select_per_anchor(d, classes, self_offset, positive_mode, negative_mode):
     """:func:`numpy.triplets.select_per_anchor` on the GPU (one block per anchor, shared-memory arg-reductions)."""
     chosen = _device_array((d.shape[0], 2), np.int64)
     if d.shape[0]:
-        ref_class, anchor_class = _indices_to_device(ref_class, anchor_class)
-        args = (_to_device(d), ref_class, anchor_class, int(self_offset), int(positive_mode), int(negative_mode))
+        d_classes = _indices_to_device(classes.ref_class, classes.anchor_class)
+        args = (_to_device(d), *d_classes, int(self_offset), int(positive_mode), int(negative_mode))
         _launch(_select_kernel, d.shape[0], THREADS, *args, chosen)
     chosen = _to_host(chosen)
     return chosen[:, 0].copy(), chosen[:, 1].copy()
@@ -283,14 +274,11 @@ def _semihard_kernel(d, ref_class, anchor_class, class_order, class_starts, self
         chosen[offsets[a] + rank, 1] = farther if farther >= 0 else farthest
 
 
-def semihard_negatives(
-    d, ref_class, anchor_class, class_order, class_starts, self_offset, offsets, positives, negatives
-):
+def semihard_negatives(d, classes, self_offset, offsets, positives, negatives):
     """:func:`numpy.triplets.semihard_negatives` on the GPU (one block per anchor, one thread per positive)."""
     chosen = _device_array((positives.size, 2), np.int64)
     if positives.size:
-        classes = _indices_to_device(ref_class, anchor_class, class_order, class_starts)
-        args = (_to_device(d), *classes, int(self_offset), *_indices_to_device(offsets), chosen)
+        args = (_to_device(d), *_indices_to_device(*classes), int(self_offset), *_indices_to_device(offsets), chosen)
         _launch(_semihard_kernel, d.shape[0], THREADS, *args)
     chosen = _to_host(chosen)
     positives[...] = chosen[:, 0]

@@ -40,7 +40,8 @@ def _negative_weights_row(row, ref_class, c, margin, out_row, divide):
 
 
 @_rows_kernel
-def negative_softmax(d, ref_class, anchor_class, margin, out, divide):
+def negative_softmax(d, classes, margin, out, divide):
+    ref_class, anchor_class = classes.ref_class, classes.anchor_class
     lse = np.empty(d.shape[0])
     for a in numba.prange(d.shape[0]):
         c = anchor_class[a]
@@ -65,7 +66,8 @@ def _lifted_hinge(d_ap, row_lse_a, col_lse_p):
 
 
 @_rows_kernel
-def lifted_pairs(d, ref_class, anchor_class, class_order, class_starts, self_offset, row_lse, col_lse):
+def lifted_pairs(d, classes, self_offset, row_lse, col_lse):
+    _, anchor_class, class_order, class_starts = classes
     n_anchors = d.shape[0]
     values, coef = np.zeros(n_anchors), np.zeros(n_anchors)
     n_pairs, n_active = np.zeros(n_anchors, dtype=np.int64), np.zeros(n_anchors, dtype=np.int64)
@@ -86,21 +88,8 @@ def lifted_pairs(d, ref_class, anchor_class, class_order, class_starts, self_off
 
 
 @_rows_kernel
-def lifted_cotangent(
-    d,
-    ref_class,
-    anchor_class,
-    class_order,
-    class_starts,
-    self_offset,
-    row_lse,
-    col_lse,
-    row_coef,
-    col_coef,
-    col_weights,
-    out,
-    divide,
-):
+def lifted_cotangent(d, classes, self_offset, row_lse, col_lse, row_coef, col_coef, col_weights, out, divide):
+    ref_class, anchor_class, class_order, class_starts = classes
     n_anchors, n_refs = d.shape
     # Square tiles of rows and columns, so that col_weights[j, a] is read a tile at a time, not down a column.
     for t in numba.prange((n_anchors + _TILE - 1) // _TILE):
@@ -127,9 +116,8 @@ def lifted_cotangent(
 
 
 @_rows_kernel
-def generalized_lifted_rows(
-    d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, keep_incomplete, out, divide
-):
+def generalized_lifted_rows(d, classes, self_offset, margin, keep_incomplete, out, divide):
+    ref_class, anchor_class, class_order, class_starts = classes
     n_anchors, n_refs = d.shape
     terms = np.zeros(n_anchors)
     complete = np.zeros(n_anchors, dtype=np.bool_)

@@ -9,7 +9,8 @@ from ._jit import _rows_kernel
 
 
 @_rows_kernel
-def contrastive_pairs(d, ref_class, anchor_class, self_offset, margin, pos_margin, form, out, divide):
+def contrastive_pairs(d, classes, self_offset, margin, pos_margin, form, out, divide):
+    ref_class, anchor_class = classes.ref_class, classes.anchor_class
     # Every form as ℓ = (c₂h + c₁)h with ∂ℓ/∂h = 2c₂h + c₁: Hadsell (c₁, c₂) = (0, ½), squared (0, 1), linear
     # (1, 0); so the row loop has no branch on the form, only selects, and vectorises.
     c1 = 1.0 if form == 2 else 0.0
@@ -54,7 +55,8 @@ def contrastive_pairs(d, ref_class, anchor_class, self_offset, margin, pos_margi
 
 
 @_rows_kernel
-def scale_same_class(out, ref_class, anchor_class, class_order, class_starts, factor):
+def scale_same_class(out, classes, factor):
+    _, anchor_class, class_order, class_starts = classes
     for a in numba.prange(out.shape[0]):
         c = anchor_class[a]
         if c < 0:

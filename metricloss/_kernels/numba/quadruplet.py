@@ -62,7 +62,8 @@ def _rank_among_thresholds(padded_sorted, bucket_starts, origin, scale, value):
 
 
 @_rows_kernel
-def quadruplet_pairs(d, ref_class, class_order, class_starts, margin2, out, divide):
+def quadruplet_pairs(d, classes, margin2, out, divide):
+    ref_class, _, class_order, class_starts = classes
     n = d.shape[0]
     n_classes = class_starts.size - 1
     # Positive pairs class by class (i < j in member order): class c's P_c = n_c(n_c − 1)/2 from pair_starts[c].

@@ -15,9 +15,8 @@ SWEEP_MAX_POSITIVES = 24
 
 
 @_rows_kernel
-def batch_all_triplets(
-    d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, semihard_only, out, divide
-):
+def batch_all_triplets(d, classes, self_offset, margin, semihard_only, out, divide):
+    ref_class, anchor_class, class_order, class_starts = classes
     n_anchors, n_refs = d.shape
     values = np.zeros(n_anchors)
     n_active = np.zeros(n_anchors, dtype=np.int64)
@@ -54,7 +53,7 @@ def batch_all_triplets(
                 active += count
         elif n_pos > 0:
             positive_part, active = _batch_all_sorted(
-                row, ref_class, c, class_order, class_starts, a + self_offset, n_pos, margin, semihard_only, counts
+                row, classes, c, a + self_offset, n_pos, margin, semihard_only, counts
             )
         n_valid[a] = n_pos * (n_refs - members)
         n_active[a] = active
@@ -73,9 +72,8 @@ def batch_all_triplets(
 
 
 @_rows_kernel
-def soft_all_triplets(
-    d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, smallest, out, divide
-):
+def soft_all_triplets(d, classes, self_offset, margin, smallest, out, divide):
+    ref_class, anchor_class, class_order, class_starts = classes
     n_anchors, n_refs = d.shape
     values, n_nonzero = np.zeros(n_anchors), np.zeros(n_anchors, np.int64)
     n_valid = np.zeros(n_anchors, np.int64)
@@ -113,61 +111,28 @@ def soft_all_triplets(
     return values, n_nonzero, n_valid
 
 
-def batch_all_symmetric(
-    d, ref_class, anchor_class, class_order, class_starts, margin, semihard_only, out, divide, gram=None
-):
+def batch_all_symmetric(d, classes, margin, semihard_only, out, divide, gram=None):
     """One sweep for classes of up to SWEEP_MAX_POSITIVES + 1 members (its second pass reads a table row per class
     member); larger classes take the per-anchor kernel, which sorts their rows, and the symmetrize. With ``gram``,
     the sweep's first pass turns each row of the Gram matrix into distances as it reads it."""
-    if np.max(np.diff(class_starts)) > SWEEP_MAX_POSITIVES + 1:
+    if np.max(np.diff(classes.class_starts)) > SWEEP_MAX_POSITIVES + 1:
         if gram is not None:
             gram_to_distances(d, gram[0], gram[0], gram[1], gram[1], gram[2], gram[3])
-        totals = batch_all_triplets(
-            d, ref_class, anchor_class, class_order, class_starts, 0, margin, semihard_only, out, divide
-        )
+        totals = batch_all_triplets(d, classes, 0, margin, semihard_only, out, divide)
         symmetrize(out)
         return totals
     convert = gram is not None
     x, sq_norm, ratio, root = gram if convert else (d[:0], d[0, :0], 0.0, False)
-    return _batch_all_symmetric_sweep(
-        d,
-        ref_class,
-        anchor_class,
-        class_order,
-        class_starts,
-        margin,
-        semihard_only,
-        out,
-        divide,
-        convert,
-        x,
-        sq_norm,
-        ratio,
-        root,
-    )
+    return _batch_all_symmetric_sweep(d, classes, margin, semihard_only, out, divide, convert, x, sq_norm, ratio, root)
 
 
 @_rows_kernel
-def _batch_all_symmetric_sweep(
-    d,
-    ref_class,
-    anchor_class,
-    class_order,
-    class_starts,
-    margin,
-    semihard_only,
-    out,
-    divide,
-    convert,
-    x,
-    sq_norm,
-    ratio,
-    root,
-):
+def _batch_all_symmetric_sweep(d, classes, margin, semihard_only, out, divide, convert, x, sq_norm, ratio, root):
     # Pass 1, per anchor a: each positive p's active negatives (d_an < d_ap + m, and d_an >= d_ap for semi-hard),
     # counted by a sweep of the row, and its bounds kept in tables of one row per slot (p's place in its class):
     # upper[s, a] (d_ap + m as an exclusive bound in the row's dtype) and lower[s, a]. Empty slots (a's own place,
     # places past a smaller class's size) hold upper = −inf, which nothing is below.
+    ref_class, anchor_class, class_order, class_starts = classes
     n = d.shape[0]
     n_classes = class_starts.size - 1
     n_slots = 0
@@ -324,9 +289,10 @@ def _argsort_floats(values):
 
 
 @_njit()
-def _batch_all_sorted(row, ref_class, c, class_order, class_starts, self_column, n_pos, margin, semihard_only, counts):
-    """Batch-all for one anchor with many positives: positives and negatives each sorted once (a radix sort), then
-    two sweeps with two pointers, O(R) after the sorts."""
+def _batch_all_sorted(row, classes, c, self_column, n_pos, margin, semihard_only, counts):
+    """Batch-all for one anchor of class c with many positives: positives and negatives each sorted once (a radix
+    sort), then two sweeps with two pointers, O(R) after the sorts."""
+    ref_class, _, class_order, class_starts = classes
     members = class_starts[c + 1] - class_starts[c]
     n_neg = row.shape[0] - members
     negatives = np.empty(n_neg, dtype=np.int64)
@@ -382,9 +348,8 @@ def _batch_all_sorted(row, ref_class, c, class_order, class_starts, self_column,
 
 
 @_rows_kernel
-def semihard_negatives(
-    d, ref_class, anchor_class, class_order, class_starts, self_offset, offsets, positives, negatives
-):
+def semihard_negatives(d, classes, self_offset, offsets, positives, negatives):
+    ref_class, anchor_class, class_order, class_starts = classes
     for a in numba.prange(d.shape[0]):
         if offsets[a + 1] == offsets[a]:
             continue
@@ -473,18 +438,19 @@ def _semihard_buckets_by_sorting(row, ref_class, c, sorted_d):
     return bucket_best, farthest
 
 
-def select_per_anchor(d, ref_class, anchor_class, self_offset, positive_mode, negative_mode):
+def select_per_anchor(d, classes, self_offset, positive_mode, negative_mode):
     """Batch-hard (both modes 0) in a kernel of its own: inside the general one, with its other branches, the same
     loop ran three times slower (17 ms against 5 ms at B = 4096)."""
     if positive_mode == 0 and negative_mode == 0:
-        return _hardest_per_anchor(d, ref_class, anchor_class, self_offset)
-    return _select_per_anchor(d, ref_class, anchor_class, self_offset, positive_mode, negative_mode)
+        return _hardest_per_anchor(d, classes, self_offset)
+    return _select_per_anchor(d, classes, self_offset, positive_mode, negative_mode)
 
 
 @_rows_kernel
-def _hardest_per_anchor(d, ref_class, anchor_class, self_offset):
+def _hardest_per_anchor(d, classes, self_offset):
     # Per anchor in one pass: the farthest positive and the closest negative (-1 if none; ties to the lowest
     # index), the running extremes kept in registers.
+    ref_class, anchor_class = classes.ref_class, classes.anchor_class
     n_anchors = d.shape[0]
     chosen_positive = np.full(n_anchors, -1, dtype=np.int64)
     chosen_negative = np.full(n_anchors, -1, dtype=np.int64)
@@ -511,7 +477,8 @@ def _hardest_per_anchor(d, ref_class, anchor_class, self_offset):
 
 
 @_rows_kernel
-def _select_per_anchor(d, ref_class, anchor_class, self_offset, positive_mode, negative_mode):
+def _select_per_anchor(d, classes, self_offset, positive_mode, negative_mode):
+    ref_class, anchor_class = classes.ref_class, classes.anchor_class
     n_anchors = d.shape[0]
     chosen_positive = np.full(n_anchors, -1, dtype=np.int64)
     chosen_negative = np.full(n_anchors, -1, dtype=np.int64)

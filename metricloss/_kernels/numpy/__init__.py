@@ -5,12 +5,15 @@ The family modules, the same in ``numba`` and ``cuda``: ``distances`` (Gram to d
 steps, scatter-adds), ``triplets`` (batch-all, soft batch-all, semi-hard negatives, per-anchor selection), ``pairs``
 (contrastive), ``lifted`` (lifted structure and its generalized form), ``quadruplet`` and ``warp``.
 
-Shared conventions. ``d`` is a distance matrix between anchors (rows) and references (columns). Classes come as
-the arrays :func:`metricloss._batch.class_index` builds: ``ref_class[j]`` is reference j's class number,
-``anchor_class[a]`` anchor a's (-1 if no reference shares it), and ``class_order[class_starts[c]:class_starts[c +
-1]]`` lists the references of class c in increasing order. Anchor a is reference a + ``self_offset`` and is not its
-own candidate (0 within one batch, the chunk's start when the anchors are a chunk of the references, ``NO_SELF``
-when anchors and references are different sets). Kernels trust their inputs.
+Shared conventions. ``d`` is a distance matrix between anchors (rows) and references (columns). ``classes`` is their
+:class:`metricloss._kernels.Classes` (each reference's class, each anchor's, each class's references; built by
+:func:`metricloss._batch.class_index`), one argument, read by field name. Anchor a is reference a + ``self_offset`` and
+is not its own candidate (0 within one batch, the chunk's start when the anchors are a chunk of the references,
+``NO_SELF`` when anchors and references are different sets): an argument of its own, not a field of ``classes``, because
+it says where the anchors sit among the references, not who shares a class with whom: the blocks of a batch's rows each
+have their own (their start), and the kernels that run within one batch only (``batch_all_symmetric``,
+``quadruplet_pairs``) or that never exclude the anchor itself (``negative_softmax``, ``scale_same_class``) take none.
+Kernels trust their inputs.
 """
 
 from .distances import (

@@ -17,7 +17,7 @@ def _logsumexp_rows(exponents):
     return np.where(finite, shift + np.log(np.where(finite, total, 1.0)), -np.inf)
 
 
-def negative_softmax(d, ref_class, anchor_class, margin, out, divide):
+def negative_softmax(d, classes, margin, out, divide):
     """λ_a = log Σ_{n ∈ N(a)} e^{m − d_an} for every anchor a, N(a) its negatives (references of another class;
     never the anchor itself), in float64, shifted by the row's largest exponent m − min_n d_an (no overflow
     whatever m and d); −inf where the anchor has no negative (the log of an empty sum). Returns λ.
@@ -29,7 +29,7 @@ def negative_softmax(d, ref_class, anchor_class, margin, out, divide):
     lse = np.empty(d.shape[0])
     for rows in _row_blocks(*d.shape):
         block = d[rows].astype(np.float64)
-        negative = ref_class[None, :] != anchor_class[rows, None]
+        negative = _negative_mask(classes, rows)
         exponents = np.where(negative, margin - block, -np.inf)
         lse[rows] = _logsumexp_rows(exponents)
         weights = np.exp(exponents - np.where(np.isfinite(lse[rows]), lse[rows], 0.0)[:, None])
@@ -39,11 +39,16 @@ def negative_softmax(d, ref_class, anchor_class, margin, out, divide):
     return lse
 
 
-def _positive_mask(ref_class, anchor_class, rows, self_offset, n_refs):
+def _positive_mask(classes, rows, self_offset):
     """positive[r, j]: reference j is of anchor rows[r]'s class and is not the anchor itself."""
-    positive = ref_class[None, :] == anchor_class[rows, None]
-    positive[_own_entries(rows, self_offset, n_refs)] = False
+    positive = classes.ref_class[None, :] == classes.anchor_class[rows, None]
+    positive[_own_entries(rows, self_offset, classes.ref_class.size)] = False
     return positive
+
+
+def _negative_mask(classes, rows):
+    """negative[r, j]: reference j is of another class than anchor rows[r]."""
+    return classes.ref_class[None, :] != classes.anchor_class[rows, None]
 
 
 def _lifted_hinge(d_block, row_lse, col_lse, positive):
@@ -56,7 +61,7 @@ def _lifted_hinge(d_block, row_lse, col_lse, positive):
     return hinge, share
 
 
-def lifted_pairs(d, ref_class, anchor_class, class_order, class_starts, self_offset, row_lse, col_lse):
+def lifted_pairs(d, classes, self_offset, row_lse, col_lse):
     """The lifted structure terms of every positive pair (a, p), p a reference of a's class other than a:
     J_ap = log(e^{row_lse[a]} + e^{col_lse[p]}) + d_ap, with row_lse = log Σ over a's negatives and col_lse =
     log Σ over p's (−inf where empty: then J = −inf when both are, and the pair costs nothing).
@@ -69,7 +74,7 @@ def lifted_pairs(d, ref_class, anchor_class, class_order, class_starts, self_off
     values, coef = np.zeros(n_anchors), np.zeros(n_anchors)
     n_pairs, n_active = np.zeros(n_anchors, np.int64), np.zeros(n_anchors, np.int64)
     for rows in _row_blocks(n_anchors, n_refs):
-        positive = _positive_mask(ref_class, anchor_class, rows, self_offset, n_refs)
+        positive = _positive_mask(classes, rows, self_offset)
         hinge, share = _lifted_hinge(d[rows].astype(np.float64), row_lse[rows], col_lse, positive)
         values[rows] = 0.5 * np.sum(hinge * hinge, axis=1)
         n_pairs[rows] = np.count_nonzero(positive, axis=1)
@@ -78,21 +83,7 @@ def lifted_pairs(d, ref_class, anchor_class, class_order, class_starts, self_off
     return values, n_pairs, n_active, coef
 
 
-def lifted_cotangent(
-    d,
-    ref_class,
-    anchor_class,
-    class_order,
-    class_starts,
-    self_offset,
-    row_lse,
-    col_lse,
-    row_coef,
-    col_coef,
-    col_weights,
-    out,
-    divide,
-):
+def lifted_cotangent(d, classes, self_offset, row_lse, col_lse, row_coef, col_coef, col_weights, out, divide):
     """Turns ``out``, which holds the softmax weights of every anchor's negatives (:func:`negative_softmax`, with
     the same ``divide``), into the lifted structure cotangent; every element of out is written:
 
@@ -108,8 +99,8 @@ def lifted_cotangent(
     n_anchors, n_refs = d.shape
     for rows in _row_blocks(n_anchors, n_refs):
         block = d[rows].astype(np.float64)
-        positive = _positive_mask(ref_class, anchor_class, rows, self_offset, n_refs)
-        negative = ref_class[None, :] != anchor_class[rows, None]
+        positive = _positive_mask(classes, rows, self_offset)
+        negative = _negative_mask(classes, rows)
         hinge, _ = _lifted_hinge(block, row_lse[rows], col_lse, positive)
         if divide:
             hinge = np.divide(hinge, block, out=np.zeros_like(hinge), where=block > 0)
@@ -119,9 +110,7 @@ def lifted_cotangent(
         out[rows] = np.where(negative, g, hinge)
 
 
-def generalized_lifted_rows(
-    d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, keep_incomplete, out, divide
-):
+def generalized_lifted_rows(d, classes, self_offset, margin, keep_incomplete, out, divide):
     """Hermans et al.'s generalized lifted structure term of every anchor a,
 
         t_a = [log Σ_{p ∈ P(a)} e^{d_ap} + log Σ_{n ∈ N(a)} e^{m − d_an}]₊,
@@ -139,8 +128,8 @@ def generalized_lifted_rows(
     empty = 0.0 if keep_incomplete else -np.inf
     for rows in _row_blocks(n_anchors, n_refs):
         block = d[rows].astype(np.float64)
-        positive = _positive_mask(ref_class, anchor_class, rows, self_offset, n_refs)
-        negative = ref_class[None, :] != anchor_class[rows, None]
+        positive = _positive_mask(classes, rows, self_offset)
+        negative = _negative_mask(classes, rows)
         pos_exponent = np.where(positive, block, -np.inf)
         neg_exponent = np.where(negative, margin - block, -np.inf)
         pos_lse, neg_lse = _logsumexp_rows(pos_exponent), _logsumexp_rows(neg_exponent)

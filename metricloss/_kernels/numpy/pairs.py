@@ -7,7 +7,7 @@ import numpy as np
 from ._rows import _own_entries, _row_blocks
 
 
-def contrastive_pairs(d, ref_class, anchor_class, self_offset, margin, pos_margin, form, out, divide):
+def contrastive_pairs(d, classes, self_offset, margin, pos_margin, form, out, divide):
     """Every pair (a, j) of anchor and candidate reference, each h = [d − m⁺]₊ if same class (similar) else
     [m − d]₊ (dissimilar), its term ℓ = ½h² (``form`` 0, Hadsell), h² (1) or h (2), computed in float64.
 
@@ -26,7 +26,7 @@ def contrastive_pairs(d, ref_class, anchor_class, self_offset, margin, pos_margi
     n_pairs = np.zeros((n_anchors, 2), dtype=np.int64)
     for rows in _row_blocks(n_anchors, n_refs):
         block = d[rows].astype(np.float64)
-        similar = ref_class[None, :] == anchor_class[rows, None]
+        similar = classes.ref_class[None, :] == classes.anchor_class[rows, None]
         candidate = np.ones(block.shape, dtype=bool)
         candidate[_own_entries(rows, self_offset, n_refs)] = False
         h = np.maximum(np.where(similar, block - pos_margin, margin - block), 0.0)
@@ -43,8 +43,9 @@ def contrastive_pairs(d, ref_class, anchor_class, self_offset, margin, pos_margi
     return values, n_active, n_pairs
 
 
-def scale_same_class(out, ref_class, anchor_class, class_order, class_starts, factor):
+def scale_same_class(out, classes, factor):
     """out[a, j] *= factor for every pair of the same class (O(B·K) for classes of K references)."""
+    _, anchor_class, class_order, class_starts = classes
     for c in range(class_starts.size - 1):
         anchors = np.flatnonzero(anchor_class == c)
         out[np.ix_(anchors, class_order[class_starts[c] : class_starts[c + 1]])] *= factor

@@ -5,7 +5,7 @@ counts and sums, never the quadruplets.
 import numpy as np
 
 
-def quadruplet_pairs(d, ref_class, class_order, class_starts, margin2, out, divide):
+def quadruplet_pairs(d, classes, margin2, out, divide):
     """The second term of the quadruplet loss (Chen et al. 2017) within one batch: every positive pair {i, j}
     (i < j, of a class c) against every negative pair {l, k} (l < k, of two classes) with neither end in class c,
     each [d_ij − d_lk + margin2]₊, active iff d_lk < T_ij = d_ij + margin2 (compared in float64).
@@ -23,6 +23,7 @@ def quadruplet_pairs(d, ref_class, class_order, class_starts, margin2, out, divi
     the value is Σ_positive #partners·T − Σ_negative #partners·d = Σ g·d + margin2·Σ_positive #partners. O(B² log B)
     time, O(B²) memory, no B³ array.
     """
+    ref_class, _, class_order, class_starts = classes
     n = d.shape[0]
     d = d.astype(np.float64)  # a copy: out may be d
     columns = np.arange(n)

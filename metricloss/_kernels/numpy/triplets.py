@@ -10,18 +10,16 @@ import numpy as np
 from .distances import gram_to_distances, symmetrize
 
 
-def _anchor_candidates(ref_class, anchor_class, self_offset, a):
+def _anchor_candidates(classes, self_offset, a):
     """Anchor a's positive and negative reference indices, in increasing order."""
-    same = ref_class == anchor_class[a]
-    candidate = np.ones(len(ref_class), dtype=bool)
-    if 0 <= a + self_offset < len(ref_class):
+    same = classes.ref_class == classes.anchor_class[a]
+    candidate = np.ones(same.size, dtype=bool)
+    if 0 <= a + self_offset < same.size:
         candidate[a + self_offset] = False
     return np.flatnonzero(same & candidate), np.flatnonzero(~same & candidate)
 
 
-def batch_all_triplets(
-    d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, semihard_only, out, divide
-):
+def batch_all_triplets(d, classes, self_offset, margin, semihard_only, out, divide):
     """Every valid triplet (a, p, n) (``semihard_only``: those with d_an >= d_ap), each [d_ap − d_an + m]₊.
 
     Writes every element of ``out`` (the shape of d; it may be d itself: row a of d is read before row a of out is
@@ -36,7 +34,7 @@ def batch_all_triplets(
     n_anchors = d.shape[0]
     values, n_active, n_valid = np.zeros(n_anchors), np.zeros(n_anchors, np.int64), np.zeros(n_anchors, np.int64)
     for a in range(n_anchors):
-        positives, negatives = _anchor_candidates(ref_class, anchor_class, self_offset, a)
+        positives, negatives = _anchor_candidates(classes, self_offset, a)
         n_valid[a] = positives.size * negatives.size
         row = d[a].astype(np.float64)
         g = np.zeros_like(row)
@@ -63,9 +61,7 @@ def batch_all_triplets(
     return values, n_active, n_valid
 
 
-def soft_all_triplets(
-    d, ref_class, anchor_class, class_order, class_starts, self_offset, margin, smallest, out, divide
-):
+def soft_all_triplets(d, classes, self_offset, margin, smallest, out, divide):
     """Every valid triplet (a, p, n), each softplus(d_ap − d_an + m) (the soft margin of Hermans et al. on all
     triplets: never 0, so every triplet has a slope, σ(z) = ∂softplus(z)/∂z).
 
@@ -82,7 +78,7 @@ def soft_all_triplets(
     n_anchors = d.shape[0]
     values, n_nonzero, n_valid = np.zeros(n_anchors), np.zeros(n_anchors, np.int64), np.zeros(n_anchors, np.int64)
     for a in range(n_anchors):
-        positives, negatives = _anchor_candidates(ref_class, anchor_class, self_offset, a)
+        positives, negatives = _anchor_candidates(classes, self_offset, a)
         n_valid[a] = positives.size * negatives.size
         row = d[a].astype(np.float64)
         g = np.zeros_like(row)
@@ -101,9 +97,7 @@ def soft_all_triplets(
     return values, n_nonzero, n_valid
 
 
-def batch_all_symmetric(
-    d, ref_class, anchor_class, class_order, class_starts, margin, semihard_only, out, divide, gram=None
-):
+def batch_all_symmetric(d, classes, margin, semihard_only, out, divide, gram=None):
     """:func:`batch_all_triplets` within one batch (the references are the anchors, self_offset 0), with the
     cotangent written symmetrized, g + gᵀ: both ends of every pair are rows of the same embeddings, so this is what
     the distances' pullback needs, and it then skips its own symmetrize (``pull(..., symmetric=True)``).
@@ -119,16 +113,12 @@ def batch_all_symmetric(
     """
     if gram is not None:
         gram_to_distances(d, gram[0], gram[0], gram[1], gram[1], gram[2], gram[3])
-    totals = batch_all_triplets(
-        d, ref_class, anchor_class, class_order, class_starts, 0, margin, semihard_only, out, divide
-    )
+    totals = batch_all_triplets(d, classes, 0, margin, semihard_only, out, divide)
     symmetrize(out)
     return totals
 
 
-def semihard_negatives(
-    d, ref_class, anchor_class, class_order, class_starts, self_offset, offsets, positives, negatives
-):
+def semihard_negatives(d, classes, self_offset, offsets, positives, negatives):
     """FaceNet's semi-hard negative of every positive pair, as TensorFlow Addons mines it: the closest negative
     farther than the positive (d_an > d_ap), or, where there is none, the farthest negative.
 
@@ -136,7 +126,7 @@ def semihard_negatives(
     increasing order; the negative is -1 where the anchor has no negative at all.
     """
     for a in range(d.shape[0]):
-        anchor_positives, anchor_negatives = _anchor_candidates(ref_class, anchor_class, self_offset, a)
+        anchor_positives, anchor_negatives = _anchor_candidates(classes, self_offset, a)
         span = slice(offsets[a], offsets[a + 1])
         positives[span] = anchor_positives
         if anchor_negatives.size == 0:
@@ -160,7 +150,7 @@ def _extreme(values, candidates, largest, below=np.inf, above=-np.inf):
     return candidates[np.argmax(kept) if largest else np.argmin(kept)]
 
 
-def select_per_anchor(d, ref_class, anchor_class, self_offset, positive_mode, negative_mode):
+def select_per_anchor(d, classes, self_offset, positive_mode, negative_mode):
     """One positive and one negative per anchor (-1 where there is none).
 
     Modes: 0 the hardest (farthest positive, closest negative), 1 the easiest (closest positive, farthest
@@ -170,7 +160,7 @@ def select_per_anchor(d, ref_class, anchor_class, self_offset, positive_mode, ne
     n_anchors = d.shape[0]
     chosen_positive, chosen_negative = np.full(n_anchors, -1), np.full(n_anchors, -1)
     for a in range(n_anchors):
-        positives, negatives = _anchor_candidates(ref_class, anchor_class, self_offset, a)
+        positives, negatives = _anchor_candidates(classes, self_offset, a)
         d_ap, d_an = d[a, positives], d[a, negatives]
         p = n = -1
         if positive_mode != 2:
