@@ -67,7 +67,7 @@ def _euclidean_from_gram(x, y, kernels, root, names=("embeddings", "ref_embeddin
         power = k if root else 2 * k
         what = "distances" if root else "squared distances"
         with np.errstate(over="ignore"):
-            kernels.scale(d, 2.0**power)
+            kernels.scale(d, power)
         try:  # a bound on the distances, as a Python float (inf where it overflows float64)
             bound = math.ldexp(math.sqrt(largest_magnitude(sq_x)) + math.sqrt(largest_magnitude(sq_y)), k)
         except OverflowError:
@@ -80,7 +80,7 @@ def _scaled_copy(a, exponent, xp, kernels):
     """2^exponent · a, a new array (exact: a power of two moves the exponents)."""
     scaled = xp.asarray(a, copy=True)
     with np.errstate(over="ignore"):
-        kernels.scale(scaled, 2.0**exponent)
+        kernels.scale(scaled, exponent)
     return scaled
 
 

@@ -199,8 +199,8 @@ def test_symmetrize_kernel_is_s_plus_its_transpose_exactly(dtype, n, threads, mo
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_row_norm_scale_and_gather_kernels_agree_between_numpy_and_numba(dtype):
-    """row_sq_norms (float64 sums), scale by a power of two (bit for bit ldexp's, into the subnormals and back) and
-    gather_entries give the NumPy reference's results in the Numba kernels."""
+    """row_sq_norms (float64 sums), scale by a power of two (bit for bit ldexp's, into the subnormals, past 2^1023
+    and back) and gather_entries give the NumPy reference's results in the Numba kernels."""
     from metricloss._kernels import numba as compiled
     from metricloss._kernels import numpy as reference
 
@@ -211,12 +211,17 @@ def test_the_row_norm_scale_and_gather_kernels_agree_between_numpy_and_numba(dty
     compiled.row_sq_norms(x, got)
     np.testing.assert_allclose(got, expected, rtol=1e-6 if dtype == np.float32 else 1e-15)
     np.testing.assert_allclose(expected, np.einsum("ij,ij->i", x.astype(np.float64), x.astype(np.float64)), rtol=1e-7)
-    for factor in (2.0**-1070, 2.0**-140, 2.0**130, 2.0**-3):
+    for exponent in (-1070, -140, 130, -3, 1063):
         expected, got = x.copy(), x.copy()
         with np.errstate(over="ignore"):
-            reference.scale(expected, factor)
-        compiled.scale(got, factor)
+            reference.scale(expected, exponent)
+        compiled.scale(got, exponent)
         np.testing.assert_array_equal(got, expected)
+    tiny, expected = np.full((1, 1), 1e-320), np.full((1, 1), 1e-320)  # a subnormal row scaled up by 2^1063
+    compiled.scale(tiny, 1063)
+    reference.scale(expected, 1063)
+    np.testing.assert_array_equal(tiny, expected)
+    assert tiny[0, 0] == np.ldexp(1e-320, 1063)
     rows, cols = rng.integers(0, 37, 50), rng.integers(0, 9, 50)
     np.testing.assert_array_equal(compiled.gather_entries(x, rows, cols), reference.gather_entries(x, rows, cols))
     assert compiled.gather_entries(x, rows, cols).dtype == np.float64

@@ -264,8 +264,8 @@ def test_the_engines_elementwise_kernels_match_numpy_on_device_arrays(size, dtyp
     reference.row_sq_norms(x, expected_sq)
     np.testing.assert_allclose(sq.copy_to_host(), expected_sq, rtol=1e-6 if dtype == np.float32 else 1e-14)
     scaled, expected = cuda.to_device(s), s.copy()
-    cuda_kernels.scale(scaled, 2.0**-140)  # into float32's subnormals: rounded once, as ldexp rounds
-    reference.scale(expected, 2.0**-140)
+    cuda_kernels.scale(scaled, -140)  # into float32's subnormals: rounded once, as ldexp rounds
+    reference.scale(expected, -140)
     np.testing.assert_array_equal(scaled.copy_to_host(), expected)
     rows, cols = rng.integers(0, size, 2 * size), rng.integers(0, size, 2 * size)
     np.testing.assert_array_equal(cuda_kernels.gather_entries(cuda.to_device(s), rows, cols), s[rows, cols])

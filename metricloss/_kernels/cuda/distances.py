@@ -226,18 +226,18 @@ def row_sq_norms(x, out):
 
 
 @cuda.jit
-def _scale_kernel(a, factor):
-    """a *= factor, elementwise (an exact power of two where the GPU path rescales)."""
+def _scale_kernel(a, exponent):
+    """a ← a · 2^exponent, elementwise (ldexp in float64, stored in a's dtype)."""
     j, i = cuda.grid(2)
     if i < a.shape[0] and j < a.shape[1]:
-        a[i, j] = a[i, j] * factor
+        a[i, j] = math.ldexp(float(a[i, j]), exponent)
 
 
-def scale(a, factor):
+def scale(a, exponent):
     """:func:`numpy.distances.scale` on the GPU (one thread per entry of a 2-D array)."""
     d_a = _to_device(a)
     if a.size:
-        _launch(_scale_kernel, *_grid2(*a.shape), d_a, float(factor))
+        _launch(_scale_kernel, *_grid2(*a.shape), d_a, int(exponent))
     _store(a, d_a)
 
 

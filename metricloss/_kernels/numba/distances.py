@@ -3,6 +3,8 @@ rescaling, the Gram matrix turned into distances row by row, the Euclidean VJP's
 and transpose, the gather of entries, the scatter-adds, and the VJP of a list of pairs.
 """
 
+import math
+
 import numba
 import numpy as np
 
@@ -30,11 +32,11 @@ def row_sq_norms(x, out):
 
 
 @_rows_kernel
-def scale(a, factor):
-    # a float64 product of an entry and a power of two is exact; storing it in a's dtype rounds once, as ldexp does
+def scale(a, exponent):
+    # ldexp in float64 is exact for a float32 entry; storing it in float32 rounds once, as float32's ldexp does
     for i in numba.prange(a.shape[0]):
         for j in range(a.shape[1]):
-            a[i, j] = np.float64(a[i, j]) * factor
+            a[i, j] = math.ldexp(np.float64(a[i, j]), exponent)
 
 
 @_njit()

@@ -3,8 +3,6 @@ into (squared) Euclidean distances, the Euclidean VJP's per-pair scale, the symm
 the gather of entries, the scatter-adds, and the VJP of a list of pairs.
 """
 
-import math
-
 import numpy as np
 
 _CHUNK_ELEMENTS = 1 << 22  # rows of differences materialised at once: 4M float64 = 32 MB
@@ -26,10 +24,10 @@ def row_sq_norms(x, out):
     out[:] = np.einsum("ij,ij->i", x, x, dtype=np.float64)
 
 
-def scale(a, factor):
-    """a *= factor in place, for ``factor`` an exact power of two (so that the product is a's entry with its exponent
-    moved: exact wherever it stays normal, rounded once where it turns subnormal)."""
-    np.ldexp(a, math.frexp(factor)[1] - 1, out=a)
+def scale(a, exponent):
+    """a ← a · 2^exponent in place (ldexp: each entry's exponent moved, exact wherever it stays normal, rounded once
+    where it turns subnormal; an int ``exponent``, any size: 2^1063 is no float64, 1e-320 · 2^1063 is)."""
+    np.ldexp(a, exponent, out=a)
 
 
 def gather_entries(m, rows, cols):
