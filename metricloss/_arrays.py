@@ -132,8 +132,9 @@ def device_of(array):
 
 
 def numpy_dtype(array):
-    """The NumPy dtype of an array of any library (torch names its dtypes as NumPy does: torch.float32)."""
-    return np.dtype(str(array.dtype).removeprefix("torch."))
+    """The NumPy dtype of an array of any library (the libraries name their dtypes as NumPy does: torch.float32,
+    array_api_strict.float64)."""
+    return np.dtype(str(array.dtype).rpartition(".")[2])
 
 
 def _on_host(array):

@@ -95,3 +95,59 @@ def test_float16_from_another_library_gets_numpys_refusal():
     x, labels = _batch(np.float32)
     with pytest.raises(TypeError, match=r"^embeddings must be a float32 or float64 array; got dtype float16"):
         ml.triplet_loss(torch.from_numpy(x).half(), labels)
+
+
+# --- the engine's array-API lines, on another library's arrays -----------------------------------------------------
+
+
+class _KernelsOnNumpyViews:
+    """The Numba kernels on NumPy views of another library's host arrays, as the GPU path's kernels see numba views of
+    its arrays (metricloss._kernels._gpu): so that the lines around the kernels run on that library's arrays."""
+
+    def __init__(self):
+        from metricloss._kernels import numba as kernels
+
+        self._kernels = kernels
+
+    def __getattr__(self, name):
+        function = getattr(self._kernels, name)
+
+        def on_views(*args):
+            return function(*(_numpy_view(a) for a in args))
+
+        return on_views
+
+
+def _numpy_view(value):
+    if isinstance(value, tuple):
+        return tuple(_numpy_view(item) for item in value)
+    if isinstance(value, torch.Tensor | type(array_api_strict.asarray(0.0))):
+        return np.from_dlpack(value)
+    return value
+
+
+@pytest.mark.parametrize("kind", ["torch", "array-api-strict"])
+@pytest.mark.parametrize("distance", ["euclidean", "sqeuclidean"])
+@pytest.mark.parametrize("scale", [1.0, 1e30], ids=["plain", "rescaled"])
+@pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
+def test_the_euclidean_vjps_array_api_lines_run_on_another_librarys_arrays(kind, distance, scale, references):
+    """The Euclidean distance VJP's lines around its kernels (the GEMMs, the copies, the rescaling's checks, the
+    pullback's column of ones) are the array API's: on torch tensors or array-api-strict arrays (the kernels on
+    NumPy views of them) they give that library's arrays, equal to NumPy's to rounding (torch's GEMM is its own)."""
+    from metricloss import _pairwise
+
+    to_library = torch.from_numpy if kind == "torch" else array_api_strict.asarray
+    rng = np.random.default_rng(0)
+    x = scale * rng.standard_normal((9, 4))
+    y = scale * rng.standard_normal((6, 4)) if references else None
+    g = rng.standard_normal((9, 6 if references else 9))
+    d, pullback = _pairwise.distance_matrix_vjp(x, y, distance, ml._kernels.get_kernels("numba"))
+    grads = pullback(g.copy())
+    library_y = None if y is None else to_library(y)
+    got_d, got_pullback = _pairwise.distance_matrix_vjp(to_library(x), library_y, distance, _KernelsOnNumpyViews())
+    got_grads = got_pullback(to_library(g.copy()))
+    assert type(got_d) is type(to_library(x))
+    np.testing.assert_allclose(np.from_dlpack(got_d), d, rtol=1e-12)
+    for got, expected in zip(got_grads if references else (got_grads,), grads if references else (grads,), strict=True):
+        assert type(got) is type(to_library(x))
+        np.testing.assert_allclose(np.from_dlpack(got), expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
