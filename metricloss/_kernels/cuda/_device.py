@@ -25,7 +25,7 @@ _launch_log = None
 
 
 # The stream kernels are launched on and copies made on: 0, numba's default stream, or within ``launching_on`` the
-# stream a GPU input names in its ``__cuda_array_interface__`` (``_gpu.GpuArrays.stream``).
+# stream a GPU input names in its ``__cuda_array_interface__`` (``_gpu.Device``).
 _stream = 0
 
 
