@@ -60,8 +60,6 @@ from ._pairwise import (
 from ._validation import (
     check_embeddings,
     check_given_together,
-    check_gpu_embeddings,
-    check_gpu_references,
     check_index_vector,
     check_labels,
     check_option,
@@ -474,7 +472,7 @@ def _gpu_labelled_batch(embeddings, labels, distance, ref_embeddings, ref_labels
     check_option(distance, "distance", distances)
     refuse_on_gpu_unless_supported(distance)
     device = on_device(embeddings, backend)
-    x = check_gpu_embeddings(device, embeddings)
+    x = device.rows(embeddings)
 
     def host_labels(value, n_samples, name, against):
         return check_labels(device.to_host(value) if is_gpu_array(value) else value, n_samples, name, against=against)
@@ -483,7 +481,7 @@ def _gpu_labelled_batch(embeddings, labels, distance, ref_embeddings, ref_labels
     check_given_together(ref_embeddings, ref_labels)
     ref = None
     if ref_embeddings is not None:
-        ref = check_gpu_references(device, x, ref_embeddings, ref_name)
+        ref = device.references(x, ref_embeddings, ref_name)
         ref_labels = host_labels(ref_labels, ref.shape[0], "ref_labels", ref_name)
     labels, ref_labels, classes, self_offset = _batch_classes(labels, ref_labels)
     names = ("embeddings", ref_name)

@@ -40,8 +40,9 @@ def _as_array(value, name):
         raise TypeError(f"{name} must be an array-like of numbers; got {type(value).__name__} ({error})") from None
 
 
-def _check_float_layout(dtype, shape, name, ndim):
-    """The checks of a float array that need only its dtype and shape (host arrays and GPU arrays alike):
+def check_float_layout(dtype, shape, name, ndim):
+    """The checks of a float array that need only its dtype and shape (host arrays and GPU arrays alike: the GPU
+    path's :meth:`metricloss._kernels._gpu.Device.rows` makes them too):
     float32/float64, ``ndim`` dimensions (any rank if None), not empty."""
     dtype, shape = np.dtype(dtype), tuple(shape)
     if dtype not in FLOAT_DTYPES:
@@ -62,7 +63,7 @@ def _check_float_layout(dtype, shape, name, ndim):
 def check_float_array(value, name, *, ndim=None):
     """Return ``value`` as a finite float32/float64 array with ``ndim`` dimensions (any rank if None)."""
     array = _as_array(value, name)
-    _check_float_layout(array.dtype, array.shape, name, ndim)
+    check_float_layout(array.dtype, array.shape, name, ndim)
     if not np.isfinite(array).all():
         bad = np.argwhere(~np.isfinite(array))[0]
         raise ValueError(
@@ -75,38 +76,6 @@ def check_float_array(value, name, *, ndim=None):
 def check_embeddings(value, name="embeddings"):
     """A finite float32/float64 array of shape (n_samples, n_features)."""
     return check_float_array(value, name, ndim=2)
-
-
-def check_gpu_embeddings(device, value, name="embeddings"):
-    """A GPU array checked as :func:`check_embeddings` checks a host one (finiteness by one reduction on the
-    device), returned as the engine's array (:meth:`metricloss._kernels._gpu.Device.array`)."""
-    x = device.array(value)
-    view = device.view(x)
-    _check_float_layout(view.dtype, view.shape, name, ndim=2)
-    if not view.is_c_contiguous():
-        raise ValueError(f"{name} must be C-contiguous on the GPU (the kernels index rows); make it so first")
-    if not all_finite(x):
-        raise ValueError(f"{name} must be finite; got NaN or Inf on the GPU")
-    return x
-
-
-def check_gpu_references(device, x, value, name="ref_embeddings", against="embeddings"):
-    """The GPU reference rows of a query-vs-reference batch on the GPU (``x`` the queries' checked array): a GPU
-    array with x's number of features and x's dtype (GPU arrays are not promoted), as the engine's array."""
-    if not is_gpu_array(value):
-        raise TypeError(
-            f"{name} must be a GPU array, as {against} is; got {type(value).__name__}: put both on the GPU, or "
-            "both on the host"
-        )
-    ref = check_gpu_embeddings(device, value, name)
-    if ref.shape[1] != x.shape[1]:
-        raise ValueError(f"{name} must have {x.shape[1]} features to match {against}; got shape {tuple(ref.shape)}")
-    if numpy_dtype(ref) != numpy_dtype(x):
-        raise TypeError(
-            f"{name} must have the dtype of {against}, {numpy_dtype(x)}, on the GPU (where nothing is promoted); "
-            f"got {numpy_dtype(ref)}"
-        )
-    return ref
 
 
 def promote(*arrays):

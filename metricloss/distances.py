@@ -73,8 +73,6 @@ from ._pairwise import (
 )
 from ._validation import (
     check_embeddings,
-    check_gpu_embeddings,
-    check_gpu_references,
     check_option,
     promote,
     refuse_renamed,
@@ -225,8 +223,8 @@ def _gpu_distances_vjp(x, y, distance, backend):
     check_option(distance, "distance", DISTANCES)
     refuse_on_gpu_unless_supported(distance)
     device = on_device(x, backend, "x")
-    x = check_gpu_embeddings(device, x, "x")
-    y = None if y is None else check_gpu_references(device, x, y, "y", "x")
+    x = device.rows(x, "x")
+    y = None if y is None else device.references(x, y, "y", "x")
     d, pullback = distance_matrix_vjp(x, y, distance, device.kernels, ("x", "y"))
     return device, d, pullback
 

@@ -22,6 +22,8 @@ runs.
 import array_api_compat
 import numpy as np
 
+from .._arrays import all_finite, is_gpu_array, numpy_dtype
+from .._validation import check_float_layout
 from ._cuda import cuda_module
 
 
@@ -100,6 +102,38 @@ class Device:
         from . import cuda as cuda_kernels
 
         self.kernels = _OnViews(cuda_kernels, self)
+
+    def rows(self, value, name="embeddings"):
+        """The GPU array ``value`` of rows (embeddings), checked as :func:`metricloss._validation.check_embeddings`
+        checks a host one (finiteness by one reduction on the device; C-contiguous, as the kernels index rows), as
+        the engine's array."""
+        x = self.array(value)
+        view = self.view(x)
+        check_float_layout(view.dtype, view.shape, name, ndim=2)
+        if not view.is_c_contiguous():
+            raise ValueError(f"{name} must be C-contiguous on the GPU (the kernels index rows); make it so first")
+        if not all_finite(x):
+            raise ValueError(f"{name} must be finite; got NaN or Inf on the GPU")
+        return x
+
+    def references(self, x, value, name="ref_embeddings", against="embeddings"):
+        """The GPU reference rows of a query-vs-reference batch (``x`` the queries' checked array): a GPU array with
+        x's number of features and x's dtype (GPU arrays are not promoted), checked as :meth:`rows` checks, as the
+        engine's array."""
+        if not is_gpu_array(value):
+            raise TypeError(
+                f"{name} must be a GPU array, as {against} is; got {type(value).__name__}: put both on the GPU, or "
+                "both on the host"
+            )
+        ref = self.rows(value, name)
+        if ref.shape[1] != x.shape[1]:
+            raise ValueError(f"{name} must have {x.shape[1]} features to match {against}; got shape {tuple(ref.shape)}")
+        if numpy_dtype(ref) != numpy_dtype(x):
+            raise TypeError(
+                f"{name} must have the dtype of {against}, {numpy_dtype(x)}, on the GPU (where nothing is promoted); "
+                f"got {numpy_dtype(ref)}"
+            )
+        return ref
 
     def array(self, value):
         """A GPU array of the input's kind as the engine's array: the library's (a torch tensor detached), or in
