@@ -21,10 +21,10 @@ def _working_memory_for(rows, n_cols, itemsize=8):
     return (rows + 0.5) * n_cols * itemsize / 2**20
 
 
-def _in_seven_blocks(loss, *args, n_candidates=B, rows=ROWS_PER_BLOCK, **kwargs):
+def _in_seven_blocks(loss, *args, n_candidates=B, rows=ROWS_PER_BLOCK, one_matrix=True, **kwargs):
     """``loss(*args, **kwargs)`` with the working memory of ``rows``-row blocks against ``n_candidates``
-    candidates (the loss's matrices per block set aside: one), and the rows of each block it ran (every pass over
-    the blocks)."""
+    candidates (``one_matrix``: the loss's matrices per block set aside, one), and the rows of each block it ran
+    (every pass over the blocks)."""
     blocks = []
     original = _batch.LabelledBatch.blocks
     rows_for_one_matrix = _batch.block_rows
@@ -39,11 +39,12 @@ def _in_seven_blocks(loss, *args, n_candidates=B, rows=ROWS_PER_BLOCK, **kwargs)
         ml.config_context(working_memory=_working_memory_for(rows, n_candidates)),
     ):
         patch.setattr(_batch.LabelledBatch, "blocks", recorded)
-        patch.setattr(
-            _batch,
-            "block_rows",
-            lambda n_rows, n_cols, itemsize, matrices: rows_for_one_matrix(n_rows, n_cols, itemsize),
-        )
+        if one_matrix:
+            patch.setattr(
+                _batch,
+                "block_rows",
+                lambda n_rows, n_cols, itemsize, matrices: rows_for_one_matrix(n_rows, n_cols, itemsize),
+            )
         return loss(*args, **kwargs), blocks
 
 
@@ -83,20 +84,7 @@ def test_a_loss_shares_the_working_memory_among_the_matrices_it_holds(batch, los
     """Each loss declares how many arrays of its block matrix's size it holds at once (its peak as one block, in
     matrices: benchmarks/blocks_memory.py), and its blocks are that many times smaller."""
     x, labels = batch
-    blocks = []
-    original = _batch.LabelledBatch.blocks
-
-    def recorded(self):
-        for block in original(self):
-            blocks.append(block.x.shape[0])
-            yield block
-
-    with (
-        pytest.MonkeyPatch.context() as patch,
-        ml.config_context(working_memory=_working_memory_for(3 * ROWS_PER_BLOCK, B)),
-    ):
-        patch.setattr(_batch.LabelledBatch, "blocks", recorded)
-        loss(x, labels)
+    _, blocks = _in_seven_blocks(loss, x, labels, rows=3 * ROWS_PER_BLOCK, one_matrix=False)
     assert blocks[0] == 3 * ROWS_PER_BLOCK // matrices
 
 
