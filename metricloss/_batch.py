@@ -206,10 +206,6 @@ class LabelledBatch:
                 distance=self.distance,
             )
 
-    def value(self, value):
-        """The loss value as the loss returns it: a Python float."""
-        return float(value)
-
     def entries(self, rows, cols):
         """The distance matrix's entries (rows[k], cols[k]) as a float64 host array (only they leave a GPU)."""
         return self.kernels.gather_entries(self.d, rows, cols)

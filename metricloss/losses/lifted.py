@@ -151,7 +151,7 @@ def lifted_structure_loss(
         totals[2] += int(n_active.sum())
         grads.pull(block, block.d, divided=block.fused_division)
     weight = weight_from_counts(reduction, totals[1] // copies, totals[2] // copies)
-    return batch.value(weight * totals[0] / copies), grads.result(weight / copies)
+    return weight * totals[0] / copies, grads.result(weight / copies)
 
 
 def _pair_terms(block, margin, within, statistics):
@@ -368,4 +368,4 @@ def generalized_lifted_structure_loss(
         totals += np.sum(terms), terms.size if keep else np.count_nonzero(complete), np.count_nonzero(terms > 0)
         grads.pull(block, block.d, divided=block.fused_division)
     weight = weight_from_counts(reduction, totals[1], totals[2])
-    return batch.value(weight * totals[0]), grads.result(weight)
+    return float(weight * totals[0]), grads.result(weight)

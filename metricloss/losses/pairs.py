@@ -229,7 +229,7 @@ def contrastive_loss(
     else:
         w_similar = w_dissimilar = weight_from_counts(reduction, n_pairs.sum(), n_active.sum())
     value = w_similar * float(sum_similar) + w_dissimilar * float(sum_dissimilar)
-    return batch.value(value), grads.result(w_dissimilar, same_class_weight=w_similar)
+    return value, grads.result(w_dissimilar, same_class_weight=w_similar)
 
 
 @array_route

@@ -172,7 +172,7 @@ def _batch_all(batch, margin, semihard_only, soft, reduction):
         totals += np.sum(sums), n_counted.sum(), n_nonzero.sum()
         grads.pull(block, block.d, **written)
     weight = weight_from_counts(reduction, totals[1], totals[2])
-    return batch.value(weight * totals[0]), grads.result(weight)
+    return float(weight * totals[0]), grads.result(weight)
 
 
 def _mined_triplets(batch, mine):
@@ -373,5 +373,5 @@ def triplet_loss(
         below = values <= float(np.finfo(batch.x.dtype).smallest_subnormal) / 2
         values[below], slopes[below] = 0.0, 0.0
     weight = weight_from_counts(reduction, values.size, np.count_nonzero(values > 0))
-    value = batch.value(weight * float(np.sum(values)))
+    value = weight * float(np.sum(values))
     return value, batch.pull_triplets(anchors, positives, negatives, slopes, weight)
