@@ -15,6 +15,7 @@ peak the largest of their peaks.
     git worktree add --detach ../wt-old 19ef7aa
     python benchmarks/compare_revisions.py --baseline ../wt-old                      # measure, into the record
     python benchmarks/compare_revisions.py --baseline ../wt-old --losses NT-Xent --sizes 1024
+    python benchmarks/compare_revisions.py --baseline ../wt-old --alternate   # one process at a time
     python benchmarks/compare_revisions.py --write                                   # the table, into the docs
 
 Each measured cell is added to compare_revisions.json as soon as its process reports it (``--fresh`` drops the
@@ -94,8 +95,9 @@ def run_cells(names, size):
         print(json.dumps({**cell, "name": name, "module": metricloss.__file__}), flush=True)
 
 
-def _run_process(tree, which, names, size, revisions):
-    """One child process on ``tree``: its cells into the record as they come."""
+def _run_process(tree, which, names, size, revisions, alternate=False):
+    """One child process on ``tree``: its cells into the record as they come (``alternate``: it ran alone, the
+    other tree's process before or after it, not beside it)."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     command = [sys.executable, __file__, "--cells", json.dumps([names, size])]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as child:
@@ -109,6 +111,8 @@ def _run_process(tree, which, names, size, revisions):
                 record.seek(0)
                 recorded = json.loads(record.read() or "{}")
                 row = recorded.setdefault(f"{name} | {size}", {"old": [], "new": []})
+                if row.get("alternate", False) != alternate:  # a row's processes ran one way only
+                    row.update(old=[], new=[], alternate=alternate)
                 row[which].append(cell)
                 row.update(revisions=revisions, date=time.strftime("%Y-%m-%d"))
                 record.seek(0)
@@ -139,6 +143,7 @@ def _recorded():
 
 def _row(name, size, row):
     old, new = _summary(row["old"]), _summary(row["new"])
+    name = f"{name} ‡" if row.get("alternate") else name
     if "skipped" in old or "skipped" in new:
         speed, verdict = "—", ""
     else:
@@ -159,7 +164,7 @@ HEADER = (
 )
 
 
-def measure_rows(baseline, sizes, names, repeats):
+def measure_rows(baseline, sizes, names, repeats, alternate=False):
     new_tree, old_tree = ROOT, baseline.resolve()
     trees = {"old": old_tree, "new": new_tree}
     revisions = {which: _revision(tree) for which, tree in trees.items()}
@@ -169,6 +174,10 @@ def measure_rows(baseline, sizes, names, repeats):
         groups.append((0, list(WARP_FORMS)))
     for size, group in groups:
         for _ in range(repeats):
+            if alternate:  # one process at a time, old then new: each has the machine to itself
+                for which, tree in trees.items():
+                    _run_process(tree, which, group, size, revisions, alternate=True)
+                continue
             pair = [threading.Thread(target=_run_process, args=(trees[w], w, group, size, revisions)) for w in trees]
             for process in pair:
                 process.start()
@@ -194,7 +203,8 @@ def write_table():
             f"benchmarks/compare_revisions.py --baseline PATH` (old → new: {', '.join(sorted(revisions))}) on "
             f"{machine_line('default threading')}, with other work sharing the 2 cores (times are contended, old "
             "and new alike: an old and a new process ran side by side through the same losses in the same order; "
-            "memory is not affected).",
+            "memory is not affected). Rows marked ‡ were measured with `--alternate`: the old and the new process "
+            "one after the other, each with the machine to itself.",
             "",
             "Value and gradient with the default settings (no `backend=`, default working memory, no threading "
             "variables), the configurations of the table above, the triplet loss with each mining's defaults. "
@@ -219,6 +229,9 @@ def main(argv=None):
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--losses", nargs="+", default=None, help="names (or parts of names) of the losses to run")
     parser.add_argument("--repeats", type=int, default=REPEATS, help="processes per tree and cell")
+    parser.add_argument(
+        "--alternate", action="store_true", help="run the old and the new process one after the other, not side by side"
+    )
     parser.add_argument("--write", action="store_true", help="write the table of every recorded row into the docs")
     parser.add_argument("--fresh", action="store_true", help="drop the recorded cells before measuring")
     parser.add_argument("--cells", help=argparse.SUPPRESS)
@@ -230,7 +243,7 @@ def main(argv=None):
         RECORD.unlink()
     if args.baseline is not None:
         names = [n for n in _names() if not args.losses or any(part in n for part in args.losses)]
-        measure_rows(args.baseline, args.sizes, names, args.repeats)
+        measure_rows(args.baseline, args.sizes, names, args.repeats, args.alternate)
     if args.write:
         write_table()
 
