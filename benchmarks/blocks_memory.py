@@ -153,11 +153,14 @@ def write_table():
             "(NumPy's only). The N-pair loss takes its pairs from the labelled batch (`npair_loss(x, labels=labels)`); "
             "the multiple-negatives ranking loss takes B queries against B candidates, each query's the other "
             "sample of its pair. MB here are MiB. Some times were measured with other work sharing the 2 cores "
-            "(NT-Xent, SupCon, triplet-center, N-pair: pessimistic); the memory is not affected. The whole batch is "
-            "one block while its B×R matrix fits the budget (B = 16,384: one 1 GiB block; B = 65,536: blocks of "
-            "4,096 rows, 1 GiB each), and each block's matrix is computed in the memory of the block before it, so "
-            "a loss's peak is about its peak on one block's matrix: that matrix times the arrays of its size that "
-            "the loss's body holds at once." + _over_the_bar(cells) + before + carried,
+            "(NT-Xent, SupCon, triplet-center, N-pair: pessimistic); the memory is "
+            "not affected. The budget holds a block's matrix and the arrays of its size that the loss's body keeps "
+            "at once, as many as the loss declares (`block_matrices`: 1 for the triplet, contrastive, lifted and "
+            "margin losses, 2 for NT-Xent, SupCon and multiple-negatives ranking, 3 for multi-similarity, 5 for "
+            "circle), and the whole batch is one block while they fit (B = 16,384: one block for the triplet loss; "
+            "B = 65,536: blocks of 4,096 rows for it, 1,365 for multi-similarity); each block's matrix is computed "
+            "in the memory of the block before it, so a loss's peak is about the budget plus its arrays of the "
+            "candidates' size." + _over_the_bar(cells) + before + carried,
             "",
             HEADER,
             *(_row(name, n, cell) for _, n, name, cell in cells),
