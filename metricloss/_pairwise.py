@@ -30,12 +30,9 @@ _SAFE_EXPONENT = 16
 
 
 def _scale_exponent(*arrays):
-    """k such that the largest |entry| of ``arrays`` times 2^-k lies in [0.5, 1); 0 when no scaling is needed."""
-    return _exponent_for(max(largest_magnitude(a) for a in arrays))
-
-
-def _exponent_for(largest):
-    """:func:`_scale_exponent` given the largest |entry| (computed where the arrays live)."""
+    """k such that the largest |entry| of ``arrays`` (found where they live) times 2^-k lies in [0.5, 1); 0 when
+    no scaling is needed."""
+    largest = max(largest_magnitude(a) for a in arrays)
     k = int(np.frexp(largest)[1]) if largest > 0 else 0
     return 0 if -_SAFE_EXPONENT < k <= _SAFE_EXPONENT else k
 
