@@ -15,9 +15,15 @@ import inspect
 
 import numpy as np
 
+from .._vocabulary import unknown_keyword_help
+
 
 def check_hyperparameters(loss_fn, hyperparameters):
-    """Raise a TypeError now, not at the first call, for a hyper-parameter the loss does not take."""
+    """Raise a TypeError now, not at the first call, for a hyper-parameter the loss does not take (naming the one
+    it means, for a word from another library: :mod:`metricloss._vocabulary`)."""
+    help_for_keyword = unknown_keyword_help(loss_fn, hyperparameters)
+    if help_for_keyword is not None:
+        raise TypeError(help_for_keyword)
     try:
         inspect.signature(loss_fn).bind_partial(**hyperparameters)
     except TypeError as error:
