@@ -2,7 +2,7 @@
 appears), the defaults that differ from one loss to another and why, and the names users bring from other
 libraries, each with the name metricloss uses.
 
-``docs/guide/vocabulary.md`` is written from these tables (``python -m metricloss._vocabulary``) and
+``docs/guide/vocabulary.md`` is written from these tables (``python docs/write_vocabulary.py``) and
 ``tests/test_vocabulary.py`` holds every public signature to them: a new loss that uses a word in a new sense, or
 a default that differs without a reason, fails there.
 """
@@ -192,21 +192,3 @@ def page_tables():
             ),
         ]
     )
-
-
-BEGIN, END = "<!-- vocabulary tables: python -m metricloss._vocabulary PAGE -->", "<!-- /vocabulary tables -->"
-
-
-if __name__ == "__main__":  # rewrite the tables of the user guide's page, between its markers
-    import re
-    import sys
-    from pathlib import Path
-
-    page = Path(sys.argv[1])
-    text = re.sub(
-        re.escape(BEGIN) + ".*?" + re.escape(END),
-        lambda _: f"{BEGIN}\n{page_tables()}\n{END}",
-        page.read_text(),
-        flags=re.DOTALL,
-    )
-    page.write_text(text)

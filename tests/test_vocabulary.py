@@ -155,4 +155,4 @@ def test_the_issue_s_calls_behave_as_the_table_says():
 
 def test_the_user_guide_s_vocabulary_page_is_written_from_the_tables():
     page = (ROOT / "docs" / "guide" / "vocabulary.md").read_text()
-    assert _vocabulary.page_tables() in page, "run `python -m metricloss._vocabulary` to rewrite the page's tables"
+    assert _vocabulary.page_tables() in page, "run `python docs/write_vocabulary.py` to rewrite the page's tables"
