@@ -82,6 +82,7 @@ def _copy_notebooks():
 _GROUPS = (  # (title, module prefix) for the summary tables of the API page, first match wins
     ("Losses", "metricloss.losses"),
     ("Mining", "metricloss.mining"),
+    ("Sampling", "metricloss.sampling"),
     ("Distances and similarities", "metricloss.distances"),
     ("Retrieval metrics", "metricloss.metrics"),
     ("Other", "metricloss"),
