@@ -245,6 +245,9 @@ def retrieval_metrics(
     distance : {"euclidean", "sqeuclidean", "cosine", "dot", "snr"}, default "euclidean"
         The distance ranking the references (``"euclidean"`` and ``"sqeuclidean"`` rank alike, but for rounding;
         ``"dot"`` ranks by the largest inner product; ``"snr"`` by Var(reference − query) / Var(query)).
+        Evaluate embeddings with the distance they were trained on: for a loss on cosine similarities (SupCon,
+        NT-Xent, circle, multi-similarity) that is ``distance="cosine"``. On unit-norm rows, Euclidean and cosine
+        rank alike (‖x − y‖² = 2 − 2 cos(x, y)), so the default matters only for rows of different norms.
     average : {"queries", "classes"}, default "queries"
         ``"queries"``: the mean over the queries; ``"classes"``: the mean over the queries' classes of each
         class's mean (PML's ``avg_of_avgs=True``). Queries with no relevant reference are left out of both.
@@ -348,9 +351,12 @@ def recall_at_k(
     embeddings, labels, ref_embeddings, ref_labels, ref_includes_query : arrays and bool
         The queries and references, as for :func:`retrieval_metrics`.
     k : int, default 1
-        How many nearest references count, in [1, the number of references a query is ranked against].
+        How many nearest references count, in [1, the number of references a query is ranked against]. One k:
+        ``retrieval_metrics(..., k=(1, 5))`` gives Recall@K for several from one search.
     distance, average, chunk_size, use_faiss : options
-        As for :func:`retrieval_metrics`.
+        As for :func:`retrieval_metrics`. The default distance is Euclidean; for embeddings trained with a loss on
+        cosine similarities (SupCon, NT-Xent, circle, multi-similarity) ``distance="cosine"`` is the matching one
+        (on unit-norm rows both rank alike).
 
     Returns
     -------
@@ -364,6 +370,11 @@ def recall_at_k(
     >>> recall_at_k(np.array([[0.0], [0.1], [5.0], [5.2]]), np.array([0, 0, 1, 0]))
     0.6666666666666666
     """
+    if np.ndim(k) > 0:
+        raise TypeError(
+            f"k must be an integer: recall_at_k gives one Recall@K; got {type(k).__name__} {k!r}: "
+            f"retrieval_metrics(embeddings, labels, k={k!r}) gives each of several at once"
+        )
     k = check_count(k, "k")
     return _one_metric(
         f"recall_at_{k}",
@@ -403,7 +414,9 @@ def precision_at_1(
     embeddings, labels, ref_embeddings, ref_labels, ref_includes_query : arrays and bool
         The queries and references, as for :func:`retrieval_metrics`.
     distance, average, chunk_size, use_faiss : options
-        As for :func:`retrieval_metrics`.
+        As for :func:`retrieval_metrics`. The default distance is Euclidean; for embeddings trained with a loss on
+        cosine similarities (SupCon, NT-Xent, circle, multi-similarity) ``distance="cosine"`` is the matching one
+        (on unit-norm rows both rank alike).
 
     Returns
     -------
@@ -459,7 +472,9 @@ def r_precision(
     embeddings, labels, ref_embeddings, ref_labels, ref_includes_query : arrays and bool
         The queries and references, as for :func:`retrieval_metrics`.
     distance, average, chunk_size, use_faiss : options
-        As for :func:`retrieval_metrics`.
+        As for :func:`retrieval_metrics`. The default distance is Euclidean; for embeddings trained with a loss on
+        cosine similarities (SupCon, NT-Xent, circle, multi-similarity) ``distance="cosine"`` is the matching one
+        (on unit-norm rows both rank alike).
 
     Returns
     -------
@@ -515,7 +530,9 @@ def mean_average_precision_at_r(
     embeddings, labels, ref_embeddings, ref_labels, ref_includes_query : arrays and bool
         The queries and references, as for :func:`retrieval_metrics`.
     distance, average, chunk_size, use_faiss : options
-        As for :func:`retrieval_metrics`.
+        As for :func:`retrieval_metrics`. The default distance is Euclidean; for embeddings trained with a loss on
+        cosine similarities (SupCon, NT-Xent, circle, multi-similarity) ``distance="cosine"`` is the matching one
+        (on unit-norm rows both rank alike).
 
     Returns
     -------
@@ -572,7 +589,9 @@ def mean_reciprocal_rank(
     embeddings, labels, ref_embeddings, ref_labels, ref_includes_query : arrays and bool
         The queries and references, as for :func:`retrieval_metrics`.
     distance, average, chunk_size, use_faiss : options
-        As for :func:`retrieval_metrics`.
+        As for :func:`retrieval_metrics`. The default distance is Euclidean; for embeddings trained with a loss on
+        cosine similarities (SupCon, NT-Xent, circle, multi-similarity) ``distance="cosine"`` is the matching one
+        (on unit-norm rows both rank alike).
 
     Returns
     -------

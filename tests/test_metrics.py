@@ -257,6 +257,18 @@ def test_faiss_refuses_rows_whose_magnitudes_float32_cannot_hold_together(distan
     )
 
 
+def test_recall_at_k_takes_one_k_and_points_to_retrieval_metrics_for_several():
+    """recall_at_k returns one float, so a tuple of k is refused with a message that names the call giving several:
+    retrieval_metrics(..., k=(1, 5)), whose Recall@K are recall_at_k's for each k."""
+    x = np.random.default_rng(3).standard_normal((20, 4))
+    labels = np.arange(20) % 4
+    pointer = r"^k must be an integer: .*got tuple \(1, 5\): retrieval_metrics\(.*k=\(1, 5\)\)"
+    with pytest.raises(TypeError, match=pointer):
+        ml.recall_at_k(x, labels, k=(1, 5))
+    several = ml.retrieval_metrics(x, labels, k=(1, 5))
+    assert [several["recall_at_1"], several["recall_at_5"]] == [ml.recall_at_k(x, labels, k=k) for k in (1, 5)]
+
+
 def test_peak_memory_is_one_chunk_not_the_whole_matrix():
     """4000 queries against themselves: the whole distance matrix would take 128 MB (float64); with chunks of 50
     queries the peak of NumPy's allocations stays under 12 MB (measured: 3.9 MB; one chunk's distances
