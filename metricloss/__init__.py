@@ -57,15 +57,12 @@ from .mining import (
     batch_triplets,
     classify_triplets,
     distance_weighted_negatives,
-    mine_dataset,
     mine_pairs,
     mine_triplets,
     pairs_to_triplets,
-    pk_batches,
-    random_negatives,
-    rank_window_negatives,
     triplet_counts,
 )
+from .sampling import mine_dataset, pk_batches, random_negatives, rank_window_negatives
 
 __all__ = [
     "ABSENT_CLASSES",

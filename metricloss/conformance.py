@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import metricloss
+from metricloss.testing import CONFORMANCE_FLOORS, CONFORMANCE_TOLERANCES
 
 KINDS = ("agrees", "value", "gradient", "nonfinite", "raises", "convention")
 KIND_TITLES = {
@@ -77,10 +78,6 @@ _SHRUNK_TITLES = {
     "raises": "on which one side raises",
 }
 FRAMEWORKS = ("numpy", "torch", "jax", "tensorflow")
-# The tolerance of a comparison by the case's dtype: relative to the reference's value, and to the largest entry of
-# each of its gradients; FLOORS bounds those scales from below, so that zeros compare to rounding noise.
-TOLERANCES = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 1e-3}
-FLOORS = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 1e-4}
 
 # How each reference is called: (the names of its positional arrays, the positions of the differentiable ones).
 _CALLING = {
@@ -363,7 +360,7 @@ def bank(reference, *, seed=0, references=True, dtype=None, **settings):
     if dtype is None:
         return cases
     dtype = np.dtype(dtype)
-    if dtype not in TOLERANCES:
+    if dtype not in CONFORMANCE_TOLERANCES:
         raise ValueError(f"dtype must be float32 or float64; got {dtype}")
     copies = ", float32"
     return [_cast(c, dtype) for c in cases if not (dtype == np.float32 and c.name.endswith(copies))]
@@ -612,8 +609,8 @@ def _relative(got, expected, floor):
 
 def _outcome(case, reference_result, candidate_result, rtol):
     dtype = case.dtype
-    rtol = TOLERANCES[dtype] if rtol is None else rtol
-    floor = FLOORS[dtype]
+    rtol = CONFORMANCE_TOLERANCES[dtype] if rtol is None else rtol
+    floor = CONFORMANCE_FLOORS[dtype]
     (ref_ok, ref), (cand_ok, cand) = reference_result, candidate_result
     if not ref_ok and not cand_ok:
         return Outcome(case, "agrees", math.nan, f"both refuse (metricloss: {ref})")
@@ -886,7 +883,7 @@ def check(
         Cast every case to this dtype (for an implementation that computes in float32 only, as TF-Addons');
         default: the bank's mix of float64 and float32 cases.
     rtol : float, optional
-        Relative tolerance; default ``TOLERANCES`` of each case's dtype.
+        Relative tolerance; default :data:`metricloss.testing.CONFORMANCE_TOLERANCES` of each case's dtype.
     shrink : bool, default True
         For each kind of disagreement, shrink its smallest case: remove rows while it still fails that way
         (``Report.shrunk``; printed under the summary).

@@ -17,6 +17,7 @@ from pytorch_metric_learning import reducers as pml_reducers
 from support import lp, pml_dot
 
 import metricloss as ml
+from metricloss import conformance, testing
 from metricloss.conformance import KINDS, SEARCH_SPACES, _search_space, bank, check, identify, main
 
 
@@ -751,3 +752,10 @@ def test_other_batch_losses_are_checked_without_conventions():
     )
     assert report.counts["convention"] == 0
     assert all(o.kind == "agrees" for o in report.outcomes if o.case.name.startswith("random"))
+
+
+def test_the_tolerances_are_the_testing_table():
+    """One tolerance table (issue 22): conformance keeps none of its own; its report reads metricloss.testing's."""
+    assert not hasattr(conformance, "TOLERANCES")
+    assert conformance.CONFORMANCE_TOLERANCES is testing.CONFORMANCE_TOLERANCES
+    assert conformance.CONFORMANCE_FLOORS is testing.CONFORMANCE_FLOORS
