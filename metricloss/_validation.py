@@ -219,24 +219,6 @@ def check_references(embeddings, ref_embeddings, ref_labels):
     return ref, check_labels(ref_labels, ref.shape[0], "ref_labels", against="ref_embeddings")
 
 
-def refuse_renamed(**renamed):
-    """Decorate a function whose keyword ``old`` was renamed ``new`` (``refuse_renamed(old="new")``): passing the
-    old name raises a TypeError that gives the new one, instead of Python's bare "unexpected keyword argument".
-    metricloss keeps one name for each thing (``distance=`` everywhere) and no aliases."""
-
-    def decorate(function):
-        @functools.wraps(function)
-        def checked(*args, **kwargs):
-            for old, new in renamed.items():
-                if old in kwargs:
-                    raise TypeError(f"{function.__name__}() takes {new}=, not {old}= (renamed: one name everywhere)")
-            return function(*args, **kwargs)
-
-        return checked
-
-    return decorate
-
-
 def check_class_indices(labels, n_classes, name="labels", *, rows_of="centers"):
     """Labels that index the rows of a per-class array (learnable centres): integers in [0, n_classes). ``labels``
     must already have passed :func:`check_labels`."""

@@ -327,7 +327,7 @@ def test_bad_input_is_refused_naming_the_argument():
             {"ref_embeddings": x[::-1], "ref_labels": labels, "ref_includes_query": True},
         ),
         (ValueError, r"^labels must give some query a relevant reference", (x, np.arange(6)), {}),
-        (TypeError, r"takes distance=, not metric=", (x, labels), {"metric": "cosine"}),
+        (TypeError, r"takes no metric=; the distance is distance= here", (x, labels), {"metric": "cosine"}),
     ]
     for error, message, args, kwargs in cases:
         with pytest.raises(error, match=message):
