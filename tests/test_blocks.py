@@ -230,14 +230,14 @@ RANKING_CONFIGURATIONS = [
 @pytest.mark.parametrize("n_hard", [0, 300], ids=["pairs", "hard-negatives"])
 @pytest.mark.parametrize("hyper", RANKING_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())) or "st")
 def test_multiple_negatives_ranking_in_seven_uneven_blocks_equals_one_block(batch, hyper, n_hard):
-    """Blocks of query rows; the symmetric loss's columns in two passes (their log-sum-exps exchanged)."""
+    """Blocks of anchor rows; the symmetric loss's columns in two passes (their log-sum-exps exchanged)."""
     x, _ = batch
     rng = np.random.default_rng(1)
-    candidates = x + 0.2 * rng.standard_normal(x.shape)
-    extra = {"hard_negatives": 0.3 * rng.standard_normal((n_hard, FEATURES))} if n_hard else {}
-    whole_value, whole_grads = ml.multiple_negatives_ranking_loss(x, candidates, **hyper, **extra)
+    positives = x + 0.2 * rng.standard_normal(x.shape)
+    negatives = [0.3 * rng.standard_normal((n_hard, FEATURES))] if n_hard else []
+    whole_value, whole_grads = ml.multiple_negatives_ranking_loss(x, positives, *negatives, **hyper)
     (value, grads), blocks = _in_seven_blocks(
-        ml.multiple_negatives_ranking_loss, x, candidates, n_candidates=B + n_hard, **hyper, **extra
+        ml.multiple_negatives_ranking_loss, x, positives, *negatives, n_candidates=B + n_hard, **hyper
     )
     passes = 2 if hyper.get("symmetric") else 1
     assert blocks == ([293] * 6 + [290]) * passes
