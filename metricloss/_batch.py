@@ -528,9 +528,9 @@ def labelled_batch(
     pairwise ``distance`` (one of ``distances``, by default ``DISTANCES``: a loss built on symmetric distances >= 0
     passes ``SYMMETRIC_DISTANCES``, which the error then lists) or, for losses on similarities, ``similarity`` (one
     of ``SIMILARITIES``): exactly one of the two is given, and an invalid value is refused under the name given (a
-    loss on similarities passing ``similarity=None`` hears about ``similarity``). ``name`` and ``ref_name`` are what the caller calls its
-    embeddings and its references, for the errors that name an argument (a loss whose references are class centres:
-    ``"centers"``; a ranking loss's ``"queries"``).
+    loss on similarities passing ``similarity=None`` hears about ``similarity``). ``name`` and ``ref_name`` are
+    what the caller calls its embeddings and its references, for the errors that name an argument (a loss whose
+    references are class centres: ``"centers"``; a ranking loss's ``"anchors"`` and ``"positives"``).
     ``defer_distances``: within one batch, the Euclidean distances may be left as the Gram matrix with the
     arguments of their conversion in ``gram``, for a kernel that converts each row while it has it in cache.
     ``gpu_arrays``: the loss takes GPU embeddings in place (the batch's arrays then live on the GPU); other losses
