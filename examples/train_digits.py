@@ -206,7 +206,7 @@ def _triplet_center(x, y, options, own):
 
 def _npair(x, y, options, own):
     """P×K batches with K = 2, grouped by class: rows 0, 2, 4, ... are the anchors, 1, 3, 5, ... the positives."""
-    value, (grad_anchors, grad_positives) = ml.npair_loss(x[0::2], x[1::2], l2_reg=0.002)
+    value, (grad_anchors, grad_positives) = ml.npair_pairs_loss(x[0::2], x[1::2], l2_reg=0.002)
     grad = np.empty_like(x)
     grad[0::2], grad[1::2] = grad_anchors, grad_positives
     return value, grad, {}

@@ -318,7 +318,7 @@ def test_multiple_negatives_ranking_with_dot_products_at_scale_1_is_the_n_pair_l
     rng = np.random.default_rng(15)
     a, p = rng.standard_normal((9, 4)), rng.standard_normal((9, 4))
     value, grads = ml.multiple_negatives_ranking_loss(a, p, scale=1.0, similarity="dot")
-    expected_value, expected_grads = ml.npair_loss(a, p)
+    expected_value, expected_grads = ml.npair_pairs_loss(a, p)
     assert value == pytest.approx(expected_value, rel=1e-12)
     for got, expected in zip(grads, expected_grads, strict=True):
         assert_close(got, expected, rtol=1e-11)
