@@ -143,11 +143,10 @@ def _losses():
         ),
         "triplet-center (learnable centres, C = B/4)": (triplet_center, pml_triplet_center, None, True),
         "N-pair (pairs from the labelled batch)": (
-            # labels by name: npair_loss's second positional array is the positives
-            lambda x, labels, backend: lambda: ml.npair_loss(x, labels=labels),
+            ours(ml.npair_loss),
             pml("NPairsLoss", distance=_dot()),
             None,
-            False,
+            False,  # its dot products reach no kernel: numpy runs what numba runs
         ),
         "quadruplet (all)": (ours(ml.quadruplet_loss), None, None, True),
         "quadruplet (hard)": (ours(ml.quadruplet_loss, mining="hard"), None, None, True),
@@ -328,11 +327,11 @@ def main(argv=None):
             "gradient. PML is pytorch-metric-learning with `LpDistance(normalize_embeddings=False)` "
             "(N-pair: `DotProductSimilarity(normalize_embeddings=False)`), default reducers; its configurations "
             "match metricloss's as the loss docstrings state (the parity tests pin them). N-pair: both take one "
-            "pair per class from the labelled batch (`npair_loss(x, labels=labels)`, `NPairsLoss`). Triplet-center: "
+            "pair per class from the labelled batch (`npair_loss(x, labels)`, `NPairsLoss`). Triplet-center: "
             "PML's twin is `TripletMarginLoss(margin=5, distance=LpDistance(power=2))` after `BatchHardMiner`, "
             "against the centres (`ref_emb`); metricloss's `halved=False, distance='sqeuclidean', "
             "reduction='mean_nonzero'`. Generalized lifted: `incomplete_anchors='keep'`, as PML. Multiple-negatives "
-            "ranking: each query's candidate is the other sample of its pair within its class; PML's twin is "
+            "ranking: each anchor's positive is the other sample of its pair within its class; PML's twin is "
             "`NTXentLoss(temperature=1/20)` with the candidates as `ref_emb` and labels 0..B−1 on both sides.\n\n"
             + header
             + "\n"

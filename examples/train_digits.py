@@ -206,19 +206,19 @@ def _triplet_center(x, y, options, own):
 
 def _npair(x, y, options, own):
     """P×K batches with K = 2, grouped by class: rows 0, 2, 4, ... are the anchors, 1, 3, 5, ... the positives."""
-    value, (grad_anchors, grad_positives) = ml.npair_loss(x[0::2], x[1::2], l2_reg=0.002)
+    value, (grad_anchors, grad_positives) = ml.npair_pairs_loss(x[0::2], x[1::2], l2_reg=0.002)
     grad = np.empty_like(x)
     grad[0::2], grad[1::2] = grad_anchors, grad_positives
     return value, grad, {}
 
 
 def _mnrl(x, y, options, own):
-    """Batches of two samples per class, grouped by class: the queries are one of each pair (rows 0, 2, 4, ...),
-    the candidates the other, each query's same-class partner (rows 1, 3, 5, ...); every other candidate of the
+    """Batches of two samples per class, grouped by class: the anchors are one of each pair (rows 0, 2, 4, ...),
+    the positives the other, each anchor's same-class partner (rows 1, 3, 5, ...); every other positive of the
     batch is one of its in-batch negatives (sentence-transformers' MultipleNegativesRankingLoss)."""
-    value, (grad_queries, grad_candidates) = ml.multiple_negatives_ranking_loss(x[0::2], x[1::2])
+    value, (grad_anchors, grad_positives) = ml.multiple_negatives_ranking_loss(x[0::2], x[1::2])
     grad = np.empty_like(x)
-    grad[0::2], grad[1::2] = grad_queries, grad_candidates
+    grad[0::2], grad[1::2] = grad_anchors, grad_positives
     return value, grad, {}
 
 

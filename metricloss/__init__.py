@@ -28,7 +28,7 @@ from .losses.center import ABSENT_CLASSES, init_centers, triplet_center_loss
 from .losses.infonce import multiple_negatives_ranking_loss, ntxent_loss, supcon_loss
 from .losses.lifted import generalized_lifted_structure_loss, lifted_structure_loss
 from .losses.margin import margin_loss
-from .losses.npair import npair_loss
+from .losses.npair import npair_loss, npair_pairs_loss
 from .losses.pairs import (
     CONTRASTIVE_FORMS,
     contrastive_loss,
@@ -106,6 +106,7 @@ __all__ = [
     "multi_similarity_loss",
     "multiple_negatives_ranking_loss",
     "npair_loss",
+    "npair_pairs_loss",
     "ntxent_loss",
     "paired_distances",
     "pairs_to_triplets",

@@ -21,12 +21,11 @@ pytorch-metric-learning loss object (or a ``(loss, miner)`` pair), whose gradien
 TensorFlow function returning a scalar, differentiated by ``jax.value_and_grad`` or ``tf.GradientTape``. Every
 framework is imported lazily, only for a candidate written in it, and computes in the case's dtype (float64
 cases in float64: JAX under ``jax.experimental.enable_x64``). The calling convention is the reference's: a batch
-loss is called as ``candidate(embeddings, labels)`` (and, for query-vs-reference cases, with
-``ref_embeddings=`` and ``ref_labels=`` keywords, if its signature takes them), ``npair_loss`` too (its
-labelled-batch form ``npair_loss(embeddings, labels=labels)``, pytorch-metric-learning's ``NPairsLoss``);
-``triplet_margin_loss`` as ``candidate(anchor, positive, negative)``; the pair losses as ``candidate(x1, x2, y)``
-(``y`` a float array in {−1, 1}, or in {0, 1} for ``contrastive_pair_loss``); ``hinge_embedding_loss`` as
-``candidate(x, y)``.
+loss (``npair_loss`` among them, pytorch-metric-learning's ``NPairsLoss``) is called as
+``candidate(embeddings, labels)`` (and, for query-vs-reference cases, with ``ref_embeddings=`` and ``ref_labels=``
+keywords, if its signature takes them); ``triplet_margin_loss`` as ``candidate(anchor, positive, negative)``; the
+pair losses as ``candidate(x1, x2, y)`` (``y`` a float array in {−1, 1}, or in {0, 1} for
+``contrastive_pair_loss``); ``hinge_embedding_loss`` as ``candidate(x, y)``.
 
 :func:`identify` searches the reference's documented options for the settings that reproduce a candidate.
 ``python -m metricloss.conformance module:candidate --against triplet_loss --mining hard`` prints the report and
@@ -82,7 +81,6 @@ FRAMEWORKS = ("numpy", "torch", "jax", "tensorflow")
 # How each reference is called: (the names of its positional arrays, the positions of the differentiable ones).
 _CALLING = {
     "batch": (("embeddings", "labels"), (0,)),
-    "batch_labels_by_name": (("embeddings", "labels"), (0,)),  # a batch loss whose labels are a keyword argument
     "triplets": (("anchor", "positive", "negative"), (0, 1, 2)),
     "signed_pairs": (("x1", "x2", "y"), (0, 1)),
     "binary_pairs": (("x1", "x2", "y"), (0, 1)),
@@ -97,9 +95,7 @@ _CONVENTIONS = {
     "contrastive_pair_loss": "binary_pairs",
     "margin_ranking_loss": "ranked_scores",
     "hinge_embedding_loss": "signed_scores",
-    "npair_loss": "batch_labels_by_name",  # its labelled-batch form, npair_loss(embeddings, labels=labels)
 }
-_BATCH_CONVENTIONS = ("batch", "batch_labels_by_name")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -348,7 +344,7 @@ def bank(reference, *, seed=0, references=True, dtype=None, **settings):
     """
     fn, convention = _reference(reference)
     rng = np.random.default_rng(seed)
-    if convention in _BATCH_CONVENTIONS:
+    if convention == "batch":
         takes_refs = "ref_embeddings" in inspect.signature(fn).parameters
         cases = _batch_cases(settings, rng, references and takes_refs)
         if fn.__name__ not in _HINGED_BATCH_LOSSES:  # no hinge at the margin, no hardest candidate: plain cases
@@ -647,10 +643,7 @@ def _run(call, case):
 
 def _reference_call(fn, convention, settings, differentiable):
     def call(case):
-        args, kwargs = case.args, case.kwargs
-        if convention == "batch_labels_by_name":
-            args, kwargs = args[:1], {"labels": args[1], **kwargs}
-        value, grads = fn(*args, **kwargs, **settings)
+        value, grads = fn(*case.args, **case.kwargs, **settings)
         keyed, distinct = _unique(case, differentiable)
         grads = grads if isinstance(grads, tuple) else (grads,)
         return value, _merge(grads, keyed, distinct)
@@ -1019,7 +1012,8 @@ SEARCH_SPACES = {
             "beta": (1.2, 1.0),
         },
     ),
-    "npair_loss": ({"reduction": _REDUCTIONS},),
+    # Sohn's dot product first; the cosine similarity is PML's default NPairsLoss() (its normalising dot product)
+    "npair_loss": ({"similarity": _first("dot", metricloss.SIMILARITIES), "reduction": _REDUCTIONS},),
     # the batch's class means as the centres (learnable ones are not among the bank's inputs)
     "triplet_center_loss": (
         {
@@ -1104,7 +1098,7 @@ def identify(candidate, reference_family, *, framework=None, seed=0, references=
     * ``lifted_structure_loss``: distance, reduction, margin; ``generalized_lifted_structure_loss`` also
       incomplete_anchors;
     * ``margin_loss``: distance, reduction, margin, beta in {1.2, 1} (a constant β);
-    * ``npair_loss`` (its labelled-batch form): reduction;
+    * ``npair_loss``: similarity, reduction;
     * ``triplet_center_loss`` (the batch's class means as the centres): distance, halved, reduction, margin
       (5 too).
 

@@ -458,14 +458,20 @@ def pml_triplet_center(margin):
         (
             lambda: pml_losses.NPairsLoss(distance=pml_dot()),
             "npair_loss",
-            {"reduction": "mean"},
+            {"similarity": "dot", "reduction": "mean"},
             [],
         ),
         (
             lambda: pml_losses.NPairsLoss(distance=pml_dot(), reducer=pml_reducers.SumReducer()),
             "npair_loss",
-            {"reduction": "sum"},
+            {"similarity": "dot", "reduction": "sum"},
             [],
+        ),
+        (
+            lambda: pml_losses.NPairsLoss(),  # its default DotProductSimilarity() normalises: the cosine
+            "npair_loss",
+            {"similarity": "cosine", "reduction": "mean"},
+            ["all-zero rows", "norms ~1e-30", "ties"],  # F.normalize's eps: the ties case's first anchor is 0
         ),
         (
             lambda: pml_triplet_center(0.5),
@@ -500,6 +506,7 @@ def pml_triplet_center(margin):
         "pml-margin",
         "pml-npairs",
         "pml-npairs-sum",
+        "pml-npairs-default-cosine",
         "pml-triplet-center",
     ],
 )
@@ -572,10 +579,6 @@ def test_identify_takes_off_grid_hyper_parameters_as_fixed(candidate, family, fi
     assert {k: found.settings[k] for k in {**expected, **fixed}} == {**expected, **fixed}
 
 
-def _npair_sum(embeddings, labels):
-    return ml.npair_loss(embeddings, labels=labels, reduction="sum")
-
-
 # A point of each new family's search space away from its defaults.
 _AWAY_FROM_DEFAULTS = [
     (
@@ -599,7 +602,7 @@ _AWAY_FROM_DEFAULTS = [
         {"incomplete_anchors": "drop", "distance": "sqeuclidean", "reduction": "mean_nonzero", "margin": 0.1},
     ),
     ("margin_loss", {"distance": "sqeuclidean", "reduction": "sum", "margin": 0.1, "beta": 1.0}),
-    ("npair_loss", {"reduction": "sum"}),
+    ("npair_loss", {"similarity": "cosine", "reduction": "sum"}),
     ("triplet_center_loss", {"distance": "cosine", "halved": True, "reduction": "mean", "margin": 0.2}),
 ]
 
@@ -609,7 +612,7 @@ def test_identify_tells_apart_the_options_of_each_family(family, settings):
     """metricloss's own loss at settings away from the defaults is identified as exactly those settings, alone
     and on every case: the bank separates each option searched (the reference-code forms too: circle's all_pairs
     without .detach())."""
-    candidate = _npair_sum if family == "npair_loss" else functools.partial(getattr(ml, family), **settings)
+    candidate = functools.partial(getattr(ml, family), **settings)
     found = identify(candidate, family)
     assert [m.settings for m in found.matches] == [settings], str(found)
     assert found.matches[0].differing() == []
@@ -622,9 +625,7 @@ def test_every_search_space_holds_settings_its_loss_accepts():
         assert f"``{family}``" in identify.__doc__
         case = bank(family)[0]
         for settings in _search_space(family):
-            args = case.args if family != "npair_loss" else case.args[:1]
-            kwargs = {"labels": case.args[1]} if family == "npair_loss" else {}
-            value, _ = getattr(ml, family)(*args, **kwargs, **settings)
+            value, _ = getattr(ml, family)(*case.args, **settings)
             assert math.isfinite(value), (family, settings)
 
 
@@ -634,10 +635,10 @@ def test_identify_refuses_a_family_without_options_and_lists_those_it_knows():
     assert all(family in str(error.value) for family in SEARCH_SPACES)
 
 
-def test_npair_loss_is_checked_as_a_batch_loss_with_its_labels_by_name():
-    """npair_loss's labelled-batch form is called npair_loss(embeddings, labels=labels); a candidate gets
-    (embeddings, labels) like every batch loss, and no query-vs-reference case (npair_loss takes none)."""
-    report = check(lambda x, labels: ml.npair_loss(x, labels=labels), "npair_loss", references=True)
+def test_npair_loss_is_checked_as_a_batch_loss():
+    """npair_loss is called (embeddings, labels) like every batch loss, and gets no query-vs-reference case
+    (npair_loss takes none)."""
+    report = check(ml.npair_loss, "npair_loss", references=True)
     assert report.agrees and kinds(report) == {}, report.table()
     assert "query-vs-reference" not in {o.case.name for o in report.outcomes}
     assert report.arg_names == ("embeddings", "labels")
