@@ -380,10 +380,10 @@ def test_a_margin_too_large_to_compute_is_refused_by_name(case, margin):
     naming it, for every loss that takes ``margin``; never a silent inf."""
     arrays = case.make_inputs(np.random.default_rng(12), np.float64)
     try:
-        case.loss(*arrays, **{**case.hyper, "margin": 1.0})
+        case.loss(*arrays, **{**case.hyper, "margin": 0.25})  # a margin every loss that takes one accepts
     except TypeError:
         pytest.skip("the loss takes no margin")
-    with pytest.raises(ValueError, match=r"^margin must be .*<= "):
+    with pytest.raises(ValueError, match=r"^margin must be .*<=? "):
         case.loss(*arrays, **{**case.hyper, "margin": margin})
 
 
