@@ -149,7 +149,7 @@ def _losses():
             False,  # its dot products reach no kernel: numpy runs what numba runs
         ),
         "quadruplet (all)": (ours(ml.quadruplet_loss), None, None, True),
-        "quadruplet (hard)": (ours(ml.quadruplet_loss, mining="hard"), None, None, True),
+        "quadruplet (adaptive margins)": (ours(ml.quadruplet_loss, adaptive_margins=True), None, None, True),
         "lifted structure": (
             ours(ml.lifted_structure_loss),
             pml("LiftedStructureLoss", distance=_lp()),
@@ -164,7 +164,7 @@ def _losses():
         ),
         "multi-similarity (no mining)": (ours(ml.multi_similarity_loss), pml("MultiSimilarityLoss"), None, True),
         "multi-similarity (ε mining, PML: MultiSimilarityMiner)": (
-            ours(ml.multi_similarity_loss, mining=True),
+            ours(ml.multi_similarity_loss, mining="epsilon"),
             pml_multi_similarity_mined,
             None,
             True,
@@ -189,7 +189,7 @@ def _losses():
             True,
         ),
         "circle (per anchor, m = 0.4, γ = 80)": (
-            ours(ml.circle_loss, m=0.4, gamma=80.0),
+            ours(ml.circle_loss, margin=0.4, scale=80.0),
             pml("CircleLoss", m=0.4, gamma=80),
             None,
             True,

@@ -37,8 +37,14 @@ from .losses.pairs import (
     hinge_embedding_loss,
     margin_ranking_loss,
 )
-from .losses.quadruplet import QUADRUPLET_MININGS, quadruplet_loss, quadruplet_margin_loss
-from .losses.softmax import CIRCLE_FORMS, CIRCLE_SIMILARITIES, circle_loss, multi_similarity_loss
+from .losses.quadruplet import quadruplet_loss, quadruplet_margin_loss
+from .losses.softmax import (
+    CIRCLE_FORMS,
+    CIRCLE_SIMILARITIES,
+    MULTI_SIMILARITY_MININGS,
+    circle_loss,
+    multi_similarity_loss,
+)
 from .losses.triplet import INCOMPLETE_ANCHORS, MININGS, triplet_loss, triplet_margin_loss
 from .losses.warp import WARP_SAMPLINGS, WARP_WEIGHTINGS, relevance_matrix, warp_embedding_loss, warp_loss
 from .metrics import (
@@ -74,7 +80,7 @@ __all__ = [
     "MINED_PAIRS",
     "MINED_TRIPLETS",
     "MININGS",
-    "QUADRUPLET_MININGS",
+    "MULTI_SIMILARITY_MININGS",
     "REDUCTIONS",
     "SELECTIONS",
     "SIMILARITIES",

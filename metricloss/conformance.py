@@ -23,7 +23,7 @@ framework is imported lazily, only for a candidate written in it, and computes i
 cases in float64: JAX under ``jax.experimental.enable_x64``). The calling convention is the reference's: a batch
 loss (``npair_loss`` among them, pytorch-metric-learning's ``NPairsLoss``) is called as
 ``candidate(embeddings, labels)`` (and, for query-vs-reference cases, with ``ref_embeddings=`` and ``ref_labels=``
-keywords, if its signature takes them); ``triplet_margin_loss`` as ``candidate(anchor, positive, negative)``; the
+keywords, if its signature takes them); ``triplet_margin_loss`` as ``candidate(anchors, positives, negatives)``; the
 pair losses as ``candidate(x1, x2, y)`` (``y`` a float array in {−1, 1}, or in {0, 1} for
 ``contrastive_pair_loss``); ``hinge_embedding_loss`` as ``candidate(x, y)``.
 
@@ -81,7 +81,7 @@ FRAMEWORKS = ("numpy", "torch", "jax", "tensorflow")
 # How each reference is called: (the names of its positional arrays, the positions of the differentiable ones).
 _CALLING = {
     "batch": (("embeddings", "labels"), (0,)),
-    "triplets": (("anchor", "positive", "negative"), (0, 1, 2)),
+    "triplets": (("anchors", "positives", "negatives"), (0, 1, 2)),
     "signed_pairs": (("x1", "x2", "y"), (0, 1)),
     "binary_pairs": (("x1", "x2", "y"), (0, 1)),
     "ranked_scores": (("x1", "x2", "y"), (0, 1)),
@@ -96,6 +96,9 @@ _CONVENTIONS = {
     "margin_ranking_loss": "ranked_scores",
     "hinge_embedding_loss": "signed_scores",
 }
+# Arguments a reference learns (their gradient returned right after the embeddings') that a setting gives as a
+# constant, as the candidates hold it: margin_loss's β. Their gradient is left out of the comparison.
+_HELD_CONSTANT = {"margin_loss": ("beta",)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -642,10 +645,13 @@ def _run(call, case):
 
 
 def _reference_call(fn, convention, settings, differentiable):
+    n_held = sum(settings.get(name) is not None for name in _HELD_CONSTANT.get(fn.__name__, ()))
+
     def call(case):
         value, grads = fn(*case.args, **case.kwargs, **settings)
         keyed, distinct = _unique(case, differentiable)
         grads = grads if isinstance(grads, tuple) else (grads,)
+        grads = grads[:1] + grads[1 + n_held :]  # the embeddings', then the references' (held constants' left out)
         return value, _merge(grads, keyed, distinct)
 
     return call
@@ -972,23 +978,23 @@ SEARCH_SPACES = {
     "multi_similarity_loss": tuple(
         {
             "mining": (mining,),
-            **({"epsilon": (0.1,)} if mining else {}),
+            **({"epsilon": (0.1,)} if mining == "epsilon" else {}),
             "similarity": _SIMILARITIES,
             "reduction": _REDUCTIONS,
-            "alpha": (2.0,),
-            "beta": (50.0, 40.0),
-            "base": (0.5, 1.0),
+            "positive_scale": (2.0,),
+            "negative_scale": (50.0, 40.0),
+            "threshold": (0.5, 1.0),
         }
-        for mining in (False, True)
+        for mining in metricloss.MULTI_SIMILARITY_MININGS
     ),
-    # the paper's (m, γ): (0.25, 256), (0.25, 128), (0.4, 80) (PML's default); one term for "all_pairs"
+    # the paper's (m, γ): (0.4, 80) (the default, PML's), (0.25, 256), (0.25, 128); one term for "all_pairs"
     "circle_loss": tuple(
         {
             "form": (form,),
             "detach_weights": (True, False),
             **({"reduction": _first("mean_nonzero", _REDUCTIONS)} if form == "per_anchor" else {}),
-            "m": (0.25, 0.4),
-            "gamma": (256.0, 128.0, 80.0),
+            "margin": (0.4, 0.25),
+            "scale": (80.0, 256.0, 128.0),
         }
         for form in metricloss.CIRCLE_FORMS
     ),
@@ -1003,7 +1009,7 @@ SEARCH_SPACES = {
             "margin": _first(1.0, _MARGINS),
         },
     ),
-    # α = 0.2 and β = 1.2, the paper's and PML's; a constant β (a learnable one is an array: pass it as fixed)
+    # α = 0.2 and β = 1.2, the paper's and PML's; β held constant (its gradient left out: _HELD_CONSTANT)
     "margin_loss": (
         {
             "distance": _SYMMETRIC,
@@ -1090,14 +1096,14 @@ def identify(candidate, reference_family, *, framework=None, seed=0, references=
     * ``contrastive_loss``, ``contrastive_pair_loss``: form, split_reduction, distance, reduction, margin;
     * ``triplet_margin_loss``: p in {2, 1, 3}, eps in {1e-6, 0}, swap, reduction, margin;
     * ``cosine_embedding_loss``, ``margin_ranking_loss``, ``hinge_embedding_loss``: reduction, margin;
-    * ``multi_similarity_loss``: mining (with epsilon 0.1), similarity, reduction, alpha 2, beta in {50, 40},
-      base in {0.5, 1};
-    * ``circle_loss``: form, detach_weights, reduction (``"per_anchor"``: ``"all_pairs"`` is one term), m in
-      {0.25, 0.4}, gamma in {256, 128, 80};
+    * ``multi_similarity_loss``: mining (``"epsilon"`` with epsilon 0.1), similarity, reduction, positive_scale 2,
+      negative_scale in {50, 40}, threshold in {0.5, 1};
+    * ``circle_loss``: form, detach_weights, reduction (``"per_anchor"``: ``"all_pairs"`` is one term), margin in
+      {0.4, 0.25}, scale in {80, 256, 128};
     * ``ntxent_loss``, ``supcon_loss``: temperature, similarity, reduction;
     * ``lifted_structure_loss``: distance, reduction, margin; ``generalized_lifted_structure_loss`` also
       incomplete_anchors;
-    * ``margin_loss``: distance, reduction, margin, beta in {1.2, 1} (a constant β);
+    * ``margin_loss``: distance, reduction, margin, beta in {1.2, 1} (held constant: its gradient is not compared);
     * ``npair_loss``: similarity, reduction;
     * ``triplet_center_loss`` (the batch's class means as the centres): distance, halved, reduction, margin
       (5 too).

@@ -265,8 +265,8 @@ def test_lifted_in_seven_uneven_blocks_equals_one_block(batch, hyper, references
 
 MULTI_SIMILARITY_CONFIGURATIONS = [
     {},
-    {"mining": True, "reduction": "mean_nonzero"},
-    {"mining": True, "epsilon": 0.3, "similarity": "dot", "reduction": "sum"},
+    {"mining": "epsilon", "reduction": "mean_nonzero"},
+    {"mining": "epsilon", "epsilon": 0.3, "similarity": "dot", "reduction": "sum"},
 ]
 
 
@@ -278,7 +278,7 @@ def test_multi_similarity_in_seven_uneven_blocks_equals_one_block(batch, hyper, 
     _assert_seven_blocks_equal_one_block(ml.multi_similarity_loss, batch, hyper, references)
 
 
-CIRCLE_CONFIGURATIONS = [{}, {"m": 0.4, "gamma": 80.0, "detach_weights": False, "reduction": "mean"}]
+CIRCLE_CONFIGURATIONS = [{}, {"margin": 0.25, "scale": 256.0, "detach_weights": False, "reduction": "mean"}]
 
 
 @pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
@@ -289,7 +289,7 @@ def test_circle_in_seven_uneven_blocks_equals_one_block(batch, hyper, references
 
 @pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
 @pytest.mark.parametrize(
-    "hyper", [{}, {"m": 0.1, "gamma": 32.0, "detach_weights": False}], ids=["paper", "0.1-32-full-gradient"]
+    "hyper", [{}, {"margin": 0.1, "scale": 32.0, "detach_weights": False}], ids=["defaults", "0.1-32-full-gradient"]
 )
 def test_circle_over_all_pairs_in_two_passes_of_seven_blocks_equals_one_block(batch, hyper, references):
     """One term over every pair of the batch: a pass for the batch's two log-sum-exps, a pass for the cotangent."""
