@@ -82,7 +82,54 @@ HYPERPARAMETERS = {
 MEANINGS = {**ARRAYS, **HYPERPARAMETERS}
 
 # A default that differs between losses, and why: the loss's paper (or the library it reproduces) sets it so.
-DIFFERING_DEFAULTS = {}
+DIFFERING_DEFAULTS = {
+    "margin": {  # on each loss's own scale: the paper's value, or the library's the loss reproduces
+        "triplet_loss": "None: 1.0 (FaceNet's triplet loss on Euclidean distances), or 0.0 with `soft=True` (Hermans "
+        "et al.'s soft margin has none)",
+        "circle_loss": "0.4: the paper's setting for fine-grained image retrieval (pytorch-metric-learning's); "
+        "0.25 for face recognition",
+        "margin_loss": "0.2: Wu et al.'s α",
+        "triplet_center_loss": "5.0: on the paper's D = ½‖f − c‖², the value reimplementations of the paper use",
+        "cosine_embedding_loss": "0.0: torch's `CosineEmbeddingLoss`",
+        "margin_ranking_loss": "0.0: torch's `MarginRankingLoss`",
+    },
+    "scale": {
+        "circle_loss": "80: the paper's γ for fine-grained image retrieval (pytorch-metric-learning's); 256 for "
+        "face recognition",
+        "multiple_negatives_ranking_loss": "20: sentence-transformers' scale (τ = 0.05)",
+    },
+    "temperature": {
+        "ntxent_loss": "0.07: pytorch-metric-learning's `NTXentLoss` (SimCLR tunes τ with the batch size)",
+        "supcon_loss": "0.1: the SupCon paper's and pytorch-metric-learning's `SupConLoss`",
+    },
+    "similarity": {
+        "npair_loss": "'dot': Sohn's N-pair loss is on inner products (its L2 term keeps the norms bounded)",
+        "npair_pairs_loss": "'dot': Sohn's N-pair loss is on inner products",
+    },
+    "distance": {
+        "quadruplet_loss": "'sqeuclidean': Chen et al. write the quadruplet loss on squared distances",
+        "quadruplet_margin_loss": "'sqeuclidean': Chen et al.'s squared distances",
+        "triplet_center_loss": "'sqeuclidean': He et al.'s D = ½‖f − c‖²",
+    },
+    "reduction": {
+        "triplet_loss": "None: per mining, each the convention of the library that defines it (the mining table of "
+        "its docstring)",
+        "circle_loss": "'mean_nonzero': pytorch-metric-learning's reducer for `CircleLoss`",
+        "margin_loss": "'mean_nonzero': pytorch-metric-learning's reducer for `MarginLoss`",
+        "triplet_center_loss": "'sum': He et al. sum over the batch",
+        "warp_loss": "'sum': Weston et al. sum over the positives",
+        "warp_embedding_loss": "'sum': Weston et al. sum over the positives",
+    },
+    "split_reduction": {
+        "contrastive_loss": "False: Hadsell et al. average all pairs together",
+        "contrastive_pair_loss": "False: Hadsell et al. average all pairs together",
+        "quadruplet_loss": "True: Chen et al. average each of the two terms over its own tuples",
+        "quadruplet_margin_loss": "True: Chen et al. average each of the two terms over its own tuples",
+    },
+    "form": {
+        "circle_loss": "'per_anchor': the paper's equation per anchor, averaged (pytorch-metric-learning's)",
+    },
+}
 
 # Names users bring from other libraries and papers: (guess, the parameter that means it here, what it is[, why]).
 # The first guess whose parameter the function takes names it; a near-miss spelling gets "did you mean".
