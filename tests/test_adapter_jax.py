@@ -99,7 +99,9 @@ def test_jit_and_vmap_equal_eager(mining):
 
 
 def test_errors_are_raised_in_the_callers_frame_not_in_the_callback():
-    with pytest.raises(TypeError, match="contrastive_loss: got an unexpected keyword argument 'marign'"):
+    with pytest.raises(
+        TypeError, match=r"contrastive_loss\(\) got an unexpected keyword argument 'marign'; did you mean margin=\?"
+    ):
         wrap(ml.contrastive_loss, marign=1.0)
     loss = wrap(ml.contrastive_loss)
     with pytest.raises(ValueError, match=r"labels must have shape \(4,\) to match embeddings; got \(3,\)"):

@@ -470,6 +470,23 @@ def test_bad_hyper_parameters_raise_named_errors(case):
         case.loss(*arrays, 1.0)
 
 
+@cases
+def test_the_return_structure_follows_the_arrays_given_never_their_types(case):
+    """One gradient per differentiable array given, in order; a learnable parameter given as a Python number (a
+    shared β) instead of an array (one per class) still gets its gradient, shaped like it: a 0-d array."""
+    arrays = case.make_inputs(np.random.default_rng(9), np.float64)
+    _, grad = case(*arrays)
+    grads = _grads(case, grad)
+    assert (isinstance(grad, tuple) and len(grad) == case.n_diff) or (case.n_diff == 1 and hasattr(grad, "shape"))
+    for i, kind in enumerate(case.arg_kinds):
+        if kind != CLASS_PARAMS:
+            continue
+        shared = [*arrays[:i], float(arrays[i][0]), *arrays[i + 1 :]]
+        _, grad_shared = case(*shared)
+        assert len(_grads(case, grad_shared)) == len(grads)
+        assert np.shape(_grads(case, grad_shared)[i]) == ()
+
+
 def test_every_family_declares_bad_hyper_parameters():
     families = {case.id.split("[")[0] for case in REGISTRY if case.bad_hyper}
     assert families == {case.id.split("[")[0] for case in REGISTRY}

@@ -15,7 +15,7 @@ import inspect
 
 import numpy as np
 
-from .._vocabulary import unknown_keyword_help
+from .._vocabulary import ARRAYS, unknown_keyword_help
 
 
 def check_hyperparameters(loss_fn, hyperparameters):
@@ -24,6 +24,13 @@ def check_hyperparameters(loss_fn, hyperparameters):
     help_for_keyword = unknown_keyword_help(loss_fn, hyperparameters)
     if help_for_keyword is not None:
         raise TypeError(help_for_keyword)
+    for name, value in hyperparameters.items():
+        if name in ARRAYS and isinstance(value, int | float):  # margin_loss's beta: learnable whenever given
+            raise TypeError(
+                f"{loss_fn.__name__}: {name} is an array argument, given to the wrapped function, not bound here: "
+                f"pass {name}=tensor at each call (its gradient comes back; a tensor that does not require grad "
+                "stays fixed)"
+            )
     try:
         inspect.signature(loss_fn).bind_partial(**hyperparameters)
     except TypeError as error:
