@@ -4,6 +4,7 @@ every default that differs between losses given its reason — and the words use
 a TypeError naming the parameter that means them."""
 
 import inspect
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -156,3 +157,17 @@ def test_the_issue_s_calls_behave_as_the_table_says():
 def test_the_user_guide_s_vocabulary_page_is_written_from_the_tables():
     page = (ROOT / "docs" / "guide" / "vocabulary.md").read_text()
     assert _vocabulary.page_tables() in page, "run `python docs/write_vocabulary.py` to rewrite the page's tables"
+
+
+def test_every_call_the_readme_shows_fits_the_signature():
+    """The README's calls (its tables and its text) name a loss's arrays in their order and only keywords it takes."""
+    readme = (ROOT / "README.md").read_text()
+    calls = re.findall(r"`(\w+_loss)\(([^)`]*)\)", readme)
+    assert len(calls) >= 20
+    for name, arguments in calls:
+        parameters = list(_parameters(getattr(ml, name)))
+        words = [w.strip() for w in arguments.replace("[", "").replace("]", "").split(",")]
+        positional = [w for w in words if w and "=" not in w and w not in ("...", "*")]
+        keywords = [w.split("=")[0] for w in words if "=" in w]
+        assert positional == parameters[: len(positional)], f"README: {name}({arguments}) against {parameters}"
+        assert set(keywords) <= set(parameters), f"README: {name}({arguments}) against {parameters}"
