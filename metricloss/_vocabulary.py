@@ -181,6 +181,14 @@ NOT_TAKEN = {
 }
 for _name, _reasons in NOT_TAKEN.items():
     _reasons.setdefault("ref_labels", _reasons["ref_embeddings"])
+for _name, _sharpness in (
+    ("npair_loss", "its logits are the similarities themselves"),
+    ("npair_pairs_loss", "its logits are the similarities themselves"),
+    ("ntxent_loss", "its sharpness is temperature="),
+    ("supcon_loss", "its sharpness is temperature="),
+    ("multiple_negatives_ranking_loss", "its sharpness is scale="),
+):
+    NOT_TAKEN.setdefault(_name, {})["margin"] = f"a softmax cross-entropy over similarities has no margin; {_sharpness}"
 
 
 def unknown_keyword_help(function, keywords):
@@ -234,7 +242,7 @@ def page_tables():
                     f"| `{keyword}=` | — | `{name}` takes none: {reason} |"
                     for name, reasons in NOT_TAKEN.items()
                     for keyword, reason in reasons.items()
-                    if keyword == "ref_embeddings"
+                    if keyword != "ref_labels"
                 ],
             ),
         ]

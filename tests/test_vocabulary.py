@@ -136,6 +136,8 @@ def _batch():
         ("quadruplet_loss", "mining", r"the paper's online hard negative mining is adaptive_margins= here"),
         ("quadruplet_loss", "ref_embeddings", r"quadruplet_loss\(\) takes no ref_embeddings=: its second term's"),
         ("npair_loss", "ref_embeddings", r"npair_loss\(\) takes no ref_embeddings=: .* npair_pairs_loss"),
+        ("npair_loss", "margin", r"npair_loss\(\) takes no margin=: a softmax cross-entropy over similarities"),
+        ("ntxent_loss", "margin", r"has no margin; its sharpness is temperature="),
         ("contrastive_loss", "marign", r"unexpected keyword argument 'marign'; did you mean margin=\?"),
     ],
 )
