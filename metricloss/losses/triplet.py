@@ -316,7 +316,7 @@ def triplet_loss(
 
     *Two semi-hard rules.* FaceNet's semi-hard negative is the closest negative farther than the positive.
     ``mining="semihard"`` follows TF-Addons where an anchor has no such negative: it takes the farthest negative
-    (``triplet_semihard_loss``'s fallback). :func:`metricloss.mining.mine_dataset` with ``negative="semihard"``
+    (``triplet_semihard_loss``'s fallback). :func:`metricloss.sampling.mine_dataset` with ``negative="semihard"``
     and :func:`metricloss.mining.batch_triplets` have no fallback: there the sample gets -1 (or is left out).
 
     *TensorFlow Addons*: ``triplet_semihard_loss(y, x, margin)`` is ``mining="semihard"`` (it returns NaN for a
