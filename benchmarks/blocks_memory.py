@@ -24,8 +24,8 @@ from _harness import format_memory, format_time, machine_line, measure_cell, wri
 FEATURES, PER_CLASS = 128, 4
 RECORD = Path(__file__).with_name("blocks_memory.json")  # every measured cell, by "name | B"
 # name: (the function's name in metricloss, its calling form, hyper-parameters other than the defaults). Calling
-# forms: "labelled" is loss(x, labels); "pairs" is loss(x, labels=labels), the N-pair loss's pairs from the labelled
-# batch; "ranking" is loss(x, candidates), each query's candidate the other sample of its pair within its class.
+# forms: "labelled" is loss(x, labels) (the N-pair loss's pairs taken from the labelled batch too); "ranking" is
+# loss(x, positives), each anchor's positive the other sample of its pair within its class.
 LOSSES = {
     "triplet, mining='all'": ("triplet_loss", "labelled", {"mining": "all"}),
     "triplet, mining='hard'": ("triplet_loss", "labelled", {"mining": "hard"}),
@@ -44,7 +44,7 @@ LOSSES = {
     "generalized lifted": ("generalized_lifted_structure_loss", "labelled", {}),
     "triplet-center (batch's class means)": ("triplet_center_loss", "labelled", {}),
     "margin": ("margin_loss", "labelled", {}),
-    "N-pair (pairs from the labelled batch)": ("npair_loss", "pairs", {}),
+    "N-pair (pairs from the labelled batch)": ("npair_loss", "labelled", {}),
     "multiple-negatives ranking (B queries × B candidates)": ("multiple_negatives_ranking_loss", "ranking", {}),
 }
 
@@ -54,11 +54,9 @@ def _call(name, x, labels):
 
     function, form, hyper = LOSSES[name]
     loss = getattr(ml, function)
-    if form == "pairs":
-        return lambda: loss(x, labels=labels, **hyper)
     if form == "ranking":
-        candidates = x[np.arange(x.shape[0]) ^ 1]
-        return lambda: loss(x, candidates, **hyper)
+        positives = x[np.arange(x.shape[0]) ^ 1]
+        return lambda: loss(x, positives, **hyper)
     return lambda: loss(x, labels, **hyper)
 
 
@@ -150,7 +148,7 @@ def write_table():
             "`python benchmarks/blocks_memory.py [B ...] [name ...]` measures cells into "
             "`benchmarks/blocks_memory.json`, `python benchmarks/blocks_memory.py --write` writes this table from "
             "them. Two peaks: the resident set's (every allocation, NumPy's and Numba's) and tracemalloc's "
-            "(NumPy's only). The N-pair loss takes its pairs from the labelled batch (`npair_loss(x, labels=labels)`); "
+            "(NumPy's only). The N-pair loss takes its pairs from the labelled batch (`npair_loss(x, labels)`); "
             "the multiple-negatives ranking loss takes B queries against B candidates, each query's the other "
             "sample of its pair. MB here are MiB. Some times were measured with other work sharing the 2 cores "
             "(NT-Xent, SupCon, triplet-center, N-pair: pessimistic); the memory is "

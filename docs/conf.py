@@ -82,6 +82,7 @@ def _copy_notebooks():
 _GROUPS = (  # (title, module prefix) for the summary tables of the API page, first match wins
     ("Losses", "metricloss.losses"),
     ("Mining", "metricloss.mining"),
+    ("Sampling", "metricloss.sampling"),
     ("Distances and similarities", "metricloss.distances"),
     ("Retrieval metrics", "metricloss.metrics"),
     ("Other", "metricloss"),
@@ -125,7 +126,7 @@ def _list_further_pages(app, docname, source):
 
 
 def _link_public_names(app, env, node, contnode):
-    """A docstring's :func:`mine_dataset` or :func:`metricloss.mining.mine_dataset` links to the top-level name
+    """A docstring's :func:`mine_dataset` or :func:`metricloss.sampling.mine_dataset` links to the top-level name
     that the API page documents (``metricloss.mine_dataset``), wherever the function is defined."""
     name = node.get("reftarget", "").rsplit(".", 1)[-1]
     if node.get("refdomain") != "py" or name not in metricloss.__all__:

@@ -200,30 +200,31 @@ def _triplet(x, y, options, own):
 
 
 def _triplet_center(x, y, options, own):
-    value, (grad, grad_centers) = ml.triplet_center_loss(x, y, centers=own["centers"], margin=options["margin"])
+    value, (grad, grad_centers) = ml.triplet_center_loss(x, y, own["centers"], margin=options["margin"])
     return value, grad, {"centers": grad_centers}
 
 
 def _npair(x, y, options, own):
     """P×K batches with K = 2, grouped by class: rows 0, 2, 4, ... are the anchors, 1, 3, 5, ... the positives."""
-    value, (grad_anchors, grad_positives) = ml.npair_loss(x[0::2], x[1::2], l2_reg=0.002)
+    value, (grad_anchors, grad_positives) = ml.npair_pairs_loss(x[0::2], x[1::2], l2_reg=0.002)
     grad = np.empty_like(x)
     grad[0::2], grad[1::2] = grad_anchors, grad_positives
     return value, grad, {}
 
 
 def _mnrl(x, y, options, own):
-    """Batches of two samples per class, grouped by class: the queries are one of each pair (rows 0, 2, 4, ...),
-    the candidates the other, each query's same-class partner (rows 1, 3, 5, ...); every other candidate of the
+    """Batches of two samples per class, grouped by class: the anchors are one of each pair (rows 0, 2, 4, ...),
+    the positives the other, each anchor's same-class partner (rows 1, 3, 5, ...); every other positive of the
     batch is one of its in-batch negatives (sentence-transformers' MultipleNegativesRankingLoss)."""
-    value, (grad_queries, grad_candidates) = ml.multiple_negatives_ranking_loss(x[0::2], x[1::2])
+    value, (grad_anchors, grad_positives) = ml.multiple_negatives_ranking_loss(x[0::2], x[1::2])
     grad = np.empty_like(x)
-    grad[0::2], grad[1::2] = grad_queries, grad_candidates
+    grad[0::2], grad[1::2] = grad_anchors, grad_positives
     return value, grad, {}
 
 
 def _quadruplet(x, y, options, own):
-    value, grad = ml.quadruplet_loss(x, y, mining=options["mining"], margin=options["margin"])
+    adaptive = options["mining"] == "adaptive-margins"
+    value, grad = ml.quadruplet_loss(x, y, margin=options["margin"], adaptive_margins=adaptive)
     return value, grad, {}
 
 
@@ -256,18 +257,18 @@ def _margin(x, y, options, own):
     triplets = None
     if options["mining"] == "distance-weighted":
         triplets = ml.distance_weighted_negatives(x, y, rng=options["rng"])
-    value, (grad, grad_beta) = ml.margin_loss(x, y, margin=options["margin"], beta=own["beta"], triplets=triplets)
+    value, (grad, grad_beta) = ml.margin_loss(x, y, triplets, own["beta"], margin=options["margin"])
     return value, grad, {"beta": grad_beta}
 
 
 def _multi_similarity(x, y, options, own):
-    value, grad = ml.multi_similarity_loss(x, y, mining=options["mining"] == "pairs")
+    value, grad = ml.multi_similarity_loss(x, y, mining="epsilon" if options["mining"] == "pairs" else "all")
     return value, grad, {}
 
 
 def _circle(x, y, options, own):
-    """pytorch-metric-learning's defaults for fine-grained retrieval (the paper's, with m = 0.4, γ = 80)."""
-    value, grad = ml.circle_loss(x, y, m=0.4, gamma=80.0)
+    """The defaults: the paper's setting for fine-grained image retrieval, m = 0.4, γ = 80 (PML's too)."""
+    value, grad = ml.circle_loss(x, y)
     return value, grad, {}
 
 
@@ -353,7 +354,7 @@ LOSSES = {
         _mnrl, "pairs", *_ORDER, "multiple negatives ranking loss, in-batch negatives, cosine × 20", sphere=True
     ),
     "quadruplet": Loss(
-        _quadruplet, "classes", _triplet_activity, "active", "Chen et al. 2017", 1.0, ml.QUADRUPLET_MININGS
+        _quadruplet, "classes", _triplet_activity, "active", "Chen et al. 2017", 1.0, ("all", "adaptive-margins")
     ),
     "lifted": Loss(_lifted, "classes", *_ORDER, "Oh Song et al. 2016, lifted structured loss", 1.0),
     "generalized-lifted": Loss(_generalized_lifted, "classes", *_ORDER, "Hermans et al. 2017's lifted form", 1.0),
@@ -376,8 +377,8 @@ LOSSES = {
     "supcon": Loss(_supcon, "classes", *_ORDER, "Khosla et al. 2020, τ = 0.1", sphere=True),
 }
 MINING_HELP = {
-    "hard": "batch-hard: per anchor the farthest positive and the nearest negative (Hermans et al. 2017); "
-    "the hardest quadruplets",
+    "hard": "batch-hard: per anchor the farthest positive and the nearest negative (Hermans et al. 2017)",
+    "adaptive-margins": "every quadruplet, its margins adapted to the batch (Chen et al. 2017's hard negative mining)",
     "all": "every triplet (batch-all) or quadruplet of the batch (for margin: every triplet, no sampling)",
     "semihard": "per positive pair the nearest negative beyond the positive (FaceNet, as TF-Addons)",
     "all_semihard": "every semi-hard triplet (pytorch-metric-learning's semi-hard miner)",

@@ -28,7 +28,7 @@ from .losses.center import ABSENT_CLASSES, init_centers, triplet_center_loss
 from .losses.infonce import multiple_negatives_ranking_loss, ntxent_loss, supcon_loss
 from .losses.lifted import generalized_lifted_structure_loss, lifted_structure_loss
 from .losses.margin import margin_loss
-from .losses.npair import npair_loss
+from .losses.npair import npair_loss, npair_pairs_loss
 from .losses.pairs import (
     CONTRASTIVE_FORMS,
     contrastive_loss,
@@ -37,8 +37,14 @@ from .losses.pairs import (
     hinge_embedding_loss,
     margin_ranking_loss,
 )
-from .losses.quadruplet import QUADRUPLET_MININGS, quadruplet_loss, quadruplet_margin_loss
-from .losses.softmax import CIRCLE_FORMS, CIRCLE_SIMILARITIES, circle_loss, multi_similarity_loss
+from .losses.quadruplet import quadruplet_loss, quadruplet_margin_loss
+from .losses.softmax import (
+    CIRCLE_FORMS,
+    CIRCLE_SIMILARITIES,
+    MULTI_SIMILARITY_MININGS,
+    circle_loss,
+    multi_similarity_loss,
+)
 from .losses.triplet import INCOMPLETE_ANCHORS, MININGS, triplet_loss, triplet_margin_loss
 from .losses.warp import WARP_SAMPLINGS, WARP_WEIGHTINGS, relevance_matrix, warp_embedding_loss, warp_loss
 from .metrics import (
@@ -57,15 +63,12 @@ from .mining import (
     batch_triplets,
     classify_triplets,
     distance_weighted_negatives,
-    mine_dataset,
     mine_pairs,
     mine_triplets,
     pairs_to_triplets,
-    pk_batches,
-    random_negatives,
-    rank_window_negatives,
     triplet_counts,
 )
+from .sampling import mine_dataset, pk_batches, random_negatives, rank_window_negatives
 
 __all__ = [
     "ABSENT_CLASSES",
@@ -77,7 +80,7 @@ __all__ = [
     "MINED_PAIRS",
     "MINED_TRIPLETS",
     "MININGS",
-    "QUADRUPLET_MININGS",
+    "MULTI_SIMILARITY_MININGS",
     "REDUCTIONS",
     "SELECTIONS",
     "SIMILARITIES",
@@ -109,6 +112,7 @@ __all__ = [
     "multi_similarity_loss",
     "multiple_negatives_ranking_loss",
     "npair_loss",
+    "npair_pairs_loss",
     "ntxent_loss",
     "paired_distances",
     "pairs_to_triplets",

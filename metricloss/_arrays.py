@@ -24,11 +24,15 @@ import math
 import array_api_compat
 import numpy as np
 
+from ._vocabulary import unknown_keyword_help
+
 
 def array_route(function):
     """Decorate a public function of arrays: arrays of any library in (read as NumPy), arrays of that library out
     (see the module docstring). Results are converted through tuples and lists; a returned function (a VJP) is
-    wrapped the same way, so that it takes and returns the caller's arrays too."""
+    wrapped the same way, so that it takes and returns the caller's arrays too. A keyword the function does not
+    take but a user may guess (``m=`` for ``margin=``) raises a TypeError naming the right one
+    (:mod:`metricloss._vocabulary`)."""
     signature = inspect.signature(function)
     for name, parameter in signature.parameters.items():  # so that a call by keyword is the same call
         if parameter.kind not in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
@@ -38,8 +42,11 @@ def array_route(function):
     def routed(*args, **kwargs):
         try:
             given = signature.bind(*args, **kwargs).arguments
-        except TypeError:
-            return function(*args, **kwargs)  # the function's own error for a call that does not fit it
+        except TypeError:  # a call that does not fit: named help for a word from elsewhere, else Python's error
+            help_for_keyword = unknown_keyword_help(function, kwargs)
+            if help_for_keyword is not None:
+                raise TypeError(help_for_keyword) from None
+            return function(*args, **kwargs)
         library = call_library(given)
         if library is None:
             return function(*args, **kwargs)

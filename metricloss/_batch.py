@@ -69,6 +69,7 @@ from ._validation import (
 from .distances import DISTANCES, SIMILARITIES
 
 _INT64_MAX = np.iinfo(np.int64).max
+_NOT_GIVEN = object()  # labelled_batch's distance or similarity, whichever the loss does not take
 
 
 def _fits_int64(labels):
@@ -509,8 +510,8 @@ def labelled_batch(
     embeddings,
     labels,
     *,
-    distance=None,
-    similarity=None,
+    distance=_NOT_GIVEN,
+    similarity=_NOT_GIVEN,
     ref_embeddings=None,
     ref_labels=None,
     backend=None,
@@ -526,9 +527,10 @@ def labelled_batch(
     """Check a labelled batch (and its reference set, if any) and build its :class:`LabelledBatch` with the
     pairwise ``distance`` (one of ``distances``, by default ``DISTANCES``: a loss built on symmetric distances >= 0
     passes ``SYMMETRIC_DISTANCES``, which the error then lists) or, for losses on similarities, ``similarity`` (one
-    of ``SIMILARITIES``): exactly one of the two is given. ``name`` and ``ref_name`` are what the caller calls its
-    embeddings and its references, for the errors that name an argument (a loss whose references are class centres:
-    ``"centers"``; a ranking loss's ``"queries"``).
+    of ``SIMILARITIES``): exactly one of the two is given, and an invalid value is refused under the name given (a
+    loss on similarities passing ``similarity=None`` hears about ``similarity``). ``name`` and ``ref_name`` are
+    what the caller calls its embeddings and its references, for the errors that name an argument (a loss whose
+    references are class centres: ``"centers"``; a ranking loss's ``"anchors"`` and ``"positives"``).
     ``defer_distances``: within one batch, the Euclidean distances may be left as the Gram matrix with the
     arguments of their conversion in ``gram``, for a kernel that converts each row while it has it in cache.
     ``gpu_arrays``: the loss takes GPU embeddings in place (the batch's arrays then live on the GPU); other losses
@@ -558,7 +560,8 @@ def labelled_batch(
     blocked = in_blocks and block_rows(x.shape[0], candidates.shape[0], x.dtype.itemsize, block_matrices) < x.shape[0]
     block_matrix = None  # rows ↦ their block of the matrix and its pullback, for a batch that runs in blocks
     d = s = gram = None
-    if similarity is None:
+    on_distances = similarity is _NOT_GIVEN
+    if on_distances:
         check_option(distance, "distance", distances)
         euclidean = distance in ("euclidean", "sqeuclidean")  # pulled back pair by pair by a kernel, given the name
         paired = distance if euclidean else lambda a, b: paired_distances_vjp(a, b, distance, names)
@@ -607,5 +610,5 @@ def labelled_batch(
         gram,
         block_matrix=block_matrix,
         block_matrices=block_matrices,
-        distance=distance if similarity is None else None,
+        distance=distance if on_distances else None,
     )

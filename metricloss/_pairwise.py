@@ -88,7 +88,7 @@ def _squared_norms(rows, xp, kernels):
     return out
 
 
-def _unit_rows(x):
+def unit_rows(x):
     """Rows scaled to unit norm (zero rows stay zero), and the inverse norms (0 for zero rows).
 
     Each row is first scaled by a power of two from its own largest |entry| (exact), so that its squared norm
@@ -114,8 +114,8 @@ def _cosine_parts(x, y, kernels, names):
     ∂L/∂x_i = (P_i − (x̂_i·P_i) x̂_i)/‖x_i‖: P's part orthogonal to x̂_i, one GEMM, and S itself not read (a loss
     may have written its cotangent over it). Within one batch both ends of a pair move: G + Gᵀ, one GEMM."""
     self_pairs = y is None
-    x_unit, x_inv_norm = _unit_rows(x)
-    y_unit, y_inv_norm = (x_unit.copy(), x_inv_norm) if self_pairs else _unit_rows(y)
+    x_unit, x_inv_norm = unit_rows(x)
+    y_unit, y_inv_norm = (x_unit.copy(), x_inv_norm) if self_pairs else unit_rows(y)
 
     def pull_rows(g, a_unit, a_inv_norm, b_unit, a, name):
         pulled = g @ b_unit
@@ -421,8 +421,8 @@ def paired_distances_vjp(x1, x2, distance, names=("x1", "x2")):
 
         return d, pullback
 
-    u1, inv1 = _unit_rows(x1)
-    u2, inv2 = _unit_rows(x2)
+    u1, inv1 = unit_rows(x1)
+    u2, inv2 = unit_rows(x2)
     diff = u1 - u2
     d = 0.5 * _row_sq_norms(diff)  # 1 − û1·û2 = ½‖û1 − û2‖²
     d[(inv1 == 0) | (inv2 == 0)] = 1

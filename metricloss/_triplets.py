@@ -1,6 +1,6 @@
 """The engine's triplet selections on a batch's distances, as index arrays (a, p, n), for the losses that mine
 their triplets: batch-hard (:func:`hardest_triplets`) and FaceNet's semi-hard negatives as TF-Addons mines them
-(:func:`semihard_triplets`). The public miners are :mod:`metricloss.mining`'s."""
+(:func:`semihard_triplets`). The public miners are :mod:`metricloss.mining`'s and :mod:`metricloss.sampling`'s."""
 
 import numpy as np
 
@@ -31,7 +31,7 @@ def hardest_triplets(batch, incomplete_anchors="drop"):
 def semihard_triplets(batch):
     """FaceNet's semi-hard triplets as TF-Addons mines them, as index arrays (a, p, n): per positive pair (a, p),
     the closest negative farther than p (d_an > d_ap), or where there is none the farthest negative; pairs whose
-    anchor has no negative are left out. (:func:`metricloss.mining.mine_dataset` and
+    anchor has no negative are left out. (:func:`metricloss.sampling.mine_dataset` and
     :func:`metricloss.mining.batch_triplets` have no such fallback: their semi-hard choice is -1 or left out where
     no negative is farther than the positive.)"""
     d, self_offset = batch.d, batch.self_offset

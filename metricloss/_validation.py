@@ -63,6 +63,11 @@ def check_float_layout(dtype, shape, name, ndim):
 def check_float_array(value, name, *, ndim=None):
     """Return ``value`` as a finite float32/float64 array with ``ndim`` dimensions (any rank if None)."""
     array = _as_array(value, name)
+    if array.ndim == 0 and ndim:  # a number where an array belongs: a hyper-parameter passed by position, most likely
+        raise TypeError(
+            f"{name} must be an array of {ndim} dimensions; got the scalar {value!r} (hyper-parameters "
+            "are keyword-only)"
+        )
     check_float_layout(array.dtype, array.shape, name, ndim)
     if not np.isfinite(array).all():
         bad = np.argwhere(~np.isfinite(array))[0]
@@ -217,24 +222,6 @@ def check_references(embeddings, ref_embeddings, ref_labels):
             f"ref_embeddings must have {embeddings.shape[1]} features to match embeddings; got shape {ref.shape}"
         )
     return ref, check_labels(ref_labels, ref.shape[0], "ref_labels", against="ref_embeddings")
-
-
-def refuse_renamed(**renamed):
-    """Decorate a function whose keyword ``old`` was renamed ``new`` (``refuse_renamed(old="new")``): passing the
-    old name raises a TypeError that gives the new one, instead of Python's bare "unexpected keyword argument".
-    metricloss keeps one name for each thing (``distance=`` everywhere) and no aliases."""
-
-    def decorate(function):
-        @functools.wraps(function)
-        def checked(*args, **kwargs):
-            for old, new in renamed.items():
-                if old in kwargs:
-                    raise TypeError(f"{function.__name__}() takes {new}=, not {old}= (renamed: one name everywhere)")
-            return function(*args, **kwargs)
-
-        return checked
-
-    return decorate
 
 
 def check_class_indices(labels, n_classes, name="labels", *, rows_of="centers"):

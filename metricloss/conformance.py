@@ -21,12 +21,11 @@ pytorch-metric-learning loss object (or a ``(loss, miner)`` pair), whose gradien
 TensorFlow function returning a scalar, differentiated by ``jax.value_and_grad`` or ``tf.GradientTape``. Every
 framework is imported lazily, only for a candidate written in it, and computes in the case's dtype (float64
 cases in float64: JAX under ``jax.experimental.enable_x64``). The calling convention is the reference's: a batch
-loss is called as ``candidate(embeddings, labels)`` (and, for query-vs-reference cases, with
-``ref_embeddings=`` and ``ref_labels=`` keywords, if its signature takes them), ``npair_loss`` too (its
-labelled-batch form ``npair_loss(embeddings, labels=labels)``, pytorch-metric-learning's ``NPairsLoss``);
-``triplet_margin_loss`` as ``candidate(anchor, positive, negative)``; the pair losses as ``candidate(x1, x2, y)``
-(``y`` a float array in {−1, 1}, or in {0, 1} for ``contrastive_pair_loss``); ``hinge_embedding_loss`` as
-``candidate(x, y)``.
+loss (``npair_loss`` among them, pytorch-metric-learning's ``NPairsLoss``) is called as
+``candidate(embeddings, labels)`` (and, for query-vs-reference cases, with ``ref_embeddings=`` and ``ref_labels=``
+keywords, if its signature takes them); ``triplet_margin_loss`` as ``candidate(anchors, positives, negatives)``; the
+pair losses as ``candidate(x1, x2, y)`` (``y`` a float array in {−1, 1}, or in {0, 1} for
+``contrastive_pair_loss``); ``hinge_embedding_loss`` as ``candidate(x, y)``.
 
 :func:`identify` searches the reference's documented options for the settings that reproduce a candidate.
 ``python -m metricloss.conformance module:candidate --against triplet_loss --mining hard`` prints the report and
@@ -60,6 +59,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import metricloss
+from metricloss.testing import CONFORMANCE_FLOORS, CONFORMANCE_TOLERANCES
 
 KINDS = ("agrees", "value", "gradient", "nonfinite", "raises", "convention")
 KIND_TITLES = {
@@ -77,16 +77,11 @@ _SHRUNK_TITLES = {
     "raises": "on which one side raises",
 }
 FRAMEWORKS = ("numpy", "torch", "jax", "tensorflow")
-# The tolerance of a comparison by the case's dtype: relative to the reference's value, and to the largest entry of
-# each of its gradients; FLOORS bounds those scales from below, so that zeros compare to rounding noise.
-TOLERANCES = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 1e-3}
-FLOORS = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 1e-4}
 
 # How each reference is called: (the names of its positional arrays, the positions of the differentiable ones).
 _CALLING = {
     "batch": (("embeddings", "labels"), (0,)),
-    "batch_labels_by_name": (("embeddings", "labels"), (0,)),  # a batch loss whose labels are a keyword argument
-    "triplets": (("anchor", "positive", "negative"), (0, 1, 2)),
+    "triplets": (("anchors", "positives", "negatives"), (0, 1, 2)),
     "signed_pairs": (("x1", "x2", "y"), (0, 1)),
     "binary_pairs": (("x1", "x2", "y"), (0, 1)),
     "ranked_scores": (("x1", "x2", "y"), (0, 1)),
@@ -100,9 +95,10 @@ _CONVENTIONS = {
     "contrastive_pair_loss": "binary_pairs",
     "margin_ranking_loss": "ranked_scores",
     "hinge_embedding_loss": "signed_scores",
-    "npair_loss": "batch_labels_by_name",  # its labelled-batch form, npair_loss(embeddings, labels=labels)
 }
-_BATCH_CONVENTIONS = ("batch", "batch_labels_by_name")
+# Arguments a reference learns (their gradient returned right after the embeddings') that a setting gives as a
+# constant, as the candidates hold it: margin_loss's β. Their gradient is left out of the comparison.
+_HELD_CONSTANT = {"margin_loss": ("beta",)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -351,7 +347,7 @@ def bank(reference, *, seed=0, references=True, dtype=None, **settings):
     """
     fn, convention = _reference(reference)
     rng = np.random.default_rng(seed)
-    if convention in _BATCH_CONVENTIONS:
+    if convention == "batch":
         takes_refs = "ref_embeddings" in inspect.signature(fn).parameters
         cases = _batch_cases(settings, rng, references and takes_refs)
         if fn.__name__ not in _HINGED_BATCH_LOSSES:  # no hinge at the margin, no hardest candidate: plain cases
@@ -363,7 +359,7 @@ def bank(reference, *, seed=0, references=True, dtype=None, **settings):
     if dtype is None:
         return cases
     dtype = np.dtype(dtype)
-    if dtype not in TOLERANCES:
+    if dtype not in CONFORMANCE_TOLERANCES:
         raise ValueError(f"dtype must be float32 or float64; got {dtype}")
     copies = ", float32"
     return [_cast(c, dtype) for c in cases if not (dtype == np.float32 and c.name.endswith(copies))]
@@ -612,8 +608,8 @@ def _relative(got, expected, floor):
 
 def _outcome(case, reference_result, candidate_result, rtol):
     dtype = case.dtype
-    rtol = TOLERANCES[dtype] if rtol is None else rtol
-    floor = FLOORS[dtype]
+    rtol = CONFORMANCE_TOLERANCES[dtype] if rtol is None else rtol
+    floor = CONFORMANCE_FLOORS[dtype]
     (ref_ok, ref), (cand_ok, cand) = reference_result, candidate_result
     if not ref_ok and not cand_ok:
         return Outcome(case, "agrees", math.nan, f"both refuse (metricloss: {ref})")
@@ -649,13 +645,13 @@ def _run(call, case):
 
 
 def _reference_call(fn, convention, settings, differentiable):
+    n_held = sum(settings.get(name) is not None for name in _HELD_CONSTANT.get(fn.__name__, ()))
+
     def call(case):
-        args, kwargs = case.args, case.kwargs
-        if convention == "batch_labels_by_name":
-            args, kwargs = args[:1], {"labels": args[1], **kwargs}
-        value, grads = fn(*args, **kwargs, **settings)
+        value, grads = fn(*case.args, **case.kwargs, **settings)
         keyed, distinct = _unique(case, differentiable)
         grads = grads if isinstance(grads, tuple) else (grads,)
+        grads = grads[:1] + grads[1 + n_held :]  # the embeddings', then the references' (held constants' left out)
         return value, _merge(grads, keyed, distinct)
 
     return call
@@ -886,7 +882,7 @@ def check(
         Cast every case to this dtype (for an implementation that computes in float32 only, as TF-Addons');
         default: the bank's mix of float64 and float32 cases.
     rtol : float, optional
-        Relative tolerance; default ``TOLERANCES`` of each case's dtype.
+        Relative tolerance; default :data:`metricloss.testing.CONFORMANCE_TOLERANCES` of each case's dtype.
     shrink : bool, default True
         For each kind of disagreement, shrink its smallest case: remove rows while it still fails that way
         (``Report.shrunk``; printed under the summary).
@@ -982,23 +978,23 @@ SEARCH_SPACES = {
     "multi_similarity_loss": tuple(
         {
             "mining": (mining,),
-            **({"epsilon": (0.1,)} if mining else {}),
+            **({"epsilon": (0.1,)} if mining == "epsilon" else {}),
             "similarity": _SIMILARITIES,
             "reduction": _REDUCTIONS,
-            "alpha": (2.0,),
-            "beta": (50.0, 40.0),
-            "base": (0.5, 1.0),
+            "positive_scale": (2.0,),
+            "negative_scale": (50.0, 40.0),
+            "threshold": (0.5, 1.0),
         }
-        for mining in (False, True)
+        for mining in metricloss.MULTI_SIMILARITY_MININGS
     ),
-    # the paper's (m, γ): (0.25, 256), (0.25, 128), (0.4, 80) (PML's default); one term for "all_pairs"
+    # the paper's (m, γ): (0.4, 80) (the default, PML's), (0.25, 256), (0.25, 128); one term for "all_pairs"
     "circle_loss": tuple(
         {
             "form": (form,),
             "detach_weights": (True, False),
             **({"reduction": _first("mean_nonzero", _REDUCTIONS)} if form == "per_anchor" else {}),
-            "m": (0.25, 0.4),
-            "gamma": (256.0, 128.0, 80.0),
+            "margin": (0.4, 0.25),
+            "scale": (80.0, 256.0, 128.0),
         }
         for form in metricloss.CIRCLE_FORMS
     ),
@@ -1013,7 +1009,7 @@ SEARCH_SPACES = {
             "margin": _first(1.0, _MARGINS),
         },
     ),
-    # α = 0.2 and β = 1.2, the paper's and PML's; a constant β (a learnable one is an array: pass it as fixed)
+    # α = 0.2 and β = 1.2, the paper's and PML's; β held constant (its gradient left out: _HELD_CONSTANT)
     "margin_loss": (
         {
             "distance": _SYMMETRIC,
@@ -1022,7 +1018,8 @@ SEARCH_SPACES = {
             "beta": (1.2, 1.0),
         },
     ),
-    "npair_loss": ({"reduction": _REDUCTIONS},),
+    # Sohn's dot product first; the cosine similarity is PML's default NPairsLoss() (its normalising dot product)
+    "npair_loss": ({"similarity": _first("dot", metricloss.SIMILARITIES), "reduction": _REDUCTIONS},),
     # the batch's class means as the centres (learnable ones are not among the bank's inputs)
     "triplet_center_loss": (
         {
@@ -1099,15 +1096,15 @@ def identify(candidate, reference_family, *, framework=None, seed=0, references=
     * ``contrastive_loss``, ``contrastive_pair_loss``: form, split_reduction, distance, reduction, margin;
     * ``triplet_margin_loss``: p in {2, 1, 3}, eps in {1e-6, 0}, swap, reduction, margin;
     * ``cosine_embedding_loss``, ``margin_ranking_loss``, ``hinge_embedding_loss``: reduction, margin;
-    * ``multi_similarity_loss``: mining (with epsilon 0.1), similarity, reduction, alpha 2, beta in {50, 40},
-      base in {0.5, 1};
-    * ``circle_loss``: form, detach_weights, reduction (``"per_anchor"``: ``"all_pairs"`` is one term), m in
-      {0.25, 0.4}, gamma in {256, 128, 80};
+    * ``multi_similarity_loss``: mining (``"epsilon"`` with epsilon 0.1), similarity, reduction, positive_scale 2,
+      negative_scale in {50, 40}, threshold in {0.5, 1};
+    * ``circle_loss``: form, detach_weights, reduction (``"per_anchor"``: ``"all_pairs"`` is one term), margin in
+      {0.4, 0.25}, scale in {80, 256, 128};
     * ``ntxent_loss``, ``supcon_loss``: temperature, similarity, reduction;
     * ``lifted_structure_loss``: distance, reduction, margin; ``generalized_lifted_structure_loss`` also
       incomplete_anchors;
-    * ``margin_loss``: distance, reduction, margin, beta in {1.2, 1} (a constant β);
-    * ``npair_loss`` (its labelled-batch form): reduction;
+    * ``margin_loss``: distance, reduction, margin, beta in {1.2, 1} (held constant: its gradient is not compared);
+    * ``npair_loss``: similarity, reduction;
     * ``triplet_center_loss`` (the batch's class means as the centres): distance, halved, reduction, margin
       (5 too).
 

@@ -75,7 +75,6 @@ from ._validation import (
     check_embeddings,
     check_option,
     promote,
-    refuse_renamed,
 )
 
 DISTANCES = ("euclidean", "sqeuclidean", "cosine", "dot", "snr")
@@ -99,7 +98,6 @@ def _check_pair_of_embeddings(x, y, measure, name, options):
 
 
 @array_route
-@refuse_renamed(metric="distance")
 def pairwise_distances(x, y=None, *, distance="euclidean", backend=None):
     r"""Distances between the rows of ``x`` and the rows of ``y`` (or of ``x`` itself).
 
@@ -160,7 +158,6 @@ def pairwise_distances(x, y=None, *, distance="euclidean", backend=None):
 
 
 @array_route
-@refuse_renamed(metric="distance")
 def pairwise_distances_vjp(x, y=None, *, distance="euclidean", backend=None):
     """The distance matrix and its vector-Jacobian product, like ``jax.vjp``.
 
@@ -249,7 +246,6 @@ def _gpu_public_vjp(device, matrix, pullback):
 
 
 @array_route
-@refuse_renamed(metric="distance")
 def paired_distances(x1, x2, *, distance="euclidean"):
     """Distances between corresponding rows, d_i = D(x1_i, x2_i), for the distances of :func:`pairwise_distances`.
 
@@ -280,7 +276,6 @@ def paired_distances(x1, x2, *, distance="euclidean"):
 
 
 @array_route
-@refuse_renamed(metric="similarity")
 def pairwise_similarities(x, y=None, *, similarity="dot", backend=None):
     r"""Similarities between the rows of ``x`` and the rows of ``y`` (or of ``x`` itself).
 
@@ -317,7 +312,6 @@ def pairwise_similarities(x, y=None, *, similarity="dot", backend=None):
 
 
 @array_route
-@refuse_renamed(metric="similarity")
 def pairwise_similarities_vjp(x, y=None, *, similarity="dot", backend=None):
     """The similarity matrix and its vector-Jacobian product, like ``jax.vjp``: ``(s, vjp)`` with ``vjp(g)``
     returning ``∂L/∂x`` when ``y`` is None, else ``(∂L/∂x, ∂L/∂y)``. The rules are in this module's docstring.

@@ -31,7 +31,9 @@ are undefined and a ValueError says so (PML returns NaN).
 
 The neighbours are computed exactly, ``chunk_size`` queries at a time, so memory is O(chunk_size · R) and never
 O(Q · R): 10⁵ queries against 10⁵ references fit in a few hundred MiB. With ``use_faiss=True`` (the ``[faiss]``
-extra) the nearest neighbours come from faiss's exact flat index instead, in float32.
+extra) the nearest neighbours come from faiss's exact flat index instead, in float32, on the rows scaled by a power
+of two (which changes no neighbour): the same neighbours at any magnitude of the rows, but between distances closer
+than float32's rounding.
 """
 
 import numpy as np
@@ -40,7 +42,7 @@ from ._arrays import array_route
 from ._batch import class_index
 from ._kernels import get_kernels
 from ._pairwise import distance_matrix_vjp
-from ._search import faiss_search
+from ._search import faiss_search, nearest, row_chunks
 from ._validation import (
     check_bool,
     check_count,
@@ -49,7 +51,6 @@ from ._validation import (
     check_option,
     check_references,
     promote,
-    refuse_renamed,
 )
 from .distances import DISTANCES
 
@@ -109,20 +110,6 @@ def _first_relevant_rank(d, relevant):
     return np.where(relevant.any(axis=1), before + tied_before + 1, 0)
 
 
-def _nearest(d, k):
-    """The ``k`` nearest columns of each row of ``d``, in the order (distance, column index): shape (rows, k)."""
-    rows = d.shape[0]
-    threshold = np.partition(d, k - 1, axis=1)[:, k - 1]
-    r, c = np.nonzero(d <= threshold[:, None])  # at least k per row; more only where ties straddle the k-th
-    order = np.lexsort((c, d[r, c], r))  # by row, then distance, then column
-    r, c = r[order], c[order]
-    position = np.arange(r.size) - np.searchsorted(r, np.arange(rows))[r]
-    keep = position < k
-    nearest = np.empty((rows, k), dtype=np.int64)
-    nearest[r[keep], position[keep]] = c[keep]
-    return nearest
-
-
 def _precision_at_r(hits, r):
     """R-precision and average precision at R of each row, from its relevance flags ``hits`` (rows × K, nearest
     first, K >= max r) and its number of relevant references ``r`` (>= 1)."""
@@ -155,7 +142,8 @@ def _per_query_scores(x, labels, ref, ref_labels, self_excluded, distance, chunk
     if chunk_size is None:
         chunk_size = max(1, _CHUNK_ENTRIES // n_refs)
     kernels = get_kernels(None)
-    search = faiss_search(ref, distance) if use_faiss else None
+    names = ("embeddings", "embeddings" if ref is x else "ref_embeddings")
+    search = faiss_search(x, ref, distance, names) if use_faiss else None
     if ref is x:  # a separate buffer: numpy sends x @ x.T to SYRK, several times slower here than GEMM
         ref = x.copy()
 
@@ -169,19 +157,19 @@ def _per_query_scores(x, labels, ref, ref_labels, self_excluded, distance, chunk
             relevant[np.arange(own.size), own] = False
         return d, relevant
 
-    for start in range(0, n_queries, chunk_size):
-        rows = slice(start, min(start + chunk_size, n_queries))
+    for rows in row_chunks(n_queries, chunk_size):
+        start = rows.start
         r_rows = r[rows]
         k = int(r_rows.max())
         if k == 0:
             continue
         if search is None:
             d, relevant = exact(rows)
-            nearest = _nearest(d, k)
+            ranked = nearest(d, k)
             first[rows] = _first_relevant_rank(d, relevant)
         else:
-            nearest = _faiss_nearest(search, x[rows], np.arange(start, rows.stop) if self_excluded else None, k)
-        hits = ref_class[nearest] == query_class[rows][:, None]
+            ranked = _faiss_nearest(search, rows, np.arange(start, rows.stop) if self_excluded else None, k)
+        hits = ref_class[ranked] == query_class[rows][:, None]
         has = r_rows > 0
         rp, ap = _precision_at_r(hits[has], r_rows[has])
         r_precision[start : rows.stop][has], average_precision[start : rows.stop][has] = rp, ap
@@ -194,15 +182,16 @@ def _per_query_scores(x, labels, ref, ref_labels, self_excluded, distance, chunk
     return r, first, r_precision, average_precision
 
 
-def _faiss_nearest(search, queries, own, k):
-    """The ``k`` nearest references of ``queries`` from faiss; ``own`` (or None): each query's own reference index,
-    skipped as pytorch-metric-learning does (search k + 1, drop the own index, or the last where it is absent)."""
+def _faiss_nearest(search, rows, own, k):
+    """The ``k`` nearest references of the queries ``rows`` from faiss; ``own`` (or None): each query's own reference
+    index, skipped as pytorch-metric-learning does (search k + 1, drop the own index, or the last where it is
+    absent)."""
     if own is None:
-        return search(queries, k)[1].astype(np.int64)
-    nearest = search(queries, k + 1)[1].astype(np.int64)
-    is_own = nearest == own[:, None]
+        return search(rows, k)[1].astype(np.int64)
+    ranked = search(rows, k + 1)[1].astype(np.int64)
+    is_own = ranked == own[:, None]
     is_own[~is_own.any(axis=1), -1] = True
-    return nearest[~is_own].reshape(nearest.shape[0], k)
+    return ranked[~is_own].reshape(ranked.shape[0], k)
 
 
 def _average(values, r, query_class, average):
@@ -216,7 +205,6 @@ def _average(values, r, query_class, average):
 
 
 @array_route
-@refuse_renamed(metric="distance")
 def retrieval_metrics(
     embeddings,
     labels,
@@ -257,6 +245,9 @@ def retrieval_metrics(
     distance : {"euclidean", "sqeuclidean", "cosine", "dot", "snr"}, default "euclidean"
         The distance ranking the references (``"euclidean"`` and ``"sqeuclidean"`` rank alike, but for rounding;
         ``"dot"`` ranks by the largest inner product; ``"snr"`` by Var(reference − query) / Var(query)).
+        Evaluate embeddings with the distance they were trained on: for a loss on cosine similarities (SupCon,
+        NT-Xent, circle, multi-similarity) that is ``distance="cosine"``. On unit-norm rows, Euclidean and cosine
+        rank alike (‖x − y‖² = 2 − 2 cos(x, y)), so the default matters only for rows of different norms.
     average : {"queries", "classes"}, default "queries"
         ``"queries"``: the mean over the queries; ``"classes"``: the mean over the queries' classes of each
         class's mean (PML's ``avg_of_avgs=True``). Queries with no relevant reference are left out of both.
@@ -269,7 +260,9 @@ def retrieval_metrics(
         breaks ties by the lowest index too, so the results are the same except between distances closer than
         float32's rounding. For ``"cosine"`` faiss's inner-product index is used, which may order exact ties
         differently (tests/test_metrics.py checks cosine on data without ties); so is it for ``"dot"``, on the
-        rows as they are. ``"snr"`` has no faiss index: a ValueError.
+        rows as they are. ``"snr"`` has no faiss index: a ValueError. faiss gets the rows scaled by a power of two,
+        so this holds at any magnitude of the rows; rows whose magnitudes span more than about 2^63 (their squared
+        distances below float32's range) are refused, a ValueError naming the argument.
 
     Returns
     -------
@@ -335,7 +328,6 @@ def _one_metric(name, embeddings, labels, **options):
 
 
 @array_route
-@refuse_renamed(metric="distance")
 def recall_at_k(
     embeddings,
     labels,
@@ -359,9 +351,12 @@ def recall_at_k(
     embeddings, labels, ref_embeddings, ref_labels, ref_includes_query : arrays and bool
         The queries and references, as for :func:`retrieval_metrics`.
     k : int, default 1
-        How many nearest references count, in [1, the number of references a query is ranked against].
+        How many nearest references count, in [1, the number of references a query is ranked against]. One k:
+        ``retrieval_metrics(..., k=(1, 5))`` gives Recall@K for several from one search.
     distance, average, chunk_size, use_faiss : options
-        As for :func:`retrieval_metrics`.
+        As for :func:`retrieval_metrics`. The default distance is Euclidean; for embeddings trained with a loss on
+        cosine similarities (SupCon, NT-Xent, circle, multi-similarity) ``distance="cosine"`` is the matching one
+        (on unit-norm rows both rank alike).
 
     Returns
     -------
@@ -375,6 +370,11 @@ def recall_at_k(
     >>> recall_at_k(np.array([[0.0], [0.1], [5.0], [5.2]]), np.array([0, 0, 1, 0]))
     0.6666666666666666
     """
+    if np.ndim(k) > 0:
+        raise TypeError(
+            f"k must be an integer: recall_at_k gives one Recall@K; got {type(k).__name__} {k!r}: "
+            f"retrieval_metrics(embeddings, labels, k={k!r}) gives each of several at once"
+        )
     k = check_count(k, "k")
     return _one_metric(
         f"recall_at_{k}",
@@ -392,7 +392,6 @@ def recall_at_k(
 
 
 @array_route
-@refuse_renamed(metric="distance")
 def precision_at_1(
     embeddings,
     labels,
@@ -415,7 +414,9 @@ def precision_at_1(
     embeddings, labels, ref_embeddings, ref_labels, ref_includes_query : arrays and bool
         The queries and references, as for :func:`retrieval_metrics`.
     distance, average, chunk_size, use_faiss : options
-        As for :func:`retrieval_metrics`.
+        As for :func:`retrieval_metrics`. The default distance is Euclidean; for embeddings trained with a loss on
+        cosine similarities (SupCon, NT-Xent, circle, multi-similarity) ``distance="cosine"`` is the matching one
+        (on unit-norm rows both rank alike).
 
     Returns
     -------
@@ -449,7 +450,6 @@ def precision_at_1(
 
 
 @array_route
-@refuse_renamed(metric="distance")
 def r_precision(
     embeddings,
     labels,
@@ -472,7 +472,9 @@ def r_precision(
     embeddings, labels, ref_embeddings, ref_labels, ref_includes_query : arrays and bool
         The queries and references, as for :func:`retrieval_metrics`.
     distance, average, chunk_size, use_faiss : options
-        As for :func:`retrieval_metrics`.
+        As for :func:`retrieval_metrics`. The default distance is Euclidean; for embeddings trained with a loss on
+        cosine similarities (SupCon, NT-Xent, circle, multi-similarity) ``distance="cosine"`` is the matching one
+        (on unit-norm rows both rank alike).
 
     Returns
     -------
@@ -506,7 +508,6 @@ def r_precision(
 
 
 @array_route
-@refuse_renamed(metric="distance")
 def mean_average_precision_at_r(
     embeddings,
     labels,
@@ -529,7 +530,9 @@ def mean_average_precision_at_r(
     embeddings, labels, ref_embeddings, ref_labels, ref_includes_query : arrays and bool
         The queries and references, as for :func:`retrieval_metrics`.
     distance, average, chunk_size, use_faiss : options
-        As for :func:`retrieval_metrics`.
+        As for :func:`retrieval_metrics`. The default distance is Euclidean; for embeddings trained with a loss on
+        cosine similarities (SupCon, NT-Xent, circle, multi-similarity) ``distance="cosine"`` is the matching one
+        (on unit-norm rows both rank alike).
 
     Returns
     -------
@@ -564,7 +567,6 @@ def mean_average_precision_at_r(
 
 
 @array_route
-@refuse_renamed(metric="distance")
 def mean_reciprocal_rank(
     embeddings,
     labels,
@@ -587,7 +589,9 @@ def mean_reciprocal_rank(
     embeddings, labels, ref_embeddings, ref_labels, ref_includes_query : arrays and bool
         The queries and references, as for :func:`retrieval_metrics`.
     distance, average, chunk_size, use_faiss : options
-        As for :func:`retrieval_metrics`.
+        As for :func:`retrieval_metrics`. The default distance is Euclidean; for embeddings trained with a loss on
+        cosine similarities (SupCon, NT-Xent, circle, multi-similarity) ``distance="cosine"`` is the matching one
+        (on unit-norm rows both rank alike).
 
     Returns
     -------

@@ -1,18 +1,24 @@
 """Checking gradients and comparing results: metricloss's own, and those of any other implementation.
 
 :func:`check_grad` compares a claimed gradient with central finite differences of the value, in float64.
-:func:`assert_close` compares two results with the relative tolerance ``TOLERANCES`` gives for their dtype: the
-one table that metricloss's tests use to compare implementations (backends, oracles, torch, PML, float32 runs).
+:func:`assert_close` compares two results with the relative tolerance ``TOLERANCES`` gives for their dtype. The
+tolerances here are the one table of them: ``TOLERANCES`` for metricloss's tests comparing implementations
+(backends, oracles, torch, PML, float32 runs), ``CONFORMANCE_TOLERANCES`` and ``CONFORMANCE_FLOORS`` for
+:mod:`metricloss.conformance`'s report on another library's loss.
 """
 
 import numpy as np
 
 from metricloss._validation import check_count, check_float_array, check_rng, check_scalar
 
-TOLERANCES = {
-    np.dtype(np.float64): 1e-9,
-    np.dtype(np.float32): 1e-4,
-}
+# Relative tolerances by dtype. TOLERANCES: two implementations of one formula on the tests' inputs, relative to the
+# largest magnitude compared. CONFORMANCE_TOLERANCES: when a candidate "agrees" in metricloss.conformance's report,
+# over its bank of cases that break losses (norms 1e-30..1e6, kinks, ties, float32) and candidates from other
+# libraries: relative to the reference's value and to the largest entry of each of its gradients, those scales
+# bounded below by CONFORMANCE_FLOORS, so that zeros compare to rounding noise.
+TOLERANCES = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-4}
+CONFORMANCE_TOLERANCES = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 1e-3}
+CONFORMANCE_FLOORS = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 1e-4}
 
 # The smallest relative step that moves every float64 input: x + eps·s != x for eps >= 2⁻⁵² and s >= max(1, |x|),
 # which both steps satisfy (s = max(1, |x|) entry by entry, s = max(1, max |x| over all inputs) along directions).

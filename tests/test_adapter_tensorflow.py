@@ -100,7 +100,9 @@ def test_tf_function_equals_eager(mining):
 
 
 def test_errors_are_raised_in_the_callers_frame():
-    with pytest.raises(TypeError, match="triplet_loss: got an unexpected keyword argument 'marign'"):
+    with pytest.raises(
+        TypeError, match=r"triplet_loss\(\) got an unexpected keyword argument 'marign'; did you mean margin=\?"
+    ):
         wrap(ml.triplet_loss, marign=1.0)
     loss = wrap(ml.triplet_loss)
     with pytest.raises(ValueError, match=r"labels must have shape \(4,\) to match embeddings; got \(3,\)"):
@@ -154,3 +156,24 @@ def test_index_arrays_mined_for_each_batch_pass_as_a_tuple_keyword(at, in_graph)
     expected_value, expected_grad = loss_fn(x, labels, triplets=triplets, **hyper)
     assert float(value) == pytest.approx(expected_value, rel=1e-6)
     np.testing.assert_array_equal(grad.numpy(), expected_grad)
+
+
+def test_a_learnable_beta_with_references_gets_each_gradient():
+    """margin_loss with a learnable β and references returns its gradients in signature order (embeddings, β,
+    references), the order the adapter hands them out in; before issue 22 it returned β last and the call raised
+    "margin_loss returned gradients of shapes [(4, 8), (3, 8), (1,)]"."""
+    rng = np.random.default_rng(5)
+    x, refs, beta = rng.standard_normal((4, 8)), rng.standard_normal((3, 8)), np.array([1.0])
+    labels, ref_labels = np.array([0, 0, 1, 1]), np.array([0, 1, 1])
+    expected_value, expected_grads = ml.margin_loss(
+        x, labels, beta=beta, margin=0.1, nu=0.1, ref_embeddings=refs, ref_labels=ref_labels
+    )
+    loss = wrap(ml.margin_loss, margin=0.1, nu=0.1)
+    floats = [tf.Variable(a) for a in (x, beta, refs)]
+    with tf.GradientTape() as tape:
+        value = loss(
+            floats[0], tf.constant(labels), beta=floats[1], ref_embeddings=floats[2], ref_labels=tf.constant(ref_labels)
+        )
+    assert float(value) == expected_value
+    for got, expected in zip(tape.gradient(value, floats), expected_grads, strict=True):
+        np.testing.assert_array_equal(got.numpy(), expected)

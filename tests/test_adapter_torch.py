@@ -196,7 +196,9 @@ def test_torch_compile_fullgraph_equals_eager(mining):
 
 
 def test_errors_are_raised_in_the_callers_frame():
-    with pytest.raises(TypeError, match="triplet_loss: got an unexpected keyword argument 'marign'"):
+    with pytest.raises(
+        TypeError, match=r"triplet_loss\(\) got an unexpected keyword argument 'marign'; did you mean margin=\?"
+    ):
         wrap(ml.triplet_loss, marign=1.0)
     loss = wrap(ml.triplet_loss)
     with pytest.raises(ValueError, match=r"labels must have shape \(4,\) to match embeddings; got \(3,\)"):
@@ -249,3 +251,30 @@ def test_distributed_loss_on_two_gloo_processes_equals_one_process_on_the_whole_
         result = np.load(tmp_path / f"rank{rank}.npz")
         assert float(result["value"]) == pytest.approx(expected_value, rel=1e-12)
         np.testing.assert_allclose(result["grad"], expected_grad[rank * 8 : (rank + 1) * 8], rtol=1e-12, atol=1e-15)
+
+
+def test_an_array_argument_bound_as_a_number_is_refused_with_how_to_pass_it():
+    with pytest.raises(TypeError, match=r"margin_loss: beta is an array argument, given to the wrapped function"):
+        wrap(ml.margin_loss, beta=1.0)
+    with pytest.raises(TypeError, match=r"circle_loss\(\) takes no m=; the margin m is margin= here"):
+        wrap(ml.circle_loss, m=0.25)
+
+
+def test_a_learnable_beta_with_references_gets_each_gradient():
+    """margin_loss with a learnable β and references returns its gradients in signature order (embeddings, β,
+    references), the order the adapter hands them out in; before issue 22 it returned β last and the call raised
+    "margin_loss returned gradients of shapes [(4, 8), (3, 8), (1,)]"."""
+    rng = np.random.default_rng(5)
+    x, refs, beta = rng.standard_normal((4, 8)), rng.standard_normal((3, 8)), np.array([1.0])
+    labels, ref_labels = np.array([0, 0, 1, 1]), np.array([0, 1, 1])
+    expected_value, expected_grads = ml.margin_loss(
+        x, labels, beta=beta, margin=0.1, nu=0.1, ref_embeddings=refs, ref_labels=ref_labels
+    )
+    xt, rt = torch.tensor(x, requires_grad=True), torch.tensor(refs, requires_grad=True)
+    beta_t = torch.nn.Parameter(torch.tensor(beta))
+    loss = wrap(ml.margin_loss, margin=0.1, nu=0.1)
+    value = loss(xt, torch.tensor(labels), beta=beta_t, ref_embeddings=rt, ref_labels=torch.tensor(ref_labels))
+    value.backward()
+    assert value.item() == expected_value
+    for t, expected in zip((xt, beta_t, rt), expected_grads, strict=True):
+        np.testing.assert_array_equal(t.grad.numpy(), expected)

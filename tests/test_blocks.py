@@ -230,14 +230,14 @@ RANKING_CONFIGURATIONS = [
 @pytest.mark.parametrize("n_hard", [0, 300], ids=["pairs", "hard-negatives"])
 @pytest.mark.parametrize("hyper", RANKING_CONFIGURATIONS, ids=lambda h: "-".join(map(str, h.values())) or "st")
 def test_multiple_negatives_ranking_in_seven_uneven_blocks_equals_one_block(batch, hyper, n_hard):
-    """Blocks of query rows; the symmetric loss's columns in two passes (their log-sum-exps exchanged)."""
+    """Blocks of anchor rows; the symmetric loss's columns in two passes (their log-sum-exps exchanged)."""
     x, _ = batch
     rng = np.random.default_rng(1)
-    candidates = x + 0.2 * rng.standard_normal(x.shape)
-    extra = {"hard_negatives": 0.3 * rng.standard_normal((n_hard, FEATURES))} if n_hard else {}
-    whole_value, whole_grads = ml.multiple_negatives_ranking_loss(x, candidates, **hyper, **extra)
+    positives = x + 0.2 * rng.standard_normal(x.shape)
+    negatives = [0.3 * rng.standard_normal((n_hard, FEATURES))] if n_hard else []
+    whole_value, whole_grads = ml.multiple_negatives_ranking_loss(x, positives, *negatives, **hyper)
     (value, grads), blocks = _in_seven_blocks(
-        ml.multiple_negatives_ranking_loss, x, candidates, n_candidates=B + n_hard, **hyper, **extra
+        ml.multiple_negatives_ranking_loss, x, positives, *negatives, n_candidates=B + n_hard, **hyper
     )
     passes = 2 if hyper.get("symmetric") else 1
     assert blocks == ([293] * 6 + [290]) * passes
@@ -265,8 +265,8 @@ def test_lifted_in_seven_uneven_blocks_equals_one_block(batch, hyper, references
 
 MULTI_SIMILARITY_CONFIGURATIONS = [
     {},
-    {"mining": True, "reduction": "mean_nonzero"},
-    {"mining": True, "epsilon": 0.3, "similarity": "dot", "reduction": "sum"},
+    {"mining": "epsilon", "reduction": "mean_nonzero"},
+    {"mining": "epsilon", "epsilon": 0.3, "similarity": "dot", "reduction": "sum"},
 ]
 
 
@@ -278,7 +278,7 @@ def test_multi_similarity_in_seven_uneven_blocks_equals_one_block(batch, hyper, 
     _assert_seven_blocks_equal_one_block(ml.multi_similarity_loss, batch, hyper, references)
 
 
-CIRCLE_CONFIGURATIONS = [{}, {"m": 0.4, "gamma": 80.0, "detach_weights": False, "reduction": "mean"}]
+CIRCLE_CONFIGURATIONS = [{}, {"margin": 0.25, "scale": 256.0, "detach_weights": False, "reduction": "mean"}]
 
 
 @pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
@@ -289,7 +289,7 @@ def test_circle_in_seven_uneven_blocks_equals_one_block(batch, hyper, references
 
 @pytest.mark.parametrize("references", [False, True], ids=["within", "references"])
 @pytest.mark.parametrize(
-    "hyper", [{}, {"m": 0.1, "gamma": 32.0, "detach_weights": False}], ids=["paper", "0.1-32-full-gradient"]
+    "hyper", [{}, {"margin": 0.1, "scale": 32.0, "detach_weights": False}], ids=["defaults", "0.1-32-full-gradient"]
 )
 def test_circle_over_all_pairs_in_two_passes_of_seven_blocks_equals_one_block(batch, hyper, references):
     """One term over every pair of the batch: a pass for the batch's two log-sum-exps, a pass for the cotangent."""
@@ -367,10 +367,8 @@ def test_npair_in_seven_uneven_blocks_equals_one_block(form):
     hyper = {"l2_reg": 0.01, "reduction": "mean_nonzero"}
     if form == "labelled-batch":  # B/2 classes of two: 1024 pairs, in seven blocks of 147 anchors (the last 142)
         labels = rng.permutation(np.arange(B) // 2)
-        whole_value, whole_grad = ml.npair_loss(x, labels=labels, **hyper)
-        (value, grad), blocks = _in_seven_blocks(
-            ml.npair_loss, x, labels=labels, n_candidates=B // 2, rows=147, **hyper
-        )
+        whole_value, whole_grad = ml.npair_loss(x, labels, **hyper)
+        (value, grad), blocks = _in_seven_blocks(ml.npair_loss, x, labels, n_candidates=B // 2, rows=147, **hyper)
         assert blocks == [147] * 6 + [142]
         assert value == pytest.approx(whole_value, rel=1e-12)
         assert_close(grad, whole_grad, rtol=1e-12)
@@ -380,7 +378,7 @@ def test_npair_in_seven_uneven_blocks_equals_one_block(form):
         "classes": rng.integers(0, 300, size=B),
         "label-sets": (rng.random((B, 40)) < 0.1).astype(int),
     }[form]
-    _assert_seven_blocks_against(B, lambda a, p, **h: ml.npair_loss(a, p, labels, **h), x, positives, **hyper)
+    _assert_seven_blocks_against(B, lambda a, p, **h: ml.npair_pairs_loss(a, p, labels, **h), x, positives, **hyper)
 
 
 # The online miners in blocks: the same indices in the same order, the same random draws, as one block.

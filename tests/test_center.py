@@ -215,10 +215,14 @@ def test_labels_outside_the_centres_rows_raise_a_named_error(bad):
         ml.triplet_center_loss(x, labels, centers=centers)
 
 
-def test_centres_are_keyword_only_and_checked():
+def test_centres_are_the_third_argument_and_checked():
+    """centers is positional-or-keyword right after labels (an array: the design's arrays are positional)."""
     x, labels, centers = inputs(np.random.default_rng(8), np.float64)
-    with pytest.raises(TypeError):
-        ml.triplet_center_loss(x, labels, centers)
+    positional = ml.triplet_center_loss(x, labels, centers)
+    by_keyword = ml.triplet_center_loss(x, labels, centers=centers)
+    assert positional[0] == by_keyword[0]
+    for got, expected in zip(positional[1], by_keyword[1], strict=True):
+        np.testing.assert_array_equal(got, expected)
     with pytest.raises(ValueError, match="centers must have 8 features to match embeddings"):
         ml.triplet_center_loss(x, labels, centers=centers[:, :-1])
 

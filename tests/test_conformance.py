@@ -17,6 +17,7 @@ from pytorch_metric_learning import reducers as pml_reducers
 from support import lp, pml_dot
 
 import metricloss as ml
+from metricloss import conformance, testing
 from metricloss.conformance import KINDS, SEARCH_SPACES, _search_space, bank, check, identify, main
 
 
@@ -372,7 +373,14 @@ def pml_triplet_center(margin):
         (
             lambda: pml_losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5),
             "multi_similarity_loss",
-            {"mining": False, "similarity": "cosine", "reduction": "mean", "alpha": 2.0, "beta": 50.0, "base": 0.5},
+            {
+                "mining": "all",
+                "similarity": "cosine",
+                "reduction": "mean",
+                "positive_scale": 2.0,
+                "negative_scale": 50.0,
+                "threshold": 0.5,
+            },
             _PML_COSINE,
         ),
         (
@@ -381,7 +389,7 @@ def pml_triplet_center(margin):
                 pml_miners.MultiSimilarityMiner(epsilon=0.1),
             ),
             "multi_similarity_loss",
-            {"mining": True, "epsilon": 0.1, "similarity": "cosine", "reduction": "mean", "beta": 50.0},
+            {"mining": "epsilon", "epsilon": 0.1, "similarity": "cosine", "reduction": "mean", "negative_scale": 50.0},
             _PML_COSINE,
         ),
         (
@@ -389,19 +397,19 @@ def pml_triplet_center(margin):
                 alpha=2, beta=40, base=1.0, distance=pml_dot(), reducer=pml_reducers.SumReducer()
             ),
             "multi_similarity_loss",
-            {"mining": False, "similarity": "dot", "reduction": "sum", "beta": 40.0, "base": 1.0},
+            {"mining": "all", "similarity": "dot", "reduction": "sum", "negative_scale": 40.0, "threshold": 1.0},
             ["references equal to queries"],
         ),
         (
             lambda: pml_losses.CircleLoss(m=0.4, gamma=80),
             "circle_loss",
-            {"form": "per_anchor", "detach_weights": True, "reduction": "mean_nonzero", "m": 0.4, "gamma": 80.0},
+            {"form": "per_anchor", "detach_weights": True, "reduction": "mean_nonzero", "margin": 0.4, "scale": 80.0},
             _PML_COSINE,
         ),
         (
             lambda: pml_losses.CircleLoss(m=0.25, gamma=256, reducer=pml_reducers.MeanReducer()),
             "circle_loss",
-            {"form": "per_anchor", "reduction": "mean", "m": 0.25, "gamma": 256.0},
+            {"form": "per_anchor", "reduction": "mean", "margin": 0.25, "scale": 256.0},
             _PML_COSINE,
         ),
         (
@@ -457,14 +465,20 @@ def pml_triplet_center(margin):
         (
             lambda: pml_losses.NPairsLoss(distance=pml_dot()),
             "npair_loss",
-            {"reduction": "mean"},
+            {"similarity": "dot", "reduction": "mean"},
             [],
         ),
         (
             lambda: pml_losses.NPairsLoss(distance=pml_dot(), reducer=pml_reducers.SumReducer()),
             "npair_loss",
-            {"reduction": "sum"},
+            {"similarity": "dot", "reduction": "sum"},
             [],
+        ),
+        (
+            lambda: pml_losses.NPairsLoss(),  # its default DotProductSimilarity() normalises: the cosine
+            "npair_loss",
+            {"similarity": "cosine", "reduction": "mean"},
+            ["all-zero rows", "norms ~1e-30", "ties"],  # F.normalize's eps: the ties case's first anchor is 0
         ),
         (
             lambda: pml_triplet_center(0.5),
@@ -499,6 +513,7 @@ def pml_triplet_center(margin):
         "pml-margin",
         "pml-npairs",
         "pml-npairs-sum",
+        "pml-npairs-default-cosine",
         "pml-triplet-center",
     ],
 )
@@ -545,7 +560,7 @@ def test_identify_finds_pml_margin_loss_beta_in_float32():
         (
             lambda: pml_losses.CircleLoss(m=0.3, gamma=64),
             "circle_loss",
-            {"m": 0.3, "gamma": 64.0},
+            {"margin": 0.3, "scale": 64.0},
             {"form": "per_anchor", "detach_weights": True, "reduction": "mean_nonzero"},
         ),
         (
@@ -557,8 +572,8 @@ def test_identify_finds_pml_margin_loss_beta_in_float32():
         (
             lambda: pml_losses.MultiSimilarityLoss(alpha=3, beta=30, base=0.6, distance=pml_dot()),
             "multi_similarity_loss",
-            {"alpha": 3.0, "beta": 30.0, "base": 0.6},
-            {"mining": False, "similarity": "dot"},
+            {"positive_scale": 3.0, "negative_scale": 30.0, "threshold": 0.6},
+            {"mining": "all", "similarity": "dot"},
         ),
     ],
     ids=["circle", "ntxent", "multi-similarity"],
@@ -571,8 +586,10 @@ def test_identify_takes_off_grid_hyper_parameters_as_fixed(candidate, family, fi
     assert {k: found.settings[k] for k in {**expected, **fixed}} == {**expected, **fixed}
 
 
-def _npair_sum(embeddings, labels):
-    return ml.npair_loss(embeddings, labels=labels, reduction="sum")
+def _margin_loss_beta_held_constant(embeddings, labels, **settings):
+    """margin_loss with its β given but held constant, as a candidate that learns no β: its gradient dropped."""
+    value, (grad, _, *grad_refs) = ml.margin_loss(embeddings, labels, **settings)
+    return value, (grad, *grad_refs) if grad_refs else grad
 
 
 # A point of each new family's search space away from its defaults.
@@ -580,16 +597,16 @@ _AWAY_FROM_DEFAULTS = [
     (
         "multi_similarity_loss",
         {
-            "mining": True,
+            "mining": "epsilon",
             "epsilon": 0.1,
             "similarity": "dot",
             "reduction": "mean_nonzero",
-            "alpha": 2.0,
-            "beta": 40.0,
-            "base": 1.0,
+            "positive_scale": 2.0,
+            "negative_scale": 40.0,
+            "threshold": 1.0,
         },
     ),
-    ("circle_loss", {"form": "all_pairs", "detach_weights": False, "m": 0.4, "gamma": 128.0}),
+    ("circle_loss", {"form": "all_pairs", "detach_weights": False, "margin": 0.4, "scale": 128.0}),
     ("ntxent_loss", {"temperature": 0.2, "similarity": "dot", "reduction": "sum"}),
     ("supcon_loss", {"temperature": 0.5, "similarity": "cosine", "reduction": "sum"}),
     ("lifted_structure_loss", {"distance": "cosine", "reduction": "sum", "margin": 0.5}),
@@ -598,7 +615,7 @@ _AWAY_FROM_DEFAULTS = [
         {"incomplete_anchors": "drop", "distance": "sqeuclidean", "reduction": "mean_nonzero", "margin": 0.1},
     ),
     ("margin_loss", {"distance": "sqeuclidean", "reduction": "sum", "margin": 0.1, "beta": 1.0}),
-    ("npair_loss", {"reduction": "sum"}),
+    ("npair_loss", {"similarity": "cosine", "reduction": "sum"}),
     ("triplet_center_loss", {"distance": "cosine", "halved": True, "reduction": "mean", "margin": 0.2}),
 ]
 
@@ -608,7 +625,10 @@ def test_identify_tells_apart_the_options_of_each_family(family, settings):
     """metricloss's own loss at settings away from the defaults is identified as exactly those settings, alone
     and on every case: the bank separates each option searched (the reference-code forms too: circle's all_pairs
     without .detach())."""
-    candidate = _npair_sum if family == "npair_loss" else functools.partial(getattr(ml, family), **settings)
+    if family == "margin_loss":
+        candidate = functools.partial(_margin_loss_beta_held_constant, **settings)
+    else:
+        candidate = functools.partial(getattr(ml, family), **settings)
     found = identify(candidate, family)
     assert [m.settings for m in found.matches] == [settings], str(found)
     assert found.matches[0].differing() == []
@@ -621,9 +641,7 @@ def test_every_search_space_holds_settings_its_loss_accepts():
         assert f"``{family}``" in identify.__doc__
         case = bank(family)[0]
         for settings in _search_space(family):
-            args = case.args if family != "npair_loss" else case.args[:1]
-            kwargs = {"labels": case.args[1]} if family == "npair_loss" else {}
-            value, _ = getattr(ml, family)(*args, **kwargs, **settings)
+            value, _ = getattr(ml, family)(*case.args, **settings)
             assert math.isfinite(value), (family, settings)
 
 
@@ -633,10 +651,10 @@ def test_identify_refuses_a_family_without_options_and_lists_those_it_knows():
     assert all(family in str(error.value) for family in SEARCH_SPACES)
 
 
-def test_npair_loss_is_checked_as_a_batch_loss_with_its_labels_by_name():
-    """npair_loss's labelled-batch form is called npair_loss(embeddings, labels=labels); a candidate gets
-    (embeddings, labels) like every batch loss, and no query-vs-reference case (npair_loss takes none)."""
-    report = check(lambda x, labels: ml.npair_loss(x, labels=labels), "npair_loss", references=True)
+def test_npair_loss_is_checked_as_a_batch_loss():
+    """npair_loss is called (embeddings, labels) like every batch loss, and gets no query-vs-reference case
+    (npair_loss takes none)."""
+    report = check(ml.npair_loss, "npair_loss", references=True)
     assert report.agrees and kinds(report) == {}, report.table()
     assert "query-vs-reference" not in {o.case.name for o in report.outcomes}
     assert report.arg_names == ("embeddings", "labels")
@@ -745,9 +763,16 @@ def test_other_batch_losses_are_checked_without_conventions():
     report = check(
         pml_losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5),
         "multi_similarity_loss",
-        alpha=2.0,
-        beta=50.0,
-        base=0.5,
+        positive_scale=2.0,
+        negative_scale=50.0,
+        threshold=0.5,
     )
     assert report.counts["convention"] == 0
     assert all(o.kind == "agrees" for o in report.outcomes if o.case.name.startswith("random"))
+
+
+def test_the_tolerances_are_the_testing_table():
+    """One tolerance table (issue 22): conformance keeps none of its own; its report reads metricloss.testing's."""
+    assert not hasattr(conformance, "TOLERANCES")
+    assert conformance.CONFORMANCE_TOLERANCES is testing.CONFORMANCE_TOLERANCES
+    assert conformance.CONFORMANCE_FLOORS is testing.CONFORMANCE_FLOORS

@@ -141,14 +141,14 @@ def test_lists_are_accepted_and_mixed_dtypes_promote():
     np.testing.assert_array_equal(d, [[0.0], [5.0]])
 
 
-def test_the_old_keyword_metric_is_refused_with_the_new_name():
-    """One name for the distance across metricloss: ``metric=`` is not kept as an alias."""
+def test_scikit_learn_s_keyword_metric_is_refused_with_metricloss_s_name():
+    """One name for the distance across metricloss: ``metric=`` (scikit-learn's) is not an alias; it gets the name."""
     x = np.eye(3)
     for function in (ml.pairwise_distances, ml.pairwise_distances_vjp, ml.recall_at_k):
         args = (x, np.arange(3)) if function is ml.recall_at_k else (x,)
-        with pytest.raises(TypeError, match=r"takes distance=, not metric="):
+        with pytest.raises(TypeError, match=r"takes no metric=; the distance is distance= here"):
             function(*args, metric="cosine")
-    with pytest.raises(TypeError, match=r"paired_distances\(\) takes distance=, not metric="):
+    with pytest.raises(TypeError, match=r"paired_distances\(\) takes no metric=; the distance is distance= here"):
         ml.paired_distances(x, x, metric="cosine")
 
 

@@ -294,12 +294,12 @@ def _sentence_transformers(columns, **options):
 @pytest.mark.parametrize("negatives", [0, 1, 2])
 @pytest.mark.parametrize("symmetric", [False, True])
 def test_multiple_negatives_ranking_equals_sentence_transformers(dtype, negatives, symmetric):
-    """Hard-negative columns are concatenated into ``hard_negatives``; the symmetric variant's backward direction
+    """Hard-negative columns are concatenated into ``negatives``; the symmetric variant's backward direction
     leaves them out, as sentence-transformers' does."""
     columns = _columns(np.random.default_rng(13), dtype, negatives=negatives)
     theirs = _sentence_transformers(columns, symmetric=symmetric)
-    hard = {"hard_negatives": np.concatenate(columns[2:])} if negatives else {}
-    value, grads = ml.multiple_negatives_ranking_loss(columns[0], columns[1], symmetric=symmetric, **hard)
+    hard = [np.concatenate(columns[2:])] if negatives else []
+    value, grads = ml.multiple_negatives_ranking_loss(columns[0], columns[1], *hard, symmetric=symmetric)
     if negatives:  # one gradient per column, as sentence-transformers' inputs come
         grads = (grads[0], grads[1], *np.split(grads[2], negatives))
     assert_same((value, grads), theirs, dtype)
@@ -309,42 +309,55 @@ def test_multiple_negatives_ranking_with_dot_scores_equals_sentence_transformers
     columns = [0.3 * c for c in _columns(np.random.default_rng(14), np.float64, negatives=1)]
     theirs = _sentence_transformers(columns, scale=1.0, similarity_fct=st_dot_score, symmetric=True)
     ours = ml.multiple_negatives_ranking_loss(
-        columns[0], columns[1], scale=1.0, similarity="dot", hard_negatives=columns[2], symmetric=True
+        columns[0], columns[1], columns[2], scale=1.0, similarity="dot", symmetric=True
     )
     assert_same(ours, theirs, np.float64)
 
 
 def test_multiple_negatives_ranking_with_dot_products_at_scale_1_is_the_n_pair_loss():
     rng = np.random.default_rng(15)
-    q, c = rng.standard_normal((9, 4)), rng.standard_normal((9, 4))
-    value, grads = ml.multiple_negatives_ranking_loss(q, c, scale=1.0, similarity="dot")
-    expected_value, expected_grads = ml.npair_loss(q, c)
+    a, p = rng.standard_normal((9, 4)), rng.standard_normal((9, 4))
+    value, grads = ml.multiple_negatives_ranking_loss(a, p, scale=1.0, similarity="dot")
+    expected_value, expected_grads = ml.npair_pairs_loss(a, p)
     assert value == pytest.approx(expected_value, rel=1e-12)
     for got, expected in zip(grads, expected_grads, strict=True):
         assert_close(got, expected, rtol=1e-11)
 
 
 def test_multiple_negatives_ranking_gradients_follow_their_arguments():
-    """(queries, candidates, hard_negatives): each gradient shaped and typed like its argument, float32 kept."""
+    """(anchors, positives, negatives): each gradient shaped and typed like its argument, float32 kept."""
     rng = np.random.default_rng(16)
-    q, c = rng.standard_normal((5, 3)).astype(np.float32), rng.standard_normal((5, 3))
-    h = rng.standard_normal((7, 3)).astype(np.float32)
-    value, (gq, gc, gh) = ml.multiple_negatives_ranking_loss(q, c, hard_negatives=h)
-    assert (gq.dtype, gc.dtype, gh.dtype) == (np.float32, np.float64, np.float32)
-    assert (gq.shape, gc.shape, gh.shape) == (q.shape, c.shape, h.shape)
+    a, p = rng.standard_normal((5, 3)).astype(np.float32), rng.standard_normal((5, 3))
+    n = rng.standard_normal((7, 3)).astype(np.float32)
+    value, (ga, gp, gn) = ml.multiple_negatives_ranking_loss(a, p, n)
+    assert (ga.dtype, gp.dtype, gn.dtype) == (np.float32, np.float64, np.float32)
+    assert (ga.shape, gp.shape, gn.shape) == (a.shape, p.shape, n.shape)
     assert value == pytest.approx(
-        textbook.multiple_negatives_ranking_loss(q.astype(float), c, hard_negatives=h.astype(float))[0], rel=1e-5
+        textbook.multiple_negatives_ranking_loss(a.astype(float), p, n.astype(float))[0], rel=1e-5
     )
 
 
 def test_multiple_negatives_ranking_names_its_arguments():
-    q = np.ones((3, 2))
-    with pytest.raises(ValueError, match=r"candidates must have the same shape as queries, \(3, 2\); got \(2, 2\)"):
-        ml.multiple_negatives_ranking_loss(q, q[:2])
-    with pytest.raises(ValueError, match="hard_negatives must have 2 features to match queries"):
-        ml.multiple_negatives_ranking_loss(q, q, hard_negatives=np.ones((4, 3)))
-    with pytest.raises(TypeError, match="hard_negatives must be a float32 or float64"):
-        ml.multiple_negatives_ranking_loss(q, q, hard_negatives=np.ones((4, 2), dtype=int))
+    a = np.ones((3, 2))
+    with pytest.raises(ValueError, match=r"positives must have the same shape as anchors, \(3, 2\); got \(2, 2\)"):
+        ml.multiple_negatives_ranking_loss(a, a[:2])
+    with pytest.raises(ValueError, match="negatives must have 2 features to match anchors"):
+        ml.multiple_negatives_ranking_loss(a, a, np.ones((4, 3)))
+    with pytest.raises(TypeError, match="negatives must be a float32 or float64"):
+        ml.multiple_negatives_ranking_loss(a, a, np.ones((4, 2), dtype=int))
+
+
+@pytest.mark.parametrize("position", [1, 2])
+def test_multiple_negatives_ranking_given_labels_says_it_takes_rows(position):
+    """Class ids where the positives (or the negatives) belong: the message names that argument and the losses that
+    take a labelled batch, rather than advising a float conversion of the labels."""
+    x, labels = np.ones((4, 2)), np.array([0, 0, 1, 1])
+    arrays = [*[x, x][:position], labels]
+    name = ("positives", "negatives")[position - 1]
+    with pytest.raises(
+        TypeError, match=rf"^{name} must be a 2-D float array of embeddings; got 1-D integers.*ntxent_loss"
+    ):
+        ml.multiple_negatives_ranking_loss(*arrays)
 
 
 # --- stability ------------------------------------------------------------------------------------------------

@@ -27,8 +27,8 @@ LAYERS = (
     # The losses, and their textbook twins, which share nothing with the fast path but _validation.check_option
     # (test_the_textbook_shares_only_check_option_with_the_fast_path).
     ("losses", ("metricloss.losses", "metricloss.textbook")),
-    # Index arrays and scores from a batch's distances, on the engine: the miners, and the retrieval metrics.
-    ("mining", ("metricloss.mining", "metricloss.metrics")),
+    # Index arrays and scores from distances, on the engine: the miners, the samplers, and the retrieval metrics.
+    ("mining", ("metricloss.mining", "metricloss.sampling", "metricloss.metrics")),
     # The engine: a labelled batch in blocks of rows, its triplet selections, nearest-neighbour search.
     ("_batch", ("metricloss._batch", "metricloss._triplets", "metricloss._search")),
     # The public distances and their unchecked core with its VJPs.

@@ -32,7 +32,8 @@ def _batch(rng, dtype, n=20, features=6, classes=4):
 
 
 def _pml(x, labels, *, margin=0.2, beta=1.2, nu=0.0, learn_beta=False, num_classes=None, triplets=None, refs=None):
-    """PML's MarginLoss value and autograd gradients (embeddings, [refs,] and β where learnable)."""
+    """PML's MarginLoss value and autograd gradients in margin_loss's argument order: embeddings, β where learnable,
+    references where given."""
     loss = pml_losses.MarginLoss(
         margin=margin, nu=nu, beta=beta, learn_beta=learn_beta, num_classes=num_classes, distance=lp()
     )
@@ -47,7 +48,7 @@ def _pml(x, labels, *, margin=0.2, beta=1.2, nu=0.0, learn_beta=False, num_class
     indices = None if triplets is None else tuple(torch.as_tensor(t) for t in triplets)
     value = loss(xt, torch.as_tensor(labels), indices, **kwargs)
     value.backward()
-    tensors = [xt] + ([] if refs is None else [rt]) + ([loss.beta] if learn_beta else [])
+    tensors = [xt] + ([loss.beta] if learn_beta else []) + ([] if refs is None else [rt])
     grads = [np.zeros(t.shape, dtype=x.dtype) if t.grad is None else t.grad.numpy() for t in tensors]
     return value.item(), grads
 
@@ -65,10 +66,12 @@ def _assert_matches(ours, theirs, dtype):
 
 CONFIGS = [
     ("fixed", {}, {}),
-    ("fixed-margin", {"margin": 0.5, "beta": 0.9}, {"margin": 0.5, "beta": 0.9}),
-    ("negative-beta", {"beta": -0.3}, {"beta": -0.3}),  # accepted as PML accepts it: every positive pair active
-    ("shared", {"beta": "shared"}, {"learn_beta": True}),
-    ("shared-nu", {"beta": "shared", "nu": 0.1}, {"learn_beta": True, "nu": 0.1}),
+    ("fixed-margin", {"margin": 0.5}, {"margin": 0.5}),
+    ("shared-margin", {"margin": 0.5, "beta": 0.9}, {"margin": 0.5, "beta": 0.9, "learn_beta": True}),
+    # accepted as PML accepts it: every positive pair active
+    ("negative-beta", {"beta": -0.3}, {"beta": -0.3, "learn_beta": True}),
+    ("shared", {"beta": 1.2}, {"learn_beta": True}),
+    ("shared-nu", {"beta": 1.2, "nu": 0.1}, {"learn_beta": True, "nu": 0.1}),
     ("per-class", {"beta": "per-class"}, {"learn_beta": True, "num_classes": 4}),
     (
         "per-class-nu",
@@ -79,14 +82,14 @@ CONFIGS = [
 
 
 def _ours(x, labels, hyper, **extra):
+    """margin_loss with ``hyper``'s β as an array in x's dtype (PML's learnable β is a tensor of shape (1,) or
+    (C,)): a number is one shared β, ``"per-class"`` 1.2 for each of the 4 classes; none, the constant β."""
     hyper = dict(hyper)
-    kind = hyper.pop("beta", 1.2)
-    if kind == "shared":
-        hyper["beta"] = np.array([1.2], dtype=x.dtype)
-    elif kind == "per-class":
+    kind = hyper.pop("beta", None)
+    if kind == "per-class":
         hyper["beta"] = np.full(4, 1.2, dtype=x.dtype)
-    else:
-        hyper["beta"] = kind
+    elif kind is not None:
+        hyper["beta"] = np.array([kind], dtype=x.dtype)
     return ml.margin_loss(x, labels, **hyper, **extra)
 
 
@@ -110,8 +113,9 @@ def test_given_triplets_equal_pml_margin_loss_with_an_indices_tuple(dtype, ours,
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[5]], ids=["fixed", "per-class-nu"])
+@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[5], CONFIGS[7]], ids=["fixed", "shared-nu", "per-class-nu"])
 def test_query_reference_batch_equals_pml_with_ref_emb(dtype, config):
+    """With references and a learnable β the gradients come in argument order: embeddings, β, references."""
     rng = np.random.default_rng(2)
     x, labels = _batch(rng, dtype, n=9)
     refs, ref_labels = _batch(rng, dtype, n=11)
@@ -158,19 +162,44 @@ def test_all_triplets_equal_the_same_triplets_given():
             assert_close(got, expected, rtol=1e-12)
 
 
-def test_a_numpy_scalar_beta_is_a_constant_and_a_bool_is_refused():
-    x, labels = _batch(np.random.default_rng(14), np.float32)
-    value, grad = ml.margin_loss(x, labels, beta=np.float32(0.9))
-    expected_value, expected_grad = ml.margin_loss(x, labels, beta=float(np.float32(0.9)))
-    assert value == expected_value
-    np.testing.assert_array_equal(grad, expected_grad)
+def test_a_float_beta_is_learnable_with_a_0d_gradient_and_a_bool_is_refused():
+    """A float β (a Python or NumPy scalar) is a shared learnable β: its gradient a 0-d float64 array, the value
+    of the array of shape (1,)'s; without β the constant 1.2, and the embeddings' gradient alone."""
+    x, labels = _batch(np.random.default_rng(14), np.float64)
+    shared = ml.margin_loss(x, labels, beta=np.array([0.9]), nu=0.1)
+    for beta in (0.9, np.float64(0.9)):
+        value, (grad_x, grad_beta) = ml.margin_loss(x, labels, beta=beta, nu=0.1)
+        assert value == shared[0] and grad_beta.shape == () and grad_beta.dtype == np.float64
+        assert grad_beta == shared[1][1][0]
+        np.testing.assert_array_equal(grad_x, shared[1][0])
+    value, grad = ml.margin_loss(x, labels)
+    assert isinstance(grad, np.ndarray) and value == ml.margin_loss(x, labels, beta=1.2)[0]
     with pytest.raises(TypeError, match="beta must be a float32 or float64 array"):
         ml.margin_loss(x, labels, beta=True)
 
 
+def test_triplets_and_beta_are_positional_in_signature_order_as_the_textbook():
+    """margin_loss(x, labels, triplets, beta): the same call positionally and by keyword, and the textbook twin's
+    gradients in the same order with references: (embeddings, β, references)."""
+    rng = np.random.default_rng(15)
+    x, labels = _batch(rng, np.float64, n=9)
+    refs, ref_labels = _batch(rng, np.float64, n=11)
+    beta = np.array([1.1, 1.3, 1.2, 1.0])
+    triplets = ml.mine_triplets(x, labels, ref_embeddings=refs, ref_labels=ref_labels, max_per_anchor=4, rng=rng)
+    refs_kw = {"ref_embeddings": refs, "ref_labels": ref_labels, "nu": 0.1}
+    positional = ml.margin_loss(x, labels, triplets, beta, **refs_kw)
+    by_keyword = ml.margin_loss(x, labels, triplets=triplets, beta=beta, **refs_kw)
+    expected = ml.textbook.margin_loss(x, labels, triplets, beta, **refs_kw)
+    assert [g.shape for g in positional[1]] == [x.shape, beta.shape, refs.shape]
+    for ours in (by_keyword, expected):
+        assert positional[0] == pytest.approx(ours[0], rel=1e-12)
+        for got, want in zip(positional[1], ours[1], strict=True):
+            assert_close(got, want, rtol=1e-12)
+
+
 def test_bad_beta_nu_and_triplets_raise_named_errors():
     x, labels = _batch(np.random.default_rng(5), np.float64)
-    with pytest.raises(ValueError, match="nu must be 0 when beta is a float"):
+    with pytest.raises(ValueError, match="nu must be 0 without beta"):
         ml.margin_loss(x, labels, nu=0.1)
     with pytest.raises(ValueError, match="nu must be >= 0"):
         ml.margin_loss(x, labels, beta=np.array([1.0]), nu=-0.1)

@@ -25,14 +25,24 @@ DTYPES = [np.float32, np.float64]
 # --- multi-similarity: pytorch-metric-learning ------------------------------------------------------------------
 
 
+PML_MULTI_SIMILARITY_NAMES = {"positive_scale": "alpha", "negative_scale": "beta", "threshold": "base"}
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
-    "hyper", [{}, {"alpha": 1.0, "beta": 20.0, "base": 0.3}, {"alpha": 5.0, "beta": 80.0, "base": -0.2}]
+    "hyper",
+    [
+        {},
+        {"positive_scale": 1.0, "negative_scale": 20.0, "threshold": 0.3},
+        {"positive_scale": 5.0, "negative_scale": 80.0, "threshold": -0.2},
+    ],
 )
 def test_multi_similarity_equals_pml_multi_similarity_loss(dtype, hyper):
-    """Every anchor a term (the singleton pays its negatives' term), PML's MeanReducer over all of them."""
+    """Every anchor a term (the singleton pays its negatives' term), PML's MeanReducer over all of them; PML's
+    ``alpha, beta, base`` are ``positive_scale, negative_scale, threshold``, and the defaults are PML's."""
     x, labels = batch_with_a_singleton(np.random.default_rng(0), dtype)
-    theirs = pml_value_and_grad(pml_losses.MultiSimilarityLoss(**hyper), x, labels)
+    pml_hyper = {PML_MULTI_SIMILARITY_NAMES[name]: value for name, value in hyper.items()}
+    theirs = pml_value_and_grad(pml_losses.MultiSimilarityLoss(**pml_hyper), x, labels)
     assert_same(ml.multi_similarity_loss(x, labels, **hyper), theirs, dtype)
 
 
@@ -42,25 +52,25 @@ def test_mined_multi_similarity_equals_pml_miner_then_loss(dtype, epsilon):
     x, labels = batch_with_a_singleton(np.random.default_rng(1), dtype)
     loss, miner = pml_losses.MultiSimilarityLoss(), pml_miners.MultiSimilarityMiner(epsilon=epsilon)
     theirs = pml_value_and_grad(loss, x, labels, miner=miner)
-    assert_same(ml.multi_similarity_loss(x, labels, mining=True, epsilon=epsilon), theirs, dtype)
+    assert_same(ml.multi_similarity_loss(x, labels, mining="epsilon", epsilon=epsilon), theirs, dtype)
 
 
-@pytest.mark.parametrize("mining", [False, True])
+@pytest.mark.parametrize("mining", ml.MULTI_SIMILARITY_MININGS)
 def test_multi_similarity_with_dot_products_equals_pml(mining):
     x, labels = batch_with_a_singleton(np.random.default_rng(2), np.float64)
     x *= 0.4
-    miner = pml_miners.MultiSimilarityMiner(distance=pml_dot()) if mining else None
+    miner = pml_miners.MultiSimilarityMiner(distance=pml_dot()) if mining == "epsilon" else None
     theirs = pml_value_and_grad(pml_losses.MultiSimilarityLoss(distance=pml_dot()), x, labels, miner=miner)
     assert_same(ml.multi_similarity_loss(x, labels, similarity="dot", mining=mining), theirs, np.float64)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("mining", [False, True])
+@pytest.mark.parametrize("mining", ml.MULTI_SIMILARITY_MININGS)
 def test_multi_similarity_with_references_equals_pml(dtype, mining):
     rng = np.random.default_rng(3)
     x, labels = batch_with_a_singleton(rng, dtype, n=10)
     refs, ref_labels = rng.standard_normal((14, 8)).astype(dtype), rng.integers(0, 6, 14)
-    miner = pml_miners.MultiSimilarityMiner() if mining else None
+    miner = pml_miners.MultiSimilarityMiner() if mining == "epsilon" else None
     theirs = pml_value_and_grad(pml_losses.MultiSimilarityLoss(), x, labels, refs, ref_labels, miner=miner)
     ours = ml.multi_similarity_loss(x, labels, mining=mining, ref_embeddings=refs, ref_labels=ref_labels)
     assert_same(ours, theirs, dtype)
@@ -71,8 +81,8 @@ def test_pml_reducers_are_reductions(reducer, reduction):
     x, labels = batch_with_a_singleton(np.random.default_rng(4), np.float64)
     loss = pml_losses.MultiSimilarityLoss(reducer=getattr(pml_reducers, reducer)())
     miner = pml_miners.MultiSimilarityMiner()  # mined: some anchors keep no pair, a term of 0
-    ours = ml.multi_similarity_loss(x, labels, mining=True, reduction=reduction)
-    assert ml.multi_similarity_loss(x, labels, mining=True, reduction="mean")[0] != pytest.approx(ours[0])
+    ours = ml.multi_similarity_loss(x, labels, mining="epsilon", reduction=reduction)
+    assert ml.multi_similarity_loss(x, labels, mining="epsilon", reduction="mean")[0] != pytest.approx(ours[0])
     assert_same(ours, pml_value_and_grad(loss, x, labels, miner=miner), np.float64)
 
 
@@ -90,10 +100,10 @@ def test_mining_keeps_a_pair_only_strictly_inside_the_epsilon_rule_as_pml():
         }
         assert ((0, 1) in kept) == (epsilon > 0.25) and ((0, 2) in kept) == (epsilon > 0.25)
         theirs = pml_value_and_grad(pml_losses.MultiSimilarityLoss(distance=pml_dot()), x, labels, miner=miner)
-        ours = ml.multi_similarity_loss(x, labels, mining=True, epsilon=epsilon, similarity="dot")
+        ours = ml.multi_similarity_loss(x, labels, mining="epsilon", epsilon=epsilon, similarity="dot")
         assert_same(ours, theirs, np.float64)
         assert ours[0] == pytest.approx(
-            textbook.multi_similarity_loss(x, labels, mining=True, epsilon=epsilon, similarity="dot")[0], rel=1e-12
+            textbook.multi_similarity_loss(x, labels, mining="epsilon", epsilon=epsilon, similarity="dot")[0], rel=1e-12
         )
 
 
@@ -105,7 +115,7 @@ def test_a_batch_of_one_class_costs_its_positives_without_mining_as_pml_and_noth
     value, grad = ml.multi_similarity_loss(x, labels)
     assert value > 0
     assert_same((value, grad), pml_value_and_grad(pml_losses.MultiSimilarityLoss(), x, labels), np.float64)
-    value, grad = ml.multi_similarity_loss(x, labels, mining=True)
+    value, grad = ml.multi_similarity_loss(x, labels, mining="epsilon")
     assert value == 0.0 and not grad.any()
     miner = pml_miners.MultiSimilarityMiner()
     assert pml_value_and_grad(pml_losses.MultiSimilarityLoss(), x, labels, miner=miner)[0] == 0.0
@@ -137,18 +147,19 @@ def paper_code_multi_similarity(x, labels, alpha=2.0, beta=50.0, base=0.5, epsil
 
 
 def test_mined_multi_similarity_equals_the_papers_code_but_for_duplicated_positives():
-    """On a P×K batch (every anchor has positives and negatives) the paper's code is mining=True; a positive that
+    """On a P×K batch (every anchor has positives and negatives) the paper's code is mining="epsilon"; a positive that
     duplicates its anchor (similarity 1) is no positive there (its 1 − 1e-5 filter), but is one here and in PML."""
     x, labels = pk_batch(np.random.default_rng(15), np.float64, p=4, k=3, features=6, scale=1.0)
-    assert_same(ml.multi_similarity_loss(x, labels, mining=True), paper_code_multi_similarity(x, labels), np.float64)
+    ours = ml.multi_similarity_loss(x, labels, mining="epsilon")
+    assert_same(ours, paper_code_multi_similarity(x, labels), np.float64)
     x[1] = x[0]  # a duplicate of anchor 0 in its class: S01 = 1, kept by the ε rule against a negative near it
     x[3] = x[0] + 0.05 * np.random.default_rng(16).standard_normal(6)  # class 1, S03 ~ 0.99 > 1 − ε
     theirs, _ = paper_code_multi_similarity(x, labels)
-    ours, _ = ml.multi_similarity_loss(x, labels, mining=True)
+    ours, _ = ml.multi_similarity_loss(x, labels, mining="epsilon")
     pml, _ = pml_value_and_grad(pml_losses.MultiSimilarityLoss(), x, labels, miner=pml_miners.MultiSimilarityMiner())
     assert ours == pytest.approx(pml, rel=1e-12)
     assert ours != pytest.approx(theirs, rel=1e-6)
-    assert ours == pytest.approx(textbook.multi_similarity_loss(x, labels, mining=True)[0], rel=1e-12)
+    assert ours == pytest.approx(textbook.multi_similarity_loss(x, labels, mining="epsilon")[0], rel=1e-12)
 
 
 def _one_query_two_references():
@@ -188,14 +199,25 @@ def test_circle_per_anchor_equals_pml_circle_loss(dtype, m, gamma):
     """Detached α, the rows without a positive or a negative zeroed, AvgNonZeroReducer: the defaults here."""
     x, labels = batch_with_a_singleton(np.random.default_rng(6), dtype)
     theirs = pml_value_and_grad(pml_losses.CircleLoss(m=m, gamma=gamma), x, labels)
-    assert_same(ml.circle_loss(x, labels, m=m, gamma=gamma), theirs, dtype)
+    assert_same(ml.circle_loss(x, labels, margin=m, scale=gamma), theirs, dtype)
+
+
+def test_circle_defaults_are_the_papers_retrieval_setting_as_pml():
+    """margin = 0.4, scale = 80: the paper's fine-grained image retrieval setting and PML's CircleLoss() defaults;
+    the face-recognition setting (0.25, 256) is another call, not the same loss."""
+    x, labels = batch_with_a_singleton(np.random.default_rng(15), np.float64)
+    ours = ml.circle_loss(x, labels)
+    assert_same(ours, pml_value_and_grad(pml_losses.CircleLoss(), x, labels), np.float64)
+    assert_same(ours, ml.circle_loss(x, labels, margin=0.4, scale=80.0), np.float64)
+    assert ml.circle_loss(x, labels, margin=0.25, scale=256.0)[0] != pytest.approx(ours[0])
 
 
 @pytest.mark.parametrize(("reducer", "reduction"), [("MeanReducer", "mean"), ("SumReducer", "sum")])
 def test_circle_pml_reducers_are_reductions(reducer, reduction):
     x, labels = batch_with_a_singleton(np.random.default_rng(7), np.float64)
     loss = pml_losses.CircleLoss(m=0.25, gamma=256, reducer=getattr(pml_reducers, reducer)())
-    assert_same(ml.circle_loss(x, labels, reduction=reduction), pml_value_and_grad(loss, x, labels), np.float64)
+    ours = ml.circle_loss(x, labels, margin=0.25, scale=256.0, reduction=reduction)
+    assert_same(ours, pml_value_and_grad(loss, x, labels), np.float64)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -204,7 +226,8 @@ def test_circle_per_anchor_with_references_equals_pml(dtype):
     x, labels = batch_with_a_singleton(rng, dtype, n=10)
     refs, ref_labels = rng.standard_normal((14, 8)).astype(dtype), rng.integers(0, 6, 14)
     theirs = pml_value_and_grad(pml_losses.CircleLoss(m=0.25, gamma=256), x, labels, refs, ref_labels)
-    assert_same(ml.circle_loss(x, labels, ref_embeddings=refs, ref_labels=ref_labels), theirs, dtype)
+    ours = ml.circle_loss(x, labels, margin=0.25, scale=256.0, ref_embeddings=refs, ref_labels=ref_labels)
+    assert_same(ours, theirs, dtype)
 
 
 # --- circle over all pairs: the reference code (TinyZeaMays/CircleLoss), transcribed in torch --------------------
@@ -235,7 +258,7 @@ def reference_all_pairs(x, labels, m, gamma, detach=True):
 def test_circle_all_pairs_equals_the_reference_code(dtype, m, gamma):
     x, labels = batch_with_a_singleton(np.random.default_rng(9), dtype)
     theirs = reference_all_pairs(x, labels, m, gamma)
-    assert_same(ml.circle_loss(x, labels, m=m, gamma=gamma, form="all_pairs"), theirs, dtype)
+    assert_same(ml.circle_loss(x, labels, margin=m, scale=gamma, form="all_pairs"), theirs, dtype)
 
 
 @pytest.mark.parametrize("form", ml.CIRCLE_FORMS)
@@ -245,24 +268,24 @@ def test_the_gradient_holds_alpha_constant_and_detach_weights_false_differentiat
     of the value, which the undetached transcription's autograd gives too."""
     x, labels = batch_with_a_singleton(np.random.default_rng(10), np.float64)
     m, gamma = 0.25, 64.0
-    detached = ml.circle_loss(x, labels, m=m, gamma=gamma, form=form)
-    full = ml.circle_loss(x, labels, m=m, gamma=gamma, form=form, detach_weights=False)
+    detached = ml.circle_loss(x, labels, margin=m, scale=gamma, form=form)
+    full = ml.circle_loss(x, labels, margin=m, scale=gamma, form=form, detach_weights=False)
     assert detached[0] == full[0]  # the same value: only the gradient differs
     if form == "all_pairs":
         assert_same(detached, reference_all_pairs(x, labels, m, gamma), np.float64)
         assert_same(full, reference_all_pairs(x, labels, m, gamma, detach=False), np.float64)
     else:
         assert_same(detached, pml_value_and_grad(pml_losses.CircleLoss(m=m, gamma=gamma), x, labels), np.float64)
-    check_grad(lambda e: ml.circle_loss(e, labels, m=m, gamma=gamma, form=form, detach_weights=False), x)
+    check_grad(lambda e: ml.circle_loss(e, labels, margin=m, scale=gamma, form=form, detach_weights=False), x)
     with pytest.raises(AssertionError, match="gradient check failed"):
-        check_grad(lambda e: ml.circle_loss(e, labels, m=m, gamma=gamma, form=form), x)
+        check_grad(lambda e: ml.circle_loss(e, labels, margin=m, scale=gamma, form=form), x)
 
 
 def test_all_pairs_with_references_takes_every_query_reference_pair():
     rng = np.random.default_rng(11)
     x, refs = rng.standard_normal((5, 4)), rng.standard_normal((7, 4))
     labels, ref_labels = rng.integers(0, 3, 5), rng.integers(0, 3, 7)
-    hyper = {"m": 0.3, "gamma": 32.0, "form": "all_pairs"}
+    hyper = {"margin": 0.3, "scale": 32.0, "form": "all_pairs"}
     value, _ = ml.circle_loss(x, labels, **hyper, ref_embeddings=refs, ref_labels=ref_labels)
     assert value == pytest.approx(
         textbook.circle_loss(x, labels, ref_embeddings=refs, ref_labels=ref_labels, **hyper)[0], rel=1e-12
@@ -292,7 +315,7 @@ def test_gamma_256_is_finite_and_right_in_float32_for_identical_and_opposite_row
     x, labels = _nearly_identical_and_opposite(np.float32)
     x64 = x.astype(np.float64)
     m, gamma = 0.25, 256.0
-    hyper = {"m": m, "gamma": gamma, "form": form, "detach_weights": detach_weights}
+    hyper = {"margin": m, "scale": gamma, "form": form, "detach_weights": detach_weights}
     value, grad = ml.circle_loss(x, labels, **hyper)
     value64, grad64 = ml.circle_loss(x64, labels, **hyper)
     assert math.isfinite(value) and np.isfinite(grad).all() and grad.dtype == np.float32
@@ -313,9 +336,10 @@ def test_gamma_256_on_exactly_identical_and_opposite_rows(form):
     """Cosines exactly ±1: the logits' extremes (240 for the parallel negative, 1008 for the opposite positive);
     the value is the textbook's in float32 too, and the gradient finite (the cosine's gradient at ±1 is 0)."""
     x, labels = _nearly_identical_and_opposite(np.float32, noise=0.0)
-    value, grad = ml.circle_loss(x, labels, form=form)
+    hyper = {"margin": 0.25, "scale": 256.0, "form": form}
+    value, grad = ml.circle_loss(x, labels, **hyper)
     assert np.isfinite(grad).all()
-    assert value == pytest.approx(textbook.circle_loss(x.astype(np.float64), labels, form=form)[0], rel=1e-6)
+    assert value == pytest.approx(textbook.circle_loss(x.astype(np.float64), labels, **hyper)[0], rel=1e-6)
     assert np.abs(grad).max() <= 1e-4 * value
 
 
@@ -325,9 +349,9 @@ def test_large_scales_stay_finite(dtype):
     too. A well-separated circle anchor's softplus(−γ m² ...) underflows to 0 only in float64's exponent range."""
     x, labels = _nearly_identical_and_opposite(dtype)
     for value, grad in (
-        ml.circle_loss(x, labels, gamma=1e4),
-        ml.circle_loss(x, labels, gamma=1e4, form="all_pairs"),
-        ml.multi_similarity_loss(x, labels, alpha=1e4, beta=1e4),
+        ml.circle_loss(x, labels, scale=1e4),
+        ml.circle_loss(x, labels, scale=1e4, form="all_pairs"),
+        ml.multi_similarity_loss(x, labels, positive_scale=1e4, negative_scale=1e4),
     ):
         assert math.isfinite(value) and np.isfinite(grad).all() and grad.dtype == dtype
 
@@ -370,7 +394,7 @@ def test_logsumexp_rows_matches_a_plain_loop_and_keeps_tiny_values(add_one):
     "call",
     [
         lambda x, lab: ml.multi_similarity_loss(x, lab),
-        lambda x, lab: ml.multi_similarity_loss(x, lab, mining=True),
+        lambda x, lab: ml.multi_similarity_loss(x, lab, mining="epsilon"),
         lambda x, lab: ml.circle_loss(x, lab),
         lambda x, lab: ml.circle_loss(x, lab, form="all_pairs", detach_weights=False),
     ],

@@ -1,7 +1,7 @@
-"""npair_loss beyond the contract: parity with pytorch-metric-learning's NPairsLoss (its pairs, reducers, default
-normalisation and embedding regulariser), the labelled-batch form on P×K batches and its order dependence (why its
-contract cases skip the permutation rung), 2-D label sets under hypothesis, numerical accuracy, calling errors,
-memory, and the batch form through the PyTorch adapter."""
+"""npair_loss and npair_pairs_loss beyond the contract: parity with pytorch-metric-learning's NPairsLoss (its pairs,
+reducers, default normalisation and embedding regulariser), the labelled batch on P×K batches and its order
+dependence (why its contract cases skip the permutation rung), 2-D label sets under hypothesis, numerical accuracy,
+calling errors, memory, and the labelled batch through the PyTorch adapter."""
 
 import math
 import tracemalloc
@@ -44,7 +44,7 @@ def dot(normalize=False):
 def test_labelled_batch_equals_pml_npairs_loss_without_normalisation(dtype, seed):
     x, labels = batch(np.random.default_rng(seed), dtype)
     theirs = pml_value_and_grad(pml_losses.NPairsLoss(distance=dot()), x, labels)
-    assert_same(ml.npair_loss(x, labels=labels), theirs, dtype)
+    assert_same(ml.npair_loss(x, labels), theirs, dtype)
 
 
 def test_the_pairs_are_pmls_first_two_samples_of_each_class():
@@ -54,7 +54,7 @@ def test_the_pairs_are_pmls_first_two_samples_of_each_class():
     anchors, positives = lmu.convert_to_pos_pairs_with_unique_labels(None, torch.as_tensor(labels))
     x = np.random.default_rng(4).standard_normal((labels.size, 3))
     pml_pairs = {(int(a), int(p)) for a, p in zip(anchors, positives, strict=True)}
-    _, grad = ml.npair_loss(x, labels=labels)
+    _, grad = ml.npair_loss(x, labels)
     assert {i for pair in pml_pairs for i in pair} == set(np.flatnonzero(np.abs(grad).sum(axis=1)))
     assert {(a, p) for a, p in pml_pairs} == {
         (min(np.flatnonzero(labels == c)[:2]), max(np.flatnonzero(labels == c)[:2]))
@@ -64,14 +64,15 @@ def test_the_pairs_are_pmls_first_two_samples_of_each_class():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_pmls_default_normalisation_is_our_loss_on_unit_rows(dtype):
-    """PML's default DotProductSimilarity() normalises the rows; metricloss never does: the values agree on unit
-    rows, and differ on the raw ones."""
+def test_pmls_default_normalisation_is_our_cosine_similarity(dtype):
+    """PML's default DotProductSimilarity() normalises the rows: similarity="cosine" on the raw rows (value and
+    gradient), and the default dot product on unit rows; the dot product on the raw rows differs."""
     x, labels = batch(np.random.default_rng(5), dtype, scale=2.0)
-    value, _ = pml_value_and_grad(pml_losses.NPairsLoss(), x, labels)
+    theirs = pml_value_and_grad(pml_losses.NPairsLoss(), x, labels)
+    assert_same(ml.npair_loss(x, labels, similarity="cosine"), theirs, dtype)
     unit = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(dtype)
-    assert ml.npair_loss(unit, labels=labels)[0] == pytest.approx(value, rel=TOLERANCES[np.dtype(dtype)])
-    assert ml.npair_loss(x, labels=labels)[0] != pytest.approx(value, rel=0.01)
+    assert ml.npair_loss(unit, labels)[0] == pytest.approx(theirs[0], rel=TOLERANCES[np.dtype(dtype)])
+    assert ml.npair_loss(x, labels)[0] != pytest.approx(theirs[0], rel=0.01)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -82,7 +83,7 @@ def test_pmls_default_normalisation_is_our_loss_on_unit_rows(dtype):
 def test_pml_reducers(dtype, reducer, reduction):
     x, labels = batch(np.random.default_rng(6), dtype)
     theirs = pml_value_and_grad(pml_losses.NPairsLoss(distance=dot(), reducer=reducer), x, labels)
-    assert_same(ml.npair_loss(x, labels=labels, reduction=reduction), theirs, dtype)
+    assert_same(ml.npair_loss(x, labels, reduction=reduction), theirs, dtype)
 
 
 def _pml_regularised(weight):
@@ -97,7 +98,7 @@ def test_pmls_lp_regulariser_is_half_our_l2_reg_when_every_class_has_two_samples
     labels = labels[np.isin(labels, np.arange(8))]
     x = x[: labels.size]
     theirs = pml_value_and_grad(_pml_regularised(0.3), x, labels)
-    assert_same(ml.npair_loss(x, labels=labels, l2_reg=0.15), theirs, dtype)
+    assert_same(ml.npair_loss(x, labels, l2_reg=0.15), theirs, dtype)
 
 
 def test_pmls_lp_regulariser_also_weighs_the_samples_that_are_in_no_pair():
@@ -106,9 +107,9 @@ def test_pmls_lp_regulariser_also_weighs_the_samples_that_are_in_no_pair():
     x, labels = batch(np.random.default_rng(8), np.float64)
     weight = 0.3
     pml_value, _ = pml_value_and_grad(_pml_regularised(weight), x, labels)
-    plain, grad = ml.npair_loss(x, labels=labels)
+    plain, grad = ml.npair_loss(x, labels)
     picked = np.abs(grad).sum(axis=1) > 0
-    ours, _ = ml.npair_loss(x, labels=labels, l2_reg=weight / 2)
+    ours, _ = ml.npair_loss(x, labels, l2_reg=weight / 2)
     assert ours - plain == pytest.approx(weight * np.mean(np.sum(x[picked] ** 2, axis=1)), rel=1e-12)
     assert pml_value - plain == pytest.approx(weight * np.mean(np.sum(x**2, axis=1)), rel=1e-9)
     assert pml_value != pytest.approx(ours, rel=1e-3)
@@ -118,7 +119,7 @@ def test_a_batch_without_a_pair_is_zero_for_pml_and_for_metricloss():
     x = np.random.default_rng(9).standard_normal((4, 3))
     labels = np.array([3, 1, 4, 2])
     value, _ = pml_value_and_grad(pml_losses.NPairsLoss(distance=dot()), x, labels)
-    ours = ml.npair_loss(x, labels=labels)
+    ours = ml.npair_loss(x, labels)
     assert value == 0.0 and ours[0] == 0.0 and not ours[1].any()
 
 
@@ -129,21 +130,21 @@ def test_a_batch_without_a_pair_is_zero_for_pml_and_for_metricloss():
 @pytest.mark.parametrize("seed", range(3))
 def test_labelled_batch_equals_the_textbook_and_central_differences(hyper, seed):
     x, labels = batch(np.random.default_rng(20 + seed), np.float64, p=3, k=3, features=3)
-    value, _ = ml.npair_loss(x, labels=labels, **hyper)
-    assert value == pytest.approx(textbook.npair_loss(x, labels=labels, **hyper)[0], rel=1e-12)
-    check_grad(lambda e: ml.npair_loss(e, labels=labels, **hyper), x, rtol=1e-6)
+    value, _ = ml.npair_loss(x, labels, **hyper)
+    assert value == pytest.approx(textbook.npair_loss(x, labels, **hyper)[0], rel=1e-12)
+    check_grad(lambda e: ml.npair_loss(e, labels, **hyper), x, rtol=1e-6)
 
 
 def test_the_first_two_samples_of_a_class_pair_up_so_order_matters():
     """As in PML, a class's third sample is ignored; moving it to the front makes it the anchor."""
     x = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.5], [0.3, 0.2], [-1.0, 0.4]])
     labels = np.array([0, 0, 0, 1, 1])
-    value, grad = ml.npair_loss(x, labels=labels)
+    value, grad = ml.npair_loss(x, labels)
     assert not grad[2].any() and grad[:2].any()
     order = np.array([2, 0, 1, 3, 4])
-    moved_value, moved_grad = ml.npair_loss(x[order], labels=labels[order])
+    moved_value, moved_grad = ml.npair_loss(x[order], labels[order])
     assert not moved_grad[2].any() and moved_grad[0].any()  # x[2] is now first, old row 1 is ignored
-    assert moved_value == pytest.approx(textbook.npair_loss(x[order], labels=labels[order])[0], rel=1e-12)
+    assert moved_value == pytest.approx(textbook.npair_loss(x[order], labels[order])[0], rel=1e-12)
     assert moved_value != pytest.approx(value)
 
 
@@ -159,7 +160,7 @@ def test_label_sets_are_finite_for_any_geometry(data):
     x = scale * np.array(data.draw(st.lists(grid, min_size=2 * n * features, max_size=2 * n * features)))
     x = x.reshape(2 * n, features).astype(dtype)
     sets = np.array(data.draw(st.lists(st.integers(0, 1), min_size=3 * n, max_size=3 * n))).reshape(n, 3)
-    value, grads = ml.npair_loss(x[:n], x[n:], sets, l2_reg=0.01)
+    value, grads = ml.npair_pairs_loss(x[:n], x[n:], sets, l2_reg=0.01)
     assert np.isfinite(value) and all(g.dtype == dtype and np.isfinite(g).all() for g in grads)
 
 
@@ -172,7 +173,7 @@ def test_a_tiny_loss_keeps_its_digits():
     anchors = positives = np.sqrt(50.0) * np.eye(2)
     expected = math.log1p(math.exp(-50))
     for dtype in DTYPES:
-        value, (grad_anchors, _) = ml.npair_loss(anchors.astype(dtype), positives.astype(dtype))
+        value, (grad_anchors, _) = ml.npair_pairs_loss(anchors.astype(dtype), positives.astype(dtype))
         assert value == pytest.approx(expected, rel=TOLERANCES[np.dtype(dtype)])
         s = math.exp(-50) / (1 + math.exp(-50))
         expected_grad = 0.5 * np.array([[-s, s], [s, -s]]) * math.sqrt(50.0)
@@ -183,7 +184,7 @@ def test_huge_logits_neither_overflow_nor_lose_the_loss():
     """Logits of 1e12: exp never sees more than 0, and a wrong ordering costs its full margin."""
     anchors = np.array([[1e6, 0.0], [0.0, 1e6]])
     positives = np.array([[0.0, 1e6], [1e6, 0.0]])  # each anchor's own positive is the far one
-    value, (grad_anchors, grad_positives) = ml.npair_loss(anchors, positives)
+    value, (grad_anchors, grad_positives) = ml.npair_pairs_loss(anchors, positives)
     assert value == pytest.approx(1e12, rel=1e-12)  # log(1 + e^(1e12 − 0)) = 1e12
     assert np.isfinite(grad_anchors).all() and np.isfinite(grad_positives).all()
 
@@ -194,8 +195,8 @@ def test_l2_reg_is_tf_contribs_reg_lambda_over_four():
     anchors, positives = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
     labels = np.array([0, 1, 0, 2, 3])
     reg_lambda = 0.002
-    plain, _ = ml.npair_loss(anchors, positives, labels)
-    regularised, _ = ml.npair_loss(anchors, positives, labels, l2_reg=reg_lambda / 4)
+    plain, _ = ml.npair_pairs_loss(anchors, positives, labels)
+    regularised, _ = ml.npair_pairs_loss(anchors, positives, labels, l2_reg=reg_lambda / 4)
     contrib = 0.25 * reg_lambda * (np.mean(np.sum(anchors**2, 1)) + np.mean(np.sum(positives**2, 1)))
     assert regularised - plain == pytest.approx(contrib, rel=1e-10)
 
@@ -203,9 +204,9 @@ def test_l2_reg_is_tf_contribs_reg_lambda_over_four():
 def test_distinct_labels_and_no_labels_are_the_same_loss():
     rng = np.random.default_rng(13)
     anchors, positives = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
-    value, grads = ml.npair_loss(anchors, positives)
-    labelled_value, labelled_grads = ml.npair_loss(anchors, positives, np.array([9, 3, 4, 0, 1]))
-    one_hot_value, one_hot_grads = ml.npair_loss(anchors, positives, np.eye(5, dtype=bool))
+    value, grads = ml.npair_pairs_loss(anchors, positives)
+    labelled_value, labelled_grads = ml.npair_pairs_loss(anchors, positives, np.array([9, 3, 4, 0, 1]))
+    one_hot_value, one_hot_grads = ml.npair_pairs_loss(anchors, positives, np.eye(5, dtype=bool))
     assert labelled_value == pytest.approx(value, rel=1e-14) and one_hot_value == pytest.approx(value, rel=1e-14)
     for got, expected in zip((*labelled_grads, *one_hot_grads), (*grads, *grads), strict=True):
         assert_close(got, expected, rtol=1e-13)
@@ -216,32 +217,36 @@ def test_label_sets_equal_the_textbook_with_rows_without_labels():
     anchors, positives = rng.standard_normal((7, 3)), rng.standard_normal((7, 3))
     sets = (rng.random((7, 4)) < 0.4).astype(bool)
     sets[[1, 4]] = False
-    value, grads = ml.npair_loss(anchors, positives, sets)
-    textbook_value, textbook_grads = textbook.npair_loss(anchors, positives, sets)
+    value, grads = ml.npair_pairs_loss(anchors, positives, sets)
+    textbook_value, textbook_grads = textbook.npair_pairs_loss(anchors, positives, sets)
     assert value == pytest.approx(textbook_value, rel=1e-12)
     for got, expected in zip(grads, textbook_grads, strict=True):
         assert_close(got, expected, rtol=1e-9)
-    check_grad(lambda a, p: ml.npair_loss(a, p, sets), anchors, positives, rtol=1e-6)
+    check_grad(lambda a, p: ml.npair_pairs_loss(a, p, sets), anchors, positives, rtol=1e-6)
 
 
 # --- calling it wrong --------------------------------------------------------------------------------------------
 
 
 def test_calling_errors_say_how_to_call_it():
+    """Each calling form refuses the other's arrays by name: rows where a labelled batch's labels belong point to
+    npair_pairs_loss, class ids where the positives belong to npair_loss."""
     x = np.ones((4, 2))
     labels = np.array([0, 0, 1, 1])
-    with pytest.raises(TypeError, match=r"name them: npair_loss\(embeddings, labels=labels\)"):
-        ml.npair_loss(x, labels)
-    with pytest.raises(TypeError, match="labels must be given when positives is None"):
+    with pytest.raises(TypeError, match=r"positives by the look: .* call npair_pairs_loss\(anchors, positives\)"):
+        ml.npair_loss(x, x)
+    with pytest.raises(TypeError, match=r"class ids by the look: for a labelled batch call npair_loss\(embeddings, "):
+        ml.npair_pairs_loss(x, labels)
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'labels'"):
         ml.npair_loss(x)
     with pytest.raises(ValueError, match=r"labels.ravel\(\)"):
-        ml.npair_loss(x, x, labels[:, None])
+        ml.npair_pairs_loss(x, x, labels[:, None])
     with pytest.raises(ValueError, match=r"labels must have shape \(4,\) to match embeddings; got \(4, 3\)"):
-        ml.npair_loss(x, labels=np.ones((4, 3), int))  # label sets need two views
+        ml.npair_loss(x, np.ones((4, 3), int))  # label sets need two views
     with pytest.raises(ValueError, match=r"labels must contain only the values \(0, 1\)"):
-        ml.npair_loss(x, x, np.full((4, 3), 2))
+        ml.npair_pairs_loss(x, x, np.full((4, 3), 2))
     with pytest.raises(TypeError, match=r"labels must be an array of integer class ids; got the scalar 0\.5"):
-        ml.npair_loss(x, x, 0.5)
+        ml.npair_pairs_loss(x, x, 0.5)
 
 
 # --- memory -----------------------------------------------------------------------------------------------------
@@ -259,10 +264,10 @@ def test_peak_memory_is_a_few_logit_matrices(form, matrices):
     anchors, positives = (rng.standard_normal((n, features)).astype(np.float32) for _ in range(2))
     labels = np.repeat(np.arange(n // 4), 4)
     calls = {
-        "pairs": lambda: ml.npair_loss(anchors, positives),
-        "classes": lambda: ml.npair_loss(anchors, positives, labels),
-        "labelled batch": lambda: ml.npair_loss(np.concatenate([anchors, positives]), labels=np.tile(np.arange(n), 2)),
-        "label sets": lambda: ml.npair_loss(anchors, positives, rng.random((n, 8)) < 0.3),
+        "pairs": lambda: ml.npair_pairs_loss(anchors, positives),
+        "classes": lambda: ml.npair_pairs_loss(anchors, positives, labels),
+        "labelled batch": lambda: ml.npair_loss(np.concatenate([anchors, positives]), np.tile(np.arange(n), 2)),
+        "label sets": lambda: ml.npair_pairs_loss(anchors, positives, rng.random((n, 8)) < 0.3),
     }
     tracemalloc.start()
     calls[form]()
@@ -274,12 +279,12 @@ def test_peak_memory_is_a_few_logit_matrices(form, matrices):
 # --- the PyTorch adapter ----------------------------------------------------------------------------------------
 
 
-def test_the_labelled_batch_form_through_the_torch_adapter():
-    """The adapter takes the labels by name; gradcheck in float64."""
+def test_the_labelled_batch_through_the_torch_adapter():
+    """(embeddings, labels) as every batch loss takes them, the labels a tensor of ints; gradcheck in float64."""
     from metricloss.adapters.torch import wrap
 
     x, labels = batch(np.random.default_rng(16), np.float64, p=3, k=3, features=3)
     loss = wrap(ml.npair_loss, l2_reg=0.01)
     tensor = torch.tensor(x, requires_grad=True)
     label_tensor = torch.as_tensor(labels)
-    assert torch.autograd.gradcheck(lambda t: loss(t, labels=label_tensor), (tensor,))
+    assert torch.autograd.gradcheck(lambda t: loss(t, label_tensor), (tensor,))

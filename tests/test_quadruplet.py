@@ -44,7 +44,7 @@ def _torch_distances(x, rows, cols, distance):
     return squared if distance == "sqeuclidean" else squared.sqrt()
 
 
-def _torch_terms(x, labels, mining, margin, margin2, distance):
+def _torch_terms(x, labels, adaptive_margins, margin, margin2, distance):
     """Every triplet's and every quadruplet's term by torch, over index arrays (small batches only): an
     implementation that shares nothing with metricloss's counting kernels. Autograd goes through the adaptive
     margins."""
@@ -67,7 +67,7 @@ def _torch_terms(x, labels, mining, margin, margin2, distance):
         ]
     )
     alpha1, alpha2 = margin, margin2
-    if mining == "hard":
+    if adaptive_margins:
         gap = torch.relu(
             _torch_distances(x, *negative.T, distance).mean() - _torch_distances(x, *positive.T, distance).mean()
         )
@@ -92,19 +92,21 @@ def _torch_reduce(terms, reduction):
     return terms.sum() / count
 
 
-@pytest.mark.parametrize("mining", ml.QUADRUPLET_MININGS)
+@pytest.mark.parametrize("adaptive_margins", [False, True])
 @pytest.mark.parametrize(
     ("distance", "reduction", "split_reduction"),
     [("sqeuclidean", "mean", True), ("euclidean", "mean_nonzero", True), ("sqeuclidean", "sum", False)],
 )
-def test_value_and_gradient_equal_torch_autograd_over_every_quadruplet(mining, distance, reduction, split_reduction):
+def test_value_and_gradient_equal_torch_autograd_over_every_quadruplet(
+    adaptive_margins, distance, reduction, split_reduction
+):
     """The counting kernels and the hand-derived cotangent (the adaptive margins' derivative included) against
     autograd on explicitly enumerated quadruplets, float64."""
     x, labels = pk_batch(np.random.default_rng(0), 4, 3, 5)
     value, grad = ml.quadruplet_loss(
         x,
         labels,
-        mining=mining,
+        adaptive_margins=adaptive_margins,
         margin=1.2,
         margin2=0.6,
         distance=distance,
@@ -112,7 +114,7 @@ def test_value_and_gradient_equal_torch_autograd_over_every_quadruplet(mining, d
         split_reduction=split_reduction,
     )
     tensor = torch.tensor(x, requires_grad=True)
-    first, second = _torch_terms(tensor, labels, mining, 1.2, 0.6, distance)
+    first, second = _torch_terms(tensor, labels, adaptive_margins, 1.2, 0.6, distance)
     if split_reduction:
         expected = _torch_reduce(first, reduction) + _torch_reduce(second, reduction)
     else:
@@ -132,7 +134,7 @@ def test_first_term_is_pml_triplet_margin_loss(dtype, power):
     pml_distance = pml_distances.LpDistance(normalize_embeddings=False, power=power)
     embeddings = torch.tensor(x, requires_grad=True)
     theirs = pml_losses.TripletMarginLoss(margin=0.7, distance=pml_distance)(embeddings, torch.as_tensor(labels))
-    _, second = _torch_terms(embeddings, labels, "all", 0.7, 0.3, distance)
+    _, second = _torch_terms(embeddings, labels, False, 0.7, 0.3, distance)
     second_term = _torch_reduce(second, "mean_nonzero")
     (theirs + second_term).backward()
     value, grad = ml.quadruplet_loss(x, labels, margin=0.7, margin2=0.3, distance=distance, reduction="mean_nonzero")
@@ -143,8 +145,8 @@ def test_first_term_is_pml_triplet_margin_loss(dtype, power):
 
 def test_every_option_is_registered_in_the_contract():
     """Each option value of both forms has a contract case, so that the ladder runs on every configuration."""
-    defaults = {"mining": "all", "distance": "sqeuclidean", "reduction": "mean", "split_reduction": True}
-    options = {"mining": ml.QUADRUPLET_MININGS, "distance": ml.SYMMETRIC_DISTANCES, "reduction": ml.REDUCTIONS}
+    defaults = {"adaptive_margins": False, "distance": "sqeuclidean", "reduction": "mean", "split_reduction": True}
+    options = {"adaptive_margins": (False, True), "distance": ml.SYMMETRIC_DISTANCES, "reduction": ml.REDUCTIONS}
     options["split_reduction"] = (True, False)
     for form in ("quadruplet[", "quadruplet_margin["):
         hypers = [case.hyper for case in REGISTRY if case.id.startswith(form)]
@@ -201,8 +203,8 @@ def test_the_common_snippet_is_the_default_reduction():
     assert ml.quadruplet_margin_loss(*rows, split_reduction=False)[0] == pytest.approx(snippet.item() / 2, rel=1e-12)
 
 
-def test_hard_mining_is_all_mining_with_the_batchs_adaptive_margins_plus_their_derivative():
-    """The value with mining="hard" is the value with margins w·[μ_n − μ_p]₊ fixed; the gradients differ by the
+def test_adaptive_margins_are_the_batchs_margins_held_fixed_plus_their_derivative():
+    """The value with adaptive_margins=True is the value with margins w·[μ_n − μ_p]₊ fixed; the gradients differ by the
     margins' own derivative (checked against autograd above), which is not 0 here."""
     x, labels = pk_batch(np.random.default_rng(5), 5, 3, 4, spread=1.0)
     d = ml.pairwise_distances(x, distance="sqeuclidean")
@@ -210,11 +212,11 @@ def test_hard_mining_is_all_mining_with_the_batchs_adaptive_margins_plus_their_d
     upper = np.triu(np.ones_like(same), 1)
     gap = d[~same & upper].mean() - d[same & upper].mean()
     assert gap > 0
-    hard_value, hard_grad = ml.quadruplet_loss(x, labels, mining="hard", margin=1.0, margin2=0.5)
+    hard_value, hard_grad = ml.quadruplet_loss(x, labels, margin=1.0, margin2=0.5, adaptive_margins=True)
     fixed_value, fixed_grad = ml.quadruplet_loss(x, labels, margin=gap, margin2=0.5 * gap)
     assert hard_value == pytest.approx(fixed_value, rel=1e-12)
     assert np.abs(hard_grad - fixed_grad).max() > 1e-3
-    check_grad(lambda e: ml.quadruplet_loss(e, labels, mining="hard"), x)
+    check_grad(lambda e: ml.quadruplet_loss(e, labels, adaptive_margins=True), x)
 
 
 # --- the pair kernel -------------------------------------------------------------------------------------------
@@ -285,22 +287,23 @@ def test_numba_pair_kernel_equals_the_numpy_reference(p, k, dtype):
     assert_close(outs[1], outs[0], rtol=1e-6 if dtype == np.float32 else 1e-13)
 
 
-@pytest.mark.parametrize("mining", ml.QUADRUPLET_MININGS)
+@pytest.mark.parametrize("adaptive_margins", [False, True])
 @pytest.mark.parametrize("distance", ml.SYMMETRIC_DISTANCES)
-def test_numba_and_numpy_backends_agree_on_larger_batches(mining, distance):
+def test_numba_and_numpy_backends_agree_on_larger_batches(adaptive_margins, distance):
     x, labels = pk_batch(np.random.default_rng(7), 40, 4, 6)
-    value, grad = ml.quadruplet_loss(x, labels, mining=mining, distance=distance, backend="numba")
-    expected_value, expected_grad = ml.quadruplet_loss(x, labels, mining=mining, distance=distance, backend="numpy")
+    options = {"adaptive_margins": adaptive_margins, "distance": distance}
+    value, grad = ml.quadruplet_loss(x, labels, **options, backend="numba")
+    expected_value, expected_grad = ml.quadruplet_loss(x, labels, **options, backend="numpy")
     assert value == pytest.approx(expected_value, rel=1e-12)
     assert_close(grad, expected_grad, rtol=1e-11)
 
 
-@pytest.mark.parametrize("mining", ml.QUADRUPLET_MININGS)
+@pytest.mark.parametrize("adaptive_margins", [False, True])
 @pytest.mark.parametrize(("p", "k"), [(6, 4), (3, 9)], ids=["PxK", "large-classes"])
-def test_value_equals_the_loop_oracle_and_gradient_central_differences(mining, p, k):
+def test_value_equals_the_loop_oracle_and_gradient_central_differences(adaptive_margins, p, k):
     x, labels = pk_batch(np.random.default_rng(8), p, k, 3)
     for reduction in ("mean", "mean_nonzero"):
-        options = {"mining": mining, "reduction": reduction, "margin": 0.8, "margin2": 0.4}
+        options = {"adaptive_margins": adaptive_margins, "reduction": reduction, "margin": 0.8, "margin2": 0.4}
         value, _ = ml.quadruplet_loss(x, labels, **options)
         assert value == pytest.approx(textbook.quadruplet_loss(x, labels, **options)[0], rel=1e-12)
         check_grad(lambda e, options=options: ml.quadruplet_loss(e, labels, **options), x, rtol=1e-6)
@@ -319,9 +322,9 @@ rng = np.random.default_rng(9)
 x = rng.standard_normal((512, 16)).astype(np.float32)
 out = {}
 for name, labels in (("pk", np.repeat(np.arange(128), 4)), ("big", np.repeat(np.arange(4), 128))):
-    for mining in ml.QUADRUPLET_MININGS:
-        value, grad = ml.quadruplet_loss(x, labels, mining=mining, margin2=8.0)
-        out[f"{mining}-{name}"] = [value.hex(), grad.tobytes().hex()]
+    for adaptive_margins in (False, True):
+        value, grad = ml.quadruplet_loss(x, labels, adaptive_margins=adaptive_margins, margin2=8.0)
+        out[f"{adaptive_margins}-{name}"] = [value.hex(), grad.tobytes().hex()]
 json.dump(out, sys.stdout)
 """
 
@@ -331,16 +334,17 @@ def test_results_are_bitwise_equal_with_one_and_two_numba_threads():
     assert one_thread == two_threads
 
 
-@pytest.mark.parametrize("mining", ml.QUADRUPLET_MININGS)
+@pytest.mark.parametrize("adaptive_margins", [False, True])
 @pytest.mark.parametrize("distance", ml.SYMMETRIC_DISTANCES)
-def test_peak_memory_is_a_few_distance_matrices_not_b_cubed(mining, distance):
+def test_peak_memory_is_a_few_distance_matrices_not_b_cubed(adaptive_margins, distance):
     """P×K at B = 768: a B³ float32 array would be 1.8 GB and the B⁴ quadruplets far more; the loss stays within
     4 B×B matrices (the distances, the two terms' cotangents, the cosine VJP's)."""
     n, features = 768, 32
     x, labels = pk_batch(np.random.default_rng(10), n // 4, 4, features, np.float32)
-    ml.quadruplet_loss(x[:8], labels[:8], mining=mining, distance=distance)  # compile outside the measurement
+    options = {"adaptive_margins": adaptive_margins, "distance": distance}
+    ml.quadruplet_loss(x[:8], labels[:8], **options)  # compile outside the measurement
     tracemalloc.start()
-    ml.quadruplet_loss(x, labels, mining=mining, distance=distance)
+    ml.quadruplet_loss(x, labels, **options)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak <= 4 * n * n * x.itemsize, f"peak {peak / 2**20:.1f} MiB"
@@ -352,7 +356,7 @@ def test_peak_memory_with_large_classes_is_still_a_few_distance_matrices():
     x, labels = pk_batch(np.random.default_rng(11), 2, n // 2, features, np.float32)
     ml.quadruplet_loss(x[:8], labels[:8])
     tracemalloc.start()
-    ml.quadruplet_loss(x, labels, mining="hard", distance="cosine")
+    ml.quadruplet_loss(x, labels, adaptive_margins=True, distance="cosine")
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak <= 8 * n * n * x.itemsize, f"peak {peak / 2**20:.1f} MiB"
@@ -367,13 +371,13 @@ rng = np.random.default_rng(12)
 for labels in (np.repeat(np.arange(6), 5), np.repeat(np.arange(3), 10)):  # the sweep, and the binary search
     x = 2.0 * rng.standard_normal((6, 3))[labels] + rng.standard_normal((30, 3))  # adaptive margins > 0
     x[5] = x[4]  # a duplicate: distance 0 in the divisions
-    for mining in ml.QUADRUPLET_MININGS:
+    for adaptive_margins in (False, True):
         for distance in ml.SYMMETRIC_DISTANCES:
-            options = {"mining": mining, "distance": distance, "margin2": 0.7}
+            options = {"adaptive_margins": adaptive_margins, "distance": distance, "margin2": 0.7}
             value, grad = ml.quadruplet_loss(x, labels, backend="numba", **options)
             reference_value, reference_grad = ml.quadruplet_loss(x, labels, backend="numpy", **options)
-            assert abs(value - reference_value) <= 1e-12 * abs(reference_value), (mining, distance)
-            assert np.allclose(grad, reference_grad, rtol=1e-12, atol=1e-14), (mining, distance)
+            assert abs(value - reference_value) <= 1e-12 * abs(reference_value), (adaptive_margins, distance)
+            assert np.allclose(grad, reference_grad, rtol=1e-12, atol=1e-14), (adaptive_margins, distance)
 print("ok")
 """
 

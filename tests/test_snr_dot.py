@@ -14,7 +14,8 @@ from support import assert_same, pk_batch, pml_dot, pml_value_and_grad
 
 import metricloss as ml
 from metricloss._pairwise import paired_distances_vjp
-from metricloss.mining import batch_triplets, mine_dataset, mine_triplets, rank_window_negatives, triplet_counts
+from metricloss.mining import batch_triplets, mine_triplets, triplet_counts
+from metricloss.sampling import mine_dataset, rank_window_negatives
 from metricloss.testing import assert_close, check_grad
 
 DTYPES = [np.float32, np.float64]

@@ -223,3 +223,16 @@ def test_gpu_embeddings_without_a_usable_gpu_are_refused_not_run_on_the_cpu():
     for call in (ml.pairwise_distances, ml.contrastive_loss, ml.lifted_structure_loss):
         with pytest.raises(RuntimeError, match=r"no usable CUDA GPU"):
             call(_DeviceArray(x), *(() if call is ml.pairwise_distances else (labels,)))
+
+
+@pytest.mark.parametrize("loss", [ml.multi_similarity_loss, ml.ntxent_loss, ml.supcon_loss])
+def test_a_loss_on_similarities_refuses_a_bad_similarity_naming_similarity(loss):
+    """The batch engine checks the option under the name the loss takes (it once said "distance must be one of")."""
+    x, labels = np.eye(4, 3), np.array([0, 0, 1, 1])
+    with pytest.raises(ValueError, match=r"^similarity must be one of 'dot', 'cosine'; got None$"):
+        loss(x, labels, similarity=None)
+
+
+def test_a_loss_on_distances_refuses_a_bad_distance_naming_distance():
+    with pytest.raises(ValueError, match=r"^distance must be one of .*; got None$"):
+        ml.triplet_loss(np.eye(4, 3), np.array([0, 0, 1, 1]), distance=None)

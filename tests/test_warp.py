@@ -361,9 +361,9 @@ def test_input_errors_name_the_argument():
         ml.warp_loss(scores, np.zeros((3, 2), bool))
     with pytest.raises(TypeError, match=r"relevance must be a boolean array.*relevance_matrix"):
         ml.warp_loss(scores, np.zeros((2, 3), int))
-    with pytest.raises(ValueError, match="item_embeddings must have 2 features to match query_embeddings"):
+    with pytest.raises(ValueError, match="items must have 2 features to match queries"):
         ml.warp_embedding_loss(np.zeros((2, 2)), np.zeros((3, 3)), np.zeros((2, 3), bool))
-    with pytest.raises(ValueError, match=r"relevance must have shape \(2, 3\) to match \(query_embeddings rows"):
+    with pytest.raises(ValueError, match=r"relevance must have shape \(2, 3\) to match \(queries rows"):
         ml.warp_embedding_loss(np.zeros((2, 2)), np.zeros((3, 2)), np.zeros((2, 2), bool))
     with pytest.raises(ValueError, match="rng must be a seed >= 0"):
         ml.warp_loss(scores, np.zeros((2, 3), bool), rng=-1)

@@ -20,6 +20,9 @@ BACKENDS = ("numpy", "numba", "cuda")
 
 NO_SELF = -(1 << 62)  # the kernels' self_offset when anchors and references are different sets
 
+# select_per_anchor's modes, for its positive and its negative: the hardest, the easiest, the semi-hard one
+SELECTION_MODES = {"hardest": 0, "easiest": 1, "semihard": 2}
+
 
 class Classes(NamedTuple):
     """The classes of a batch as the kernels read them, built from the labels by

@@ -15,9 +15,22 @@ import inspect
 
 import numpy as np
 
+from .._vocabulary import ARRAYS, unknown_keyword_help
+
 
 def check_hyperparameters(loss_fn, hyperparameters):
-    """Raise a TypeError now, not at the first call, for a hyper-parameter the loss does not take."""
+    """Raise a TypeError now, not at the first call, for a hyper-parameter the loss does not take (naming the one
+    it means, for a word from another library: :mod:`metricloss._vocabulary`)."""
+    help_for_keyword = unknown_keyword_help(loss_fn, hyperparameters)
+    if help_for_keyword is not None:
+        raise TypeError(help_for_keyword)
+    for name, value in hyperparameters.items():
+        if name in ARRAYS and isinstance(value, int | float):  # margin_loss's beta: learnable whenever given
+            raise TypeError(
+                f"{loss_fn.__name__}: {name} is an array argument, given to the wrapped function, not bound here: "
+                f"pass {name}=tensor at each call (its gradient comes back; a tensor that does not require grad "
+                "stays fixed)"
+            )
     try:
         inspect.signature(loss_fn).bind_partial(**hyperparameters)
     except TypeError as error:

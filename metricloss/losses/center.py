@@ -30,8 +30,8 @@ ABSENT_CLASSES = ("mean", "zeros", "raise")
 def triplet_center_loss(
     embeddings,
     labels,
-    *,
     centers=None,
+    *,
     margin=5.0,
     distance="sqeuclidean",
     halved=True,
@@ -139,7 +139,7 @@ def triplet_center_loss(
            [ 4.5 , -0.75],
            [-9.  ,  1.5 ]])
     >>> centers = init_centers(x, labels)  # the same means, learnable from here on
-    >>> value, (grad_x, grad_centers) = triplet_center_loss(x, labels, centers=centers)
+    >>> value, (grad_x, grad_centers) = triplet_center_loss(x, labels, centers)
     >>> value
     1.125
     >>> grad_centers  # c_y − f_i from each own class's term, f_i − c_q from each nearest other centre's

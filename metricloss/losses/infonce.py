@@ -5,8 +5,8 @@ positives, against the anchor's negatives, through a softmax of the similarities
   positive pair, the anchor's other positives left out of the denominator); SimCLR's two-view batch is the case of
   labels ``[0..N-1, 0..N-1]``;
 * :func:`supcon_loss` — the supervised contrastive loss of Khosla et al. 2020 (L_out), one term per anchor;
-* :func:`multiple_negatives_ranking_loss` — sentence-transformers' in-batch-negatives ranking loss on (query,
-  candidate) pairs, optionally with hard negatives and its symmetric variant.
+* :func:`multiple_negatives_ranking_loss` — sentence-transformers' in-batch-negatives ranking loss on (anchor,
+  positive) pairs, optionally with hard negatives and its symmetric variant.
 
 Each builds the logits z = S/τ (or scale·S) from the B×R similarity matrix and uses the shared row-wise log-sum-exp
 (:mod:`._logsumexp`): NT-Xent through :func:`logsumexp_rows` over each anchor's negatives and a softplus per
@@ -26,6 +26,7 @@ from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import (
     check_bool,
     check_embeddings,
+    check_not_class_ids,
     check_option,
     check_same_shape,
     check_same_width,
@@ -351,51 +352,51 @@ def supcon_loss(
 @array_route
 @finite_or_refused
 def multiple_negatives_ranking_loss(
-    queries,
-    candidates,
+    anchors,
+    positives,
+    negatives=None,
     *,
     scale=20.0,
     similarity="cosine",
-    hard_negatives=None,
     symmetric=False,
     reduction="mean",
     backend=None,
 ):
-    r"""Multiple-negatives ranking loss (in-batch negatives): query i's positive is candidate i, every other
-    candidate (and every hard negative) a negative; a softmax cross-entropy over each query's row of scaled
+    r"""Multiple-negatives ranking loss (in-batch negatives): anchor i's positive is positives[i], every other
+    positive (and every row of ``negatives``) a negative; a softmax cross-entropy over each anchor's row of scaled
     similarities.
 
     .. math::
 
-        L = \frac1N \sum_{i=1}^N -\log \frac{e^{s\,S(q_i, c_i)}}{\sum_{j=1}^{N} e^{s\,S(q_i, c_j)}
-            + \sum_{k=1}^{M} e^{s\,S(q_i, h_k)}}
+        L = \frac1N \sum_{i=1}^N -\log \frac{e^{s\,S(a_i, p_i)}}{\sum_{j=1}^{N} e^{s\,S(a_i, p_j)}
+            + \sum_{k=1}^{M} e^{s\,S(a_i, n_k)}}
 
-    s = ``scale``, S the cosine similarity by default, h the M rows of ``hard_negatives`` (shared by every query).
-    With ``symmetric=True`` the loss is the mean of that one and of the candidate → query one,
-    L' = (1/N) Σ_j −log(e^{s S(q_j, c_j)} / Σ_i e^{s S(q_i, c_j)}) (each candidate finding its query among the N
-    queries; the hard negatives are not in it): (L + L')/2.
+    s = ``scale``, S the cosine similarity by default, n the M rows of ``negatives`` (hard negatives, shared by
+    every anchor). With ``symmetric=True`` the loss is the mean of that one and of the positive → anchor one,
+    L' = (1/N) Σ_j −log(e^{s S(a_j, p_j)} / Σ_i e^{s S(a_i, p_j)}) (each positive finding its anchor among the N
+    anchors; the negatives are not in it): (L + L')/2.
 
     Gradient: row i's cotangent is softmax(z_i) − e_i (the shared :func:`softmax_cross_entropy_rows`, which the
     N-pair and SupCon losses use too); for the backward direction the same on the columns of the N×N block,
     transposed back; times the reduction's weight (and ½ for the symmetric mean) and s, then one pullback of the
-    similarities: ∂L/∂q from the rows, ∂L/∂c and ∂L/∂h from the columns.
+    similarities: ∂L/∂a from the rows, ∂L/∂p and ∂L/∂n from the columns.
 
     Parameters
     ----------
-    queries : array of shape (N, F), float32 or float64
-        The anchors q_i.
-    candidates : array of shape (N, F)
-        c_i, the positive of q_i.
+    anchors : array of shape (N, F), float32 or float64
+        The anchors a_i (sentence-transformers' anchor column, the queries of retrieval).
+    positives : array of shape (N, F)
+        p_i, the positive of a_i (the positive column).
+    negatives : array of shape (M, F), optional
+        Hard negatives for every anchor: sentence-transformers' (anchor, positive, negative_1, ..., negative_k)
+        columns are ``np.concatenate([negative_1, ..., negative_k])`` (M = kN).
     scale : float > 0, default 20.0
         s, the inverse temperature (sentence-transformers' default; 1/τ of InfoNCE), at most 1e18.
     similarity : {"cosine", "dot"}, default "cosine"
-    hard_negatives : array of shape (M, F), optional
-        Extra negatives for every query: sentence-transformers' (anchor, positive, negative_1, ..., negative_k)
-        columns are ``hard_negatives=np.concatenate([negative_1, ..., negative_k])`` (M = kN).
     symmetric : bool, default False
-        Average with the candidate → query direction (above).
+        Average with the positive → anchor direction (above).
     reduction : {"mean", "sum", "mean_nonzero"}, default "mean"
-        Over the N queries (and, symmetric, separately over the N candidates, then averaged).
+        Over the N anchors (and, symmetric, separately over the N positives, then averaged).
     backend : {"numpy", "numba", "cuda"}, optional
         The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the kernels on an NVIDIA GPU,
         host arrays copied in and out (``docs/cuda.md``).
@@ -403,20 +404,20 @@ def multiple_negatives_ranking_loss(
     Returns
     -------
     value : float
-    grad : tuple (grad_queries, grad_candidates), or with ``hard_negatives`` (grad_queries, grad_candidates,
-        grad_hard_negatives), each shaped and typed like its argument
+    grad : tuple (grad_anchors, grad_positives), or with ``negatives`` (grad_anchors, grad_positives,
+        grad_negatives), each shaped and typed like its argument
 
     Notes
     -----
-    One pair without hard negatives costs −log 1 = 0: ``(0.0, zeros)``. Stable for every accepted scale (each
-    row's log-sum-exp shifted by its largest logit; a tiny loss keeps its digits). It runs in blocks of query rows
+    One pair without negatives costs −log 1 = 0: ``(0.0, zeros)``. Stable for every accepted scale (each row's
+    log-sum-exp shifted by its largest logit; a tiny loss keeps its digits). It runs in blocks of anchor rows
     when its similarity matrix exceeds the working memory (:func:`metricloss.set_config`); ``symmetric=True`` then
-    takes two passes, the first keeping each candidate's log-sum-exp over its column (O(N) numbers), the second
+    takes two passes, the first keeping each positive's log-sum-exp over its column (O(N) numbers), the second
     computing each block again with both softmaxes.
 
     *sentence-transformers*: ``MultipleNegativesRankingLoss(model, scale=20.0, similarity_fct=util.cos_sim)`` on
-    (anchor, positive[, negative...]) columns is ``multiple_negatives_ranking_loss(anchors, positives,
-    hard_negatives=...)``; ``similarity_fct=util.dot_score`` is ``similarity="dot"``.
+    (anchor, positive[, negative...]) columns is ``multiple_negatives_ranking_loss(anchors, positives[,
+    negatives])``; ``similarity_fct=util.dot_score`` is ``similarity="dot"``.
     ``MultipleNegativesSymmetricRankingLoss`` is ``symmetric=True``: its backward term takes the N×N block of
     the (anchor, positive) scores only, so hard negatives enter the forward direction alone, as here. Both use
     ``nn.CrossEntropyLoss()`` (the mean): ``reduction="mean"``. (Reproduced from its source, ``scores =
@@ -424,7 +425,7 @@ def multiple_negatives_ranking_loss(
     not a dependency of the tests, which check a torch transcription of that code.)
 
     As InfoNCE with in-batch negatives (CLIP's loss per direction, DPR's "in-batch negatives"): scale = 1/τ. It
-    is also the N-pair loss (``npair_loss(queries, candidates)``) on cosine similarities times s.
+    is also the N-pair loss (``npair_pairs_loss(anchors, positives, similarity="cosine")``) on similarities times s.
 
     See Also
     --------
@@ -441,11 +442,11 @@ def multiple_negatives_ranking_loss(
     --------
     >>> import numpy as np
     >>> from metricloss import multiple_negatives_ranking_loss
-    >>> q = c = np.array([[1.0, 0.0], [0.0, 1.0]])  # S = I
-    >>> value, (g_queries, g_candidates) = multiple_negatives_ranking_loss(q, c, scale=1.0)
+    >>> a = p = np.array([[1.0, 0.0], [0.0, 1.0]])  # S = I
+    >>> value, (g_anchors, g_positives) = multiple_negatives_ranking_loss(a, p, scale=1.0)
     >>> round(value, 6)  # each row: −log(e¹ / (e¹ + e⁰)) = log(1 + e⁻¹)
     0.313262
-    >>> value, grads = multiple_negatives_ranking_loss(q, c, scale=1.0, hard_negatives=np.array([[1.0, 1.0]]))
+    >>> value, grads = multiple_negatives_ranking_loss(a, p, np.array([[1.0, 1.0]]), scale=1.0)
     >>> round(value, 6), len(grads)  # each row: log(e¹ + e⁰ + e^(1/√2)) − 1
     (0.748573, 3)
     """
@@ -453,66 +454,72 @@ def multiple_negatives_ranking_loss(
     check_option(similarity, "similarity", SIMILARITIES)
     symmetric = check_bool(symmetric, "symmetric")
     check_option(reduction, "reduction", REDUCTIONS)
-    batch, given = _queries_against_references(queries, candidates, hard_negatives, similarity, backend)
+    batch, given = _anchors_against_candidates(anchors, positives, negatives, similarity, backend)
     if symmetric and batch.in_blocks:
         grads, value = _symmetric_ranking_in_blocks(batch, scale, reduction)
     else:
         grads, value = _ranking_rows(batch, scale, reduction, symmetric)
-    grad_queries, grad_references = grads  # the references' rows: the N candidates, then the M hard negatives
+    grad_anchors, grad_candidates = grads  # the candidates' rows: the N positives, then the M negatives
     n = batch.x.shape[0]
-    grads = (grad_queries, *np.split(grad_references, [n])) if len(given) == 3 else (grad_queries, grad_references)
+    grads = (grad_anchors, *np.split(grad_candidates, [n])) if len(given) == 3 else (grad_anchors, grad_candidates)
     return value, tuple(g.astype(a.dtype, copy=False) for g, a in zip(grads, given, strict=True))
 
 
-def _queries_against_references(queries, candidates, hard_negatives, similarity, backend):
-    """The checked queries against the references (the candidates, then the hard negatives) as the engine's batch
-    in blocks of query rows, and the checked arrays as given (their dtypes are the gradients')."""
-    q = check_embeddings(queries, "queries")
-    c = check_embeddings(candidates, "candidates")
-    check_same_shape(c, "candidates", q, "queries")
-    given = [q, c]
-    if hard_negatives is not None:
-        h = check_embeddings(hard_negatives, "hard_negatives")
-        given.append(check_same_width(h, "hard_negatives", q, "queries"))
+_ROWS_NOT_LABELS = (
+    "multiple_negatives_ranking_loss takes rows, (anchors, positives[, negatives]), pair i being anchors[i] and "
+    "positives[i]; for a labelled batch use ntxent_loss(embeddings, labels) or supcon_loss(embeddings, labels)"
+)
+
+
+def _anchors_against_candidates(anchors, positives, negatives, similarity, backend):
+    """The checked anchors against the candidates (the positives, then the negatives) as the engine's batch in
+    blocks of anchor rows, and the checked arrays as given (their dtypes are the gradients')."""
+    a = check_embeddings(anchors, "anchors")
+    p = check_embeddings(check_not_class_ids(positives, "positives", _ROWS_NOT_LABELS), "positives")
+    check_same_shape(p, "positives", a, "anchors")
+    given = [a, p]
+    if negatives is not None:
+        n = check_embeddings(check_not_class_ids(negatives, "negatives", _ROWS_NOT_LABELS), "negatives")
+        given.append(check_same_width(n, "negatives", a, "anchors"))
     arrays = promote(*given)
-    references = arrays[1] if len(arrays) == 2 else np.concatenate(arrays[1:])
-    reference_name = "candidates"
+    candidates = arrays[1] if len(arrays) == 2 else np.concatenate(arrays[1:])
+    candidate_name = "positives"
     if len(arrays) == 3 and np.max(np.abs(arrays[2])) > np.max(np.abs(arrays[1])):
-        reference_name = "hard_negatives"  # the one an overflow of the similarities would be due to
-    # Query i's positive is candidate i, the hard negatives no query's: the labelled batch of the queries, labelled
-    # 0..N-1, against the references labelled 0..N+M-1.
+        candidate_name = "negatives"  # the one an overflow of the similarities would be due to
+    # Anchor i's positive is candidate i, the negatives no anchor's: the labelled batch of the anchors, labelled
+    # 0..N-1, against the candidates labelled 0..N+M-1.
     batch = labelled_batch(
         arrays[0],
-        np.arange(q.shape[0]),
+        np.arange(a.shape[0]),
         similarity=similarity,
-        ref_embeddings=references,
-        ref_labels=np.arange(references.shape[0]),
+        ref_embeddings=candidates,
+        ref_labels=np.arange(candidates.shape[0]),
         backend=backend,
-        name="queries",
-        ref_name=reference_name,
+        name="anchors",
+        ref_name=candidate_name,
         in_blocks=True,
         block_matrices=2,
     )
     return batch, given
 
 
-def _query_targets(block):
-    """The block's queries' targets for :func:`softmax_cross_entropy_rows`: row a's candidate, start + a, at 1."""
+def _anchor_targets(block):
+    """The block's anchors' targets for :func:`softmax_cross_entropy_rows`: row a's positive, start + a, at 1."""
     rows = np.arange(block.x.shape[0])
     return rows, block.start + rows, np.ones(rows.size)
 
 
 def _ranking_rows(batch, scale, reduction, symmetric):
-    """The ranking loss block by block, each query's term from its own row; ``symmetric`` (a batch of one block
-    only) adds the candidate → query direction from the columns of its N×N block."""
+    """The ranking loss block by block, each anchor's term from its own row; ``symmetric`` (a batch of one block
+    only) adds the positive → anchor direction from the columns of its N×N block."""
     n = batch.x.shape[0]
     total, n_nonzero = 0.0, 0
     grads = GradientSum(batch)
     for block in batch.blocks():
         z = block.s
         z *= scale  # the pullback does not read it: it becomes the logits, then the cotangent
-        targets = _query_targets(block)
-        backward_logits = z[:, :n].T.copy() if symmetric else None  # candidate j's row: its scores against the queries
+        targets = _anchor_targets(block)
+        backward_logits = z[:, :n].T.copy() if symmetric else None  # positive j's row: its scores against the anchors
         losses = softmax_cross_entropy_rows(z, *targets)
         total += float(np.sum(losses))
         n_nonzero += np.count_nonzero(losses > 0)
@@ -535,9 +542,9 @@ def _ranking_rows(batch, scale, reduction, symmetric):
 
 
 def _symmetric_ranking_in_blocks(batch, scale, reduction):
-    """The symmetric ranking loss on a batch in blocks of query rows, in two passes. Candidate j's backward term
-    needs its whole column of logits, every query's: pass 1 reads each block's rows and keeps, per query, its
-    forward term, and per candidate j < N, its column's log-sum-exp as (top_j, rest_j) (:func:`logsumexp_rows`'
+    """The symmetric ranking loss on a batch in blocks of anchor rows, in two passes. Positive j's backward term
+    needs its whole column of logits, every anchor's: pass 1 reads each block's rows and keeps, per anchor, its
+    forward term, and per positive j < N, its column's log-sum-exp as (top_j, rest_j) (:func:`logsumexp_rows`'
     form, merged block by block) and its own logit z_jj: O(N) numbers. Then both weights are known, and pass 2
     computes each block again, its rows' softmax and its columns' softmax from those statistics, and pulls their
     weighted sum back."""
@@ -545,8 +552,8 @@ def _symmetric_ranking_in_blocks(batch, scale, reduction):
     forward = np.zeros(n)
     top, rest, own = np.full(n, -np.inf), np.zeros(n), np.zeros(n)
     for block in batch.blocks():  # pass 1: the forward terms and the columns' statistics
-        rows, cols, ones = _query_targets(block)
-        columns = np.multiply(block.s[:, :n].T, scale, order="C")  # the block's scores of each candidate j < N
+        rows, cols, ones = _anchor_targets(block)
+        columns = np.multiply(block.s[:, :n].T, scale, order="C")  # the block's scores of each positive j < N
         own[cols] = columns[cols, rows]
         block_top, block_rest = logsumexp_rows(columns)
         # Merge two partial sums of e^{z − top}: the larger top stays, the other sum (1 + rest) is rescaled into rest.
@@ -561,13 +568,13 @@ def _symmetric_ranking_in_blocks(batch, scale, reduction):
         z *= scale
         forward[cols] = softmax_cross_entropy_rows(z, rows, cols, ones)
     below_max = top - own  # m_j − z_jj >= 0
-    backward = np.log1p(rest) + below_max  # candidate j's term, as softmax_cross_entropy_rows computes it
+    backward = np.log1p(rest) + below_max  # positive j's term, as softmax_cross_entropy_rows computes it
     weight = weight_from_counts(reduction, n, np.count_nonzero(forward > 0))
     backward_weight = weight_from_counts(reduction, n, np.count_nonzero(backward > 0))
     value = 0.5 * (weight * float(np.sum(forward)) + backward_weight * float(np.sum(backward)))
     grads = GradientSum(batch)
     for block in batch.blocks():  # pass 2: the block's rows' and columns' softmax, minus their targets
-        rows, cols, ones = _query_targets(block)
+        rows, cols, ones = _anchor_targets(block)
         z = block.s
         z *= scale
         columns = z[:, :n].copy()  # column j's softmax at the block's rows: e^{z_ij − top_j} / (1 + rest_j)

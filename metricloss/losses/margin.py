@@ -29,11 +29,11 @@ from .triplet import _given_in, _mined_triplets
 def margin_loss(
     embeddings,
     labels,
+    triplets=None,
+    beta=None,
     *,
     margin=0.2,
-    beta=1.2,
     nu=0.0,
-    triplets=None,
     distance="euclidean",
     reduction="mean_nonzero",
     ref_embeddings=None,
@@ -61,13 +61,15 @@ def margin_loss(
     sampler: ``triplets=distance_weighted_negatives(x, labels, rng=rng)``; any miner's output fits
     (:func:`metricloss.mine_triplets`, :func:`metricloss.batch_triplets`).
 
-    *A learnable β* is an array: ``beta`` of shape (1,) (one boundary shared by all classes, the paper's β⁽⁰⁾) or
-    (C,) (one per class, β⁽ᶜˡᵃˢˢ⁾; ``labels`` must then be class indices in [0, C)). The gradient is then the
-    tuple ``(grad_embeddings, grad_beta)`` (with references ``(grad_embeddings, grad_ref_embeddings,
-    grad_beta)``), ``grad_beta`` shaped and typed like ``beta``; and ν regularises it as pytorch-metric-learning
-    does (the paper's ν(β⁽⁰⁾ + β⁽ᶜˡᵃˢˢ⁾)): R = ν·β for a shared β (not reduced), R = ν w Σ_{(a,p,n) ∈ T} β[y_a] per
-    class (reduced like the hinge terms). A float ``beta`` is a constant: the gradient is the embeddings' alone,
-    and ``nu`` must be 0.
+    *β.* Without ``beta`` (the default) β is the constant 1.2, the paper's initial value, and the gradient is the
+    embeddings' alone (with references ``(grad_embeddings, grad_ref_embeddings)``). Given, ``beta`` is learnable:
+    a float or an array of shape (1,) (one boundary shared by all classes, the paper's β⁽⁰⁾), or an array of shape
+    (C,) (one per class, β⁽ᶜˡᵃˢˢ⁾; ``labels`` must then be class indices in [0, C)). Its gradient is then returned
+    after the embeddings', in argument order: ``(grad_embeddings, grad_beta)``, with references
+    ``(grad_embeddings, grad_beta, grad_ref_embeddings)``; ``grad_beta`` is shaped and typed like ``beta`` (a 0-d
+    float64 array for a float). ν regularises a learnable β as pytorch-metric-learning does (the paper's
+    ν(β⁽⁰⁾ + β⁽ᶜˡᵃˢˢ⁾)): R = ν·β for a shared β (not reduced), R = ν w Σ_{(a,p,n) ∈ T} β[y_a] per class (reduced
+    like the hinge terms); without ``beta``, ``nu`` must be 0.
 
     Gradient. Where a hinge is active (argument > 0), ∂/∂d_ap = +1, ∂/∂d_an = −1, ∂/∂β_a = −1 (positive pair) or
     +1 (negative pair); so ∂L/∂d_ap = w N_a 1[active] and ∂L/∂d_an = −w P_a 1[active] over all triplets, and the
@@ -80,17 +82,17 @@ def margin_loss(
         loss does not normalise them.
     labels : int array of shape (B,)
         Any integers; class indices in [0, C) when ``beta`` has shape (C,), C > 1.
-    margin : float >= 0, default 0.2
-        α, the paper's.
-    beta : float, or array of shape (1,) or (C,), float32 or float64; default 1.2
-        β, the boundary (1.2: the paper's and pytorch-metric-learning's). A float is held constant; an array is
-        learnable. Any finite value is accepted, negative ones too: a learned β can cross 0 during training, and
-        the loss and its gradients stay exact there (with β < 0 every positive pair is active, as
-        pytorch-metric-learning computes it too, which does not bound β either).
-    nu : float >= 0, default 0.0
-        ν, the regularisation of a learnable β (0: none, pytorch-metric-learning's default).
     triplets : tuple of three int arrays (a, p, n) of equal length, optional
         The triplets T (p and n index ``ref_embeddings`` when given). Default: every triplet of the batch.
+    beta : float, or array of shape (1,) or (C,), float32 or float64; optional
+        β, the learnable boundary (above); without it the constant 1.2 (the paper's initial value and
+        pytorch-metric-learning's). Any finite value is accepted, negative ones too: a learned β can cross 0 during
+        training, and the loss and its gradients stay exact there (with β < 0 every positive pair is active, as
+        pytorch-metric-learning computes it too, which does not bound β either).
+    margin : float >= 0, default 0.2
+        α, the paper's.
+    nu : float >= 0, default 0.0
+        ν, the regularisation of a learnable β (0: none, pytorch-metric-learning's default).
     distance : {"euclidean", "sqeuclidean", "cosine"}, default "euclidean"
         d, as in :func:`metricloss.pairwise_distances` (the paper's is Euclidean); ``"dot"`` and ``"snr"`` are
         refused (a ValueError): the boundary β is a distance on the sphere's scale, >= 0.
@@ -105,8 +107,8 @@ def margin_loss(
     Returns
     -------
     value : float
-    grad : array of shape (B, F); with references the tuple (grad_embeddings, grad_ref_embeddings); with a
-        learnable ``beta`` the same followed by grad_beta.
+    grad : array of shape (B, F); with ``beta`` given the tuple (grad_embeddings, grad_beta); with references
+        (grad_embeddings, grad_ref_embeddings), or (grad_embeddings, grad_beta, grad_ref_embeddings) with ``beta``.
 
     Notes
     -----
@@ -118,16 +120,20 @@ def margin_loss(
 
     *pytorch-metric-learning*'s ``MarginLoss(margin, nu, beta, triplets_per_anchor="all", learn_beta,
     num_classes, distance=LpDistance(normalize_embeddings=False))`` is this loss with ``reduction="mean_nonzero"``
-    (its ``DivisorReducer`` divides by the number of active pair terms): ``learn_beta=False`` is a float β (or an
-    array whose gradient is ignored, with ν = 0: PML ignores ν then), ``learn_beta=True`` an array of shape (1,)
-    (``num_classes=None``) or (C,) (``num_classes=C``). Called with ``indices_tuple=(a, p, n)`` it is
-    ``triplets=(a, p, n)``. It keeps β in a float32 tensor whatever the embeddings' dtype, so in float64 it computes
-    with float32(β) (β = 1.2 is 1.2000000477): pass ``beta=float(np.float32(β))`` to reproduce it to the last
-    digit. Its default ``LpDistance()`` normalises the embeddings first; normalise them before calling this loss to
-    reproduce it. Its ``triplets_per_anchor=k`` (k random triplets per anchor, drawn with
-    torch's generator) has no counterpart here: pass ``triplets=mine_triplets(x, labels, max_per_anchor=k,
-    rng=...)`` (k distinct triplets per anchor). Its ``DistanceWeightedMiner`` is
-    :func:`metricloss.mining.distance_weighted_negatives`, with the differences listed there.
+    (its ``DivisorReducer`` divides by the number of active pair terms): ``learn_beta=False`` is no ``beta`` for
+    its default β = 1.2 (PML ignores ν then; here ν must be 0), or ``beta`` given with its gradient left unused
+    (and ν = 0); ``learn_beta=True`` is ``beta`` of shape (1,) (``num_classes=None``) or (C,) (``num_classes=C``).
+    Called with ``indices_tuple=(a, p, n)`` it is ``triplets=(a, p, n)``. It keeps β in a float32 tensor whatever
+    the embeddings' dtype, so in float64 it computes with float32(β) (β = 1.2 is 1.2000000477): pass
+    ``beta=float(np.float32(β))`` to reproduce it to the last digit. Its default ``LpDistance()`` normalises the
+    embeddings first; normalise them before calling this loss to reproduce it. Its ``triplets_per_anchor=k`` (k
+    random triplets per anchor, drawn with torch's generator) has no counterpart here: pass
+    ``triplets=mine_triplets(x, labels, max_per_anchor=k, rng=...)`` (k distinct triplets per anchor). Its
+    ``DistanceWeightedMiner`` is :func:`metricloss.mining.distance_weighted_negatives`, with the differences listed
+    there.
+
+    Through an adapter (:mod:`metricloss.adapters`) β is an array argument of the wrapped function, never a bound
+    hyper-parameter: its gradient is always returned; a tensor that does not require a gradient holds it fixed.
 
     *The paper* also learns a β per image, β⁽ⁱᵐᵍ⁾, predicted by the network: that is β given per anchor, not
     provided here.
@@ -159,7 +165,7 @@ def margin_loss(
     nu = check_scalar(nu, "nu", low=0.0, why=" (a negative ν rewards a larger β)")
     x = check_embeddings(embeddings)
     labels = check_labels(labels, x.shape[0])
-    beta64, learnable_beta = _checked_beta(beta, nu, labels)
+    beta64 = _checked_beta(beta, nu, labels)
     check_option(reduction, "reduction", REDUCTIONS)
     batch = labelled_batch(
         x,
@@ -179,22 +185,34 @@ def margin_loss(
     else:
         triplets = batch.given_triplets(triplets)
         value, grads, beta_part = _given_triplets(batch, triplets, margin, beta64, beta_class, reduction)
-    if learnable_beta is None:  # a constant β: no gradient for it
+    if beta is None:  # the constant β: no gradient for it
         return value, grads
-    return _with_beta_gradient(value, grads, beta_part, nu, beta64, learnable_beta.dtype)
+    value, grad_beta = _with_beta_gradient(value, beta_part, nu, beta64)
+    grad_beta = grad_beta.reshape(np.shape(beta)).astype(_beta_dtype(beta))
+    grad_x, *grad_refs = grads if isinstance(grads, tuple) else (grads,)
+    return value, (grad_x, grad_beta, *grad_refs)  # argument order: embeddings, beta, ref_embeddings
+
+
+_CONSTANT_BETA = 1.2  # the paper's initial β, and pytorch-metric-learning's default
+
+
+def _beta_dtype(beta):
+    """The dtype of β's gradient: β's own, float64 for a float."""
+    return np.float64 if isinstance(beta, numbers.Real) else np.asarray(beta).dtype
 
 
 def _checked_beta(beta, nu, labels):
-    """β checked against the checked labels and ν: (β as a float64 array of shape (1,) or (n_classes,), the checked
-    learnable β, or None where ``beta`` is a float, a constant β)."""
-    if not (isinstance(beta, bool) or not isinstance(beta, numbers.Real)):  # a bool is refused below
-        beta64 = np.array([check_scalar(beta, "beta")])
+    """β checked against the checked labels and ν, as a float64 array of shape (1,) (the constant β where ``beta``
+    is None, or a float or array of one entry) or (n_classes,)."""
+    if beta is None:
         if nu != 0.0:
             raise ValueError(
-                f"nu must be 0 when beta is a float (a constant β needs no regularisation; pass beta as an array "
-                f"of shape (1,) or (n_classes,) to learn it); got {nu}"
+                f"nu must be 0 without beta (the constant β = {_CONSTANT_BETA} needs no regularisation; pass beta, "
+                f"a float or an array of shape (1,) or (n_classes,), to learn it); got {nu}"
             )
-        return beta64, None
+        return np.array([_CONSTANT_BETA])
+    if isinstance(beta, numbers.Real) and not isinstance(beta, bool):  # a bool is refused below
+        return np.array([check_scalar(beta, "beta")])
     beta_array = check_float_array(beta, "beta", ndim=1)
     if beta_array.shape[0] > 1:
         if labels.size and labels.min() >= 0 and labels.max() >= beta_array.shape[0]:
@@ -203,12 +221,12 @@ def _checked_beta(beta, nu, labels):
                 f"{labels.max()}, the largest label; got shape {beta_array.shape} (shape (1,): one shared β)"
             )
         check_class_indices(labels, beta_array.shape[0], rows_of="beta")
-    return beta_array.astype(np.float64), beta_array
+    return beta_array.astype(np.float64)
 
 
-def _with_beta_gradient(value, grads, beta_part, nu, beta64, beta_dtype):
-    """For a learnable β: the value with the regulariser's term added, and the gradients with ∂L/∂β (in
-    ``beta_dtype``) appended; ``beta_part`` as :func:`_all_triplets` returns it."""
+def _with_beta_gradient(value, beta_part, nu, beta64):
+    """For a learnable β: the value with the regulariser's term added, and ∂L/∂β (float64, the shape of
+    ``beta64``); ``beta_part`` as :func:`_all_triplets` returns it."""
     grad_beta = np.zeros_like(beta64)
     if beta_part is not None:  # no triplet: no term, no ν term either (as PML)
         grad_beta, weight, counts = beta_part
@@ -220,8 +238,7 @@ def _with_beta_gradient(value, grads, beta_part, nu, beta64, beta_dtype):
         elif nu:
             value += nu * float(beta64[0])
             grad_beta = grad_beta + nu
-    grads = grads if isinstance(grads, tuple) else (grads,)
-    return value, (*grads, grad_beta.astype(beta_dtype))
+    return value, grad_beta
 
 
 _BLOCK_ELEMENTS = 1 << 16  # entries of D per slice of a block's rows: the float64 temporaries stay ≪ B²

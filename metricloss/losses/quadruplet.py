@@ -1,5 +1,5 @@
 """Quadruplet losses (Chen et al. 2017): the triplet loss plus a second term that pushes negative pairs beyond
-positive pairs they share no sample with. On explicit (anchor, positive, negative, negative2) rows, and on a
+positive pairs they share no sample with. On explicit (anchors, positives, negatives, negatives2) rows, and on a
 labelled batch, where every quadruplet is counted and none is formed."""
 
 import numpy as np
@@ -19,16 +19,16 @@ from .._validation import (
 )
 from ..distances import SYMMETRIC_DISTANCES
 
-QUADRUPLET_MININGS = ("all", "hard")
-_ROWS = ("anchor", "positive", "negative", "negative2")
+_ROWS = ("anchors", "positives", "negatives", "negatives2")
 
 
-def _check_options(margin, margin2, mining, distance, reduction, split_reduction):
-    """The checked hyper-parameters: (margin, margin2, split_reduction) as Python numbers."""
-    check_option(mining, "mining", QUADRUPLET_MININGS)
+def _check_options(margin, margin2, adaptive_margins, distance, reduction, split_reduction):
+    """The checked hyper-parameters: (margin, margin2, adaptive_margins, split_reduction) as Python values."""
+    adaptive_margins = check_bool(adaptive_margins, "adaptive_margins")
     check_option(distance, "distance", SYMMETRIC_DISTANCES)  # its kernels assume symmetric distances >= 0
     check_option(reduction, "reduction", REDUCTIONS)
-    return check_margin(margin), check_margin(margin2, "margin2"), check_bool(split_reduction, "split_reduction")
+    split_reduction = check_bool(split_reduction, "split_reduction")
+    return check_margin(margin), check_margin(margin2, "margin2"), adaptive_margins, split_reduction
 
 
 def _term_weights(reduction, split_reduction, n_first, n_first_active, n_second, n_second_active):
@@ -46,15 +46,15 @@ def _term_weights(reduction, split_reduction, n_first, n_first_active, n_second,
 @array_route
 @finite_or_refused
 def quadruplet_margin_loss(
-    anchor,
-    positive,
-    negative,
-    negative2,
+    anchors,
+    positives,
+    negatives,
+    negatives2,
     *,
     margin=1.0,
     margin2=0.5,
+    adaptive_margins=False,
     distance="sqeuclidean",
-    mining="all",
     reduction="mean",
     split_reduction=True,
 ):
@@ -70,8 +70,8 @@ def quadruplet_margin_loss(
     values together). For ``"mean"`` that is the mean over rows of the two terms' sum. The rows should satisfy
     y(a) = y(p) and y(n), y(n') and y(a) all different; the function does not see labels.
 
-    ``mining="hard"`` is the paper's margin-based online hard negative mining: the margins adapt to the batch,
-    α₁ = ``margin``·[μ_n − μ_p]₊ and α₂ = ``margin2``·[μ_n − μ_p]₊, with μ_p the mean of the N distances
+    ``adaptive_margins=True`` is the paper's margin-based online hard negative mining: the margins adapt to the
+    batch, α₁ = ``margin``·[μ_n − μ_p]₊ and α₂ = ``margin2``·[μ_n − μ_p]₊, with μ_p the mean of the N distances
     d(a, p) and μ_n the mean of the 2N distances d(a, n) and d(n, n'); the quadruplets inside these margins are the
     "hard" ones, the others cost nothing. The margins are functions of the distances, and the gradient goes through
     them.
@@ -83,14 +83,15 @@ def quadruplet_margin_loss(
 
     Parameters
     ----------
-    anchor, positive, negative, negative2 : arrays of shape (N, F), float32 or float64
-        ``negative2`` is the paper's x_l, the second negative, paired with ``negative`` (x_k).
+    anchors, positives, negatives, negatives2 : arrays of shape (N, F), float32 or float64
+        Row k of each is the quadruplet (a_k, p_k, n_k, n'_k): ``negatives2`` holds the paper's x_l, the second
+        negative, paired with ``negatives`` (x_k).
     margin, margin2 : float >= 0, default 1.0 and 0.5
-        α₁ and α₂ (the paper: α₁ > α₂, the second constraint weaker); with ``mining="hard"``, the factors w of the
-        adaptive margins (the paper's 1 and 0.5).
+        α₁ and α₂ (the paper: α₁ > α₂, the second constraint weaker); with ``adaptive_margins=True``, the factors
+        w of the adaptive margins (the paper's 1 and 0.5).
+    adaptive_margins : bool, default False
+        The paper's adaptive margins (above).
     distance : {"sqeuclidean", "euclidean", "cosine"}, default "sqeuclidean"
-    mining : {"all", "hard"}, default "all"
-        ``"hard"``: the adaptive margins above.
     reduction : {"mean", "sum", "mean_nonzero"}, default "mean"
     split_reduction : bool, default True
         Reduce each term on its own and add the two (True), or reduce all 2N terms as one set.
@@ -98,7 +99,7 @@ def quadruplet_margin_loss(
     Returns
     -------
     value : float
-    grad : tuple (grad_anchor, grad_positive, grad_negative, grad_negative2), each of shape (N, F)
+    grad : tuple (grad_anchors, grad_positives, grad_negatives, grad_negatives2), each of shape (N, F)
 
     Notes
     -----
@@ -138,19 +139,21 @@ def quadruplet_margin_loss(
     """
     arrays = [
         check_embeddings(array, name)
-        for array, name in zip((anchor, positive, negative, negative2), _ROWS, strict=True)
+        for array, name in zip((anchors, positives, negatives, negatives2), _ROWS, strict=True)
     ]
     for array, name in zip(arrays[1:], _ROWS[1:], strict=True):
-        check_same_shape(array, name, arrays[0], "anchor")
-    margin, margin2, split_reduction = _check_options(margin, margin2, mining, distance, reduction, split_reduction)
+        check_same_shape(array, name, arrays[0], "anchors")
+    margin, margin2, adaptive_margins, split_reduction = _check_options(
+        margin, margin2, adaptive_margins, distance, reduction, split_reduction
+    )
 
     a, p, n, n2 = promote(*arrays)
-    d_ap, pull_ap = paired_distances_vjp(a, p, distance, names=("anchor", "positive"))
-    d_an, pull_an = paired_distances_vjp(a, n, distance, names=("anchor", "negative"))
-    d_nn, pull_nn = paired_distances_vjp(n, n2, distance, names=("negative", "negative2"))
+    d_ap, pull_ap = paired_distances_vjp(a, p, distance, names=("anchors", "positives"))
+    d_an, pull_an = paired_distances_vjp(a, n, distance, names=("anchors", "negatives"))
+    d_nn, pull_nn = paired_distances_vjp(n, n2, distance, names=("negatives", "negatives2"))
     d_ap, d_an, d_nn = (d.astype(np.float64) for d in (d_ap, d_an, d_nn))
     n_rows = d_ap.size
-    gap = max(0.0, (d_an.sum() + d_nn.sum()) / (2 * n_rows) - d_ap.mean()) if mining == "hard" else 1.0
+    gap = max(0.0, (d_an.sum() + d_nn.sum()) / (2 * n_rows) - d_ap.mean()) if adaptive_margins else 1.0
     alpha1, alpha2 = margin * gap, margin2 * gap
 
     first, second = d_ap - d_an + alpha1, d_ap - d_nn + alpha2
@@ -162,7 +165,7 @@ def quadruplet_margin_loss(
     # ∂L/∂d(a,p) = w₁1₁ + w₂1₂,  ∂L/∂d(a,n) = −w₁1₁,  ∂L/∂d(n,n') = −w₂1₂; adaptive margins α = w·gap with
     # gap = μ_n − μ_p add ∂L/∂gap · ∂gap/∂d: −κ/N on each d(a,p), +κ/(2N) on each negative distance.
     g_ap, g_an, g_nn = w1 * active1 + w2 * active2, -w1 * active1, -w2 * active2
-    if mining == "hard" and gap > 0:
+    if adaptive_margins and gap > 0:
         kappa = margin * w1 * np.count_nonzero(active1) + margin2 * w2 * np.count_nonzero(active2)
         g_ap, g_an, g_nn = g_ap - kappa / n_rows, g_an + kappa / (2 * n_rows), g_nn + kappa / (2 * n_rows)
     grad_a, grad_p = pull_ap(g_ap)
@@ -234,9 +237,9 @@ def quadruplet_loss(
     embeddings,
     labels,
     *,
-    mining="all",
     margin=1.0,
     margin2=0.5,
+    adaptive_margins=False,
     distance="sqeuclidean",
     reduction="mean",
     split_reduction=True,
@@ -255,8 +258,8 @@ def quadruplet_loss(
     indices counts each of these 4 times: a factor 4 under ``reduction="sum"``, none under the means). ρ₁ and ρ₂
     are the ``reduction`` of each term's set (``split_reduction=False``: one reduction of both sets together).
 
-    ``mining="hard"`` is the paper's margin-based online hard negative mining: the margins adapt to the batch,
-    α₁ = ``margin``·[μ_n − μ_p]₊ and α₂ = ``margin2``·[μ_n − μ_p]₊, with μ_p and μ_n the mean distances of the
+    ``adaptive_margins=True`` is the paper's margin-based online hard negative mining: the margins adapt to the
+    batch, α₁ = ``margin``·[μ_n − μ_p]₊ and α₂ = ``margin2``·[μ_n − μ_p]₊, with μ_p and μ_n the mean distances of the
     batch's positive and negative pairs, so that the quadruplets inside them, the hard ones, are those that cost
     something. The margins are functions of the distances, and the gradient goes through them.
 
@@ -274,11 +277,11 @@ def quadruplet_loss(
     ----------
     embeddings : array of shape (B, F), float32 or float64
     labels : int array of shape (B,)
-    mining : {"all", "hard"}, default "all"
-        ``"hard"``: the adaptive margins above.
     margin, margin2 : float >= 0, default 1.0 and 0.5
-        α₁ and α₂ (the paper: α₁ > α₂, the second constraint weaker); with ``mining="hard"``, the factors w of the
-        adaptive margins (the paper's 1 and 0.5).
+        α₁ and α₂ (the paper: α₁ > α₂, the second constraint weaker); with ``adaptive_margins=True``, the factors
+        w of the adaptive margins (the paper's 1 and 0.5).
+    adaptive_margins : bool, default False
+        The paper's adaptive margins (above).
     distance : {"sqeuclidean", "euclidean", "cosine"}, default "sqeuclidean"
     reduction : {"mean", "sum", "mean_nonzero"}, default "mean"
     split_reduction : bool, default True
@@ -295,6 +298,10 @@ def quadruplet_loss(
     Notes
     -----
     Nothing valid (no positive pair, or one class) gives ``(0.0, zeros)``. The second term needs three classes.
+    Every quadruplet enters, so there is no ``mining=`` (the choice of tuples other losses take).
+
+    It takes no ``ref_embeddings``: the second term's negative pairs {l, k} are pairs of samples of the batch, not
+    (query, reference) pairs, so a query-vs-reference batch does not define that term.
     It runs as one block whatever the working memory (:func:`metricloss.set_config`): its second term compares
     every positive pair with every negative pair of the batch (a global pool, not a sum over anchor rows), so it
     needs the whole matrix.
@@ -336,13 +343,15 @@ def quadruplet_loss(
     >>> value  # triplets: [1 − 1.25 + 1]₊ and three inactive, mean 0.75/4; pairs: [1 − 1.25 + 0.5]₊, mean 0.25
     0.4375
     """
-    margin, margin2, split_reduction = _check_options(margin, margin2, mining, distance, reduction, split_reduction)
+    margin, margin2, adaptive_margins, split_reduction = _check_options(
+        margin, margin2, adaptive_margins, distance, reduction, split_reduction
+    )
     batch = labelled_batch(embeddings, labels, distance=distance, backend=backend)
     n_positive_pairs, n_negative_pairs = _pair_counts(batch)
     if not (n_positive_pairs and n_negative_pairs):
         return 0.0, batch.zeros()
-    # mining="hard": the adaptive margins α₁ = margin·[μ_n − μ_p]₊, α₂ = margin2·[μ_n − μ_p]₊.
-    positive_pairs = _positive_pairs(*batch.classes[2:]) if mining == "hard" else None
+    # The adaptive margins α₁ = margin·[μ_n − μ_p]₊, α₂ = margin2·[μ_n − μ_p]₊.
+    positive_pairs = _positive_pairs(*batch.classes[2:]) if adaptive_margins else None
     gap = 1.0 if positive_pairs is None else _mean_gap(batch.d, positive_pairs, n_positive_pairs, n_negative_pairs)
     alpha1, alpha2 = margin * gap, margin2 * gap
 

@@ -22,6 +22,7 @@ from .._reduce import REDUCTIONS, weight_from_counts
 from .._validation import MAX_MARGIN, check_bool, check_option, check_scalar, finite_or_refused
 from ._logsumexp import flush_subnormal, logsumexp_rows, masked
 
+MULTI_SIMILARITY_MININGS = ("all", "epsilon")
 CIRCLE_FORMS = ("per_anchor", "all_pairs")
 CIRCLE_SIMILARITIES = ("cosine",)
 
@@ -49,10 +50,10 @@ def multi_similarity_loss(
     embeddings,
     labels,
     *,
-    alpha=2.0,
-    beta=50.0,
-    base=0.5,
-    mining=False,
+    mining="all",
+    positive_scale=2.0,
+    negative_scale=50.0,
+    threshold=0.5,
     epsilon=0.1,
     similarity="cosine",
     reduction="mean",
@@ -69,8 +70,9 @@ def multi_similarity_loss(
             + \frac1\beta \log\Big(1 + \sum_{n \in N_a} e^{\beta (S_{an} - \lambda)}\Big)\Big]
 
     S the similarity matrix (cosine by default), P_a the anchor's positives (same label, not itself), N_a its
-    negatives (another label), λ = ``base``. With ``mining=True`` the paper's pair mining first keeps only the
-    informative pairs of each anchor, by its hardest pair of the other kind:
+    negatives (another label); the paper's α is ``positive_scale``, β ``negative_scale`` and λ ``threshold``.
+    ``mining`` chooses the pairs: ``"all"`` (the default) every pair of the batch; ``"epsilon"`` the paper's pair
+    mining, which keeps only the informative pairs of each anchor, by its hardest pair of the other kind:
 
         n ∈ N_a is kept iff S_an + ε > min_{p ∈ P_a} S_ap,    p ∈ P_a is kept iff S_ap − ε < max_{n ∈ N_a} S_an,
 
@@ -91,16 +93,16 @@ def multi_similarity_loss(
     ----------
     embeddings : array of shape (B, F), float32 or float64
     labels : int array of shape (B,)
-    alpha : float > 0, default 2.0
-        α, the positive pairs' scale.
-    beta : float > 0, default 50.0
-        β, the negative pairs' scale.
-    base : float, default 0.5
-        λ, the similarity threshold both sets are measured against.
-    mining : bool, default False
-        Apply the paper's ε pair mining before the loss (above).
+    mining : {"all", "epsilon"}, default "all"
+        The pairs that enter: every pair, or those the paper's ε pair mining keeps (above).
+    positive_scale : float > 0, default 2.0
+        α, the scale of the positive pairs' similarities.
+    negative_scale : float > 0, default 50.0
+        β, the scale of the negative pairs' similarities.
+    threshold : float, default 0.5
+        λ, the similarity around which both sets of pairs are weighted.
     epsilon : float >= 0, default 0.1
-        ε of the mining; unused without it.
+        ε of ``mining="epsilon"``; unused with ``"all"``.
     similarity : {"cosine", "dot"}, default "cosine"
         S; the paper's is the cosine similarity (embeddings L2-normalised).
     reduction : {"mean", "sum", "mean_nonzero"}, default "mean"
@@ -123,17 +125,18 @@ def multi_similarity_loss(
     -----
     The two sums of an anchor are independent: an anchor without negatives still pays its positives' term, and
     one without positives its negatives' term (so a batch of one class costs > 0 without mining). Nothing in the
-    batch (one sample, no pair; with mining, no anchor with both a positive and a negative) gives ``(0.0, zeros)``.
+    batch (one sample, no pair; with ε mining, no anchor with both a positive and a negative) gives ``(0.0, zeros)``.
     Each log(1 + Σ e^v) is computed from its largest exponent (the 0 counted), with log1p for the rest: no
     overflow for any α, β and similarity, and a small term keeps its digits. Mining compares S − ε and S + ε in
     the embeddings' dtype, strictly (a pair exactly at the boundary is not kept), as pytorch-metric-learning does.
     Each anchor's terms and mining read its own row of S only, so the loss runs in blocks of anchor rows when its
     matrix exceeds the working memory (:func:`metricloss.set_config`).
 
-    *pytorch-metric-learning*: ``MultiSimilarityLoss(alpha, beta, base)`` (its default ``CosineSimilarity()``:
-    ``similarity="cosine"``; ``DotProductSimilarity(normalize_embeddings=False)``: ``"dot"``) is
-    ``mining=False``: the same terms, every anchor counted by its ``MeanReducer``. With
-    ``miner=MultiSimilarityMiner(epsilon)`` passing its pairs to that loss it is ``mining=True``. Its
+    *pytorch-metric-learning*: ``MultiSimilarityLoss(alpha, beta, base)`` is ``positive_scale=alpha,
+    negative_scale=beta, threshold=base`` (its default ``CosineSimilarity()``: ``similarity="cosine"``;
+    ``DotProductSimilarity(normalize_embeddings=False)``: ``"dot"``) with ``mining="all"``: the same terms, every
+    anchor counted by its ``MeanReducer``. With ``miner=MultiSimilarityMiner(epsilon)`` passing its pairs to that
+    loss it is ``mining="epsilon"``. Its
     ``SumReducer`` and ``AvgNonZeroReducer`` are ``reduction="sum"`` and ``"mean_nonzero"``. One difference: PML
     returns 0 (and no gradient) whenever each of its four index arrays (a₁, p, a₂, n) has at most one element —
     meant for "no pairs", it also zeroes a query with one positive and one negative reference, or a mined batch
@@ -141,8 +144,8 @@ def multi_similarity_loss(
 
     *The paper's code* (MalongTech/research-ms-loss, ``MultiSimilarityLoss``, on L2-normalised embeddings) mines by
     the same ε rule (its ``margin``, 0.1), with the same strict inequalities, and divides the sum over anchors by
-    the batch size: ``mining=True`` (its ``scale_pos``, ``scale_neg`` and ``thresh`` are α, β and λ), except that
-    it takes an anchor's positives as its same-label similarities below 1 − 1e-5 (leaving out itself and any
+    the batch size: ``mining="epsilon"`` (its ``scale_pos``, ``scale_neg`` and ``thresh`` are α, β and λ), except
+    that it takes an anchor's positives as its same-label similarities below 1 − 1e-5 (leaving out itself and any
     duplicate of it) and fails on an anchor without positives (the minimum of an empty set).
 
     Defaults: pytorch-metric-learning's α = 2, β = 50, λ = 0.5, and the paper's code's ε = 0.1.
@@ -167,9 +170,10 @@ def multi_similarity_loss(
     >>> grad.shape
     (3, 2)
     """
-    alpha, beta = _check_scale(alpha, "alpha"), _check_scale(beta, "beta")
-    base = check_scalar(base, "base", low=-MAX_MARGIN, high=MAX_MARGIN)
-    mining = check_bool(mining, "mining")
+    check_option(mining, "mining", MULTI_SIMILARITY_MININGS)
+    alpha = _check_scale(positive_scale, "positive_scale")
+    beta = _check_scale(negative_scale, "negative_scale")
+    lam = check_scalar(threshold, "threshold", low=-MAX_MARGIN, high=MAX_MARGIN)
     epsilon = check_scalar(epsilon, "epsilon", low=0.0, high=MAX_MARGIN, why=" (the mining's margin)")
     check_option(reduction, "reduction", REDUCTIONS)
     batch = labelled_batch(
@@ -185,7 +189,7 @@ def multi_similarity_loss(
     totals = np.zeros(2)  # Σ terms, the terms > 0
     grads = GradientSum(batch)
     for block in batch.blocks():  # each anchor's two sums (and its mining) read its own row only
-        terms, cotangent = _multi_similarity_rows(block, alpha, beta, base, mining, epsilon)
+        terms, cotangent = _multi_similarity_rows(block, alpha, beta, lam, mining == "epsilon", epsilon)
         totals += np.sum(terms), np.count_nonzero(terms > 0)
         grads.pull(block, cotangent)
     if not totals[1]:  # no pair left (or every exponential underflows): nothing to pull back
@@ -194,22 +198,23 @@ def multi_similarity_loss(
     return weight * float(totals[0]), grads.result(weight)
 
 
-def _multi_similarity_rows(block, alpha, beta, base, mining, epsilon):
-    """A block's anchor terms ℓ_a and its cotangent G = W⁻ − W⁺ (unweighted), written over its similarities."""
+def _multi_similarity_rows(block, alpha, beta, lam, epsilon_mining, epsilon):
+    """A block's anchor terms ℓ_a and its cotangent G = W⁻ − W⁺ (unweighted), written over its similarities (α, β,
+    λ the paper's symbols: the positive and negative scales and the threshold)."""
     s = block.s  # the pullback does not read it: it becomes the negatives' logits, then the cotangent
     positive, negative = candidate_masks(block)
     pos_logits = np.empty_like(s)
-    if mining:  # both rules against the unmined sets; an empty set's extreme (±inf) keeps nothing of the other
+    if epsilon_mining:  # both rules against the unmined sets; an empty set's extreme (±inf) keeps nothing of the other
         hardest_positive = np.where(positive, s, np.inf).min(axis=1)  # (pos_logits is the scratch of the other)
         np.copyto(pos_logits, s)
         hardest_negative = masked(pos_logits, negative).max(axis=1)
         positive &= s - epsilon < hardest_negative[:, None]
         negative &= s + epsilon > hardest_positive[:, None]
     # Logits z⁺ = α(λ − S) and z⁻ = β(S − λ); each row's log(1 + Σ e^z) over its pairs, weights written over z.
-    np.subtract(base, s, out=pos_logits)
+    np.subtract(lam, s, out=pos_logits)
     pos_logits *= alpha
     neg_logits = s
-    neg_logits -= base
+    neg_logits -= lam
     neg_logits *= beta
     pos_parts = logsumexp_rows(masked(pos_logits, positive), add_one=True)
     neg_parts = logsumexp_rows(masked(neg_logits, negative), add_one=True)
@@ -312,17 +317,17 @@ def _circle_anchor_terms(block, m, gamma, detach_weights):
     return terms, _circle_cotangent(block, m, detach_weights, pos_weights, neg_weights, sigma_gamma, sigma_gamma)
 
 
-def _checked_circle_options(m, gamma, form, detach_weights, similarity, reduction):
-    """:func:`circle_loss`'s options checked together: (m, gamma, detach_weights)."""
+def _checked_circle_options(margin, scale, form, detach_weights, similarity, reduction):
+    """:func:`circle_loss`'s options checked together: (m, γ, detach_weights), the paper's symbols."""
     m = check_scalar(
-        m,
-        "m",
+        margin,
+        "margin",
         low=0.0,
         high=0.5,
         high_inclusive=False,
         why=" (the boundary's radius √2·m must keep it within s_p > s_n)",
     )
-    gamma = _check_scale(gamma, "gamma")
+    gamma = _check_scale(scale, "scale")
     check_option(form, "form", CIRCLE_FORMS)
     detach_weights = check_bool(detach_weights, "detach_weights")
     check_option(similarity, "similarity", CIRCLE_SIMILARITIES)
@@ -366,8 +371,8 @@ def circle_loss(
     embeddings,
     labels,
     *,
-    m=0.25,
-    gamma=256.0,
+    margin=0.4,
+    scale=80.0,
     form="per_anchor",
     detach_weights=True,
     similarity="cosine",
@@ -386,7 +391,7 @@ def circle_loss(
                 + \log \sum_n e^{\gamma \alpha_n (s_n - \Delta_n)}\Big)
 
     with α_p = [O_p − s_p]₊, α_n = [s_n − O_n]₊, O_p = 1 + m, O_n = −m, Δ_p = 1 − m, Δ_n = m, and s the cosine
-    similarities. ``form`` says which pairs make a term:
+    similarities; the paper's m is ``margin`` and γ ``scale``. ``form`` says which pairs make a term:
 
     * ``"per_anchor"``: one term ℓ_a per anchor, over its positives p (same label, not itself) and negatives n
       (another label); an anchor without a positive or without a negative has an empty double sum: ℓ_a = 0.
@@ -408,13 +413,16 @@ def circle_loss(
     ----------
     embeddings : array of shape (B, F), float32 or float64
     labels : int array of shape (B,)
-    m : float in [0, 0.5), default 0.25
-        The relaxation factor: the decision boundary is the circle of radius √2·m around (0, 1). It stays on the
+    margin : float in [0, 0.5), default 0.4
+        m, the relaxation factor: the decision boundary is the circle of radius √2·m around (0, 1). It stays on the
         side s_p > s_n of the plane only for m < 0.5 (at 0.5 it touches s_p = s_n); a negative m zeroes the
         weights of pairs that are still wrong.
-    gamma : float > 0, default 256.0
-        γ, the scale. The paper's settings, as pytorch-metric-learning lists them: γ = 256, m = 0.25 for face
-        recognition; 128 and 0.25 for person re-identification; 80 and 0.4 for fine-grained image retrieval.
+    scale : float > 0, default 80.0
+        γ, the scale factor of the similarities (as ``scale`` in
+        :func:`metricloss.multiple_negatives_ranking_loss`). The defaults are the paper's setting for fine-grained
+        image retrieval, m = 0.4 and γ = 80 (pytorch-metric-learning's defaults too); its other settings, as
+        pytorch-metric-learning lists them: m = 0.25, γ = 256 for face recognition, m = 0.25, γ = 128 for person
+        re-identification.
     form : {"per_anchor", "all_pairs"}, default "per_anchor"
     detach_weights : bool, default True
         Hold α constant in the gradient (above).
@@ -451,11 +459,12 @@ def circle_loss(
     exponentials below it (two numbers per block and per set of pairs) for the batch's LSE⁺ and LSE⁻; the second
     recomputes each block's rows and scales their weights by their shares. One block is read once.
 
-    *pytorch-metric-learning*: ``CircleLoss(m, gamma)`` (its defaults are m = 0.4, γ = 80) is
-    ``form="per_anchor"`` with the default ``detach_weights=True`` and ``reduction="mean_nonzero"`` (its default
-    ``AvgNonZeroReducer``); ``reducer=MeanReducer()`` is ``reduction="mean"``. It zeroes the rows without a
-    positive or a negative, as here, and like its multi-similarity loss returns 0 when each of its four index
-    arrays has at most one element (a query with one positive and one negative reference).
+    *pytorch-metric-learning*: ``CircleLoss(m, gamma)`` (its defaults are m = 0.4, γ = 80, as here) is
+    ``margin=m, scale=gamma`` with ``form="per_anchor"``, the default ``detach_weights=True`` and
+    ``reduction="mean_nonzero"`` (its default ``AvgNonZeroReducer``); ``reducer=MeanReducer()`` is
+    ``reduction="mean"``. It zeroes the rows without a positive or a negative, as here, and like its
+    multi-similarity loss returns 0 when each of its four index arrays has at most one element (a query with one
+    positive and one negative reference).
 
     *The reference code* (TinyZeaMays/CircleLoss, which most implementations copy):
     ``CircleLoss(m, gamma)(*convert_label_to_similarity(normalize(x), labels))`` is ``form="all_pairs"``: its
@@ -477,13 +486,13 @@ def circle_loss(
     >>> from metricloss import circle_loss
     >>> x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # s01 = 0, s02 = s12 = 1/√2
     >>> labels = np.array([0, 0, 1])
-    >>> value, grad = circle_loss(x, labels, m=0.25, gamma=1.0, form="all_pairs")
+    >>> value, grad = circle_loss(x, labels, margin=0.25, scale=1.0, form="all_pairs")
     >>> round(value, 6)  # z⁺ = 1.25·0.75 for (0, 1); z⁻ = (r + 0.25)(r − 0.25) = 0.4375 twice: log(1 + 2e^1.375)
     2.187191
     >>> grad.shape
     (3, 2)
     """
-    m, gamma, detach_weights = _checked_circle_options(m, gamma, form, detach_weights, similarity, reduction)
+    m, gamma, detach_weights = _checked_circle_options(margin, scale, form, detach_weights, similarity, reduction)
     batch = labelled_batch(
         embeddings,
         labels,

@@ -22,25 +22,25 @@ from .._validation import (
 from .pairs import _hinge
 
 
-def _checked_rows(anchor, positive, negative, margin, p, eps, swap, reduction):
-    """:func:`triplet_margin_loss`'s rows and options checked together: the checked rows (anchor, positive,
-    negative), and (p, eps, swap) as Python numbers."""
-    anchor = check_embeddings(anchor, "anchor")
-    positive = check_embeddings(positive, "positive")
-    negative = check_embeddings(negative, "negative")
-    check_same_shape(positive, "positive", anchor, "anchor")
-    check_same_shape(negative, "negative", anchor, "anchor")
+def _checked_rows(anchors, positives, negatives, margin, p, eps, swap, reduction):
+    """:func:`triplet_margin_loss`'s rows and options checked together: the checked rows (anchors, positives,
+    negatives), and (p, eps, swap) as Python numbers."""
+    anchors = check_embeddings(anchors, "anchors")
+    positives = check_embeddings(positives, "positives")
+    negatives = check_embeddings(negatives, "negatives")
+    check_same_shape(positives, "positives", anchors, "anchors")
+    check_same_shape(negatives, "negatives", anchors, "anchors")
     check_margin(margin)
     p = check_scalar(p, "p", low=1.0, why=" (a norm's degree)")
     eps = check_scalar(eps, "eps", low=0.0)
     swap = check_bool(swap, "swap")
     check_option(reduction, "reduction", REDUCTIONS)
-    return (anchor, positive, negative), p, eps, swap
+    return (anchors, positives, negatives), p, eps, swap
 
 
 @array_route
 @finite_or_refused
-def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6, swap=False, reduction="mean"):
+def triplet_margin_loss(anchors, positives, negatives, *, margin=1.0, p=2, eps=1e-6, swap=False, reduction="mean"):
     r"""Triplet margin loss on explicit rows: each anchor should be closer to its positive than to its negative
     by at least the margin.
 
@@ -54,7 +54,8 @@ def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6
 
     Parameters
     ----------
-    anchor, positive, negative : arrays of shape (N, F), float32 or float64
+    anchors, positives, negatives : arrays of shape (N, F), float32 or float64
+        Row k of each is the triplet (a_k, p_k, n_k); torch's ``anchor, positive, negative``.
     margin : float >= 0, default 1.0
     p : float >= 1, default 2
         The norm's degree.
@@ -68,11 +69,12 @@ def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6
     Returns
     -------
     value : float
-    grad : tuple (grad_anchor, grad_positive, grad_negative), each of shape (N, F)
+    grad : tuple (grad_anchors, grad_positives, grad_negatives), each of shape (N, F)
 
     Notes
     -----
-    The defaults are ``torch.nn.TripletMarginLoss``'s, and the loss is identical to it for every p and ``swap``,
+    The defaults are ``torch.nn.TripletMarginLoss``'s, and the loss is identical to it for every p and ``swap``
+    (its ``anchor, positive, negative`` are ``anchors, positives, negatives``),
     except at exact ties: at the hinge's kink torch's gradient is the active one (metricloss's is 0), and where
     d(p, n) = d(a, n) under ``swap`` torch splits the gradient between the two (metricloss gives it all to
     d(a, n)). The default ε = 1e-6 is torch's; it biases the distance slightly and breaks its rotation
@@ -100,7 +102,7 @@ def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6
     >>> g_a, g_p, g_n  # ∂d(a,p)/∂a = (a − p)/d = (0, −1); ∂d(a,n)/∂a = (−1, 0)
     (array([[ 1., -1.]]), array([[0., 1.]]), array([[-1.,  0.]]))
     """
-    rows, p, eps, swap = _checked_rows(anchor, positive, negative, margin, p, eps, swap, reduction)
+    rows, p, eps, swap = _checked_rows(anchors, positives, negatives, margin, p, eps, swap, reduction)
     a, pos, neg = promote(*rows)
     d_ap, pull_ap = lp_distance_rows(a, pos, p, eps)
     d_an, pull_an = lp_distance_rows(a, neg, p, eps)
@@ -198,14 +200,14 @@ def _given_in(block, triplets):
 def triplet_loss(
     embeddings,
     labels,
+    triplets=None,
     *,
     mining="all",
     margin=None,
+    soft=False,
     distance="euclidean",
     reduction=None,
-    soft=False,
     incomplete_anchors="drop",
-    triplets=None,
     ref_embeddings=None,
     ref_labels=None,
     backend=None,
@@ -248,27 +250,27 @@ def triplet_loss(
     ----------
     embeddings : array of shape (B, F), float32 or float64
     labels : int array of shape (B,)
+    triplets : tuple of three int arrays (a, p, n) of equal length, optional
+        The triplets, instead of mining them (p and n index ``ref_embeddings`` when given): p of a's class and
+        not a, n of another class (a ValueError naming the first that is not). Leave ``mining`` at "all".
     mining : {"all", "hard", "semihard", "all_semihard"}, default "all"
     margin : float >= 0, optional
         m. Default 1.0, or 0.0 with ``soft=True`` (Hermans et al.'s soft margin, softplus(d_ap − d_an)).
+    soft : bool, default False
+        softplus instead of the hinge; with ``mining="all"``, ``"hard"`` or ``"semihard"`` (``"all_semihard"``
+        selects by the margin's band, which a softplus does not have: a ValueError).
     distance : {"euclidean", "sqeuclidean", "cosine", "dot", "snr"}, default "euclidean"
         As in :func:`metricloss.pairwise_distances`; ``"snr"`` is not symmetric, and d_ap, d_an have the anchor
         as their first argument.
     reduction : {"mean", "sum", "mean_nonzero"}, optional
         Default per ``mining``, as in the table. ``"mean"`` divides by the number of triplets that enter (all
         valid ones for batch-all; the kept anchors for batch-hard; the positive pairs for semi-hard).
-    soft : bool, default False
-        softplus instead of the hinge; with ``mining="all"``, ``"hard"`` or ``"semihard"`` (``"all_semihard"``
-        selects by the margin's band, which a softplus does not have: a ValueError).
     incomplete_anchors : {"drop", "keep"}, default "drop"
         Batch-hard anchors that have no positive or no negative: dropped (pytorch-metric-learning), or kept with
         d⁺ = 0 where there is no positive and d⁻ = the row's largest distance where there is no negative
         (TF-Addons, omoindrot, sentence-transformers). A lone sample has neither and is always dropped.
         ``"keep"`` needs ``mining="hard"`` (a ValueError otherwise): batch-all and the semi-hard minings take
         only triplets with a real positive and negative.
-    triplets : tuple of three int arrays (a, p, n) of equal length, optional
-        The triplets, instead of mining them (p and n index ``ref_embeddings`` when given): p of a's class and
-        not a, n of another class (a ValueError naming the first that is not). Leave ``mining`` at "all".
     ref_embeddings : array of shape (R, F), optional
         A reference set for query-vs-reference (cross-modal) batches: anchors are the rows of ``embeddings``,
         positives and negatives are taken from the references. Give ``ref_labels`` with it.
@@ -314,7 +316,7 @@ def triplet_loss(
 
     *Two semi-hard rules.* FaceNet's semi-hard negative is the closest negative farther than the positive.
     ``mining="semihard"`` follows TF-Addons where an anchor has no such negative: it takes the farthest negative
-    (``triplet_semihard_loss``'s fallback). :func:`metricloss.mining.mine_dataset` with ``negative="semihard"``
+    (``triplet_semihard_loss``'s fallback). :func:`metricloss.sampling.mine_dataset` with ``negative="semihard"``
     and :func:`metricloss.mining.batch_triplets` have no fallback: there the sample gets -1 (or is left out).
 
     *TensorFlow Addons*: ``triplet_semihard_loss(y, x, margin)`` is ``mining="semihard"`` (it returns NaN for a

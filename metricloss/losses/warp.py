@@ -123,16 +123,14 @@ def _checked_options(margin, sampling, max_trials, weighting, reduction, rng):
     return margin, max_trials, check_rng(rng)
 
 
-def _queries_against_items(query_embeddings, item_embeddings, relevance, exact, backend):
+def _queries_against_items(queries, items, relevance, exact, backend):
     """The checked queries against the items, on the dot product, as the engine's batch (in blocks of query rows),
     and the checked relevance matrix. Classes play no part (the relevance matrix says which items are a query's
     positives): each query is a class of its own, which no item has. Only the exact form reads the scores S."""
-    queries = check_embeddings(query_embeddings, "query_embeddings")
-    items = check_same_width(
-        check_embeddings(item_embeddings, "item_embeddings"), "item_embeddings", queries, "query_embeddings"
-    )
+    queries = check_embeddings(queries, "queries")
+    items = check_same_width(check_embeddings(items, "items"), "items", queries, "queries")
     shape = (queries.shape[0], items.shape[0])
-    relevance = check_relevance(relevance, shape, against="(query_embeddings rows, item_embeddings rows)")
+    relevance = check_relevance(relevance, shape, against="(queries rows, items rows)")
     batch = labelled_batch(
         queries,
         np.arange(shape[0]),
@@ -140,8 +138,8 @@ def _queries_against_items(query_embeddings, item_embeddings, relevance, exact, 
         ref_embeddings=items,
         ref_labels=np.full(shape[1], -1),
         backend=backend,
-        name="query_embeddings",
-        ref_name="item_embeddings",
+        name="queries",
+        ref_name="items",
         in_blocks=True,
         matrix=exact,
     )
@@ -159,8 +157,8 @@ def warp_loss(
     max_trials=None,
     weighting="harmonic",
     reduction="sum",
-    rng=None,
     backend=None,
+    rng=None,
 ):
     r"""The WARP loss (WSABIE) on a score matrix: each (query, positive) pair draws its query's negatives
     uniformly, without replacement, until one violates the margin, and pays that violator's hinge weighted by a
@@ -212,12 +210,12 @@ def warp_loss(
         L: the paper's harmonic L(k) = Σ_{j<=k} 1/j, or LightFM's L(k) = ln k (which gives rank 1 no weight).
     reduction : {"sum", "mean", "mean_nonzero"}, default "sum"
         The paper sums over the training pairs.
-    rng : numpy.random.Generator, int or None
-        The randomness of ``sampling="random"``: a Generator (advanced by one draw of one seed per pair), an int
-        seed (the same draws at every call), or None (fresh entropy). Unused by the other samplings.
     backend : {"numpy", "numba", "cuda"}, optional
         The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the sampling and the exact
         ranks on an NVIDIA GPU, with the same draws (``docs/cuda.md``).
+    rng : numpy.random.Generator, int or None
+        The randomness of ``sampling="random"``: a Generator (advanced by one draw of one seed per pair), an int
+        seed (the same draws at every call), or None (fresh entropy). Unused by the other samplings.
 
     Returns
     -------
@@ -292,8 +290,8 @@ def warp_loss(
 @array_route
 @finite_or_refused
 def warp_embedding_loss(
-    query_embeddings,
-    item_embeddings,
+    queries,
+    items,
     relevance,
     *,
     margin=1.0,
@@ -301,8 +299,8 @@ def warp_embedding_loss(
     max_trials=None,
     weighting="harmonic",
     reduction="sum",
-    rng=None,
     backend=None,
+    rng=None,
 ):
     r""":func:`warp_loss` for the dot-product model of WSABIE and LightFM: the scores are s_qj = x_q · y_j, with
     gradients for both the query and the item embeddings.
@@ -327,9 +325,9 @@ def warp_embedding_loss(
 
     Parameters
     ----------
-    query_embeddings : array of shape (Q, F), float32 or float64
-        X (the paper's image embeddings; LightFM's user representations).
-    item_embeddings : array of shape (N, F), float32 or float64
+    queries : array of shape (Q, F), float32 or float64
+        X, the query embeddings (the paper's image embeddings; LightFM's user representations).
+    items : array of shape (N, F), float32 or float64
         Y (the paper's label embeddings; LightFM's item representations).
     relevance : bool array of shape (Q, N)
         True where item j is a positive of query q.
@@ -341,20 +339,20 @@ def warp_embedding_loss(
         As in :func:`warp_loss`.
     weighting : {"harmonic", "log"}, default "harmonic"
     reduction : {"sum", "mean", "mean_nonzero"}, default "sum"
-    rng : numpy.random.Generator, int or None
-        As in :func:`warp_loss`.
     backend : {"numpy", "numba", "cuda"}, optional
         The kernel module; default ``"numba"``. ``"cuda"`` (the ``[cuda]`` extra) runs the sampling and the exact
         ranks on an NVIDIA GPU, with the same draws (``docs/cuda.md``).
+    rng : numpy.random.Generator, int or None
+        As in :func:`warp_loss`.
 
     Returns
     -------
     value : float
-    grad : tuple (grad_query_embeddings, grad_item_embeddings), each shaped and typed like its input
+    grad : tuple (grad_queries, grad_items), each shaped and typed like its input
 
     Notes
     -----
-    The value equals :func:`warp_loss` on the scores ``query_embeddings @ item_embeddings.T`` (computed there by a
+    The value equals :func:`warp_loss` on the scores ``queries @ items.T`` (computed there by a
     GEMM, here dot by dot in float64: the same up to rounding). *LightFM*: its biases are an extra column, 1 in
     every query row and the item bias in the item rows; see :func:`warp_loss`'s Notes for the settings that
     reproduce ``LightFM(loss="warp")`` and where it differs.
@@ -383,7 +381,7 @@ def warp_embedding_loss(
            [ 0. ,  0. ]]))
     """
     exact = sampling == "exact"
-    batch, relevance = _queries_against_items(query_embeddings, item_embeddings, relevance, exact, backend)
+    batch, relevance = _queries_against_items(queries, items, relevance, exact, backend)
     margin, max_trials, rng = _checked_options(margin, sampling, max_trials, weighting, reduction, rng)
     pairs = _Pairs.of(relevance, rng if sampling == "random" else None)
     weights = _rank_weights(weighting, relevance.shape[1])

@@ -20,7 +20,7 @@ from .center import triplet_center_loss
 from .infonce import multiple_negatives_ranking_loss, ntxent_loss, supcon_loss
 from .lifted import generalized_lifted_structure_loss, lifted_structure_loss
 from .margin import margin_loss
-from .npair import npair_loss
+from .npair import npair_loss, npair_pairs_loss
 from .pairs import (
     contrastive_loss,
     contrastive_pair_loss,
@@ -46,6 +46,7 @@ __all__ = [
     "multi_similarity_loss",
     "multiple_negatives_ranking_loss",
     "npair_loss",
+    "npair_pairs_loss",
     "ntxent_loss",
     "quadruplet_loss",
     "quadruplet_margin_loss",

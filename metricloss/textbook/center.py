@@ -7,7 +7,7 @@ from ._common import Batch, hinge, reduction_weight, rows
 
 
 def triplet_center_loss(
-    embeddings, labels, *, centers=None, margin=5.0, distance="sqeuclidean", halved=True, reduction="sum"
+    embeddings, labels, centers=None, *, margin=5.0, distance="sqeuclidean", halved=True, reduction="sum"
 ):
     r"""The triplet-center loss of He et al. (2018), as a loop over the embeddings and, per embedding, the centres.
 

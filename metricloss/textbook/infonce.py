@@ -109,42 +109,43 @@ def supcon_loss(
 
 
 def multiple_negatives_ranking_loss(
-    queries,
-    candidates,
+    anchors,
+    positives,
+    negatives=None,
     *,
     scale=20.0,
     similarity="cosine",
-    hard_negatives=None,
     symmetric=False,
     reduction="mean",
 ):
-    r"""The multiple-negatives ranking loss (Henderson et al. 2017; sentence-transformers) query by query, as a loop.
+    r"""The multiple-negatives ranking loss (Henderson et al. 2017; sentence-transformers) anchor by anchor, as a
+    loop.
 
     .. math::
 
-        \ell_i = -\log \frac{e^{s\,S(q_i, c_i)}}{\sum_{j=1}^{N} e^{s\,S(q_i, c_j)} + \sum_{k=1}^{M} e^{s\,S(q_i, h_k)}},
-        \qquad \ell'_j = -\log \frac{e^{s\,S(q_j, c_j)}}{\sum_{i=1}^{N} e^{s\,S(q_i, c_j)}},
+        \ell_i = -\log \frac{e^{s\,S(a_i, p_i)}}{\sum_{j=1}^{N} e^{s\,S(a_i, p_j)} + \sum_{k=1}^{M} e^{s\,S(a_i, n_k)}},
+        \qquad \ell'_j = -\log \frac{e^{s\,S(a_j, p_j)}}{\sum_{i=1}^{N} e^{s\,S(a_i, p_j)}},
         \qquad L = \rho(\ell) \ \text{or, symmetric,}\ \tfrac12 (\rho(\ell) + \rho(\ell'))
 
-    The loops run over the queries i and, in each denominator, every candidate and every hard negative (shared by
-    all queries); with ``symmetric=True`` also over the candidates j, each against every query (no hard negative).
-    Each −log of a softmax is written log(1 + Σ_{other r} e^{z_r − z_target}), a log-sum-exp with the extra
-    exponent 0, shifted by its largest exponent. One pair without hard negatives costs log 1 = 0.
+    The loops run over the anchors i and, in each denominator, every positive and every negative (shared by all
+    anchors); with ``symmetric=True`` also over the positives j, each against every anchor (no negative). Each
+    −log of a softmax is written log(1 + Σ_{other r} e^{z_r − z_target}), a log-sum-exp with the extra exponent 0,
+    shifted by its largest exponent. One pair without negatives costs log 1 = 0.
 
     The textbook twin of :func:`metricloss.multiple_negatives_ranking_loss`: same arguments but ``backend``, same
     result.
     """
-    q, c = rows(queries), rows(candidates)
-    h = rows(hard_negatives) if hard_negatives is not None else np.zeros((0, q.shape[1]))
-    grads = (np.zeros_like(q), np.zeros_like(c), np.zeros_like(h))  # ∂L/∂q, ∂L/∂c, ∂L/∂h
-    pool = [(c, grads[1], j) for j in range(len(c))] + [(h, grads[2], k) for k in range(len(h))]
+    a, p = rows(anchors), rows(positives)
+    n = rows(negatives) if negatives is not None else np.zeros((0, a.shape[1]))
+    grads = (np.zeros_like(a), np.zeros_like(p), np.zeros_like(n))  # ∂L/∂a, ∂L/∂p, ∂L/∂n
+    pool = [(p, grads[1], j) for j in range(len(p))] + [(n, grads[2], k) for k in range(len(n))]
 
     def score(i, rows_r, grad_r, r):
-        """S(q_i, r) and a function adding slope · ∂S/∂(q_i, r) into the gradients."""
-        s, ds_dq, ds_dr = pair_similarity(q[i], rows_r[r], similarity)
+        """S(a_i, r) and a function adding slope · ∂S/∂(a_i, r) into the gradients."""
+        s, ds_da, ds_dr = pair_similarity(a[i], rows_r[r], similarity)
 
         def add_slope(slope):
-            grads[0][i] += slope * ds_dq
+            grads[0][i] += slope * ds_da
             grad_r[r] += slope * ds_dr
 
         return s, add_slope
@@ -158,19 +159,19 @@ def multiple_negatives_ranking_loss(
         slopes += [(scale * w_r, add_r) for w_r, (_, add_r) in zip(w[1:], others, strict=True)]
         return term, slopes
 
-    n = len(q)
-    forward = []  # ℓ_i: query i finds its candidate c_i among the candidates and hard negatives
-    for i in range(n):
-        scores = [score(i, *entry) for entry in pool]  # S(q_i, r) for every r of the pool, c_i at index i
+    n_pairs = len(a)
+    forward = []  # ℓ_i: anchor i finds its positive p_i among the positives and negatives
+    for i in range(n_pairs):
+        scores = [score(i, *entry) for entry in pool]  # S(a_i, r) for every r of the pool, p_i at index i
         forward.append(cross_entropy(scores[i], scores[:i] + scores[i + 1 :]))
     directions = [(forward, 1.0)]
     if symmetric:
-        backward = []  # ℓ'_j: candidate j finds its query q_j among the queries
-        for j in range(n):
-            scores = [score(i, c, grads[1], j) for i in range(n)]  # S(q_i, c_j) for every query i
+        backward = []  # ℓ'_j: positive j finds its anchor a_j among the anchors
+        for j in range(n_pairs):
+            scores = [score(i, p, grads[1], j) for i in range(n_pairs)]  # S(a_i, p_j) for every anchor i
             backward.append(cross_entropy(scores[j], scores[:j] + scores[j + 1 :]))
         directions = [(forward, 0.5), (backward, 0.5)]  # L = ½ (ρ(ℓ) + ρ(ℓ'))
     value = 0.0
     for terms, half in directions:
         value += _apply(terms, half * reduction_weight([term for term, _ in terms], reduction))
-    return float(value), grads if hard_negatives is not None else grads[:2]
+    return float(value), grads if negatives is not None else grads[:2]

@@ -1,8 +1,6 @@
 """The margin loss as its paper writes it (Wu et al. 2017): every triplet's two pair terms around the boundary β,
 the gradient term by term, β's included where β is learnable."""
 
-import numbers
-
 import numpy as np
 
 from ._common import Batch, hinge, reduction_weight, rows
@@ -11,11 +9,11 @@ from ._common import Batch, hinge, reduction_weight, rows
 def margin_loss(
     embeddings,
     labels,
+    triplets=None,
+    beta=None,
     *,
     margin=0.2,
-    beta=1.2,
     nu=0.0,
-    triplets=None,
     distance="euclidean",
     reduction="mean_nonzero",
     ref_embeddings=None,
@@ -31,16 +29,17 @@ def margin_loss(
 
     The loop runs over the triplets T: every (anchor a, positive p, negative n) of the batch (p ≠ a within one
     batch; p and n among the references when given), or the ``triplets`` given as index arrays; each gives a
-    positive-pair and a negative-pair term, and w is the reduction's weight over these 2|T| terms. β_a is β (a
-    float, or an array of one entry) or β[y_a] (an array of one entry per class). A learnable β (an array) adds
-    R = ν·β (shared) or R = ν w Σ_T β[y_a] (per class), and its gradient after the embeddings'. A hinge is active
-    iff its argument is > 0; no triplet gives (0.0, zeros), no ν term either.
+    positive-pair and a negative-pair term, and w is the reduction's weight over these 2|T| terms. β_a is β (the
+    constant 1.2 without ``beta``; a float, or an array of one entry) or β[y_a] (an array of one entry per class).
+    A given β is learnable: it adds R = ν·β (shared) or R = ν w Σ_T β[y_a] (per class), and its gradient comes
+    right after the embeddings' (before the references'). A hinge is active iff its argument is > 0; no triplet
+    gives (0.0, zeros), no ν term either.
 
     The textbook twin of :func:`metricloss.margin_loss`: same arguments but ``backend``, same result.
     """
     batch = Batch(embeddings, labels, ref_embeddings, ref_labels)
-    learnable = isinstance(beta, bool) or not isinstance(beta, numbers.Real)  # an array: β is learnable
-    betas = rows(np.atleast_1d(beta))  # β, one entry (shared) or one per class
+    learnable = beta is not None  # a given β is learnable
+    betas = rows(np.atleast_1d(1.2 if beta is None else beta))  # β, one entry (shared) or one per class
     grad_beta = np.zeros_like(betas)  # ∂L/∂β
 
     def beta_index(a):
@@ -80,4 +79,6 @@ def margin_loss(
     grads = batch.gradients(1.0)
     if not learnable:
         return float(value), grads
-    return float(value), (*(grads if isinstance(grads, tuple) else (grads,)), grad_beta)
+    grad_x, *grad_refs = grads if isinstance(grads, tuple) else (grads,)
+    grad_beta = np.reshape(grad_beta, np.shape(beta)).astype(np.asarray(beta).dtype)  # shaped and typed like β
+    return float(value), (grad_x, grad_beta, *grad_refs)  # argument order: embeddings, β, references

@@ -36,11 +36,13 @@ def _accumulate(terms, weight):
     return value, dvalue_dalpha
 
 
-def _two_terms(first_pairs, second_pairs, positives, negatives, *, margin, margin2, mining, reduction, split_reduction):
+def _two_terms(
+    first_pairs, second_pairs, positives, negatives, *, margin, margin2, adaptive_margins, reduction, split_reduction
+):
     """The loss from its two sets of distance pairs (d⁺, d⁻), given the positive and the negative distances (d,
     add_slope) that the adaptive margins average: returns the value, every gradient added through the slopes."""
     gap, gap_active = 1.0, False  # fixed margins: α₁ = margin, α₂ = margin2
-    if mining == "hard":
+    if adaptive_margins:
         mu_p = sum(d for d, _ in positives) / len(positives)  # μ_p, the mean positive distance
         mu_n = sum(d for d, _ in negatives) / len(negatives)  # μ_n, the mean negative distance
         gap, gap_active = hinge(mu_n - mu_p)  # [μ_n − μ_p]₊; its derivative 1 where > 0, 0 at and below the kink
@@ -64,15 +66,15 @@ def _two_terms(first_pairs, second_pairs, positives, negatives, *, margin, margi
 
 
 def quadruplet_margin_loss(
-    anchor,
-    positive,
-    negative,
-    negative2,
+    anchors,
+    positives,
+    negatives,
+    negatives2,
     *,
     margin=1.0,
     margin2=0.5,
+    adaptive_margins=False,
     distance="sqeuclidean",
-    mining="all",
     reduction="mean",
     split_reduction=True,
 ):
@@ -84,13 +86,13 @@ def quadruplet_margin_loss(
           + \rho_2\big(\big[d(a_k, p_k) - d(n_k, n'_k) + \alpha_2\big]_+\big)
 
     The loop runs over the N rows k, each giving one term of each kind; ρ is each set's reduction (one reduction of
-    the 2N terms with ``split_reduction=False``). ``mining="hard"``: α₁ = ``margin``·[μ_n − μ_p]₊, α₂ =
+    the 2N terms with ``split_reduction=False``). ``adaptive_margins=True``: α₁ = ``margin``·[μ_n − μ_p]₊, α₂ =
     ``margin2``·[μ_n − μ_p]₊, μ_p the mean of the d(a, p), μ_n of the d(a, n) and d(n, n'), differentiated through
     every distance (derivative 0 at the kink). A hinge is active iff its argument is > 0.
 
     The textbook twin of :func:`metricloss.quadruplet_margin_loss`: same arguments, same result.
     """
-    x = [rows(array) for array in (anchor, positive, negative, negative2)]  # a, p, n, n'
+    x = [rows(array) for array in (anchors, positives, negatives, negatives2)]  # a, p, n, n'
     grads = [np.zeros_like(array) for array in x]
 
     def row_distance(u, v, k):
@@ -116,7 +118,7 @@ def quadruplet_margin_loss(
         d_an + d_nn,
         margin=margin,
         margin2=margin2,
-        mining=mining,
+        adaptive_margins=adaptive_margins,
         reduction=reduction,
         split_reduction=split_reduction,
     )
@@ -127,9 +129,9 @@ def quadruplet_loss(
     embeddings,
     labels,
     *,
-    mining="all",
     margin=1.0,
     margin2=0.5,
+    adaptive_margins=False,
     distance="sqeuclidean",
     reduction="mean",
     split_reduction=True,
@@ -145,7 +147,7 @@ def quadruplet_loss(
     The first loops run over the ordered triplets (anchor i, positive j ≠ i, negative k), the second over the
     unordered positive pairs {i, j} (i < j) against the unordered negative pairs {l, k} (l < k) with no end in the
     positive pair's class; each pair's distance is computed once. ρ is each set's reduction (one reduction of both
-    sets with ``split_reduction=False``). ``mining="hard"``: α₁ = ``margin``·[μ_n − μ_p]₊, α₂ =
+    sets with ``split_reduction=False``). ``adaptive_margins=True``: α₁ = ``margin``·[μ_n − μ_p]₊, α₂ =
     ``margin2``·[μ_n − μ_p]₊, μ_p and μ_n the mean distances of the batch's positive and negative pairs,
     differentiated through every pair (derivative 0 at the kink). A hinge is active iff its argument is > 0; no
     positive pair or one class gives (0.0, zeros).
@@ -186,7 +188,7 @@ def quadruplet_loss(
         [pair[lk] for lk in negatives],  # the distances μ_n averages
         margin=margin,
         margin2=margin2,
-        mining=mining,
+        adaptive_margins=adaptive_margins,
         reduction=reduction,
         split_reduction=split_reduction,
     )

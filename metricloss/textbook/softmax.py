@@ -8,10 +8,10 @@ def multi_similarity_loss(
     embeddings,
     labels,
     *,
-    alpha=2.0,
-    beta=50.0,
-    base=0.5,
-    mining=False,
+    mining="all",
+    positive_scale=2.0,
+    negative_scale=50.0,
+    threshold=0.5,
     epsilon=0.1,
     similarity="cosine",
     reduction="mean",
@@ -27,7 +27,8 @@ def multi_similarity_loss(
         \qquad L = \rho(\ell_1, \dots, \ell_B)
 
     The loop runs over the anchors a, each one's positives p (same label, not itself) and negatives n (another
-    label); with references, over every (query, reference) pair. ``mining`` first keeps n iff S_an + ε >
+    label); with references, over every (query, reference) pair. α = ``positive_scale``, β = ``negative_scale``,
+    λ = ``threshold``. ``mining="epsilon"`` first keeps n iff S_an + ε >
     min_p S_ap and p iff S_ap − ε < max_n S_an, both against the unmined sets (strictly: a pair at the boundary is
     dropped; an empty set keeps nothing of the other). Every anchor is a term, an empty sum costing log 1 = 0; the
     mining is piecewise constant in S, so no gradient flows through it. Each log(1 + Σ e^v) is a log-sum-exp with
@@ -36,11 +37,12 @@ def multi_similarity_loss(
     The textbook twin of :func:`metricloss.multi_similarity_loss`: same arguments but ``backend``, same result.
     """
     batch = Batch(embeddings, labels, ref_embeddings, ref_labels)
+    alpha, beta, lam = positive_scale, negative_scale, threshold  # the paper's α, β, λ
     terms = []  # (ℓ_a, [(∂ℓ_a/∂S_aj, add_slope) for each pair (a, j) in ℓ_a])
     for a in range(len(batch.x)):
         positives = [batch.similarity(a, p, similarity) for p in batch.positives(a)]  # (S_ap, add_slope)
         negatives = [batch.similarity(a, n, similarity) for n in batch.negatives(a)]  # (S_an, add_slope)
-        if mining:
+        if mining == "epsilon":
             hardest_negative = max((s for s, _ in negatives), default=-float("inf"))  # max_n S_an
             hardest_positive = min((s for s, _ in positives), default=float("inf"))  # min_p S_ap
             positives, negatives = (
@@ -48,9 +50,9 @@ def multi_similarity_loss(
                 [(s, add) for s, add in negatives if s + epsilon > hardest_positive],  # S_an + ε > min_p S_ap
             )
         # log(1 + Σ_p e^{z⁺_ap}) with z⁺_ap = −α(S_ap − λ); w⁺_ap = ∂/∂z⁺_ap, its softmax weight (0 counted)
-        pos_lse, pos_w = logsumexp([0.0] + [-alpha * (s - base) for s, _ in positives])
+        pos_lse, pos_w = logsumexp([0.0] + [-alpha * (s - lam) for s, _ in positives])
         # log(1 + Σ_n e^{z⁻_an}) with z⁻_an = β(S_an − λ); w⁻_an = ∂/∂z⁻_an
-        neg_lse, neg_w = logsumexp([0.0] + [beta * (s - base) for s, _ in negatives])
+        neg_lse, neg_w = logsumexp([0.0] + [beta * (s - lam) for s, _ in negatives])
         term = pos_lse / alpha + neg_lse / beta  # ℓ_a
         # ∂ℓ_a/∂S_ap = (1/α) w⁺_ap ∂z⁺_ap/∂S_ap = (1/α) w⁺_ap (−α) = −w⁺_ap
         slopes = [(-w, add) for w, (_, add) in zip(pos_w[1:], positives, strict=True)]
@@ -71,8 +73,8 @@ def circle_loss(
     embeddings,
     labels,
     *,
-    m=0.25,
-    gamma=256.0,
+    margin=0.4,
+    scale=80.0,
     form="per_anchor",
     detach_weights=True,
     similarity="cosine",
@@ -88,6 +90,7 @@ def circle_loss(
         \quad \alpha_p = [O_p - s_p]_+,\ \alpha_n = [s_n - O_n]_+,\ O_p = 1 + m,\ O_n = -m,\ \Delta_p = 1 - m,
         \ \Delta_n = m
 
+    with m = ``margin`` and γ = ``scale``.
     ``form="per_anchor"``: one ℓ_a per anchor a, p over its positives (same label, not itself) and n over its
     negatives (another label), an anchor without either costing log 1 = 0; ρ over the B anchors.
     ``form="all_pairs"``: one ℓ for the batch, p over its positive pairs and n over its negative pairs (each
@@ -103,6 +106,7 @@ def circle_loss(
     The textbook twin of :func:`metricloss.circle_loss`: same arguments but ``backend``, same result.
     """
     batch = Batch(embeddings, labels, ref_embeddings, ref_labels)
+    m, gamma = margin, scale  # the paper's m, γ
     optimum_p, optimum_n, delta_p, delta_n = 1 + m, -m, 1 - m, m  # O_p, O_n, Δ_p, Δ_n
 
     def positive_logit(s):

@@ -15,7 +15,7 @@ def _lp_distance(u, v, p, eps):
     return d, np.sign(w) * (np.abs(w) / d) ** (p - 1)  # ∂d/∂w_k = sign(w_k) (|w_k|/d)^(p−1)
 
 
-def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6, swap=False, reduction="mean"):
+def triplet_margin_loss(anchors, positives, negatives, *, margin=1.0, p=2, eps=1e-6, swap=False, reduction="mean"):
     r"""The triplet margin loss of Weinberger & Saul (2009) and Schroff et al. (2015) on explicit rows, with the
     distance swap of Balntas et al. (2016), as a loop over the triplets.
 
@@ -28,7 +28,7 @@ def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2, eps=1e-6
     the swap is taken iff d(p, n) < d(a, n) (a tie keeps d(a, n)); the gradient of the p-norm is 0 where the
     difference is 0. The textbook twin of :func:`metricloss.triplet_margin_loss`: same arguments, same result.
     """
-    a, pos, neg = rows(anchor), rows(positive), rows(negative)
+    a, pos, neg = rows(anchors), rows(positives), rows(negatives)
     grad_a, grad_p, grad_n = np.zeros_like(a), np.zeros_like(pos), np.zeros_like(neg)
 
     def adder(grad_u, grad_v, k, dd_du):
@@ -104,14 +104,14 @@ def _lowest(candidates, d_row, closest):
 def triplet_loss(
     embeddings,
     labels,
+    triplets=None,
     *,
     mining="all",
     margin=None,
+    soft=False,
     distance="euclidean",
     reduction=None,
-    soft=False,
     incomplete_anchors="drop",
-    triplets=None,
     ref_embeddings=None,
     ref_labels=None,
 ):

@@ -150,8 +150,8 @@ def warp_loss(
 
 
 def warp_embedding_loss(
-    query_embeddings,
-    item_embeddings,
+    queries,
+    items,
     relevance,
     *,
     margin=1.0,
@@ -175,7 +175,7 @@ def warp_embedding_loss(
 
     The textbook twin of :func:`metricloss.warp_embedding_loss`: same arguments but ``backend``, same result.
     """
-    x, y = rows(query_embeddings), rows(item_embeddings)  # x_q, y_j
+    x, y = rows(queries), rows(items)  # x_q, y_j
     grad_x, grad_y = np.zeros_like(x), np.zeros_like(y)
 
     def score(q, j):

@@ -102,8 +102,8 @@ def test_the_miners_and_distances_run_on_the_cuda_backend_as_on_numpy():
         "mine_triplets": lambda b: ml.mine_triplets(x, labels, backend=b),
         "mine_pairs": lambda b: ml.mine_pairs(x, labels, backend=b),
         "batch_triplets": lambda b: ml.batch_triplets(x, labels, backend=b),
-        "mine_dataset": lambda b: ml.mining.mine_dataset(x, labels, backend=b),
-        "rank_window_negatives": lambda b: ml.mining.rank_window_negatives(
+        "mine_dataset": lambda b: ml.sampling.mine_dataset(x, labels, backend=b),
+        "rank_window_negatives": lambda b: ml.sampling.rank_window_negatives(
             x, ref, n=2, lo=1, hi=5, query_labels=labels, ref_labels=ref_labels, backend=b, rng=0
         ),
         "distance_weighted_negatives": lambda b: ml.mining.distance_weighted_negatives(x, labels, backend=b, rng=0),

@@ -39,7 +39,7 @@ def _centers_second(loss):
     centers, labels): the differentiable arrays first, as the contract wants them."""
 
     def with_centers(embeddings, centers, labels, **hyper):
-        return loss(embeddings, labels, centers=centers, **hyper)
+        return loss(embeddings, labels, centers, **hyper)
 
     return with_centers
 

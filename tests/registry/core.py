@@ -429,7 +429,7 @@ def _triplet_margin(id, hyper, literals=()):
     return _case(
         f"triplet_margin[{id}]",
         ml.triplet_margin_loss,
-        ("anchor", "positive", "negative"),
+        ("anchors", "positives", "negatives"),
         (EMBEDDINGS,) * 3,
         textbook.triplet_margin_loss,
         _triplets,

@@ -42,11 +42,11 @@ _SUPCON_TRIPLE = (
     (np.array([[0.0, 1 / (3 * (2 * _E + 1))]] * 3 + [[1 / (2 * _E + 1), 0.0]]),),
 )
 
-# Ranking, cosine, scale 1: q = c = I₂, S = I. Each row: log(e + 1) − 1 = log(1 + e⁻¹). Cotangent (mean):
-#   (softmax − I)/2 = ½[[−s, s], [s, −s]], s = 1/(1 + e). ∂S_ij/∂q_i = ĉ_j − S_ij q̂_i: only j ≠ i pulls, ĉ_j;
-#   ∂L/∂q_0 = (s/2) c_1 = (0, s/2), ∂L/∂q_1 = (s/2, 0); the candidates' the same by symmetry. Symmetric: S is
+# Ranking, cosine, scale 1: a = p = I₂, S = I. Each row: log(e + 1) − 1 = log(1 + e⁻¹). Cotangent (mean):
+#   (softmax − I)/2 = ½[[−s, s], [s, −s]], s = 1/(1 + e). ∂S_ij/∂a_i = p̂_j − S_ij â_i: only j ≠ i pulls, p̂_j;
+#   ∂L/∂a_0 = (s/2) p_1 = (0, s/2), ∂L/∂a_1 = (s/2, 0); the positives' the same by symmetry. Symmetric: S is
 #   symmetric, so the backward direction is the forward one: the same value and gradients.
-#   With the hard negative h = (1, 1): S(q_i, h) = r = 1/√2, each row log(e + 1 + e^r) − 1 (value only).
+#   With the negative n = (1, 1): S(a_i, n) = r = 1/√2, each row log(e + 1 + e^r) − 1 (value only).
 _EYE = np.eye(2)
 _S_EYE = 1 / (1 + _E)
 _EYE_GRAD = np.array([[0.0, _S_EYE / 2], [_S_EYE / 2, 0.0]])
@@ -102,26 +102,16 @@ def _supcon(id, hyper, literals=(), references=False):
 
 
 def _pairs(rng, dtype, n=6, features=3):
-    queries = 0.6 * rng.standard_normal((n, features))
-    candidates = queries + 0.5 * rng.standard_normal((n, features))
-    return [queries.astype(dtype), candidates.astype(dtype)]
+    anchors = 0.6 * rng.standard_normal((n, features))
+    positives = anchors + 0.5 * rng.standard_normal((n, features))
+    return [anchors.astype(dtype), positives.astype(dtype)]
 
 
-def _pairs_and_hard_negatives(rng, dtype, n=6, n_hard=4, features=3):
-    return [*_pairs(rng, dtype, n, features), (0.6 * rng.standard_normal((n_hard, features))).astype(dtype)]
+def _pairs_and_negatives(rng, dtype, n=6, n_negatives=4, features=3):
+    return [*_pairs(rng, dtype, n, features), (0.6 * rng.standard_normal((n_negatives, features))).astype(dtype)]
 
 
-def _hard_negatives_positional(loss):
-    """The ranking loss (or its textbook twin) with its hard negatives positional, as the contract passes its
-    differentiable arrays."""
-
-    def with_hard_negatives(queries, candidates, hard_negatives, **hyper):
-        return loss(queries, candidates, hard_negatives=hard_negatives, **hyper)
-
-    return with_hard_negatives
-
-
-_ONE_PAIR = ("one query and its candidate: −log 1", [np.array([[0.3, -0.2, 0.1]]), np.array([[1.0, 2.0, 0.5]])])
+_ONE_PAIR = ("one anchor and its positive: −log 1", [np.array([[0.3, -0.2, 0.1]]), np.array([[1.0, 2.0, 0.5]])])
 _MNRL_BAD = (
     _BAD_REDUCTION,
     ({"backend": "gpu"}, ValueError, "backend must be one of 'numpy', 'numba'"),
@@ -133,7 +123,7 @@ _MNRL_BAD = (
 )
 
 
-def _mnrl(id, hyper, literals=(), hard_negatives=False):
+def _mnrl(id, hyper, literals=(), negatives=False):
     options = {
         "hyper": hyper,
         "literals": literals,
@@ -141,11 +131,11 @@ def _mnrl(id, hyper, literals=(), hard_negatives=False):
         "bad_hyper": _MNRL_BAD,
         "backends": True,
     }
-    if not hard_negatives:
+    if not negatives:
         return _case(
             f"multiple_negatives_ranking[{id}]",
             ml.multiple_negatives_ranking_loss,
-            ("queries", "candidates"),
+            ("anchors", "positives"),
             (EMBEDDINGS, EMBEDDINGS),
             textbook.multiple_negatives_ranking_loss,
             _pairs,
@@ -154,13 +144,13 @@ def _mnrl(id, hyper, literals=(), hard_negatives=False):
         )
     return _case(
         f"multiple_negatives_ranking[hard-negatives-{id}]",
-        _hard_negatives_positional(ml.multiple_negatives_ranking_loss),
-        ("queries", "candidates", "hard_negatives"),
+        ml.multiple_negatives_ranking_loss,
+        ("anchors", "positives", "negatives"),
         (EMBEDDINGS, EMBEDDINGS, EMBEDDINGS),
-        _hard_negatives_positional(textbook.multiple_negatives_ranking_loss),
-        _pairs_and_hard_negatives,
+        textbook.multiple_negatives_ranking_loss,
+        _pairs_and_negatives,
         row_groups=(0, 0, 1),
-        no_inactive="each query's softmax has its candidate and a hard negative in it: every term is > 0",
+        no_inactive="each anchor's softmax has its positive and a negative in it: every term is > 0",
         **options,
     )
 
@@ -182,7 +172,7 @@ CASES = [
     _mnrl("literal", {"scale": 1.0}, literals=(([_EYE, _EYE], *_MNRL_EYE),)),
     _mnrl("symmetric-literal", {"scale": 1.0, "symmetric": True}, literals=(([_EYE, _EYE], *_MNRL_EYE),)),
     _mnrl("dot-sum", {"scale": 1.0, "similarity": "dot", "reduction": "sum"}),
-    _mnrl("sentence-transformers", {"scale": 20.0}, hard_negatives=True),
-    _mnrl("literal", {"scale": 1.0}, literals=(([_EYE, _EYE, _HARD], _MNRL_HARD_VALUE, None),), hard_negatives=True),
-    _mnrl("symmetric-mean_nonzero", {"symmetric": True, "reduction": "mean_nonzero"}, hard_negatives=True),
+    _mnrl("sentence-transformers", {"scale": 20.0}, negatives=True),
+    _mnrl("literal", {"scale": 1.0}, literals=(([_EYE, _EYE, _HARD], _MNRL_HARD_VALUE, None),), negatives=True),
+    _mnrl("symmetric-mean_nonzero", {"symmetric": True, "reduction": "mean_nonzero"}, negatives=True),
 ]

@@ -1,5 +1,5 @@
-"""Contract cases for the margin loss (see registry/core.py): a constant β on a labelled batch and on a
-query-vs-reference batch, every distance and reduction; and a learnable per-class β (a CLASS_PARAMS argument: one
+"""Contract cases for the margin loss (see registry/core.py): the constant β (no ``beta``) on a labelled batch and on
+a query-vs-reference batch, every distance and reduction; and a learnable per-class β (a CLASS_PARAMS argument: one
 entry per class, indexed by the labels), whose gradient the ladder checks like the embeddings'."""
 
 import numpy as np
@@ -38,7 +38,7 @@ def _beta_second(loss):
     the differentiable arrays first, as the contract wants them."""
 
     def with_beta(embeddings, beta, labels, **hyper):
-        return loss(embeddings, labels, beta=beta, **hyper)
+        return loss(embeddings, labels, None, beta, **hyper)
 
     return with_beta
 
@@ -58,10 +58,10 @@ _GRAD = np.array([[-0.25, 0.0], [0.25, 0.0], [0.0, 0.0]])
 _BETA = np.array([1.2, 1.2])
 
 # ---------------------------------------------------------------------------------------------------------------
-# Nothing active: samples on their class's point, the classes orthogonal and 10 apart (every positive pair at 0 <
-# β − α, every negative pair beyond β + α, for each distance's hyper-parameters below).
+# Nothing active: samples on their class's point, the classes opposite and 20 apart (every positive pair at 0 <
+# β − α, every negative pair beyond β + α, for each distance's hyper-parameters below: the cosine distance 2 too).
 
-_FAR = np.array([[10.0, 0.0], [10.0, 0.0], [0.0, 10.0], [0.0, 10.0]])
+_FAR = np.array([[10.0, 0.0], [10.0, 0.0], [-10.0, 0.0], [-10.0, 0.0]])
 _FAR_CLASSES = ("two classes far apart, their samples on one point", [_FAR, np.array([0, 0, 1, 1])])
 _REFERENCES_INACTIVE = (
     (
@@ -86,7 +86,7 @@ _BAD = (
     ({"nu": -0.1}, ValueError, "nu must be >= 0"),
     ({"backend": "gpu"}, ValueError, "backend must be one of 'numpy', 'numba'"),
 )
-_BAD_CONSTANT = (*_BAD, ({"nu": 0.1}, ValueError, "nu must be 0 when beta is a float"))
+_BAD_CONSTANT = (*_BAD, ({"nu": 0.1}, ValueError, "nu must be 0 without beta"))
 
 
 def _constant(id, hyper, literals=(), references=False):
@@ -126,10 +126,10 @@ _FAR_BETA = ("two classes far apart", [_FAR, np.array([1.1, 1.3]), np.array([0, 
 
 CASES = [
     _constant("paper", {}, literals=(([_X, _Y], 0.575, (_GRAD,)),)),
-    _constant("sqeuclidean-sum", {"distance": "sqeuclidean", "reduction": "sum", "margin": 0.3, "beta": 0.8}),
-    _constant("cosine-mean", {"distance": "cosine", "reduction": "mean", "margin": 0.1, "beta": 0.5}),
+    _constant("sqeuclidean-sum", {"distance": "sqeuclidean", "reduction": "sum", "margin": 0.3}),
+    _constant("cosine-mean", {"distance": "cosine", "reduction": "mean", "margin": 0.5}),
     _constant("paper", {}, references=True),
-    _constant("sum-beta", {"reduction": "sum", "beta": 1.0, "margin": 0.3}, references=True),
+    _constant("sum", {"reduction": "sum", "margin": 0.3}, references=True),
     _learnable(
         "nu",
         {"nu": 0.1},

@@ -71,8 +71,8 @@ def _circle_term(pairs, m, gamma):
 def circle_oracle(
     x,
     *rest,
-    m=0.25,
-    gamma=256.0,
+    margin=0.4,
+    scale=80.0,
     form="per_anchor",
     detach_weights=True,
     similarity="cosine",
@@ -82,6 +82,7 @@ def circle_oracle(
     """Sun et al.'s double sum, per anchor over its (positive, negative) pairs, or once over the batch's unordered
     positive and negative pairs (``"all_pairs"``; with references every (query, reference) pair). ``weights_at``:
     the arrays (the same layout as ``(x, *rest)``) whose similarities give α, which are else x's own."""
+    m, gamma = margin, scale
     point = (x, *rest) if weights_at is None else weights_at
     labels, refs, ref_labels, within = _anchors(x, rest)
     _, point_refs, _, _ = _anchors(point[0], point[1:])
@@ -143,13 +144,13 @@ def _distance_to_kinks(arrays, hyper, loss):
     if len(arrays) == 2:
         np.fill_diagonal(positive, False)
     gaps = [np.inf]
-    if loss == "multi_similarity" and hyper.get("mining", False):
+    if loss == "multi_similarity" and hyper.get("mining", "all") == "epsilon":
         epsilon = hyper.get("epsilon", 0.1)
         hardest_positive = np.min(s, axis=1, where=positive, initial=np.inf)[:, None]
         hardest_negative = np.max(s, axis=1, where=negative, initial=-np.inf)[:, None]
         gaps += [np.abs(s - epsilon - hardest_negative)[positive], np.abs(s + epsilon - hardest_positive)[negative]]
     if loss == "circle" and not hyper.get("detach_weights", True):
-        m = hyper.get("m", 0.25)
+        m = hyper.get("margin", 0.4)
         gaps += [np.abs(s + m)[negative], np.abs(1 + m - s)[positive]]
     return min(float(np.min(g, initial=np.inf)) for g in gaps)
 
@@ -249,22 +250,23 @@ _COMMON_BAD = (
 )
 _MS_BAD = (
     *_COMMON_BAD,
-    ({"alpha": -2.0}, ValueError, "alpha " + _BAD_SCALE),
-    ({"beta": 0.0}, ValueError, "beta " + _BAD_SCALE),
-    ({"beta": 1e19}, ValueError, "beta " + _BAD_SCALE),
-    ({"base": math.nan}, ValueError, "base must be finite"),
-    ({"base": 1e19}, ValueError, "base must be >= -1e+18 and <= 1e+18"),
+    ({"positive_scale": -2.0}, ValueError, "positive_scale " + _BAD_SCALE),
+    ({"negative_scale": 0.0}, ValueError, "negative_scale " + _BAD_SCALE),
+    ({"negative_scale": 1e19}, ValueError, "negative_scale " + _BAD_SCALE),
+    ({"threshold": math.nan}, ValueError, "threshold must be finite"),
+    ({"threshold": 1e19}, ValueError, "threshold must be >= -1e+18 and <= 1e+18"),
     ({"epsilon": -0.1}, ValueError, "epsilon must be >= 0.0"),
-    ({"mining": "yes"}, TypeError, "mining must be True or False"),
-    ({"alpha": "2"}, TypeError, "alpha must be a real number"),
+    ({"mining": True}, ValueError, "mining must be one of 'all', 'epsilon'"),
+    ({"mining": "hard"}, ValueError, "mining must be one of 'all', 'epsilon'"),
+    ({"positive_scale": "2"}, TypeError, "positive_scale must be a real number"),
     ({"similarity": "euclidean"}, ValueError, "similarity must be one of 'dot', 'cosine'"),
 )
 _CIRCLE_BAD = (
     *_COMMON_BAD,
-    ({"m": -0.1}, ValueError, "m must be >= 0.0 and < 0.5"),
-    ({"m": 0.5}, ValueError, "m must be >= 0.0 and < 0.5"),
-    ({"gamma": -1.0}, ValueError, "gamma " + _BAD_SCALE),
-    ({"gamma": 0}, ValueError, "gamma " + _BAD_SCALE),
+    ({"margin": -0.1}, ValueError, "margin must be >= 0.0 and < 0.5"),
+    ({"margin": 0.5}, ValueError, "margin must be >= 0.0 and < 0.5"),
+    ({"scale": -1.0}, ValueError, "scale " + _BAD_SCALE),
+    ({"scale": 0}, ValueError, "scale " + _BAD_SCALE),
     ({"form": "pairs"}, ValueError, "form must be one of 'per_anchor', 'all_pairs'"),
     ({"detach_weights": 1}, TypeError, "detach_weights must be True or False"),
     ({"similarity": "dot"}, ValueError, "similarity must be one of 'cosine'"),
@@ -322,7 +324,7 @@ def _similarity_case(
 
 
 def _multi_similarity(id, hyper, literals=(), references=False):
-    mining = hyper.get("mining", False)
+    mining = hyper.get("mining", "all") == "epsilon"
     if references:  # without mining every query has a pair (each reference is a positive or a negative): none inactive
         inactive = (_UNMATCHED,) if mining else ()
     else:  # without mining, an anchor's positives cost even without negatives, and its negatives without positives
@@ -357,7 +359,7 @@ def _circle(id, hyper, literals=(), references=False):
     )
 
 
-_GAMMA_1 = {"m": 0.25, "gamma": 1.0}
+_GAMMA_1 = {"margin": 0.25, "scale": 1.0}
 
 CASES = [
     _multi_similarity("pml", {}),
@@ -366,18 +368,20 @@ CASES = [
         {"similarity": "dot"},
         literals=(([_MS_X, _MS_LABELS], _MS_VALUE, (_MS_GRAD,)),),
     ),
-    _multi_similarity("sum-scales", {"alpha": 1.0, "beta": 10.0, "base": 0.2, "reduction": "sum"}),
-    _multi_similarity("mined", {"mining": True}),
+    _multi_similarity(
+        "sum-scales", {"positive_scale": 1.0, "negative_scale": 10.0, "threshold": 0.2, "reduction": "sum"}
+    ),
+    _multi_similarity("mined", {"mining": "epsilon"}),
     _multi_similarity(
         "mined-dot-literal",
-        {"mining": True, "similarity": "dot"},
+        {"mining": "epsilon", "similarity": "dot"},
         literals=(([_MINED_X, _MINED_LABELS], _MINED_VALUE, None),),
     ),
-    _multi_similarity("mined-wide-mean_nonzero", {"mining": True, "epsilon": 0.5, "reduction": "mean_nonzero"}),
-    _multi_similarity("base-mean_nonzero", {"base": 0.3, "reduction": "mean_nonzero"}, references=True),
-    _multi_similarity("mined", {"mining": True}, references=True),
-    _circle("paper", {}),
-    _circle("pml-defaults", {"m": 0.4, "gamma": 80.0}),
+    _multi_similarity("mined-wide-mean_nonzero", {"mining": "epsilon", "epsilon": 0.5, "reduction": "mean_nonzero"}),
+    _multi_similarity("threshold-mean_nonzero", {"threshold": 0.3, "reduction": "mean_nonzero"}, references=True),
+    _multi_similarity("mined", {"mining": "epsilon"}, references=True),
+    _circle("retrieval-defaults", {}),
+    _circle("face-recognition", {"margin": 0.25, "scale": 256.0}),
     _circle(
         "literal",
         {**_GAMMA_1},
@@ -393,14 +397,14 @@ CASES = [
         {**_GAMMA_1, "detach_weights": False},
         literals=(([_CIRCLE_X, _CIRCLE_LABELS], _CIRCLE_PER_ANCHOR[0], (_CIRCLE_PER_ANCHOR_FULL,)),),
     ),
-    _circle("full-gradient-sum", {"m": 0.3, "gamma": 64.0, "detach_weights": False, "reduction": "sum"}),
+    _circle("full-gradient-sum", {"margin": 0.3, "scale": 64.0, "detach_weights": False, "reduction": "sum"}),
     _circle("all_pairs", {"form": "all_pairs"}),
     _circle(
         "all_pairs-literal",
         {**_GAMMA_1, "form": "all_pairs"},
         literals=(([_CIRCLE_X, _CIRCLE_LABELS], *_CIRCLE_ALL),),
     ),
-    _circle("all_pairs-full-gradient", {"form": "all_pairs", "gamma": 32.0, "detach_weights": False}),
-    _circle("paper", {}, references=True),
-    _circle("all_pairs", {"form": "all_pairs", "m": 0.1}, references=True),
+    _circle("all_pairs-full-gradient", {"form": "all_pairs", "scale": 32.0, "detach_weights": False}),
+    _circle("face-recognition", {"margin": 0.25, "scale": 256.0}, references=True),
+    _circle("all_pairs", {"form": "all_pairs", "margin": 0.1}, references=True),
 ]

@@ -1,14 +1,14 @@
-"""Contract cases for the N-pair loss (see registry/core.py): two views (anchors, positives), alone (Sohn's form), with
-class labels (TF-Addons' soft targets) and with label sets (TF-Addons' multi-label form), each with and without
-the L2 regulariser.
+"""Contract cases for the N-pair loss (see registry/core.py): ``npair_pairs_loss`` on two views (anchors, positives),
+alone (Sohn's form), with class labels (TF-Addons' soft targets) and with label sets (TF-Addons' multi-label form),
+each with and without the L2 regulariser, on dot products and cosine similarities.
 
-The labelled-batch form, ``npair_loss(embeddings, labels=labels)``, picks the first two samples of each class, as
+``npair_loss(embeddings, labels)``, the labelled batch, picks the first two samples of each class, as
 pytorch-metric-learning does: permuting the batch changes which samples pair up, so its cases skip the permutation
 rung (``permutable_groups=()``); test_npair.py pins that order dependence.
 
 Label sets, a 0/1 matrix (N, C), are registered as BINARY: its mutations (a row short, a 2) apply as they are. The
-hypothesis rung draws a BINARY argument 1-D, which npair_loss reads as class ids; test_npair.py draws 2-D label
-sets itself.
+hypothesis rung draws a BINARY argument 1-D, which npair_pairs_loss reads as class ids; test_npair.py draws 2-D
+label sets itself.
 """
 
 import math
@@ -103,6 +103,8 @@ _NO_LABEL = ("no anchor has a label", [np.array([[1.0, 0.0], [0.0, 2.0]]), np.on
 
 _NPAIR_BAD = (
     _BAD_REDUCTION,
+    ({"backend": "gpu"}, ValueError, "backend must be one of 'numpy', 'numba'"),
+    ({"similarity": "euclidean"}, ValueError, "similarity must be one of 'dot', 'cosine'"),
     ({"l2_reg": -0.002}, ValueError, "l2_reg must be >= 0.0"),
     ({"l2_reg": "0.002"}, TypeError, "l2_reg must be a real number"),
 )
@@ -112,11 +114,11 @@ def _npair(id, hyper, *, labels=None, literals=()):
     """One configuration; ``labels`` None (pairs only), LABELS (class ids) or BINARY (label sets)."""
     l2_reg = hyper.get("l2_reg", 0.0)
     if labels is None:
-        names, kinds, make = ("embeddings", "positives"), (EMBEDDINGS, EMBEDDINGS), _pairs
+        names, kinds, make = ("anchors", "positives"), (EMBEDDINGS, EMBEDDINGS), _pairs
         inactive = (_AT_THE_ORIGIN,) if l2_reg else (_ONE_PAIR, _FAR_APART)
     elif labels == LABELS:
         names, kinds, make = (
-            ("embeddings", "positives", "labels"),
+            ("anchors", "positives", "labels"),
             (EMBEDDINGS, EMBEDDINGS, LABELS),
             _pairs_with_classes,
         )
@@ -127,34 +129,27 @@ def _npair(id, hyper, *, labels=None, literals=()):
         )
     else:
         names, kinds, make = (
-            ("embeddings", "positives", "labels"),
+            ("anchors", "positives", "labels"),
             (EMBEDDINGS, EMBEDDINGS, BINARY),
             _pairs_with_label_sets,
         )
         inactive = (_with(_AT_THE_ORIGIN, np.array([[1, 0]])),) if l2_reg else (_NO_LABEL,)
+    if hyper.get("similarity") == "cosine":  # cosine logits lie in [−1, 1]: no anchor is ever far enough apart
+        inactive = tuple(entry for entry in inactive if entry[0] != _FAR_APART[0])
     return _case(
-        f"npair[{id}]",
-        ml.npair_loss,
+        f"npair_pairs[{id}]",
+        ml.npair_pairs_loss,
         names,
         kinds,
-        textbook.npair_loss,
+        textbook.npair_pairs_loss,
         make,
         hyper=hyper,
         literals=literals,
         inactive=inactive,
         rotation_invariant=True,
         bad_hyper=_NPAIR_BAD,
+        backends=True,
     )
-
-
-def _on_a_labelled_batch(npair_loss):
-    """``npair_loss``'s labelled-batch form (the fast loss or its textbook twin) as a function of (embeddings,
-    labels), its labels passed by name (positionally they would be the positives)."""
-
-    def on_a_labelled_batch(embeddings, labels, **hyper):
-        return npair_loss(embeddings, labels=labels, **hyper)
-
-    return on_a_labelled_batch
 
 
 # The labelled batch of the docstring: rows 0, 3 (class 7) and 2, 4 (class 5) pair up as anchors = positives = I₂,
@@ -166,10 +161,10 @@ _BATCH_GRAD = np.array([_EYE_G[0], [0.0, 0.0], _EYE_G[1], _EYE_G[0], _EYE_G[1]])
 def _npair_batch(id, hyper, literals=()):
     return _case(
         f"npair[{id}]",
-        _on_a_labelled_batch(ml.npair_loss),
+        ml.npair_loss,
         ("embeddings", "labels"),
         (EMBEDDINGS, LABELS),
-        _on_a_labelled_batch(textbook.npair_loss),
+        textbook.npair_loss,
         _labelled_batch,
         hyper=hyper,
         literals=literals,
@@ -178,6 +173,7 @@ def _npair_batch(id, hyper, literals=()):
         rotation_invariant=True,
         bad_hyper=_NPAIR_BAD,
         permutable_groups=(),  # the first two samples of a class pair up: their order matters
+        backends=True,
     )
 
 
@@ -203,6 +199,10 @@ CASES = [
         literals=(([_TRIO, _TRIO, np.array([[1, 0], [1, 1], [0, 0]])], _TRIO_SETS_VALUE, _trio_grads(_TRIO_SETS_G)),),
     ),
     _npair("tfa-label-sets-l2_reg-mean_nonzero", {"l2_reg": 0.05, "reduction": "mean_nonzero"}, labels=BINARY),
+    _npair("sohn-cosine", {"similarity": "cosine"}),
+    _npair("tfa-classes-cosine-l2_reg", {"similarity": "cosine", "l2_reg": 0.01}, labels=LABELS),
+    _npair("tfa-label-sets-cosine", {"similarity": "cosine"}, labels=BINARY),
     _npair_batch("pml-labelled-batch", {}, literals=((_BATCH, _EYE_VALUE, (_BATCH_GRAD,)),)),
     _npair_batch("pml-labelled-batch-l2_reg-sum", {"l2_reg": 0.01, "reduction": "sum"}),
+    _npair_batch("pml-default-cosine", {"similarity": "cosine"}),  # NPairsLoss()'s normalising dot product
 ]

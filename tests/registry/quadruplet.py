@@ -105,7 +105,7 @@ _BAD = (
     _NEGATIVE_MARGIN,
     _BAD_REDUCTION,
     ({"margin2": -0.5}, ValueError, "margin2 must be >= 0"),
-    ({"mining": "semihard"}, ValueError, "mining must be one of 'all', 'hard'"),
+    ({"adaptive_margins": "hard"}, TypeError, "adaptive_margins must be True or False"),
     *_SYMMETRIC_DISTANCES_ONLY,
     ({"split_reduction": 1}, TypeError, "split_reduction must be True or False"),
 )
@@ -113,7 +113,7 @@ _BAD = (
 
 def _quadruplet(id, hyper, literals=()):
     inactive = [_ONE_SAMPLE, _DUPLICATES_ONE_CLASS, _FAR_APART]
-    if hyper.get("mining", "all") == "all" and hyper.get("distance") != "cosine":
+    if not hyper.get("adaptive_margins", False) and hyper.get("distance") != "cosine":
         inactive.append(_SEPARATED_THREE)
     return _case(
         f"quadruplet[{id}]",
@@ -133,11 +133,11 @@ def _quadruplet(id, hyper, literals=()):
 
 
 def _quadruplet_margin(id, hyper, literals=()):
-    inactive = (_HARD_ROW_AT_THE_KINK,) if hyper.get("mining") == "hard" else (_SATISFIED_ROWS,)
+    inactive = (_HARD_ROW_AT_THE_KINK,) if hyper.get("adaptive_margins", False) else (_SATISFIED_ROWS,)
     return _case(
         f"quadruplet_margin[{id}]",
         ml.quadruplet_margin_loss,
-        ("anchor", "positive", "negative", "negative2"),
+        ("anchors", "positives", "negatives", "negatives2"),
         (EMBEDDINGS,) * 4,
         textbook.quadruplet_margin_loss,
         _quadruplet_rows,
@@ -152,20 +152,24 @@ def _quadruplet_margin(id, hyper, literals=()):
 
 CASES = [
     _quadruplet("all", {}, literals=(([_Q, _Q_LABELS], 0.4375, (_Q_ALL_GRAD,)),)),
-    _quadruplet("hard", {"mining": "hard"}, literals=(([_Q, _Q_LABELS], 0.55, (_Q_HARD_GRAD,)),)),
+    _quadruplet("adaptive", {"adaptive_margins": True}, literals=(([_Q, _Q_LABELS], 0.55, (_Q_HARD_GRAD,)),)),
     _quadruplet("all-euclidean-sum", {"distance": "euclidean", "reduction": "sum", "margin": 0.8, "margin2": 0.3}),
     _quadruplet("all-cosine-mean_nonzero", {"distance": "cosine", "reduction": "mean_nonzero", "margin2": 0.2}),
     _quadruplet("all-pooled-mean", {"split_reduction": False, "margin": 1.5}),
     _quadruplet(
-        "hard-euclidean-mean_nonzero", {"mining": "hard", "distance": "euclidean", "reduction": "mean_nonzero"}
+        "adaptive-euclidean-mean_nonzero",
+        {"adaptive_margins": True, "distance": "euclidean", "reduction": "mean_nonzero"},
     ),
     _quadruplet(
-        "hard-cosine-pooled-sum", {"mining": "hard", "distance": "cosine", "reduction": "sum", "split_reduction": False}
+        "adaptive-cosine-pooled-sum",
+        {"adaptive_margins": True, "distance": "cosine", "reduction": "sum", "split_reduction": False},
     ),
     _quadruplet_margin("default", {}, literals=((_ROW, 1.0, _ROW_GRADS),)),
-    _quadruplet_margin("hard", {"mining": "hard"}, literals=((_ROW_HARD, 1.0, _ROW_HARD_GRADS),)),
+    _quadruplet_margin("adaptive", {"adaptive_margins": True}, literals=((_ROW_HARD, 1.0, _ROW_HARD_GRADS),)),
     _quadruplet_margin("euclidean-roth", {"distance": "euclidean", "margin": 0.2, "margin2": 0.2}),
     _quadruplet_margin("cosine-sum", {"distance": "cosine", "reduction": "sum", "margin": 0.4, "margin2": 0.1}),
     _quadruplet_margin("pooled-mean_nonzero", {"split_reduction": False, "reduction": "mean_nonzero"}),
-    _quadruplet_margin("hard-euclidean-pooled", {"mining": "hard", "distance": "euclidean", "split_reduction": False}),
+    _quadruplet_margin(
+        "adaptive-euclidean-pooled", {"adaptive_margins": True, "distance": "euclidean", "split_reduction": False}
+    ),
 ]

@@ -148,7 +148,7 @@ def _embedding(id, hyper, literals=()):
     return _case(
         f"warp_embedding[{id}]",
         ml.warp_embedding_loss,
-        ("query_embeddings", "item_embeddings", "relevance"),
+        ("queries", "items", "relevance"),
         (EMBEDDINGS, EMBEDDINGS, RELEVANCE),
         textbook.warp_embedding_loss,
         _embeddings,

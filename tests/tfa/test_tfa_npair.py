@@ -47,13 +47,13 @@ def test_npairs_loss_with_repeated_labels_is_the_soft_target_form(seed):
     anchors, positives, rng = views(seed)
     labels = rng.integers(0, 5, size=anchors.shape[0])
     theirs = tfa_value_and_grads(tfa.losses.npairs_loss, labels, anchors, positives)
-    assert_same(ml.npair_loss(anchors, positives, labels), theirs)
+    assert_same(ml.npair_pairs_loss(anchors, positives, labels), theirs)
 
 
 def test_npairs_loss_with_distinct_labels_is_sohns_loss():
     anchors, positives, _ = views(3)
     theirs = tfa_value_and_grads(tfa.losses.npairs_loss, np.arange(anchors.shape[0]), anchors, positives)
-    assert_same(ml.npair_loss(anchors, positives), theirs)
+    assert_same(ml.npair_pairs_loss(anchors, positives), theirs)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -62,8 +62,8 @@ def test_npairs_multilabel_loss_is_the_label_set_form(seed):
     indicators = (rng.random((anchors.shape[0], 6)) < 0.35).astype(np.int64)
     indicators[np.arange(anchors.shape[0]), rng.integers(0, 6, size=anchors.shape[0])] = 1  # every anchor labelled
     theirs = tfa_value_and_grads(tfa.losses.npairs_multilabel_loss, indicators, anchors, positives)
-    assert_same(ml.npair_loss(anchors, positives, indicators), theirs)
-    assert_same(ml.npair_loss(anchors, positives, indicators.astype(bool)), theirs)
+    assert_same(ml.npair_pairs_loss(anchors, positives, indicators), theirs)
+    assert_same(ml.npair_pairs_loss(anchors, positives, indicators.astype(bool)), theirs)
 
 
 def test_an_anchor_without_a_label_makes_tfa_nan_and_is_left_out_here():
@@ -76,7 +76,7 @@ def test_an_anchor_without_a_label_makes_tfa_nan_and_is_left_out_here():
     indicators[7] = 0  # and anchor 7 has none
     value, _ = tfa_value_and_grads(tfa.losses.npairs_multilabel_loss, indicators, anchors, positives)
     assert np.isnan(value)
-    ours, (grad_anchors, grad_positives) = ml.npair_loss(anchors, positives, indicators)
+    ours, (grad_anchors, grad_positives) = ml.npair_pairs_loss(anchors, positives, indicators)
     assert np.isfinite(ours) and np.isfinite(grad_anchors).all() and np.isfinite(grad_positives).all()
     # TFA on the labelled anchors alone: the unlabelled anchor's positive stays a column (a negative).
     labelled = slice(0, 7)

@@ -1,7 +1,7 @@
 """What the Numba family modules share: the jit decorator (:func:`_njit`: ``cache=True`` where usable, no
-``fastmath``), the thread policy (``SERIAL_BELOW``, ``THREADS``) and :func:`_rows_kernel`, which compiles a row
-kernel both serial and parallel and picks one per call, and the few jitted helpers and constants more than one
-family uses.
+``fastmath`` but where a kernel says why), the thread policy (``SERIAL_BELOW``, ``THREADS``) and
+:func:`_rows_kernel`, which compiles a row kernel both serial and parallel and picks one per call, and the few
+jitted helpers and constants more than one family uses.
 """
 
 import functools

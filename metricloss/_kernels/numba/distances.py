@@ -22,7 +22,7 @@ def _direct_squared_distance(x, y, i, j):
     return total
 
 
-@_njit()
+@_njit(fastmath={"reassoc"})  # the one licence: the float64 sum may be reordered, so that it is vectorised (7×)
 def row_sq_norms(x, out):
     for i in range(x.shape[0]):
         total = 0.0
