@@ -16,7 +16,13 @@ peak the largest of their peaks.
     python benchmarks/compare_revisions.py --baseline ../wt-old                      # measure, into the record
     python benchmarks/compare_revisions.py --baseline ../wt-old --losses NT-Xent --sizes 1024
     python benchmarks/compare_revisions.py --baseline ../wt-old --alternate   # one process at a time
+    python benchmarks/compare_revisions.py --baseline ../wt-old --pairs 15    # the speed bar: paired ratios
     python benchmarks/compare_revisions.py --write                                   # the table, into the docs
+
+``--pairs N`` measures speed alone, the way drift cancels: one long-lived process per tree, each holding the loss's
+call ready (warmed up at full size), and N pairs of timings, the old process's call then the new one's (the order
+swapped from pair to pair), one process working at a time; a row's new/old is the median of its N ratios, each
+taken between two calls made seconds apart. A timing is the median of as many calls as last 0.2 s (one at least).
 
 Each measured cell is added to compare_revisions.json as soon as its process reports it (``--fresh`` drops the
 record first); ``--write`` writes the table of every recorded cell into docs/benchmarks.md.
@@ -93,6 +99,85 @@ def run_cells(names, size):
             cell.update(seconds=min(times), median=statistics.median(times))
             del x, labels, make, call
         print(json.dumps({**cell, "name": name, "module": metricloss.__file__}), flush=True)
+
+
+def serve_timings():
+    """In a paired child process: read "name size" lines, answer each with the seconds of one timing of that loss
+    (its call made and warmed up at full size on first request)."""
+    from losses_benchmark import _batch, _run_warp_cell  # noqa: F401 (WARP is not paired)
+
+    import metricloss
+
+    print(json.dumps({"module": metricloss.__file__}), flush=True)
+    ready = {}
+    for line in sys.stdin:
+        name, size = line.rsplit(" ", 1)
+        if (name, size) not in ready:
+            ready.clear()  # one loss at a time in memory
+            x, labels = _batch(int(size))
+            make = _calls()[name]
+            make(x[:64], labels[:64])()
+            ready[name, size] = make(x, labels)
+            ready[name, size]()
+        call, times = ready[name, size], []
+        while not times or sum(times) < 0.2:
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+        print(json.dumps({"seconds": statistics.median(times)}), flush=True)
+
+
+class _TimingProcess:
+    """A child process on one tree that times one call of a loss per request (``serve_timings``)."""
+
+    def __init__(self, tree):
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        command = [sys.executable, __file__, "--serve"]
+        self.child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        module = json.loads(self.child.stdout.readline())["module"]
+        if not Path(module).resolve().is_relative_to(tree):
+            raise RuntimeError(f"the process for {tree} imported metricloss from elsewhere")
+
+    def time(self, name, size):
+        self.child.stdin.write(f"{name} {size}\n")
+        self.child.stdin.flush()
+        return json.loads(self.child.stdout.readline())["seconds"]
+
+    def close(self):
+        self.child.stdin.close()
+        self.child.wait()
+
+
+def measure_pairs(baseline, sizes, names, pairs):
+    """``pairs`` paired timings per row, old and new by turns (one process working at a time), into the record."""
+    trees = {"old": baseline.resolve(), "new": ROOT}
+    revisions = {which: _revision(tree) for which, tree in trees.items()}
+    print(f"old: {trees['old']} at {revisions['old']}, new: {trees['new']} at {revisions['new']}", flush=True)
+    processes = {which: _TimingProcess(tree) for which, tree in trees.items()}
+    try:
+        for size in sizes:
+            for name in names:
+                if name == WARP:
+                    continue
+                times = {"old": [], "new": []}
+                for i in range(pairs):
+                    for which in ("old", "new") if i % 2 == 0 else ("new", "old"):
+                        times[which].append(processes[which].time(name, size))
+                with open(RECORD, "a+") as record:
+                    fcntl.flock(record, fcntl.LOCK_EX)
+                    record.seek(0)
+                    recorded = json.loads(record.read() or "{}")
+                    row = recorded.setdefault(f"{name} | {size}", {"old": [], "new": []})
+                    row["paired"] = {**times, "revisions": revisions, "date": time.strftime("%Y-%m-%d")}
+                    record.seek(0)
+                    record.truncate()
+                    record.write(json.dumps(recorded, indent=1, ensure_ascii=False) + "\n")
+                low, _, high = statistics.quantiles(_ratios(times), n=4)
+                median = statistics.median(_ratios(times))
+                print(f"{name} {size}: new/old {median:.3f} (middle half {low:.2f}–{high:.2f})", flush=True)
+    finally:
+        for process in processes.values():
+            process.close()
 
 
 def _run_process(tree, which, names, size, revisions, alternate=False):
@@ -185,6 +270,50 @@ def measure_rows(baseline, sizes, names, repeats, alternate=False):
                 process.join()
 
 
+def _ratios(paired):
+    """new / old of each pair of timings."""
+    return [new / old for old, new in zip(paired["old"], paired["new"], strict=True)]
+
+
+def _paired_table(recorded):
+    """The rows timed with ``--pairs``: new/old as the median of the pairs' ratios, and the middle half of them."""
+    rows = []
+    for _, size, name, row in recorded:
+        if "paired" not in row:
+            continue
+        times = row["paired"]
+        ratios = _ratios(times)
+        low, _, high = statistics.quantiles(ratios, n=4)
+        verdict = "ok" if statistics.median(ratios) <= BAR else "slower"
+        rows.append(
+            f"| {name} | {size} | {format_time({'s': statistics.median(times['old'])}, 's')} "
+            f"| {format_time({'s': statistics.median(times['new'])}, 's')} | {statistics.median(ratios):.3f} "
+            f"| {low:.2f}–{high:.2f} | {len(ratios)} | {verdict} |"
+        )
+    if not rows:
+        return []
+    revisions = {
+        f"{row['paired']['revisions']['old']} → {row['paired']['revisions']['new']}"
+        for *_, row in recorded
+        if "paired" in row
+    }
+    misses = sum(not row.endswith("| ok |") for row in rows)
+    return [
+        "",
+        "### Speed in pairs",
+        "",
+        f"Measured by `python benchmarks/compare_revisions.py --baseline PATH --pairs N` (old → new: "
+        f"{', '.join(sorted(revisions))}): one long-lived process per tree, each with the loss's call ready, timing "
+        "one call (or as many as last 0.2 s, their median) by turns, old then new, new then old; new/old is the "
+        "median of the pairs' ratios, so the machine's drift (±25 % from one minute to the next here) cancels "
+        f"within a pair. {misses} of {len(rows)} rows miss the bar (new/old ≤ {BAR}).",
+        "",
+        "| loss | B | old (median) | new (median) | new/old, median of ratios | middle half of ratios | pairs | bar |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def write_table():
     """The table of every recorded row, by loss (in _names()'s order, WARP's forms last) and B."""
     order = _names()[:-1] + list(WARP_FORMS)
@@ -217,6 +346,7 @@ def write_table():
             "",
             HEADER,
             *rows,
+            *_paired_table(recorded),
         ]
     )
     print(text)
@@ -232,18 +362,26 @@ def main(argv=None):
     parser.add_argument(
         "--alternate", action="store_true", help="run the old and the new process one after the other, not side by side"
     )
+    parser.add_argument("--pairs", type=int, help="time speed alone: this many paired timings per row")
     parser.add_argument("--write", action="store_true", help="write the table of every recorded row into the docs")
     parser.add_argument("--fresh", action="store_true", help="drop the recorded cells before measuring")
     parser.add_argument("--cells", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cells:
         run_cells(*json.loads(args.cells))
+        return
+    if args.serve:
+        serve_timings()
         return
     if args.fresh and RECORD.exists():
         RECORD.unlink()
     if args.baseline is not None:
         names = [n for n in _names() if not args.losses or any(part in n for part in args.losses)]
-        measure_rows(args.baseline, args.sizes, names, args.repeats, args.alternate)
+        if args.pairs:
+            measure_pairs(args.baseline, args.sizes, names, args.pairs)
+        else:
+            measure_rows(args.baseline, args.sizes, names, args.repeats, args.alternate)
     if args.write:
         write_table()
 
