@@ -6,7 +6,10 @@ import importlib
 import inspect
 
 import pytest
+from docutils.frontend import get_default_settings
+from docutils.parsers.rst import Parser
 from numpydoc.validate import validate  # the [docs] extra, which [test] includes
+from sphinx.ext.autosummary import extract_summary
 
 import metricloss
 
@@ -63,3 +66,21 @@ def test_docstring_documents_the_signature(name):
     checked = set(CHECKED) - ({"EX01"} if name.startswith(WITHOUT_EXAMPLES) else set())
     problems = [f"{code} ({CHECKED[code]}): {message}" for code, message in report["errors"] if code in checked]
     assert not problems, "\n".join(problems)
+
+
+def _textbook_functions():
+    from metricloss import textbook
+
+    return {f"metricloss.textbook.{name}": getattr(textbook, name) for name in textbook.__all__}
+
+
+SUMMARIZED = {**PUBLIC, **_textbook_functions()}
+
+
+@pytest.mark.parametrize("name", sorted(SUMMARIZED))
+def test_summary_is_a_whole_sentence(name):
+    """The API page's line for a function is autosummary's first sentence of its docstring: it must end where the
+    sentence does, with a full stop, not at a comma or a colon cut by a formula that follows."""
+    settings = get_default_settings(Parser)
+    summary = extract_summary(inspect.getdoc(SUMMARIZED[name]).splitlines(), settings)
+    assert summary.endswith("."), f"{name}'s summary is cut: {summary!r}"

@@ -226,11 +226,11 @@ def _sums_by_class(x, classes, n_classes):
 @array_route
 def init_centers(embeddings, labels, *, n_classes=None, absent="mean"):
     r"""Class centres from data, for :func:`triplet_center_loss`'s learnable ``centers``: row y is the mean of
-    the embeddings of class y,
+    the embeddings of class y.
 
     .. math::
 
-        c_y = \frac{1}{n_y} \sum_{i : y_i = y} f_i \qquad (y = 0, \dots, C - 1)
+        c_y = \frac{1}{n_y} \sum_{i : y_i = y} f_i \qquad (y = 0, \dots, C - 1),
 
     accumulated in float64 and returned in the embeddings' dtype.
 

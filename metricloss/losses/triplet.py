@@ -213,7 +213,9 @@ def triplet_loss(
     backend=None,
 ):
     r"""The online triplet loss on a labelled batch: triplets (a, p, n) with y_p = y_a ≠ y_n are mined from the
-    batch's distance matrix, and each costs
+    batch's distance matrix, and each costs a hinge on d_ap − d_an + m (its softplus with ``soft=True``).
+
+    Each triplet costs
 
     .. math::
 
