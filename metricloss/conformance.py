@@ -612,7 +612,7 @@ class Outcome:
         """The error as the report prints it: ``2.1e-06``, or ``1 abs`` for an absolute difference."""
         if math.isnan(self.error):
             return ""
-        return f"{self.error:.2g}" + (" abs" if self.absolute else "")
+        return f"{self.error:.2g}" + (" abs" if self.absolute and self.error != 0 else "")
 
 
 @dataclass(frozen=True)
@@ -664,14 +664,14 @@ def _outcome(case, reference_result, candidate_result, rtol):
     worst = max(value_error, grad_error, key=lambda d: d.size)
     detail = f"value {value:.10g} vs metricloss {ref_value:.10g}"
 
-    def outcome(kind, detail, discrepancy=worst):
-        return Outcome(case, kind, discrepancy.error, detail, discrepancy.absolute)
+    def outcome(kind, detail):
+        return Outcome(case, kind, worst.error, detail, worst.absolute)
 
     if worst.size <= rtol:
         return outcome("agrees", detail)
     # A hinge is continuous and tied candidates give one value: at a convention only the slope may differ.
     if value_error.size > rtol:
-        return outcome("value", f"{detail} ({_error_words(value_error)})", value_error)
+        return outcome("value", f"{detail} ({_error_words(value_error)})")
     if case.convention is not None:
         return outcome("convention", f"{case.convention}: values agree; gradient {_error_words(grad_error)}")
     return outcome("gradient", f"values agree; gradient {_error_words(grad_error)}")
