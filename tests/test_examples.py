@@ -49,6 +49,10 @@ def test_training_demo_defaults_learn_a_2d_map_better_than_pca_and_write_the_png
     gain = demo.gain_over_raw(rows)
     assert gain.shown == ("MAP@R", "R-precision") and gain.rest == ("Recall@1",)
     assert gain.sentence in out and "Recall@1 already 0.974 on the raw pixels" in gain.sentence
+    readme = (ROOT / "README.md").read_text()  # the numbers the README quotes from this run
+    assert f"Recall@1 {_recall(rows, 'raw', 64):.3f}" in readme
+    for name in gain.shown:
+        assert f"{name} {_recall(rows, 'raw', 64, name):.3f} → {_recall(rows, 'trained', 16, name):.3f}" in readme
     image = matplotlib.image.imread(output)  # a PNG that reads back: the 2-D pictures, loss curves, table
     assert image.shape[0] > 500 and image.shape[1] > 500
 
