@@ -7,13 +7,19 @@ seeded bank of inputs and sorts every case into one kind:
 kind            meaning
 ==============  ==========================================================================================
 ``agrees``      value and gradients equal to the tolerance of the case's dtype (both refusing counts too)
-``value``       the values differ
+``value``       the values differ (on any case: a value never differs at a convention)
 ``gradient``    the values agree, the gradients differ
 ``nonfinite``   the candidate returned NaN or ±inf (metricloss never does)
 ``raises``      one of the two raised and the other did not
-``convention``  they differ on a case built at a documented convention (a hinge at exactly zero, a tie
-                between equally hard candidates), where two correct implementations may disagree
+``convention``  the values agree and the gradients differ on a case built at a documented convention: the
+                slope of a hinge at exactly zero, or the choice between equally hard candidates, where two
+                correct implementations may disagree. A hinge is continuous and tied candidates give one
+                value, so a value that differs there is a ``value`` disagreement, not a convention.
 ==============  ==========================================================================================
+
+Errors are relative to the reference's magnitude (its value; the largest entry of each gradient). Where the
+reference's value or gradient is exactly 0 there is no magnitude to divide by: the report gives the absolute
+difference instead, marked ``abs``.
 
 Candidates are taken as users have them: a NumPy function returning ``(value, grad)`` (``grad`` a tuple when the
 reference differentiates several inputs); a PyTorch function or ``nn.Module`` returning a scalar tensor, or a
@@ -591,19 +597,50 @@ def _candidate_name(candidate):
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one case gave: its kind (one of ``KINDS``), the worst relative error over the value and gradients
-    (NaN where there is nothing to compare) and a line of detail."""
+    """What one case gave: its kind (one of ``KINDS``), the worst error over the value and gradients (NaN where
+    there is nothing to compare), whether that error is ``absolute`` (the reference's quantity is exactly 0, so
+    the error is the difference itself) or relative to the reference's magnitude, and a line of detail."""
 
     case: Case
     kind: str
     error: float
     detail: str
+    absolute: bool = False
+
+    @property
+    def error_text(self):
+        """The error as the report prints it: ``2.1e-06``, or ``1 abs`` for an absolute difference."""
+        if math.isnan(self.error):
+            return ""
+        return f"{self.error:.2g}" + (" abs" if self.absolute and self.error != 0 else "")
 
 
-def _relative(got, expected, floor):
+@dataclass(frozen=True)
+class _Discrepancy:
+    """How far a candidate's array is from the reference's: ``size``, the largest difference over the reference's
+    magnitude bounded below by the dtype's floor, decides agreement against the tolerance; ``error`` is what the
+    report prints: that difference relative to the magnitude, or, where the reference is exactly 0 (no magnitude
+    to be relative to), the difference itself (``absolute``)."""
+
+    size: float
+    error: float
+    absolute: bool
+
+
+def _discrepancy(got, expected, floor):
     with np.errstate(invalid="ignore", over="ignore"):
-        scale = max(float(np.max(np.abs(expected), initial=0.0)), floor)
-        return float(np.max(np.abs(np.asarray(got, dtype=np.float64) - expected), initial=0.0)) / scale
+        magnitude = float(np.max(np.abs(expected), initial=0.0))
+        difference = float(np.max(np.abs(np.asarray(got, dtype=np.float64) - expected), initial=0.0))
+        size = difference / max(magnitude, floor)
+    if magnitude == 0.0:
+        return _Discrepancy(size, difference, absolute=True)
+    return _Discrepancy(size, size if magnitude >= floor else difference / magnitude, absolute=False)
+
+
+def _error_words(discrepancy):
+    if discrepancy.absolute:
+        return f"absolute difference {discrepancy.error:.3g}, metricloss's being exactly 0"
+    return f"relative error {discrepancy.error:.3g}"
 
 
 def _outcome(case, reference_result, candidate_result, rtol):
@@ -621,17 +658,23 @@ def _outcome(case, reference_result, candidate_result, rtol):
     if not math.isfinite(value) or not all(np.isfinite(g).all() for g in grads):
         bad = "value" if not math.isfinite(value) else "gradient"
         return Outcome(case, "nonfinite", math.nan, f"candidate's {bad} is not finite (value {value!r})")
-    value_error = _relative(value, np.float64(ref_value), floor)
-    grad_error = max((_relative(g, r, floor) for g, r in zip(grads, ref_grads, strict=True)), default=0.0)
-    error = max(value_error, grad_error)
+    value_error = _discrepancy(value, np.float64(ref_value), floor)
+    grad_errors = [_discrepancy(g, r, floor) for g, r in zip(grads, ref_grads, strict=True)]
+    grad_error = max(grad_errors, key=lambda d: d.size, default=_Discrepancy(0.0, 0.0, False))
+    worst = max(value_error, grad_error, key=lambda d: d.size)
     detail = f"value {value:.10g} vs metricloss {ref_value:.10g}"
-    if error <= rtol:
-        return Outcome(case, "agrees", error, detail)
+
+    def outcome(kind, detail):
+        return Outcome(case, kind, worst.error, detail, worst.absolute)
+
+    if worst.size <= rtol:
+        return outcome("agrees", detail)
+    # A hinge is continuous and tied candidates give one value: at a convention only the slope may differ.
+    if value_error.size > rtol:
+        return outcome("value", f"{detail} ({_error_words(value_error)})")
     if case.convention is not None:
-        return Outcome(case, "convention", error, f"{case.convention}: {detail}")
-    if value_error > rtol:
-        return Outcome(case, "value", error, detail)
-    return Outcome(case, "gradient", error, f"values agree; gradient relative error {grad_error:.3g}")
+        return outcome("convention", f"{case.convention}: values agree; gradient {_error_words(grad_error)}")
+    return outcome("gradient", f"values agree; gradient {_error_words(grad_error)}")
 
 
 def _run(call, case):
@@ -694,11 +737,14 @@ class Report:
             chosen = [o for o in self.outcomes if o.kind == kind]
             if not chosen:
                 continue
-            errors = [o.error for o in chosen if not math.isnan(o.error)]
+            relative = [o.error for o in chosen if not math.isnan(o.error) and not o.absolute]
+            absolute = [o.error for o in chosen if not math.isnan(o.error) and o.absolute]
             smallest = min(chosen, key=lambda o: (o.case.size, o.case.name))
             out[kind] = {
                 "cases": len(chosen),
-                "worst_relative_error": max(errors) if errors else None,
+                "worst_relative_error": max(relative) if relative else None,
+                # over the cases whose worst error is against an exact 0 of metricloss's (no scale to divide by)
+                "worst_absolute_difference": max(absolute) if absolute else None,
                 "smallest_case": smallest.case.name,
             }
             if kind in self.shrunk:
@@ -731,17 +777,22 @@ class Report:
         lines = [
             f"{self.candidate} ({self.framework}) against metricloss.{self.call()}: {verdict}",
             "",
-            f"{'kind':<26}{'cases':>6}  {'worst rel. error':>16}  smallest case",
+            f"{'kind':<26}{'cases':>6}  {'worst rel. error':>16}  {'worst abs. diff.':>16}  smallest case",
         ]
         for kind, row in self.summary().items():
-            worst = "" if row["worst_relative_error"] is None else f"{row['worst_relative_error']:.3g}"
+            relative, absolute = row["worst_relative_error"], row["worst_absolute_difference"]
+            relative = "" if relative is None else f"{relative:.3g}"
+            absolute = "" if absolute is None else f"{absolute:.3g}"
             smallest = "" if kind == "agrees" else row["smallest_case"]
-            lines.append(f"{KIND_TITLES[kind]:<26}{row['cases']:>6}  {worst:>16}  {smallest}")
+            lines.append(f"{KIND_TITLES[kind]:<26}{row['cases']:>6}  {relative:>16}  {absolute:>16}  {smallest}")
         lines += self._shrunk_lines()
-        lines += ["", f"{'case':<30}{'dtype':<9}{'result':<12}{'rel. error':>11}  what it tests / detail"]
+        lines += [
+            "",
+            "error: relative to metricloss's value or gradient; 'abs': the absolute difference where that is exactly 0",
+            f"{'case':<30}{'dtype':<9}{'result':<12}{'error':>11}  what it tests / detail",
+        ]
         for o in self.outcomes:
-            error = "" if math.isnan(o.error) else f"{o.error:.2g}"
-            lines.append(f"{o.case.name:<30}{o.case.dtype.name:<9}{o.kind:<12}{error:>11}  {o.case.description}")
+            lines.append(f"{o.case.name:<30}{o.case.dtype.name:<9}{o.kind:<12}{o.error_text:>11}  {o.case.description}")
             if o.kind != "agrees":
                 lines.append(f"{'':<62}→ {o.detail}")
         return "\n".join(line.rstrip() for line in lines)
@@ -764,7 +815,8 @@ class Report:
                     "dtype": o.case.dtype.name,
                     "convention": o.case.convention,
                     "kind": o.kind,
-                    "relative_error": None if math.isnan(o.error) else o.error,
+                    "relative_error": None if math.isnan(o.error) or o.absolute else o.error,
+                    "absolute_difference": o.error if o.absolute else None,
                     "detail": o.detail,
                 }
                 for o in self.outcomes

@@ -344,7 +344,16 @@ def pml_triplet_center(margin):
             ),
             "triplet_loss",
             {"mining": "all_semihard", "margin": 0.2, "reduction": "mean_nonzero"},
-            ["duplicated rows", "duplicated rows, float32", "all-zero rows", "references equal to queries"],
+            # the kink case (built for the default margin 1) has a negative at exactly the positive's distance,
+            # d_an = d_ap = 1: metricloss's band d_ap <= d_an < d_ap + m mines it (value 0.2), PML's
+            # d_ap < d_an <= d_ap + m does not (0). A value that differs is a disagreement, never a convention.
+            [
+                "duplicated rows",
+                "duplicated rows, float32",
+                "all-zero rows",
+                "at the kink",
+                "references equal to queries",
+            ],
         ),
         (
             lambda: pml_losses.ContrastiveLoss(pos_margin=0.0, neg_margin=0.5, distance=lp()),
@@ -664,8 +673,9 @@ def test_npair_loss_is_checked_as_a_batch_loss():
     ("distance", "differs_on"),
     [
         # PML's SNRDistance divides by the anchor's variance: a constant row (a zero row here, in both cases) gives
-        # it NaN gradients, where metricloss's convention is d = 1 with no gradient.
-        ("snr", ["all-zero rows", "ties"]),
+        # it NaN gradients, where metricloss's convention is d = 1 with no gradient. The kink case's first row is
+        # zero too, and there the values differ (PML 0, metricloss 0.1): a value disagreement, never a convention.
+        ("snr", ["all-zero rows", "ties", "at the kink"]),
         ("dot", ["references equal to queries"]),  # PML's identity exclusion (#488)
     ],
 )
@@ -776,3 +786,38 @@ def test_the_tolerances_are_the_testing_table():
     assert not hasattr(conformance, "TOLERANCES")
     assert conformance.CONFORMANCE_TOLERANCES is testing.CONFORMANCE_TOLERANCES
     assert conformance.CONFORMANCE_FLOORS is testing.CONFORMANCE_FLOORS
+
+
+def test_a_value_that_differs_at_a_kink_is_a_value_disagreement_not_a_convention():
+    """A hinge is continuous and tied candidates give one value, so only a slope may differ at a convention. A
+    batch-hard loss that keeps the anchors without positives (as TF-Addons does), checked against the reference
+    that drops them, differs in value on the kink case (whose two singleton classes are such anchors): reported as
+    a value disagreement. Where metricloss's value is exactly 0 (one class: no negative anywhere) the error is the
+    absolute difference, marked so, not a relative error against 0."""
+    keeps = functools.partial(ml.triplet_loss, mining="hard", incomplete_anchors="keep")
+    report = check(keeps, "triplet_loss", mining="hard", references=False)
+    found = {o.case.name: o for o in report.outcomes}
+    assert found["at the kink"].kind == "value" and found["at the kink"].case.convention == "kink"
+    assert report.counts["convention"] == 0 and not report.agrees
+    kink = found["at the kink"]
+    assert not kink.absolute and kink.error == pytest.approx(0.5)  # the kept anchors double the value here
+    one_class = found["one class"]
+    assert one_class.kind == "value" and one_class.absolute
+    assert one_class.error == pytest.approx(
+        ml.triplet_loss(*one_class.case.args, mining="hard", incomplete_anchors="keep")[0]
+    )
+    table = report.table()
+    assert "differs at a convention" not in table
+    assert f"{one_class.error:.2g} abs" in table and "metricloss's being exactly 0" in table
+    data = report.to_json()
+    (row,) = [c for c in data["cases"] if c["name"] == "one class"]
+    assert row["relative_error"] is None and row["absolute_difference"] == pytest.approx(one_class.error)
+    assert data["summary"]["value"]["worst_absolute_difference"] == pytest.approx(one_class.error)
+
+
+def test_a_gradient_that_differs_at_a_kink_is_still_a_convention():
+    """The other side of the rule: torch's clamp passes the slope at a hinge of exactly 0 and metricloss does not;
+    the values agree there, so the kink case is a convention, with its gradient error in the detail."""
+    report = check(torch.nn.HingeEmbeddingLoss(margin=2.0), "hinge_embedding_loss", margin=2.0)
+    (kink,) = [o for o in report.outcomes if o.case.name == "at the kink"]
+    assert kink.kind == "convention" and "values agree; gradient" in kink.detail

@@ -205,3 +205,70 @@ def test_wide_tables_scroll_and_api_names_do_not_wrap(site):
     assert re.search(r"table\.docutils \{[^}]*overflow-x: auto", css)
     assert re.search(r"table\.numbers td, table\.numbers td p \{ white-space: nowrap; \}", css)
     assert re.search(r"table\.autosummary td:first-child code[^{]*\{\s*white-space: nowrap; word-break: normal;", css)
+
+
+def _nox_sessions():
+    """noxfile.py's sessions, in the order ``nox`` runs them, each as the commands it would run: ("install", args)
+    and ("run", args, env), read by executing the noxfile against a stand-in for nox that records the calls (nox
+    itself lives in its own environment, not in the test suite's)."""
+    import tomllib
+    import types
+
+    registered = {}
+    fake = types.ModuleType("nox")
+    fake.options = types.SimpleNamespace()
+    fake.project = types.SimpleNamespace(load_toml=lambda path: tomllib.loads((ROOT / path).read_text()))
+    fake.session = lambda function: registered.setdefault(function.__name__, function)
+
+    class Session:
+        posargs = ()
+
+        def __init__(self):
+            self.calls = []
+
+        def install(self, *args):
+            self.calls.append(("install", args))
+
+        def run(self, *args, env=None):
+            self.calls.append(("run", args, env or {}))
+
+    namespace = {"__name__": "noxfile"}
+    code = (ROOT / "noxfile.py").read_text().replace("import nox\n", "", 1)
+    exec(compile(code, "noxfile.py", "exec"), {**namespace, "nox": fake})
+    sessions = {}
+    for name in fake.options.sessions:
+        session = Session()
+        registered[name](session)
+        sessions[name] = session.calls
+    # every session runs by default but docs, whose build the tests session makes and checks (the site fixture)
+    assert set(registered) - set(fake.options.sessions) == {"docs"}
+    assert fake.options.stop_on_first_error, "like the && chain it replaces, nox stops at the first failure"
+    return sessions
+
+
+def test_ci_and_the_readme_run_the_suite_as_one_nox_call():
+    """.ci/run's command is one line: nox, installed by pip in its own venv, run with no arguments (every session)."""
+    ci_command = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert ci_command == "python3 -m venv .venv-nox && .venv-nox/bin/pip install -q nox && .venv-nox/bin/nox"
+
+
+def test_the_nox_sessions_run_what_the_one_line_test_command_ran():
+    """The sessions reproduce the hand-written chain they replace, step for step: ruff; pytest -n 2 and the CUDA tests
+    in the simulator in the [test] environment (whose tests build the site with -W); TF-Addons in its own
+    environment; LightFM built without build isolation in a third."""
+    pytest = ("python", "-m", "pytest")
+    assert _nox_sessions() == {
+        "lint": [("install", ("-q", "ruff>=0.6")), ("run", ("ruff", "check", "."), {})],
+        "tests": [
+            ("install", ("-q", "-e", ".[test]")),
+            ("run", (*pytest, "-n", "2"), {}),
+            ("run", (*pytest, "tests/cuda"), {"NUMBA_ENABLE_CUDASIM": "1"}),
+        ],
+        "tfa": [("install", ("-q", "-e", ".[tfa-test]")), ("run", (*pytest, "tests/tfa"), {})],
+        "lightfm": [
+            ("install", ("-q", "setuptools", "wheel", "numpy", "scipy", "pytest")),
+            ("install", ("-q", "--no-use-pep517", "--no-build-isolation", "lightfm==1.17")),
+            ("install", ("-q", "-e", ".")),
+            ("run", (*pytest, "tests/test_warp.py", "-k", "lightfm"), {}),
+        ],
+    }
