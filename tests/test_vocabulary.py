@@ -71,7 +71,7 @@ def test_arrays_are_positional_and_hyper_parameters_keyword_only(name):
         )
 
 
-@pytest.mark.parametrize("name", [n for n, loss in LOSSES.items() if _form(loss) == "labelled batch"] + [*ON_A_MATRIX])
+@pytest.mark.parametrize("name", [n for n, loss in LOSSES.items() if _form(loss) == "labelled batch"] + sorted(ON_A_MATRIX))
 def test_every_loss_on_a_matrix_takes_the_matrix_reduction_and_backend(name):
     parameters = _parameters(LOSSES[name])
     assert ("distance" in parameters) != ("similarity" in parameters), f"{name}: distance= or similarity=, one"
