@@ -156,6 +156,13 @@ def test_the_issue_s_calls_behave_as_the_table_says():
         ml.multi_similarity_loss(x, labels, mining="hard")
 
 
+@pytest.mark.parametrize(("parameter", "options"), [("sampling", ml.WARP_SAMPLINGS), ("weighting", ml.WARP_WEIGHTINGS)])
+def test_warp_s_options_in_the_table_are_the_ones_warp_takes(parameter, options):
+    """The table names exactly the strings WARP accepts for its options (it once named 'all' and 'linear', which
+    warp_loss refuses)."""
+    assert re.findall(r"`'(\w+)'`", _vocabulary.MEANINGS[parameter]) == list(options)
+
+
 def test_the_user_guide_s_vocabulary_page_is_written_from_the_tables():
     page = (ROOT / "docs" / "guide" / "vocabulary.md").read_text()
     assert _vocabulary.page_tables() in page, "run `python docs/write_vocabulary.py` to rewrite the page's tables"
