@@ -74,9 +74,10 @@ HYPERPARAMETERS = {
     "p": "torch's triplet margin loss: the p of the p-norm distance",
     "eps": "torch's triplet margin loss: the ε added inside the p-norm",
     "swap": "torch's triplet margin loss: the distance swap (Balntas et al.)",
-    "sampling": "WARP's sampling of a violating negative: `'random'` (the paper's) or `'all'`",
+    "sampling": "WARP's order of drawing negatives: `'random'` (the paper's), `'index'` (increasing item index) or "
+    "`'exact'` (no draws: the true rank)",
     "max_trials": "WARP's largest number of negatives sampled per positive",
-    "weighting": "WARP's rank weighting Φ: `'harmonic'` (the paper's) or `'linear'`",
+    "weighting": "WARP's rank weighting L: `'harmonic'` (the paper's Σ 1/j) or `'log'` (LightFM's ln k)",
 }
 
 MEANINGS = {**ARRAYS, **HYPERPARAMETERS}

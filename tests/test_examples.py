@@ -239,6 +239,8 @@ NOTEBOOK_NAMES = [
     "04_speed",
     "05_pair_losses",
     "06_softmax_family",
+    "07_lifted_structure",
+    "08_warp",
 ]
 
 

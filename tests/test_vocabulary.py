@@ -71,7 +71,10 @@ def test_arrays_are_positional_and_hyper_parameters_keyword_only(name):
         )
 
 
-@pytest.mark.parametrize("name", [n for n, loss in LOSSES.items() if _form(loss) == "labelled batch"] + sorted(ON_A_MATRIX))
+LABELLED_BATCH = [name for name, loss in LOSSES.items() if _form(loss) == "labelled batch"]
+
+
+@pytest.mark.parametrize("name", LABELLED_BATCH + sorted(ON_A_MATRIX))
 def test_every_loss_on_a_matrix_takes_the_matrix_reduction_and_backend(name):
     parameters = _parameters(LOSSES[name])
     assert ("distance" in parameters) != ("similarity" in parameters), f"{name}: distance= or similarity=, one"
@@ -154,6 +157,13 @@ def test_the_issue_s_calls_behave_as_the_table_says():
         assert np.isfinite(ml.multi_similarity_loss(x, labels, mining=mining)[0])
     with pytest.raises(ValueError, match=r"mining must be one of"):
         ml.multi_similarity_loss(x, labels, mining="hard")
+
+
+@pytest.mark.parametrize(("parameter", "options"), [("sampling", ml.WARP_SAMPLINGS), ("weighting", ml.WARP_WEIGHTINGS)])
+def test_warp_s_options_in_the_table_are_the_ones_warp_takes(parameter, options):
+    """The table names exactly the strings WARP accepts for its options (it once named 'all' and 'linear', which
+    warp_loss refuses)."""
+    assert re.findall(r"`'(\w+)'`", _vocabulary.MEANINGS[parameter]) == list(options)
 
 
 def test_the_user_guide_s_vocabulary_page_is_written_from_the_tables():
