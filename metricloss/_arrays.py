@@ -38,8 +38,12 @@ def array_route(function):
         if parameter.kind not in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
             raise TypeError(f"array_route takes functions of named parameters; {name} is {parameter.kind.description}")
 
+    names, n_parameters = frozenset(signature.parameters), len(signature.parameters)
+
     @functools.wraps(function)
     def routed(*args, **kwargs):
+        if len(args) <= n_parameters and names.issuperset(kwargs) and _all_numpy(args, kwargs.values()):
+            return function(*args, **kwargs)  # the common call: NumPy's arrays (or none), every keyword its own
         try:
             given = signature.bind(*args, **kwargs).arguments
         except TypeError:  # a call that does not fit: named help for a word from elsewhere, else Python's error
@@ -53,6 +57,22 @@ def array_route(function):
         return _as_library(function(**{name: _as_host(value, name) for name, value in given.items()}), library)
 
     return routed
+
+
+def _all_numpy(*groups):
+    """Whether no value of ``groups`` (through tuples and lists) is an array of another library or on a GPU: each
+    is a NumPy array or scalar, a Python number, string, bool or None."""
+    for group in groups:
+        for value in group:
+            if isinstance(value, tuple | list):
+                if not _all_numpy(value):
+                    return False
+            elif not isinstance(value, _NUMPY_OR_PLAIN):  # a GPU array is none of these either
+                return False
+    return True
+
+
+_NUMPY_OR_PLAIN = (np.ndarray, np.generic, int, float, str, type(None), np.random.Generator)
 
 
 def call_library(arguments):
@@ -130,7 +150,12 @@ def _as_library(result, library):
 
 def namespace(*arrays):
     """The array API namespace of ``arrays`` (NumPy's, torch's, CuPy's: ``array_api_compat.array_namespace``)."""
+    if all(type(array) is np.ndarray for array in arrays):
+        return _NUMPY_NAMESPACE
     return array_api_compat.array_namespace(*arrays)
+
+
+_NUMPY_NAMESPACE = array_api_compat.array_namespace(np.empty(0))
 
 
 def device_of(array):
@@ -141,6 +166,8 @@ def device_of(array):
 def numpy_dtype(array):
     """The NumPy dtype of an array of any library (the libraries name their dtypes as NumPy does: torch.float32,
     array_api_strict.float64)."""
+    if isinstance(array, np.ndarray):
+        return array.dtype
     return np.dtype(str(array.dtype).rpartition(".")[2])
 
 

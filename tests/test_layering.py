@@ -34,11 +34,13 @@ LAYERS = (
     # The public distances and their unchecked core with its VJPs.
     ("distances", ("metricloss.distances", "metricloss._pairwise")),
     ("_kernels", ("metricloss._kernels",)),
-    # The array seam, checks, reductions and the configuration, which import nothing of metricloss above them.
+    # The array seam, checks, reductions, the configuration and the vocabulary's tables (the array seam names the
+    # parameter a wrong guess means), which import nothing of metricloss above them.
     (
         "_validation",
         (
             "metricloss._arrays",
+            "metricloss._vocabulary",
             "metricloss._validation",
             "metricloss._reduce",
             "metricloss._config",
