@@ -63,10 +63,9 @@ def check_float_layout(dtype, shape, name, ndim):
 def check_float_array(value, name, *, ndim=None):
     """Return ``value`` as a finite float32/float64 array with ``ndim`` dimensions (any rank if None)."""
     array = _as_array(value, name)
-    if array.ndim == 0 and ndim:  # a number where an array belongs: a hyper-parameter passed by position, most likely
-        raise TypeError(
-            f"{name} must be an array of {ndim} dimensions; got the scalar {value!r} (hyper-parameters "
-            "are keyword-only)"
+    if array.ndim == 0 and ndim and array.dtype.kind == "f":  # a number where an array belongs: most likely a
+        raise TypeError(  # hyper-parameter passed by position (any other scalar gets its dtype's message below)
+            f"{name} must be a {ndim}-D array; got the number {value!r} (hyper-parameters are keyword-only)"
         )
     check_float_layout(array.dtype, array.shape, name, ndim)
     if not np.isfinite(array).all():
