@@ -249,13 +249,13 @@ def test_soft_triplet_loss_cuda_with_reference_set_equals_numpy():
 @pytest.mark.parametrize(
     "dtype, options",
     [
-        (np.float32, {"mining": "all", "distance": "sqeuclidean"}),
-        (np.float64, {"mining": "all", "distance": "euclidean", "split_reduction": False, "reduction": "sum"}),
-        (np.float64, {"mining": "hard", "distance": "euclidean"}),
-        (np.float32, {"mining": "hard", "distance": "cosine", "margin2": 0.1, "reduction": "mean_nonzero"}),
+        (np.float32, {"distance": "sqeuclidean"}),
+        (np.float64, {"distance": "euclidean", "split_reduction": False, "reduction": "sum"}),
+        (np.float64, {"adaptive_margins": True, "distance": "euclidean"}),
+        (np.float32, {"adaptive_margins": True, "distance": "cosine", "margin2": 0.1, "reduction": "mean_nonzero"}),
     ],
 )
 def test_quadruplet_loss_cuda_equals_numpy(dtype, options):
-    """quadruplet_loss through batch_all_triplets and quadruplet_pairs, plain and with adaptive ("hard") margins."""
+    """quadruplet_loss through batch_all_triplets and quadruplet_pairs, with fixed and with adaptive margins."""
     x, labels = _loss_batch(dtype)
     assert _assert_cuda_equals_numpy(quadruplet_loss, dtype, x, labels, **options) > 0
